@@ -1,0 +1,5 @@
+use clap::Parser;
+fn main() {
+    let cli = left4me::cli::Cli::parse();
+    println!("{cli:?}");
+}
