@@ -1,0 +1,228 @@
+/*
+ * Test-only stand-in for the Source dedicated server binary (srcds_linux).
+ *
+ * Built 32-bit and static on purpose: the real srcds_linux is an i386
+ * binary, so the unit's SystemCallArchitectures= and the guest's i386
+ * support are exercised for real, and a static build needs no i386 libc
+ * inside the overlay stack.
+ *
+ * Behaviour that the VM scenarios rely on:
+ *   -game DIR         game dir, relative to the cwd srcds_run chdir'd into
+ *   +hostport N       UDP port for A2S queries (all IPv4 addresses)
+ *   +map NAME         map reported in A2S_INFO (default c1m1_hotel)
+ *   DIR/gameinfo.txt  must exist, else exit 1 (like a broken install)
+ *   DIR/cfg/server.cfg  `hostname "..."` is the name A2S_INFO reports
+ *   DIR/crash         if present: exit 3 at once (crash-loop scenario);
+ *                     a file rather than an env var so any layer of the
+ *                     overlay stack can inject it
+ *   DIR/logs/standin.log  appended on start, per query and on exit, so
+ *                     the writable upper layer receives data
+ *   SIGINT            exit 0 (srcds's KillSignal)
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+static FILE *logf;
+
+static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
+
+static void logmsg(const char *fmt, ...)
+{
+    va_list ap;
+    char line[512];
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    printf("standin: %s\n", line);
+    fflush(stdout);
+    if (logf) {
+        fprintf(logf, "%ld %s\n", (long)time(NULL), line);
+        fflush(logf);
+    }
+}
+
+/* Reads `hostname "..."` from server.cfg; unquoted values are accepted too. */
+static void read_hostname(const char *path, char *out, size_t outlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncmp(p, "hostname", 8) != 0 || (p[8] != ' ' && p[8] != '\t'))
+            continue;
+        p += 8;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        char *end;
+        if (*p == '"') {
+            p++;
+            end = strchr(p, '"');
+        } else {
+            end = p + strcspn(p, " \t\r\n");
+        }
+        if (!end)
+            end = p + strcspn(p, "\r\n");
+        size_t n = (size_t)(end - p);
+        if (n >= outlen)
+            n = outlen - 1;
+        memcpy(out, p, n);
+        out[n] = '\0';
+    }
+    fclose(f);
+}
+
+static size_t put_str(uint8_t *buf, size_t off, size_t cap, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    if (off + n > cap)
+        return cap;
+    memcpy(buf + off, s, n);
+    return off + n;
+}
+
+int main(int argc, char **argv)
+{
+    const char *game = NULL, *map = "c1m1_hotel";
+    int port = 27015;
+    char path[4096], hostname[256] = "left4me stand-in";
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-game") && i + 1 < argc)
+            game = argv[++i];
+        else if (!strcmp(argv[i], "+hostport") && i + 1 < argc)
+            port = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "+map") && i + 1 < argc)
+            map = argv[++i];
+    }
+    if (!game) {
+        fprintf(stderr, "standin: no -game DIR given\n");
+        return 2;
+    }
+    if (port <= 0 || port > 65535) {
+        fprintf(stderr, "standin: bad +hostport\n");
+        return 2;
+    }
+
+    snprintf(path, sizeof path, "%s/crash", game);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr, "standin: %s present: crashing on purpose\n", path);
+        return 3;
+    }
+    snprintf(path, sizeof path, "%s/gameinfo.txt", game);
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "standin: cannot read %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/cfg/server.cfg", game);
+    read_hostname(path, hostname, sizeof hostname);
+
+    snprintf(path, sizeof path, "%s/logs", game);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "standin: mkdir %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/logs/standin.log", game);
+    logf = fopen(path, "a");
+    if (!logf) {
+        fprintf(stderr, "standin: open %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint; /* no SA_RESTART: recvfrom must return EINTR */
+    sigaction(SIGINT, &sa, NULL);
+
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        logmsg("socket: %s", strerror(errno));
+        return 1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    addr.sin_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        logmsg("bind udp %d: %s", port, strerror(errno));
+        return 1;
+    }
+
+    /* Per-process challenge, as servers since the 2020 change require. */
+    uint32_t challenge = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x5a5aa5a5u;
+    logmsg("started pid=%d game=%s port=%d hostname=\"%s\" map=%s", (int)getpid(), game, port,
+           hostname, map);
+
+    static const uint8_t query[] = "\xff\xff\xff\xffTSource Engine Query";
+    const size_t qlen = sizeof query; /* includes the terminating NUL */
+    while (!stop_requested) {
+        uint8_t in[1400], out[1400];
+        struct sockaddr_in peer;
+        socklen_t plen = sizeof peer;
+        ssize_t n = recvfrom(fd, in, sizeof in, 0, (struct sockaddr *)&peer, &plen);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            logmsg("recvfrom: %s", strerror(errno));
+            return 1;
+        }
+        if ((size_t)n < qlen || memcmp(in, query, qlen) != 0)
+            continue;
+        uint32_t got;
+        if ((size_t)n < qlen + 4 || (memcpy(&got, in + qlen, 4), got != challenge)) {
+            uint8_t ch[9] = {0xff, 0xff, 0xff, 0xff, 'A'};
+            memcpy(ch + 5, &challenge, 4);
+            sendto(fd, ch, sizeof ch, 0, (struct sockaddr *)&peer, plen);
+            continue;
+        }
+        size_t o = 0;
+        const size_t cap = sizeof out;
+        memcpy(out, "\xff\xff\xff\xff" "I", 5);
+        o = 5;
+        out[o++] = 17; /* protocol */
+        o = put_str(out, o, cap, hostname);
+        o = put_str(out, o, cap, map);
+        const char *folder = strrchr(game, '/');
+        o = put_str(out, o, cap, folder ? folder + 1 : game);
+        o = put_str(out, o, cap, "Left 4 Dead 2");
+        if (o + 9 > cap)
+            continue;
+        out[o++] = 550 & 0xff; /* app id, little endian */
+        out[o++] = 550 >> 8;
+        out[o++] = 0;   /* players */
+        out[o++] = 8;   /* max players */
+        out[o++] = 0;   /* bots */
+        out[o++] = 'd'; /* dedicated */
+        out[o++] = 'l'; /* linux */
+        out[o++] = 0;   /* public */
+        out[o++] = 0;   /* not VAC secured */
+        o = put_str(out, o, cap, "2.2.4.3");
+        if (o + 3 > cap)
+            continue;
+        out[o++] = 0x80; /* EDF: port follows */
+        out[o++] = (uint8_t)(port & 0xff);
+        out[o++] = (uint8_t)(port >> 8);
+        sendto(fd, out, o, 0, (struct sockaddr *)&peer, plen);
+        logmsg("answered A2S_INFO");
+    }
+    logmsg("SIGINT: shutting down");
+    fclose(logf);
+    return 0;
+}
