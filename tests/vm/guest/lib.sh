@@ -1,0 +1,115 @@
+# Shared helpers for the in-guest scenarios (sourced under bash -euo pipefail).
+STATE=/var/lib/left4me
+HELPER=/usr/libexec/left4me/left4me-overlay
+SHARE=/mnt/share
+OUT=${LEFT4ME_VM_OUT:-$SHARE/out}
+
+fail() { echo "ASSERTION FAILED: $*" >&2; exit 1; }
+note() { echo "-- $*"; }
+
+now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+
+unit() { echo "left4me-server@$1.service"; }
+
+# Is anything mounted at DIR in PID 1's mount namespace? Pure bash (no fork),
+# so the benchmark can poll it tightly.
+mounted_at() {
+    local _a _b _c _d mp _rest
+    while read -r _a _b _c _d mp _rest; do
+        [[ $mp == "$1" ]] && return 0
+    done < /proc/1/mountinfo
+    return 1
+}
+merged() { echo "$STATE/runtime/$1/merged"; }
+is_mounted() { mounted_at "$(merged "$1")"; }
+
+# PIDs whose mount namespace still has the instance's merged dir mounted.
+ns_holders() {
+    local path f pids=()
+    path=$(merged "$1")
+    for f in /proc/[0-9]*/mountinfo; do
+        if grep -qF " $path " "$f" 2>/dev/null; then
+            f=${f#/proc/}; pids+=("${f%/mountinfo}")
+        fi
+    done
+    echo "${pids[*]}"
+}
+
+# make_overlay NAME FILE=CONTENT... (paths relative to the overlay root)
+make_overlay() {
+    local name=$1 kv path; shift
+    mkdir -p "$STATE/overlays/$name"
+    for kv in "$@"; do
+        path=$STATE/overlays/$name/${kv%%=*}
+        mkdir -p "$(dirname "$path")"
+        printf '%s\n' "${kv#*=}" > "$path"
+    done
+}
+
+# make_instance NAME PORT "OVERLAYS" [HOSTNAME]: instance.env, and a
+# per-instance layer setting the hostname when HOSTNAME is given.
+make_instance() {
+    local name=$1 port=$2 overlays=$3 host=${4:-}
+    mkdir -p "$STATE/instances/$name"
+    cat > "$STATE/instances/$name/instance.env" <<ENV
+L4D2_PORT=$port
+L4D2_ARGS="+map c1m1_hotel -console"
+L4D2_OVERLAYS="$overlays"
+ENV
+    if [ -n "$host" ]; then
+        mkdir -p "$STATE/instances/$name/layer/left4dead2/cfg"
+        printf 'hostname "%s"\n' "$host" > "$STATE/instances/$name/layer/left4dead2/cfg/server.cfg"
+    fi
+}
+
+# Drops an instance completely (unit stopped, overlay reset, files gone).
+remove_instance() {
+    systemctl stop "$(unit "$1")" 2>/dev/null || true
+    systemctl reset-failed "$(unit "$1")" 2>/dev/null || true
+    "$HELPER" umount "$1" >/dev/null 2>&1 || true
+    rm -rf "$STATE/instances/$1" "$STATE/runtime/$1"
+}
+
+active_state() { systemctl show -P ActiveState "$(unit "$1")"; }
+
+# wait_state INSTANCE STATE TIMEOUT_S
+wait_state() {
+    local deadline=$(( $(now_ms) + $3 * 1000 ))
+    while [ "$(active_state "$1")" != "$2" ]; do
+        [ "$(now_ms)" -lt "$deadline" ] ||
+            fail "$(unit "$1") not $2 after $3 s (is $(active_state "$1"))"
+        sleep 0.2
+    done
+}
+
+# expect_a2s PORT HOSTNAME [TIMEOUT_S]
+expect_a2s() {
+    local got
+    got=$(a2s-query 127.0.0.1 "$1" --timeout "${3:-20}") ||
+        fail "no A2S_INFO answer on port $1"
+    [ "$got" = "$2" ] || fail "A2S hostname on port $1 is '$got', expected '$2'"
+    note "A2S on port $1 answers '$got'"
+}
+
+start_instance() {
+    systemctl start "$(unit "$1")" || fail "systemctl start $(unit "$1") failed"
+    wait_state "$1" active 30
+    is_mounted "$1" || fail "$1 active but $(merged "$1") is not mounted"
+}
+
+stop_instance() {
+    systemctl stop "$(unit "$1")" || fail "systemctl stop $(unit "$1") failed"
+    is_mounted "$1" && fail "$(merged "$1") still mounted after stop"
+    true
+}
+
+# Journal lines of one unit since a cursor-ish timestamp.
+unit_journal() { journalctl --no-pager -o cat -u "$(unit "$1")" ${2:+--since "$2"}; }
+
+# Installs the stand-in game as the shared installation (root-owned,
+# read-only to the game, like a steamcmd install under the state dir).
+install_standin() {
+    rm -rf "$STATE/installation"
+    cp -a "$SHARE/standin/installation" "$STATE/installation"
+    chown -R root:root "$STATE/installation"
+}

@@ -1,0 +1,27 @@
+# 1. Install: user, dirs, unit verifies, polkit rule, package files.
+deb=$(ls "$SHARE"/left4me_*_amd64.deb)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download "$deb" ||
+    fail "apt-get install $deb failed (guest is offline: a Depends missing from the image?)"
+dpkg -s left4me | grep -q '^Status: install ok installed' || fail "left4me not installed"
+
+getent passwd left4me >/dev/null || fail "no left4me user"
+getent group left4me >/dev/null || fail "no left4me group"
+shell=$(getent passwd left4me | cut -d: -f7)
+case $shell in */nologin|/bin/false) ;; *) fail "left4me has a login shell: $shell" ;; esac
+
+[ -d "$STATE" ] || fail "$STATE missing"
+[ "$(stat -c %U "$STATE")" = root ] || fail "$STATE not owned by root"
+for f in "$HELPER" /etc/left4me/host.env /usr/lib/systemd/system/left4me-server@.service \
+         /usr/lib/systemd/system/l4d2-game.slice; do
+    [ -e "$f" ] || fail "package file $f missing"
+done
+ls /usr/share/polkit-1/rules.d/*left4me* >/dev/null 2>&1 || fail "no left4me polkit rule in /usr/share/polkit-1/rules.d"
+"$HELPER" --generate man | grep -q . || fail "helper cannot generate its man page"
+
+systemd-analyze verify /usr/lib/systemd/system/left4me-server@.service ||
+    fail "systemd-analyze verify left4me-server@.service failed"
+[ "$(systemctl show -P LoadState left4me-server@probe.service)" = loaded ] ||
+    fail "left4me-server@probe.service does not load"
+
+install_standin
+note "installed $(dpkg-query -W -f '${Version}' left4me); stand-in in $STATE/installation"

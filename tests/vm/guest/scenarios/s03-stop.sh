@@ -1,0 +1,16 @@
+# 3. Stop: unmounted on the first try, no mount namespace left holding it.
+remove_instance three
+make_instance three 27021 "base" "instance three"
+start_instance three
+expect_a2s 27021 "instance three"
+since=$(date '+%Y-%m-%d %H:%M:%S')
+stop_instance three
+holders=$(ns_holders three)
+[ -z "$holders" ] || fail "mount namespaces of PIDs $holders still hold $(merged three)"
+[ "$(systemctl show -P Result "$(unit three)")" = success ] ||
+    fail "stop result is $(systemctl show -P Result "$(unit three)"), not success"
+if unit_journal three "$since" | grep -Ei 'busy|retry'; then
+    fail "the umount did not succeed on the first try (journal above)"
+fi
+grep -q 'SIGINT: shutting down' "$STATE/runtime/three/upper/left4dead2/logs/standin.log" ||
+    fail "the game was not stopped with SIGINT"

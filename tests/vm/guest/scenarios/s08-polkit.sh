@@ -1,0 +1,31 @@
+# 8. As the left4me user (polkit over D-Bus): can start/stop
+#    left4me-server@x, cannot start any other unit.
+remove_instance x
+make_instance x 27024 "base" "polkit x"
+# Canaries: an unrelated unit, and one whose name only starts like ours.
+for c in left4me-vm-canary left4me-server-canary; do
+    printf '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n' \
+        > "/run/systemd/system/$c.service"
+done
+systemctl daemon-reload
+as_user() { runuser -u left4me -- "$@"; }
+
+as_user systemctl start "$(unit x)" || fail "left4me may not start $(unit x)"
+wait_state x active 30
+expect_a2s 27024 "polkit x"
+as_user systemctl restart "$(unit x)" || fail "left4me may not restart $(unit x)"
+wait_state x active 30
+as_user systemctl stop "$(unit x)" || fail "left4me may not stop $(unit x)"
+is_mounted x && fail "x still mounted after a stop by left4me"
+
+for c in left4me-vm-canary left4me-server-canary; do
+    if as_user systemctl start "$c.service" 2>/tmp/polkit.err; then
+        fail "left4me could start $c.service"
+    fi
+    note "start $c.service as left4me refused: $(cat /tmp/polkit.err)"
+    [ "$(systemctl show -P ActiveState "$c.service")" = inactive ] || fail "$c.service was started"
+done
+if as_user systemctl stop dbus.service 2>/dev/null; then fail "left4me could stop dbus.service"; fi
+rm -f /run/systemd/system/left4me-vm-canary.service /run/systemd/system/left4me-server-canary.service
+systemctl daemon-reload
+remove_instance x

@@ -1,0 +1,32 @@
+# 9. A symlink planted at runtime/<i>/merged: the start fails with a clear
+#    journal message and nothing is mounted anywhere else.
+remove_instance nine
+make_instance nine 27025 "base" "nine"
+start_instance nine
+stop_instance nine
+target=/var/tmp/left4me-planted
+rm -rf "$target"; mkdir -p "$target"; chown left4me: "$target"
+m=$(merged nine)
+# The service user first: the helper's directory modes should already stop it.
+if runuser -u left4me -- sh -c "rm -rf '$m' && ln -s '$target' '$m'" 2>/tmp/plant.err; then
+    note "left4me could replace $m with a symlink"
+else
+    note "left4me cannot plant the symlink: $(cat /tmp/plant.err)"
+    [ -d "$m" ] && [ ! -L "$m" ] || fail "$m changed although planting failed"
+    # Worst case anyway (a mistake in modes elsewhere): root plants it.
+    rm -rf "$m"; ln -s "$target" "$m"
+fi
+[ -L "$m" ] || fail "could not plant the symlink"
+since=$(date '+%Y-%m-%d %H:%M:%S')
+if systemctl start "$(unit nine)" 2>/dev/null; then
+    fail "start succeeded with merged/ a symlink"
+fi
+sleep 1
+journal=$(unit_journal nine "$since")
+echo "$journal" | tail -n 20
+echo "$journal" | grep -qi 'symlink' || fail "journal does not say that merged/ is a symlink"
+mounted_at "$target" && fail "something got mounted at the symlink's target $target"
+grep -qF "$target" /proc/1/mountinfo && fail "a mount under $target exists"
+systemctl stop "$(unit nine)" 2>/dev/null || true
+rm -f "$m"; rm -rf "$target"
+remove_instance nine
