@@ -113,3 +113,13 @@ install_standin() {
     cp -a "$SHARE/standin/installation" "$STATE/installation"
     chown -R root:root "$STATE/installation"
 }
+
+# apt refuses to install from the 9p share ("Pathname to install is not
+# absolute"), so install from a local copy.
+local_deb() {
+    local src
+    src=$(ls "$SHARE"/left4me_*_amd64.deb)
+    mkdir -p /var/tmp/left4me-vm
+    cp "$src" /var/tmp/left4me-vm/
+    echo "/var/tmp/left4me-vm/$(basename "$src")"
+}

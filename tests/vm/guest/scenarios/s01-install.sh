@@ -1,6 +1,6 @@
 # 1. Install: user, dirs, unit verifies, polkit rule, package files.
-deb=$(ls "$SHARE"/left4me_*_amd64.deb)
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download "$deb" ||
+deb=$(local_deb)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb" ||
     fail "apt-get install $deb failed (guest is offline: a Depends missing from the image?)"
 dpkg -s left4me | grep -q '^Status: install ok installed' || fail "left4me not installed"
 

@@ -1,6 +1,6 @@
 # 10. Upgrade with an instance running: it keeps running (same main PID,
 #     still answering); remove keeps the data.
-deb=$(ls "$SHARE"/left4me_*_amd64.deb)
+deb=$(local_deb)
 remove_instance ten
 make_instance ten 27027 "base" "instance ten"
 start_instance ten
@@ -13,7 +13,7 @@ dpkg-deb -R "$deb" /tmp/repack/pkg
 ver=$(dpkg-deb -f "$deb" Version)
 sed -i "s/^Version: .*/Version: ${ver}+vmtest1/" /tmp/repack/pkg/DEBIAN/control
 dpkg-deb -b /tmp/repack/pkg /tmp/repack/new.deb >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download /tmp/repack/new.deb ||
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q /tmp/repack/new.deb ||
     fail "upgrade to ${ver}+vmtest1 failed"
 [ "$(dpkg-query -W -f '${Version}' left4me)" = "${ver}+vmtest1" ] || fail "upgrade did not take"
 [ "$(active_state ten)" = active ] || fail "instance not active after upgrade"
@@ -30,7 +30,7 @@ DEBIAN_FRONTEND=noninteractive apt-get remove -y -q left4me || fail "apt-get rem
 getent passwd left4me >/dev/null || fail "remove deleted the left4me user (files it owns remain)"
 
 # Back to the version under test for the rest of the run.
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download --allow-downgrades "$deb" ||
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "$deb" ||
     fail "reinstall after remove failed"
 start_instance ten
 expect_a2s 27027 "instance ten"
