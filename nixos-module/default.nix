@@ -57,18 +57,21 @@ let
   # The template unit and the slice come from a package (systemd.packages),
   # so they reach systemd exactly as rendered; everything NixOS adds is a
   # drop-in next to them, as nixos-containers.nix does for container@.
-  units = pkgs.runCommand "left4me-systemd-units" {
-    unit = rendered."left4me-server@.service";
-    slice = rendered."l4d2-game.slice";
-    passAsFile = [
-      "unit"
-      "slice"
-    ];
-  } ''
-    mkdir -p "$out/lib/systemd/system"
-    cp "$unitPath" "$out/lib/systemd/system/left4me-server@.service"
-    cp "$slicePath" "$out/lib/systemd/system/l4d2-game.slice"
-  '';
+  units =
+    pkgs.runCommand "left4me-systemd-units"
+      {
+        unit = rendered."left4me-server@.service";
+        slice = rendered."l4d2-game.slice";
+        passAsFile = [
+          "unit"
+          "slice"
+        ];
+      }
+      ''
+        mkdir -p "$out/lib/systemd/system"
+        cp "$unitPath" "$out/lib/systemd/system/left4me-server@.service"
+        cp "$slicePath" "$out/lib/systemd/system/l4d2-game.slice"
+      '';
 
   # dist/left4me.tmpfiles.in as systemd.tmpfiles.settings. Only the plain
   # whitespace-separated form is understood; anything else (quoting,
@@ -168,9 +171,8 @@ let
         message = "services.left4me.instances.\"${name}\".environment: variable names must match ${envKeyPattern}.";
       }
       {
-        assertion = !builtins.any (k: builtins.elem k reservedInstanceKeys) (
-          builtins.attrNames inst.environment
-        );
+        assertion =
+          !builtins.any (k: builtins.elem k reservedInstanceKeys) (builtins.attrNames inst.environment);
         message = "services.left4me.instances.\"${name}\".environment: set L4D2_PORT, L4D2_ARGS and L4D2_OVERLAYS through port, args and overlays.";
       }
       {
@@ -387,9 +389,7 @@ in
           assertion = duplicatePorts == { };
           message = "services.left4me.instances: each instance needs its own port; shared: ${
             concatStringsSep "; " (
-              mapAttrsToList (
-                port: names: "${port} by ${concatMapStringsSep ", " quote names}"
-              ) duplicatePorts
+              mapAttrsToList (port: names: "${port} by ${concatMapStringsSep ", " quote names}") duplicatePorts
             )
           }.";
         }
@@ -402,9 +402,8 @@ in
           message = "services.left4me.hostSettings: values must not contain a double quote, backslash, $, ` or newline.";
         }
         {
-          assertion = !builtins.any (k: builtins.elem k reservedHostKeys) (
-            builtins.attrNames cfg.hostSettings
-          );
+          assertion =
+            !builtins.any (k: builtins.elem k reservedHostKeys) (builtins.attrNames cfg.hostSettings);
           message = "services.left4me.hostSettings: LEFT4ME_USER, LEFT4ME_GROUP and LEFT4ME_STATE_DIR follow services.left4me.user, .group and .stateDir.";
         }
       ];

@@ -45,8 +45,9 @@ let
     '') destinations
   );
 in
-assert lib.assertMsg (unplaced == [ ])
-  "nixos-module/package.nix: no install destination for dist/${lib.head unplaced}.in";
+assert lib.assertMsg (
+  unplaced == [ ]
+) "nixos-module/package.nix: no install destination for dist/${lib.head unplaced}.in";
 rustPlatform.buildRustPackage {
   pname = "left4me";
   inherit (cargoToml.package) version;

@@ -39,13 +39,16 @@ let
 
   templates = filter isTemplate (attrNames entries);
 
-  substitute = replaceStrings [ "@HELPER@" "@NSENTER@" "@STATE_DIR@" "@USER@" "@GROUP@" ] [
-    helper
-    nsenter
-    stateDir
-    user
-    group
-  ];
+  substitute =
+    replaceStrings
+      [ "@HELPER@" "@NSENTER@" "@STATE_DIR@" "@USER@" "@GROUP@" ]
+      [
+        helper
+        nsenter
+        stateDir
+        user
+        group
+      ];
 
   # A placeholder nobody substitutes would reach the system as a literal
   # "@SOMETHING@" path; refuse to render instead.

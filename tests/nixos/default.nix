@@ -1,0 +1,227 @@
+# NixOS VM tests: the scenarios of the Debian VM suite (tests/vm/), run
+# against services.left4me with the same stand-in game server.
+{ pkgs }:
+let
+  standin = import ./standin.nix { inherit pkgs; };
+  stateDir = "/var/lib/left4me";
+
+  # Lays down what an admin would: the game (stand-in) in installation/ and
+  # three shared layers. Ordered before the autostarted instance so its
+  # first start at boot finds a complete tree.
+  provision = {
+    description = "Provision the left4me stand-in game and overlays (test only)";
+    wantedBy = [ "multi-user.target" ];
+    before = [ "left4me-server@vs1.service" ];
+    after = [ "systemd-tmpfiles-setup.service" ];
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+    };
+    script = ''
+      set -eu
+      s=${stateDir}
+      if [ ! -e "$s/installation/srcds_run" ]; then
+        # Store files are read-only; the game must find writable dirs below
+        # merged/ exactly as on a host where steamcmd installed it.
+        cp -rT ${standin.installation} "$s/installation"
+        chmod -R u+w "$s/installation"
+        echo installation > "$s/installation/left4dead2/cfg/shadow.txt"
+      fi
+      layer() { mkdir -p "$s/overlays/$1/left4dead2/cfg"; }
+      layer mid
+      printf 'hostname "mid layer"\n' > "$s/overlays/mid/left4dead2/cfg/server.cfg"
+      echo mid > "$s/overlays/mid/left4dead2/cfg/shadow.txt"
+      echo mid > "$s/overlays/mid/left4dead2/cfg/only-mid.txt"
+      layer top
+      printf 'hostname "top layer"\n' > "$s/overlays/top/left4dead2/cfg/server.cfg"
+      echo top > "$s/overlays/top/left4dead2/cfg/shadow.txt"
+      layer crash
+      touch "$s/overlays/crash/left4dead2/crash"
+      # The declared instance's own layer, above all overlays.
+      mkdir -p "$s/instances/vs1/layer/left4dead2/cfg"
+      echo instance > "$s/instances/vs1/layer/left4dead2/cfg/instance-layer.txt"
+    '';
+  };
+
+  machineBase = {
+    imports = [ ../../nixos-module ];
+    virtualisation.memorySize = 2048;
+    virtualisation.cores = 2;
+    environment.systemPackages = [ standin.a2sQuery ];
+    systemd.services.left4me-test-provision = provision;
+    services.left4me = {
+      enable = true;
+      instances.vs1 = {
+        port = 27015;
+        overlays = [
+          "top"
+          "mid"
+        ];
+        args = [
+          "+map"
+          "c1m1_hotel"
+        ];
+        openFirewall = true;
+      };
+      instances.crash = {
+        port = 27016;
+        overlays = [ "crash" ];
+        enable = false;
+      };
+    };
+  };
+in
+{
+  lifecycle = pkgs.testers.runNixOSTest {
+    name = "left4me-lifecycle";
+    nodes.machine = {
+      imports = [ machineBase ];
+      # A unit the service user must not be able to start.
+      systemd.services.left4me-test-foreign = {
+        description = "Not a left4me unit";
+        serviceConfig.ExecStart = "${pkgs.coreutils}/bin/sleep infinity";
+      };
+    };
+
+    testScript =
+      { nodes, ... }:
+      let
+        helper = "${nodes.machine.services.left4me.package}/libexec/left4me/left4me-overlay";
+      in
+      ''
+        S = "${stateDir}"
+        HELPER = "${helper}"
+
+
+        def as_left4me(cmd):
+            return f"runuser -u left4me -- {cmd}"
+
+
+        def a2s(port, expected):
+            machine.wait_until_succeeds(
+                f"test \"$(a2s-query 127.0.0.1 {port} --timeout 2)\" = '{expected}'",
+                timeout=60,
+            )
+
+
+        def mounted(instance):
+            return machine.execute(f"findmnt -n -t overlay {S}/runtime/{instance}/merged")[0] == 0
+
+
+        def held_by_any_namespace(instance):
+            return machine.execute(f"grep -qs ' {S}/runtime/{instance}/merged ' /proc/[0-9]*/mountinfo")[0] == 0
+
+
+        machine.wait_for_unit("multi-user.target")
+
+        with subtest("install: user, state dir layout, template unit, polkit rule"):
+            machine.succeed("id left4me")
+            machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/instances)\" = '1770 root left4me'")
+            machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/runtime)\" = '755 root root'")
+            machine.succeed("systemctl cat left4me-server@vs1.service | grep -q 'ExecStartPre=+.*/nsenter --mount=/proc/1/ns/mnt -- .*left4me-overlay'")
+            machine.succeed("grep -q 'left4me-server@' /etc/polkit-1/rules.d/*.rules")
+            machine.succeed("grep -q '^LEFT4ME_USER=left4me$' /etc/left4me/host.env")
+            machine.succeed(f"test \"$(stat -c '%a %U' {S}/instances/vs1 {S}/instances/vs1/instance.env | tr '\\n' ' ')\" = '755 root 640 root '")
+            machine.succeed(f"grep -qx 'L4D2_OVERLAYS=\"top mid\"' {S}/instances/vs1/instance.env")
+
+        with subtest("declared instance config is not writable by the service user"):
+            machine.fail(as_left4me(f"sh -c 'echo L4D2_PORT=1 >> {S}/instances/vs1/instance.env'"))
+            machine.fail(as_left4me(f"mv {S}/instances/vs1 {S}/instances/stolen"))
+            machine.fail(as_left4me(f"touch {S}/instances/vs1/new-file"))
+
+        with subtest("enabled instance starts at boot with overlays; A2S shows the top layer's hostname"):
+            machine.wait_for_unit("left4me-server@vs1.service")
+            a2s(27015, "top layer")
+            assert mounted("vs1"), "vs1 overlay not mounted"
+            merged = f"{S}/runtime/vs1/merged/left4dead2/cfg"
+            machine.succeed(f"test \"$(cat {merged}/shadow.txt)\" = top")
+            machine.succeed(f"test \"$(cat {merged}/only-mid.txt)\" = mid")
+            machine.succeed(f"test \"$(cat {merged}/instance-layer.txt)\" = instance")
+            machine.succeed(f"test -s {S}/runtime/vs1/upper/left4dead2/logs/standin.log")
+            machine.succeed(f"test \"$(cat {S}/installation/left4dead2/cfg/shadow.txt)\" = installation")
+
+        with subtest("stop unmounts on the first try, no namespace keeps the overlay"):
+            machine.succeed("systemctl stop left4me-server@vs1.service")
+            assert not mounted("vs1"), "vs1 still mounted after stop"
+            assert not held_by_any_namespace("vs1"), "a mount namespace still holds vs1's overlay"
+            machine.fail("journalctl -u left4me-server@vs1.service -o cat | grep -E 'status=14|EBUSY'")
+
+        with subtest("reset discards the writable layer and keeps the instance config"):
+            machine.succeed("systemctl start left4me-server@vs1.service")
+            a2s(27015, "top layer")
+            machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/written-by-game"))
+            env_before = machine.succeed(f"sha256sum {S}/instances/vs1/instance.env")
+            machine.fail(f"{HELPER} reset vs1")  # refused while mounted
+            machine.succeed("systemctl stop left4me-server@vs1.service")
+            machine.succeed(f"{HELPER} reset vs1")
+            machine.succeed("systemctl start left4me-server@vs1.service")
+            a2s(27015, "top layer")
+            machine.fail(f"test -e {S}/runtime/vs1/merged/left4dead2/written-by-game")
+            assert machine.succeed(f"sha256sum {S}/instances/vs1/instance.env") == env_before
+            machine.succeed(f"test -e {S}/instances/vs1/layer/left4dead2/cfg/instance-layer.txt")
+
+        with subtest("crash loop ends failed after StartLimitBurst, overlay unmounted"):
+            machine.execute("systemctl start left4me-server@crash.service")
+            machine.wait_until_succeeds("systemctl is-failed left4me-server@crash.service", timeout=180)
+            machine.succeed("test \"$(systemctl show -P Result left4me-server@crash.service)\" = start-limit-hit")
+            assert not mounted("crash"), "crash overlay left mounted"
+            assert not held_by_any_namespace("crash")
+
+        with subtest("polkit: the service user manages left4me-server@ units and nothing else"):
+            machine.succeed(as_left4me(f"mkdir {S}/instances/web"))
+            machine.succeed(as_left4me(f"sh -c 'printf \"L4D2_PORT=27017\\nL4D2_OVERLAYS=\\\"top\\\"\\n\" > {S}/instances/web/instance.env'"))
+            machine.succeed(as_left4me("systemctl start left4me-server@web.service"))
+            a2s(27017, "top layer")
+            machine.succeed(as_left4me("systemctl restart left4me-server@web.service"))
+            a2s(27017, "top layer")
+            machine.succeed(as_left4me("systemctl stop left4me-server@web.service"))
+            assert not mounted("web")
+            machine.fail(as_left4me("systemctl start left4me-test-foreign.service"))
+            machine.fail("systemctl is-active left4me-test-foreign.service")
+            machine.succeed("systemctl start left4me-test-foreign.service")
+            machine.fail(as_left4me("systemctl stop left4me-test-foreign.service"))
+            machine.fail(as_left4me("systemctl restart systemd-journald.service"))
+            machine.succeed("systemctl is-active left4me-test-foreign.service")
+            machine.succeed("systemctl stop left4me-test-foreign.service")
+            # Enabling is an admin step (the rule explains why).
+            machine.fail(as_left4me("systemctl enable left4me-server@web.service"))
+
+        with subtest("a planted symlink is refused and nothing is mounted"):
+            machine.succeed(as_left4me(f"mkdir {S}/instances/evil"))
+            machine.succeed(as_left4me(f"ln -s /etc {S}/instances/evil/layer"))
+            machine.succeed(as_left4me(f"sh -c 'echo L4D2_PORT=27018 > {S}/instances/evil/instance.env'"))
+            machine.fail(as_left4me("systemctl start left4me-server@evil.service"))
+            machine.wait_until_succeeds("journalctl -u left4me-server@evil.service -o cat | grep -q 'status=13'", timeout=30)
+            machine.succeed("journalctl -u left4me-server@evil.service -o cat | grep -qi 'symlink'")
+            machine.succeed("systemctl stop left4me-server@evil.service; systemctl reset-failed left4me-server@evil.service || true")
+            assert not mounted("evil")
+            machine.fail("findmnt -n -t overlay -o SOURCE,TARGET | grep -E 'evil|/etc'")
+
+        with subtest("reboot brings the enabled instance back with its upper data"):
+            machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/survives-reboot"))
+            machine.shutdown()
+            machine.start()
+            machine.wait_for_unit("left4me-server@vs1.service")
+            a2s(27015, "top layer")
+            assert mounted("vs1")
+            machine.succeed(f"test -e {S}/runtime/vs1/merged/left4dead2/survives-reboot")
+            machine.fail("systemctl is-active left4me-server@web.service")
+      '';
+  };
+
+  # The service user must also exist when systemd-sysusers, not the
+  # users-groups activation script, creates system users.
+  sysusers = pkgs.testers.runNixOSTest {
+    name = "left4me-sysusers";
+    nodes.machine = {
+      imports = [ machineBase ];
+      systemd.sysusers.enable = true;
+      users.mutableUsers = false;
+    };
+    testScript = ''
+      machine.wait_for_unit("left4me-server@vs1.service")
+      machine.succeed("id left4me")
+      machine.wait_until_succeeds("test \"$(a2s-query 127.0.0.1 27015 --timeout 2)\" = 'top layer'", timeout=60)
+    '';
+  };
+}
