@@ -1,0 +1,413 @@
+//! The verbs that change state: mount, umount, reset. Each runs under the
+//! instance's lock and converges from whatever an earlier, killed run left:
+//! directories are created when missing and re-owned every time, a mount is
+//! recognised by its source, and discarded layers are swept later.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
+use serde::Serialize;
+
+use crate::discard;
+use crate::envfile::{self, InstanceConfig};
+use crate::error::{Failure, Kind, Result};
+use crate::fsx::{self, libc_mode};
+use crate::idmap;
+use crate::lock;
+use crate::mounts;
+use crate::name::InstanceName;
+use crate::state::{InstancePaths, ServiceUser, State};
+
+/// What a verb did, for humans and for `--json`.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub instance: String,
+    /// mounted, already-mounted, unmounted, not-mounted, reset
+    pub result: &'static str,
+    pub mount_point: PathBuf,
+    /// Lower layers, highest priority first, relative to the state dir.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+}
+
+/// overlayfs shows this as the mount's source; it is how the helper knows a
+/// mount on merged/ is its own.
+pub fn mount_source(name: &InstanceName) -> String {
+    format!("left4me:{name}")
+}
+
+fn record_name(name: &InstanceName) -> String {
+    format!("{name}.stack")
+}
+
+/// The layer stack a mount was made with, kept in root-only runtime/.left4me/.
+pub fn read_record(helper_dir: BorrowedFd<'_>, name: &InstanceName) -> Option<Vec<String>> {
+    let fd = rustix::fs::openat(
+        helper_dir,
+        record_name(name),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let text = std::io::read_to_string(std::fs::File::from(fd)).ok()?;
+    Some(text.lines().map(str::to_owned).collect())
+}
+
+fn write_record(helper_dir: BorrowedFd<'_>, name: &InstanceName, layers: &[String], shown: &Path) -> Result<(), Failure> {
+    use std::io::Write;
+    let tmp = format!("{}.tmp", record_name(name));
+    let flags = rustix::fs::OFlags::WRONLY
+        | rustix::fs::OFlags::CREATE
+        | rustix::fs::OFlags::TRUNC
+        | rustix::fs::OFlags::NOFOLLOW
+        | rustix::fs::OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(helper_dir, tmp.as_str(), flags, rustix::fs::Mode::from_raw_mode(0o600))
+        .map_err(|e| fsx::os(shown, "write", e))?;
+    std::fs::File::from(fd)
+        .write_all((layers.join("\n") + "\n").as_bytes())
+        .map_err(|e| Failure::new(Kind::Missing, format!("write {}: {e}", shown.display())))?;
+    rustix::fs::renameat(helper_dir, tmp.as_str(), helper_dir, record_name(name)).map_err(|e| fsx::os(shown, "rename", e))
+}
+
+fn remove_record(helper_dir: BorrowedFd<'_>, name: &InstanceName) {
+    let _ = rustix::fs::unlinkat(helper_dir, record_name(name), rustix::fs::AtFlags::empty());
+}
+
+/// Reads and validates instances/<i>/instance.env.
+pub fn read_config(state: &State, name: &InstanceName) -> Result<InstanceConfig, Failure> {
+    let rel = InstancePaths::new(name).env;
+    let shown = state.shown(&rel);
+    let bytes = fsx::read_small_file(state.fd(), &rel, &shown, envfile::MAX_BYTES).map_err(|f| {
+        if f.kind == Kind::Missing {
+            Failure::new(Kind::Missing, format!("no instance {name}: {}", f.message))
+                .hint(format!("create {} with at least L4D2_PORT=<port>", shown.display()))
+        } else {
+            f
+        }
+    })?;
+    InstanceConfig::parse(&bytes, &shown.display().to_string())
+}
+
+/// Lower layer paths relative to the state dir, highest priority first.
+pub fn layer_stack(state: &State, name: &InstanceName, config: &InstanceConfig) -> Result<Vec<(String, Option<OwnedFd>)>, Failure> {
+    let paths = InstancePaths::new(name);
+    let mut layers = Vec::new();
+    if let Some(fd) = fsx::open_dir_if_exists(state.fd(), &paths.layer, &state.shown(&paths.layer))? {
+        layers.push((paths.layer, Some(fd)));
+    }
+    for overlay in &config.overlays {
+        let rel = format!("overlays/{overlay}");
+        let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
+            if f.kind == Kind::Missing {
+                f.hint(format!("create it, or remove {overlay} from L4D2_OVERLAYS in {}", state.shown(&paths.env).display()))
+            } else {
+                f
+            }
+        })?;
+        layers.push((rel, Some(fd)));
+    }
+    let fd = fsx::open_dir(state.fd(), "installation", &state.shown("installation")).map_err(|f| {
+        if f.kind == Kind::Missing {
+            f.hint("install the game there (steamcmd +force_install_dir ... +app_update 222860)")
+        } else {
+            f
+        }
+    })?;
+    layers.push(("installation".into(), Some(fd)));
+    Ok(layers)
+}
+
+/// Whether runtime/<i>/merged carries this instance's overlay right now.
+pub fn mounted_here(runtime_i: BorrowedFd<'_>, name: &InstanceName, shown_merged: &Path) -> Result<Option<mounts::MountEntry>, Failure> {
+    let entry = fsx::entry(runtime_i, "merged").map_err(|e| fsx::os(shown_merged, "stat", e))?;
+    let Some(entry) = entry else { return Ok(None) };
+    if entry.kind == libc_mode::S_IFLNK {
+        return Err(Failure::new(Kind::UnsafePath, format!("{} is a symlink; refusing to follow it as root", shown_merged.display()))
+            .hint("remove the symlink; left4me-overlay creates merged/ itself"));
+    }
+    if !entry.mount_root {
+        return Ok(None);
+    }
+    let found = mounts::find_by_id(entry.mnt_id);
+    match found {
+        Some(m) if m.fstype == "overlay" && m.source == mount_source(name) => Ok(Some(m)),
+        other => Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "{} has a mount that is not this instance's overlay ({}); refusing to touch it",
+                shown_merged.display(),
+                other.map_or_else(|| "unknown".to_owned(), |m| format!("{} from {}", m.fstype, m.source)),
+            ),
+        )
+        .hint("unmount it yourself if it should not be there")),
+    }
+}
+
+pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<Outcome> {
+    let config = read_config(state, name)?;
+    let runtime = state.runtime()?;
+    let helper_dir = state.helper_dir(runtime.as_fd())?;
+    let _lock = lock::lock(helper_dir.as_fd(), name, &state.shown(&format!("runtime/.left4me/{name}.lock")))?;
+    let rt_rel = InstancePaths::new(name).runtime;
+    let rt_shown = state.shown(&rt_rel);
+    let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o755, &rt_shown)?;
+    let merged_shown = rt_shown.join("merged");
+    let layers = layer_stack(state, name, &config)?;
+    let rels: Vec<String> = layers.iter().map(|(rel, _)| rel.clone()).collect();
+    let outcome = |result| Outcome {
+        instance: name.to_string(),
+        result,
+        mount_point: merged_shown.clone(),
+        layers: rels.clone(),
+    };
+
+    if mounted_here(runtime_i.as_fd(), name, &merged_shown)?.is_some() {
+        let recorded = read_record(helper_dir.as_fd(), name);
+        if recorded.as_ref() == Some(&rels) {
+            tracing::info!("already mounted with the same layer stack");
+            return Ok(outcome("already-mounted"));
+        }
+        return Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "{} is mounted with another layer stack ({}); instance.env now asks for {}",
+                merged_shown.display(),
+                recorded.map_or_else(|| "unknown".into(), |r| r.join(", ")),
+                rels.join(", ")
+            ),
+        )
+        .hint(format!("restart left4me-server@{name} (or run left4me-overlay umount {name}) to apply it"))
+        .into());
+    }
+
+    let upper = fsx::ensure_dir(runtime_i.as_fd(), "upper", 0o755, &rt_shown.join("upper"))?;
+    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &rt_shown.join("upper"))?;
+    let work = fsx::ensure_dir(runtime_i.as_fd(), "work", 0o700, &rt_shown.join("work"))?;
+    fsx::chown_fd(work.as_fd(), 0, 0, &rt_shown.join("work"))?;
+    fsx::chmod_fd(work.as_fd(), 0o700, &rt_shown.join("work"))?;
+    let merged = fsx::ensure_dir(runtime_i.as_fd(), "merged", 0o755, &merged_shown)?;
+
+    raise_fd_limit(layers.len());
+    let lower_fds = map_layers(state, layers, user)?;
+    let fs = build_overlay(name, &lower_fds, &upper, &work)?;
+    let mnt = rustix::mount::fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV)
+        .map_err(|e| kernel_refused(&fs, "fsmount", e))?;
+    write_record(helper_dir.as_fd(), name, &rels, &state.shown(&format!("runtime/.left4me/{name}.stack")))?;
+    rustix::mount::move_mount(
+        mnt.as_fd(),
+        "",
+        merged.as_fd(),
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| fsx::os(&merged_shown, "move_mount onto", e))?;
+    tracing::info!(layers = rels.len(), "mounted");
+    Ok(outcome("mounted"))
+}
+
+/// One lower layer fd per layer, idmapped where its owner is not the service
+/// user. One user namespace serves all layers with the same owner.
+fn map_layers(state: &State, layers: Vec<(String, Option<OwnedFd>)>, user: &ServiceUser) -> Result<Vec<OwnedFd>, Failure> {
+    let mut namespaces: HashMap<(u32, u32), OwnedFd> = HashMap::new();
+    let mut out = Vec::with_capacity(layers.len());
+    for (rel, fd) in layers {
+        let fd = fd.expect("layer_stack opens every layer");
+        let shown = state.shown(&rel);
+        let st = fsx::stat_fd(&fd, &shown)?;
+        let owner = (st.st_uid, st.st_gid);
+        if owner == (user.uid, user.gid) {
+            out.push(fd);
+            continue;
+        }
+        let userns = match namespaces.get(&owner) {
+            Some(ns) => ns,
+            None => {
+                let ns = idmap::user_namespace(owner, (user.uid, user.gid))?;
+                namespaces.entry(owner).or_insert(ns)
+            }
+        };
+        out.push(idmap::idmapped_clone(fd.as_fd(), userns.as_fd(), &shown)?);
+    }
+    Ok(out)
+}
+
+/// Opens the overlay superblock. Layers are passed as /proc/self/fd/N, the
+/// directories already opened and checked, so nothing is resolved by path
+/// and no name reaches the option string. Lower layers go one by one
+/// ("lowerdir+", Linux >= 6.8), which has no size limit; older kernels take
+/// one "lowerdir" string, limited to a page.
+fn build_overlay(name: &InstanceName, lowers: &[OwnedFd], upper: &OwnedFd, work: &OwnedFd) -> Result<OwnedFd> {
+    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
+        Failure::new(Kind::KernelLimit, format!("the kernel cannot create overlay mounts (fsopen: {e})"))
+            .hint("load the overlay module: modprobe overlay")
+    })?;
+    let set = |key: &str, value: &str| {
+        rustix::mount::fsconfig_set_string(fs.as_fd(), key, value).map_err(|e| kernel_refused(&fs, &format!("{key}={value}"), e))
+    };
+    set("source", &mount_source(name))?;
+    let lower_paths: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
+    match rustix::mount::fsconfig_set_string(fs.as_fd(), "lowerdir+", lower_paths[0].as_str()) {
+        Ok(()) => {
+            for path in &lower_paths[1..] {
+                set("lowerdir+", path)?;
+            }
+        }
+        Err(Errno::INVAL) => {
+            let _ = fs_log(&fs);
+            let joined = lower_paths.join(":");
+            // The legacy interface gathers all options into one page.
+            if joined.len() + 200 > 4096 {
+                return Err(Failure::new(
+                    Kind::KernelLimit,
+                    format!(
+                        "instance {name}: {} lower layers need {} bytes of mount options; this kernel ({}) accepts one page (4096)",
+                        lowers.len(),
+                        joined.len(),
+                        kernel_release()
+                    ),
+                )
+                .hint("use fewer overlays, or Linux >= 6.8, which adds layers one at a time")
+                .into());
+            }
+            set("lowerdir", &joined)?;
+        }
+        Err(e) => return Err(kernel_refused(&fs, "lowerdir+", e).into()),
+    }
+    set("upperdir", &fsx::fd_path(upper.as_fd()))?;
+    set("workdir", &fsx::fd_path(work.as_fd()))?;
+    // The writable layer is user-controlled: keep the features overlayfs
+    // documents as unsafe with untrusted layers off, whatever the kernel's
+    // defaults are.
+    set("metacopy", "off")?;
+    set("redirect_dir", "nofollow")?;
+    set("index", "off")?;
+    rustix::mount::fsconfig_create(fs.as_fd()).map_err(|e| kernel_refused(&fs, "create", e))?;
+    Ok(fs)
+}
+
+fn kernel_release() -> String {
+    rustix::system::uname().release().to_string_lossy().into_owned()
+}
+
+/// The kernel's own explanation, read from the fs context's message log.
+fn fs_log(fs: &OwnedFd) -> String {
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = rustix::io::read(fs, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        lines.push(String::from_utf8_lossy(&buf[..n]).trim().to_owned());
+    }
+    lines.join("; ")
+}
+
+fn kernel_refused(fs: &OwnedFd, step: &str, e: Errno) -> Failure {
+    let log = fs_log(fs);
+    Failure::new(
+        Kind::KernelLimit,
+        format!("overlayfs refused {step}: {e}{}", if log.is_empty() { String::new() } else { format!(" ({log})") }),
+    )
+    .hint(format!("kernel {}; see dmesg for details", kernel_release()))
+}
+
+/// Each layer costs up to two fds (the directory, its idmapped clone).
+fn raise_fd_limit(layers: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let want = (layers as u64) * 2 + 64;
+    if limit.current.is_some_and(|cur| cur < want) {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+pub fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
+    let runtime = state.runtime()?;
+    let helper_dir = state.helper_dir(runtime.as_fd())?;
+    let _lock = lock::lock(helper_dir.as_fd(), name, &state.shown(&format!("runtime/.left4me/{name}.lock")))?;
+    let rt_rel = InstancePaths::new(name).runtime;
+    let rt_shown = state.shown(&rt_rel);
+    let merged_shown = rt_shown.join("merged");
+    let outcome = |result| Outcome { instance: name.to_string(), result, mount_point: merged_shown.clone(), layers: Vec::new() };
+    let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &rt_rel, &rt_shown)? else {
+        return Ok(outcome("not-mounted"));
+    };
+    let mut unmounted = false;
+    // More than one overlay can be stacked on merged/ by hand or by an old
+    // bug; take them all down.
+    for _ in 0..8 {
+        let Some(entry) = mounted_here(runtime_i.as_fd(), name, &merged_shown)? else { break };
+        let target = format!("{}/merged", fsx::fd_path(runtime_i.as_fd()));
+        match rustix::mount::unmount(target.as_str(), UnmountFlags::NOFOLLOW) {
+            Ok(()) => unmounted = true,
+            Err(Errno::BUSY) => {
+                let holders = mounts::holders(&entry.mount_point);
+                let listing = if holders.is_empty() {
+                    "no holder found in /proc (a kernel-internal reference, or a process that exited meanwhile)".to_owned()
+                } else {
+                    holders.join("\n    ")
+                };
+                return Err(Failure::new(Kind::Busy, format!("{} is busy:\n    {listing}", merged_shown.display()))
+                    .hint(format!("stop those processes (systemctl stop left4me-server@{name}), then run umount again"))
+                    .into());
+            }
+            Err(e) => return Err(fsx::os(&merged_shown, "umount", e).into()),
+        }
+    }
+    remove_record(helper_dir.as_fd(), name);
+    drop(_lock);
+    if let Err(f) = discard::sweep(runtime_i.as_fd(), &rt_shown) {
+        tracing::warn!(error = %f, "leftover discarded layers not deleted yet");
+    }
+    if unmounted {
+        tracing::info!("unmounted");
+    }
+    Ok(outcome(if unmounted { "unmounted" } else { "not-mounted" }))
+}
+
+/// Swaps in an empty writable layer. Returns the runtime dir so the caller
+/// can delete what was set aside once the lock is released.
+pub fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<(Outcome, Option<OwnedFd>, PathBuf)> {
+    let paths = InstancePaths::new(name);
+    let runtime = state.runtime()?;
+    let helper_dir = state.helper_dir(runtime.as_fd())?;
+    let _lock = lock::lock(helper_dir.as_fd(), name, &state.shown(&format!("runtime/.left4me/{name}.lock")))?;
+    let rt_shown = state.shown(&paths.runtime);
+    let merged_shown = rt_shown.join("merged");
+    let outcome = Outcome { instance: name.to_string(), result: "reset", mount_point: merged_shown.clone(), layers: Vec::new() };
+    let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &paths.runtime, &rt_shown)? else {
+        if fsx::open_dir_if_exists(state.fd(), &format!("instances/{name}"), &state.shown(&format!("instances/{name}")))?.is_none() {
+            return Err(Failure::new(Kind::Missing, format!("no instance {name}: neither {} nor {} exists", rt_shown.display(), state.shown(&format!("instances/{name}")).display())).into());
+        }
+        return Ok((outcome, None, rt_shown));
+    };
+    if mounted_here(runtime_i.as_fd(), name, &merged_shown)?.is_some() {
+        return Err(Failure::new(Kind::Conflict, format!("instance {name} is mounted at {}; refusing to reset a live layer", merged_shown.display()))
+            .hint(format!("systemctl stop left4me-server@{name} first"))
+            .into());
+    }
+    for part in ["upper", "work"] {
+        refuse_symlink_swap(runtime_i.as_fd(), part)?;
+        discard::set_aside(runtime_i.as_fd(), part, &rt_shown.join(part))?;
+    }
+    let upper = fsx::ensure_dir(runtime_i.as_fd(), "upper", 0o755, &rt_shown.join("upper"))?;
+    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &rt_shown.join("upper"))?;
+    let work = fsx::ensure_dir(runtime_i.as_fd(), "work", 0o700, &rt_shown.join("work"))?;
+    fsx::chmod_fd(work.as_fd(), 0o700, &rt_shown.join("work"))?;
+    tracing::info!("writable layer replaced by an empty one");
+    Ok((outcome, Some(runtime_i), rt_shown))
+}
+
+/// Renaming a symlink aside is harmless, but a symlink where upper/ or work/
+/// belongs means someone is tampering: say so instead of papering over it.
+fn refuse_symlink_swap(runtime_i: BorrowedFd<'_>, part: &str) -> Result<(), Failure> {
+    match fsx::entry(runtime_i, part) {
+        Ok(Some(e)) if e.kind == libc_mode::S_IFLNK => Err(Failure::new(Kind::UnsafePath, format!("runtime/.../{part} is a symlink; refusing"))
+            .hint("remove it; reset creates a fresh layer")),
+        _ => Ok(()),
+    }
+}
