@@ -12,6 +12,7 @@ pub mod lock;
 pub mod logging;
 pub mod mounts;
 pub mod name;
+pub mod namespace;
 pub mod ops;
 pub mod run;
 pub mod state;

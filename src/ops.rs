@@ -18,6 +18,7 @@ use crate::fsx::{self, libc_mode};
 use crate::idmap;
 use crate::lock;
 use crate::mounts;
+use crate::namespace;
 use crate::name::InstanceName;
 use crate::state::{InstancePaths, ServiceUser, State};
 
@@ -155,20 +156,19 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
     let rt_shown = state.shown(&rt_rel);
     let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o755, &rt_shown)?;
     let merged_shown = rt_shown.join("merged");
-    let layers = layer_stack(state, name, &config)?;
-    let rels: Vec<String> = layers.iter().map(|(rel, _)| rel.clone()).collect();
-    let outcome = |result| Outcome {
+    let outcome = |result, layers: Vec<String>| Outcome {
         instance: name.to_string(),
         result,
         mount_point: merged_shown.clone(),
-        layers: rels.clone(),
+        layers,
     };
 
     if mounted_here(runtime_i.as_fd(), name, &merged_shown)?.is_some() {
+        let rels: Vec<String> = layer_stack(state, name, &config)?.into_iter().map(|(rel, _)| rel).collect();
         let recorded = read_record(helper_dir.as_fd(), name);
         if recorded.as_ref() == Some(&rels) {
             tracing::info!("already mounted with the same layer stack");
-            return Ok(outcome("already-mounted"));
+            return Ok(outcome("already-mounted", rels));
         }
         return Err(Failure::new(
             Kind::Conflict,
@@ -183,18 +183,33 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
         .into());
     }
 
-    let upper = fsx::ensure_dir(runtime_i.as_fd(), "upper", 0o755, &rt_shown.join("upper"))?;
-    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &rt_shown.join("upper"))?;
-    let work = fsx::ensure_dir(runtime_i.as_fd(), "work", 0o700, &rt_shown.join("work"))?;
-    fsx::chown_fd(work.as_fd(), 0, 0, &rt_shown.join("work"))?;
-    fsx::chmod_fd(work.as_fd(), 0o700, &rt_shown.join("work"))?;
+    let upper_shown = rt_shown.join("upper");
+    let upper = fsx::ensure_dir(runtime_i.as_fd(), "upper", 0o755, &upper_shown)?;
+    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &upper_shown)?;
+    let work_shown = rt_shown.join("work");
+    let work = fsx::ensure_dir(runtime_i.as_fd(), "work", 0o700, &work_shown)?;
+    fsx::chown_fd(work.as_fd(), 0, 0, &work_shown)?;
+    fsx::chmod_fd(work.as_fd(), 0o700, &work_shown)?;
+    drop((upper, work));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), "merged", 0o755, &merged_shown)?;
 
-    raise_fd_limit(layers.len());
-    let lower_fds = map_layers(state, layers, user)?;
-    let fs = build_overlay(name, &lower_fds, &upper, &work)?;
-    let mnt = rustix::mount::fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV)
+    let (mnt, rels) = namespace::in_private_namespace(|| {
+        let state = State::open(&state.root)?;
+        let layers = layer_stack(&state, name, &config)?;
+        let rels: Vec<String> = layers.iter().map(|(rel, _)| rel.clone()).collect();
+        raise_fd_limit(layers.len());
+        let lower_fds = map_layers(&state, layers, user)?;
+        let upper = fsx::open_dir(state.fd(), &format!("{rt_rel}/upper"), &upper_shown)?;
+        let work = fsx::open_dir(state.fd(), &format!("{rt_rel}/work"), &work_shown)?;
+        let fs = build_overlay(name, &lower_fds, &upper, &work)?;
+        let mnt = rustix::mount::fsmount(
+            fs.as_fd(),
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+        )
         .map_err(|e| kernel_refused(&fs, "fsmount", e))?;
+        Ok((mnt, rels))
+    })?;
     write_record(helper_dir.as_fd(), name, &rels, &state.shown(&format!("runtime/.left4me/{name}.stack")))?;
     rustix::mount::move_mount(
         mnt.as_fd(),
@@ -205,11 +220,12 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
     )
     .map_err(|e| fsx::os(&merged_shown, "move_mount onto", e))?;
     tracing::info!(layers = rels.len(), "mounted");
-    Ok(outcome("mounted"))
+    Ok(outcome("mounted", rels))
 }
 
 /// One lower layer fd per layer, idmapped where its owner is not the service
-/// user. One user namespace serves all layers with the same owner.
+/// user. One user namespace serves all layers with the same owner. Runs in
+/// the private namespace of [`namespace::in_private_namespace`].
 fn map_layers(state: &State, layers: Vec<(String, Option<OwnedFd>)>, user: &ServiceUser) -> Result<Vec<OwnedFd>, Failure> {
     let mut namespaces: HashMap<(u32, u32), OwnedFd> = HashMap::new();
     let mut out = Vec::with_capacity(layers.len());
@@ -229,7 +245,18 @@ fn map_layers(state: &State, layers: Vec<(String, Option<OwnedFd>)>, user: &Serv
                 namespaces.entry(owner).or_insert(ns)
             }
         };
-        out.push(idmap::idmapped_clone(fd.as_fd(), userns.as_fd(), &shown)?);
+        let clone = idmap::idmapped_clone(fd.as_fd(), userns.as_fd(), &shown)?;
+        // Linux < 6.15 accepts only layers attached in the caller's mount
+        // namespace; attach the clone over the layer in the private one.
+        rustix::mount::move_mount(
+            clone.as_fd(),
+            "",
+            fd.as_fd(),
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .map_err(|e| fsx::os(&shown, "attach idmapped clone of", e))?;
+        out.push(clone);
     }
     Ok(out)
 }

@@ -5,6 +5,9 @@ use left4me::cli::{Cli, Command, Generate};
 use left4me::error;
 
 fn main() -> ExitCode {
+    // Like other Unix tools: a closed pipe (`| head`) ends the process quietly.
+    // SAFETY: resetting a signal disposition before any thread exists.
+    unsafe { nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL) };
     let cli = Cli::parse();
     if let Some(kind) = cli.generate {
         return generate(kind);
