@@ -11,7 +11,9 @@ use crate::ops::{self, Outcome};
 use crate::state::{ServiceUser, State};
 use crate::status;
 
-pub fn run(cli: &Cli, command: &Command) -> Result<()> {
+/// Returns the exit code for outcomes already reported on stdout (status
+/// with broken instances); errors are left to the caller to report.
+pub fn run(cli: &Cli, command: &Command) -> Result<u8> {
     if !rustix::process::geteuid().is_root() {
         return Err(Failure::new(Kind::NotPermitted, "left4me-overlay must run as root")
             .hint("systemd runs it as root through the + prefix; by hand use sudo")
@@ -22,11 +24,11 @@ pub fn run(cli: &Cli, command: &Command) -> Result<()> {
         Command::Mount(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            print_outcome(&ops::mount(&state, &name, &user)?, args.json)
+            print_outcome(&ops::mount(&state, &name, &user)?, args.json)?;
         }
         Command::Umount(args) => {
             let name = InstanceName::parse(&args.instance)?;
-            print_outcome(&ops::umount(&state, &name)?, args.json)
+            print_outcome(&ops::umount(&state, &name)?, args.json)?;
         }
         Command::Reset(args) => {
             let name = InstanceName::parse(&args.instance)?;
@@ -36,7 +38,6 @@ pub fn run(cli: &Cli, command: &Command) -> Result<()> {
             if let Some(runtime_i) = runtime_i {
                 delete_in_background(runtime_i.as_fd(), &shown);
             }
-            Ok(())
         }
         Command::Status(args) => {
             let name = args.instance.as_deref().map(InstanceName::parse).transpose()?;
@@ -46,28 +47,10 @@ pub fn run(cli: &Cli, command: &Command) -> Result<()> {
             } else {
                 print_status(&report);
             }
-            if let Some(err) = report.instances.iter().find_map(|i| i.error.as_ref()) {
-                let kind = all_kinds().into_iter().find(|k| k.exit_code() == err.exit_code).unwrap_or(Kind::Missing);
-                return Err(Failure::new(kind, err.message.clone()).into());
-            }
-            Ok(())
+            return Ok(report.instances.iter().find_map(|i| i.error.as_ref()).map_or(0, |e| e.exit_code));
         }
     }
-}
-
-fn all_kinds() -> [Kind; 10] {
-    [
-        Kind::InvalidName,
-        Kind::InvalidConfig,
-        Kind::Missing,
-        Kind::UnsafePath,
-        Kind::Busy,
-        Kind::Conflict,
-        Kind::LockTimeout,
-        Kind::KernelLimit,
-        Kind::NotPermitted,
-        Kind::UnknownUser,
-    ]
+    Ok(0)
 }
 
 fn print_outcome(outcome: &Outcome, json: bool) -> Result<()> {

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     let to_journal = left4me::logging::init(verb, instance);
     match left4me::run::run(&cli, command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             let code = error::exit_code(&err);
             let failure = error::failure_of(&err);

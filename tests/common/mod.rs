@@ -1,0 +1,231 @@
+//! Harness for the tests that make real overlayfs mounts. They need root and
+//! run each in a private mount namespace of their own (the test binary
+//! re-executes itself under `unshare --mount --propagation private`), so a
+//! failing test cannot leave mounts behind on the host. Without root they are
+//! ignored by libtest (counted as ignored, with the reason shown), never passed.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const HELPER: &str = env!("CARGO_BIN_EXE_left4me-overlay");
+/// An unprivileged account every Debian system has, standing in for left4me.
+pub const SERVICE_USER: &str = "daemon";
+pub const SERVICE_UID: u32 = 1;
+const ISOLATED: &str = "LEFT4ME_TEST_ISOLATED";
+
+/// Declares a root test: ignored unless run with `--include-ignored`, and then
+/// run in its own private mount namespace.
+#[macro_export]
+macro_rules! root_test {
+    ($(#[$meta:meta])* fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[test_log::test]
+        #[ignore = "needs root: run scripts/test (cargo test -- --include-ignored as root)"]
+        fn $name() {
+            $crate::common::isolated(stringify!($name), || $body);
+        }
+    };
+}
+
+pub fn isolated(name: &str, body: impl FnOnce()) {
+    if std::env::var_os(ISOLATED).is_some() {
+        return body();
+    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{name} needs root (it mounts overlayfs); run it as root, or without --include-ignored to skip it"
+    );
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(exe)
+        .args([name, "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
+        .env(ISOLATED, "1")
+        .output()
+        .expect("run unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} failed in its private mount namespace:\n{stdout}\n{stderr}"
+    );
+}
+
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    /// The state dir (DIR in the contract).
+    pub root: PathBuf,
+    /// A directory outside the state dir that no verb may ever touch.
+    pub outside: PathBuf,
+}
+
+impl Fixture {
+    /// A state dir with a root-owned installation holding the stand-in layout.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("left4me-test.").tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let root = dir.path().join("state");
+        let outside = dir.path().join("outside");
+        for d in ["installation/left4dead2/cfg", "installation/left4dead2/logs", "overlays", "instances", "runtime"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::create_dir_all(outside.join("sub")).unwrap();
+        fs::write(outside.join("secret"), "do not touch\n").unwrap();
+        fs::write(outside.join("sub/file"), "nor this\n").unwrap();
+        let f = Fixture { _dir: dir, root, outside };
+        f.write("installation/srcds_run", "#!/bin/sh\n");
+        f.write("installation/left4dead2/gameinfo.txt", "installation\n");
+        f.write("installation/left4dead2/cfg/server.cfg", "hostname \"installation\"\n");
+        f
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn overlay(&self, name: &str, files: &[(&str, &str)]) {
+        fs::create_dir_all(self.path(&format!("overlays/{name}"))).unwrap();
+        for (rel, content) in files {
+            self.write(&format!("overlays/{name}/{rel}"), content);
+        }
+    }
+
+    pub fn instance(&self, name: &str, overlays: &[&str]) {
+        self.write(
+            &format!("instances/{name}/instance.env"),
+            &format!("L4D2_PORT=27015\nL4D2_ARGS=\"+map c1m1_hotel\"\nL4D2_OVERLAYS=\"{}\"\n", overlays.join(" ")),
+        );
+    }
+
+    pub fn helper(&self, args: &[&str]) -> Output {
+        Command::new(HELPER)
+            .arg("--state-dir")
+            .arg(&self.root)
+            .args(args)
+            .env("LEFT4ME_USER", SERVICE_USER)
+            .env("LEFT4ME_GROUP", SERVICE_USER)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("LEFT4ME_STATE_DIR")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a verb that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.helper(args);
+        assert!(out.status.success(), "{args:?} failed ({:?}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a verb that must fail with `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.helper(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: expected exit {code}, got {:?}\nstderr: {stderr}", out.status);
+        stderr
+    }
+
+    pub fn merged(&self, instance: &str) -> PathBuf {
+        self.path(&format!("runtime/{instance}/merged"))
+    }
+
+    pub fn is_mounted(&self, instance: &str) -> bool {
+        let merged = self.merged(instance);
+        mount_points().iter().any(|m| Path::new(m) == merged)
+    }
+
+    pub fn status(&self, instance: &str) -> serde_json::Value {
+        let out = self.ok(&["status", instance, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["instances"][0].clone()
+    }
+
+    /// Waits for reset's background deletion to finish.
+    pub fn wait_discarded(&self, instance: &str) {
+        for _ in 0..500 {
+            if self.status(instance)["discard_pending"] == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("discarded layers of {instance} still pending after 5 s");
+    }
+
+    /// Everything about the tree except `runtime/<instance>`, plus the outside dir.
+    pub fn snapshot_except(&self, instance: &str) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        let skip = [self.path(&format!("runtime/{instance}")), self.path("runtime/.left4me")];
+        walk(&self.root, &skip, &mut out);
+        walk(&self.outside, &skip, &mut out);
+        out
+    }
+
+    /// Runs `action` and asserts that nothing outside runtime/<instance> was
+    /// changed and no mount appeared anywhere but runtime/<instance>/merged.
+    pub fn assert_contained<T>(&self, instance: &str, action: impl FnOnce() -> T) -> T {
+        let before = self.snapshot_except(instance);
+        let mounts_before = mount_points();
+        let result = action();
+        let after = self.snapshot_except(instance);
+        let changed: Vec<_> = before
+            .iter()
+            .filter(|(k, v)| after.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .chain(after.keys().filter(|k| !before.contains_key(*k)).cloned())
+            .collect();
+        assert!(changed.is_empty(), "changed outside runtime/{instance}: {changed:?}");
+        let merged = self.merged(instance);
+        let new_mounts: Vec<_> = mount_points()
+            .into_iter()
+            .filter(|m| !mounts_before.contains(m) && Path::new(m) != merged)
+            .collect();
+        assert!(new_mounts.is_empty(), "mounted elsewhere: {new_mounts:?}");
+        result
+    }
+}
+
+pub fn mount_points() -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').nth(4).unwrap().replace("\\040", " "))
+        .collect()
+}
+
+/// Directory mtimes are left out: creating runtime/<i> or the helper's own
+/// runtime/.left4me changes runtime/'s mtime; the entries themselves count.
+fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if skip.contains(&path) {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let mtime = if meta.is_dir() { 0 } else { meta.mtime() * 1_000_000_000 + meta.mtime_nsec() };
+        let mut desc = format!("{:o} {}:{} {} {mtime}", meta.mode(), meta.uid(), meta.gid(), meta.len());
+        if meta.file_type().is_symlink() {
+            desc += &format!(" -> {}", fs::read_link(&path).unwrap().display());
+        } else if meta.is_file() && meta.len() < 1 << 20 {
+            desc += &format!(" {:?}", fs::read(&path).unwrap());
+        }
+        out.insert(path.clone(), desc);
+        if meta.is_dir() {
+            walk(&path, skip, out);
+        }
+    }
+}

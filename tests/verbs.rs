@@ -1,0 +1,280 @@
+//! The four verbs on real overlayfs mounts: layer priority, writes, reset,
+//! idempotency, status, ownership through idmapped layers, large stacks.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+use common::{Fixture, SERVICE_UID};
+
+fn as_service_user(script: &str) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid", common::SERVICE_USER, "--regid", common::SERVICE_USER, "--clear-groups", "sh", "-c", script])
+        .output()
+        .unwrap()
+}
+
+root_test! {
+    fn mount_reads_layers_in_priority_order() {
+        let f = Fixture::new();
+        f.overlay("sourcemod", &[("left4dead2/cfg/server.cfg", "sourcemod\n"), ("left4dead2/addons/sm.txt", "sm\n"), ("shared.txt", "sourcemod\n")]);
+        f.overlay("confogl", &[("left4dead2/cfg/server.cfg", "confogl\n"), ("shared.txt", "confogl\n"), ("only-confogl.txt", "c\n")]);
+        f.instance("vs1", &["confogl", "sourcemod"]);
+        f.write("instances/vs1/layer/left4dead2/cfg/server.cfg", "hostname \"instance layer\"\n");
+        let out = f.ok(&["mount", "vs1"]);
+        assert!(out.contains("vs1: mounted"), "{out}");
+        assert!(f.is_mounted("vs1"));
+        let m = f.merged("vs1");
+        let read = |rel: &str| fs::read_to_string(m.join(rel)).unwrap();
+        assert_eq!(read("left4dead2/cfg/server.cfg"), "hostname \"instance layer\"\n");
+        assert_eq!(read("shared.txt"), "confogl\n", "first overlay in L4D2_OVERLAYS wins");
+        assert_eq!(read("left4dead2/addons/sm.txt"), "sm\n");
+        assert_eq!(read("only-confogl.txt"), "c\n");
+        assert_eq!(read("left4dead2/gameinfo.txt"), "installation\n");
+        assert_eq!(read("srcds_run"), "#!/bin/sh\n");
+    }
+}
+
+root_test! {
+    fn game_writes_land_in_upper_owned_by_the_service_user() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        let m = f.merged("vs1");
+        let out = as_service_user(&format!(
+            "echo hello > {0}/left4dead2/logs/L001.log && echo appended >> {0}/left4dead2/cfg/server.cfg && mkdir -p {0}/left4dead2/downloads/maps && touch {0}/left4dead2/downloads/maps/x.bsp",
+            m.display()
+        ));
+        assert!(out.status.success(), "game could not write: {}", String::from_utf8_lossy(&out.stderr));
+        // The lower layer is untouched and still root-owned.
+        assert_eq!(f.read("installation/left4dead2/cfg/server.cfg"), "hostname \"installation\"\n");
+        assert_eq!(fs::metadata(f.path("installation/left4dead2/cfg")).unwrap().uid(), 0);
+        assert!(!f.path("installation/left4dead2/logs/L001.log").exists());
+        // Everything the game wrote, including copied-up directories, is the service user's.
+        for rel in ["left4dead2", "left4dead2/logs", "left4dead2/logs/L001.log", "left4dead2/cfg/server.cfg", "left4dead2/downloads/maps/x.bsp"] {
+            let meta = fs::metadata(f.path(&format!("runtime/vs1/upper/{rel}"))).unwrap();
+            assert_eq!(meta.uid(), SERVICE_UID, "{rel} in upper is uid {}", meta.uid());
+        }
+        assert_eq!(f.read("runtime/vs1/upper/left4dead2/cfg/server.cfg"), "hostname \"installation\"\nappended\n");
+    }
+}
+
+root_test! {
+    fn every_verb_is_idempotent() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        assert!(f.ok(&["umount", "vs1"]).contains("not-mounted"));
+        assert!(f.ok(&["mount", "vs1"]).contains("vs1: mounted"));
+        assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
+        let mounts = common::mount_points().iter().filter(|m| m.ends_with("/runtime/vs1/merged")).count();
+        assert_eq!(mounts, 1, "a second mount must not stack another overlay");
+        assert!(f.ok(&["umount", "vs1"]).contains("vs1: unmounted"));
+        assert!(f.ok(&["umount", "vs1"]).contains("not-mounted"));
+        assert!(!f.is_mounted("vs1"));
+        assert!(f.ok(&["reset", "vs1"]).contains("reset"));
+        assert!(f.ok(&["reset", "vs1"]).contains("reset"));
+        f.ok(&["mount", "vs1"]);
+    }
+}
+
+root_test! {
+    fn reset_discards_writes_and_keeps_instance_config() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.write("instances/vs1/layer/left4dead2/cfg/server.cfg", "hostname \"mine\"\n");
+        f.ok(&["mount", "vs1"]);
+        let m = f.merged("vs1");
+        fs::write(m.join("left4dead2/logs/game.log"), "played").unwrap();
+        fs::create_dir_all(m.join("deep/a/b/c")).unwrap();
+        fs::write(m.join("deep/a/b/c/f"), "x").unwrap();
+        let err = f.fails(&["reset", "vs1"], 15);
+        assert!(err.contains("is mounted") && err.contains("systemctl stop left4me-server@vs1"), "{err}");
+        assert!(m.join("left4dead2/logs/game.log").exists(), "a refused reset must not touch the live layer");
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["reset", "vs1"]);
+        f.wait_discarded("vs1");
+        assert_eq!(fs::read_dir(f.path("runtime/vs1/upper")).unwrap().count(), 0);
+        assert_eq!(fs::metadata(f.path("runtime/vs1/upper")).unwrap().uid(), SERVICE_UID);
+        f.ok(&["mount", "vs1"]);
+        assert!(!m.join("left4dead2/logs/game.log").exists());
+        assert!(!m.join("deep").exists());
+        assert_eq!(fs::read_to_string(m.join("left4dead2/cfg/server.cfg")).unwrap(), "hostname \"mine\"\n");
+        assert!(f.path("instances/vs1/instance.env").exists());
+    }
+}
+
+root_test! {
+    fn reset_removes_deeply_nested_trees() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        let mut p = f.path("runtime/vs1/upper");
+        for i in 0..300 {
+            p.push(format!("d{i}"));
+        }
+        fs::create_dir_all(&p).unwrap();
+        fs::write(p.join("leaf"), "x").unwrap();
+        f.ok(&["reset", "vs1"]);
+        f.wait_discarded("vs1");
+        let left: Vec<_> = fs::read_dir(f.path("runtime/vs1")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 3, "only upper, work and merged remain: {left:?}");
+    }
+}
+
+root_test! {
+    fn status_reports_mount_stack_and_upper_size() {
+        let f = Fixture::new();
+        f.overlay("sourcemod", &[("a", "1")]);
+        f.instance("vs1", &["sourcemod"]);
+        f.instance("coop", &[]);
+        let s = f.status("vs1");
+        assert_eq!(s["mounted"], false);
+        assert_eq!(s["layers_from"], "config");
+        f.ok(&["mount", "vs1"]);
+        fs::write(f.merged("vs1").join("big"), vec![7u8; 100_000]).unwrap();
+        let s = f.status("vs1");
+        assert_eq!(s["mounted"], true);
+        assert_eq!(s["layers_from"], "mount");
+        assert_eq!(s["stale"], false);
+        let roles: Vec<_> = s["layers"].as_array().unwrap().iter().map(|l| l["role"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(roles, ["upper", "overlay", "installation"]);
+        assert_eq!(s["layers"][1]["path"], f.path("overlays/sourcemod").to_str().unwrap());
+        assert_eq!(s["upper"]["files"], 1);
+        assert!(s["upper"]["bytes"].as_u64().unwrap() >= 100_000);
+        assert!(s["error"].is_null());
+        // Config changed while mounted: reported stale, and mount refuses to pretend.
+        f.instance("vs1", &[]);
+        assert_eq!(f.status("vs1")["stale"], true);
+        let err = f.fails(&["mount", "vs1"], 15);
+        assert!(err.contains("another layer stack"), "{err}");
+        // All instances, sorted.
+        let all: serde_json::Value = serde_json::from_str(&f.ok(&["status", "--json"])).unwrap();
+        let names: Vec<_> = all["instances"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, ["coop", "vs1"]);
+        let human = f.ok(&["status"]);
+        assert!(human.contains("vs1: mounted") && human.contains("coop: not mounted"), "{human}");
+        f.fails(&["status", "nosuch"], 12);
+    }
+}
+
+root_test! {
+    fn status_exits_with_the_error_of_a_broken_instance() {
+        let f = Fixture::new();
+        f.instance("good", &[]);
+        f.write("instances/bad/instance.env", "L4D2_PORT=27015\nL4D2_OVERLAYS=\"missing\"\n");
+        let out = f.helper(&["status", "--json"]);
+        assert_eq!(out.status.code(), Some(12));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["instances"][0]["name"], "bad");
+        assert_eq!(v["instances"][0]["error"]["kind"], "missing");
+        assert!(v["instances"][0]["error"]["message"].as_str().unwrap().contains("overlays/missing"));
+        assert!(v["instances"][1]["error"].is_null());
+    }
+}
+
+root_test! {
+    fn json_outcomes_and_errors() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        let v: serde_json::Value = serde_json::from_str(&f.ok(&["mount", "vs1", "--json"])).unwrap();
+        assert_eq!(v["result"], "mounted");
+        assert_eq!(v["layers"], serde_json::json!(["installation"]));
+        let out = f.helper(&["reset", "vs1", "--json"]);
+        assert_eq!(out.status.code(), Some(15));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "conflict");
+        assert_eq!(v["error"]["exit_code"], 15);
+    }
+}
+
+root_test! {
+    fn a_hundred_overlays_with_long_names_mount() {
+        let f = Fixture::new();
+        let names: Vec<String> = (0..120).map(|i| format!("{i:03}-{}", "long-overlay-name-".repeat(3)).chars().take(64).collect()).collect();
+        for (i, name) in names.iter().enumerate() {
+            f.overlay(name, &[(&format!("layer{i}.txt"), name), ("winner.txt", name)]);
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Their plain paths alone would not fit in one page of mount options.
+        assert!(refs.iter().map(|n| f.path(&format!("overlays/{n}")).to_str().unwrap().len() + 1).sum::<usize>() > 4096);
+        f.instance("big", &refs);
+        f.ok(&["mount", "big"]);
+        let m = f.merged("big");
+        assert_eq!(fs::read_to_string(m.join("winner.txt")).unwrap(), names[0]);
+        assert_eq!(fs::read_to_string(m.join("layer119.txt")).unwrap(), names[119]);
+        assert_eq!(f.status("big")["layers"].as_array().unwrap().len(), 122);
+        f.ok(&["umount", "big"]);
+    }
+}
+
+root_test! {
+    fn the_largest_stack_overlayfs_allows_mounts_or_fails_clearly() {
+        let f = Fixture::new();
+        let names: Vec<String> = (0..498).map(|i| format!("o{i}")).collect();
+        for name in &names {
+            f.overlay(name, &[]);
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        f.instance("huge", &refs);
+        let out = f.helper(&["mount", "huge"]);
+        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        let mut version = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+        let has_lowerdir_plus = (version.next().unwrap(), version.next().unwrap()) >= (6, 8);
+        match out.status.code() {
+            Some(17) if has_lowerdir_plus => panic!("Linux {release} adds layers one at a time; the mount must succeed"),
+            Some(0) => assert!(f.is_mounted("huge")),
+            Some(17) => assert!(String::from_utf8_lossy(&out.stderr).contains("lower layers need"), "{}", String::from_utf8_lossy(&out.stderr)),
+            other => panic!("unexpected {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+}
+
+root_test! {
+    fn umount_names_the_processes_that_keep_it_busy() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        let m = f.merged("vs1");
+        let mut holder = std::process::Command::new("sleep").arg("60").current_dir(m.join("left4dead2")).spawn().unwrap();
+        let err = f.fails(&["umount", "vs1"], 14);
+        assert!(err.contains(&format!("pid {} (sleep): working directory", holder.id())), "{err}");
+        assert!(f.is_mounted("vs1"));
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        // The reference unit's failure: a process in another mount namespace
+        // (a service's private one) keeps a propagated copy busy. Make runtime/
+        // a shared mount, as / is under systemd, so the copy is a slave of ours.
+        f.ok(&["umount", "vs1"]);
+        let rt = f.path("runtime");
+        for args in [vec!["--bind", rt.to_str().unwrap(), rt.to_str().unwrap()], vec!["--make-shared", rt.to_str().unwrap()]] {
+            assert!(std::process::Command::new("mount").args(&args).status().unwrap().success());
+        }
+        f.ok(&["mount", "vs1"]);
+        let script = format!("cd {}/left4dead2 && exec sleep 60", m.display());
+        let mut ns_holder = std::process::Command::new("unshare").args(["--mount", "--propagation", "slave", "sh", "-c", &script]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let err = f.fails(&["umount", "vs1"], 14);
+        assert!(err.contains("mount namespace mnt:[") && err.contains(&format!("pid {} (sleep)", ns_holder.id())), "{err}");
+        ns_holder.kill().unwrap();
+        ns_holder.wait().unwrap();
+        f.ok(&["umount", "vs1"]);
+        assert!(!f.is_mounted("vs1"));
+    }
+}
+
+root_test! {
+    fn a_fresh_host_needs_only_the_state_dir() {
+        let f = Fixture::new();
+        fs::remove_dir(f.path("runtime")).unwrap();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        let rt = fs::metadata(f.path("runtime")).unwrap();
+        assert_eq!((rt.uid(), rt.mode() & 0o7777), (0, 0o755));
+        let work = fs::metadata(f.path("runtime/vs1/work")).unwrap();
+        assert_eq!((work.uid(), work.mode() & 0o7777), (0, 0o700));
+        let helper = fs::metadata(f.path("runtime/.left4me")).unwrap();
+        assert_eq!((helper.uid(), helper.mode() & 0o7777), (0, 0o700));
+    }
+}
