@@ -1,0 +1,367 @@
+//! The threat model, case by case: the service user controls runtime/<i>/**
+//! and instances/<i>/**; root runs the helper. Every case asserts the
+//! refusal (exit code and message) and that nothing outside runtime/<i> was
+//! mounted, changed or deleted.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::Fixture;
+
+/// Runs `args`, expects exit `code` with `needle` in stderr, and checks that
+/// only runtime/<instance> may have changed.
+fn refused(f: &Fixture, instance: &str, args: &[&str], code: i32, needle: &str) {
+    let err = f.assert_contained(instance, || f.fails(args, code));
+    assert!(err.contains(needle), "{args:?}: wanted {needle:?} in:\n{err}");
+    assert!(!f.is_mounted(instance) || args[0] != "mount", "a refused mount left a mount behind");
+    assert!(f.outside.join("secret").exists() && f.outside.join("sub/file").exists());
+}
+
+fn mkfifo(path: &std::path::Path) {
+    rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
+}
+
+root_test! {
+    fn instance_name_traversal() {
+        let f = Fixture::new();
+        for name in ["..", "../outside", "a/../../b", "/etc", ".left4me"] {
+            refused(&f, "x", &["mount", name], 10, "invalid instance name");
+            refused(&f, "x", &["reset", name], 10, "invalid instance name");
+        }
+    }
+}
+
+root_test! {
+    fn instance_name_option_injection() {
+        let f = Fixture::new();
+        for name in ["a,upperdir=/tmp", "a:b", "a=b", "a b", "a\nb", "vs1\u{0}"] {
+            let name = name.replace('\u{0}', "");
+            if name == "vs1" { continue; }
+            refused(&f, "x", &["mount", &name], 10, "invalid instance name");
+        }
+    }
+}
+
+root_test! {
+    fn overlay_name_option_injection() {
+        let f = Fixture::new();
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_OVERLAYS=\"ok x,lowerdir=/\"\n");
+        refused(&f, "vs1", &["mount", "vs1"], 11, "invalid overlay name \"x,lowerdir=/\"");
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_OVERLAYS=\"a:/etc\"\n");
+        refused(&f, "vs1", &["mount", "vs1"], 11, "invalid overlay name");
+    }
+}
+
+root_test! {
+    fn overlay_name_traversal() {
+        let f = Fixture::new();
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_OVERLAYS=\"../../outside\"\n");
+        refused(&f, "vs1", &["mount", "vs1"], 11, "instance.env: L4D2_OVERLAYS: invalid overlay name \"../../outside\"");
+    }
+}
+
+root_test! {
+    fn symlink_at_merged() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::create_dir_all(f.path("runtime/vs1")).unwrap();
+        symlink(&f.outside, f.path("runtime/vs1/merged")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "runtime/vs1/merged is a symlink");
+        refused(&f, "vs1", &["umount", "vs1"], 13, "runtime/vs1/merged is a symlink");
+        assert!(!common::mount_points().iter().any(|m| m.contains("outside")));
+    }
+}
+
+root_test! {
+    fn symlink_at_upper() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::create_dir_all(f.path("runtime/vs1")).unwrap();
+        symlink(&f.outside, f.path("runtime/vs1/upper")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "runtime/vs1/upper is a symlink");
+        refused(&f, "vs1", &["reset", "vs1"], 13, "upper is a symlink");
+    }
+}
+
+root_test! {
+    fn symlink_at_work() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::create_dir_all(f.path("runtime/vs1")).unwrap();
+        symlink(&f.outside, f.path("runtime/vs1/work")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "runtime/vs1/work is a symlink");
+    }
+}
+
+root_test! {
+    fn symlink_at_runtime_instance_dir() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        symlink(&f.outside, f.path("runtime/vs1")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "runtime/vs1 is a symlink");
+        refused(&f, "vs1", &["umount", "vs1"], 13, "runtime/vs1 is a symlink");
+        refused(&f, "vs1", &["reset", "vs1"], 13, "runtime/vs1 is a symlink");
+    }
+}
+
+root_test! {
+    fn symlink_at_instance_dir() {
+        let f = Fixture::new();
+        f.write("../outside/evil/instance.env", "L4D2_PORT=1\n");
+        symlink(f.outside.join("evil"), f.path("instances/vs1")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "instances/vs1 is a symlink");
+    }
+}
+
+root_test! {
+    fn symlink_at_instance_layer() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        symlink(&f.outside, f.path("instances/vs1/layer")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "instances/vs1/layer is a symlink");
+    }
+}
+
+root_test! {
+    fn symlink_at_instance_env() {
+        let f = Fixture::new();
+        fs::create_dir_all(f.path("instances/vs1")).unwrap();
+        symlink("/etc/shadow", f.path("instances/vs1/instance.env")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "instance.env is a symlink");
+    }
+}
+
+root_test! {
+    fn symlinked_overlay() {
+        let f = Fixture::new();
+        f.instance("vs1", &["evil"]);
+        symlink(&f.outside, f.path("overlays/evil")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "overlays/evil is a symlink");
+    }
+}
+
+root_test! {
+    fn fifo_as_instance_env_does_not_hang() {
+        let f = Fixture::new();
+        fs::create_dir_all(f.path("instances/vs1")).unwrap();
+        mkfifo(&f.path("instances/vs1/instance.env"));
+        refused(&f, "vs1", &["mount", "vs1"], 13, "instance.env is not a regular file");
+    }
+}
+
+root_test! {
+    fn fifo_or_file_where_directories_belong() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::create_dir_all(f.path("runtime/vs1")).unwrap();
+        mkfifo(&f.path("runtime/vs1/merged"));
+        refused(&f, "vs1", &["mount", "vs1"], 13, "runtime/vs1/merged is not a directory");
+        fs::remove_file(f.path("runtime/vs1/merged")).unwrap();
+        // The refused mount may have created upper/ already; replace it by a file.
+        let _ = fs::remove_dir(f.path("runtime/vs1/upper"));
+        fs::write(f.path("runtime/vs1/upper"), "file").unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "runtime/vs1/upper is not a directory");
+        fs::remove_file(f.path("runtime/vs1/upper")).unwrap();
+        fs::write(f.path("instances/vs1/layer"), "file").unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "instances/vs1/layer is not a directory");
+    }
+}
+
+root_test! {
+    fn device_node_as_instance_env() {
+        let f = Fixture::new();
+        fs::create_dir_all(f.path("instances/vs1")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, &f.path("instances/vs1/instance.env"), rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::from_raw_mode(0o644), rustix::fs::makedev(1, 5)).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "not a regular file");
+    }
+}
+
+root_test! {
+    fn hardlinked_instance_env() {
+        let f = Fixture::new();
+        fs::create_dir_all(f.path("instances/vs1")).unwrap();
+        fs::write(f.outside.join("root-only"), "L4D2_PORT=1\nSECRET=hunter2\n").unwrap();
+        fs::hard_link(f.outside.join("root-only"), f.path("instances/vs1/instance.env")).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "has 2 hard links");
+    }
+}
+
+root_test! {
+    fn huge_instance_env() {
+        let f = Fixture::new();
+        f.write("instances/vs1/instance.env", &"L4D2_PORT=27015\n".repeat(70_000));
+        refused(&f, "vs1", &["mount", "vs1"], 11, "more than the 65536");
+    }
+}
+
+root_test! {
+    fn malformed_instance_env_names_file_and_line() {
+        let f = Fixture::new();
+        f.write("instances/vs1/instance.env", "# ok\nL4D2_PORT=27015\nL4D2_OVERLAYS=\"a\" b\n");
+        refused(&f, "vs1", &["mount", "vs1"], 11, "instances/vs1/instance.env:3: text after the closing quote");
+        f.write("instances/vs1/instance.env", "L4D2_OVERLAYS=a\n");
+        refused(&f, "vs1", &["mount", "vs1"], 11, "L4D2_PORT is not set");
+    }
+}
+
+root_test! {
+    fn non_utf8_instance_env_is_not_echoed() {
+        let f = Fixture::new();
+        fs::create_dir_all(f.path("instances/vs1")).unwrap();
+        fs::write(f.path("instances/vs1/instance.env"), b"L4D2_PORT=1\nPASSWORD=s3cr\xffet\n").unwrap();
+        let err = f.assert_contained("vs1", || f.fails(&["mount", "vs1"], 11));
+        assert!(err.contains("instance.env:2: not valid UTF-8"), "{err}");
+        assert!(!err.contains("s3cr"), "the error leaked file content: {err}");
+    }
+}
+
+root_test! {
+    fn user_writable_runtime_or_state_dir_is_refused() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::set_permissions(f.path("runtime"), fs::Permissions::from_mode(0o777)).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "must be owned by root and writable by nobody else");
+        fs::set_permissions(f.path("runtime"), fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&f.root, Some(common::SERVICE_UID), None).unwrap();
+        refused(&f, "vs1", &["mount", "vs1"], 13, "must be owned by root");
+    }
+}
+
+root_test! {
+    fn reset_deletes_links_not_their_targets() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        let upper = f.path("runtime/vs1/upper");
+        symlink(&f.outside, upper.join("dir-link")).unwrap();
+        symlink(f.outside.join("secret"), upper.join("file-link")).unwrap();
+        fs::hard_link(f.outside.join("sub/file"), upper.join("hard")).unwrap();
+        fs::create_dir(upper.join("d")).unwrap();
+        symlink("/", upper.join("d/root")).unwrap();
+        f.assert_contained("vs1", || {
+            f.ok(&["reset", "vs1"]);
+            f.wait_discarded("vs1");
+        });
+        assert_eq!(fs::read_to_string(f.outside.join("sub/file")).unwrap(), "nor this\n");
+    }
+}
+
+root_test! {
+    fn status_does_not_walk_a_symlinked_upper() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::create_dir_all(f.path("runtime/vs1")).unwrap();
+        symlink("/", f.path("runtime/vs1/upper")).unwrap();
+        let s = f.assert_contained("vs1", || f.status("vs1"));
+        assert!(s["upper"].is_null(), "status followed the symlink: {s}");
+    }
+}
+
+root_test! {
+    fn foreign_mount_on_merged_is_left_alone() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::create_dir_all(f.path("runtime/vs1/merged")).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(f.merged("vs1")).status().unwrap().success());
+        refused(&f, "vs1", &["umount", "vs1"], 15, "not this instance's overlay (tmpfs from tmpfs)");
+        let err = f.assert_contained("vs1", || f.fails(&["mount", "vs1"], 15));
+        assert!(err.contains("not this instance's overlay"), "{err}");
+        let on_merged = common::mount_points().iter().filter(|m| std::path::Path::new(m) == f.merged("vs1")).count();
+        assert_eq!(on_merged, 1, "the foreign tmpfs must stay, with nothing stacked on it");
+    }
+}
+
+/// Swaps `path` between a real directory and a symlink to `target` until stopped.
+fn swapper(path: std::path::PathBuf, target: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let aside = path.with_extension("aside");
+        let link = path.with_extension("link");
+        let _ = fs::remove_file(&link);
+        symlink(&target, &link).unwrap();
+        let mut swaps = 0;
+        while !stop.load(Ordering::Relaxed) {
+            // Two renames: the path is a directory, then a symlink, then a directory again.
+            if fs::rename(&path, &aside).is_ok() && fs::rename(&link, &path).is_ok() {
+                let _ = fs::rename(&path, &link);
+                let _ = fs::rename(&aside, &path);
+                swaps += 1;
+            }
+        }
+        swaps
+    })
+}
+
+fn race(f: &Fixture, instance: &str, rel: &str, verbs: &[&[&str]], rounds: usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = f.snapshot_except(instance);
+    let handle = swapper(f.path(rel), f.outside.clone(), stop.clone());
+    let mut outcomes = std::collections::BTreeMap::new();
+    for _ in 0..rounds {
+        for args in verbs {
+            let out = f.helper(args);
+            let code = out.status.code().unwrap();
+            assert!(matches!(code, 0 | 12 | 13 | 15), "{args:?} exited {code}: {}", String::from_utf8_lossy(&out.stderr));
+            *outcomes.entry((args[0].to_owned(), code)).or_insert(0) += 1;
+            assert!(!common::mount_points().iter().any(|m| m.contains("/outside")), "mounted outside the instance");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = handle.join().unwrap();
+    assert!(swaps > 0, "the swapper never ran");
+    // Put things back as they were before comparing.
+    let _ = fs::remove_file(f.path(rel).with_extension("link"));
+    assert_eq!(f.snapshot_except(instance), before, "changed outside runtime/{instance} while racing");
+    eprintln!("{rel}: {swaps} swaps, outcomes {outcomes:?}");
+}
+
+root_test! {
+    fn racing_symlink_at_merged() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        race(&f, "vs1", "runtime/vs1/merged", &[&["mount", "vs1"], &["umount", "vs1"]], 150);
+    }
+}
+
+root_test! {
+    fn racing_symlink_at_upper_during_reset_and_mount() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        race(&f, "vs1", "runtime/vs1/upper", &[&["mount", "vs1"], &["umount", "vs1"], &["reset", "vs1"]], 100);
+    }
+}
+
+root_test! {
+    fn racing_symlink_at_instance_layer() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::create_dir_all(f.path("instances/vs1/layer")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let before = f.snapshot_except("vs1");
+        let handle = swapper(f.path("instances/vs1/layer"), f.outside.clone(), stop.clone());
+        for _ in 0..150 {
+            let out = f.helper(&["mount", "vs1"]);
+            let code = out.status.code().unwrap();
+            assert!(matches!(code, 0 | 12 | 13), "mount exited {code}: {}", String::from_utf8_lossy(&out.stderr));
+            if code == 0 {
+                // Whatever was mounted, the outside dir's files are not visible through it.
+                assert!(!f.merged("vs1").join("secret").exists(), "outside content reached the stack");
+                f.ok(&["umount", "vs1"]);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(handle.join().unwrap() > 0);
+        let _ = fs::remove_file(f.path("instances/vs1/layer.link"));
+        let after = f.snapshot_except("vs1");
+        let changed: Vec<_> = before.keys().filter(|k| after.get(*k) != before.get(*k)).collect();
+        assert!(changed.is_empty(), "{changed:?}");
+    }
+}
