@@ -1,0 +1,145 @@
+//! Robustness: SIGKILL at random points of every verb, then convergence; and
+//! concurrent verbs on one instance and on many.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Fixture, HELPER, SERVICE_UID};
+
+/// A small deterministic generator: reproducible failures, no extra crate.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn spawn(f: &Fixture, args: &[&str]) -> std::process::Child {
+    Command::new(HELPER)
+        .arg("--state-dir")
+        .arg(&f.root)
+        .args(args)
+        .env("LEFT4ME_USER", common::SERVICE_USER)
+        .env("LEFT4ME_GROUP", common::SERVICE_USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The state every interrupted run must converge to with ordinary verbs:
+/// mount works, shows the stack, is writable by the service user; umount
+/// and reset work; nothing is left over.
+fn assert_converges(f: &Fixture) {
+    f.ok(&["mount", "vs1"]);
+    assert!(f.is_mounted("vs1"));
+    assert_eq!(fs::read_to_string(f.merged("vs1").join("top.txt")).unwrap(), "overlay\n");
+    assert_eq!(fs::metadata(f.path("runtime/vs1/upper")).unwrap().uid(), SERVICE_UID);
+    f.ok(&["umount", "vs1"]);
+    assert!(!f.is_mounted("vs1"));
+    f.ok(&["reset", "vs1"]);
+    f.wait_discarded("vs1");
+    let mounts = common::mount_points().iter().filter(|m| m.contains("/runtime/")).count();
+    assert_eq!(mounts, 0, "stray mounts: {:?}", common::mount_points());
+}
+
+root_test! {
+    fn sigkill_at_random_points_then_converge() {
+        let f = Fixture::new();
+        f.overlay("sm", &[("top.txt", "overlay\n")]);
+        f.instance("vs1", &["sm"]);
+        // Enough upper content that reset and its deletion take a while to kill.
+        f.ok(&["mount", "vs1"]);
+        let mut rng = Lcg(0x1ef7_4e);
+        let verbs: [&[&str]; 3] = [&["mount", "vs1"], &["umount", "vs1"], &["reset", "vs1"]];
+        let mut killed = 0;
+        let iterations = 120;
+        for i in 0..iterations {
+            if i % 10 == 0 && f.is_mounted("vs1") {
+                for n in 0..200 {
+                    let _ = fs::write(f.merged("vs1").join(format!("f{n}")), "x");
+                }
+            }
+            let args = verbs[rng.below(3) as usize];
+            let mut child = spawn(&f, args);
+            std::thread::sleep(Duration::from_micros(rng.below(4000)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                killed += 1;
+            }
+            child.wait().unwrap();
+        }
+        eprintln!("{killed} of {iterations} runs killed mid-flight");
+        assert!(killed >= iterations / 4, "only {killed} runs were actually interrupted; the test lost its teeth");
+        // Whatever state the kills left, ordinary verbs converge from it.
+        if f.is_mounted("vs1") {
+            f.ok(&["umount", "vs1"]);
+        }
+        assert_converges(&f);
+    }
+}
+
+root_test! {
+    fn eight_parallel_mixed_verbs_on_one_instance() {
+        let f = Fixture::new();
+        f.overlay("sm", &[("top.txt", "overlay\n")]);
+        f.instance("vs1", &["sm"]);
+        let verbs: [&[&str]; 4] = [&["mount", "vs1"], &["umount", "vs1"], &["reset", "vs1"], &["status", "vs1"]];
+        for round in 0..10 {
+            let children: Vec<_> = (0..8).map(|i| (verbs[(i + round) % 4], spawn(&f, verbs[(i + round) % 4]))).collect();
+            for (args, mut child) in children {
+                let code = child.wait().unwrap().code().unwrap();
+                // Serialized verbs: each either succeeds or meets a state
+                // another one made (reset of a mounted instance: conflict).
+                let allowed: &[i32] = if args[0] == "reset" { &[0, 15] } else { &[0] };
+                assert!(allowed.contains(&code), "{args:?} exited {code} in round {round}");
+            }
+            let stacked = common::mount_points().iter().filter(|m| m.ends_with("/runtime/vs1/merged")).count();
+            assert!(stacked <= 1, "{stacked} overlays stacked on merged/");
+        }
+        if f.is_mounted("vs1") {
+            f.ok(&["umount", "vs1"]);
+        }
+        assert_converges(&f);
+    }
+}
+
+root_test! {
+    fn eight_instances_in_parallel_do_not_block_each_other() {
+        let f = Fixture::new();
+        f.overlay("sm", &[("top.txt", "overlay\n")]);
+        let names: Vec<String> = (1..=8).map(|i| format!("vs{i}")).collect();
+        for name in &names {
+            f.instance(name, &["sm"]);
+        }
+        let started = Instant::now();
+        for verb in ["mount", "umount", "reset", "mount"] {
+            let children: Vec<_> = names.iter().map(|n| spawn(&f, &[verb, n])).collect();
+            for mut child in children {
+                assert!(child.wait().unwrap().success(), "{verb} failed");
+            }
+        }
+        for name in &names {
+            assert!(f.is_mounted(name), "{name} not mounted");
+            assert_eq!(fs::read_to_string(f.merged(name).join("top.txt")).unwrap(), "overlay\n");
+        }
+        // A held lock on one instance must not delay the others.
+        let lock = fs::File::open(f.path("runtime/.left4me/vs1.lock")).unwrap();
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let t = Instant::now();
+        f.ok(&["umount", "vs2"]);
+        assert!(t.elapsed() < Duration::from_secs(5), "vs2 waited on vs1's lock");
+        let mut blocked = spawn(&f, &["umount", "vs1"]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(blocked.try_wait().unwrap().is_none(), "umount vs1 ran while its lock was held");
+        drop(lock);
+        assert!(blocked.wait().unwrap().success());
+        eprintln!("8 instances x 4 verbs in {:?}", started.elapsed());
+    }
+}
