@@ -186,7 +186,23 @@ in
             # Enabling is an admin step (the rule explains why).
             machine.fail(as_left4me("systemctl enable left4me-server@web.service"))
 
-        with subtest("a planted symlink is refused and nothing is mounted"):
+        with subtest("a symlink planted at runtime/<i>/merged is refused, nothing mounted at its target"):
+            target = "/var/tmp/left4me-planted"
+            machine.succeed(f"mkdir -p {target} && chown left4me: {target}")
+            merged_web = f"{S}/runtime/web/merged"
+            # The helper's modes keep the service user from planting it ...
+            machine.fail(as_left4me(f"sh -c 'rm -rf {merged_web} && ln -s {target} {merged_web}'"))
+            machine.succeed(f"test -d {merged_web} && test ! -L {merged_web}")
+            # ... so root plants it, the worst case a mistake elsewhere could cause.
+            machine.succeed(f"rm -rf {merged_web} && ln -s {target} {merged_web}")
+            machine.fail("systemctl start left4me-server@web.service")
+            machine.wait_until_succeeds("journalctl -u left4me-server@web.service -o cat | grep -q 'status=13'", timeout=30)
+            machine.succeed("journalctl -u left4me-server@web.service -o cat | grep -qi 'symlink'")
+            machine.fail(f"grep -qF {target} /proc/1/mountinfo")
+            machine.succeed("systemctl stop left4me-server@web.service; systemctl reset-failed left4me-server@web.service || true")
+            machine.succeed(f"rm {merged_web}")
+
+        with subtest("a symlink the service user plants in its own instance dir is refused"):
             machine.succeed(as_left4me(f"mkdir {S}/instances/evil"))
             machine.succeed(as_left4me(f"ln -s /etc {S}/instances/evil/layer"))
             machine.succeed(as_left4me(f"sh -c 'echo L4D2_PORT=27018 > {S}/instances/evil/instance.env'"))
