@@ -29,7 +29,11 @@ fn unique_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    format!("{PREFIX}{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{PREFIX}{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Renames `name` in `dir` to a fresh discard name. `Ok(false)` if absent.
@@ -43,7 +47,9 @@ pub fn set_aside(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<bool, 
 
 /// Names of discard entries in `dir`.
 pub fn pending(dir: BorrowedFd<'_>) -> Vec<CString> {
-    let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else { return Vec::new() };
+    let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
     while let Some(Ok(entry)) = listing.next() {
         if entry.file_name().to_bytes().starts_with(PREFIX.as_bytes()) {
@@ -64,23 +70,40 @@ pub fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure> {
             return Ok(removed);
         }
         for name in names {
-            remove_entry(dir, &name, dev, dir, 0).map_err(|e| {
-                fsx::os(&shown.join(name.to_string_lossy().as_ref()), "delete", e)
-            })?;
+            remove_entry(dir, &name, dev, dir, 0)
+                .map_err(|e| fsx::os(&shown.join(name.to_string_lossy().as_ref()), "delete", e))?;
             removed += 1;
         }
     }
-    Err(Failure::new(Kind::Busy, format!("{}: discarded layers keep reappearing; left for the next sweep", shown.display())))
+    Err(Failure::new(
+        Kind::Busy,
+        format!(
+            "{}: discarded layers keep reappearing; left for the next sweep",
+            shown.display()
+        ),
+    ))
 }
 
-fn remove_entry(parent: BorrowedFd<'_>, name: &CStr, dev: u64, top: BorrowedFd<'_>, depth: usize) -> Result<(), Errno> {
+fn remove_entry(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    dev: u64,
+    top: BorrowedFd<'_>,
+    depth: usize,
+) -> Result<(), Errno> {
     match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),
         Err(Errno::ISDIR | Errno::PERM) => {}
         Err(e) => return Err(e),
     }
     if depth >= MAX_DEPTH {
-        return match rustix::fs::renameat_with(parent, name, top, unique_name(), RenameFlags::NOREPLACE) {
+        return match rustix::fs::renameat_with(
+            parent,
+            name,
+            top,
+            unique_name(),
+            RenameFlags::NOREPLACE,
+        ) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e),
         };
@@ -104,9 +127,9 @@ fn remove_entry(parent: BorrowedFd<'_>, name: &CStr, dev: u64, top: BorrowedFd<'
         return Err(Errno::XDEV);
     }
     for _ in 0..MAX_PASSES {
-        let mut listing = rustix::fs::Dir::read_from(dir.as_fd())?;
+        let listing = rustix::fs::Dir::read_from(dir.as_fd())?;
         let mut children = Vec::new();
-        while let Some(entry) = listing.next() {
+        for entry in listing {
             let entry = entry?;
             let child = entry.file_name();
             if child != c"." && child != c".." {

@@ -28,7 +28,10 @@ pub fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<(String, Stri
     if bytes.len() > MAX_BYTES {
         return Err(Failure::new(
             Kind::InvalidConfig,
-            format!("{origin}: {} bytes, more than the {MAX_BYTES} an instance.env may have", bytes.len()),
+            format!(
+                "{origin}: {} bytes, more than the {MAX_BYTES} an instance.env may have",
+                bytes.len()
+            ),
         )
         .hint("an instance.env holds a few KEY=value lines; rewrite it"));
     }
@@ -44,7 +47,9 @@ pub fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<(String, Stri
             return Err(at("contains a NUL byte"));
         }
         if line.contains('\r') {
-            return Err(at("contains a carriage return (DOS line ending); save the file with Unix line endings"));
+            return Err(at(
+                "contains a carriage return (DOS line ending); save the file with Unix line endings",
+            ));
         }
         let trimmed = line.trim_start_matches([' ', '\t']);
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
@@ -55,7 +60,9 @@ pub fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<(String, Stri
         };
         let key = key.trim_end_matches([' ', '\t']);
         if !is_valid_key(key) {
-            return Err(at("the name before '=' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+            return Err(at(
+                "the name before '=' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)",
+            ));
         }
         let value = parse_value(rest.trim_start_matches([' ', '\t'])).map_err(|why| at(&why))?;
         out.retain(|(k, _)| k != key);
@@ -97,7 +104,11 @@ fn parse_value(raw: &str) -> Result<String, String> {
                         value.push('\\');
                         value.push(e);
                     }
-                    None => return Err("line continuation (backslash at end of line) is not supported".into()),
+                    None => {
+                        return Err(
+                            "line continuation (backslash at end of line) is not supported".into(),
+                        );
+                    }
                 },
                 _ => value.push(c),
             }
@@ -105,7 +116,9 @@ fn parse_value(raw: &str) -> Result<String, String> {
         return Err("double quote not closed on this line".into());
     }
     if raw.contains(['"', '\'', '\\']) {
-        return Err("quote or backslash inside an unquoted value; put the whole value in quotes".into());
+        return Err(
+            "quote or backslash inside an unquoted value; put the whole value in quotes".into(),
+        );
     }
     Ok(raw.trim_end_matches([' ', '\t']).to_owned())
 }
@@ -114,27 +127,32 @@ impl InstanceConfig {
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Self, Failure> {
         let vars = parse_assignments(bytes, origin)?;
         let get = |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        let invalid = |why: String| {
-            Failure::new(Kind::InvalidConfig, format!("{origin}: {why}"))
-        };
+        let invalid = |why: String| Failure::new(Kind::InvalidConfig, format!("{origin}: {why}"));
         let port = match get("L4D2_PORT") {
             None => {
                 return Err(invalid("L4D2_PORT is not set".into())
                     .hint("add a line like L4D2_PORT=27015 (the UDP port srcds listens on)"));
             }
             Some(raw) => raw.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
-                invalid(format!("L4D2_PORT must be a number from 1 to 65535, not {raw:?}"))
+                invalid(format!(
+                    "L4D2_PORT must be a number from 1 to 65535, not {raw:?}"
+                ))
             })?,
         };
         let mut overlays: Vec<OverlayName> = Vec::new();
         for word in get("L4D2_OVERLAYS").unwrap_or("").split_ascii_whitespace() {
             let name = OverlayName::parse(word).map_err(|f| {
-                Failure::new(Kind::InvalidConfig, format!("{origin}: L4D2_OVERLAYS: {}", f.message))
-                    .hint(f.hint.unwrap_or_default())
+                Failure::new(
+                    Kind::InvalidConfig,
+                    format!("{origin}: L4D2_OVERLAYS: {}", f.message),
+                )
+                .hint(f.hint.unwrap_or_default())
             })?;
             if overlays.contains(&name) {
-                return Err(invalid(format!("L4D2_OVERLAYS names overlay {name:?} twice"))
-                    .hint("list each overlay once, highest priority first"));
+                return Err(
+                    invalid(format!("L4D2_OVERLAYS names overlay {name:?} twice"))
+                        .hint("list each overlay once, highest priority first"),
+                );
             }
             overlays.push(name);
         }
@@ -211,7 +229,11 @@ mod tests {
     fn rejects_huge_files() {
         let big = "A=1\n".repeat(MAX_BYTES / 4 + 1);
         let err = parse_assignments(big.as_bytes(), "f").unwrap_err();
-        assert!(err.message.contains("more than the 65536"), "{}", err.message);
+        assert!(
+            err.message.contains("more than the 65536"),
+            "{}",
+            err.message
+        );
     }
 
     #[rstest]
@@ -231,8 +253,14 @@ mod tests {
     #[case("L4D2_PORT=0", "from 1 to 65535")]
     #[case("L4D2_PORT=65536", "from 1 to 65535")]
     #[case("L4D2_PORT=27015x", "from 1 to 65535")]
-    #[case("L4D2_PORT=1\nL4D2_OVERLAYS=\"a ../etc\"", "L4D2_OVERLAYS: invalid overlay name \"../etc\"")]
-    #[case("L4D2_PORT=1\nL4D2_OVERLAYS=\"a,workdir=/tmp\"", "invalid overlay name")]
+    #[case(
+        "L4D2_PORT=1\nL4D2_OVERLAYS=\"a ../etc\"",
+        "L4D2_OVERLAYS: invalid overlay name \"../etc\""
+    )]
+    #[case(
+        "L4D2_PORT=1\nL4D2_OVERLAYS=\"a,workdir=/tmp\"",
+        "invalid overlay name"
+    )]
     #[case("L4D2_PORT=1\nL4D2_OVERLAYS=\"a:b\"", "invalid overlay name")]
     #[case("L4D2_PORT=1\nL4D2_OVERLAYS=\"a b a\"", "twice")]
     #[test_log::test]

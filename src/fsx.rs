@@ -3,7 +3,6 @@
 //! directory fd, and all later work (chown, mount, rename, unlink) goes through
 //! the fds obtained, so nothing is re-resolved after it was checked.
 
-use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -43,7 +42,12 @@ pub fn open_dir_if_exists(
 
 /// Opens or creates directory `name` directly in `parent`. A new directory
 /// gets `mode`; what is there already is used as it is if it is a directory.
-pub fn ensure_dir(parent: BorrowedFd<'_>, name: &str, mode: u32, shown: &Path) -> Result<OwnedFd, Failure> {
+pub fn ensure_dir(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
     match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(explain(parent, name, shown, e, "directory")),
@@ -60,25 +64,37 @@ pub fn read_small_file(
     shown: &Path,
     max: usize,
 ) -> Result<Vec<u8>, Failure> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd = rustix::fs::openat2(base, rel, flags, Mode::empty(), BENEATH)
         .map_err(|e| explain(base, rel, shown, e, "file"))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| os(shown, "fstat", e))?;
     if file_type(&st) != libc_mode::S_IFREG {
-        return Err(Failure::new(Kind::UnsafePath, format!("{} is not a regular file", shown.display()))
-            .hint("replace it with a plain file"));
+        return Err(Failure::new(
+            Kind::UnsafePath,
+            format!("{} is not a regular file", shown.display()),
+        )
+        .hint("replace it with a plain file"));
     }
     if st.st_nlink != 1 {
         return Err(Failure::new(
             Kind::UnsafePath,
-            format!("{} has {} hard links; it may alias a file elsewhere", shown.display(), st.st_nlink),
+            format!(
+                "{} has {} hard links; it may alias a file elsewhere",
+                shown.display(),
+                st.st_nlink
+            ),
         )
         .hint("replace it with a fresh copy (cp, not ln)"));
     }
     if st.st_size as u64 > max as u64 {
         return Err(Failure::new(
             Kind::InvalidConfig,
-            format!("{}: {} bytes, more than the {max} it may have", shown.display(), st.st_size),
+            format!(
+                "{}: {} bytes, more than the {max} it may have",
+                shown.display(),
+                st.st_size
+            ),
         ));
     }
     let mut buf = vec![0u8; max + 1];
@@ -125,8 +141,12 @@ pub fn entry(parent: BorrowedFd<'_>, name: &str) -> Result<Option<Entry>, Errno>
     match rustix::fs::statx(parent, name, AtFlags::SYMLINK_NOFOLLOW, mask) {
         Ok(st) => Ok(Some(Entry {
             kind: u32::from(st.stx_mode) & libc_mode::S_IFMT,
-            mount_root: st.stx_attributes_mask.contains(rustix::fs::StatxAttributes::MOUNT_ROOT)
-                && st.stx_attributes.contains(rustix::fs::StatxAttributes::MOUNT_ROOT),
+            mount_root: st
+                .stx_attributes_mask
+                .contains(rustix::fs::StatxAttributes::MOUNT_ROOT)
+                && st
+                    .stx_attributes
+                    .contains(rustix::fs::StatxAttributes::MOUNT_ROOT),
             mnt_id: st.stx_mnt_id,
         })),
         Err(Errno::NOENT) => Ok(None),
@@ -142,7 +162,11 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> String {
 }
 
 pub fn os(shown: &Path, what: &str, e: Errno) -> Failure {
-    let kind = if matches!(e, Errno::PERM | Errno::ACCESS) { Kind::NotPermitted } else { Kind::Missing };
+    let kind = if matches!(e, Errno::PERM | Errno::ACCESS) {
+        Kind::NotPermitted
+    } else {
+        Kind::Missing
+    };
     let failure = Failure::new(kind, format!("{what} {}: {e}", shown.display()));
     if kind == Kind::NotPermitted {
         failure.hint("left4me-overlay must run as root (systemd runs it with the + prefix)")
@@ -156,7 +180,8 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
     let culprit = find_culprit(base, rel);
     let culprit_shown = match &culprit {
         Some((prefix, _)) => {
-            let extra = Path::new(rel).components().count() - Path::new(prefix).components().count();
+            let extra =
+                Path::new(rel).components().count() - Path::new(prefix).components().count();
             let mut p = shown.to_path_buf();
             for _ in 0..extra {
                 p.pop();
@@ -168,7 +193,10 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
     match (e, culprit.map(|(_, k)| k)) {
         (Errno::LOOP, _) | (_, Some(libc_mode::S_IFLNK)) => Failure::new(
             Kind::UnsafePath,
-            format!("{} is a symlink; refusing to follow it as root", culprit_shown.display()),
+            format!(
+                "{} is a symlink; refusing to follow it as root",
+                culprit_shown.display()
+            ),
         )
         .hint("remove the symlink; left4me-overlay creates the directories it needs"),
         (Errno::XDEV, _) => Failure::new(
@@ -180,8 +208,14 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
             format!("{} is not a directory", culprit_shown.display()),
         )
         .hint("remove whatever is there; left4me-overlay creates the directories it needs"),
-        (Errno::NOENT, _) => Failure::new(Kind::Missing, format!("{} does not exist", culprit_shown.display())),
-        (Errno::ISDIR, _) => Failure::new(Kind::UnsafePath, format!("{} is a directory, expected a {want}", shown.display())),
+        (Errno::NOENT, _) => Failure::new(
+            Kind::Missing,
+            format!("{} does not exist", culprit_shown.display()),
+        ),
+        (Errno::ISDIR, _) => Failure::new(
+            Kind::UnsafePath,
+            format!("{} is a directory, expected a {want}", shown.display()),
+        ),
         (e, _) => os(shown, &format!("open {want}"), e),
     }
 }
@@ -204,23 +238,11 @@ fn find_culprit(base: BorrowedFd<'_>, rel: &str) -> Option<(String, u32)> {
     None
 }
 
-pub fn cstr(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s).expect("names are validated and contain no NUL")
-}
-
-pub fn as_cstr(s: &std::ffi::CString) -> &CStr {
-    s.as_c_str()
-}
-
 /// Changes owner through the fd (O_RDONLY directory fds from [`open_dir`]).
 pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32, shown: &Path) -> Result<(), Failure> {
     use rustix::fs::{Gid, Uid};
-    rustix::fs::fchown(
-        fd,
-        Some(Uid::from_raw(uid)),
-        Some(Gid::from_raw(gid)),
-    )
-    .map_err(|e| os(shown, "chown", e))
+    rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .map_err(|e| os(shown, "chown", e))
 }
 
 pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32, shown: &Path) -> Result<(), Failure> {

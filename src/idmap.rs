@@ -60,12 +60,17 @@ pub fn user_namespace(owner: (u32, u32), service: (u32, u32)) -> Result<OwnedFd,
     let result = (|| {
         let mut ready = [0u8; 1];
         let mut reader = fs::File::from(ready_r);
-        reader.read_exact(&mut ready).map_err(|e| fail("child", &e))?;
+        reader
+            .read_exact(&mut ready)
+            .map_err(|e| fail("child", &e))?;
         if ready[0] != 1 {
             return Err(fail("unshare(CLONE_NEWUSER)", &"refused"));
         }
         let pid = child.as_raw();
-        for (file, (from, to)) in [("uid_map", (owner.0, service.0)), ("gid_map", (owner.1, service.1))] {
+        for (file, (from, to)) in [
+            ("uid_map", (owner.0, service.0)),
+            ("gid_map", (owner.1, service.1)),
+        ] {
             fs::OpenOptions::new()
                 .write(true)
                 .open(format!("/proc/{pid}/{file}"))
@@ -82,14 +87,26 @@ pub fn user_namespace(owner: (u32, u32), service: (u32, u32)) -> Result<OwnedFd,
 }
 
 /// A detached, read-only clone of `layer` seen through `userns`'s mapping.
-pub fn idmapped_clone(layer: BorrowedFd<'_>, userns: BorrowedFd<'_>, shown: &Path) -> Result<OwnedFd, Failure> {
+pub fn idmapped_clone(
+    layer: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
     let tree = rustix::mount::open_tree(
         layer,
         "",
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .map_err(|e| {
-        Failure::new(Kind::KernelLimit, format!("cannot clone {} for an idmapped mount: {e}", shown.display()))
+        Failure::new(
+            Kind::KernelLimit,
+            format!(
+                "cannot clone {} for an idmapped mount: {e}",
+                shown.display()
+            ),
+        )
     })?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,

@@ -21,10 +21,19 @@ pub struct InstanceLock {
     _fd: OwnedFd,
 }
 
-pub fn lock(helper_dir: BorrowedFd<'_>, name: &InstanceName, shown: &Path) -> Result<InstanceLock, Failure> {
+pub fn lock(
+    helper_dir: BorrowedFd<'_>,
+    name: &InstanceName,
+    shown: &Path,
+) -> Result<InstanceLock, Failure> {
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(helper_dir, format!("{name}.lock"), flags, Mode::from_raw_mode(0o600))
-        .map_err(|e| fsx::os(shown, "open lock", e))?;
+    let fd = rustix::fs::openat(
+        helper_dir,
+        format!("{name}.lock"),
+        flags,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| fsx::os(shown, "open lock", e))?;
     let deadline = Instant::now() + WAIT;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -37,7 +46,10 @@ pub fn lock(helper_dir: BorrowedFd<'_>, name: &InstanceName, shown: &Path) -> Re
             Err(Errno::WOULDBLOCK) => {
                 return Err(Failure::new(
                     Kind::LockTimeout,
-                    format!("instance {name} stayed locked by another left4me-overlay for {} s", WAIT.as_secs()),
+                    format!(
+                        "instance {name} stayed locked by another left4me-overlay for {} s",
+                        WAIT.as_secs()
+                    ),
                 )
                 .hint(format!("find it with: fuser -v {}", shown.display())));
             }

@@ -20,7 +20,9 @@ pub fn init(verb: &str, instance: Option<&str>) -> bool {
                 .with_syslog_identifier("left4me-overlay".into())
                 .with_field_prefix(None)
                 .with_custom_fields(fields);
-            tracing_subscriber::registry().with(layer.with_filter(level("info"))).init();
+            tracing_subscriber::registry()
+                .with(layer.with_filter(level("info")))
+                .init();
             return true;
         }
     }
@@ -33,13 +35,20 @@ pub fn init(verb: &str, instance: Option<&str>) -> bool {
 }
 
 fn level(default: &str) -> LevelFilter {
-    std::env::var("LEFT4ME_LOG").unwrap_or_else(|_| default.into()).parse().unwrap_or(LevelFilter::WARN)
+    std::env::var("LEFT4ME_LOG")
+        .unwrap_or_else(|_| default.into())
+        .parse()
+        .unwrap_or(LevelFilter::WARN)
 }
 
 /// systemd sets JOURNAL_STREAM=dev:inode of the stream it connected; only
 /// trust it if stderr really is that stream (not redirected since).
 fn stderr_is_journal() -> bool {
-    let Ok(value) = std::env::var("JOURNAL_STREAM") else { return false };
-    let Ok(st) = rustix::fs::fstat(std::io::stderr().as_fd()) else { return false };
+    let Ok(value) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = rustix::fs::fstat(std::io::stderr().as_fd()) else {
+        return false;
+    };
     value == format!("{}:{}", st.st_dev, st.st_ino)
 }

@@ -19,7 +19,9 @@ pub fn read_mountinfo(path: &str) -> Vec<MountEntry> {
 }
 
 pub fn find_by_id(id: u64) -> Option<MountEntry> {
-    read_mountinfo("/proc/self/mountinfo").into_iter().find(|m| m.id == id)
+    read_mountinfo("/proc/self/mountinfo")
+        .into_iter()
+        .find(|m| m.id == id)
 }
 
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
@@ -31,7 +33,12 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     let mut right = right.split(' ');
     let fstype = right.next()?.to_owned();
     let source = unescape(right.next()?);
-    Some(MountEntry { id, mount_point, fstype, source })
+    Some(MountEntry {
+        id,
+        mount_point,
+        fstype,
+        source,
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal `\NNN`.
@@ -40,7 +47,12 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -57,54 +69,76 @@ fn unescape(field: &str) -> String {
 /// that still contain it (the failure the reference unit's commit describes:
 /// a process left in a service's private namespace pins the slave copy).
 pub fn holders(mount_point: &str) -> Vec<String> {
-    let inside = |p: &str| p == mount_point || p.strip_prefix(mount_point).is_some_and(|r| r.starts_with('/'));
+    let inside = |p: &str| {
+        p == mount_point
+            || p.strip_prefix(mount_point)
+                .is_some_and(|r| r.starts_with('/'))
+    };
     let own_ns = fs::read_link("/proc/self/ns/mnt").ok();
     let me = std::process::id().to_string();
     let mut found = Vec::new();
     let mut namespaces: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let Ok(procs) = fs::read_dir("/proc") else { return found };
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
     for proc_entry in procs.flatten() {
         let pid = proc_entry.file_name().to_string_lossy().into_owned();
         if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
             continue;
         }
         let base = format!("/proc/{pid}");
-        let comm = fs::read_to_string(format!("{base}/comm")).unwrap_or_default().trim().to_owned();
+        let comm = fs::read_to_string(format!("{base}/comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         let who = format!("pid {pid} ({comm})");
         let ns = fs::read_link(format!("{base}/ns/mnt")).ok();
-        if ns.is_some() && ns != own_ns {
-            let ns_name = ns.unwrap().to_string_lossy().into_owned();
-            if read_mountinfo(&format!("{base}/mountinfo")).iter().any(|m| inside(&m.mount_point)) {
+        if let Some(ns) = ns.filter(|ns| Some(ns) != own_ns.as_ref()) {
+            let ns_name = ns.to_string_lossy().into_owned();
+            if read_mountinfo(&format!("{base}/mountinfo"))
+                .iter()
+                .any(|m| inside(&m.mount_point))
+            {
                 namespaces.entry(ns_name).or_default().push(who.clone());
             }
             continue;
         }
         for (link, what) in [("cwd", "working directory"), ("root", "root directory")] {
-            if let Ok(target) = fs::read_link(format!("{base}/{link}")) {
-                if inside(&target.to_string_lossy()) {
-                    found.push(format!("{who}: {what} {}", target.display()));
-                }
+            if let Ok(target) = fs::read_link(format!("{base}/{link}"))
+                && inside(&target.to_string_lossy())
+            {
+                found.push(format!("{who}: {what} {}", target.display()));
             }
         }
         if let Ok(fds) = fs::read_dir(format!("{base}/fd")) {
             for fd in fds.flatten() {
-                if let Ok(target) = fs::read_link(fd.path()) {
-                    if inside(&target.to_string_lossy()) {
-                        found.push(format!("{who}: open file {}", target.display()));
-                    }
+                if let Ok(target) = fs::read_link(fd.path())
+                    && inside(&target.to_string_lossy())
+                {
+                    found.push(format!("{who}: open file {}", target.display()));
                 }
             }
         }
-        if let Ok(maps) = fs::read_to_string(format!("{base}/maps")) {
-            if let Some(path) = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| inside(p)) {
-                found.push(format!("{who}: mapped file {path}"));
-            }
+        if let Ok(maps) = fs::read_to_string(format!("{base}/maps"))
+            && let Some(path) = maps
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .find(|p| inside(p))
+        {
+            found.push(format!("{who}: mapped file {path}"));
         }
     }
     for (ns, pids) in namespaces {
         let shown: Vec<&str> = pids.iter().take(5).map(String::as_str).collect();
-        let more = if pids.len() > 5 { format!(" and {} more", pids.len() - 5) } else { String::new() };
-        found.push(format!("mount namespace {ns} still contains it, held by {}{more}", shown.join(", ")));
+        let more = if pids.len() > 5 {
+            format!(" and {} more", pids.len() - 5)
+        } else {
+            String::new()
+        };
+        found.push(format!(
+            "mount namespace {ns} still contains it, held by {}{more}",
+            shown.join(", ")
+        ));
     }
     found
 }

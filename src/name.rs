@@ -54,8 +54,11 @@ fn validate(what: &str, raw: &str, max: usize) -> Result<(), Failure> {
         "{what} names are 1-{max} characters of A-Z a-z 0-9 _ -, starting with a letter or digit"
     );
     let invalid = |why: String| {
-        Failure::new(Kind::InvalidName, format!("invalid {what} name {raw:?}: {why}"))
-            .hint(rule.clone())
+        Failure::new(
+            Kind::InvalidName,
+            format!("invalid {what} name {raw:?}: {why}"),
+        )
+        .hint(rule.clone())
     };
     if raw.is_empty() {
         return Err(invalid("it is empty".into()));

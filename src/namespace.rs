@@ -22,11 +22,26 @@ pub fn in_private_namespace<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
         .map_err(|e| Failure::new(Kind::NotPermitted, format!("unshare(CLONE_NEWNS): {e}")))?;
     // Copies of shared mounts stay in their peer groups: make everything
     // private first so nothing attached here propagates back.
-    let result = nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| Failure::new(Kind::NotPermitted, format!("make the private namespace private: {e}")).into())
-        .and_then(|()| work());
+    let result = nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Failure::new(
+            Kind::NotPermitted,
+            format!("make the private namespace private: {e}"),
+        )
+        .into()
+    })
+    .and_then(|()| work());
     nix::sched::setns(&original, CloneFlags::CLONE_NEWNS).map_err(|e| {
-        Failure::new(Kind::NotPermitted, format!("return to the original mount namespace: {e}"))
+        Failure::new(
+            Kind::NotPermitted,
+            format!("return to the original mount namespace: {e}"),
+        )
     })?;
     result
 }

@@ -18,8 +18,8 @@ use crate::fsx::{self, libc_mode};
 use crate::idmap;
 use crate::lock;
 use crate::mounts;
-use crate::namespace;
 use crate::name::InstanceName;
+use crate::namespace;
 use crate::state::{InstancePaths, ServiceUser, State};
 
 /// What a verb did, for humans and for `--json`.
@@ -57,7 +57,12 @@ pub fn read_record(helper_dir: BorrowedFd<'_>, name: &InstanceName) -> Option<Ve
     Some(text.lines().map(str::to_owned).collect())
 }
 
-fn write_record(helper_dir: BorrowedFd<'_>, name: &InstanceName, layers: &[String], shown: &Path) -> Result<(), Failure> {
+fn write_record(
+    helper_dir: BorrowedFd<'_>,
+    name: &InstanceName,
+    layers: &[String],
+    shown: &Path,
+) -> Result<(), Failure> {
     use std::io::Write;
     let tmp = format!("{}.tmp", record_name(name));
     let flags = rustix::fs::OFlags::WRONLY
@@ -65,12 +70,18 @@ fn write_record(helper_dir: BorrowedFd<'_>, name: &InstanceName, layers: &[Strin
         | rustix::fs::OFlags::TRUNC
         | rustix::fs::OFlags::NOFOLLOW
         | rustix::fs::OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(helper_dir, tmp.as_str(), flags, rustix::fs::Mode::from_raw_mode(0o600))
-        .map_err(|e| fsx::os(shown, "write", e))?;
+    let fd = rustix::fs::openat(
+        helper_dir,
+        tmp.as_str(),
+        flags,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| fsx::os(shown, "write", e))?;
     std::fs::File::from(fd)
         .write_all((layers.join("\n") + "\n").as_bytes())
         .map_err(|e| Failure::new(Kind::Missing, format!("write {}: {e}", shown.display())))?;
-    rustix::fs::renameat(helper_dir, tmp.as_str(), helper_dir, record_name(name)).map_err(|e| fsx::os(shown, "rename", e))
+    rustix::fs::renameat(helper_dir, tmp.as_str(), helper_dir, record_name(name))
+        .map_err(|e| fsx::os(shown, "rename", e))
 }
 
 fn remove_record(helper_dir: BorrowedFd<'_>, name: &InstanceName) {
@@ -81,77 +92,122 @@ fn remove_record(helper_dir: BorrowedFd<'_>, name: &InstanceName) {
 pub fn read_config(state: &State, name: &InstanceName) -> Result<InstanceConfig, Failure> {
     let rel = InstancePaths::new(name).env;
     let shown = state.shown(&rel);
-    let bytes = fsx::read_small_file(state.fd(), &rel, &shown, envfile::MAX_BYTES).map_err(|f| {
-        if f.kind == Kind::Missing {
-            Failure::new(Kind::Missing, format!("no instance {name}: {}", f.message))
-                .hint(format!("create {} with at least L4D2_PORT=<port>", shown.display()))
-        } else {
-            f
-        }
-    })?;
+    let bytes =
+        fsx::read_small_file(state.fd(), &rel, &shown, envfile::MAX_BYTES).map_err(|f| {
+            if f.kind == Kind::Missing {
+                Failure::new(Kind::Missing, format!("no instance {name}: {}", f.message)).hint(
+                    format!("create {} with at least L4D2_PORT=<port>", shown.display()),
+                )
+            } else {
+                f
+            }
+        })?;
     InstanceConfig::parse(&bytes, &shown.display().to_string())
 }
 
 /// Lower layer paths relative to the state dir, highest priority first.
-pub fn layer_stack(state: &State, name: &InstanceName, config: &InstanceConfig) -> Result<Vec<(String, Option<OwnedFd>)>, Failure> {
+pub fn layer_stack(
+    state: &State,
+    name: &InstanceName,
+    config: &InstanceConfig,
+) -> Result<Vec<(String, Option<OwnedFd>)>, Failure> {
     let paths = InstancePaths::new(name);
     let mut layers = Vec::new();
-    if let Some(fd) = fsx::open_dir_if_exists(state.fd(), &paths.layer, &state.shown(&paths.layer))? {
+    if let Some(fd) = fsx::open_dir_if_exists(state.fd(), &paths.layer, &state.shown(&paths.layer))?
+    {
         layers.push((paths.layer, Some(fd)));
     }
     for overlay in &config.overlays {
         let rel = format!("overlays/{overlay}");
         let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
             if f.kind == Kind::Missing {
-                f.hint(format!("create it, or remove {overlay} from L4D2_OVERLAYS in {}", state.shown(&paths.env).display()))
+                f.hint(format!(
+                    "create it, or remove {overlay} from L4D2_OVERLAYS in {}",
+                    state.shown(&paths.env).display()
+                ))
             } else {
                 f
             }
         })?;
         layers.push((rel, Some(fd)));
     }
-    let fd = fsx::open_dir(state.fd(), "installation", &state.shown("installation")).map_err(|f| {
-        if f.kind == Kind::Missing {
-            f.hint("install the game there (steamcmd +force_install_dir ... +app_update 222860)")
-        } else {
-            f
-        }
-    })?;
+    let fd =
+        fsx::open_dir(state.fd(), "installation", &state.shown("installation")).map_err(|f| {
+            if f.kind == Kind::Missing {
+                f.hint(
+                    "install the game there (steamcmd +force_install_dir ... +app_update 222860)",
+                )
+            } else {
+                f
+            }
+        })?;
     layers.push(("installation".into(), Some(fd)));
     Ok(layers)
 }
 
 /// Whether runtime/<i>/merged carries this instance's overlay right now.
-pub fn mounted_here(runtime_i: BorrowedFd<'_>, name: &InstanceName, shown_merged: &Path) -> Result<Option<mounts::MountEntry>, Failure> {
-    let entry = fsx::entry(runtime_i, "merged").map_err(|e| fsx::os(shown_merged, "stat", e))?;
-    let Some(entry) = entry else { return Ok(None) };
-    if entry.kind == libc_mode::S_IFLNK {
-        return Err(Failure::new(Kind::UnsafePath, format!("{} is a symlink; refusing to follow it as root", shown_merged.display()))
+pub fn mounted_here(
+    runtime_i: BorrowedFd<'_>,
+    name: &InstanceName,
+    shown_merged: &Path,
+) -> Result<Option<mounts::MountEntry>, Failure> {
+    // status takes no lock: a mount seen by statx can be gone from
+    // mountinfo a moment later. Look again before calling it foreign.
+    for _ in 0..3 {
+        let entry =
+            fsx::entry(runtime_i, "merged").map_err(|e| fsx::os(shown_merged, "stat", e))?;
+        let Some(entry) = entry else { return Ok(None) };
+        if entry.kind == libc_mode::S_IFLNK {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} is a symlink; refusing to follow it as root",
+                    shown_merged.display()
+                ),
+            )
             .hint("remove the symlink; left4me-overlay creates merged/ itself"));
+        }
+        if !entry.mount_root {
+            return Ok(None);
+        }
+        match mounts::find_by_id(entry.mnt_id) {
+            Some(m) if m.fstype == "overlay" && m.source == mount_source(name) => {
+                return Ok(Some(m));
+            }
+            Some(m) => {
+                return Err(Failure::new(
+                    Kind::Conflict,
+                    format!(
+                        "{} has a mount that is not this instance's overlay ({} from {}); refusing to touch it",
+                        shown_merged.display(),
+                        m.fstype,
+                        m.source
+                    ),
+                )
+                .hint("unmount it yourself if it should not be there"));
+            }
+            None => continue,
+        }
     }
-    if !entry.mount_root {
-        return Ok(None);
-    }
-    let found = mounts::find_by_id(entry.mnt_id);
-    match found {
-        Some(m) if m.fstype == "overlay" && m.source == mount_source(name) => Ok(Some(m)),
-        other => Err(Failure::new(
-            Kind::Conflict,
-            format!(
-                "{} has a mount that is not this instance's overlay ({}); refusing to touch it",
-                shown_merged.display(),
-                other.map_or_else(|| "unknown".to_owned(), |m| format!("{} from {}", m.fstype, m.source)),
-            ),
-        )
-        .hint("unmount it yourself if it should not be there")),
-    }
+    Err(Failure::new(
+        Kind::Conflict,
+        format!(
+            "{} is a mount point that is not in this namespace's mountinfo",
+            shown_merged.display()
+        ),
+    )
+    .hint("look at findmnt and unmount it if it should not be there"))
 }
 
 pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<Outcome> {
     let config = read_config(state, name)?;
     let runtime = state.runtime()?;
     let helper_dir = state.helper_dir(runtime.as_fd())?;
-    let _lock = lock::lock(helper_dir.as_fd(), name, &state.shown(&format!("runtime/.left4me/{name}.lock")))?;
+    let _lock = lock::lock(
+        helper_dir.as_fd(),
+        name,
+        &state.shown(&format!("runtime/.left4me/{name}.lock")),
+    )?;
     let rt_rel = InstancePaths::new(name).runtime;
     let rt_shown = state.shown(&rt_rel);
     let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o755, &rt_shown)?;
@@ -164,7 +220,10 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
     };
 
     if mounted_here(runtime_i.as_fd(), name, &merged_shown)?.is_some() {
-        let rels: Vec<String> = layer_stack(state, name, &config)?.into_iter().map(|(rel, _)| rel).collect();
+        let rels: Vec<String> = layer_stack(state, name, &config)?
+            .into_iter()
+            .map(|(rel, _)| rel)
+            .collect();
         let recorded = read_record(helper_dir.as_fd(), name);
         if recorded.as_ref() == Some(&rels) {
             tracing::info!("already mounted with the same layer stack");
@@ -179,7 +238,9 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
                 rels.join(", ")
             ),
         )
-        .hint(format!("restart left4me-server@{name} (or run left4me-overlay umount {name}) to apply it"))
+        .hint(format!(
+            "restart left4me-server@{name} (or run left4me-overlay umount {name}) to apply it"
+        ))
         .into());
     }
 
@@ -210,7 +271,12 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
         .map_err(|e| kernel_refused(&fs, "fsmount", e))?;
         Ok((mnt, rels))
     })?;
-    write_record(helper_dir.as_fd(), name, &rels, &state.shown(&format!("runtime/.left4me/{name}.stack")))?;
+    write_record(
+        helper_dir.as_fd(),
+        name,
+        &rels,
+        &state.shown(&format!("runtime/.left4me/{name}.stack")),
+    )?;
     rustix::mount::move_mount(
         mnt.as_fd(),
         "",
@@ -226,7 +292,11 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
 /// One lower layer fd per layer, idmapped where its owner is not the service
 /// user. One user namespace serves all layers with the same owner. Runs in
 /// the private namespace of [`namespace::in_private_namespace`].
-fn map_layers(state: &State, layers: Vec<(String, Option<OwnedFd>)>, user: &ServiceUser) -> Result<Vec<OwnedFd>, Failure> {
+fn map_layers(
+    state: &State,
+    layers: Vec<(String, Option<OwnedFd>)>,
+    user: &ServiceUser,
+) -> Result<Vec<OwnedFd>, Failure> {
     let mut namespaces: HashMap<(u32, u32), OwnedFd> = HashMap::new();
     let mut out = Vec::with_capacity(layers.len());
     for (rel, fd) in layers {
@@ -266,13 +336,22 @@ fn map_layers(state: &State, layers: Vec<(String, Option<OwnedFd>)>, user: &Serv
 /// and no name reaches the option string. Lower layers go one by one
 /// ("lowerdir+", Linux >= 6.8), which has no size limit; older kernels take
 /// one "lowerdir" string, limited to a page.
-fn build_overlay(name: &InstanceName, lowers: &[OwnedFd], upper: &OwnedFd, work: &OwnedFd) -> Result<OwnedFd> {
+fn build_overlay(
+    name: &InstanceName,
+    lowers: &[OwnedFd],
+    upper: &OwnedFd,
+    work: &OwnedFd,
+) -> Result<OwnedFd> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
-        Failure::new(Kind::KernelLimit, format!("the kernel cannot create overlay mounts (fsopen: {e})"))
-            .hint("load the overlay module: modprobe overlay")
+        Failure::new(
+            Kind::KernelLimit,
+            format!("the kernel cannot create overlay mounts (fsopen: {e})"),
+        )
+        .hint("load the overlay module: modprobe overlay")
     })?;
     let set = |key: &str, value: &str| {
-        rustix::mount::fsconfig_set_string(fs.as_fd(), key, value).map_err(|e| kernel_refused(&fs, &format!("{key}={value}"), e))
+        rustix::mount::fsconfig_set_string(fs.as_fd(), key, value)
+            .map_err(|e| kernel_refused(&fs, &format!("{key}={value}"), e))
     };
     set("source", &mount_source(name))?;
     let lower_paths: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
@@ -316,7 +395,10 @@ fn build_overlay(name: &InstanceName, lowers: &[OwnedFd], upper: &OwnedFd, work:
 }
 
 fn kernel_release() -> String {
-    rustix::system::uname().release().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The kernel's own explanation, read from the fs context's message log.
@@ -336,9 +418,19 @@ fn kernel_refused(fs: &OwnedFd, step: &str, e: Errno) -> Failure {
     let log = fs_log(fs);
     Failure::new(
         Kind::KernelLimit,
-        format!("overlayfs refused {step}: {e}{}", if log.is_empty() { String::new() } else { format!(" ({log})") }),
+        format!(
+            "overlayfs refused {step}: {e}{}",
+            if log.is_empty() {
+                String::new()
+            } else {
+                format!(" ({log})")
+            }
+        ),
     )
-    .hint(format!("kernel {}; see dmesg for details", kernel_release()))
+    .hint(format!(
+        "kernel {}; see dmesg for details",
+        kernel_release()
+    ))
 }
 
 /// Each layer costs up to two fds (the directory, its idmapped clone).
@@ -355,11 +447,20 @@ fn raise_fd_limit(layers: usize) {
 pub fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
     let runtime = state.runtime()?;
     let helper_dir = state.helper_dir(runtime.as_fd())?;
-    let _lock = lock::lock(helper_dir.as_fd(), name, &state.shown(&format!("runtime/.left4me/{name}.lock")))?;
+    let _lock = lock::lock(
+        helper_dir.as_fd(),
+        name,
+        &state.shown(&format!("runtime/.left4me/{name}.lock")),
+    )?;
     let rt_rel = InstancePaths::new(name).runtime;
     let rt_shown = state.shown(&rt_rel);
     let merged_shown = rt_shown.join("merged");
-    let outcome = |result| Outcome { instance: name.to_string(), result, mount_point: merged_shown.clone(), layers: Vec::new() };
+    let outcome = |result| Outcome {
+        instance: name.to_string(),
+        result,
+        mount_point: merged_shown.clone(),
+        layers: Vec::new(),
+    };
     let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &rt_rel, &rt_shown)? else {
         return Ok(outcome("not-mounted"));
     };
@@ -367,7 +468,9 @@ pub fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
     // More than one overlay can be stacked on merged/ by hand or by an old
     // bug; take them all down.
     for _ in 0..8 {
-        let Some(entry) = mounted_here(runtime_i.as_fd(), name, &merged_shown)? else { break };
+        let Some(entry) = mounted_here(runtime_i.as_fd(), name, &merged_shown)? else {
+            break;
+        };
         let target = format!("{}/merged", fsx::fd_path(runtime_i.as_fd()));
         match rustix::mount::unmount(target.as_str(), UnmountFlags::NOFOLLOW) {
             Ok(()) => unmounted = true,
@@ -393,29 +496,66 @@ pub fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
     if unmounted {
         tracing::info!("unmounted");
     }
-    Ok(outcome(if unmounted { "unmounted" } else { "not-mounted" }))
+    Ok(outcome(if unmounted {
+        "unmounted"
+    } else {
+        "not-mounted"
+    }))
 }
 
 /// Swaps in an empty writable layer. Returns the runtime dir so the caller
 /// can delete what was set aside once the lock is released.
-pub fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<(Outcome, Option<OwnedFd>, PathBuf)> {
+pub fn reset(
+    state: &State,
+    name: &InstanceName,
+    user: &ServiceUser,
+) -> Result<(Outcome, Option<OwnedFd>, PathBuf)> {
     let paths = InstancePaths::new(name);
     let runtime = state.runtime()?;
     let helper_dir = state.helper_dir(runtime.as_fd())?;
-    let _lock = lock::lock(helper_dir.as_fd(), name, &state.shown(&format!("runtime/.left4me/{name}.lock")))?;
+    let _lock = lock::lock(
+        helper_dir.as_fd(),
+        name,
+        &state.shown(&format!("runtime/.left4me/{name}.lock")),
+    )?;
     let rt_shown = state.shown(&paths.runtime);
     let merged_shown = rt_shown.join("merged");
-    let outcome = Outcome { instance: name.to_string(), result: "reset", mount_point: merged_shown.clone(), layers: Vec::new() };
+    let outcome = Outcome {
+        instance: name.to_string(),
+        result: "reset",
+        mount_point: merged_shown.clone(),
+        layers: Vec::new(),
+    };
     let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &paths.runtime, &rt_shown)? else {
-        if fsx::open_dir_if_exists(state.fd(), &format!("instances/{name}"), &state.shown(&format!("instances/{name}")))?.is_none() {
-            return Err(Failure::new(Kind::Missing, format!("no instance {name}: neither {} nor {} exists", rt_shown.display(), state.shown(&format!("instances/{name}")).display())).into());
+        if fsx::open_dir_if_exists(
+            state.fd(),
+            &format!("instances/{name}"),
+            &state.shown(&format!("instances/{name}")),
+        )?
+        .is_none()
+        {
+            return Err(Failure::new(
+                Kind::Missing,
+                format!(
+                    "no instance {name}: neither {} nor {} exists",
+                    rt_shown.display(),
+                    state.shown(&format!("instances/{name}")).display()
+                ),
+            )
+            .into());
         }
         return Ok((outcome, None, rt_shown));
     };
     if mounted_here(runtime_i.as_fd(), name, &merged_shown)?.is_some() {
-        return Err(Failure::new(Kind::Conflict, format!("instance {name} is mounted at {}; refusing to reset a live layer", merged_shown.display()))
-            .hint(format!("systemctl stop left4me-server@{name} first"))
-            .into());
+        return Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "instance {name} is mounted at {}; refusing to reset a live layer",
+                merged_shown.display()
+            ),
+        )
+        .hint(format!("systemctl stop left4me-server@{name} first"))
+        .into());
     }
     for part in ["upper", "work"] {
         refuse_symlink_swap(runtime_i.as_fd(), part)?;
@@ -433,8 +573,11 @@ pub fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<(
 /// belongs means someone is tampering: say so instead of papering over it.
 fn refuse_symlink_swap(runtime_i: BorrowedFd<'_>, part: &str) -> Result<(), Failure> {
     match fsx::entry(runtime_i, part) {
-        Ok(Some(e)) if e.kind == libc_mode::S_IFLNK => Err(Failure::new(Kind::UnsafePath, format!("runtime/.../{part} is a symlink; refusing"))
-            .hint("remove it; reset creates a fresh layer")),
+        Ok(Some(e)) if e.kind == libc_mode::S_IFLNK => Err(Failure::new(
+            Kind::UnsafePath,
+            format!("runtime/.../{part} is a symlink; refusing"),
+        )
+        .hint("remove it; reset creates a fresh layer")),
         _ => Ok(()),
     }
 }

@@ -15,9 +15,11 @@ use crate::status;
 /// with broken instances); errors are left to the caller to report.
 pub fn run(cli: &Cli, command: &Command) -> Result<u8> {
     if !rustix::process::geteuid().is_root() {
-        return Err(Failure::new(Kind::NotPermitted, "left4me-overlay must run as root")
-            .hint("systemd runs it as root through the + prefix; by hand use sudo")
-            .into());
+        return Err(
+            Failure::new(Kind::NotPermitted, "left4me-overlay must run as root")
+                .hint("systemd runs it as root through the + prefix; by hand use sudo")
+                .into(),
+        );
     }
     let state = State::open(&cli.state_dir)?;
     match command {
@@ -40,14 +42,22 @@ pub fn run(cli: &Cli, command: &Command) -> Result<u8> {
             }
         }
         Command::Status(args) => {
-            let name = args.instance.as_deref().map(InstanceName::parse).transpose()?;
+            let name = args
+                .instance
+                .as_deref()
+                .map(InstanceName::parse)
+                .transpose()?;
             let report = status::report(&state, name.as_ref())?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print_status(&report);
             }
-            return Ok(report.instances.iter().find_map(|i| i.error.as_ref()).map_or(0, |e| e.exit_code));
+            return Ok(report
+                .instances
+                .iter()
+                .find_map(|i| i.error.as_ref())
+                .map_or(0, |e| e.exit_code));
         }
     }
     Ok(0)
@@ -58,7 +68,13 @@ fn print_outcome(outcome: &Outcome, json: bool) -> Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string(outcome)?)?;
     } else {
-        writeln!(out, "{}: {} ({})", outcome.instance, outcome.result, outcome.mount_point.display())?;
+        writeln!(
+            out,
+            "{}: {} ({})",
+            outcome.instance,
+            outcome.result,
+            outcome.mount_point.display()
+        )?;
     }
     out.flush()?;
     Ok(())
@@ -68,14 +84,29 @@ fn print_status(report: &status::Report) {
     for i in &report.instances {
         let state = if i.mounted { "mounted" } else { "not mounted" };
         let upper = i.upper.as_ref().map_or_else(String::new, |u| {
-            format!(", upper {:.1} MiB in {} files", u.bytes as f64 / 1048576.0, u.files)
+            format!(
+                ", upper {:.1} MiB in {} files",
+                u.bytes as f64 / 1048576.0,
+                u.files
+            )
         });
-        let stale = if i.stale { " (instance.env changed since mount: restart to apply)" } else { "" };
+        let stale = if i.stale {
+            " (instance.env changed since mount: restart to apply)"
+        } else {
+            ""
+        };
         println!("{}: {state}{upper}{stale}", i.name);
-        let stack: Vec<String> = i.layers.iter().map(|l| format!("{} {}", l.role, l.path.display())).collect();
+        let stack: Vec<String> = i
+            .layers
+            .iter()
+            .map(|l| format!("{} {}", l.role, l.path.display()))
+            .collect();
         println!("  layers, top first: {}", stack.join(" > "));
         if i.discard_pending > 0 {
-            println!("  {} discarded layer(s) still being deleted", i.discard_pending);
+            println!(
+                "  {} discarded layer(s) still being deleted",
+                i.discard_pending
+            );
         }
         if let Some(err) = &i.error {
             println!("  error ({}): {}", err.kind, err.message);
@@ -94,7 +125,11 @@ fn delete_in_background(runtime_i: std::os::fd::BorrowedFd<'_>, shown: &std::pat
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             let _ = nix::unistd::setsid();
-            if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
                 for target in [0, 1] {
                     // SAFETY: dup2 onto stdin/stdout; stderr stays for logging.
                     unsafe { nix::libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target) };
@@ -111,6 +146,8 @@ fn delete_in_background(runtime_i: std::os::fd::BorrowedFd<'_>, shown: &std::pat
             unsafe { nix::libc::_exit(code) }
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot fork to delete the discarded layer; the next umount or reset does"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot fork to delete the discarded layer; the next umount or reset does")
+        }
     }
 }

@@ -25,13 +25,22 @@ impl State {
     pub fn open(root: &Path) -> Result<State, Failure> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let fd = rustix::fs::open(root, flags, Mode::empty()).map_err(|e| match e {
-            Errno::NOENT => Failure::new(Kind::Missing, format!("state directory {} does not exist", root.display()))
-                .hint("install the package (systemd-tmpfiles creates it) or pass --state-dir"),
-            Errno::NOTDIR => Failure::new(Kind::UnsafePath, format!("state directory {} is not a directory", root.display())),
+            Errno::NOENT => Failure::new(
+                Kind::Missing,
+                format!("state directory {} does not exist", root.display()),
+            )
+            .hint("install the package (systemd-tmpfiles creates it) or pass --state-dir"),
+            Errno::NOTDIR => Failure::new(
+                Kind::UnsafePath,
+                format!("state directory {} is not a directory", root.display()),
+            ),
             e => fsx::os(root, "open state directory", e),
         })?;
         require_root_only(fd.as_fd(), root)?;
-        Ok(State { root: root.to_path_buf(), fd })
+        Ok(State {
+            root: root.to_path_buf(),
+            fd,
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -56,8 +65,14 @@ impl State {
         let fd = fsx::ensure_dir(runtime, ".left4me", 0o700, &shown)?;
         let st = fsx::stat_fd(&fd, &shown)?;
         if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
-            return Err(Failure::new(Kind::UnsafePath, format!("{} must be owned by root with mode 0700", shown.display()))
-                .hint(format!("chown root:root {0} && chmod 0700 {0}", shown.display())));
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!("{} must be owned by root with mode 0700", shown.display()),
+            )
+            .hint(format!(
+                "chown root:root {0} && chmod 0700 {0}",
+                shown.display()
+            )));
         }
         Ok(fd)
     }
@@ -67,8 +82,9 @@ impl State {
             return Ok(Vec::new());
         };
         let mut names = Vec::new();
-        let mut dir = rustix::fs::Dir::read_from(&fd).map_err(|e| fsx::os(&self.shown(rel), "read", e))?;
-        while let Some(entry) = dir.next() {
+        let dir =
+            rustix::fs::Dir::read_from(&fd).map_err(|e| fsx::os(&self.shown(rel), "read", e))?;
+        for entry in dir {
             let entry = entry.map_err(|e| fsx::os(&self.shown(rel), "read", e))?;
             if let Ok(name) = entry.file_name().to_str() {
                 names.push(name.to_owned());
@@ -107,7 +123,10 @@ fn require_root_only(fd: BorrowedFd<'_>, shown: &Path) -> Result<(), Failure> {
                 st.st_mode & 0o7777
             ),
         )
-        .hint(format!("chown root: {0} && chmod go-w {0} (systemd-tmpfiles --create does this)", shown.display())));
+        .hint(format!(
+            "chown root: {0} && chmod go-w {0} (systemd-tmpfiles --create does this)",
+            shown.display()
+        )));
     }
     Ok(())
 }
@@ -140,8 +159,10 @@ impl ServiceUser {
             .gid
             .as_raw();
         if uid == 0 {
-            return Err(Failure::new(Kind::UnknownUser, "the service user must not be root")
-                .hint("set LEFT4ME_USER to an unprivileged account"));
+            return Err(
+                Failure::new(Kind::UnknownUser, "the service user must not be root")
+                    .hint("set LEFT4ME_USER to an unprivileged account"),
+            );
         }
         Ok(ServiceUser { uid, gid })
     }

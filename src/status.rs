@@ -64,7 +64,11 @@ pub struct ErrorReport {
 
 impl From<&Failure> for ErrorReport {
     fn from(f: &Failure) -> Self {
-        ErrorReport { kind: f.kind.label(), exit_code: f.kind.exit_code(), message: f.message.clone() }
+        ErrorReport {
+            kind: f.kind.label(),
+            exit_code: f.kind.exit_code(),
+            message: f.message.clone(),
+        }
     }
 }
 
@@ -74,7 +78,10 @@ pub fn report(state: &State, only: Option<&InstanceName>) -> Result<Report, Fail
             let paths = InstancePaths::new(name);
             let exists = |rel: &str| fsx::entry(state.fd(), rel).ok().flatten().is_some();
             if !exists(&format!("instances/{name}")) && !exists(&paths.runtime) {
-                return Err(Failure::new(Kind::Missing, format!("no instance {name} in {}", state.root.display())));
+                return Err(Failure::new(
+                    Kind::Missing,
+                    format!("no instance {name} in {}", state.root.display()),
+                ));
             }
             vec![name.clone()]
         }
@@ -92,8 +99,14 @@ pub fn report(state: &State, only: Option<&InstanceName>) -> Result<Report, Fail
     };
     let runtime = state.runtime()?;
     let helper_dir = state.helper_dir(runtime.as_fd())?;
-    let instances = names.iter().map(|n| instance(state, helper_dir.as_fd(), n)).collect();
-    Ok(Report { state_dir: state.root.clone(), instances })
+    let instances = names
+        .iter()
+        .map(|n| instance(state, helper_dir.as_fd(), n))
+        .collect();
+    Ok(Report {
+        state_dir: state.root.clone(),
+        instances,
+    })
 }
 
 fn instance(state: &State, helper_dir: BorrowedFd<'_>, name: &InstanceName) -> InstanceStatus {
@@ -103,7 +116,10 @@ fn instance(state: &State, helper_dir: BorrowedFd<'_>, name: &InstanceName) -> I
         name: name.to_string(),
         mounted: false,
         mount_point: rt_shown.join("merged"),
-        layers: vec![Layer { role: "upper", path: rt_shown.join("upper") }],
+        layers: vec![Layer {
+            role: "upper",
+            path: rt_shown.join("upper"),
+        }],
         layers_from: "none",
         stale: false,
         upper: None,
@@ -115,7 +131,9 @@ fn instance(state: &State, helper_dir: BorrowedFd<'_>, name: &InstanceName) -> I
         .map(|layers| layers.into_iter().map(|(rel, _)| rel).collect::<Vec<_>>());
     let runtime_i = fsx::open_dir_if_exists(state.fd(), &paths.runtime, &rt_shown);
     let mounted = match &runtime_i {
-        Ok(Some(fd)) => ops::mounted_here(fd.as_fd(), name, &status.mount_point).map(|m| m.is_some()),
+        Ok(Some(fd)) => {
+            ops::mounted_here(fd.as_fd(), name, &status.mount_point).map(|m| m.is_some())
+        }
         Ok(None) => Ok(false),
         Err(f) => Err(Failure::new(f.kind, f.message.clone())),
     };
@@ -133,7 +151,10 @@ fn instance(state: &State, helper_dir: BorrowedFd<'_>, name: &InstanceName) -> I
         }
         (_, Err(_)) => Vec::new(),
     };
-    status.layers.extend(stack.iter().map(|rel| Layer { role: role_of(rel), path: state.shown(rel) }));
+    status.layers.extend(stack.iter().map(|rel| Layer {
+        role: role_of(rel),
+        path: state.shown(rel),
+    }));
     if let Ok(Some(fd)) = &runtime_i {
         status.discard_pending = discard::pending(fd.as_fd()).len();
         status.upper = fsx::open_dir_if_exists(fd.as_fd(), "upper", &rt_shown.join("upper"))
@@ -168,13 +189,17 @@ fn usage(dir: BorrowedFd<'_>) -> Usage {
 }
 
 fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
-    let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else { return };
+    let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else {
+        return;
+    };
     while let Some(Ok(entry)) = listing.next() {
         let name = entry.file_name();
         if name == c"." || name == c".." {
             continue;
         }
-        let Ok(st) = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else { continue };
+        let Ok(st) = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
         total.bytes += st.st_blocks as u64 * 512;
         if fsx::file_type(&st) != libc_mode::S_IFDIR {
             total.files += 1;

@@ -16,13 +16,26 @@ use common::Fixture;
 /// only runtime/<instance> may have changed.
 fn refused(f: &Fixture, instance: &str, args: &[&str], code: i32, needle: &str) {
     let err = f.assert_contained(instance, || f.fails(args, code));
-    assert!(err.contains(needle), "{args:?}: wanted {needle:?} in:\n{err}");
-    assert!(!f.is_mounted(instance) || args[0] != "mount", "a refused mount left a mount behind");
+    assert!(
+        err.contains(needle),
+        "{args:?}: wanted {needle:?} in:\n{err}"
+    );
+    assert!(
+        !f.is_mounted(instance) || args[0] != "mount",
+        "a refused mount left a mount behind"
+    );
     assert!(f.outside.join("secret").exists() && f.outside.join("sub/file").exists());
 }
 
 fn mkfifo(path: &std::path::Path) {
-    rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
 }
 
 root_test! {
@@ -175,7 +188,7 @@ root_test! {
     fn device_node_as_instance_env() {
         let f = Fixture::new();
         fs::create_dir_all(f.path("instances/vs1")).unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, &f.path("instances/vs1/instance.env"), rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::from_raw_mode(0o644), rustix::fs::makedev(1, 5)).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, f.path("instances/vs1/instance.env"), rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::from_raw_mode(0o644), rustix::fs::makedev(1, 5)).unwrap();
         refused(&f, "vs1", &["mount", "vs1"], 13, "not a regular file");
     }
 }
@@ -277,7 +290,11 @@ root_test! {
 }
 
 /// Swaps `path` between a real directory and a symlink to `target` until stopped.
-fn swapper(path: std::path::PathBuf, target: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+fn swapper(
+    path: std::path::PathBuf,
+    target: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let aside = path.with_extension("aside");
         let link = path.with_extension("link");
@@ -305,9 +322,18 @@ fn race(f: &Fixture, instance: &str, rel: &str, verbs: &[&[&str]], rounds: usize
         for args in verbs {
             let out = f.helper(args);
             let code = out.status.code().unwrap();
-            assert!(matches!(code, 0 | 12 | 13 | 15), "{args:?} exited {code}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                matches!(code, 0 | 12 | 13 | 15),
+                "{args:?} exited {code}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             *outcomes.entry((args[0].to_owned(), code)).or_insert(0) += 1;
-            assert!(!common::mount_points().iter().any(|m| m.contains("/outside")), "mounted outside the instance");
+            assert!(
+                !common::mount_points()
+                    .iter()
+                    .any(|m| m.contains("/outside")),
+                "mounted outside the instance"
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -315,7 +341,11 @@ fn race(f: &Fixture, instance: &str, rel: &str, verbs: &[&[&str]], rounds: usize
     assert!(swaps > 0, "the swapper never ran");
     // Put things back as they were before comparing.
     let _ = fs::remove_file(f.path(rel).with_extension("link"));
-    assert_eq!(f.snapshot_except(instance), before, "changed outside runtime/{instance} while racing");
+    assert_eq!(
+        f.snapshot_except(instance),
+        before,
+        "changed outside runtime/{instance} while racing"
+    );
     eprintln!("{rel}: {swaps} swaps, outcomes {outcomes:?}");
 }
 

@@ -10,7 +10,16 @@ use common::{Fixture, SERVICE_UID};
 
 fn as_service_user(script: &str) -> std::process::Output {
     std::process::Command::new("setpriv")
-        .args(["--reuid", common::SERVICE_USER, "--regid", common::SERVICE_USER, "--clear-groups", "sh", "-c", script])
+        .args([
+            "--reuid",
+            common::SERVICE_USER,
+            "--regid",
+            common::SERVICE_USER,
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
         .output()
         .unwrap()
 }

@@ -28,7 +28,11 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = error::exit_code(&err);
             let failure = error::failure_of(&err);
-            tracing::error!(exit_code = code, kind = failure.map_or("unexpected", |f| f.kind.label()), "{err:#}");
+            tracing::error!(
+                exit_code = code,
+                kind = failure.map_or("unexpected", |f| f.kind.label()),
+                "{err:#}"
+            );
             if json {
                 let report = serde_json::json!({
                     "error": {

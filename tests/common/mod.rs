@@ -43,7 +43,13 @@ pub fn isolated(name: &str, body: impl FnOnce()) {
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--"])
         .arg(exe)
-        .args([name, "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            name,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ISOLATED, "1")
         .output()
         .expect("run unshare (util-linux)");
@@ -66,20 +72,36 @@ pub struct Fixture {
 impl Fixture {
     /// A state dir with a root-owned installation holding the stand-in layout.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("left4me-test.").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("left4me-test.")
+            .tempdir()
+            .unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = dir.path().join("state");
         let outside = dir.path().join("outside");
-        for d in ["installation/left4dead2/cfg", "installation/left4dead2/logs", "overlays", "instances", "runtime"] {
+        for d in [
+            "installation/left4dead2/cfg",
+            "installation/left4dead2/logs",
+            "overlays",
+            "instances",
+            "runtime",
+        ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::create_dir_all(outside.join("sub")).unwrap();
         fs::write(outside.join("secret"), "do not touch\n").unwrap();
         fs::write(outside.join("sub/file"), "nor this\n").unwrap();
-        let f = Fixture { _dir: dir, root, outside };
+        let f = Fixture {
+            _dir: dir,
+            root,
+            outside,
+        };
         f.write("installation/srcds_run", "#!/bin/sh\n");
         f.write("installation/left4dead2/gameinfo.txt", "installation\n");
-        f.write("installation/left4dead2/cfg/server.cfg", "hostname \"installation\"\n");
+        f.write(
+            "installation/left4dead2/cfg/server.cfg",
+            "hostname \"installation\"\n",
+        );
         f
     }
 
@@ -107,7 +129,10 @@ impl Fixture {
     pub fn instance(&self, name: &str, overlays: &[&str]) {
         self.write(
             &format!("instances/{name}/instance.env"),
-            &format!("L4D2_PORT=27015\nL4D2_ARGS=\"+map c1m1_hotel\"\nL4D2_OVERLAYS=\"{}\"\n", overlays.join(" ")),
+            &format!(
+                "L4D2_PORT=27015\nL4D2_ARGS=\"+map c1m1_hotel\"\nL4D2_OVERLAYS=\"{}\"\n",
+                overlays.join(" ")
+            ),
         );
     }
 
@@ -127,7 +152,12 @@ impl Fixture {
     /// Runs a verb that must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.helper(args);
-        assert!(out.status.success(), "{args:?} failed ({:?}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({:?}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -135,7 +165,12 @@ impl Fixture {
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.helper(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "{args:?}: expected exit {code}, got {:?}\nstderr: {stderr}", out.status);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: expected exit {code}, got {:?}\nstderr: {stderr}",
+            out.status
+        );
         stderr
     }
 
@@ -168,7 +203,10 @@ impl Fixture {
     /// Everything about the tree except `runtime/<instance>`, plus the outside dir.
     pub fn snapshot_except(&self, instance: &str) -> BTreeMap<PathBuf, String> {
         let mut out = BTreeMap::new();
-        let skip = [self.path(&format!("runtime/{instance}")), self.path("runtime/.left4me")];
+        let skip = [
+            self.path(&format!("runtime/{instance}")),
+            self.path("runtime/.left4me"),
+        ];
         walk(&self.root, &skip, &mut out);
         walk(&self.outside, &skip, &mut out);
         out
@@ -187,7 +225,10 @@ impl Fixture {
             .map(|(k, _)| k.clone())
             .chain(after.keys().filter(|k| !before.contains_key(*k)).cloned())
             .collect();
-        assert!(changed.is_empty(), "changed outside runtime/{instance}: {changed:?}");
+        assert!(
+            changed.is_empty(),
+            "changed outside runtime/{instance}: {changed:?}"
+        );
         let merged = self.merged(instance);
         let new_mounts: Vec<_> = mount_points()
             .into_iter()
@@ -209,15 +250,29 @@ pub fn mount_points() -> Vec<String> {
 /// Directory mtimes are left out: creating runtime/<i> or the helper's own
 /// runtime/.left4me changes runtime/'s mtime; the entries themselves count.
 fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if skip.contains(&path) {
             continue;
         }
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-        let mtime = if meta.is_dir() { 0 } else { meta.mtime() * 1_000_000_000 + meta.mtime_nsec() };
-        let mut desc = format!("{:o} {}:{} {} {mtime}", meta.mode(), meta.uid(), meta.gid(), meta.len());
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mtime = if meta.is_dir() {
+            0
+        } else {
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+        };
+        let mut desc = format!(
+            "{:o} {}:{} {} {mtime}",
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.len()
+        );
         if meta.file_type().is_symlink() {
             desc += &format!(" -> {}", fs::read_link(&path).unwrap().display());
         } else if meta.is_file() && meta.len() < 1 << 20 {
