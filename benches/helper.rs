@@ -1,0 +1,179 @@
+//! `cargo bench` (as root): the helper's figures, each against a baseline run
+//! side by side in the same process. Prints figures; asserts nothing about
+//! time (machines differ), but says whether each target is met.
+//!   1. mount+umount cycle: left4me-overlay vs util-linux mount -t overlay + umount
+//!   2. reset with 100,000 files vs 10 files in upper: time until mounted again
+//!   3. peak RSS of one helper run
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_left4me-overlay");
+const USER: &str = "daemon";
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    assert!(rustix::process::geteuid().is_root(), "the benchmark mounts overlayfs: run it as root");
+    if std::env::var_os("LEFT4ME_BENCH_ISOLATED").is_none() {
+        // A private mount namespace, so nothing is left mounted on the host.
+        let status = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .env("LEFT4ME_BENCH_ISOLATED", "1")
+            .status()
+            .unwrap();
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let dir = tempfile::Builder::new().prefix("left4me-bench.").tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    println!("left4me-overlay benchmark on Linux {}", rustix::system::uname().release().to_string_lossy());
+    mount_cycle(dir.path(), "root-owned layers (helper idmaps them)", false);
+    mount_cycle(dir.path(), "service-user-owned layers (no idmap)", true);
+    reset_until_mountable(dir.path());
+    peak_rss(dir.path());
+}
+
+struct Bench {
+    root: PathBuf,
+}
+
+impl Bench {
+    fn new(base: &Path, tag: &str, overlays: usize, user_owned: bool) -> Bench {
+        let root = base.join(tag);
+        for i in 0..overlays {
+            let o = root.join(format!("overlays/o{i}/left4dead2/cfg"));
+            fs::create_dir_all(&o).unwrap();
+            fs::write(o.join(format!("o{i}.cfg")), "x").unwrap();
+        }
+        fs::create_dir_all(root.join("installation/left4dead2/cfg")).unwrap();
+        fs::write(root.join("installation/left4dead2/gameinfo.txt"), "x").unwrap();
+        let names: Vec<String> = (0..overlays).map(|i| format!("o{i}")).collect();
+        fs::create_dir_all(root.join("instances/b")).unwrap();
+        fs::write(root.join("instances/b/instance.env"), format!("L4D2_PORT=27015\nL4D2_OVERLAYS=\"{}\"\n", names.join(" "))).unwrap();
+        if user_owned {
+            let uid = nix::unistd::User::from_name(USER).unwrap().unwrap().uid.as_raw();
+            for sub in ["installation", "overlays"] {
+                Command::new("chown").args(["-R", &format!("{uid}:{uid}")]).arg(root.join(sub)).status().unwrap();
+            }
+        }
+        Bench { root }
+    }
+
+    fn helper(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(HELPER);
+        c.arg("--state-dir").arg(&self.root).args(args).env("LEFT4ME_USER", USER).env("LEFT4ME_GROUP", USER).stdout(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) {
+        let status = self.helper(args).status().unwrap();
+        assert!(status.success(), "{args:?}: {status}");
+    }
+}
+
+fn time(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mount_cycle(base: &Path, label: &str, user_owned: bool) {
+    let tag = if user_owned { "cycle-user" } else { "cycle-root" };
+    let b = Bench::new(base, tag, 3, user_owned);
+    b.run(&["mount", "b"]);
+    b.run(&["umount", "b"]);
+    let rt = b.root.join("runtime/b");
+    let lowers: Vec<String> = ["o0", "o1", "o2"].iter().map(|o| b.root.join("overlays").join(o).display().to_string()).chain([b.root.join("installation").display().to_string()]).collect();
+    let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), rt.join("upper").display(), rt.join("work").display());
+    let merged = rt.join("merged");
+    let (mut helper, mut baseline) = (Vec::new(), Vec::new());
+    for _ in 0..60 {
+        helper.push(time(|| {
+            b.run(&["mount", "b"]);
+            b.run(&["umount", "b"]);
+        }));
+        baseline.push(time(|| {
+            assert!(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options]).arg(&merged).status().unwrap().success());
+            assert!(Command::new("umount").arg(&merged).status().unwrap().success());
+        }));
+    }
+    let (h, u) = (median(helper), median(baseline));
+    let ratio = h.as_secs_f64() / u.as_secs_f64();
+    println!(
+        "mount+umount cycle, {label}, 3 overlays, 60 runs: helper median {}, util-linux median {}, ratio {ratio:.2} (target <= 1.5: {})",
+        ms(h),
+        ms(u),
+        if ratio <= 1.5 { "met" } else { "NOT met" }
+    );
+}
+
+fn fill(dir: &Path, files: usize) {
+    for d in 0..files.div_ceil(1000) {
+        let sub = dir.join(format!("left4dead2/downloads/d{d}"));
+        fs::create_dir_all(&sub).unwrap();
+        for f in 0..(files - d * 1000).min(1000) {
+            fs::write(sub.join(format!("f{f}")), "x").unwrap();
+        }
+    }
+}
+
+fn reset_until_mountable(base: &Path) {
+    let b = Bench::new(base, "reset", 2, false);
+    let mut results = Vec::new();
+    for files in [10, 100_000] {
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            b.run(&["mount", "b"]);
+            fill(&b.root.join("runtime/b/merged"), files);
+            b.run(&["umount", "b"]);
+            runs.push(time(|| {
+                b.run(&["reset", "b"]);
+                b.run(&["mount", "b"]);
+            }));
+            b.run(&["umount", "b"]);
+            // Let the background deletion finish before the next run.
+            while fs::read_dir(b.root.join("runtime/b")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(".discard-")) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let m = median(runs);
+        println!("reset then mount with {files} files in upper, 5 runs: median {}", ms(m));
+        results.push(m);
+    }
+    let ratio = results[1].as_secs_f64() / results[0].as_secs_f64();
+    println!("reset growth 100,000 vs 10 files: {ratio:.2}x (target <= 2x: {})", if ratio <= 2.0 { "met" } else { "NOT met" });
+}
+
+fn peak_rss(base: &Path) {
+    let b = Bench::new(base, "rss", 3, false);
+    for args in [&["mount", "b"][..], &["status", "b", "--json"], &["umount", "b"], &["reset", "b"]] {
+        let child = b.helper(args).spawn().unwrap();
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
+        let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child and fills `usage`.
+        let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        assert_eq!(pid, child.id() as i32);
+        let kib = usage.ru_maxrss;
+        println!(
+            "peak RSS of `left4me-overlay {}`: {:.2} MiB (target <= 4 MiB: {})",
+            args.join(" "),
+            kib as f64 / 1024.0,
+            if kib <= 4096 { "met" } else { "NOT met" }
+        );
+    }
+}
