@@ -18,7 +18,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    assert!(rustix::process::geteuid().is_root(), "the benchmark mounts overlayfs: run it as root");
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the benchmark mounts overlayfs: run it as root"
+    );
     if std::env::var_os("LEFT4ME_BENCH_ISOLATED").is_none() {
         // A private mount namespace, so nothing is left mounted on the host.
         let status = Command::new("unshare")
@@ -29,9 +32,15 @@ fn main() {
             .unwrap();
         std::process::exit(status.code().unwrap_or(1));
     }
-    let dir = tempfile::Builder::new().prefix("left4me-bench.").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("left4me-bench.")
+        .tempdir()
+        .unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    println!("left4me-overlay benchmark on Linux {}", rustix::system::uname().release().to_string_lossy());
+    println!(
+        "left4me-overlay benchmark on Linux {}",
+        rustix::system::uname().release().to_string_lossy()
+    );
     mount_cycle(dir.path(), "root-owned layers (helper idmaps them)", false);
     mount_cycle(dir.path(), "service-user-owned layers (no idmap)", true);
     reset_until_mountable(dir.path());
@@ -54,11 +63,23 @@ impl Bench {
         fs::write(root.join("installation/left4dead2/gameinfo.txt"), "x").unwrap();
         let names: Vec<String> = (0..overlays).map(|i| format!("o{i}")).collect();
         fs::create_dir_all(root.join("instances/b")).unwrap();
-        fs::write(root.join("instances/b/instance.env"), format!("L4D2_PORT=27015\nL4D2_OVERLAYS=\"{}\"\n", names.join(" "))).unwrap();
+        fs::write(
+            root.join("instances/b/instance.env"),
+            format!("L4D2_PORT=27015\nL4D2_OVERLAYS=\"{}\"\n", names.join(" ")),
+        )
+        .unwrap();
         if user_owned {
-            let uid = nix::unistd::User::from_name(USER).unwrap().unwrap().uid.as_raw();
+            let uid = nix::unistd::User::from_name(USER)
+                .unwrap()
+                .unwrap()
+                .uid
+                .as_raw();
             for sub in ["installation", "overlays"] {
-                Command::new("chown").args(["-R", &format!("{uid}:{uid}")]).arg(root.join(sub)).status().unwrap();
+                Command::new("chown")
+                    .args(["-R", &format!("{uid}:{uid}")])
+                    .arg(root.join(sub))
+                    .status()
+                    .unwrap();
             }
         }
         Bench { root }
@@ -66,7 +87,12 @@ impl Bench {
 
     fn helper(&self, args: &[&str]) -> Command {
         let mut c = Command::new(HELPER);
-        c.arg("--state-dir").arg(&self.root).args(args).env("LEFT4ME_USER", USER).env("LEFT4ME_GROUP", USER).stdout(Stdio::null());
+        c.arg("--state-dir")
+            .arg(&self.root)
+            .args(args)
+            .env("LEFT4ME_USER", USER)
+            .env("LEFT4ME_GROUP", USER)
+            .stdout(Stdio::null());
         c
     }
 
@@ -92,13 +118,26 @@ fn ms(d: Duration) -> String {
 }
 
 fn mount_cycle(base: &Path, label: &str, user_owned: bool) {
-    let tag = if user_owned { "cycle-user" } else { "cycle-root" };
+    let tag = if user_owned {
+        "cycle-user"
+    } else {
+        "cycle-root"
+    };
     let b = Bench::new(base, tag, 3, user_owned);
     b.run(&["mount", "b"]);
     b.run(&["umount", "b"]);
     let rt = b.root.join("runtime/b");
-    let lowers: Vec<String> = ["o0", "o1", "o2"].iter().map(|o| b.root.join("overlays").join(o).display().to_string()).chain([b.root.join("installation").display().to_string()]).collect();
-    let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), rt.join("upper").display(), rt.join("work").display());
+    let lowers: Vec<String> = ["o0", "o1", "o2"]
+        .iter()
+        .map(|o| b.root.join("overlays").join(o).display().to_string())
+        .chain([b.root.join("installation").display().to_string()])
+        .collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        rt.join("upper").display(),
+        rt.join("work").display()
+    );
     let merged = rt.join("merged");
     let (mut helper, mut baseline) = (Vec::new(), Vec::new());
     for _ in 0..60 {
@@ -107,8 +146,21 @@ fn mount_cycle(base: &Path, label: &str, user_owned: bool) {
             b.run(&["umount", "b"]);
         }));
         baseline.push(time(|| {
-            assert!(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options]).arg(&merged).status().unwrap().success());
-            assert!(Command::new("umount").arg(&merged).status().unwrap().success());
+            assert!(
+                Command::new("mount")
+                    .args(["-t", "overlay", "overlay", "-o", &options])
+                    .arg(&merged)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            assert!(
+                Command::new("umount")
+                    .arg(&merged)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
         }));
     }
     let (h, u) = (median(helper), median(baseline));
@@ -146,21 +198,38 @@ fn reset_until_mountable(base: &Path) {
             }));
             b.run(&["umount", "b"]);
             // Let the background deletion finish before the next run.
-            while fs::read_dir(b.root.join("runtime/b")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(".discard-")) {
+            while fs::read_dir(b.root.join("runtime/b"))
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".discard-"))
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
         let m = median(runs);
-        println!("reset then mount with {files} files in upper, 5 runs: median {}", ms(m));
+        println!(
+            "reset then mount with {files} files in upper, 5 runs: median {}",
+            ms(m)
+        );
         results.push(m);
     }
     let ratio = results[1].as_secs_f64() / results[0].as_secs_f64();
-    println!("reset growth 100,000 vs 10 files: {ratio:.2}x (target <= 2x: {})", if ratio <= 2.0 { "met" } else { "NOT met" });
+    println!(
+        "reset growth 100,000 vs 10 files: {ratio:.2}x (target <= 2x: {})",
+        if ratio <= 2.0 { "met" } else { "NOT met" }
+    );
 }
 
+// The children are reaped by wait4, which also returns their rusage.
+#[allow(clippy::zombie_processes)]
 fn peak_rss(base: &Path) {
     let b = Bench::new(base, "rss", 3, false);
-    for args in [&["mount", "b"][..], &["status", "b", "--json"], &["umount", "b"], &["reset", "b"]] {
+    for args in [
+        &["mount", "b"][..],
+        &["status", "b", "--json"],
+        &["umount", "b"],
+        &["reset", "b"],
+    ] {
         let child = b.helper(args).spawn().unwrap();
         let mut status = 0;
         // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
