@@ -18,8 +18,11 @@ done
 ls /usr/share/polkit-1/rules.d/*left4me* >/dev/null 2>&1 || fail "no left4me polkit rule in /usr/share/polkit-1/rules.d"
 "$HELPER" --generate man | grep -q . || fail "helper cannot generate its man page"
 
-systemd-analyze verify /usr/lib/systemd/system/left4me-server@.service ||
-    fail "systemd-analyze verify left4me-server@.service failed"
+# verify instantiates the template; its ExecStart lives in merged/, which only
+# exists while mounted, so that one complaint is expected and nothing else.
+verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-server@.service 2>&1 |
+    grep -v 'runtime/[^/]*/merged/srcds_run is not executable' || true)
+[ -z "$verify" ] || fail "systemd-analyze verify left4me-server@.service: $verify"
 [ "$(systemctl show -P LoadState left4me-server@probe.service)" = loaded ] ||
     fail "left4me-server@probe.service does not load"
 
