@@ -41,18 +41,24 @@ pub fn open_dir_if_exists(
 }
 
 /// Opens or creates directory `name` directly in `parent`. A new directory
-/// gets `mode`; what is there already is used as it is if it is a directory.
+/// gets exactly `mode`, whatever the umask (systemd units may set UMask=0077);
+/// what is there already is used as it is if it is a directory.
 pub fn ensure_dir(
     parent: BorrowedFd<'_>,
     name: &str,
     mode: u32,
     shown: &Path,
 ) -> Result<OwnedFd, Failure> {
-    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
-        Ok(()) | Err(Errno::EXIST) => {}
+    let created = match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
+        Ok(()) => true,
+        Err(Errno::EXIST) => false,
         Err(e) => return Err(explain(parent, name, shown, e, "directory")),
+    };
+    let fd = open_dir(parent, name, shown)?;
+    if created {
+        chmod_fd(fd.as_fd(), mode, shown)?;
     }
-    open_dir(parent, name, shown)
+    Ok(fd)
 }
 
 /// Reads a small regular file beneath `base`: no symlinks, no FIFOs or

@@ -278,7 +278,18 @@ root_test! {
         let f = Fixture::new();
         fs::remove_dir(f.path("runtime")).unwrap();
         f.instance("vs1", &[]);
-        f.ok(&["mount", "vs1"]);
+        // systemd units may set UMask=0077, which also applies to the + helper.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "umask 077 && exec \"$0\" --state-dir \"$1\" mount vs1", common::HELPER])
+            .arg(&f.root)
+            .env("LEFT4ME_USER", common::SERVICE_USER)
+            .env("LEFT4ME_GROUP", common::SERVICE_USER)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let rt_i = fs::metadata(f.path("runtime/vs1")).unwrap();
+        assert_eq!(rt_i.mode() & 0o7777, 0o755, "the game must be able to reach merged/");
+        assert_eq!(fs::metadata(f.path("runtime/vs1/upper")).unwrap().mode() & 0o7777, 0o755);
         let rt = fs::metadata(f.path("runtime")).unwrap();
         assert_eq!((rt.uid(), rt.mode() & 0o7777), (0, 0o755));
         let work = fs::metadata(f.path("runtime/vs1/work")).unwrap();
