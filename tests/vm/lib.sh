@@ -15,6 +15,7 @@ vm_install_host_tools() {
         rel=$(. /etc/os-release && echo "$VERSION_CODENAME")
         need+=("qemu-utils/$rel")
     fi
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --allow-downgrades \
         -qq "${need[@]}" >/dev/null
 }
