@@ -210,7 +210,11 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
     )?;
     let rt_rel = InstancePaths::new(name).runtime;
     let rt_shown = state.shown(&rt_rel);
-    let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o755, &rt_shown)?;
+    // root:<service group> 0750: the game reaches merged/ through its group;
+    // other local users cannot read staged config (rcon passwords) through it.
+    let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o750, &rt_shown)?;
+    fsx::chown_fd(runtime_i.as_fd(), 0, user.gid, &rt_shown)?;
+    fsx::chmod_fd(runtime_i.as_fd(), 0o750, &rt_shown)?;
     let merged_shown = rt_shown.join("merged");
     let outcome = |result, layers: Vec<String>| Outcome {
         instance: name.to_string(),
@@ -331,17 +335,43 @@ fn map_layers(
     Ok(out)
 }
 
+/// How lower layers are handed to overlayfs.
+#[derive(Clone, Copy)]
+enum LowerSyntax {
+    /// One "lowerdir+" per layer (Linux >= 6.8): no size limit.
+    Append,
+    /// One "lowerdir" string joined with ':', limited to one page.
+    Joined,
+}
+
 /// Opens the overlay superblock. Layers are passed as /proc/self/fd/N, the
 /// directories already opened and checked, so nothing is resolved by path
-/// and no name reaches the option string. Lower layers go one by one
-/// ("lowerdir+", Linux >= 6.8), which has no size limit; older kernels take
-/// one "lowerdir" string, limited to a page.
+/// and no name reaches the option string. Kernels without "lowerdir+" say
+/// so either when it is set (6.5-6.7) or, through the legacy interface that
+/// accepts any key, only at create time (< 6.5); either way the error names
+/// "lowerdir+", and the joined form is tried instead.
 fn build_overlay(
     name: &InstanceName,
     lowers: &[OwnedFd],
     upper: &OwnedFd,
     work: &OwnedFd,
-) -> Result<OwnedFd> {
+) -> Result<OwnedFd, Failure> {
+    match build_with(name, lowers, upper, work, LowerSyntax::Append) {
+        Err(f) if f.message.contains("lowerdir+") => {
+            tracing::debug!(error = %f, "no lowerdir+ on this kernel; passing one lowerdir string");
+            build_with(name, lowers, upper, work, LowerSyntax::Joined)
+        }
+        other => other,
+    }
+}
+
+fn build_with(
+    name: &InstanceName,
+    lowers: &[OwnedFd],
+    upper: &OwnedFd,
+    work: &OwnedFd,
+    syntax: LowerSyntax,
+) -> Result<OwnedFd, Failure> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
         Failure::new(
             Kind::KernelLimit,
@@ -355,16 +385,16 @@ fn build_overlay(
     };
     set("source", &mount_source(name))?;
     let lower_paths: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
-    match rustix::mount::fsconfig_set_string(fs.as_fd(), "lowerdir+", lower_paths[0].as_str()) {
-        Ok(()) => {
-            for path in &lower_paths[1..] {
+    match syntax {
+        LowerSyntax::Append => {
+            for path in &lower_paths {
                 set("lowerdir+", path)?;
             }
         }
-        Err(Errno::INVAL) => {
-            let _ = fs_log(&fs);
+        LowerSyntax::Joined => {
             let joined = lower_paths.join(":");
-            // The legacy interface gathers all options into one page.
+            // The legacy interface gathers all options into one page; the
+            // other options take about 200 bytes of it.
             if joined.len() + 200 > 4096 {
                 return Err(Failure::new(
                     Kind::KernelLimit,
@@ -375,12 +405,10 @@ fn build_overlay(
                         kernel_release()
                     ),
                 )
-                .hint("use fewer overlays, or Linux >= 6.8, which adds layers one at a time")
-                .into());
+                .hint("use fewer overlays, or Linux >= 6.8, which adds layers one at a time"));
             }
             set("lowerdir", &joined)?;
         }
-        Err(e) => return Err(kernel_refused(&fs, "lowerdir+", e).into()),
     }
     set("upperdir", &fsx::fd_path(upper.as_fd()))?;
     set("workdir", &fsx::fd_path(work.as_fd()))?;

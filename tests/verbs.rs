@@ -288,7 +288,8 @@ root_test! {
             .unwrap();
         assert!(status.success());
         let rt_i = fs::metadata(f.path("runtime/vs1")).unwrap();
-        assert_eq!(rt_i.mode() & 0o7777, 0o755, "the game must be able to reach merged/");
+        // The game reaches merged/ through its group; nobody else can.
+        assert_eq!((rt_i.uid(), rt_i.gid(), rt_i.mode() & 0o7777), (0, SERVICE_UID, 0o750));
         assert_eq!(fs::metadata(f.path("runtime/vs1/upper")).unwrap().mode() & 0o7777, 0o755);
         let rt = fs::metadata(f.path("runtime")).unwrap();
         assert_eq!((rt.uid(), rt.mode() & 0o7777), (0, 0o755));
