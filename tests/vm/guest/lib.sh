@@ -46,6 +46,14 @@ make_overlay() {
     done
 }
 
+# The two shared overlays the scenarios stack ("top base": top is higher).
+standard_overlays() {
+    make_overlay base "left4dead2/cfg/server.cfg=hostname \"from base\"" \
+        "left4dead2/shadow.txt=base" "left4dead2/base-only.txt=base" "left4dead2/both.txt=base"
+    make_overlay top "left4dead2/cfg/server.cfg=hostname \"from top\"" \
+        "left4dead2/both.txt=top" "left4dead2/top-only.txt=top"
+}
+
 # make_instance NAME PORT "OVERLAYS" [HOSTNAME]: instance.env, and a
 # per-instance layer setting the hostname when HOSTNAME is given.
 make_instance() {

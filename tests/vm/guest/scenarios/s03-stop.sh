@@ -1,4 +1,5 @@
 # 3. Stop: unmounted on the first try, no mount namespace left holding it.
+standard_overlays
 remove_instance three
 make_instance three 27021 "base" "instance three"
 start_instance three

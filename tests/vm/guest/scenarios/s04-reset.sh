@@ -1,5 +1,6 @@
 # 4. Write into the game dir, stop, reset, start: the write is gone,
 #    the instance's config is kept.
+standard_overlays
 remove_instance four
 make_instance four 27022 "base" "instance four"
 start_instance four

@@ -1,5 +1,6 @@
 # 5. Crash loop: a stand-in that exits non-zero at once ends in `failed`
 #    after StartLimitBurst, with the overlay unmounted.
+standard_overlays
 remove_instance crash
 make_instance crash 27023 "base" "crashing"
 : > "$STATE/instances/crash/layer/left4dead2/crash"
@@ -12,7 +13,7 @@ settled=0
 while [ "$settled" -lt 8 ]; do
     [ "$(now_ms)" -lt "$deadline" ] ||
         fail "crash loop did not settle (state $(active_state crash), result $(systemctl show -P Result "$(unit crash)"))"
-    if [ "$(active_state crash)" = failed ] && ! systemctl list-jobs --no-legend | grep -q "$(unit crash)"; then
+    if [ "$(active_state crash)" = failed ] && [[ $(systemctl list-jobs --no-legend) != *"$(unit crash)"* ]]; then
         settled=$((settled + 1))
     else
         settled=0

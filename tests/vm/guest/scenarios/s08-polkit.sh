@@ -1,5 +1,6 @@
 # 8. As the left4me user (polkit over D-Bus): can start/stop
 #    left4me-server@x, cannot start any other unit.
+standard_overlays
 remove_instance x
 make_instance x 27024 "base" "polkit x"
 # Canaries: an unrelated unit, and one whose name only starts like ours.

@@ -1,5 +1,6 @@
 # 10. Upgrade with an instance running: it keeps running (same main PID,
 #     still answering); remove keeps the data.
+standard_overlays
 deb=$(local_deb)
 remove_instance ten
 make_instance ten 27027 "base" "instance ten"
