@@ -346,10 +346,7 @@ enum LowerSyntax {
 
 /// Opens the overlay superblock. Layers are passed as /proc/self/fd/N, the
 /// directories already opened and checked, so nothing is resolved by path
-/// and no name reaches the option string. Kernels without "lowerdir+" say
-/// so either when it is set (6.5-6.7) or, through the legacy interface that
-/// accepts any key, only at create time (< 6.5); either way the error names
-/// "lowerdir+", and the joined form is tried instead.
+/// and no name reaches the option string.
 fn build_overlay(
     name: &InstanceName,
     lowers: &[OwnedFd],
@@ -357,11 +354,30 @@ fn build_overlay(
     work: &OwnedFd,
 ) -> Result<OwnedFd, Failure> {
     match build_with(name, lowers, upper, work, LowerSyntax::Append) {
-        Err(f) if f.message.contains("lowerdir+") => {
+        Ok(fs) => Ok(fs),
+        Err(Refusal::Syntax(f)) => {
             tracing::debug!(error = %f, "no lowerdir+ on this kernel; passing one lowerdir string");
             build_with(name, lowers, upper, work, LowerSyntax::Joined)
+                .map_err(Refusal::into_failure)
         }
-        other => other,
+        Err(Refusal::Other(f)) => Err(f),
+    }
+}
+
+/// Why a superblock could not be made.
+enum Refusal {
+    /// The kernel does not know "lowerdir+": it refuses the key when it is set
+    /// (Linux 6.5-6.7), or, through the legacy interface that takes any key
+    /// and reports only to dmesg, with a bare EINVAL at create (< 6.5).
+    Syntax(Failure),
+    Other(Failure),
+}
+
+impl Refusal {
+    fn into_failure(self) -> Failure {
+        match self {
+            Refusal::Syntax(f) | Refusal::Other(f) => f,
+        }
     }
 }
 
@@ -371,24 +387,26 @@ fn build_with(
     upper: &OwnedFd,
     work: &OwnedFd,
     syntax: LowerSyntax,
-) -> Result<OwnedFd, Failure> {
+) -> Result<OwnedFd, Refusal> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
-        Failure::new(
-            Kind::KernelLimit,
-            format!("the kernel cannot create overlay mounts (fsopen: {e})"),
+        Refusal::Other(
+            Failure::new(
+                Kind::KernelLimit,
+                format!("the kernel cannot create overlay mounts (fsopen: {e})"),
+            )
+            .hint("load the overlay module: modprobe overlay"),
         )
-        .hint("load the overlay module: modprobe overlay")
     })?;
     let set = |key: &str, value: &str| {
         rustix::mount::fsconfig_set_string(fs.as_fd(), key, value)
-            .map_err(|e| kernel_refused(&fs, &format!("{key}={value}"), e))
+            .map_err(|e| Refusal::Other(kernel_refused(&fs, &format!("{key}={value}"), e)))
     };
     set("source", &mount_source(name))?;
     let lower_paths: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
     match syntax {
         LowerSyntax::Append => {
             for path in &lower_paths {
-                set("lowerdir+", path)?;
+                set("lowerdir+", path).map_err(|r| Refusal::Syntax(r.into_failure()))?;
             }
         }
         LowerSyntax::Joined => {
@@ -396,16 +414,18 @@ fn build_with(
             // The legacy interface gathers all options into one page; the
             // other options take about 200 bytes of it.
             if joined.len() + 200 > 4096 {
-                return Err(Failure::new(
-                    Kind::KernelLimit,
-                    format!(
-                        "instance {name}: {} lower layers need {} bytes of mount options; this kernel ({}) accepts one page (4096)",
-                        lowers.len(),
-                        joined.len(),
-                        kernel_release()
-                    ),
-                )
-                .hint("use fewer overlays, or Linux >= 6.8, which adds layers one at a time"));
+                return Err(Refusal::Other(
+                    Failure::new(
+                        Kind::KernelLimit,
+                        format!(
+                            "instance {name}: {} lower layers need {} bytes of mount options; this kernel ({}) accepts one page (4096)",
+                            lowers.len(),
+                            joined.len(),
+                            kernel_release()
+                        ),
+                    )
+                    .hint("use fewer overlays, or Linux >= 6.8, which adds layers one at a time"),
+                ));
             }
             set("lowerdir", &joined)?;
         }
@@ -418,7 +438,16 @@ fn build_with(
     set("metacopy", "off")?;
     set("redirect_dir", "nofollow")?;
     set("index", "off")?;
-    rustix::mount::fsconfig_create(fs.as_fd()).map_err(|e| kernel_refused(&fs, "create", e))?;
+    rustix::mount::fsconfig_create(fs.as_fd()).map_err(|e| {
+        let log = fs_log(&fs);
+        let failure = kernel_refused_with(&log, "create", e);
+        match syntax {
+            // The new mount API explains its refusals in the log; a bare
+            // EINVAL is the legacy interface rejecting "lowerdir+".
+            LowerSyntax::Append if e == Errno::INVAL && log.is_empty() => Refusal::Syntax(failure),
+            _ => Refusal::Other(failure),
+        }
+    })?;
     Ok(fs)
 }
 
@@ -443,7 +472,10 @@ fn fs_log(fs: &OwnedFd) -> String {
 }
 
 fn kernel_refused(fs: &OwnedFd, step: &str, e: Errno) -> Failure {
-    let log = fs_log(fs);
+    kernel_refused_with(&fs_log(fs), step, e)
+}
+
+fn kernel_refused_with(log: &str, step: &str, e: Errno) -> Failure {
     Failure::new(
         Kind::KernelLimit,
         format!(
