@@ -62,15 +62,23 @@ let
       {
         unit = rendered."left4me-server@.service";
         slice = rendered."l4d2-game.slice";
+        # A dash in a slice name nests it: l4d2-game.slice lives in l4d2.slice,
+        # which carries the weights against its siblings.
+        parentSlice = rendered."l4d2.slice";
         passAsFile = [
           "unit"
           "slice"
+          "parentSlice"
         ];
       }
+      # left4me-enable@/left4me-disable@ are not installed: `systemctl enable`
+      # cannot write NixOS's read-only /etc/systemd/system; declare
+      # services.left4me.instances.<name>.enable instead.
       ''
         mkdir -p "$out/lib/systemd/system"
         cp "$unitPath" "$out/lib/systemd/system/left4me-server@.service"
         cp "$slicePath" "$out/lib/systemd/system/l4d2-game.slice"
+        cp "$parentSlicePath" "$out/lib/systemd/system/l4d2.slice"
       '';
 
   # dist/left4me.tmpfiles.in as systemd.tmpfiles.settings. Only the plain

@@ -27,6 +27,9 @@ let
   destinations = {
     "left4me-server@.service" = "lib/systemd/system/left4me-server@.service";
     "l4d2-game.slice" = "lib/systemd/system/l4d2-game.slice";
+    "l4d2.slice" = "lib/systemd/system/l4d2.slice";
+    "left4me-enable@.service" = "lib/systemd/system/left4me-enable@.service";
+    "left4me-disable@.service" = "lib/systemd/system/left4me-disable@.service";
     "left4me.sysusers" = "lib/sysusers.d/left4me.conf";
     "left4me.tmpfiles" = "lib/tmpfiles.d/left4me.conf";
     "left4me.rules" = "share/polkit-1/rules.d/left4me.rules";
