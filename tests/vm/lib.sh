@@ -2,6 +2,18 @@
 
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
 
+# One VM run at a time per checkout: runs share target/vm/ and, on a 2-core
+# machine, two TCG guests at once only make both slower.
+vm_lock() {
+    local root=$1
+    mkdir -p "$root/target/vm"
+    exec 9>"$root/target/vm/.lock"
+    if ! flock -n 9; then
+        echo "waiting for another VM run in this checkout to finish..." >&2
+        flock -w 3600 9 || { echo "gave up waiting for target/vm/.lock" >&2; return 1; }
+    fi
+}
+
 vm_install_host_tools() {
     local need=()
     command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
