@@ -199,23 +199,55 @@ pub fn mounted_here(
     .hint("look at findmnt and unmount it if it should not be there"))
 }
 
+/// What every state-changing verb starts with: runtime/ and the root-only
+/// runtime/.left4me/ opened, and the instance's lock held until dropped.
+struct Locked {
+    runtime: OwnedFd,
+    helper_dir: OwnedFd,
+    _lock: lock::InstanceLock,
+    /// runtime/<i>, relative to the state dir, and how errors show it.
+    rt_rel: String,
+    rt_shown: PathBuf,
+    merged_shown: PathBuf,
+}
+
+impl Locked {
+    fn take(state: &State, name: &InstanceName) -> Result<Locked, Failure> {
+        let runtime = state.runtime()?;
+        let helper_dir = state.helper_dir(runtime.as_fd())?;
+        let lock = lock::lock(
+            helper_dir.as_fd(),
+            name,
+            &state.shown(&format!("runtime/.left4me/{name}.lock")),
+        )?;
+        let rt_rel = InstancePaths::new(name).runtime;
+        let rt_shown = state.shown(&rt_rel);
+        Ok(Locked {
+            runtime,
+            helper_dir,
+            _lock: lock,
+            merged_shown: rt_shown.join("merged"),
+            rt_rel,
+            rt_shown,
+        })
+    }
+}
+
 pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<Outcome> {
     let config = read_config(state, name)?;
-    let runtime = state.runtime()?;
-    let helper_dir = state.helper_dir(runtime.as_fd())?;
-    let _lock = lock::lock(
-        helper_dir.as_fd(),
-        name,
-        &state.shown(&format!("runtime/.left4me/{name}.lock")),
-    )?;
-    let rt_rel = InstancePaths::new(name).runtime;
-    let rt_shown = state.shown(&rt_rel);
+    let Locked {
+        runtime,
+        helper_dir,
+        _lock,
+        rt_rel,
+        rt_shown,
+        merged_shown,
+    } = Locked::take(state, name)?;
     // root:<service group> 0750: the game reaches merged/ through its group;
     // other local users cannot read staged config (rcon passwords) through it.
     let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o750, &rt_shown)?;
     fsx::chown_fd(runtime_i.as_fd(), 0, user.gid, &rt_shown)?;
     fsx::chmod_fd(runtime_i.as_fd(), 0o750, &rt_shown)?;
-    let merged_shown = rt_shown.join("merged");
     let outcome = |result, layers: Vec<String>| Outcome {
         instance: name.to_string(),
         result,
@@ -505,16 +537,14 @@ fn raise_fd_limit(layers: usize) {
 }
 
 pub fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
-    let runtime = state.runtime()?;
-    let helper_dir = state.helper_dir(runtime.as_fd())?;
-    let _lock = lock::lock(
-        helper_dir.as_fd(),
-        name,
-        &state.shown(&format!("runtime/.left4me/{name}.lock")),
-    )?;
-    let rt_rel = InstancePaths::new(name).runtime;
-    let rt_shown = state.shown(&rt_rel);
-    let merged_shown = rt_shown.join("merged");
+    let Locked {
+        helper_dir,
+        _lock,
+        rt_rel,
+        rt_shown,
+        merged_shown,
+        ..
+    } = Locked::take(state, name)?;
     let outcome = |result| Outcome {
         instance: name.to_string(),
         result,
@@ -570,23 +600,21 @@ pub fn reset(
     name: &InstanceName,
     user: &ServiceUser,
 ) -> Result<(Outcome, Option<OwnedFd>, PathBuf)> {
-    let paths = InstancePaths::new(name);
-    let runtime = state.runtime()?;
-    let helper_dir = state.helper_dir(runtime.as_fd())?;
-    let _lock = lock::lock(
-        helper_dir.as_fd(),
-        name,
-        &state.shown(&format!("runtime/.left4me/{name}.lock")),
-    )?;
-    let rt_shown = state.shown(&paths.runtime);
-    let merged_shown = rt_shown.join("merged");
+    // Bound, not `..`: the lock must live until the new layer is in place.
+    let Locked {
+        _lock,
+        rt_rel,
+        rt_shown,
+        merged_shown,
+        ..
+    } = Locked::take(state, name)?;
     let outcome = Outcome {
         instance: name.to_string(),
         result: "reset",
         mount_point: merged_shown.clone(),
         layers: Vec::new(),
     };
-    let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &paths.runtime, &rt_shown)? else {
+    let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &rt_rel, &rt_shown)? else {
         if fsx::open_dir_if_exists(
             state.fd(),
             &format!("instances/{name}"),
