@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Host-side helpers for tests/vm/run and scripts/demo (sourced).
 
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
@@ -80,7 +81,7 @@ vm_accel() {
 # vm_boot WORK IMAGE PHASE: one boot of the qcow2 overlay in WORK; returns the
 # guest's status (number of failed scenarios), or 1 on timeout/no status.
 vm_boot() {
-    local work=$1 image=$2 phase=$3 t0 pid started= status
+    local work=$1 image=$2 phase=$3 t0 pid started='' status
     local timeout=${LEFT4ME_VM_TIMEOUT:-1500}
     echo "$phase" > "$work/share/phase"
     rm -f "$work/share/out/status"

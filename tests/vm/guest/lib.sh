@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the in-guest scenarios (sourced under bash -euo pipefail).
 STATE=/var/lib/left4me
 HELPER=/usr/libexec/left4me/left4me-overlay

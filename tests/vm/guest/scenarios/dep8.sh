@@ -44,10 +44,10 @@ run_stanza() {
     done
 }
 
-tests= cmd= restr= deps= dir= field=
+tests='' cmd='' restr='' deps='' dir='' field=''
 flush() {
     if [ -n "$tests$cmd" ]; then run_stanza "$tests" "$cmd" "$restr" "${deps:-@}" "${dir:-debian/tests}"; fi
-    tests= cmd= restr= deps= dir= field=
+    tests='' cmd='' restr='' deps='' dir='' field=''
 }
 while IFS= read -r line || [ -n "$line" ]; do
     case $line in
