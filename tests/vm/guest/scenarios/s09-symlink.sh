@@ -26,6 +26,13 @@ sleep 1
 journal=$(unit_journal nine "$since")
 echo "$journal" | tail -n 20
 echo "$journal" | grep -qi 'symlink' || fail "journal does not say that merged/ is a symlink"
+# The helper's own entry carries structured fields: the instance and the verb.
+fields=$(journalctl --since "$since" --no-pager -o cat LEFT4ME_INSTANCE=nine LEFT4ME_VERB=mount)
+echo "journalctl LEFT4ME_INSTANCE=nine LEFT4ME_VERB=mount: $fields"
+case $fields in
+    *"runtime/nine/merged is a symlink"*) ;;
+    *) fail "no journal entry with LEFT4ME_INSTANCE=nine LEFT4ME_VERB=mount naming the symlink" ;;
+esac
 mounted_at "$target" && fail "something got mounted at the symlink's target $target"
 grep -qF "$target" /proc/1/mountinfo && fail "a mount under $target exists"
 systemctl stop "$(unit nine)" 2>/dev/null || true
