@@ -8,7 +8,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
-use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+};
 use serde::Serialize;
 
 use crate::discard;
@@ -298,13 +300,12 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
         let lower_fds = map_layers(&state, layers, user)?;
         let upper = fsx::open_dir(state.fd(), &format!("{rt_rel}/upper"), &upper_shown)?;
         let work = fsx::open_dir(state.fd(), &format!("{rt_rel}/work"), &work_shown)?;
-        let fs = build_overlay(name, &lower_fds, &upper, &work)?;
-        let mnt = rustix::mount::fsmount(
-            fs.as_fd(),
-            FsMountFlags::FSMOUNT_CLOEXEC,
-            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
-        )
-        .map_err(|e| kernel_refused(&fs, "fsmount", e))?;
+        let stage = fsx::open_dir(
+            state.fd(),
+            "runtime/.left4me",
+            &state.shown("runtime/.left4me"),
+        )?;
+        let mnt = build_overlay(name, &lower_fds, &upper, &work, stage.as_fd())?;
         Ok((mnt, rels))
     })?;
     write_record(
@@ -367,58 +368,54 @@ fn map_layers(
     Ok(out)
 }
 
-/// How lower layers are handed to overlayfs.
-#[derive(Clone, Copy)]
-enum LowerSyntax {
-    /// One "lowerdir+" per layer (Linux >= 6.8): no size limit.
-    Append,
-    /// One "lowerdir" string joined with ':', limited to one page.
-    Joined,
-}
-
-/// Opens the overlay superblock. Layers are passed as /proc/self/fd/N, the
-/// directories already opened and checked, so nothing is resolved by path
-/// and no name reaches the option string.
+/// Creates the overlay as a detached mount, for the caller to move onto
+/// merged/. Layers are passed as /proc/self/fd/N, the directories already
+/// opened and checked, so nothing is resolved by path and no name reaches
+/// the option string. Runs in the private namespace; `stage` is a root-only
+/// directory there.
 fn build_overlay(
     name: &InstanceName,
     lowers: &[OwnedFd],
     upper: &OwnedFd,
     work: &OwnedFd,
+    stage: BorrowedFd<'_>,
 ) -> Result<OwnedFd, Failure> {
-    match build_with(name, lowers, upper, work, LowerSyntax::Append) {
-        Ok(fs) => Ok(fs),
-        Err(Refusal::Syntax(f)) => {
-            tracing::debug!(error = %f, "no lowerdir+ on this kernel; passing one lowerdir string");
-            build_with(name, lowers, upper, work, LowerSyntax::Joined)
-                .map_err(Refusal::into_failure)
+    match build_appended(name, lowers, upper, work) {
+        Ok(mnt) => Ok(mnt),
+        Err(Refusal::NoAppend(f)) => {
+            tracing::debug!(error = %f, "no lowerdir+ on this kernel; mounting with one lowerdir string");
+            mount_joined(name, lowers, upper, work, stage)
         }
         Err(Refusal::Other(f)) => Err(f),
     }
 }
 
-/// Why a superblock could not be made.
+/// Why the new mount API could not make the overlay.
 enum Refusal {
     /// The kernel does not know "lowerdir+": it refuses the key when it is set
     /// (Linux 6.5-6.7), or, through the legacy interface that takes any key
     /// and reports only to dmesg, with a bare EINVAL at create (< 6.5).
-    Syntax(Failure),
+    NoAppend(Failure),
     Other(Failure),
 }
 
-impl Refusal {
-    fn into_failure(self) -> Failure {
-        match self {
-            Refusal::Syntax(f) | Refusal::Other(f) => f,
-        }
-    }
-}
+/// The overlay options every mount gets. The writable layer is
+/// user-controlled: keep the features overlayfs documents as unsafe with
+/// untrusted layers off, whatever the kernel's defaults are.
+const SAFE_OPTIONS: [(&str, &str); 3] = [
+    ("metacopy", "off"),
+    ("redirect_dir", "nofollow"),
+    ("index", "off"),
+];
 
-fn build_with(
+/// fsopen/fsconfig/fsmount with one "lowerdir+" per layer (Linux >= 6.8):
+/// no limit on the number of layers (fsconfig takes values of at most 256
+/// bytes, so a joined lowerdir would fit only a dozen layers here).
+fn build_appended(
     name: &InstanceName,
     lowers: &[OwnedFd],
     upper: &OwnedFd,
     work: &OwnedFd,
-    syntax: LowerSyntax,
 ) -> Result<OwnedFd, Refusal> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
         Refusal::Other(
@@ -431,56 +428,107 @@ fn build_with(
     })?;
     let set = |key: &str, value: &str| {
         rustix::mount::fsconfig_set_string(fs.as_fd(), key, value)
-            .map_err(|e| Refusal::Other(kernel_refused(&fs, &format!("{key}={value}"), e)))
+            .map_err(|e| kernel_refused(&fs, &format!("{key}={value}"), e))
     };
-    set("source", &mount_source(name))?;
-    let lower_paths: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
-    match syntax {
-        LowerSyntax::Append => {
-            for path in &lower_paths {
-                set("lowerdir+", path).map_err(|r| Refusal::Syntax(r.into_failure()))?;
-            }
-        }
-        LowerSyntax::Joined => {
-            let joined = lower_paths.join(":");
-            // The legacy interface gathers all options into one page; the
-            // other options take about 200 bytes of it.
-            if joined.len() + 200 > 4096 {
-                return Err(Refusal::Other(
-                    Failure::new(
-                        Kind::KernelLimit,
-                        format!(
-                            "instance {name}: {} lower layers need {} bytes of mount options; this kernel ({}) accepts one page (4096)",
-                            lowers.len(),
-                            joined.len(),
-                            kernel_release()
-                        ),
-                    )
-                    .hint("use fewer overlays, or Linux >= 6.8, which adds layers one at a time"),
-                ));
-            }
-            set("lowerdir", &joined)?;
-        }
+    set("source", &mount_source(name)).map_err(Refusal::Other)?;
+    for lower in lowers {
+        set("lowerdir+", &fsx::fd_path(lower.as_fd())).map_err(Refusal::NoAppend)?;
     }
-    set("upperdir", &fsx::fd_path(upper.as_fd()))?;
-    set("workdir", &fsx::fd_path(work.as_fd()))?;
-    // The writable layer is user-controlled: keep the features overlayfs
-    // documents as unsafe with untrusted layers off, whatever the kernel's
-    // defaults are.
-    set("metacopy", "off")?;
-    set("redirect_dir", "nofollow")?;
-    set("index", "off")?;
+    set("upperdir", &fsx::fd_path(upper.as_fd())).map_err(Refusal::Other)?;
+    set("workdir", &fsx::fd_path(work.as_fd())).map_err(Refusal::Other)?;
+    for (key, value) in SAFE_OPTIONS {
+        set(key, value).map_err(Refusal::Other)?;
+    }
     rustix::mount::fsconfig_create(fs.as_fd()).map_err(|e| {
         let log = fs_log(&fs);
         let failure = kernel_refused_with(&log, "create", e);
-        match syntax {
-            // The new mount API explains its refusals in the log; a bare
-            // EINVAL is the legacy interface rejecting "lowerdir+".
-            LowerSyntax::Append if e == Errno::INVAL && log.is_empty() => Refusal::Syntax(failure),
-            _ => Refusal::Other(failure),
+        // The new mount API explains its refusals in the log; a bare EINVAL
+        // is the legacy interface rejecting "lowerdir+".
+        if e == Errno::INVAL && log.is_empty() {
+            Refusal::NoAppend(failure)
+        } else {
+            Refusal::Other(failure)
         }
     })?;
-    Ok(fs)
+    rustix::mount::fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .map_err(|e| Refusal::Other(kernel_refused(&fs, "fsmount", e)))
+}
+
+/// Older kernels: mount(2) with one option string (up to a page: about 200
+/// layers as /proc/self/fd/N) on a staging directory in the private
+/// namespace, then a detached clone of it, which outlives that namespace.
+fn mount_joined(
+    name: &InstanceName,
+    lowers: &[OwnedFd],
+    upper: &OwnedFd,
+    work: &OwnedFd,
+    stage: BorrowedFd<'_>,
+) -> Result<OwnedFd, Failure> {
+    let lowerdir: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
+    let mut options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir.join(":"),
+        fsx::fd_path(upper.as_fd()),
+        fsx::fd_path(work.as_fd())
+    );
+    for (key, value) in SAFE_OPTIONS {
+        options += &format!(",{key}={value}");
+    }
+    if options.len() >= 4096 {
+        return Err(Failure::new(
+            Kind::KernelLimit,
+            format!(
+                "instance {name}: {} lower layers need {} bytes of mount options; this kernel ({}) accepts one page (4096)",
+                lowers.len(),
+                options.len(),
+                kernel_release()
+            ),
+        )
+        .hint("use fewer overlays (about 200 fit), or Linux >= 6.8, which adds layers one at a time"));
+    }
+    let point = format!("{name}.stage");
+    let shown = PathBuf::from(format!("runtime/.left4me/{point}"));
+    match rustix::fs::mkdirat(
+        stage,
+        point.as_str(),
+        rustix::fs::Mode::from_raw_mode(0o700),
+    ) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(fsx::os(&shown, "mkdir", e)),
+    }
+    let target = format!("{}/{point}", fsx::fd_path(stage));
+    nix::mount::mount(
+        Some(mount_source(name).as_str()),
+        target.as_str(),
+        Some("overlay"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|e| {
+        Failure::new(
+            Kind::KernelLimit,
+            format!("overlayfs refused the mount: {e}"),
+        )
+        .hint(format!(
+            "kernel {}; see dmesg for details",
+            kernel_release()
+        ))
+    })?;
+    let tree = rustix::mount::open_tree(
+        stage,
+        point.as_str(),
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .map_err(|e| fsx::os(&shown, "clone the overlay mounted on", e));
+    // The staging mount only lives in the private namespace; take it down
+    // now so the directory can go.
+    let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    let _ = rustix::fs::unlinkat(stage, point.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+    tree
 }
 
 fn kernel_release() -> String {
