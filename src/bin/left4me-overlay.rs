@@ -28,11 +28,17 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = error::exit_code(&err);
             let failure = error::failure_of(&err);
-            tracing::error!(
-                exit_code = code,
-                kind = failure.map_or("unexpected", |f| f.kind.label()),
-                "{err:#}"
-            );
+            // One report per error: a structured journal entry under systemd,
+            // a plain line on a terminal.
+            if to_journal {
+                tracing::error!(
+                    exit_code = code,
+                    kind = failure.map_or("unexpected", |f| f.kind.label()),
+                    "{err:#}"
+                );
+            } else {
+                eprintln!("left4me-overlay {verb}: error: {err:#}");
+            }
             if json {
                 let report = serde_json::json!({
                     "error": {
@@ -43,9 +49,6 @@ fn main() -> ExitCode {
                     }
                 });
                 println!("{report}");
-            }
-            if !to_journal {
-                eprintln!("left4me-overlay {verb}: error: {err:#}");
             }
             ExitCode::from(code)
         }
