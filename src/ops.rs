@@ -314,16 +314,22 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
         &rels,
         &state.shown(&format!("runtime/.left4me/{name}.stack")),
     )?;
+    attach(mnt.as_fd(), merged.as_fd())
+        .map_err(|e| fsx::os(&merged_shown, "move_mount onto", e))?;
+    tracing::info!(layers = rels.len(), "mounted");
+    Ok(outcome("mounted", rels))
+}
+
+/// Attaches detached mount `mnt` onto the directory behind `onto`: both by fd,
+/// no path is resolved.
+fn attach(mnt: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> Result<(), Errno> {
     rustix::mount::move_mount(
-        mnt.as_fd(),
+        mnt,
         "",
-        merged.as_fd(),
+        onto,
         "",
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .map_err(|e| fsx::os(&merged_shown, "move_mount onto", e))?;
-    tracing::info!(layers = rels.len(), "mounted");
-    Ok(outcome("mounted", rels))
 }
 
 /// One lower layer fd per layer, idmapped where its owner is not the service
@@ -355,14 +361,8 @@ fn map_layers(
         let clone = idmap::idmapped_clone(fd.as_fd(), userns.as_fd(), &shown)?;
         // Linux < 6.15 accepts only layers attached in the caller's mount
         // namespace; attach the clone over the layer in the private one.
-        rustix::mount::move_mount(
-            clone.as_fd(),
-            "",
-            fd.as_fd(),
-            "",
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-        )
-        .map_err(|e| fsx::os(&shown, "attach idmapped clone of", e))?;
+        attach(clone.as_fd(), fd.as_fd())
+            .map_err(|e| fsx::os(&shown, "attach idmapped clone of", e))?;
         out.push(clone);
     }
     Ok(out)
