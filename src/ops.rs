@@ -282,14 +282,8 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
         .into());
     }
 
-    let upper_shown = rt_shown.join("upper");
-    let upper = fsx::ensure_dir(runtime_i.as_fd(), "upper", 0o755, &upper_shown)?;
-    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &upper_shown)?;
-    let work_shown = rt_shown.join("work");
-    let work = fsx::ensure_dir(runtime_i.as_fd(), "work", 0o700, &work_shown)?;
-    fsx::chown_fd(work.as_fd(), 0, 0, &work_shown)?;
-    fsx::chmod_fd(work.as_fd(), 0o700, &work_shown)?;
-    drop((upper, work));
+    prepare_writable_layer(runtime_i.as_fd(), &rt_shown, user)?;
+    let (upper_shown, work_shown) = (rt_shown.join("upper"), rt_shown.join("work"));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), "merged", 0o755, &merged_shown)?;
 
     let (mnt, rels) = namespace::in_private_namespace(|| {
@@ -318,6 +312,23 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
         .map_err(|e| fsx::os(&merged_shown, "move_mount onto", e))?;
     tracing::info!(layers = rels.len(), "mounted");
     Ok(outcome("mounted", rels))
+}
+
+/// upper/ (the service user's; its owner and mode become merged/'s) and
+/// work/ (root-only), created when missing and re-owned every time, so
+/// whatever an earlier, killed run left converges.
+fn prepare_writable_layer(
+    runtime_i: BorrowedFd<'_>,
+    rt_shown: &Path,
+    user: &ServiceUser,
+) -> Result<(), Failure> {
+    let upper_shown = rt_shown.join("upper");
+    let upper = fsx::ensure_dir(runtime_i, "upper", 0o755, &upper_shown)?;
+    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &upper_shown)?;
+    let work_shown = rt_shown.join("work");
+    let work = fsx::ensure_dir(runtime_i, "work", 0o700, &work_shown)?;
+    fsx::chown_fd(work.as_fd(), 0, 0, &work_shown)?;
+    fsx::chmod_fd(work.as_fd(), 0o700, &work_shown)
 }
 
 /// Attaches detached mount `mnt` onto the directory behind `onto`: both by fd,
@@ -694,24 +705,21 @@ pub fn reset(
         .into());
     }
     for part in ["upper", "work"] {
-        refuse_symlink_swap(runtime_i.as_fd(), part)?;
+        refuse_symlink_swap(runtime_i.as_fd(), part, &rt_shown.join(part))?;
         discard::set_aside(runtime_i.as_fd(), part, &rt_shown.join(part))?;
     }
-    let upper = fsx::ensure_dir(runtime_i.as_fd(), "upper", 0o755, &rt_shown.join("upper"))?;
-    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &rt_shown.join("upper"))?;
-    let work = fsx::ensure_dir(runtime_i.as_fd(), "work", 0o700, &rt_shown.join("work"))?;
-    fsx::chmod_fd(work.as_fd(), 0o700, &rt_shown.join("work"))?;
+    prepare_writable_layer(runtime_i.as_fd(), &rt_shown, user)?;
     tracing::info!("writable layer replaced by an empty one");
     Ok((outcome, Some(runtime_i), rt_shown))
 }
 
 /// Renaming a symlink aside is harmless, but a symlink where upper/ or work/
 /// belongs means someone is tampering: say so instead of papering over it.
-fn refuse_symlink_swap(runtime_i: BorrowedFd<'_>, part: &str) -> Result<(), Failure> {
+fn refuse_symlink_swap(runtime_i: BorrowedFd<'_>, part: &str, shown: &Path) -> Result<(), Failure> {
     match fsx::entry(runtime_i, part) {
         Ok(Some(e)) if e.kind == libc_mode::S_IFLNK => Err(Failure::new(
             Kind::UnsafePath,
-            format!("runtime/.../{part} is a symlink; refusing"),
+            format!("{} is a symlink; refusing", shown.display()),
         )
         .hint("remove it; reset creates a fresh layer")),
         _ => Ok(()),
