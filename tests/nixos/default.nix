@@ -66,7 +66,7 @@ let
       instances.crash = {
         port = 27016;
         overlays = [ "crash" ];
-        enable = false;
+        autoStart = false;
       };
     };
   };
@@ -139,6 +139,16 @@ in
             machine.succeed(f"test \"$(cat {merged}/instance-layer.txt)\" = instance")
             machine.succeed(f"test -s {S}/runtime/vs1/upper/left4dead2/logs/standin.log")
             machine.succeed(f"test \"$(cat {S}/installation/left4dead2/cfg/shadow.txt)\" = installation")
+
+        with subtest("the i386 game runs through the unit's loader and libraries only"):
+            # srcds_linux wants /lib/ld-linux.so.2, libstdc++ and libgcc_s
+            # (standin.nix checks that at build time); the host has none of
+            # them, and the unit's mounts leave nothing behind on it.
+            machine.fail("test -e /lib/ld-linux.so.2")
+            machine.fail("test -e /bin/bash")
+            pid = machine.succeed("systemctl show -P MainPID left4me-server@vs1.service").strip()
+            machine.succeed(f"grep -q 'ld-linux.so.2$' /proc/{pid}/maps")
+            machine.succeed(f"grep -q 'libstdc++.so.6' /proc/{pid}/maps")
 
         with subtest("stop unmounts on the first try, no namespace keeps the overlay"):
             machine.succeed("systemctl stop left4me-server@vs1.service")
@@ -237,6 +247,9 @@ in
     testScript = ''
       machine.wait_for_unit("left4me-server@vs1.service")
       machine.succeed("id left4me")
+      # The user's home must not be a second tmpfiles line for the state dir.
+      machine.fail("journalctl -b -o cat | grep -F 'Duplicate line'")
+      machine.succeed("test \"$(stat -c '%a %U' /var/lib/left4me)\" = '755 root'")
       machine.wait_until_succeeds("test \"$(a2s-query 127.0.0.1 27015 --timeout 2)\" = 'top layer'", timeout=60)
     '';
   };
