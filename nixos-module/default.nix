@@ -63,13 +63,26 @@ let
   # instance's settings go into a file of their own, named to sort after
   # overrides.conf so that the instance wins over the template.
   instanceDropinName = "zz-left4me-instance.conf";
+  # Environment= lines as NixOS writes them for systemd.services.<n>.environment;
+  # `%` doubled, since systemd expands specifiers in unit files.
+  environmentLines =
+    env:
+    concatStringsSep "" (
+      mapAttrsToList (
+        k: v: "Environment=${builtins.toJSON "${k}=${lib.replaceStrings [ "%" ] [ "%%" ] v}"}\n"
+      ) env
+    );
   instanceDropins = lib.filterAttrs (_: text: text != "") (
     lib.mapAttrs (
       _: inst:
-      lib.optionalString (inst.serviceConfig != { }) ''
-        # services.left4me.instances.<name>.serviceConfig
-        [Service]
-        ${utils.systemdUtils.lib.attrsToSection inst.serviceConfig}''
+      lib.optionalString (inst.serviceConfig != { } || inst.environment != { }) (
+        ''
+          # services.left4me.instances.<name>.environment and .serviceConfig
+          [Service]
+        ''
+        + environmentLines inst.environment
+        + utils.systemdUtils.lib.attrsToSection inst.serviceConfig
+      )
     ) cfg.instances
   );
 
@@ -80,12 +93,16 @@ let
     pkgs.runCommand "left4me-systemd-units"
       {
         unit = rendered."left4me-server@.service";
+        overlayUnit = rendered."left4me-overlay@.service";
+        resetUnit = rendered."left4me-reset@.service";
         slice = rendered."l4d2-game.slice";
         # A dash in a slice name nests it: l4d2-game.slice lives in l4d2.slice,
         # which carries the weights against its siblings.
         parentSlice = rendered."l4d2.slice";
         passAsFile = [
           "unit"
+          "overlayUnit"
+          "resetUnit"
           "slice"
           "parentSlice"
         ];
@@ -98,6 +115,8 @@ let
           dir="$out/lib/systemd/system"
           mkdir -p "$dir"
           cp "$unitPath" "$dir/left4me-server@.service"
+          cp "$overlayUnitPath" "$dir/left4me-overlay@.service"
+          cp "$resetUnitPath" "$dir/left4me-reset@.service"
           cp "$slicePath" "$dir/l4d2-game.slice"
           cp "$parentSlicePath" "$dir/l4d2.slice"
         ''
@@ -179,7 +198,6 @@ let
         "L4D2_OVERLAYS=${quote (concatStringsSep " " inst.overlays)}"
       ]
       ++ optional (inst.args != null) "L4D2_ARGS=${quote (concatStringsSep " " inst.args)}"
-      ++ mapAttrsToList (k: v: "${k}=${quote v}") inst.environment
     )
     + "\n";
 
@@ -204,7 +222,7 @@ let
   i686Glibc = builtins.head cfg.i686Runtime.libraries;
 
   perInstanceServices = filter (
-    unit: lib.hasPrefix "left4me-server@" unit && unit != "left4me-server@"
+    unit: builtins.match "left4me-(server|overlay|reset)@.+" unit != null
   ) (builtins.attrNames config.systemd.services);
 
   firewallPorts = mapAttrsToList (_: inst: inst.port) (
@@ -244,6 +262,12 @@ let
         assertion =
           !builtins.any (k: builtins.elem k reservedInstanceKeys) (builtins.attrNames inst.environment);
         message = "services.left4me.instances.\"${name}\".environment: set L4D2_PORT, L4D2_ARGS and L4D2_OVERLAYS through port, args and overlays.";
+      }
+      {
+        assertion = builtins.all (k: !(cfg.hostSettings ? ${k})) (builtins.attrNames inst.environment);
+        message = "services.left4me.instances.\"${name}\".environment: ${
+          concatStringsSep ", " (filter (k: cfg.hostSettings ? ${k}) (builtins.attrNames inst.environment))
+        } also set in services.left4me.hostSettings, whose /etc/left4me/host.env (an EnvironmentFile=) would win over the instance's Environment=; set it in one place.";
       }
       {
         assertion = builtins.all (matches envValuePattern) (builtins.attrValues inst.environment);
@@ -308,8 +332,13 @@ let
             TZ = "Europe/Berlin";
           };
           description = ''
-            Further variables written to this instance's
-            {file}`instance.env`, visible to srcds.
+            Further variables in srcds' environment, for this instance only:
+            `Environment=` lines in
+            {file}`left4me-server@${name}.service.d/${instanceDropinName}`
+            (root-owned unit configuration; {file}`instance.env` carries
+            only the `L4D2_*` keys the helper accepts). A key may not also be
+            in {option}`hostSettings`: {file}`host.env` is an
+            `EnvironmentFile=` and would win over it.
           '';
         };
         serviceConfig = mkOption {
@@ -510,7 +539,19 @@ in
         # loses settings.
         ++ map (unit: {
           assertion = false;
-          message = "systemd.services.\"${unit}\": a definition for one instance replaces or hides what the module and systemd.services.\"left4me-server@\" set for it (systemd loads one file per name). Set services.left4me.instances.${lib.removePrefix "left4me-server@" unit}.serviceConfig instead (a drop-in of its own, read after the template's), or change every instance through systemd.services.\"left4me-server@\".";
+          message =
+            let
+              parts = builtins.match "(left4me-[a-z]+@)(.+)" unit;
+              template = builtins.elemAt parts 0;
+              instance = builtins.elemAt parts 1;
+            in
+            "systemd.services.\"${unit}\": a definition for one instance replaces or hides what the module and systemd.services.\"${template}\" set for it (systemd loads one file per name). "
+            + (
+              if template == "left4me-server@" then
+                "Set services.left4me.instances.${instance}.serviceConfig instead (a drop-in of its own, read after the template's), or change every instance through systemd.services.\"left4me-server@\"."
+              else
+                "Change every instance through systemd.services.\"${template}\" instead."
+            );
         }) perInstanceServices
         ++ [
           {
@@ -554,6 +595,14 @@ in
       environment.etc."left4me/host.env".text = hostEnv;
 
       systemd.packages = [ units ];
+
+      # Restarting an active overlay unit would stop its game (BindsTo=)
+      # and remount under the players' feet.
+      systemd.services."left4me-overlay@" = {
+        overrideStrategy = "asDropin";
+        restartIfChanged = mkDefault false;
+      };
+      systemd.services."left4me-reset@".overrideStrategy = "asDropin";
 
       systemd.services."left4me-server@" = {
         overrideStrategy = "asDropin";

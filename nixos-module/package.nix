@@ -8,7 +8,6 @@
   stdenv,
   rustPlatform,
   installShellFiles,
-  util-linux,
 }:
 let
   cargoToml = builtins.fromTOML (builtins.readFile ../Cargo.toml);
@@ -25,6 +24,8 @@ let
   # fails the build instead of silently not shipping.
   destinations = {
     "left4me-server@.service" = "lib/systemd/system/left4me-server@.service";
+    "left4me-overlay@.service" = "lib/systemd/system/left4me-overlay@.service";
+    "left4me-reset@.service" = "lib/systemd/system/left4me-reset@.service";
     "l4d2-game.slice" = "lib/systemd/system/l4d2-game.slice";
     "l4d2.slice" = "lib/systemd/system/l4d2.slice";
     "left4me-enable@.service" = "lib/systemd/system/left4me-enable@.service";
