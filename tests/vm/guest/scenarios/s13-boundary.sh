@@ -95,7 +95,7 @@ pid=$(pgrep -u left4me -f 'srcds_linux.*27050' | head -n1)
 env_of_game=$(tr '\0' '\n' < "/proc/$pid/environ")
 echo "$env_of_game" | grep -q '^L4D2_PORT=27050$' || fail "the game's environment lacks L4D2_PORT=27050"
 if echo "$env_of_game" | grep -F "$(cut -d= -f2 "$secret")"; then fail "the root-only file leaked into the game"; fi
-if echo "$env_of_game" | grep -E '^(LD_|LEFT4ME_)'; then fail "LD_*/LEFT4ME_* in the game's environment"; fi
+if echo "$env_of_game" | grep -E '^(LD_|LEFT4ME_USER|LEFT4ME_GROUP)'; then fail "LD_*/LEFT4ME_USER/GROUP in the game's environment"; fi
 note "game environment after the swap: $(echo "$env_of_game" | grep '^L4D2_' | tr '\n' ' ')"
 # A restart remounts: the helper now refuses the symlinked instance.env.
 since=$(date '+%Y-%m-%d %H:%M:%S')
