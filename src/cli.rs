@@ -60,10 +60,13 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Assemble and mount the instance's overlay on runtime/INSTANCE/merged.
-    /// Already mounted with the same layer stack: nothing to do, exit 0.
+    /// Assemble and mount the instance's overlay on runtime/INSTANCE/merged,
+    /// and write the game's environment (instance.env's validated L4D2_*
+    /// variables) to runtime/.left4me/INSTANCE.env. Already mounted with the
+    /// same layer stack: only the environment is rewritten, exit 0.
     Mount(InstanceArgs),
-    /// Unmount the instance's overlay. Not mounted: nothing to do, exit 0.
+    /// Remove runtime/.left4me/INSTANCE.env and unmount the instance's
+    /// overlay. Not mounted: nothing else to do, exit 0.
     Umount(InstanceArgs),
     /// Discard the instance's writable layer (refused while mounted).
     /// Instance configuration in instances/INSTANCE/ is kept.

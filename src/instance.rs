@@ -13,7 +13,7 @@ use crate::error::{Failure, Kind};
 use crate::fsx::{self, libc_mode};
 use crate::mounts;
 use crate::name::InstanceName;
-use crate::state::{self, InstancePaths, MERGED, State};
+use crate::state::{self, InstancePaths, MERGED, Own, State};
 
 /// What a layer is in the stack, top first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,7 +159,7 @@ pub(crate) fn parse_record(text: &str) -> Option<Vec<Layer>> {
 pub(crate) fn read_record(helper_dir: BorrowedFd<'_>, paths: &InstancePaths) -> Option<Vec<Layer>> {
     let fd = rustix::fs::openat(
         helper_dir,
-        paths.record_name(),
+        paths.own(Own::Record),
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )

@@ -11,7 +11,7 @@ use rustix::io::Errno;
 
 use crate::error::{Failure, Kind};
 use crate::name::InstanceName;
-use crate::state::InstancePaths;
+use crate::state::{InstancePaths, Own};
 
 /// Below systemd's default start timeout (90 s), so a stuck lock holder shows
 /// up as this helper's clear error rather than a unit timeout.
@@ -29,7 +29,7 @@ pub(crate) fn lock(
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(
         helper_dir,
-        InstancePaths::new(name).lock_name(),
+        InstancePaths::new(name).own(Own::Lock),
         flags,
         Mode::from_raw_mode(0o600),
     )

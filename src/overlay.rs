@@ -18,7 +18,7 @@ use crate::idmap;
 use crate::instance::{self, Layer};
 use crate::name::InstanceName;
 use crate::namespace;
-use crate::state::{HELPER_DIR, InstancePaths, ServiceUser, State, UPPER, WORK};
+use crate::state::{HELPER_DIR, InstancePaths, Own, ServiceUser, State, UPPER, WORK};
 
 /// The overlay `config` asks for, as a detached mount, and the stack it was
 /// made with. The layers are opened in the private namespace (overlayfs
@@ -40,8 +40,16 @@ pub(crate) fn assemble(
         let upper = open(paths.part(UPPER))?;
         let work = open(paths.part(WORK))?;
         let stage = open(HELPER_DIR.to_owned())?;
-        let mnt = build_overlay(name, &paths, &lower_fds, &upper, &work, stage.as_fd())?;
-        Ok((mnt, stack))
+        let parts = Parts {
+            name,
+            stage_shown: state.shown(&InstancePaths::in_helper_dir(&paths.own(Own::Stage))),
+            paths: &paths,
+            lowers: &lower_fds,
+            upper: &upper,
+            work: &work,
+            stage: stage.as_fd(),
+        };
+        Ok((parts.build()?, stack))
     })
 }
 
@@ -115,26 +123,31 @@ fn require_trusted_owner((uid, gid): (u32, u32), shown: &Path, user: &ServiceUse
     )))
 }
 
-/// Creates the overlay as a detached mount, for the caller to move onto
-/// merged/. Layers are passed as /proc/self/fd/N, the directories already
-/// opened and checked, so nothing is resolved by path and no name reaches
-/// the option string. Runs in the private namespace; `stage` is a root-only
-/// directory there.
-fn build_overlay(
-    name: &InstanceName,
-    paths: &InstancePaths,
-    lowers: &[OwnedFd],
-    upper: &OwnedFd,
-    work: &OwnedFd,
-    stage: BorrowedFd<'_>,
-) -> Result<OwnedFd, Failure> {
-    match build_appended(name, lowers, upper, work) {
-        Ok(mnt) => Ok(mnt),
-        Err(Refusal::NoAppend(f)) => {
-            tracing::debug!(error = %f, "no lowerdir+ on this kernel; mounting with one lowerdir string");
-            mount_joined(name, paths, lowers, upper, work, stage)
+/// Everything an overlay is made of, opened and checked in the private
+/// namespace. Layers reach the kernel as /proc/self/fd/N, so nothing is
+/// resolved by path and no name reaches the option string.
+struct Parts<'a> {
+    name: &'a InstanceName,
+    paths: &'a InstancePaths,
+    lowers: &'a [OwnedFd],
+    upper: &'a OwnedFd,
+    work: &'a OwnedFd,
+    /// Root-only runtime/.left4me/, where the legacy path stages its mount.
+    stage: BorrowedFd<'a>,
+    stage_shown: std::path::PathBuf,
+}
+
+impl Parts<'_> {
+    /// The overlay as a detached mount, for the caller to move onto merged/.
+    fn build(&self) -> Result<OwnedFd> {
+        match self.appended() {
+            Ok(mnt) => Ok(mnt),
+            Err(Refusal::NoAppend(f)) => {
+                tracing::debug!(error = %f, "no lowerdir+ on this kernel; mounting with one lowerdir string");
+                self.joined()
+            }
+            Err(Refusal::Other(f)) => Err(f),
         }
-        Err(Refusal::Other(f)) => Err(f),
     }
 }
 
@@ -156,56 +169,6 @@ const SAFE_OPTIONS: [(&str, &str); 3] = [
     ("index", "off"),
 ];
 
-/// fsopen/fsconfig/fsmount with one "lowerdir+" per layer (Linux >= 6.8):
-/// no limit on the number of layers (fsconfig takes values of at most 256
-/// bytes, so a joined lowerdir would fit only a dozen layers here).
-fn build_appended(
-    name: &InstanceName,
-    lowers: &[OwnedFd],
-    upper: &OwnedFd,
-    work: &OwnedFd,
-) -> Result<OwnedFd, Refusal> {
-    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
-        Refusal::Other(
-            Failure::new(
-                Kind::KernelLimit,
-                format!("the kernel cannot create overlay mounts (fsopen: {e})"),
-            )
-            .hint("load the overlay module: modprobe overlay"),
-        )
-    })?;
-    let set = |key: &str, value: &str| {
-        rustix::mount::fsconfig_set_string(fs.as_fd(), key, value)
-            .map_err(|e| kernel_refused(&fs, &format!("{key}={value}"), e))
-    };
-    set("source", &instance::mount_source(name)).map_err(Refusal::Other)?;
-    for lower in lowers {
-        set("lowerdir+", &fsx::fd_path(lower.as_fd())).map_err(Refusal::NoAppend)?;
-    }
-    set("upperdir", &fsx::fd_path(upper.as_fd())).map_err(Refusal::Other)?;
-    set("workdir", &fsx::fd_path(work.as_fd())).map_err(Refusal::Other)?;
-    for (key, value) in SAFE_OPTIONS {
-        set(key, value).map_err(Refusal::Other)?;
-    }
-    rustix::mount::fsconfig_create(fs.as_fd()).map_err(|e| {
-        let log = fs_log(&fs);
-        let failure = kernel_refused_with(&log, "create", e);
-        // The new mount API explains its refusals in the log; a bare EINVAL
-        // is the legacy interface rejecting "lowerdir+".
-        if e == Errno::INVAL && log.is_empty() {
-            Refusal::NoAppend(failure)
-        } else {
-            Refusal::Other(failure)
-        }
-    })?;
-    rustix::mount::fsmount(
-        fs.as_fd(),
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
-    )
-    .map_err(|e| Refusal::Other(kernel_refused(&fs, "fsmount", e)))
-}
-
 /// mount(2) takes the options as one page.
 const OPTIONS_MAX: usize = 4096;
 
@@ -221,25 +184,65 @@ fn joined_options(lowers: &[String], upper: &str, work: &str) -> String {
     options
 }
 
-/// Older kernels: mount(2) with one option string (up to a page: about 200
-/// layers as /proc/self/fd/N) on a staging directory in the private
-/// namespace, then a detached clone of it, which outlives that namespace.
-fn mount_joined(
-    name: &InstanceName,
-    paths: &InstancePaths,
-    lowers: &[OwnedFd],
-    upper: &OwnedFd,
-    work: &OwnedFd,
-    stage: BorrowedFd<'_>,
-) -> Result<OwnedFd, Failure> {
-    let lowerdir: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
-    let options = joined_options(
-        &lowerdir,
-        &fsx::fd_path(upper.as_fd()),
-        &fsx::fd_path(work.as_fd()),
-    );
-    if options.len() >= OPTIONS_MAX {
-        return Err(Failure::new(
+impl Parts<'_> {
+    /// fsopen/fsconfig/fsmount with one "lowerdir+" per layer (Linux >= 6.8):
+    /// no limit on the number of layers (fsconfig takes values of at most 256
+    /// bytes, so a joined lowerdir would fit only a dozen layers here).
+    fn appended(&self) -> Result<OwnedFd, Refusal> {
+        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
+            Refusal::Other(
+                Failure::new(
+                    Kind::KernelLimit,
+                    format!("the kernel cannot create overlay mounts (fsopen: {e})"),
+                )
+                .hint("load the overlay module: modprobe overlay"),
+            )
+        })?;
+        let set = |key: &str, value: &str| {
+            rustix::mount::fsconfig_set_string(fs.as_fd(), key, value)
+                .map_err(|e| kernel_refused(&fs, &format!("{key}={value}"), e))
+        };
+        set("source", &instance::mount_source(self.name)).map_err(Refusal::Other)?;
+        for lower in self.lowers {
+            set("lowerdir+", &fsx::fd_path(lower.as_fd())).map_err(Refusal::NoAppend)?;
+        }
+        set("upperdir", &fsx::fd_path(self.upper.as_fd())).map_err(Refusal::Other)?;
+        set("workdir", &fsx::fd_path(self.work.as_fd())).map_err(Refusal::Other)?;
+        for (key, value) in SAFE_OPTIONS {
+            set(key, value).map_err(Refusal::Other)?;
+        }
+        rustix::mount::fsconfig_create(fs.as_fd()).map_err(|e| {
+            let log = fs_log(&fs);
+            let failure = kernel_refused_with(&log, "create", e);
+            // The new mount API explains its refusals in the log; a bare EINVAL
+            // is the legacy interface rejecting "lowerdir+".
+            if e == Errno::INVAL && log.is_empty() {
+                Refusal::NoAppend(failure)
+            } else {
+                Refusal::Other(failure)
+            }
+        })?;
+        rustix::mount::fsmount(
+            fs.as_fd(),
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+        )
+        .map_err(|e| Refusal::Other(kernel_refused(&fs, "fsmount", e)))
+    }
+
+    /// Older kernels: mount(2) with one option string (up to a page: about
+    /// 200 layers as /proc/self/fd/N) on a staging directory in the private
+    /// namespace, then a detached clone of it, which outlives that namespace.
+    fn joined(&self) -> Result<OwnedFd> {
+        let (name, lowers, stage, shown) = (self.name, self.lowers, self.stage, &self.stage_shown);
+        let lowerdir: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
+        let options = joined_options(
+            &lowerdir,
+            &fsx::fd_path(self.upper.as_fd()),
+            &fsx::fd_path(self.work.as_fd()),
+        );
+        if options.len() >= OPTIONS_MAX {
+            return Err(Failure::new(
             Kind::KernelLimit,
             format!(
                 "instance {name}: {} lower layers need {} bytes of mount options; this kernel ({}) accepts one page ({OPTIONS_MAX})",
@@ -249,46 +252,46 @@ fn mount_joined(
             ),
         )
         .hint("use fewer overlays (about 200 fit), or Linux >= 6.8, which adds layers one at a time"));
-    }
-    let point = paths.stage_name();
-    let shown = Path::new(&InstancePaths::in_helper_dir(&point)).to_path_buf();
-    match rustix::fs::mkdirat(
-        stage,
-        point.as_str(),
-        rustix::fs::Mode::from_raw_mode(0o700),
-    ) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(Failure::os(&shown, "mkdir", e)),
-    }
-    let target = format!("{}/{point}", fsx::fd_path(stage));
-    nix::mount::mount(
-        Some(instance::mount_source(name).as_str()),
-        target.as_str(),
-        Some("overlay"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(options.as_str()),
-    )
-    .map_err(|e| {
-        Failure::new(
-            Kind::KernelLimit,
-            format!("overlayfs refused the mount: {e}"),
+        }
+        let point = self.paths.own(Own::Stage);
+        match rustix::fs::mkdirat(
+            stage,
+            point.as_str(),
+            rustix::fs::Mode::from_raw_mode(0o700),
+        ) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(Failure::os(shown, "mkdir", e)),
+        }
+        let target = format!("{}/{point}", fsx::fd_path(stage));
+        nix::mount::mount(
+            Some(instance::mount_source(name).as_str()),
+            target.as_str(),
+            Some("overlay"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(options.as_str()),
         )
-        .hint(format!(
-            "kernel {}; see dmesg for details",
-            kernel_release()
-        ))
-    })?;
-    let tree = rustix::mount::open_tree(
-        stage,
-        point.as_str(),
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
-    )
-    .map_err(|e| Failure::os(&shown, "clone the overlay mounted on", e));
-    // The staging mount only lives in the private namespace; take it down
-    // now so the directory can go.
-    let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
-    let _ = rustix::fs::unlinkat(stage, point.as_str(), rustix::fs::AtFlags::REMOVEDIR);
-    tree
+        .map_err(|e| {
+            Failure::new(
+                Kind::KernelLimit,
+                format!("overlayfs refused the mount: {e}"),
+            )
+            .hint(format!(
+                "kernel {}; see dmesg for details",
+                kernel_release()
+            ))
+        })?;
+        let tree = rustix::mount::open_tree(
+            stage,
+            point.as_str(),
+            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+        )
+        .map_err(|e| Failure::os(shown, "clone the overlay mounted on", e));
+        // The staging mount only lives in the private namespace; take it down
+        // now so the directory can go.
+        let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        let _ = rustix::fs::unlinkat(stage, point.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+        tree
+    }
 }
 
 fn kernel_release() -> String {

@@ -127,6 +127,18 @@ impl State {
     }
 }
 
+/// An instance's own entries in runtime/.left4me/.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Own {
+    Lock,
+    /// The layer stack the live mount was made with.
+    Record,
+    /// Where the legacy mount(2) path mounts the overlay before cloning it.
+    Stage,
+    /// The game's environment: instance.env's validated lines, re-serialised.
+    EnvCopy,
+}
+
 /// Where one instance's parts are: relative to the state dir (`*_rel`, to
 /// open beneath it and to name in messages), or by name inside
 /// runtime/.left4me/ (`*_name`, to open relative to that dir's fd).
@@ -163,23 +175,15 @@ impl InstancePaths {
         format!("{RUNTIME}/{}/{part}", self.name)
     }
 
-    pub(crate) fn lock_name(&self) -> String {
-        format!("{}.lock", self.name)
-    }
-
-    /// The layer stack the live mount was made with.
-    pub(crate) fn record_name(&self) -> String {
-        format!("{}.stack", self.name)
-    }
-
-    /// Where the legacy mount(2) path mounts the overlay before cloning it.
-    pub(crate) fn stage_name(&self) -> String {
-        format!("{}.stage", self.name)
-    }
-
-    /// The game's environment: instance.env's validated lines, re-serialised.
-    pub(crate) fn env_copy_name(&self) -> String {
-        format!("{}.env", self.name)
+    /// This instance's file `<i>.<kind>` in runtime/.left4me/.
+    pub(crate) fn own(&self, kind: Own) -> String {
+        let suffix = match kind {
+            Own::Lock => "lock",
+            Own::Record => "stack",
+            Own::Stage => "stage",
+            Own::EnvCopy => "env",
+        };
+        format!("{}.{suffix}", self.name)
     }
 
     /// A `*_name` inside runtime/.left4me/, relative to the state dir.
@@ -300,7 +304,7 @@ mod tests {
         assert_eq!(p.layer(), "instances/vs1/layer");
         assert_eq!(p.part(MERGED), "runtime/vs1/merged");
         assert_eq!(
-            InstancePaths::in_helper_dir(&p.env_copy_name()),
+            InstancePaths::in_helper_dir(&p.own(Own::EnvCopy)),
             "runtime/.left4me/vs1.env"
         );
     }

@@ -19,7 +19,7 @@ use crate::lock;
 use crate::mounts;
 use crate::name::InstanceName;
 use crate::overlay;
-use crate::state::{InstancePaths, MERGED, ServiceUser, State, UPPER, WORK};
+use crate::state::{InstancePaths, MERGED, Own, ServiceUser, State, UPPER, WORK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -73,7 +73,7 @@ impl<'s> Locked<'s> {
         let lock = lock::lock(
             helper_dir.as_fd(),
             name,
-            &state.shown(&InstancePaths::in_helper_dir(&paths.lock_name())),
+            &state.shown(&InstancePaths::in_helper_dir(&paths.own(Own::Lock))),
         )?;
         Ok(Locked {
             state,
@@ -111,7 +111,7 @@ impl<'s> Locked<'s> {
     /// The game's environment from the config just validated, on every
     /// mount that succeeds: instance.env may have changed since the last.
     fn write_env_copy(&self, config: &InstanceConfig) -> Result<()> {
-        let env_copy = self.paths.env_copy_name();
+        let env_copy = self.paths.own(Own::EnvCopy);
         fsx::write_replace(
             self.helper_dir.as_fd(),
             &env_copy,
@@ -173,7 +173,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
     let (mnt, stack) = overlay::assemble(&state.root, name, &config, user)?;
-    let record = paths.record_name();
+    let record = paths.own(Own::Record);
     fsx::write_replace(
         l.helper_dir.as_fd(),
         &record,
@@ -207,7 +207,7 @@ fn prepare_writable_layer(
 pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
     let l = Locked::take(state, name)?;
     // Whatever happens below, no later start may read a stale environment.
-    let env_copy = l.paths.env_copy_name();
+    let env_copy = l.paths.own(Own::EnvCopy);
     fsx::remove_file(l.helper_dir.as_fd(), &env_copy, &l.in_helper_dir(&env_copy))?;
     let Some(runtime_i) = l.open_runtime_i()? else {
         return Ok(l.outcome(Done::NotMounted, &[]));
@@ -236,7 +236,7 @@ pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
             Err(e) => return Err(Failure::os(&merged_shown, "umount", e)),
         }
     }
-    let record = l.paths.record_name();
+    let record = l.paths.own(Own::Record);
     fsx::remove_file(l.helper_dir.as_fd(), &record, &l.in_helper_dir(&record))?;
     let outcome = l.outcome(
         if unmounted {
