@@ -128,10 +128,22 @@ impl Kind {
 }
 
 /// The exit-code section of `--help` and the man page.
+/// Each meaning is wrapped at 80 columns under its code.
 pub(crate) fn exit_codes_help() -> String {
     let mut text = String::from("Exit codes:\n");
     for r in &EXIT_CODES {
-        text += &format!("  {:<3} {}\n", r.code, r.meaning);
+        let mut line = format!("  {:<3}", r.code);
+        for word in r.meaning.split(' ') {
+            if line.len() + 1 + word.len() > 80 {
+                text += &line;
+                text += "\n";
+                line = " ".repeat(5);
+            }
+            line += " ";
+            line += word;
+        }
+        text += &line;
+        text += "\n";
     }
     text
 }
@@ -289,12 +301,17 @@ mod tests {
     #[test_log::test]
     fn help_lists_every_code() {
         let help = exit_codes_help();
+        let flat = format!(
+            " {} ",
+            help.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
         for r in &EXIT_CODES {
             assert!(
-                help.contains(&format!("  {:<3} {}", r.code, r.meaning)),
+                flat.contains(&format!(" {} {} ", r.code, r.meaning)),
                 "{help}"
             );
         }
+        assert!(help.lines().all(|l| l.len() <= 80), "{help}");
     }
 
     #[rstest]

@@ -67,9 +67,14 @@ pub(crate) fn read_config(state: &State, paths: &InstancePaths) -> Result<Instan
     let bytes =
         fsx::read_small_file(state.fd(), &rel, &shown, envfile::MAX_BYTES).map_err(|f| {
             if f.kind == Kind::Missing {
-                Failure::new(Kind::Missing, format!("no instance here: {}", f.message)).hint(
-                    format!("create {} with at least L4D2_PORT=<port>", shown.display()),
+                Failure::new(
+                    Kind::Missing,
+                    format!("no instance {}: {}", paths.name(), f.message),
                 )
+                .hint(format!(
+                    "create {} with at least L4D2_PORT=<port>",
+                    shown.display()
+                ))
             } else {
                 f
             }

@@ -151,6 +151,10 @@ impl InstancePaths {
         InstancePaths { name: name.clone() }
     }
 
+    pub(crate) fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
     pub(crate) fn dir(&self) -> String {
         format!("{INSTANCES}/{}", self.name)
     }
