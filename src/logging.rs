@@ -9,7 +9,7 @@ use tracing::level_filters::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 /// Returns whether events go to the journal.
-pub fn init(verb: &str, instance: Option<&str>) -> bool {
+pub(crate) fn init(verb: &str, instance: Option<&str>) -> bool {
     if stderr_is_journal() {
         let mut fields = vec![("LEFT4ME_VERB".to_owned(), verb.to_owned())];
         if let Some(instance) = instance {
