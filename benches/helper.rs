@@ -29,6 +29,7 @@ fn main() {
         let status = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--"])
             .arg(std::env::current_exe().unwrap())
+            .args(std::env::args().skip(1))
             .env("LEFT4ME_BENCH_ISOLATED", "1")
             .status()
             .unwrap();
@@ -43,11 +44,25 @@ fn main() {
         "left4me-overlay benchmark on Linux {}",
         rustix::system::uname().release().to_string_lossy()
     );
-    mount_cycle(dir.path(), "root-owned layers (helper idmaps them)", false);
-    mount_cycle(dir.path(), "service-user-owned layers (no idmap)", true);
-    reset_until_mountable(dir.path());
-    peak_rss(dir.path());
-    sweep_extremes(dir.path());
+    // `cargo bench -- sweep` runs only the parts named (cycle, reset, rss, sweep).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    if wanted("cycle") {
+        mount_cycle(dir.path(), "root-owned layers (helper idmaps them)", false);
+        mount_cycle(dir.path(), "service-user-owned layers (no idmap)", true);
+    }
+    if wanted("reset") {
+        reset_until_mountable(dir.path());
+    }
+    if wanted("rss") {
+        peak_rss(dir.path());
+    }
+    if wanted("sweep") {
+        sweep_extremes(dir.path());
+    }
 }
 
 struct Bench {

@@ -157,11 +157,25 @@ enum Step {
     Done,
 }
 
-/// What a directory is, for checking that `..` leads back where the walk
-/// came from.
-fn identity(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok((st.st_dev, st.st_ino))
+/// A directory of the tree, open for reading, and what it is: (dev, ino),
+/// to check that `..` leads back where the walk came from.
+struct Opened {
+    dir: rustix::fs::Dir,
+    id: (u64, u64),
+}
+
+impl Opened {
+    fn new(fd: OwnedFd) -> Result<Opened, Errno> {
+        let st = rustix::fs::fstat(&fd)?;
+        Ok(Opened {
+            dir: rustix::fs::Dir::new(fd)?,
+            id: (st.st_dev, st.st_ino),
+        })
+    }
+
+    fn fd(&self) -> Result<BorrowedFd<'_>, Errno> {
+        self.dir.fd()
+    }
 }
 
 /// The walk over one discarded tree `name` in `top` (see the module doc).
@@ -170,7 +184,7 @@ struct Tree<'a> {
     name: &'a CStr,
     dev: u64,
     /// The directory being emptied; `None` before the walk starts (again).
-    cur: Option<OwnedFd>,
+    cur: Option<Opened>,
     /// (dev, ino) of `cur`'s ancestors below `top`, the tree's root first.
     ancestors: Vec<(u64, u64)>,
     /// The directory the walk last came up from, emptied.
@@ -183,7 +197,7 @@ enum Scan {
     /// It is empty: everything in it was unlinked.
     Empty,
     /// A subdirectory that is not empty, opened.
-    Descend(OwnedFd),
+    Descend(Opened),
 }
 
 impl<'a> Tree<'a> {
@@ -218,8 +232,8 @@ impl<'a> Tree<'a> {
     /// One directory read: down into a subdirectory, or up out of an
     /// emptied one. `Done` once the tree is gone.
     fn step(&mut self) -> Result<Step, Errno> {
-        let Some(cur) = self.cur.take() else {
-            return match remove_or_open(self.top, self.name, self.dev)? {
+        let Some(mut cur) = self.cur.take() else {
+            return match remove_or_open(self.top, self.name, self.dev, false)? {
                 None => Ok(Step::Done),
                 Some(dir) => {
                     self.cur = Some(dir);
@@ -227,13 +241,13 @@ impl<'a> Tree<'a> {
                 }
             };
         };
-        match scan(cur.as_fd(), self.dev)? {
+        match scan(&mut cur, self.dev)? {
             Scan::Descend(child) => {
-                if self.left.take() == Some(identity(child.as_fd())?) {
+                if self.left.take() == Some(child.id) {
                     // Emptied a moment ago, and filled again since.
                     self.count_restart()?;
                 }
-                self.ancestors.push(identity(cur.as_fd())?);
+                self.ancestors.push(cur.id);
                 self.cur = Some(child);
                 Ok(Step::More)
             }
@@ -247,19 +261,19 @@ impl<'a> Tree<'a> {
                         Err(e) => Err(e),
                     };
                 };
-                let parent = match open_dir(cur.as_fd(), c"..", ResolveFlags::NO_XDEV) {
-                    Ok(p) => p,
+                let parent = match open_dir(cur.fd()?, c"..", ResolveFlags::NO_XDEV) {
+                    Ok(p) => Opened::new(p)?,
                     // Deleted or moved off the filesystem meanwhile.
                     Err(Errno::NOENT | Errno::XDEV) => return self.restart(),
                     Err(e) => return Err(e),
                 };
-                if identity(parent.as_fd())? != expected {
+                if parent.id != expected {
                     tracing::warn!(
                         "a directory of the discarded layer was moved while being deleted; starting over"
                     );
                     return self.restart();
                 }
-                self.left = Some(identity(cur.as_fd())?);
+                self.left = Some(cur.id);
                 self.cur = Some(parent);
                 Ok(Step::More)
             }
@@ -280,14 +294,22 @@ fn open_dir(parent: BorrowedFd<'_>, name: &CStr, resolve: ResolveFlags) -> Resul
 
 /// Removes `name` from `parent` if it is a file, a link or an empty
 /// directory (`None`); opens it if it is a directory with content.
-fn remove_or_open(parent: BorrowedFd<'_>, name: &CStr, dev: u64) -> Result<Option<OwnedFd>, Errno> {
+/// `dir_likely` (from the directory entry's type) only saves a syscall.
+fn remove_or_open(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    dev: u64,
+    dir_likely: bool,
+) -> Result<Option<Opened>, Errno> {
     // A few rounds: the user may swap the entry between a file and a
     // directory while this looks at it.
-    for _ in 0..8 {
-        match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::ISDIR | Errno::PERM) => {}
-            Err(e) => return Err(e),
+    for round in 0..8 {
+        if round > 0 || !dir_likely {
+            match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => return Ok(None),
+                Err(Errno::ISDIR | Errno::PERM) => {}
+                Err(e) => return Err(e),
+            }
         }
         match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => return Ok(None),
@@ -300,13 +322,13 @@ fn remove_or_open(parent: BorrowedFd<'_>, name: &CStr, dev: u64) -> Result<Optio
             name,
             ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
         ) {
-            Ok(fd) => fd,
+            Ok(fd) => Opened::new(fd)?,
             Err(Errno::NOENT) => return Ok(None),
             // Swapped for a symlink or file since: unlink that instead.
             Err(Errno::LOOP | Errno::NOTDIR) => continue,
             Err(e) => return Err(e),
         };
-        if rustix::fs::fstat(&dir)?.st_dev != dev {
+        if dir.id.0 != dev {
             // Only root can mount, and never inside a writable layer; leave it.
             tracing::warn!(name = %name.to_string_lossy(), "not descending into another filesystem");
             return Err(Errno::XDEV);
@@ -316,16 +338,18 @@ fn remove_or_open(parent: BorrowedFd<'_>, name: &CStr, dev: u64) -> Result<Optio
     Err(Errno::AGAIN)
 }
 
-/// Reads `dir` once in a stream, unlinking every entry it can; stops at the
-/// first subdirectory that is not empty.
-fn scan(dir: BorrowedFd<'_>, dev: u64) -> Result<Scan, Errno> {
-    for entry in rustix::fs::Dir::read_from(dir)? {
+/// Reads `dir` once from where it stands (a fresh one: from the start) in a
+/// stream, unlinking every entry it can; stops at the first subdirectory
+/// that is not empty.
+fn scan(dir: &mut Opened, dev: u64) -> Result<Scan, Errno> {
+    while let Some(entry) = dir.dir.read() {
         let entry = entry?;
         let name = entry.file_name();
         if name == c"." || name == c".." {
             continue;
         }
-        if let Some(child) = remove_or_open(dir, name, dev)? {
+        let dir_likely = entry.file_type() == rustix::fs::FileType::Directory;
+        if let Some(child) = remove_or_open(dir.fd()?, name, dev, dir_likely)? {
             return Ok(Scan::Descend(child));
         }
     }
@@ -423,7 +447,7 @@ mod tests {
         while tree.ancestors.len() < 2 {
             assert_eq!(tree.step().unwrap(), Step::More);
         }
-        let inside = identity(tree.cur.as_ref().unwrap().as_fd()).unwrap();
+        let inside = tree.cur.as_ref().unwrap().id;
         let b = std::fs::metadata(d.join("a/b")).unwrap();
         assert_eq!(
             inside,
