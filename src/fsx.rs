@@ -260,16 +260,15 @@ pub(crate) fn stat_fd(fd: impl AsFd, shown: &Path) -> Result<Stat, Failure> {
 }
 
 /// Replaces `name` in `dir` with a root-only (0600) file holding `bytes`:
-/// written to a temporary name, with `fsync` synced, and renamed over
-/// `name`, all through `dir`'s fd, so a reader sees the old content or the
-/// new, never a part, and with `fsync` neither does anyone after a crash.
-/// The directory itself is not synced: the files written here live in
-/// runtime/, which every mount writes again before the game can start.
+/// written to a temporary name and renamed over `name`, all through `dir`'s
+/// fd, so a reader sees the old content or the new, never a part. Nothing is
+/// fsynced: the files written here (the stack record, the game's
+/// environment) describe a mount, a crash takes the mount with it, and the
+/// next mount writes both again before the game unit can start.
 pub(crate) fn write_replace(
     dir: BorrowedFd<'_>,
     name: &str,
     bytes: &[u8],
-    fsync: bool,
     shown: &Path,
 ) -> Result<(), Failure> {
     let tmp = format!("{name}.tmp");
@@ -286,9 +285,6 @@ pub(crate) fn write_replace(
             Err(Errno::INTR) => {}
             Err(e) => return Err(Failure::os(shown, "write", e)),
         }
-    }
-    if fsync {
-        rustix::fs::fsync(&fd).map_err(|e| Failure::os(shown, "fsync", e))?;
     }
     rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| Failure::os(shown, "rename", e))
 }
@@ -411,7 +407,7 @@ mod tests {
         std::fs::write(dir.path().join("f"), "old").unwrap();
         std::fs::set_permissions(dir.path().join("f"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        write_replace(fd.as_fd(), "f", b"new", true, Path::new("f")).unwrap();
+        write_replace(fd.as_fd(), "f", b"new", Path::new("f")).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("f")).unwrap(),
             "new"

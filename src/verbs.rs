@@ -116,7 +116,6 @@ impl<'s> Locked<'s> {
             self.helper_dir.as_fd(),
             &env_copy,
             envfile::render(&config.vars).as_bytes(),
-            true,
             &self.in_helper_dir(&env_copy),
         )
     }
@@ -179,8 +178,6 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         l.helper_dir.as_fd(),
         &record,
         instance::render_record(&stack).as_bytes(),
-        // A crash takes the mount with it, and with it any reader of this.
-        false,
         &l.in_helper_dir(&record),
     )?;
     l.write_env_copy(&config)?;
