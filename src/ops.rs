@@ -314,9 +314,10 @@ pub fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<O
     Ok(outcome("mounted", rels))
 }
 
-/// upper/ (the service user's; its owner and mode become merged/'s) and
-/// work/ (root-only), created when missing and re-owned every time, so
-/// whatever an earlier, killed run left converges.
+/// upper/ (the service user's; its owner and mode become merged/'s),
+/// work/ (root-only) and home/ (the game's $HOME, the service user's, 0700),
+/// created when missing and re-owned every time, so whatever an earlier,
+/// killed run left converges.
 fn prepare_writable_layer(
     runtime_i: BorrowedFd<'_>,
     rt_shown: &Path,
@@ -325,6 +326,10 @@ fn prepare_writable_layer(
     let upper_shown = rt_shown.join("upper");
     let upper = fsx::ensure_dir(runtime_i, "upper", 0o755, &upper_shown)?;
     fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &upper_shown)?;
+    let home_shown = rt_shown.join("home");
+    let home = fsx::ensure_dir(runtime_i, "home", 0o700, &home_shown)?;
+    fsx::chown_fd(home.as_fd(), user.uid, user.gid, &home_shown)?;
+    fsx::chmod_fd(home.as_fd(), 0o700, &home_shown)?;
     let work_shown = rt_shown.join("work");
     let work = fsx::ensure_dir(runtime_i, "work", 0o700, &work_shown)?;
     fsx::chown_fd(work.as_fd(), 0, 0, &work_shown)?;
@@ -704,7 +709,9 @@ pub fn reset(
         .hint(format!("systemctl stop left4me-server@{name} first"))
         .into());
     }
-    for part in ["upper", "work"] {
+    // home/ too: what Steam and the game wrote to $HOME is part of the
+    // instance's state, and a reset means a clean one.
+    for part in ["upper", "work", "home"] {
         refuse_symlink_swap(runtime_i.as_fd(), part, &rt_shown.join(part))?;
         discard::set_aside(runtime_i.as_fd(), part, &rt_shown.join(part))?;
     }
