@@ -95,6 +95,7 @@ let
         unit = rendered."left4me-server@.service";
         overlayUnit = rendered."left4me-overlay@.service";
         resetUnit = rendered."left4me-reset@.service";
+        consoleSocket = rendered."left4me-console@.socket";
         slice = rendered."l4d2-game.slice";
         # A dash in a slice name nests it: l4d2-game.slice lives in l4d2.slice,
         # which carries the weights against its siblings.
@@ -103,6 +104,7 @@ let
           "unit"
           "overlayUnit"
           "resetUnit"
+          "consoleSocket"
           "slice"
           "parentSlice"
         ];
@@ -117,6 +119,7 @@ let
           cp "$unitPath" "$dir/left4me-server@.service"
           cp "$overlayUnitPath" "$dir/left4me-overlay@.service"
           cp "$resetUnitPath" "$dir/left4me-reset@.service"
+          cp "$consoleSocketPath" "$dir/left4me-console@.socket"
           cp "$slicePath" "$dir/l4d2-game.slice"
           cp "$parentSlicePath" "$dir/l4d2.slice"
         ''

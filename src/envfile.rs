@@ -251,12 +251,79 @@ impl InstanceConfig {
                 .hint("merge overlays into fewer directories"));
             }
         }
+        if let Some(a) = get("L4D2_ARGS") {
+            check_args(&a.value).map_err(|f| {
+                Failure::new(
+                    Kind::InvalidConfig,
+                    format!("{origin}:{}: L4D2_ARGS: {}", a.line, f.message),
+                )
+                .hint(f.hint.unwrap_or_default())
+            })?;
+        }
         Ok(InstanceConfig {
             port,
             overlays,
             vars,
         })
     }
+}
+
+/// srcds_run flags that cannot work in the game unit's sandbox, and why.
+/// Matched without regard to case, as the engine reads its own flags.
+const REFUSED_FLAGS: [(&str, &str); 3] = [
+    (
+        "-debug",
+        "srcds_run would run the server under gdb and write core files; gdb cannot attach (ptrace is not in the unit's syscall filter) and the game's directories are not the place for cores",
+    ),
+    (
+        "-autoupdate",
+        "srcds_run would run steamcmd to update the installation, which is shared and read-only to the game, and would restart the server itself, hiding crashes from systemd (it overrides -norestart)",
+    ),
+    (
+        "-fork",
+        "srcds would start several server processes in one unit, sharing its port, limits and restarts; run one instance per server instead",
+    ),
+];
+
+/// L4D2_ARGS reaches srcds through two splitters: systemd splits `$L4D2_ARGS`
+/// at whitespace (honouring quotes), then Valve's srcds_run joins its
+/// arguments and lets the shell split them again unquoted, which also
+/// expands glob patterns against the game directory. So a quoted argument
+/// with a space would silently turn into several, and `*`, `?` or `[` could
+/// turn into a list of file names: both are refused, as are the srcds_run
+/// flags that cannot work in the sandbox.
+pub(crate) fn check_args(args: &str) -> Result<(), Failure> {
+    if let Some(c) = args.chars().find(|c| matches!(c, '"' | '\'' | '\\')) {
+        return Err(Failure::new(
+            Kind::InvalidConfig,
+            format!("contains {c:?}; srcds_run splits its arguments again at every space, so quoting cannot keep an argument with spaces together"),
+        )
+        .hint("pass only words without spaces; put values with spaces (hostname \"My Server\") into a cfg file of the instance layer and +exec it"));
+    }
+    if let Some(c) = args.chars().find(|c| matches!(c, '*' | '?' | '[')) {
+        return Err(Failure::new(
+            Kind::InvalidConfig,
+            format!(
+                "contains {c:?}; srcds_run expands it as a file name pattern in the game directory"
+            ),
+        )
+        .hint("remove it; no srcds argument needs a pattern"));
+    }
+    for word in args.split_ascii_whitespace() {
+        if let Some((flag, why)) = REFUSED_FLAGS
+            .iter()
+            .find(|(flag, _)| word.eq_ignore_ascii_case(flag))
+        {
+            return Err(Failure::new(
+                Kind::InvalidConfig,
+                format!("{flag} cannot work in left4me's sandbox: {why}"),
+            )
+            .hint(format!(
+                "remove {flag} from L4D2_ARGS (docs/unit.md, \"srcds_run's arguments\")"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -468,6 +535,71 @@ mod tests {
         assert_eq!(err.kind, Kind::InvalidConfig);
         assert_eq!(err.message, message);
         assert!(err.hint.is_some(), "{message}");
+    }
+
+    #[rstest]
+    #[case(
+        "-debug",
+        "-debug cannot work in left4me's sandbox: srcds_run would run the server under gdb"
+    )]
+    #[case(
+        "+map c1m1_hotel -AutoUpdate",
+        "-autoupdate cannot work in left4me's sandbox: srcds_run would run steamcmd"
+    )]
+    #[case(
+        "-nohltv\t-fork 4",
+        "-fork cannot work in left4me's sandbox: srcds would start several server processes"
+    )]
+    #[case(
+        "+hostname \"My Server\"",
+        "contains '\"'; srcds_run splits its arguments again"
+    )]
+    #[case("+hostname 'x y'", "contains '\\''")]
+    #[case("+hostname a\\ b", "contains '\\\\'")]
+    #[case(
+        "+map c1m*",
+        "contains '*'; srcds_run expands it as a file name pattern"
+    )]
+    #[case("+map c?m1", "contains '?'")]
+    #[case("+map [ab]", "contains '['")]
+    #[test_log::test]
+    fn args_refused(#[case] args: &str, #[case] why: &str) {
+        let err = check_args(args).unwrap_err();
+        assert_eq!(err.kind, Kind::InvalidConfig);
+        assert!(
+            err.message.starts_with(why),
+            "{} (wanted {why})",
+            err.message
+        );
+        assert!(err.hint.is_some());
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("-nohltv +sv_lan 0 +map c1m1_hotel -console")]
+    #[case("-debuglog x -forked +sv_tags $x,a=b")]
+    #[case("+exec server-123.cfg -tickrate 100")]
+    #[test_log::test]
+    fn args_accepted(#[case] args: &str) {
+        check_args(args).unwrap();
+    }
+
+    #[test_log::test]
+    fn instance_config_names_file_and_key_for_refused_args() {
+        let text = "L4D2_PORT=1\nL4D2_ARGS=\"+map c1m1_hotel -autoupdate\"";
+        let err = InstanceConfig::parse(text.as_bytes(), "instances/x/instance.env").unwrap_err();
+        assert_eq!(err.kind.exit_code(), 11);
+        assert!(
+            err.message
+                .starts_with("instances/x/instance.env:2: L4D2_ARGS: -autoupdate cannot work"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.hint
+                .unwrap()
+                .contains("remove -autoupdate from L4D2_ARGS")
+        );
     }
 
     #[test_log::test]

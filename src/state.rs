@@ -25,6 +25,8 @@ const HELPER_DIR_NAME: &str = ".left4me";
 /// The parts of runtime/<i>/, by their name in it.
 pub(crate) const UPPER: &str = "upper";
 pub(crate) const WORK: &str = "work";
+/// The game's $HOME: the service user's, 0700; a reset empties it too.
+pub(crate) const HOME: &str = "home";
 pub(crate) const MERGED: &str = "merged";
 
 pub(crate) fn overlay_rel(name: &OverlayName) -> String {
@@ -174,7 +176,7 @@ impl InstancePaths {
         format!("{RUNTIME}/{}", self.name)
     }
 
-    /// A part of runtime/<i> ([`UPPER`], [`WORK`], [`MERGED`]).
+    /// A part of runtime/<i> ([`UPPER`], [`WORK`], [`HOME`], [`MERGED`]).
     pub(crate) fn part(&self, part: &str) -> String {
         format!("{RUNTIME}/{}/{part}", self.name)
     }

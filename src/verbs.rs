@@ -19,7 +19,7 @@ use crate::lock;
 use crate::mounts;
 use crate::name::InstanceName;
 use crate::overlay;
-use crate::state::{InstancePaths, MERGED, Own, ServiceUser, State, UPPER, WORK};
+use crate::state::{HOME, InstancePaths, MERGED, Own, ServiceUser, State, UPPER, WORK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -187,9 +187,10 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     Ok(l.outcome(Done::Mounted, &stack))
 }
 
-/// upper/ (the service user's; its owner and mode become merged/'s) and
-/// work/ (root-only), created when missing and re-owned every time, so
-/// whatever an earlier, killed run left converges.
+/// upper/ (the service user's; its owner and mode become merged/'s),
+/// work/ (root-only) and home/ (the game's $HOME, the service user's, 0700),
+/// created when missing and re-owned every time, so whatever an earlier,
+/// killed run left converges.
 fn prepare_writable_layer(
     runtime_i: BorrowedFd<'_>,
     l: &Locked<'_>,
@@ -198,6 +199,10 @@ fn prepare_writable_layer(
     let upper_shown = l.shown(&l.paths.part(UPPER));
     let upper = fsx::ensure_dir(runtime_i, UPPER, 0o755, &upper_shown)?;
     fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &upper_shown)?;
+    let home_shown = l.shown(&l.paths.part(HOME));
+    let home = fsx::ensure_dir(runtime_i, HOME, 0o700, &home_shown)?;
+    fsx::chown_fd(home.as_fd(), user.uid, user.gid, &home_shown)?;
+    fsx::chmod_fd(home.as_fd(), 0o700, &home_shown)?;
     let work_shown = l.shown(&l.paths.part(WORK));
     let work = fsx::ensure_dir(runtime_i, WORK, 0o700, &work_shown)?;
     fsx::chown_fd(work.as_fd(), 0, 0, &work_shown)?;
@@ -298,7 +303,9 @@ pub(crate) fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         )
         .hint(format!("systemctl stop left4me-server@{name} first")));
     }
-    for part in [UPPER, WORK] {
+    // home/ too: what Steam and the game wrote to $HOME is part of the
+    // instance's state, and a reset means a clean one.
+    for part in [UPPER, WORK, HOME] {
         let shown = l.shown(&l.paths.part(part));
         refuse_symlink_swap(runtime_i.as_fd(), part, &shown)?;
         discard::set_aside(runtime_i.as_fd(), part, &shown)?;

@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::{Fixture, SERVICE_UID};
 
@@ -114,6 +114,31 @@ root_test! {
 }
 
 root_test! {
+    fn mount_makes_a_private_home_and_reset_empties_it() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        let home = f.path("runtime/vs1/home");
+        let meta = fs::metadata(&home).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (SERVICE_UID, 0o700));
+        fs::create_dir_all(home.join(".steam/sdk32")).unwrap();
+        fs::write(home.join(".steam/registry.vdf"), "state").unwrap();
+        // A mode the game changed converges back at the next mount.
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["mount", "vs1"]);
+        assert_eq!(fs::metadata(&home).unwrap().mode() & 0o7777, 0o700);
+        assert!(home.join(".steam/registry.vdf").exists(), "a remount keeps the home");
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["reset", "vs1"]);
+        f.wait_discarded("vs1");
+        assert_eq!(fs::read_dir(&home).unwrap().count(), 0, "reset leaves an empty home");
+        let meta = fs::metadata(&home).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (SERVICE_UID, 0o700));
+    }
+}
+
+root_test! {
     fn reset_removes_deeply_nested_trees() {
         let f = Fixture::new();
         f.instance("vs1", &[]);
@@ -128,7 +153,7 @@ root_test! {
         f.ok(&["reset", "vs1"]);
         f.wait_discarded("vs1");
         let left: Vec<_> = fs::read_dir(f.path("runtime/vs1")).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(left.len(), 3, "only upper, work and merged remain: {left:?}");
+        assert_eq!(left.len(), 4, "only upper, work, home and merged remain: {left:?}");
     }
 }
 
@@ -305,7 +330,9 @@ root_test! {
         let f = Fixture::new();
         f.write(
             "instances/vs1/instance.env",
-            "# the web app's\nL4D2_PORT=27016\nL4D2_ARGS='+map \"c1m1\" $x `y` \\z'\nL4D2_HEALTH_TIMEOUT=5\n",
+            // L4D2_ARGS may not carry quotes (srcds_run re-splits them); another
+            // L4D2_* key carries every character the copy has to escape.
+            "# the web app's\nL4D2_PORT=27016\nL4D2_MOTD='+map \"c1m1\" $x `y` \\z'\nL4D2_HEALTH_TIMEOUT=5\n",
         );
         f.ok(&["mount", "vs1"]);
         let copy = f.path("runtime/.left4me/vs1.env");
@@ -313,7 +340,7 @@ root_test! {
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, 0, 0o600));
         let text = fs::read_to_string(&copy).unwrap();
         let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(body, ["L4D2_PORT=\"27016\"", r#"L4D2_ARGS="+map \"c1m1\" \$x \`y\` \\z""#, "L4D2_HEALTH_TIMEOUT=\"5\""]);
+        assert_eq!(body, ["L4D2_PORT=\"27016\"", r#"L4D2_MOTD="+map \"c1m1\" \$x \`y\` \\z""#, "L4D2_HEALTH_TIMEOUT=\"5\""]);
         // Config changed, same stack: "already mounted", and the copy follows.
         f.write("instances/vs1/instance.env", "L4D2_PORT=27017\n");
         assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));

@@ -1,10 +1,11 @@
 /*
  * Test-only stand-in for the Source dedicated server binary (srcds_linux).
  *
- * Built 32-bit and static on purpose: the real srcds_linux is an i386
- * binary, so the unit's SystemCallArchitectures= and the guest's i386
- * support are exercised for real, and a static build needs no i386 libc
- * inside the overlay stack.
+ * Built as a dynamically linked i386 binary like the real srcds_linux: the
+ * i386 loader (/lib/ld-linux.so.2), libc, libstdc++ and libgcc_s from the
+ * host's 32-bit packages must load under the unit's sandbox (seccomp with
+ * the x86 ABI, ProtectSystem=, PrivateUsers=), and the unit's
+ * SystemCallArchitectures= is exercised for real.
  *
  * Behaviour that the VM scenarios rely on:
  *   -game DIR         game dir, relative to the cwd srcds_run chdir'd into
@@ -18,9 +19,19 @@
  *   DIR/logs/standin.log  appended on start, per query and on exit, so
  *                     the writable upper layer receives data
  *   SIGINT            exit 0 (srcds's KillSignal)
+ *   stdin             console commands, one per line, like srcds's own
+ *                     console: `changelevel NAME` changes the map A2S_INFO
+ *                     reports, `say TEXT` is logged, anything else is
+ *                     logged as unknown. End of input is not an error.
+ *   $HOME             like Steam: dlopen()s ~/.steam/sdk32/steamclient.so
+ *                     and logs whether it loaded (the real server logs
+ *                     "dlopen failed trying to load" when it cannot), and
+ *                     writes ~/.standin-home, so a read-only home shows.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -34,6 +45,7 @@
 
 static volatile sig_atomic_t stop_requested;
 static FILE *logf;
+static char map[256] = "c1m1_hotel";
 
 static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
 
@@ -95,9 +107,82 @@ static size_t put_str(uint8_t *buf, size_t off, size_t cap, const char *s)
     return off + n;
 }
 
+/* One console line, as srcds's console would take it. */
+static void console_command(char *line)
+{
+    line[strcspn(line, "\r")] = '\0';
+    if (!strncmp(line, "changelevel ", 12) && line[12]) {
+        snprintf(map, sizeof map, "%.*s", (int)sizeof map - 1, line + 12);
+        logmsg("console: changelevel %s", map);
+    } else if (!strncmp(line, "say ", 4)) {
+        logmsg("console: say %s", line + 4);
+    } else if (line[0]) {
+        logmsg("console: unknown command \"%s\"", line);
+    }
+}
+
+/* Waits for a UDP datagram while serving the console on stdin. Returns 1
+ * when the socket is readable, 0 when interrupted (SIGINT) or a console
+ * line was handled. */
+static int wait_for_query(int fd)
+{
+    static char buf[1024];
+    static size_t used;
+    static int stdin_open = 1;
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+    if (poll(p, stdin_open ? 2 : 1, -1) < 0)
+        return 0;
+    if (stdin_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(0, buf + used, sizeof buf - 1 - used);
+        if (n <= 0) {
+            stdin_open = 0;
+            return 0;
+        }
+        used += (size_t)n;
+        char *nl;
+        while ((nl = memchr(buf, '\n', used))) {
+            *nl = '\0';
+            console_command(buf);
+            used -= (size_t)(nl + 1 - buf);
+            memmove(buf, nl + 1, used);
+        }
+        if (used == sizeof buf - 1) /* a line longer than any command: drop it */
+            used = 0;
+    }
+    return (p[0].revents & POLLIN) != 0;
+}
+
+/* What Steam's API does with $HOME at start: load the client library from
+ * ~/.steam/sdk32 and write state into the home. */
+static void steam_home(void)
+{
+    const char *home = getenv("HOME");
+    char path[4096];
+    if (!home) {
+        logmsg("steam: HOME is not set");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/.steam/sdk32/steamclient.so", home);
+    void *lib = dlopen(path, RTLD_NOW);
+    if (lib && dlsym(lib, "CreateInterface"))
+        logmsg("steam: loaded %s", path);
+    else
+        logmsg("steam: dlopen failed trying to load: %s with error: %s", path,
+               lib ? "no CreateInterface" : dlerror());
+    snprintf(path, sizeof path, "%s/.standin-home", home);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%ld\n", (long)time(NULL));
+        fclose(f);
+        logmsg("steam: HOME %s is writable", home);
+    } else {
+        logmsg("steam: cannot write %s: %s", path, strerror(errno));
+    }
+}
+
 int main(int argc, char **argv)
 {
-    const char *game = NULL, *map = "c1m1_hotel";
+    const char *game = NULL;
     int port = 27015;
     char path[4096], hostname[256] = "left4me stand-in";
 
@@ -107,7 +192,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "+hostport") && i + 1 < argc)
             port = atoi(argv[++i]);
         else if (!strcmp(argv[i], "+map") && i + 1 < argc)
-            map = argv[++i];
+            snprintf(map, sizeof map, "%s", argv[++i]);
     }
     if (!game) {
         fprintf(stderr, "standin: no -game DIR given\n");
@@ -169,10 +254,13 @@ int main(int argc, char **argv)
     uint32_t challenge = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x5a5aa5a5u;
     logmsg("started pid=%d game=%s port=%d hostname=\"%s\" map=%s", (int)getpid(), game, port,
            hostname, map);
+    steam_home();
 
     static const uint8_t query[] = "\xff\xff\xff\xffTSource Engine Query";
     const size_t qlen = sizeof query; /* includes the terminating NUL */
     while (!stop_requested) {
+        if (!wait_for_query(fd))
+            continue;
         uint8_t in[1400], out[1400];
         struct sockaddr_in peer;
         socklen_t plen = sizeof peer;

@@ -23,14 +23,16 @@ man=$("$HELPER" --generate man) && [ -n "$man" ] || fail "helper cannot generate
 
 # verify instantiates the template; its ExecStart lives in merged/, which only
 # exists while mounted, so that one complaint is expected and nothing else.
-verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-server@.service 2>&1 |
+verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-server@.service \
+    /usr/lib/systemd/system/left4me-console@.socket 2>&1 |
     grep -v 'runtime/[^/]*/merged/srcds_run is not executable' || true)
 [ -z "$verify" ] || fail "systemd-analyze verify left4me-server@.service: $verify"
 verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-overlay@.service \
     /usr/lib/systemd/system/left4me-reset@.service 2>&1) || fail "systemd-analyze verify root units: $verify"
 [ -z "$verify" ] || fail "systemd-analyze verify root units: $verify"
-for u in left4me-server@probe left4me-overlay@probe left4me-reset@probe; do
-    [ "$(systemctl show -P LoadState "$u.service")" = loaded ] || fail "$u.service does not load"
+for u in left4me-server@probe.service left4me-overlay@probe.service left4me-reset@probe.service \
+    left4me-console@probe.socket; do
+    [ "$(systemctl show -P LoadState "$u")" = loaded ] || fail "$u does not load"
 done
 
 install_standin
