@@ -2,11 +2,13 @@
 //! and inspects one left4me instance's overlayfs mount. The binary is a thin
 //! shell over [`run::run`]; see the README for the contract and threat model.
 
+pub mod a2s;
 pub mod cli;
 pub mod discard;
 pub mod envfile;
 pub mod error;
 pub mod fsx;
+pub mod health;
 pub mod idmap;
 pub mod lock;
 pub mod logging;

@@ -1,0 +1,44 @@
+//! The per-instance health check (`left4me-health`, run by
+//! left4me-health@.service as the service user, never by root): after a
+//! grace period it asks the instance's own port for A2S_INFO every interval
+//! and restarts the server through polkit after N consecutive failures, within
+//! a restart budget; past the budget it stops the server so that it ends
+//! `failed`. docs/health.md has the design and the reasons for it.
+
+pub mod monitor;
+pub mod record;
+pub mod report;
+pub mod settings;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where each instance's record lives: DIR/INSTANCE/status.json. The unit's
+/// RuntimeDirectory=left4me-health/%i creates it.
+pub const RUN_DIR: &str = "/run/left4me-health";
+
+/// Exit codes of left4me-health beyond the shared ones in [`crate::error::Kind`]
+/// (10 invalid name, 11 invalid setting, 12 no record).
+pub mod exit {
+    /// `verdict`: the health check stopped this server run; systemd records
+    /// the stop as a failure (the reason is on the line before).
+    pub const STOPPED_BY_HEALTH: u8 = 20;
+    /// `run`: systemctl refused the restart or stop (polkit rule missing?).
+    pub const ACTION_REFUSED: u8 = 21;
+    /// `query`: no usable answer.
+    pub const NO_ANSWER: u8 = 22;
+}
+
+/// A duration as people write it in settings: "2 s", "0.5 s".
+pub fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub fn server_unit(instance: &str) -> String {
+    format!("left4me-server@{instance}.service")
+}
