@@ -50,7 +50,6 @@ let
 
   rendered = import ./render.nix {
     helper = helperPath;
-    nsenter = "${pkgs.util-linux}/bin/nsenter";
     inherit (cfg) stateDir user group;
   };
 

@@ -16,7 +16,6 @@ let
 
   rendered = import ./render.nix {
     helper = "${placeholder "out"}/${helperRelative}";
-    nsenter = "${util-linux}/bin/nsenter";
     stateDir = "/var/lib/left4me";
     user = "left4me";
     group = "left4me";

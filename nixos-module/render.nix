@@ -6,7 +6,6 @@
 # Returns { "<file name without .in>" = "<rendered text>"; ... }.
 {
   helper,
-  nsenter,
   stateDir,
   user,
   group,
@@ -41,10 +40,9 @@ let
 
   substitute =
     replaceStrings
-      [ "@HELPER@" "@NSENTER@" "@STATE_DIR@" "@USER@" "@GROUP@" ]
+      [ "@HELPER@" "@STATE_DIR@" "@USER@" "@GROUP@" ]
       [
         helper
-        nsenter
         stateDir
         user
         group

@@ -11,6 +11,8 @@ note() { echo "-- $*"; }
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
 
 unit() { echo "left4me-server@$1.service"; }
+overlay_unit() { echo "left4me-overlay@$1.service"; }
+reset_unit() { echo "left4me-reset@$1.service"; }
 
 # Is anything mounted at DIR in PID 1's mount namespace? Pure bash (no fork),
 # so the benchmark can poll it tightly.
@@ -71,10 +73,10 @@ ENV
     fi
 }
 
-# Drops an instance completely (unit stopped, overlay reset, files gone).
+# Drops an instance completely (units stopped, overlay reset, files gone).
 remove_instance() {
-    systemctl stop "$(unit "$1")" 2>/dev/null || true
-    systemctl reset-failed "$(unit "$1")" 2>/dev/null || true
+    systemctl stop "$(unit "$1")" "$(overlay_unit "$1")" 2>/dev/null || true
+    systemctl reset-failed "$(unit "$1")" "$(overlay_unit "$1")" "$(reset_unit "$1")" 2>/dev/null || true
     "$HELPER" umount "$1" >/dev/null 2>&1 || true
     rm -rf "$STATE/instances/$1" "$STATE/runtime/$1"
 }
@@ -106,14 +108,25 @@ start_instance() {
     is_mounted "$1" || fail "$1 active but $(merged "$1") is not mounted"
 }
 
-stop_instance() {
-    systemctl stop "$(unit "$1")" || fail "systemctl stop $(unit "$1") failed"
-    is_mounted "$1" && fail "$(merged "$1") still mounted after stop"
-    true
+# A returned `systemctl stop` of the server does not mean unmounted: the
+# umount is the overlay unit's stop job, which runs after the server's.
+# wait_unmounted INSTANCE TIMEOUT_S
+wait_unmounted() {
+    local deadline=$(( $(now_ms) + $2 * 1000 ))
+    while is_mounted "$1"; do
+        [ "$(now_ms)" -lt "$deadline" ] || fail "$(merged "$1") still mounted $2 s after the stop"
+        sleep 0.05
+    done
 }
 
-# Journal lines of one unit since a cursor-ish timestamp.
-unit_journal() { journalctl --no-pager -o cat -u "$(unit "$1")" ${2:+--since "$2"}; }
+stop_instance() {
+    systemctl stop "$(unit "$1")" || fail "systemctl stop $(unit "$1") failed"
+    wait_unmounted "$1" 15
+}
+
+# Journal lines of an instance's server unit, or of another unit (UNIT=...),
+# since a cursor-ish timestamp.
+unit_journal() { journalctl --no-pager -o cat -u "${UNIT:-$(unit "$1")}" ${2:+--since "$2"}; }
 
 # Installs the stand-in game as the shared installation (root-owned,
 # read-only to the game, like a steamcmd install under the state dir).

@@ -12,6 +12,7 @@ case $shell in */nologin|/bin/false) ;; *) fail "left4me has a login shell: $she
 [ -d "$STATE" ] || fail "$STATE missing"
 [ "$(stat -c %U "$STATE")" = root ] || fail "$STATE not owned by root"
 for f in "$HELPER" /etc/left4me/host.env /usr/lib/systemd/system/left4me-server@.service \
+         /usr/lib/systemd/system/left4me-overlay@.service /usr/lib/systemd/system/left4me-reset@.service \
          /usr/lib/systemd/system/l4d2-game.slice; do
     [ -e "$f" ] || fail "package file $f missing"
 done
@@ -25,8 +26,12 @@ man=$("$HELPER" --generate man) && [ -n "$man" ] || fail "helper cannot generate
 verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-server@.service 2>&1 |
     grep -v 'runtime/[^/]*/merged/srcds_run is not executable' || true)
 [ -z "$verify" ] || fail "systemd-analyze verify left4me-server@.service: $verify"
-[ "$(systemctl show -P LoadState left4me-server@probe.service)" = loaded ] ||
-    fail "left4me-server@probe.service does not load"
+verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-overlay@.service \
+    /usr/lib/systemd/system/left4me-reset@.service 2>&1) || fail "systemd-analyze verify root units: $verify"
+[ -z "$verify" ] || fail "systemd-analyze verify root units: $verify"
+for u in left4me-server@probe left4me-overlay@probe left4me-reset@probe; do
+    [ "$(systemctl show -P LoadState "$u.service")" = loaded ] || fail "$u.service does not load"
+done
 
 install_standin
 note "installed $(dpkg-query -W -f '${Version}' left4me); stand-in in $STATE/installation"

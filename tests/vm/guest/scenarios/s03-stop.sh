@@ -1,4 +1,5 @@
-# 3. Stop: unmounted on the first try, no mount namespace left holding it.
+# 3. Stop: unmounted on the first try (by the overlay unit, after the
+#    server's stop returned), no mount namespace left holding it.
 standard_overlays
 remove_instance three
 make_instance three 27021 "base" "instance three"
@@ -10,7 +11,11 @@ holders=$(ns_holders three)
 [ -z "$holders" ] || fail "mount namespaces of PIDs $holders still hold $(merged three)"
 [ "$(systemctl show -P Result "$(unit three)")" = success ] ||
     fail "stop result is $(systemctl show -P Result "$(unit three)"), not success"
-if unit_journal three "$since" | grep -Ei 'busy|retry'; then
+[ "$(systemctl show -P Result "$(overlay_unit three)")" = success ] ||
+    fail "overlay unit stop result is $(systemctl show -P Result "$(overlay_unit three)"), not success"
+[ "$(systemctl show -P ActiveState "$(overlay_unit three)")" = inactive ] || fail "overlay unit still active"
+[ ! -e "$STATE/runtime/.left4me/three.env" ] || fail "umount left the game environment copy behind"
+if { unit_journal three "$since"; UNIT=$(overlay_unit three) unit_journal three "$since"; } | grep -Ei 'busy|retry'; then
     fail "the umount did not succeed on the first try (journal above)"
 fi
 grep -q 'SIGINT: shutting down' "$STATE/runtime/three/upper/left4dead2/logs/standin.log" ||

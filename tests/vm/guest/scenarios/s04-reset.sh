@@ -1,5 +1,5 @@
-# 4. Write into the game dir, stop, reset, start: the write is gone,
-#    the instance's config is kept.
+# 4. Write into the game dir, stop, reset (through left4me-reset@, as the
+#    web app does), start: the write is gone, the instance's config is kept.
 standard_overlays
 remove_instance four
 make_instance four 27022 "base" "instance four"
@@ -8,8 +8,10 @@ expect_a2s 27022 "instance four"
 runuser -u left4me -- sh -c "echo scratch > $(merged four)/left4dead2/scratch.txt" ||
     fail "the service user cannot write into the game dir through merged/"
 [ -e "$STATE/runtime/four/upper/left4dead2/scratch.txt" ] || fail "write did not land in upper/"
-stop_instance four
-"$HELPER" reset four || fail "left4me-overlay reset four failed"
+systemctl stop "$(unit four)" || fail "stop failed"
+# No waiting for the umount: the reset unit orders itself after it.
+systemctl start "$(reset_unit four)" || fail "systemctl start $(reset_unit four) failed"
+is_mounted four && fail "reset ran but four is mounted"
 start_instance four
 expect_a2s 27022 "instance four"
 [ ! -e "$(merged four)/left4dead2/scratch.txt" ] || fail "scratch.txt survived the reset"
@@ -18,8 +20,18 @@ expect_a2s 27022 "instance four"
 grep -q '^L4D2_PORT=27022' "$STATE/instances/four/instance.env" || fail "instance.env lost"
 [ -f "$STATE/instances/four/layer/left4dead2/cfg/server.cfg" ] || fail "instance layer lost"
 stop_instance four
-# Reset must refuse while mounted (exit 15).
-start_instance four
+# Reset must refuse while the instance runs: the helper exits 15, the unit
+# fails and says why, the game keeps running with its data.
+runuser -u left4me -- sh -c "echo keep > $(merged four)/left4dead2/keep.txt"
+since=$(date '+%Y-%m-%d %H:%M:%S')
+if systemctl start "$(reset_unit four)" 2>/dev/null; then fail "reset succeeded while four runs"; fi
+[ "$(systemctl show -P ExecMainStatus "$(reset_unit four)")" = 15 ] ||
+    fail "reset while running exited $(systemctl show -P ExecMainStatus "$(reset_unit four)"), expected 15"
+UNIT=$(reset_unit four) unit_journal four "$since" | grep -i 'mounted' ||
+    fail "the reset unit's journal does not say the instance is mounted"
+[ "$(active_state four)" = active ] || fail "the refused reset stopped the game"
+[ -e "$(merged four)/left4dead2/keep.txt" ] || fail "the refused reset lost data"
+systemctl reset-failed "$(reset_unit four)"
 rc=0; "$HELPER" reset four || rc=$?
-[ "$rc" = 15 ] || fail "reset while mounted exited $rc, expected 15"
+[ "$rc" = 15 ] || fail "left4me-overlay reset while mounted exited $rc, expected 15"
 stop_instance four

@@ -13,7 +13,7 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 systemctl stop "${names[@]}" || fail "stopping eight instances failed"
 for i in 1 2 3 4 5 6 7 8; do
-    is_mounted "eight$i" && fail "eight$i still mounted"
+    wait_unmounted "eight$i" 30
     [ -z "$(ns_holders "eight$i")" ] || fail "eight$i held by $(ns_holders "eight$i")"
     [ "$(systemctl show -P Result "$(unit "eight$i")")" = success ] || fail "eight$i did not stop cleanly"
 done

@@ -17,7 +17,16 @@ expect_a2s 27024 "polkit x"
 as_user systemctl restart "$(unit x)" || fail "left4me may not restart $(unit x)"
 wait_state x active 30
 as_user systemctl stop "$(unit x)" || fail "left4me may not stop $(unit x)"
-is_mounted x && fail "x still mounted after a stop by left4me"
+wait_unmounted x 15
+as_user systemctl start "$(reset_unit x)" || fail "left4me may not start $(reset_unit x)"
+# The root half is not the user's to drive: it comes and goes with the server.
+for verb in start stop restart; do
+    if as_user systemctl "$verb" "$(overlay_unit x)" 2>/dev/null; then fail "left4me could $verb $(overlay_unit x)"; fi
+done
+is_mounted x && fail "x got mounted by a refused start of $(overlay_unit x)"
+for verb in stop restart; do
+    if as_user systemctl "$verb" "$(reset_unit x)" 2>/dev/null; then fail "left4me could $verb $(reset_unit x)"; fi
+done
 
 for c in left4me-vm-canary left4me-server-canary; do
     if as_user systemctl start "$c.service" 2>/tmp/polkit.err; then

@@ -23,7 +23,7 @@ if systemctl start "$(unit nine)" 2>/dev/null; then
     fail "start succeeded with merged/ a symlink"
 fi
 sleep 1
-journal=$(unit_journal nine "$since")
+journal=$(UNIT=$(overlay_unit nine) unit_journal nine "$since")
 echo "$journal" | tail -n 20
 echo "$journal" | grep -qi 'symlink' || fail "journal does not say that merged/ is a symlink"
 # The helper's own entry carries structured fields: the instance and the verb.
@@ -35,6 +35,6 @@ case $fields in
 esac
 mounted_at "$target" && fail "something got mounted at the symlink's target $target"
 grep -qF "$target" /proc/1/mountinfo && fail "a mount under $target exists"
-systemctl stop "$(unit nine)" 2>/dev/null || true
+systemctl stop "$(unit nine)" "$(overlay_unit nine)" 2>/dev/null || true
 rm -f "$m"; rm -rf "$target"
 remove_instance nine

@@ -1,0 +1,120 @@
+# 13. The root boundary (issue 8): nothing the service user writes reaches a
+#     root process, as code, environment, identity or a path PID 1 opens.
+standard_overlays
+as_user() { runuser -u left4me -- "$@"; }
+probe_dir=/var/tmp/left4me-probe
+rm -rf "$probe_dir"; mkdir -p "$probe_dir"; chmod 0755 "$probe_dir"
+: > "$probe_dir/log"; chmod 0666 "$probe_dir/log"
+# The probe lies where the attacker would put it: in a file the user owns.
+install -o left4me -g left4me -m 0755 "$SHARE/standin/bin/ld-probe.so" "$probe_dir/probe.so"
+probe="$probe_dir/probe.so"
+# Control: the probe works, so an empty log below means it was never loaded.
+as_user env LD_PRELOAD="$probe" /bin/true
+grep -q "euid=$(id -u left4me) .*exe=/usr/bin/true" "$probe_dir/log" || fail "the LD_PRELOAD probe does not record"
+: > "$probe_dir/log"
+
+# a. Every environment file of every unit this package ships is root-owned
+#    and every directory above it is writable by root only: PID 1 reads them
+#    as root. A user-written instance.env here is the seed unit's flaw.
+remove_instance bnd
+make_instance bnd 27050 "base" "boundary"
+for u in "$(unit bnd)" "$(overlay_unit bnd)" "$(reset_unit bnd)" left4me-enable@bnd.service left4me-disable@bnd.service; do
+    files=$(systemctl show -P EnvironmentFiles "$u" | sed 's/ (ignore_errors=[a-z]*)//g')
+    for f in $files; do
+        p=$f
+        while [ "$p" != / ]; do
+            if [ -e "$p" ]; then
+                read -r owner mode < <(stat -L -c '%u %a' "$p")
+                [ "$owner" = 0 ] || fail "$u reads $f; $p is owned by uid $owner, not root"
+                (( (8#$mode & 8#022) == 0 )) || fail "$u reads $f; $p has mode $mode (group/other may write)"
+            fi
+            p=$(dirname "$p")
+        done
+    done
+    note "$u: environment files: ${files:-none}, all root-only"
+done
+# The root units carry no environment file at all, and no `+`/`!` lines
+# exist anywhere (the server's commands all run as the service user).
+for u in "$(overlay_unit bnd)" "$(reset_unit bnd)"; do
+    [ -z "$(systemctl show -P EnvironmentFiles "$u")" ] || fail "$u reads an environment file"
+done
+if grep -nE '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-*.service; then
+    fail "a unit runs a command with full privileges (lines above)"
+fi
+[ "$(systemctl show -P User "$(unit bnd)")" = left4me ] || fail "the game does not run as left4me"
+
+# b. LD_PRELOAD, LEFT4ME_* or any other key outside L4D2_* in instance.env:
+#    the helper refuses the instance (exit 11, names the key); the probe was
+#    loaded by no process at all, identity and upper/ are untouched.
+start_instance bnd
+expect_a2s 27050 "boundary"
+stop_instance bnd
+upper_owner=$(stat -c %U "$STATE/runtime/bnd/upper")
+for bad in "LD_PRELOAD=$probe" "LEFT4ME_USER=www-data" "LEFT4ME_GROUP=root" "LD_LIBRARY_PATH=$probe_dir"; do
+    make_instance bnd 27050 "base" "boundary"
+    chown -R left4me: "$STATE/instances/bnd"
+    as_user sh -c "echo '$bad' >> $STATE/instances/bnd/instance.env" || fail "cannot append to instance.env as left4me"
+    since=$(date '+%Y-%m-%d %H:%M:%S')
+    if as_user systemctl start "$(unit bnd)" 2>/dev/null; then fail "the instance started with $bad"; fi
+    [ "$(systemctl show -P ExecMainStatus "$(overlay_unit bnd)")" = 11 ] ||
+        fail "$bad: helper exited $(systemctl show -P ExecMainStatus "$(overlay_unit bnd)"), expected 11"
+    key=${bad%%=*}
+    UNIT=$(overlay_unit bnd) unit_journal bnd "$since" | grep -F "$key" ||
+        fail "$bad: the overlay unit's journal does not name $key"
+    is_mounted bnd && fail "$bad: mounted anyway"
+    [ ! -e "$STATE/runtime/.left4me/bnd.env" ] || fail "$bad: a game environment was written"
+    [ "$(stat -c %U "$STATE/runtime/bnd/upper")" = "$upper_owner" ] || fail "$bad: upper/ changed owner"
+    systemctl reset-failed "$(unit bnd)" "$(overlay_unit bnd)"
+done
+[ ! -s "$probe_dir/log" ] || fail "the probe was loaded: $(cat "$probe_dir/log")"
+note "LD_PRELOAD/LD_LIBRARY_PATH/LEFT4ME_* in instance.env refused (exit 11); probe loaded by no process"
+
+# c. instance.env swapped for a symlink to a root-only file right after the
+#    mount: the game's environment is the helper's copy, nothing of the
+#    root-only file reaches it.
+make_instance bnd 27050 "base" "boundary"
+chown -R left4me: "$STATE/instances/bnd"
+secret=/root/left4me-secret.env
+echo "L4D2_LEAK_CANARY=root-only-$RANDOM$RANDOM" > "$secret"; chmod 0600 "$secret"
+systemctl start "$(overlay_unit bnd)" || fail "overlay unit did not start"
+as_user sh -c "ln -s $secret $STATE/instances/bnd/swap && mv -T $STATE/instances/bnd/swap $STATE/instances/bnd/instance.env" ||
+    fail "left4me could not swap instance.env for a symlink"
+[ -L "$STATE/instances/bnd/instance.env" ] || fail "swap did not happen"
+as_user systemctl start "$(unit bnd)" || fail "start after the swap failed"
+wait_state bnd active 30
+expect_a2s 27050 "boundary"
+pid=$(pgrep -u left4me -f 'srcds_linux.*27050' | head -n1)
+[ -n "$pid" ] || fail "no srcds_linux process for bnd"
+env_of_game=$(tr '\0' '\n' < "/proc/$pid/environ")
+echo "$env_of_game" | grep -q '^L4D2_PORT=27050$' || fail "the game's environment lacks L4D2_PORT=27050"
+if echo "$env_of_game" | grep -F "$(cut -d= -f2 "$secret")"; then fail "the root-only file leaked into the game"; fi
+if echo "$env_of_game" | grep -E '^(LD_|LEFT4ME_)'; then fail "LD_*/LEFT4ME_* in the game's environment"; fi
+note "game environment after the swap: $(echo "$env_of_game" | grep '^L4D2_' | tr '\n' ' ')"
+# A restart remounts: the helper now refuses the symlinked instance.env.
+since=$(date '+%Y-%m-%d %H:%M:%S')
+if as_user systemctl restart "$(unit bnd)" 2>/dev/null; then fail "restart accepted a symlinked instance.env"; fi
+UNIT=$(overlay_unit bnd) unit_journal bnd "$since" | grep -i 'symlink' || fail "no symlink refusal in the journal"
+is_mounted bnd && fail "mounted with a symlinked instance.env"
+rm -f "$secret" "$STATE/instances/bnd/instance.env"
+remove_instance bnd
+
+# d. Reset as the web app does it, 100 times, no sleeps: stop, reset, start,
+#    each through polkit as left4me; each reset really discards the write.
+make_instance bnd 27050 "base" "boundary"
+as_user systemctl start "$(unit bnd)" || fail "start as left4me failed"
+wait_state bnd active 30
+t0=$(now_ms)
+for i in $(seq "${LEFT4ME_RESET_CYCLES:-100}"); do
+    as_user sh -c "echo $i > $(merged bnd)/left4dead2/scratch.txt" || fail "cycle $i: cannot write"
+    as_user systemctl stop "$(unit bnd)" || fail "cycle $i: stop failed"
+    as_user systemctl start "$(reset_unit bnd)" ||
+        fail "cycle $i: reset failed: $(journalctl -u "$(reset_unit bnd)" -n 5 --no-pager -o cat)"
+    as_user systemctl start "$(unit bnd)" || fail "cycle $i: start failed"
+    is_mounted bnd || fail "cycle $i: not mounted after start"
+    [ ! -e "$(merged bnd)/left4dead2/scratch.txt" ] || fail "cycle $i: the reset did not discard scratch.txt"
+done
+note "stop/reset/start as left4me: $i of $i cycles, $(( ($(now_ms) - t0) / i )) ms per cycle"
+expect_a2s 27050 "boundary"
+stop_instance bnd
+remove_instance bnd
+rm -rf "$probe_dir"
