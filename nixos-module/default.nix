@@ -8,6 +8,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -17,13 +18,13 @@ let
     filter
     filterAttrs
     literalExpression
-    mapAttrs'
     mapAttrsToList
     mkDefault
+    mkEnableOption
     mkIf
     mkMerge
     mkOption
-    nameValuePair
+    mkRenamedOptionModule
     optional
     optionalAttrs
     types
@@ -31,8 +32,8 @@ let
 
   cfg = config.services.left4me;
 
-  # The helper's name rules (src/, CONVENTIONS.md); checked here so a typo
-  # fails at evaluation instead of at the first start (exit 10).
+  # The helper's name rules (src/name.rs; README "Contract"); checked here
+  # so a typo fails at evaluation instead of at the first start (exit 10).
   instanceNamePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,31}";
   overlayNamePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,63}";
   # instance.env and host.env are read by systemd (EnvironmentFile=) and by
@@ -53,6 +54,38 @@ let
     inherit (cfg) stateDir user group;
   };
 
+  # A declared instance's own settings. NixOS names every drop-in it makes
+  # from systemd.services.<name> "overrides.conf", and systemd loads only one
+  # file per name across left4me-server@.service.d/ and
+  # left4me-server@<name>.service.d/: an instance's overrides.conf would hide
+  # the template's (resources.*, the i686 runtime, every user override). So the
+  # module never defines systemd.services."left4me-server@<name>"; an
+  # instance's settings go into a file of their own, named to sort after
+  # overrides.conf so that the instance wins over the template.
+  instanceDropinName = "zz-left4me-instance.conf";
+  # Environment= lines as NixOS writes them for systemd.services.<n>.environment;
+  # `%` doubled, since systemd expands specifiers in unit files.
+  environmentLines =
+    env:
+    concatStringsSep "" (
+      mapAttrsToList (
+        k: v: "Environment=${builtins.toJSON "${k}=${lib.replaceStrings [ "%" ] [ "%%" ] v}"}\n"
+      ) env
+    );
+  instanceDropins = lib.filterAttrs (_: text: text != "") (
+    lib.mapAttrs (
+      _: inst:
+      lib.optionalString (inst.serviceConfig != { } || inst.environment != { }) (
+        ''
+          # services.left4me.instances.<name>.environment and .serviceConfig
+          [Service]
+        ''
+        + environmentLines inst.environment
+        + utils.systemdUtils.lib.attrsToSection inst.serviceConfig
+      )
+    ) cfg.instances
+  );
+
   # The template unit and the slice come from a package (systemd.packages),
   # so they reach systemd exactly as rendered; everything NixOS adds is a
   # drop-in next to them, as nixos-containers.nix does for container@.
@@ -60,25 +93,66 @@ let
     pkgs.runCommand "left4me-systemd-units"
       {
         unit = rendered."left4me-server@.service";
+        overlayUnit = rendered."left4me-overlay@.service";
+        resetUnit = rendered."left4me-reset@.service";
         slice = rendered."l4d2-game.slice";
         # A dash in a slice name nests it: l4d2-game.slice lives in l4d2.slice,
         # which carries the weights against its siblings.
         parentSlice = rendered."l4d2.slice";
         passAsFile = [
           "unit"
+          "overlayUnit"
+          "resetUnit"
           "slice"
           "parentSlice"
         ];
       }
       # left4me-enable@/left4me-disable@ are not installed: `systemctl enable`
       # cannot write NixOS's read-only /etc/systemd/system; declare
-      # services.left4me.instances.<name>.enable instead.
-      ''
-        mkdir -p "$out/lib/systemd/system"
-        cp "$unitPath" "$out/lib/systemd/system/left4me-server@.service"
-        cp "$slicePath" "$out/lib/systemd/system/l4d2-game.slice"
-        cp "$parentSlicePath" "$out/lib/systemd/system/l4d2.slice"
-      '';
+      # services.left4me.instances.<name>.autoStart instead.
+      (
+        ''
+          dir="$out/lib/systemd/system"
+          mkdir -p "$dir"
+          cp "$unitPath" "$dir/left4me-server@.service"
+          cp "$overlayUnitPath" "$dir/left4me-overlay@.service"
+          cp "$resetUnitPath" "$dir/left4me-reset@.service"
+          cp "$slicePath" "$dir/l4d2-game.slice"
+          cp "$parentSlicePath" "$dir/l4d2.slice"
+        ''
+        + concatStringsSep "" (
+          mapAttrsToList (name: text: ''
+            mkdir -p "$dir/left4me-server@${name}.service.d"
+            cp ${pkgs.writeText "left4me-server-${name}-dropin" text} "$dir/left4me-server@${name}.service.d/${instanceDropinName}"
+          '') instanceDropins
+        )
+      );
+
+  # Removing an instance from the configuration removes its drop-in, but its
+  # root-owned instance.env (written by tmpfiles, which never deletes what it
+  # no longer declares) would keep it startable with the old settings, and
+  # the service user cannot delete it. This deletes exactly the files the
+  # module wrote: root-owned, in a root-owned instance dir, starting with the
+  # header instanceEnv writes. Everything else stays (docs/nixos.md).
+  pruneRemovedInstances = pkgs.writeShellScript "left4me-prune-removed-instances" ''
+    set -eu
+    state=$1
+    shift
+    for dir in "$state"/instances/*; do
+      name=''${dir##*/}
+      [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+      for declared in "$@"; do
+        [ "$declared" != "$name" ] || continue 2
+      done
+      env=$dir/instance.env
+      [ -f "$env" ] && [ ! -L "$env" ] || continue
+      [ "$(stat -c %u "$dir")" = 0 ] && [ "$(stat -c %u "$env")" = 0 ] || continue
+      IFS= read -r first < "$env" || continue
+      [ "$first" = "${instanceEnvHeader "$name"}" ] || continue
+      rm -- "$env"
+      echo "left4me: instance $name is no longer declared: removed $env; $dir and $state/runtime/$name are kept"
+    done
+  '';
 
   # dist/left4me.tmpfiles.in as systemd.tmpfiles.settings. Only the plain
   # whitespace-separated form is understood; anything else (quoting,
@@ -112,17 +186,18 @@ let
 
   quote = v: "\"${v}\"";
 
+  instanceEnvHeader =
+    name: "# Declared in the NixOS configuration (services.left4me.instances.${name});";
   instanceEnv =
     name: inst:
     concatStringsSep "\n" (
       [
-        "# Declared in the NixOS configuration (services.left4me.instances.${name});"
+        (instanceEnvHeader name)
         "# root-owned on purpose: change it there, not here."
         "L4D2_PORT=${toString inst.port}"
         "L4D2_OVERLAYS=${quote (concatStringsSep " " inst.overlays)}"
       ]
       ++ optional (inst.args != null) "L4D2_ARGS=${quote (concatStringsSep " " inst.args)}"
-      ++ mapAttrsToList (k: v: "${k}=${quote v}") inst.environment
     )
     + "\n";
 
@@ -143,6 +218,12 @@ let
     "LEFT4ME_GROUP"
     "LEFT4ME_STATE_DIR"
   ];
+
+  i686Glibc = builtins.head cfg.i686Runtime.libraries;
+
+  perInstanceServices = filter (
+    unit: builtins.match "left4me-(server|overlay|reset)@.+" unit != null
+  ) (builtins.attrNames config.systemd.services);
 
   firewallPorts = mapAttrsToList (_: inst: inst.port) (
     filterAttrs (_: inst: inst.openFirewall) cfg.instances
@@ -183,6 +264,12 @@ let
         message = "services.left4me.instances.\"${name}\".environment: set L4D2_PORT, L4D2_ARGS and L4D2_OVERLAYS through port, args and overlays.";
       }
       {
+        assertion = builtins.all (k: !(cfg.hostSettings ? ${k})) (builtins.attrNames inst.environment);
+        message = "services.left4me.instances.\"${name}\".environment: ${
+          concatStringsSep ", " (filter (k: cfg.hostSettings ? ${k}) (builtins.attrNames inst.environment))
+        } also set in services.left4me.hostSettings, whose /etc/left4me/host.env (an EnvironmentFile=) would win over the instance's Environment=; set it in one place.";
+      }
+      {
         assertion = builtins.all (matches envValuePattern) (builtins.attrValues inst.environment);
         message = "services.left4me.instances.\"${name}\".environment: values must not contain a double quote, backslash, $, ` or newline.";
       }
@@ -192,15 +279,18 @@ let
   instanceOptions =
     { name, ... }:
     {
+      # `enable` read like NixOS's systemd.services.<name>.enable (whether
+      # the unit exists at all), which is not what it did.
+      imports = [ (mkRenamedOptionModule [ "enable" ] [ "autoStart" ]) ];
       options = {
-        enable = mkOption {
+        autoStart = mkOption {
           type = types.bool;
           default = true;
           example = false;
           description = ''
             Whether to start `left4me-server@${name}.service` at boot
-            (`wantedBy = [ "multi-user.target" ]`). A disabled instance is
-            still configured and can be started by hand or by the web app.
+            (`multi-user.target` wants it). An instance that does not start at
+            boot is still configured and can be started by hand or by the web app.
           '';
         };
         port = mkOption {
@@ -242,8 +332,29 @@ let
             TZ = "Europe/Berlin";
           };
           description = ''
-            Further variables written to this instance's
-            {file}`instance.env`, visible to srcds.
+            Further variables in srcds' environment, for this instance only:
+            `Environment=` lines in
+            {file}`left4me-server@${name}.service.d/${instanceDropinName}`
+            (root-owned unit configuration; {file}`instance.env` carries
+            only the `L4D2_*` keys the helper accepts). A key may not also be
+            in {option}`hostSettings`: {file}`host.env` is an
+            `EnvironmentFile=` and would win over it.
+          '';
+        };
+        serviceConfig = mkOption {
+          type = types.attrsOf utils.systemdUtils.unitOptions.unitOption;
+          default = { };
+          example = {
+            MemoryMax = "6G";
+            Nice = -10;
+          };
+          description = ''
+            `[Service]` settings for this instance only, in
+            {file}`left4me-server@${name}.service.d/${instanceDropinName}`,
+            which systemd reads after the template's drop-ins, so these win.
+            The module refuses `systemd.services."left4me-server@${name}"`:
+            NixOS would write it as a unit file replacing the template, or as
+            an {file}`overrides.conf` hiding the template's.
           '';
         };
         openFirewall = mkOption {
@@ -261,15 +372,42 @@ let
 in
 {
   options.services.left4me = {
-    enable = mkOption {
-      type = types.bool;
-      default = false;
-      example = true;
-      description = ''
-        Whether to set up left4me: the `left4me-server@.service` template,
-        `l4d2-game.slice`, the service user, the state directory layout,
-        the polkit rule for the service user and the declared instances.
-      '';
+    enable = mkEnableOption ''
+      left4me: the `left4me-server@.service` template, `l4d2-game.slice`,
+      the service user, the state directory layout, the polkit rule for the
+      service user and the declared instances'';
+
+    i686Runtime = {
+      enable = mkOption {
+        type = types.bool;
+        default = pkgs.stdenv.hostPlatform.isx86_64;
+        defaultText = literalExpression "pkgs.stdenv.hostPlatform.isx86_64";
+        example = false;
+        description = ''
+          Whether to make what Valve's `srcds_run` and the 32-bit
+          `srcds_linux` expect of a Linux distribution visible inside the
+          game's sandbox, and only there: {file}`/lib/ld-linux.so.2` (the
+          i686 glibc loader), the libraries of {option}`i686Runtime.libraries`
+          on `LD_LIBRARY_PATH`, and {file}`/bin/bash`. NixOS has none of them,
+          and steam-run's bubblewrap cannot work under the unit's
+          `RestrictNamespaces=yes`. Turn it off if the game brings its own.
+        '';
+      };
+      libraries = mkOption {
+        type = types.listOf types.package;
+        default = [
+          pkgs.pkgsi686Linux.glibc
+          pkgs.pkgsi686Linux.stdenv.cc.cc.lib
+        ];
+        defaultText = literalExpression "[ pkgs.pkgsi686Linux.glibc pkgs.pkgsi686Linux.stdenv.cc.cc.lib ]";
+        example = literalExpression "[ pkgs.pkgsi686Linux.glibc pkgs.pkgsi686Linux.stdenv.cc.cc.lib pkgs.pkgsi686Linux.zlib ]";
+        description = ''
+          i686 packages whose {file}`lib/` goes on the game's
+          `LD_LIBRARY_PATH` (glibc, libstdc++ and libgcc_s by default; add
+          what plugins need). The first must be glibc: its
+          {file}`lib/ld-linux.so.2` becomes {file}`/lib/ld-linux.so.2`.
+        '';
+      };
     };
 
     package = mkOption {
@@ -391,29 +529,57 @@ in
 
   config = mkIf cfg.enable (mkMerge [
     {
-      assertions = instanceAssertions ++ [
-        {
-          assertion = duplicatePorts == { };
-          message = "services.left4me.instances: each instance needs its own port; shared: ${
-            concatStringsSep "; " (
-              mapAttrsToList (port: names: "${port} by ${concatMapStringsSep ", " quote names}") duplicatePorts
-            )
-          }.";
-        }
-        {
-          assertion = builtins.all (matches envKeyPattern) (builtins.attrNames cfg.hostSettings);
-          message = "services.left4me.hostSettings: variable names must match ${envKeyPattern}.";
-        }
-        {
-          assertion = builtins.all (matches envValuePattern) (builtins.attrValues cfg.hostSettings);
-          message = "services.left4me.hostSettings: values must not contain a double quote, backslash, $, ` or newline.";
-        }
-        {
-          assertion =
-            !builtins.any (k: builtins.elem k reservedHostKeys) (builtins.attrNames cfg.hostSettings);
-          message = "services.left4me.hostSettings: LEFT4ME_USER, LEFT4ME_GROUP and LEFT4ME_STATE_DIR follow services.left4me.user, .group and .stateDir.";
-        }
-      ];
+      assertions =
+        instanceAssertions
+        # With the default overrideStrategy NixOS writes such a definition as
+        # a complete unit file left4me-server@<name>.service that replaces
+        # the template for that instance; with "asDropin" it becomes an
+        # overrides.conf that hides the template's overrides.conf (systemd
+        # loads one drop-in per file name). Either way the instance silently
+        # loses settings.
+        ++ map (unit: {
+          assertion = false;
+          message =
+            let
+              parts = builtins.match "(left4me-[a-z]+@)(.+)" unit;
+              template = builtins.elemAt parts 0;
+              instance = builtins.elemAt parts 1;
+            in
+            "systemd.services.\"${unit}\": a definition for one instance replaces or hides what the module and systemd.services.\"${template}\" set for it (systemd loads one file per name). "
+            + (
+              if template == "left4me-server@" then
+                "Set services.left4me.instances.${instance}.serviceConfig instead (a drop-in of its own, read after the template's), or change every instance through systemd.services.\"left4me-server@\"."
+              else
+                "Change every instance through systemd.services.\"${template}\" instead."
+            );
+        }) perInstanceServices
+        ++ [
+          {
+            assertion = duplicatePorts == { };
+            message = "services.left4me.instances: each instance needs its own port; shared: ${
+              concatStringsSep "; " (
+                mapAttrsToList (port: names: "${port} by ${concatMapStringsSep ", " quote names}") duplicatePorts
+              )
+            }.";
+          }
+          {
+            assertion = builtins.all (matches envKeyPattern) (builtins.attrNames cfg.hostSettings);
+            message = "services.left4me.hostSettings: variable names must match ${envKeyPattern}.";
+          }
+          {
+            assertion = builtins.all (matches envValuePattern) (builtins.attrValues cfg.hostSettings);
+            message = "services.left4me.hostSettings: values must not contain a double quote, backslash, $, ` or newline.";
+          }
+          {
+            assertion = !cfg.i686Runtime.enable || cfg.i686Runtime.libraries != [ ];
+            message = "services.left4me.i686Runtime.libraries: empty; its first entry must be an i686 glibc (pkgs.pkgsi686Linux.glibc), or set i686Runtime.enable = false.";
+          }
+          {
+            assertion =
+              !builtins.any (k: builtins.elem k reservedHostKeys) (builtins.attrNames cfg.hostSettings);
+            message = "services.left4me.hostSettings: LEFT4ME_USER, LEFT4ME_GROUP and LEFT4ME_STATE_DIR follow services.left4me.user, .group and .stateDir.";
+          }
+        ];
 
       # Only the man page: the helper is run by systemd, not from PATH, and
       # the package's own polkit rule (rendered for the defaults) must not
@@ -430,6 +596,14 @@ in
 
       systemd.packages = [ units ];
 
+      # Restarting an active overlay unit would stop its game (BindsTo=)
+      # and remount under the players' feet.
+      systemd.services."left4me-overlay@" = {
+        overrideStrategy = "asDropin";
+        restartIfChanged = mkDefault false;
+      };
+      systemd.services."left4me-reset@".overrideStrategy = "asDropin";
+
       systemd.services."left4me-server@" = {
         overrideStrategy = "asDropin";
         # A switch must not kick players off running servers (Debian's
@@ -440,7 +614,28 @@ in
         serviceConfig =
           optionalAttrs (cfg.resources.memoryHigh != null) { MemoryHigh = cfg.resources.memoryHigh; }
           // optionalAttrs (cfg.resources.memoryMax != null) { MemoryMax = cfg.resources.memoryMax; }
-          // optionalAttrs (cfg.resources.tasksMax != null) { TasksMax = cfg.resources.tasksMax; };
+          // optionalAttrs (cfg.resources.tasksMax != null) { TasksMax = cfg.resources.tasksMax; }
+          // optionalAttrs cfg.i686Runtime.enable {
+            # Only inside the game's mount namespace. A bind mount onto a
+            # missing path makes systemd create that path on the host (an
+            # empty /lib/ld-linux.so.2 would break every host i686 binary),
+            # so the binds go into read-only tmpfs over /lib and /bin
+            # (NixOS's /bin holds only sh, bound again from bash).
+            TemporaryFileSystem = [
+              "/lib:ro"
+              "/bin:ro"
+            ];
+            BindReadOnlyPaths = [
+              "${i686Glibc}/lib/ld-linux.so.2:/lib/ld-linux.so.2"
+              "${pkgs.bash}/bin/bash:/bin/bash"
+              "${pkgs.bash}/bin/bash:/bin/sh"
+            ];
+          };
+        # srcds_run prepends its own bin/ to LD_LIBRARY_PATH, so Valve's
+        # libraries still come first.
+        environment = optionalAttrs cfg.i686Runtime.enable {
+          LD_LIBRARY_PATH = lib.makeLibraryPath cfg.i686Runtime.libraries;
+        };
       };
 
       systemd.slices.l4d2-game = mkIf (cfg.resources.cpuWeight != null) {
@@ -461,7 +656,12 @@ in
       users.users.left4me = {
         isSystemUser = true;
         inherit (cfg) group;
-        home = cfg.stateDir;
+        # Not the state dir (Debian's home): with systemd.sysusers.enable,
+        # NixOS turns a home into a tmpfiles `d` line, which would collide
+        # with the layout's own line for the state dir ("Duplicate line" at
+        # every boot, the winner decided by file name order). Nothing needs
+        # a home: the game sees neither it nor the state dir's root.
+        home = "/var/empty";
         description = "left4me game servers";
       };
     })
@@ -491,14 +691,35 @@ in
         }) cfg.instances
       );
 
-      systemd.services = mapAttrs' (
-        name: inst:
-        nameValuePair "left4me-server@${name}" {
-          overrideStrategy = "asDropin";
-          wantedBy = optional inst.enable "multi-user.target";
-          restartIfChanged = mkDefault false;
-        }
-      ) cfg.instances;
+      # Not wantedBy on systemd.services."left4me-server@<name>": that would
+      # create the instance's overrides.conf (see instanceDropinName).
+      systemd.targets.multi-user.wants = mapAttrsToList (name: _: "left4me-server@${name}.service") (
+        filterAttrs (_: inst: inst.autoStart) cfg.instances
+      );
+
+      systemd.services.left4me-prune-removed-instances = {
+        description = "Disable left4me instances removed from the NixOS configuration";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "systemd-tmpfiles-setup.service" ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          # The declared names are arguments, so the unit changes with them
+          # and every switch that removes an instance runs it again.
+          ExecStart = lib.escapeShellArgs (
+            [
+              "${pruneRemovedInstances}"
+              cfg.stateDir
+            ]
+            ++ builtins.attrNames cfg.instances
+          );
+        };
+      };
+
     }
   ]);
+
+  # Out-of-tree module: NixOS accepts only entries of lib.maintainers here,
+  # and nobody of this project has one.
+  meta.maintainers = [ ];
 }

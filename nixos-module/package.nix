@@ -1,5 +1,5 @@
 # The left4me package: the overlay helper in libexec (it is run by systemd,
-# not by users, like Debian's /usr/libexec/left4me/left4me-overlay), its man
+# like Debian's /usr/libexec/left4me/left4me-overlay; bin/ links to it), its man
 # page and shell completions, and the canonical integration files rendered
 # with this package's own store paths for users who wire units by hand.
 # The NixOS module renders its own copies (its state dir and user may differ).
@@ -8,7 +8,6 @@
   stdenv,
   rustPlatform,
   installShellFiles,
-  util-linux,
 }:
 let
   cargoToml = builtins.fromTOML (builtins.readFile ../Cargo.toml);
@@ -25,6 +24,8 @@ let
   # fails the build instead of silently not shipping.
   destinations = {
     "left4me-server@.service" = "lib/systemd/system/left4me-server@.service";
+    "left4me-overlay@.service" = "lib/systemd/system/left4me-overlay@.service";
+    "left4me-reset@.service" = "lib/systemd/system/left4me-reset@.service";
     "l4d2-game.slice" = "lib/systemd/system/l4d2-game.slice";
     "l4d2.slice" = "lib/systemd/system/l4d2.slice";
     "left4me-enable@.service" = "lib/systemd/system/left4me-enable@.service";
@@ -77,10 +78,13 @@ rustPlatform.buildRustPackage {
     "--bins"
   ];
 
+  # libexec/ is the path the units use (Debian's layout); bin/ keeps
+  # `nix run` and lib.getExe working. The NixOS module does not put the
+  # package on PATH.
   postInstall = ''
     mkdir -p "$out/libexec/left4me"
     mv "$out/bin/left4me-overlay" "$out/${helperRelative}"
-    rmdir --ignore-fail-on-non-empty "$out/bin"
+    ln -s "../${helperRelative}" "$out/bin/left4me-overlay"
   ''
   + installRendered
   + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
@@ -98,6 +102,8 @@ rustPlatform.buildRustPackage {
 
   meta = {
     description = "Host side of left4me: many Left 4 Dead 2 servers sharing one game install through overlayfs";
+    license = lib.licenses.mit;
+    mainProgram = "left4me-overlay";
     platforms = lib.platforms.linux;
   };
 }

@@ -66,7 +66,7 @@ let
       instances.crash = {
         port = 27016;
         overlays = [ "crash" ];
-        enable = false;
+        autoStart = false;
       };
     };
   };
@@ -83,146 +83,168 @@ in
       };
     };
 
-    testScript =
-      { nodes, ... }:
-      let
-        helper = "${nodes.machine.services.left4me.package}/libexec/left4me/left4me-overlay";
-      in
-      ''
-        S = "${stateDir}"
-        HELPER = "${helper}"
+    testScript = ''
+      S = "${stateDir}"
 
 
-        def as_left4me(cmd):
-            return f"runuser -u left4me -- {cmd}"
+      def as_left4me(cmd):
+          return f"runuser -u left4me -- {cmd}"
 
 
-        def a2s(port, expected):
-            machine.wait_until_succeeds(
-                f"test \"$(a2s-query 127.0.0.1 {port} --timeout 2)\" = '{expected}'",
-                timeout=60,
-            )
+      def a2s(port, expected):
+          machine.wait_until_succeeds(
+              f"test \"$(a2s-query 127.0.0.1 {port} --timeout 2)\" = '{expected}'",
+              timeout=60,
+          )
 
 
-        def mounted(instance):
-            return machine.execute(f"findmnt -n -t overlay {S}/runtime/{instance}/merged")[0] == 0
+      def mounted(instance):
+          return machine.execute(f"findmnt -n -t overlay {S}/runtime/{instance}/merged")[0] == 0
 
 
-        def held_by_any_namespace(instance):
-            return machine.execute(f"grep -qs ' {S}/runtime/{instance}/merged ' /proc/[0-9]*/mountinfo")[0] == 0
+      def held_by_any_namespace(instance):
+          return machine.execute(f"grep -qs ' {S}/runtime/{instance}/merged ' /proc/[0-9]*/mountinfo")[0] == 0
 
 
-        machine.wait_for_unit("multi-user.target")
+      # A returned `systemctl stop left4me-server@X` does not mean unmounted:
+      # left4me-overlay@X stops after it (StopWhenUnneeded=, docs/unit.md).
+      def wait_unmounted(instance):
+          machine.wait_until_fails(f"findmnt -n -t overlay {S}/runtime/{instance}/merged", timeout=60)
+          assert not held_by_any_namespace(instance), f"a mount namespace still holds {instance}'s overlay"
 
-        with subtest("install: user, state dir layout, template unit, polkit rule"):
-            machine.succeed("id left4me")
-            machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/instances)\" = '1770 root left4me'")
-            machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/runtime)\" = '755 root root'")
-            machine.succeed("systemctl cat left4me-server@vs1.service | grep -q 'ExecStartPre=+.*/nsenter --mount=/proc/1/ns/mnt -- .*left4me-overlay'")
-            machine.succeed("grep -q 'left4me-server@' /etc/polkit-1/rules.d/*.rules")
-            machine.succeed("grep -q '^LEFT4ME_USER=left4me$' /etc/left4me/host.env")
-            machine.succeed(f"test \"$(stat -c '%a %U' {S}/instances/vs1 {S}/instances/vs1/instance.env | tr '\\n' ' ')\" = '755 root 640 root '")
-            machine.succeed(f"grep -qx 'L4D2_OVERLAYS=\"top mid\"' {S}/instances/vs1/instance.env")
 
-        with subtest("declared instance config is not writable by the service user"):
-            machine.fail(as_left4me(f"sh -c 'echo L4D2_PORT=1 >> {S}/instances/vs1/instance.env'"))
-            machine.fail(as_left4me(f"mv {S}/instances/vs1 {S}/instances/stolen"))
-            machine.fail(as_left4me(f"touch {S}/instances/vs1/new-file"))
+      machine.wait_for_unit("multi-user.target")
 
-        with subtest("enabled instance starts at boot with overlays; A2S shows the top layer's hostname"):
-            machine.wait_for_unit("left4me-server@vs1.service")
-            a2s(27015, "top layer")
-            assert mounted("vs1"), "vs1 overlay not mounted"
-            merged = f"{S}/runtime/vs1/merged/left4dead2/cfg"
-            machine.succeed(f"test \"$(cat {merged}/shadow.txt)\" = top")
-            machine.succeed(f"test \"$(cat {merged}/only-mid.txt)\" = mid")
-            machine.succeed(f"test \"$(cat {merged}/instance-layer.txt)\" = instance")
-            machine.succeed(f"test -s {S}/runtime/vs1/upper/left4dead2/logs/standin.log")
-            machine.succeed(f"test \"$(cat {S}/installation/left4dead2/cfg/shadow.txt)\" = installation")
+      with subtest("install: user, state dir layout, the three units, polkit rule"):
+          machine.succeed("id left4me")
+          machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/instances)\" = '1770 root left4me'")
+          machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/runtime)\" = '755 root root'")
+          machine.succeed("systemctl cat left4me-overlay@vs1.service | grep -q '^ExecStart=.*/left4me-overlay --state-dir .* mount vs1$'")
+          machine.succeed("systemctl cat left4me-reset@vs1.service | grep -q '^ExecStart=.*/left4me-overlay --state-dir .* reset vs1$'")
+          # The game unit runs nothing as root and names its overlay unit.
+          machine.fail("systemctl cat left4me-server@vs1.service | grep -E '^Exec[A-Za-z]*=[-@:]*[+!]'")
+          machine.succeed("test \"$(systemctl show -P BindsTo left4me-server@vs1.service)\" = left4me-overlay@vs1.service")
+          machine.fail("systemctl show -P EnvironmentFiles left4me-overlay@vs1.service left4me-reset@vs1.service | grep .")
+          machine.succeed("grep -q 'left4me-(enable|disable|reset)' /etc/polkit-1/rules.d/*.rules")
+          machine.succeed(f"grep -qx 'LEFT4ME_STATE_DIR={S}' /etc/left4me/host.env")
+          machine.succeed(f"test \"$(stat -c '%a %U' {S}/instances/vs1 {S}/instances/vs1/instance.env | tr '\\n' ' ')\" = '755 root 640 root '")
+          machine.succeed(f"grep -qx 'L4D2_OVERLAYS=\"top mid\"' {S}/instances/vs1/instance.env")
 
-        with subtest("stop unmounts on the first try, no namespace keeps the overlay"):
-            machine.succeed("systemctl stop left4me-server@vs1.service")
-            assert not mounted("vs1"), "vs1 still mounted after stop"
-            assert not held_by_any_namespace("vs1"), "a mount namespace still holds vs1's overlay"
-            machine.fail("journalctl -u left4me-server@vs1.service -o cat | grep -E 'status=14|EBUSY'")
+      with subtest("declared instance config is not writable by the service user"):
+          machine.fail(as_left4me(f"sh -c 'echo L4D2_PORT=1 >> {S}/instances/vs1/instance.env'"))
+          machine.fail(as_left4me(f"mv {S}/instances/vs1 {S}/instances/stolen"))
+          machine.fail(as_left4me(f"touch {S}/instances/vs1/new-file"))
 
-        with subtest("reset discards the writable layer and keeps the instance config"):
-            machine.succeed("systemctl start left4me-server@vs1.service")
-            a2s(27015, "top layer")
-            machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/written-by-game"))
-            env_before = machine.succeed(f"sha256sum {S}/instances/vs1/instance.env")
-            machine.fail(f"{HELPER} reset vs1")  # refused while mounted
-            machine.succeed("systemctl stop left4me-server@vs1.service")
-            machine.succeed(f"{HELPER} reset vs1")
-            machine.succeed("systemctl start left4me-server@vs1.service")
-            a2s(27015, "top layer")
-            machine.fail(f"test -e {S}/runtime/vs1/merged/left4dead2/written-by-game")
-            assert machine.succeed(f"sha256sum {S}/instances/vs1/instance.env") == env_before
-            machine.succeed(f"test -e {S}/instances/vs1/layer/left4dead2/cfg/instance-layer.txt")
+      with subtest("enabled instance starts at boot with overlays; A2S shows the top layer's hostname"):
+          machine.wait_for_unit("left4me-server@vs1.service")
+          a2s(27015, "top layer")
+          assert mounted("vs1"), "vs1 overlay not mounted"
+          merged = f"{S}/runtime/vs1/merged/left4dead2/cfg"
+          machine.succeed(f"test \"$(cat {merged}/shadow.txt)\" = top")
+          machine.succeed(f"test \"$(cat {merged}/only-mid.txt)\" = mid")
+          machine.succeed(f"test \"$(cat {merged}/instance-layer.txt)\" = instance")
+          machine.succeed(f"test -s {S}/runtime/vs1/upper/left4dead2/logs/standin.log")
+          machine.succeed(f"test \"$(cat {S}/installation/left4dead2/cfg/shadow.txt)\" = installation")
 
-        with subtest("crash loop ends failed after StartLimitBurst, overlay unmounted"):
-            machine.execute("systemctl start left4me-server@crash.service")
-            machine.wait_until_succeeds("systemctl is-failed left4me-server@crash.service", timeout=180)
-            machine.succeed("test \"$(systemctl show -P Result left4me-server@crash.service)\" = start-limit-hit")
-            assert not mounted("crash"), "crash overlay left mounted"
-            assert not held_by_any_namespace("crash")
+      with subtest("the i386 game runs through the unit's loader and libraries only"):
+          # srcds_linux wants /lib/ld-linux.so.2, libstdc++ and libgcc_s
+          # (standin.nix checks that at build time); the host has none of
+          # them, and the unit's mounts leave nothing behind on it.
+          machine.fail("test -e /lib/ld-linux.so.2")
+          machine.fail("test -e /bin/bash")
+          pid = machine.succeed("systemctl show -P MainPID left4me-server@vs1.service").strip()
+          machine.succeed(f"grep -q 'ld-linux.so.2$' /proc/{pid}/maps")
+          machine.succeed(f"grep -q 'libstdc++.so.6' /proc/{pid}/maps")
 
-        with subtest("polkit: the service user manages left4me-server@ units and nothing else"):
-            machine.succeed(as_left4me(f"mkdir {S}/instances/web"))
-            machine.succeed(as_left4me(f"sh -c 'printf \"L4D2_PORT=27017\\nL4D2_OVERLAYS=\\\"top\\\"\\n\" > {S}/instances/web/instance.env'"))
-            machine.succeed(as_left4me("systemctl start left4me-server@web.service"))
-            a2s(27017, "top layer")
-            machine.succeed(as_left4me("systemctl restart left4me-server@web.service"))
-            a2s(27017, "top layer")
-            machine.succeed(as_left4me("systemctl stop left4me-server@web.service"))
-            assert not mounted("web")
-            machine.fail(as_left4me("systemctl start left4me-test-foreign.service"))
-            machine.fail("systemctl is-active left4me-test-foreign.service")
-            machine.succeed("systemctl start left4me-test-foreign.service")
-            machine.fail(as_left4me("systemctl stop left4me-test-foreign.service"))
-            machine.fail(as_left4me("systemctl restart systemd-journald.service"))
-            machine.succeed("systemctl is-active left4me-test-foreign.service")
-            machine.succeed("systemctl stop left4me-test-foreign.service")
-            # Enabling is an admin step (the rule explains why).
-            machine.fail(as_left4me("systemctl enable left4me-server@web.service"))
+      with subtest("stop: the overlay unit follows and unmounts, no namespace keeps the overlay"):
+          machine.succeed("systemctl stop left4me-server@vs1.service")
+          wait_unmounted("vs1")
+          machine.fail("systemctl is-active left4me-overlay@vs1.service")
+          machine.fail("journalctl -u left4me-overlay@vs1.service -o cat | grep -E 'status=14|EBUSY'")
 
-        with subtest("a symlink planted at runtime/<i>/merged is refused, nothing mounted at its target"):
-            target = "/var/tmp/left4me-planted"
-            machine.succeed(f"mkdir -p {target} && chown left4me: {target}")
-            merged_web = f"{S}/runtime/web/merged"
-            # The helper's modes keep the service user from planting it ...
-            machine.fail(as_left4me(f"sh -c 'rm -rf {merged_web} && ln -s {target} {merged_web}'"))
-            machine.succeed(f"test -d {merged_web} && test ! -L {merged_web}")
-            # ... so root plants it, the worst case a mistake elsewhere could cause.
-            machine.succeed(f"rm -rf {merged_web} && ln -s {target} {merged_web}")
-            machine.fail("systemctl start left4me-server@web.service")
-            machine.wait_until_succeeds("journalctl -u left4me-server@web.service -o cat | grep -q 'status=13'", timeout=30)
-            machine.succeed("journalctl -u left4me-server@web.service -o cat | grep -qi 'symlink'")
-            machine.fail(f"grep -qF {target} /proc/1/mountinfo")
-            machine.succeed("systemctl stop left4me-server@web.service; systemctl reset-failed left4me-server@web.service || true")
-            machine.succeed(f"rm {merged_web}")
+      with subtest("reset through polkit as the service user: discards upper/, keeps the config"):
+          machine.succeed(as_left4me("systemctl start left4me-server@vs1.service"))
+          a2s(27015, "top layer")
+          machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/written-by-game"))
+          env_before = machine.succeed(f"sha256sum {S}/instances/vs1/instance.env")
+          # Refused while the instance runs; the game keeps running.
+          machine.fail(as_left4me("systemctl start left4me-reset@vs1.service"))
+          machine.succeed("systemctl is-active left4me-server@vs1.service")
+          # The web app's sequence, no sleeps: the reset unit orders itself
+          # after the overlay unit's queued stop.
+          for _ in range(3):
+              machine.succeed(as_left4me("systemctl stop left4me-server@vs1.service"))
+              machine.succeed(as_left4me("systemctl start left4me-reset@vs1.service"))
+              machine.succeed(as_left4me("systemctl start left4me-server@vs1.service"))
+          a2s(27015, "top layer")
+          machine.fail(f"test -e {S}/runtime/vs1/merged/left4dead2/written-by-game")
+          assert machine.succeed(f"sha256sum {S}/instances/vs1/instance.env") == env_before
+          machine.succeed(f"test -e {S}/instances/vs1/layer/left4dead2/cfg/instance-layer.txt")
 
-        with subtest("a symlink the service user plants in its own instance dir is refused"):
-            machine.succeed(as_left4me(f"mkdir {S}/instances/evil"))
-            machine.succeed(as_left4me(f"ln -s /etc {S}/instances/evil/layer"))
-            machine.succeed(as_left4me(f"sh -c 'echo L4D2_PORT=27018 > {S}/instances/evil/instance.env'"))
-            machine.fail(as_left4me("systemctl start left4me-server@evil.service"))
-            machine.wait_until_succeeds("journalctl -u left4me-server@evil.service -o cat | grep -q 'status=13'", timeout=30)
-            machine.succeed("journalctl -u left4me-server@evil.service -o cat | grep -qi 'symlink'")
-            machine.succeed("systemctl stop left4me-server@evil.service; systemctl reset-failed left4me-server@evil.service || true")
-            assert not mounted("evil")
-            machine.fail("findmnt -n -t overlay -o SOURCE,TARGET | grep -E 'evil|/etc'")
+      with subtest("crash loop ends failed after StartLimitBurst, overlay unmounted"):
+          machine.execute("systemctl start left4me-server@crash.service")
+          machine.wait_until_succeeds("systemctl is-failed left4me-server@crash.service", timeout=180)
+          machine.succeed("test \"$(systemctl show -P Result left4me-server@crash.service)\" = start-limit-hit")
+          wait_unmounted("crash")
 
-        with subtest("reboot brings the enabled instance back with its upper data"):
-            machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/survives-reboot"))
-            machine.shutdown()
-            machine.start()
-            machine.wait_for_unit("left4me-server@vs1.service")
-            a2s(27015, "top layer")
-            assert mounted("vs1")
-            machine.succeed(f"test -e {S}/runtime/vs1/merged/left4dead2/survives-reboot")
-            machine.fail("systemctl is-active left4me-server@web.service")
-      '';
+      with subtest("polkit: the service user manages left4me-server@ units and nothing else"):
+          machine.succeed(as_left4me(f"mkdir {S}/instances/web"))
+          machine.succeed(as_left4me(f"sh -c 'printf \"L4D2_PORT=27017\\nL4D2_OVERLAYS=\\\"top\\\"\\n\" > {S}/instances/web/instance.env'"))
+          machine.succeed(as_left4me("systemctl start left4me-server@web.service"))
+          a2s(27017, "top layer")
+          machine.succeed(as_left4me("systemctl restart left4me-server@web.service"))
+          a2s(27017, "top layer")
+          machine.succeed(as_left4me("systemctl stop left4me-server@web.service"))
+          wait_unmounted("web")
+          # The root half comes and goes with the game only.
+          machine.fail(as_left4me("systemctl start left4me-overlay@web.service"))
+          machine.fail(as_left4me("systemctl start left4me-test-foreign.service"))
+          machine.fail("systemctl is-active left4me-test-foreign.service")
+          machine.succeed("systemctl start left4me-test-foreign.service")
+          machine.fail(as_left4me("systemctl stop left4me-test-foreign.service"))
+          machine.fail(as_left4me("systemctl restart systemd-journald.service"))
+          machine.succeed("systemctl is-active left4me-test-foreign.service")
+          machine.succeed("systemctl stop left4me-test-foreign.service")
+          # Enabling is an admin step (the rule explains why).
+          machine.fail(as_left4me("systemctl enable left4me-server@web.service"))
+
+      with subtest("a symlink planted at runtime/<i>/merged is refused, nothing mounted at its target"):
+          target = "/var/tmp/left4me-planted"
+          machine.succeed(f"mkdir -p {target} && chown left4me: {target}")
+          merged_web = f"{S}/runtime/web/merged"
+          # The helper's modes keep the service user from planting it ...
+          machine.fail(as_left4me(f"sh -c 'rm -rf {merged_web} && ln -s {target} {merged_web}'"))
+          machine.succeed(f"test -d {merged_web} && test ! -L {merged_web}")
+          # ... so root plants it, the worst case a mistake elsewhere could cause.
+          machine.succeed(f"rm -rf {merged_web} && ln -s {target} {merged_web}")
+          machine.fail("systemctl start left4me-server@web.service")
+          machine.wait_until_succeeds("journalctl -u left4me-overlay@web.service -o cat | grep -q 'status=13'", timeout=30)
+          machine.succeed("journalctl -u left4me-overlay@web.service -o cat | grep -qi 'symlink'")
+          machine.fail(f"grep -qF {target} /proc/1/mountinfo")
+          machine.succeed("systemctl stop left4me-server@web.service; systemctl reset-failed left4me-server@web.service left4me-overlay@web.service || true")
+          machine.succeed(f"rm {merged_web}")
+
+      with subtest("a symlink the service user plants in its own instance dir is refused"):
+          machine.succeed(as_left4me(f"mkdir {S}/instances/evil"))
+          machine.succeed(as_left4me(f"ln -s /etc {S}/instances/evil/layer"))
+          machine.succeed(as_left4me(f"sh -c 'echo L4D2_PORT=27018 > {S}/instances/evil/instance.env'"))
+          machine.fail(as_left4me("systemctl start left4me-server@evil.service"))
+          machine.wait_until_succeeds("journalctl -u left4me-overlay@evil.service -o cat | grep -q 'status=13'", timeout=30)
+          machine.succeed("journalctl -u left4me-overlay@evil.service -o cat | grep -qi 'symlink'")
+          machine.succeed("systemctl stop left4me-server@evil.service; systemctl reset-failed left4me-server@evil.service left4me-overlay@evil.service || true")
+          assert not mounted("evil")
+          machine.fail("findmnt -n -t overlay -o SOURCE,TARGET | grep -E 'evil|/etc'")
+
+      with subtest("reboot brings the enabled instance back with its upper data"):
+          machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/survives-reboot"))
+          machine.shutdown()
+          machine.start()
+          machine.wait_for_unit("left4me-server@vs1.service")
+          a2s(27015, "top layer")
+          assert mounted("vs1")
+          machine.succeed(f"test -e {S}/runtime/vs1/merged/left4dead2/survives-reboot")
+          machine.fail("systemctl is-active left4me-server@web.service")
+    '';
   };
 
   # The service user must also exist when systemd-sysusers, not the
@@ -237,6 +259,9 @@ in
     testScript = ''
       machine.wait_for_unit("left4me-server@vs1.service")
       machine.succeed("id left4me")
+      # The user's home must not be a second tmpfiles line for the state dir.
+      machine.fail("journalctl -b -o cat | grep -F 'Duplicate line'")
+      machine.succeed("test \"$(stat -c '%a %U' /var/lib/left4me)\" = '755 root'")
       machine.wait_until_succeeds("test \"$(a2s-query 127.0.0.1 27015 --timeout 2)\" = 'top layer'", timeout=60)
     '';
   };

@@ -1,13 +1,17 @@
 # The VM engineer's stand-in game server (tests/standin/) built with Nix.
-# srcds_linux is i386 and static like the Debian build: the real server is a
-# 32-bit binary, so the unit's SystemCallArchitectures=native x86 is tested
-# for real, and a static binary needs no i386 loader on NixOS. aarch64 hosts
-# have no i386 userland; there the stand-in is native (the game itself is
-# x86-only, so only the overlay and unit behaviour is tested there).
+# On x86_64 it is shaped like Valve's files, so the VM test proves
+# services.left4me.i686Runtime: srcds_linux is a dynamically linked i386
+# binary whose interpreter is /lib/ld-linux.so.2, with no RUNPATH, needing
+# libstdc++.so.6 and libgcc_s.so.1, and srcds_run starts with #!/bin/bash.
+# NixOS has none of these paths; only the unit's sandbox provides them.
+# aarch64 hosts have no i386 userland (the game is x86-only); there the
+# stand-in is native and static, and only the overlay and unit behaviour
+# is tested.
 { pkgs }:
 let
   inherit (pkgs) lib;
-  gamePkgs = if pkgs.stdenv.hostPlatform.isx86_64 then pkgs.pkgsi686Linux else pkgs;
+  x86 = pkgs.stdenv.hostPlatform.isx86_64;
+  gamePkgs = if x86 then pkgs.pkgsi686Linux else pkgs;
   src = lib.fileset.toSource {
     root = ../standin;
     fileset = ../standin;
@@ -18,24 +22,57 @@ in
     pname = "left4me-standin-installation";
     version = "0";
     inherit src;
-    buildInputs = [ gamePkgs.glibc.static ];
-    # srcds_run keeps its #!/bin/sh like Valve's script; a store shebang
-    # would point at an i686 shell the guest never needed.
+    buildInputs = lib.optional (!x86) gamePkgs.glibc.static;
+    nativeBuildInputs = [ gamePkgs.buildPackages.patchelf ];
+    # The paths below are the point: no store shebang, no store
+    # interpreter, no RUNPATH.
     dontPatchShebangs = true;
+    dontPatchELF = true;
     # -Werror stays with the Debian build: Nix's fortify flags add warnings
     # the standard toolchain does not emit, which says nothing about the code.
+    # --no-as-needed: the C code uses nothing of libstdc++/libgcc_s, but the
+    # real srcds needs them, so the stand-in must too.
     buildPhase = ''
       runHook preBuild
-      $CC -O2 -Wall -Wextra -static -o srcds_linux srcds_linux.c
+    ''
+    + (
+      if x86 then
+        ''
+          $CC -O2 -Wall -Wextra -c -o srcds_linux.o srcds_linux.c
+          $CXX -o srcds_linux srcds_linux.o -Wl,--no-as-needed -lstdc++ -lgcc_s
+          patchelf --set-interpreter /lib/ld-linux.so.2 --remove-rpath srcds_linux
+          sed '1s|^#!/bin/sh$|#!/bin/bash|' srcds_run > srcds_run.valve
+        ''
+      else
+        ''
+          $CC -O2 -Wall -Wextra -static -o srcds_linux srcds_linux.c
+          cp srcds_run srcds_run.valve
+        ''
+    )
+    + ''
       runHook postBuild
     '';
     installPhase = ''
       runHook preInstall
       install -D -m 0755 srcds_linux "$out/srcds_linux"
-      install -D -m 0755 srcds_run "$out/srcds_run"
+      install -D -m 0755 srcds_run.valve "$out/srcds_run"
       install -D -m 0644 gameinfo.txt "$out/left4dead2/gameinfo.txt"
       install -D -m 0644 server.cfg "$out/left4dead2/cfg/server.cfg"
       runHook postInstall
+    '';
+    # After fixup (strip), so what is checked is what the VM gets.
+    doInstallCheck = x86;
+    installCheckPhase = ''
+      runHook preInstallCheck
+      fail() { echo "standin.nix: $*" >&2; exit 1; }
+      [ "$(patchelf --print-interpreter "$out/srcds_linux")" = /lib/ld-linux.so.2 ] ||
+        fail "interpreter is $(patchelf --print-interpreter "$out/srcds_linux"), not /lib/ld-linux.so.2"
+      [ -z "$(patchelf --print-rpath "$out/srcds_linux")" ] || fail "srcds_linux has a RUNPATH"
+      for lib in libstdc++.so.6 libgcc_s.so.1 libc.so.6; do
+        patchelf --print-needed "$out/srcds_linux" | grep -qx "$lib" || fail "srcds_linux does not need $lib"
+      done
+      [ "$(head -n 1 "$out/srcds_run")" = '#!/bin/bash' ] || fail "srcds_run does not start with #!/bin/bash"
+      runHook postInstallCheck
     '';
   };
 

@@ -1,10 +1,22 @@
-# Benchmark figures (printed, not asserted beyond "the cycle worked"):
-# stop-to-unmounted latency over 20 cycles, reset cycle over 10 cycles.
+# Benchmark figures (printed, not asserted beyond "the cycle worked"), each
+# new-design figure beside a baseline measured in the same boot:
+# - stop-to-unmounted, 20 cycles each, alternating: the shipped units driven
+#   as the web app does (left4me through polkit), the same as root, and the
+#   pre-split unit (tests/vm/guest/baseline-seed-design@.service, as root);
+# - the reset cycle (stop, reset, start, first A2S answer), 10 cycles: as the
+#   web app (polkit, left4me-reset@) vs the pre-split unit with the helper's
+#   reset run directly;
+# - 32 instances started together until all answer A2S, then stopped together
+#   until all are unmounted.
 install_standin
 make_overlay base "left4dead2/cfg/server.cfg=hostname \"bench base\""
 remove_instance bench
 make_instance bench 27040 "base" "bench"
 m=$(merged bench)
+as_user() { runuser -u left4me -- "$@"; }
+baseline=baseline-seed-design@bench.service
+cp "$SHARE/guest/baseline-seed-design@.service" /run/systemd/system/
+systemctl daemon-reload
 
 # Median and p95 (nearest rank) of integers in ms, one per line on stdin.
 stats() {
@@ -14,38 +26,100 @@ stats() {
     local p95=$(( (95 * n + 99) / 100 - 1 ))
     echo "median $(( v[(n - 1) / 2] )) ms, p95 ${v[p95]} ms, min ${v[0]} ms, max ${v[n - 1]} ms (n=$n)"
 }
+median() { local -a v; mapfile -t v < <(sort -n); echo "${v[(${#v[@]} - 1) / 2]}"; }
+# ratio A B: A/B with two decimals
+ratio() { echo "$1 $2" | awk '{ printf "%.2f", $1 / $2 }'; }
 
-stop_ms=()
-for i in $(seq 20); do
-    start_instance bench
-    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "cycle $i: no A2S answer"
-    t0=${EPOCHREALTIME/./}
-    systemctl stop --no-block "$(unit bench)"
+# stop_to_unmounted "CMD..." UNIT: starts UNIT, waits for A2S, then times
+# CMD (a --no-block stop) until merged/ is gone from PID 1's mount table.
+stop_to_unmounted() {
+    local u=$1; shift
+    systemctl start "$u" || fail "start $u failed"
+    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "$u: no A2S answer"
+    local t0=${EPOCHREALTIME/./}
+    "$@"
     # Tight pure-bash poll of PID 1's mount table: no fork per iteration.
     while mounted_at "$m"; do
-        [ $(( ${EPOCHREALTIME/./} - t0 )) -lt 30000000 ] || fail "cycle $i: still mounted after 30 s"
+        [ $(( ${EPOCHREALTIME/./} - t0 )) -lt 30000000 ] || fail "$u: still mounted after 30 s"
     done
-    stop_ms+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
-    wait_state bench inactive 30
+    echo $(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+    while [ "$(systemctl show -P ActiveState "$u")" != inactive ]; do sleep 0.1; done
+}
+
+web=() root=() seed=()
+for i in $(seq 20); do
+    web+=("$(stop_to_unmounted "$(unit bench)" as_user systemctl stop --no-block "$(unit bench)")")
+    root+=("$(stop_to_unmounted "$(unit bench)" systemctl stop --no-block "$(unit bench)")")
+    seed+=("$(stop_to_unmounted "$baseline" systemctl stop --no-block "$baseline")")
 done
 
-reset_ms=()
+# A failure inside $(...) ends only that subshell; make it end the bench.
+for v in "${web[@]}" "${root[@]}" "${seed[@]}"; do
+    [[ $v =~ ^[0-9]+$ ]] || fail "a stop-to-unmounted cycle failed (got '$v')"
+done
+[ ${#web[@]} -eq 20 ] && [ ${#root[@]} -eq 20 ] && [ ${#seed[@]} -eq 20 ] || fail "stop-to-unmounted: cycles missing"
+
+web_reset=() seed_reset=()
 for i in $(seq 10); do
-    start_instance bench
+    as_user systemctl start "$(unit bench)" || fail "reset cycle $i: start failed"
     a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: not answering before"
     t0=${EPOCHREALTIME/./}
-    systemctl stop "$(unit bench)"
-    "$HELPER" reset bench || fail "reset cycle $i: reset failed"
-    systemctl start "$(unit bench)"
+    as_user systemctl stop "$(unit bench)"
+    as_user systemctl start "$(reset_unit bench)" || fail "reset cycle $i: left4me-reset@bench failed"
+    as_user systemctl start "$(unit bench)"
     a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: no A2S answer after reset"
-    reset_ms+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
-done
-systemctl stop "$(unit bench)"
+    web_reset+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+    systemctl stop "$(unit bench)"; wait_unmounted bench 30
 
-{
-    echo "stop-to-unmounted: $(printf '%s\n' "${stop_ms[@]}" | stats)"
-    echo "reset cycle (stop, reset, start, first A2S answer): $(printf '%s\n' "${reset_ms[@]}" | stats)"
-    echo "raw stop-to-unmounted ms: ${stop_ms[*]}"
-    echo "raw reset cycle ms: ${reset_ms[*]}"
-} | tee "$OUT/bench.txt"
+    systemctl start "$baseline"
+    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "baseline reset cycle $i: not answering before"
+    t0=${EPOCHREALTIME/./}
+    systemctl stop "$baseline"
+    "$HELPER" reset bench >/dev/null || fail "baseline reset cycle $i: reset failed"
+    systemctl start "$baseline"
+    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "baseline reset cycle $i: no A2S answer after reset"
+    seed_reset+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+    systemctl stop "$baseline"
+done
 remove_instance bench
+rm -f /run/systemd/system/baseline-seed-design@.service
+systemctl daemon-reload
+
+# 32 instances at once, as the web app would start them (one polkit check per unit).
+units=()
+for i in $(seq 32); do
+    remove_instance "many$i"
+    make_instance "many$i" $((27200 + i)) "base"
+    units+=("$(unit "many$i")")
+done
+t0=${EPOCHREALTIME/./}
+as_user systemctl start "${units[@]}" || fail "starting 32 instances failed"
+for i in $(seq 32); do
+    a2s-query 127.0.0.1 $((27200 + i)) --timeout 60 >/dev/null || fail "many$i does not answer"
+done
+t_up=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+t0=${EPOCHREALTIME/./}
+as_user systemctl stop "${units[@]}" || fail "stopping 32 instances failed"
+for i in $(seq 32); do
+    while mounted_at "$(merged "many$i")"; do
+        [ $(( ${EPOCHREALTIME/./} - t0 )) -lt 60000000 ] || fail "many$i still mounted 60 s after the stop"
+    done
+done
+t_down=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+for i in $(seq 32); do remove_instance "many$i"; done
+
+mw=$(printf '%s\n' "${web[@]}" | median); mr=$(printf '%s\n' "${root[@]}" | median)
+ms=$(printf '%s\n' "${seed[@]}" | median)
+rw=$(printf '%s\n' "${web_reset[@]}" | median); rs=$(printf '%s\n' "${seed_reset[@]}" | median)
+{
+    echo "stop-to-unmounted, web app (left4me, polkit): $(printf '%s\n' "${web[@]}" | stats)"
+    echo "stop-to-unmounted, root:                      $(printf '%s\n' "${root[@]}" | stats)"
+    echo "stop-to-unmounted, pre-split unit (baseline): $(printf '%s\n' "${seed[@]}" | stats)"
+    echo "stop-to-unmounted ratio (median) web/baseline $(ratio "$mw" "$ms"), root/baseline $(ratio "$mr" "$ms")"
+    echo "reset cycle, web app (polkit, left4me-reset@): $(printf '%s\n' "${web_reset[@]}" | stats)"
+    echo "reset cycle, pre-split unit + helper reset:    $(printf '%s\n' "${seed_reset[@]}" | stats)"
+    echo "reset cycle ratio (median) web/baseline $(ratio "$rw" "$rs")"
+    echo "32 instances: started together until all answer A2S $t_up ms; stopped together until all unmounted $t_down ms"
+    echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; baseline ${seed[*]}"
+    echo "raw reset cycle ms: web ${web_reset[*]}; baseline ${seed_reset[*]}"
+} | tee "$OUT/bench.txt"

@@ -22,6 +22,7 @@ grep -q '^L4D2_PORT=27022' "$STATE/instances/four/instance.env" || fail "instanc
 stop_instance four
 # Reset must refuse while the instance runs: the helper exits 15, the unit
 # fails and says why, the game keeps running with its data.
+start_instance four
 runuser -u left4me -- sh -c "echo keep > $(merged four)/left4dead2/keep.txt"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 if systemctl start "$(reset_unit four)" 2>/dev/null; then fail "reset succeeded while four runs"; fi

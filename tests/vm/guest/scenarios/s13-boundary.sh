@@ -71,16 +71,23 @@ note "LD_PRELOAD/LD_LIBRARY_PATH/LEFT4ME_* in instance.env refused (exit 11); pr
 
 # c. instance.env swapped for a symlink to a root-only file right after the
 #    mount: the game's environment is the helper's copy, nothing of the
-#    root-only file reaches it.
+#    root-only file reaches it. A test-only drop-in does the user's swap at
+#    the worst moment, deterministically: after the overlay unit mounted,
+#    before the game unit starts.
 make_instance bnd 27050 "base" "boundary"
 chown -R left4me: "$STATE/instances/bnd"
 secret=/root/left4me-secret.env
 echo "L4D2_LEAK_CANARY=root-only-$RANDOM$RANDOM" > "$secret"; chmod 0600 "$secret"
-systemctl start "$(overlay_unit bnd)" || fail "overlay unit did not start"
-as_user sh -c "ln -s $secret $STATE/instances/bnd/swap && mv -T $STATE/instances/bnd/swap $STATE/instances/bnd/instance.env" ||
-    fail "left4me could not swap instance.env for a symlink"
-[ -L "$STATE/instances/bnd/instance.env" ] || fail "swap did not happen"
-as_user systemctl start "$(unit bnd)" || fail "start after the swap failed"
+dropin=/run/systemd/system/$(overlay_unit bnd).d
+mkdir -p "$dropin"
+cat > "$dropin/swap.conf" <<UNIT
+[Service]
+ExecStartPost=runuser -u left4me -- sh -c 'ln -s $secret $STATE/instances/bnd/swap && mv -T $STATE/instances/bnd/swap $STATE/instances/bnd/instance.env'
+UNIT
+systemctl daemon-reload
+as_user systemctl start "$(unit bnd)" || fail "start with the swap failed"
+rm -rf "$dropin"; systemctl daemon-reload
+[ -L "$STATE/instances/bnd/instance.env" ] || fail "the swap did not happen"
 wait_state bnd active 30
 expect_a2s 27050 "boundary"
 pid=$(pgrep -u left4me -f 'srcds_linux.*27050' | head -n1)
@@ -88,7 +95,7 @@ pid=$(pgrep -u left4me -f 'srcds_linux.*27050' | head -n1)
 env_of_game=$(tr '\0' '\n' < "/proc/$pid/environ")
 echo "$env_of_game" | grep -q '^L4D2_PORT=27050$' || fail "the game's environment lacks L4D2_PORT=27050"
 if echo "$env_of_game" | grep -F "$(cut -d= -f2 "$secret")"; then fail "the root-only file leaked into the game"; fi
-if echo "$env_of_game" | grep -E '^(LD_|LEFT4ME_)'; then fail "LD_*/LEFT4ME_* in the game's environment"; fi
+if echo "$env_of_game" | grep -E '^(LD_|LEFT4ME_USER|LEFT4ME_GROUP)'; then fail "LD_*/LEFT4ME_USER/GROUP in the game's environment"; fi
 note "game environment after the swap: $(echo "$env_of_game" | grep '^L4D2_' | tr '\n' ' ')"
 # A restart remounts: the helper now refuses the symlinked instance.env.
 since=$(date '+%Y-%m-%d %H:%M:%S')

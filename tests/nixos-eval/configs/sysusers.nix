@@ -1,0 +1,17 @@
+# Users created by systemd-sysusers instead of NixOS's activation script;
+# non-default state dir, one instance that does not start at boot, and the
+# renamed `enable` option, which must still mean autoStart.
+{
+  systemd.sysusers.enable = true;
+  users.mutableUsers = false;
+  services.left4me = {
+    enable = true;
+    stateDir = "/srv/l4d2";
+    i686Runtime.enable = false;
+    instances.a.port = 27020;
+    instances.b = {
+      port = 27021;
+      enable = false;
+    };
+  };
+}
