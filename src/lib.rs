@@ -2,7 +2,7 @@
 //! and inspects one left4me instance's overlayfs mount. The binary is a thin
 //! shell over [`run::run`]; see the README for the contract and threat model.
 
-pub mod a2s;
+mod a2s;
 pub mod cli;
 pub mod discard;
 pub mod envfile;

@@ -5,10 +5,13 @@
 //! a restart budget; past the budget it stops the server so that it ends
 //! `failed`. docs/health.md has the design and the reasons for it.
 
-pub mod monitor;
-pub mod record;
-pub mod report;
-pub mod settings;
+mod cli;
+pub(crate) mod monitor;
+pub(crate) mod record;
+pub(crate) mod report;
+pub(crate) mod settings;
+
+pub use cli::main;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
