@@ -2,6 +2,7 @@
 //! status. Runs as the service user (left4me-health@.service), never as root;
 //! the root helper left4me-overlay has no network code and never calls it.
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,11 +12,13 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::monitor::{self, Monitor};
 use super::settings::Settings;
-use super::{RUN_DIR, exit, now_ms, record, report};
+use super::{Problem, RUN_DIR, exit, now_ms, record, report};
 use crate::cli::Generate;
-use crate::error::{self, Failure, Kind};
+use crate::error::{Failure, Kind};
 use crate::name::InstanceName;
 use crate::{a2s, logging};
+
+type Result<T> = std::result::Result<T, Problem>;
 
 const LONG_ABOUT: &str = "\
 Health check of left4me instances over A2S_INFO, and its status.
@@ -116,8 +119,6 @@ struct QueryArgs {
 
 /// The whole program; src/bin/left4me-health.rs only calls this.
 pub fn main() -> ExitCode {
-    // SAFETY: resetting a signal disposition before any thread exists.
-    unsafe { nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL) };
     let cli = Cli::parse();
     if let Some(kind) = cli.generate {
         return generate(kind);
@@ -135,19 +136,18 @@ pub fn main() -> ExitCode {
     let to_journal = logging::init_as("left4me-health", verb, instance);
     match dispatch(&cli.run_dir, command) {
         Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            let code = error::exit_code(&err);
+        Err(problem) => {
             if to_journal {
-                tracing::error!(exit_code = code, "{err:#}");
+                tracing::error!(exit_code = problem.code, "{problem}");
             } else {
-                eprintln!("left4me-health {verb}: error: {err:#}");
+                eprintln!("left4me-health {verb}: error: {problem}");
             }
-            ExitCode::from(code)
+            ExitCode::from(problem.code)
         }
     }
 }
 
-fn dispatch(run_dir: &Path, command: &Command) -> error::Result<u8> {
+fn dispatch(run_dir: &Path, command: &Command) -> Result<u8> {
     match command {
         Command::Run(a) => {
             let instance = InstanceName::parse(&a.instance)?;
@@ -169,7 +169,7 @@ fn dispatch(run_dir: &Path, command: &Command) -> error::Result<u8> {
     }
 }
 
-fn status(run_dir: &Path, a: &StatusArgs) -> error::Result<u8> {
+fn status(run_dir: &Path, a: &StatusArgs) -> Result<u8> {
     let names = match &a.instance {
         Some(raw) => vec![InstanceName::parse(raw)?],
         None => record_names(run_dir)?,
@@ -180,27 +180,29 @@ fn status(run_dir: &Path, a: &StatusArgs) -> error::Result<u8> {
         let running = monitor::running(&record);
         records.push((record, running));
     }
-    if a.json {
-        println!(
-            "{:#}",
+    let text = if a.json {
+        format!(
+            "{:#}\n",
             report::json(&run_dir.display().to_string(), &records)
-        );
+        )
     } else if records.is_empty() {
-        println!(
-            "no health records in {} (no check has run since boot)",
+        format!(
+            "no health records in {} (no check has run since boot)\n",
             run_dir.display()
-        );
+        )
     } else {
         let now = now_ms();
-        for (record, running) in &records {
-            print!("{}", report::human(record, *running, now));
-        }
-    }
+        records
+            .iter()
+            .map(|(record, running)| report::human(record, *running, now))
+            .collect()
+    };
+    print_out(&text);
     Ok(0)
 }
 
 /// Instances with a record, sorted; a missing run dir means none yet.
-fn record_names(run_dir: &Path) -> error::Result<Vec<InstanceName>> {
+fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
     let entries = match std::fs::read_dir(run_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -221,7 +223,7 @@ fn record_names(run_dir: &Path) -> error::Result<Vec<InstanceName>> {
     Ok(names)
 }
 
-fn query(a: &QueryArgs) -> error::Result<u8> {
+fn query(a: &QueryArgs) -> Result<u8> {
     if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 60.0) {
         return Err(Failure::new(
             Kind::InvalidConfig,
@@ -237,9 +239,9 @@ fn query(a: &QueryArgs) -> error::Result<u8> {
         Ok(answer) => {
             let i = &answer.info;
             let ms = answer.latency.as_secs_f64() * 1000.0;
-            if a.json {
-                println!(
-                    "{}",
+            let text = if a.json {
+                format!(
+                    "{}\n",
                     serde_json::json!({
                         "server": server.to_string(), "latency_ms": ms, "name": i.name, "map": i.map,
                         "folder": i.folder, "game": i.game, "app_id": i.app_id, "players": i.players,
@@ -247,13 +249,14 @@ fn query(a: &QueryArgs) -> error::Result<u8> {
                         "protocol": i.protocol, "server_type": i.server_type.to_string(),
                         "environment": i.environment.to_string(), "password": i.password, "vac": i.vac,
                     })
-                );
+                )
             } else {
-                println!(
-                    "{server}: {:?} on {}, {}/{} players ({} bots), {ms:.1} ms",
+                format!(
+                    "{server}: {:?} on {}, {}/{} players ({} bots), {ms:.1} ms\n",
                     i.name, i.map, i.players, i.max_players, i.bots
-                );
-            }
+                )
+            };
+            print_out(&text);
             Ok(0)
         }
         Err(e) => {
@@ -261,6 +264,12 @@ fn query(a: &QueryArgs) -> error::Result<u8> {
             Ok(exit::NO_ANSWER)
         }
     }
+}
+
+/// Like other Unix tools, a closed pipe (`| head`) ends the output quietly;
+/// println! would panic instead.
+fn print_out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn generate(kind: Generate) -> ExitCode {

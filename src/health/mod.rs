@@ -13,7 +13,10 @@ pub(crate) mod settings;
 
 pub use cli::main;
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::Failure;
 
 /// Where each instance's record lives: DIR/INSTANCE/status.json. The unit's
 /// RuntimeDirectory=left4me-health/%i creates it.
@@ -29,6 +32,36 @@ pub mod exit {
     pub const ACTION_REFUSED: u8 = 21;
     /// `query`: no usable answer.
     pub const NO_ANSWER: u8 = 22;
+}
+
+/// Why left4me-health stops, with its exit code: the crate's Failures keep
+/// theirs (10 invalid name, 11 invalid setting, 12 missing), anything else
+/// (the record cannot be written, systemctl cannot be run) is 1.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub(crate) code: u8,
+    pub(crate) text: String,
+}
+
+impl Problem {
+    pub(crate) fn unexpected(text: String) -> Problem {
+        Problem { code: 1, text }
+    }
+}
+
+impl From<Failure> for Problem {
+    fn from(f: Failure) -> Problem {
+        Problem {
+            code: f.kind.exit_code(),
+            text: f.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// A duration as people write it in settings: "2 s", "0.5 s".

@@ -7,14 +7,14 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Instant;
 
-use anyhow::Context;
-
 use super::record::{Action, Record};
 use super::settings::Settings;
-use super::{exit, now_ms, secs, server_unit};
+use super::{Problem, exit, now_ms, secs, server_unit};
 use crate::a2s;
-use crate::error::{Failure, Kind, Result};
+use crate::error::{Failure, Kind};
 use crate::name::InstanceName;
+
+type Result<T> = std::result::Result<T, Problem>;
 
 pub struct Monitor {
     pub instance: InstanceName,
@@ -88,7 +88,7 @@ impl Monitor {
                 }
                 Action::GiveUp { reason } => {
                     let invocation = self.server_invocation().unwrap_or_else(|e| {
-                        tracing::warn!("{e:#}; the server will end inactive, not failed");
+                        tracing::warn!("{e}; the server will end inactive, not failed");
                         String::new()
                     });
                     record.give_up(invocation, reason.clone(), now_ms());
@@ -116,12 +116,21 @@ impl Monitor {
     }
 
     fn save(&self, record: &Record) -> Result<()> {
-        record.save(&self.run_dir).with_context(|| {
-            format!(
-                "cannot write the health record {}",
+        record.save(&self.run_dir).map_err(|e| {
+            Problem::unexpected(format!(
+                "cannot write the health record {}: {e}",
                 Record::path(&self.run_dir, record.instance.as_str()).display()
-            )
+            ))
         })
+    }
+
+    fn systemctl(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new(&self.systemctl)
+            .args(args)
+            .output()
+            .map_err(|e| {
+                Problem::unexpected(format!("cannot run {}: {e}", self.systemctl.display()))
+            })
     }
 
     /// `--no-block`: the job also restarts or stops this check, which must
@@ -129,10 +138,7 @@ impl Monitor {
     /// entry are written before, so being killed at any point loses nothing.
     fn ask_systemd(&self, verb: &str) -> Result<u8> {
         let unit = server_unit(self.instance.as_str());
-        let out = Command::new(&self.systemctl)
-            .args(["--no-ask-password", "--no-block", verb, &unit])
-            .output()
-            .with_context(|| format!("cannot run {}", self.systemctl.display()))?;
+        let out = self.systemctl(&["--no-ask-password", "--no-block", verb, &unit])?;
         if out.status.success() {
             tracing::info!("{verb} of {unit} queued; this check ends with it");
             return Ok(0);
@@ -149,17 +155,14 @@ impl Monitor {
 
     fn server_invocation(&self) -> Result<String> {
         let unit = server_unit(self.instance.as_str());
-        let out = Command::new(&self.systemctl)
-            .args(["show", "--property=InvocationID", "--value", &unit])
-            .output()
-            .with_context(|| format!("cannot run {}", self.systemctl.display()))?;
+        let out = self.systemctl(&["show", "--property=InvocationID", "--value", &unit])?;
         let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !out.status.success() || id.is_empty() {
-            anyhow::bail!(
+            return Err(Problem::unexpected(format!(
                 "cannot read the InvocationID of {unit} ({}): {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
-            );
+            )));
         }
         Ok(id)
     }
