@@ -8,21 +8,22 @@ health_record() { echo "$HEALTH_RUN/$1/status.json"; }
 # A top-level number or string of the instance's record ("" if absent). The
 # record is pretty-printed with top-level keys indented by two spaces.
 hfield() {
-    sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}\$/\1/p" "$(health_record "$1")" 2>/dev/null
+    sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}\$/\1/p" "$(health_record "$1")" 2>/dev/null || true
 }
 # How many restarts the record's budget holds.
 hrestarts() {
     awk '/^  "restarts_ms": \[\]/ {print 0; exit}
          /^  "restarts_ms": \[/ {n=0; inside=1; next}
          inside && /^  \]/ {print n; exit}
-         inside {n++}' "$(health_record "$1")"
+         inside {n++}' "$(health_record "$1")" 2>/dev/null || true
 }
 
 # health_instance NAME PORT SETTING=VALUE...: a fresh instance whose
-# instance.env carries L4D2_HEALTH_<SETTING>=VALUE lines, no record left
-# from an earlier scenario, and a 3 s stop timeout: a hung stand-in ignores
-# SIGINT like a deadlocked srcds, so each stop of it waits out the timeout
-# and ends in SIGKILL; 15 s of that per restart would only cost VM time.
+# instance.env carries L4D2_HEALTH_<SETTING>=VALUE lines and no record left
+# from an earlier scenario. With FAST_STOP=1 the server gets KillSignal=SIGKILL
+# (runtime drop-in): a hung stand-in ignores SIGINT like a deadlocked srcds,
+# so each stop of it would wait out TimeoutStopSec=15s first; s14 shows that
+# path once, s17 would only spend VM time on it.
 health_instance() {
     local name=$1 port=$2 kv
     shift 2
@@ -33,15 +34,30 @@ health_instance() {
     for kv in "$@"; do
         echo "L4D2_HEALTH_$kv" >> "$STATE/instances/$name/instance.env"
     done
-    mkdir -p "/run/systemd/system/$(unit "$name").d"
-    printf '[Service]\nTimeoutStopSec=3s\n' > "/run/systemd/system/$(unit "$name").d/health-test.conf"
-    systemctl daemon-reload
+    if [ "${FAST_STOP:-0}" = 1 ]; then
+        mkdir -p "/run/systemd/system/$(unit "$name").d"
+        printf '[Service]\nKillSignal=SIGKILL\n' > "/run/systemd/system/$(unit "$name").d/health-test.conf"
+        systemctl daemon-reload
+    fi
+}
+
+# Under emulation systemd needs seconds to set up the check's sandbox.
+wait_health_active() {
+    local deadline=$(( $(now_ms) + 30000 ))
+    until [ "$(systemctl is-active "$(health_unit "$1")")" = active ]; do
+        [ "$(now_ms)" -lt "$deadline" ] ||
+            fail "$(health_unit "$1") is $(systemctl is-active "$(health_unit "$1")") 30 s after the server started"
+        sleep 0.2
+    done
 }
 
 health_cleanup() {
     remove_instance "$1"
-    rm -rf "/run/systemd/system/$(unit "$1").d" "${HEALTH_RUN:?}/$1"
-    systemctl daemon-reload
+    if [ -d "/run/systemd/system/$(unit "$1").d" ]; then
+        rm -rf "/run/systemd/system/$(unit "$1").d"
+        systemctl daemon-reload
+    fi
+    rm -rf "${HEALTH_RUN:?}/$1"
 }
 
 game_dir() { echo "$(merged "$1")/left4dead2"; }
