@@ -21,9 +21,10 @@ hrestarts() {
 # health_instance NAME PORT SETTING=VALUE...: a fresh instance whose
 # instance.env carries L4D2_HEALTH_<SETTING>=VALUE lines and no record left
 # from an earlier scenario. With FAST_STOP=1 the server gets KillSignal=SIGKILL
-# (runtime drop-in): a hung stand-in ignores SIGINT like a deadlocked srcds,
-# so each stop of it would wait out TimeoutStopSec=15s first; s14 shows that
-# path once, s17 would only spend VM time on it.
+# (runtime drop-in; SuccessExitStatus= keeps such a stop clean): a hung
+# stand-in ignores SIGINT like a deadlocked srcds, so each stop of it would
+# wait out TimeoutStopSec=15s first; s14 shows that path once, s17 would only
+# spend VM time on it.
 health_instance() {
     local name=$1 port=$2 kv
     shift 2
@@ -36,7 +37,8 @@ health_instance() {
     done
     if [ "${FAST_STOP:-0}" = 1 ]; then
         mkdir -p "/run/systemd/system/$(unit "$name").d"
-        printf '[Service]\nKillSignal=SIGKILL\n' > "/run/systemd/system/$(unit "$name").d/health-test.conf"
+        printf '[Service]\nKillSignal=SIGKILL\nSuccessExitStatus=SIGKILL\n' \
+            > "/run/systemd/system/$(unit "$name").d/health-test.conf"
         systemctl daemon-reload
     fi
 }

@@ -18,4 +18,14 @@ wait_health_checks hd $(( before + 12 )) 60
 [ "$(health_events hd recovered | wc -l)" = 1 ] || fail "expected one recovered journal entry"
 health_events hd
 note "one answer dropped: one failed query, recovered, no restart"
+
+# What the verdict (ExecStopPost=, a sandboxed process on every stop) adds to
+# a stop: from the game's last words to the unit's deactivation.
+stop_instance hd
+ts() { journalctl --no-pager -o short-unix -u "$(unit hd)" | grep -F "$1" | tail -n 1 | cut -d' ' -f1; }
+t_game=$(ts 'SIGINT: shutting down') t_done=$(ts 'Deactivated successfully')
+[ -n "$t_game" ] && [ -n "$t_done" ] || fail "cannot find the stop in the journal"
+ms=$(awk -v a="$t_game" -v b="$t_done" 'BEGIN{printf "%d", (b - a) * 1000}')
+note "game exit to unit stopped (the verdict runs in between): $ms ms"
+echo "verdict-stop-ms $ms" >> "$OUT/health-figures"
 health_cleanup hd

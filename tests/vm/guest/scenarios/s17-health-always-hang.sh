@@ -33,9 +33,13 @@ echo "$reason"
 [[ $reason == *"already restarted it $max times within 600 s"* ]] || fail "the reason does not name the budget"
 journalctl --no-pager -o cat _SYSTEMD_UNIT="$(unit ha)" LEFT4ME_INSTANCE=ha HEALTH_ACTION=failed | grep -q 'no A2S_INFO answer' ||
     fail "the verdict's journal entry lacks the fields"
+# The stop itself was clean (SIGKILL counts as success here): the failure is
+# the verdict's, exit 20 from ExecStopPost=.
 result=$(systemctl show -P Result "$(unit ha)")
+[ "$result" = exit-code ] || fail "result is $result, expected exit-code from the verdict"
+unit_journal ha | grep -q 'Control process exited, code=exited, status=20' || fail "no verdict exit 20 in the server's journal"
 wait_unmounted ha 15
-note "failed (result $result) after $runs hung runs in $secs s, overlay unmounted"
+note "failed (result $result, verdict exit 20) after $runs hung runs in $secs s, overlay unmounted"
 grep -q '"gave_up": {' "$(health_record ha)" || fail "the record does not show the give-up"
 
 rm -f "$STATE/instances/ha/layer/left4dead2/hang"
