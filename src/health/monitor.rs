@@ -25,7 +25,7 @@ pub struct Monitor {
 impl Monitor {
     /// Checks until the server needs restarting or stopping, asks systemd
     /// for that, and returns: the request restarts or stops this check too
-    /// (it is bound to the server), so there is nothing left to do. The
+    /// (it is part of the server unit), so there is nothing left to do. The
     /// returned code is the process's exit code.
     pub fn run(&self, settings: Settings) -> Result<u8> {
         let name = self.instance.as_str();
