@@ -4,6 +4,8 @@
 //!   1. mount+umount cycle: left4me-overlay vs util-linux mount -t overlay + umount
 //!   2. reset with 100,000 files vs 10 files in upper: time until mounted again
 //!   3. peak RSS of one helper run
+//!   4. deleting a discarded layer 100,000 levels deep, and one directory of
+//!      1,000,000 entries, each in one sweep: time and peak RSS
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -45,6 +47,7 @@ fn main() {
     mount_cycle(dir.path(), "service-user-owned layers (no idmap)", true);
     reset_until_mountable(dir.path());
     peak_rss(dir.path());
+    sweep_extremes(dir.path());
 }
 
 struct Bench {
@@ -220,8 +223,22 @@ fn reset_until_mountable(base: &Path) {
     );
 }
 
-// The children are reaped by wait4, which also returns their rusage.
+/// Runs the helper to the end; returns its wall time and peak RSS in KiB.
+// The child is reaped by wait4, which also returns its rusage.
 #[allow(clippy::zombie_processes)]
+fn run_measured(b: &Bench, args: &[&str]) -> (Duration, i64) {
+    let t = Instant::now();
+    let child = b.helper(args).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and fills `usage`.
+    let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert_eq!(status, 0, "{args:?} failed");
+    (t.elapsed(), usage.ru_maxrss)
+}
+
 fn peak_rss(base: &Path) {
     let b = Bench::new(base, "rss", 3, false);
     for args in [
@@ -230,19 +247,69 @@ fn peak_rss(base: &Path) {
         &["umount", "b"],
         &["reset", "b"],
     ] {
-        let child = b.helper(args).spawn().unwrap();
-        let mut status = 0;
-        // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
-        let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for our own child and fills `usage`.
-        let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-        assert_eq!(pid, child.id() as i32);
-        let kib = usage.ru_maxrss;
+        let (_, kib) = run_measured(&b, args);
         println!(
             "peak RSS of `left4me-overlay {}`: {:.2} MiB (target <= 4 MiB: {})",
             args.join(" "),
             kib as f64 / 1024.0,
             if kib <= 4096 { "met" } else { "NOT met" }
         );
+    }
+}
+
+/// A discarded layer as a killed reset leaves it, swept by the next umount
+/// in the helper's own process, so its time and RSS are measurable.
+fn sweep_extremes(base: &Path) {
+    let b = Bench::new(base, "sweep", 0, false);
+    b.run(&["mount", "b"]);
+    b.run(&["umount", "b"]);
+    let rt = b.root.join("runtime/b");
+    for (label, deep) in [
+        ("100,000 levels deep", true),
+        ("1,000,000 entries in one directory", false),
+    ] {
+        let top = rt.join(".discard-bench");
+        fs::create_dir(&top).unwrap();
+        let t = Instant::now();
+        if deep {
+            build_deep(&top, 100_000);
+        } else {
+            build_wide(&top, 1_000_000);
+        }
+        let built = t.elapsed();
+        let (took, kib) = run_measured(&b, &["umount", "b"]);
+        assert!(!top.exists(), "{label}: not deleted in one sweep");
+        println!(
+            "sweep of a discarded layer {label} (built in {:.1} s): {:.2} s, peak RSS {:.2} MiB (target <= 8 MiB: {})",
+            built.as_secs_f64(),
+            took.as_secs_f64(),
+            kib as f64 / 1024.0,
+            if kib <= 8192 { "met" } else { "NOT met" }
+        );
+    }
+}
+
+fn open_dir(p: &Path) -> std::os::fd::OwnedFd {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+}
+
+/// Built through fds: far deeper than a path can name.
+fn build_deep(top: &Path, levels: usize) {
+    use rustix::fs::{Mode, OFlags};
+    let mut cur = open_dir(top);
+    for _ in 0..levels {
+        rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+        cur = rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .unwrap();
+    }
+}
+
+fn build_wide(top: &Path, entries: usize) {
+    use rustix::fs::{FileType, Mode};
+    let dir = open_dir(top);
+    for i in 0..entries {
+        let mode = Mode::from_raw_mode(0o644);
+        rustix::fs::mknodat(&dir, format!("f{i}"), FileType::RegularFile, mode, 0).unwrap();
     }
 }

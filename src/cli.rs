@@ -8,34 +8,27 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const LONG_ABOUT: &str = "\
 Assemble, tear down, reset and inspect one left4me instance's overlay.
 
-Runs as root (systemd's ExecStartPre=/ExecStopPost= of left4me-server@.service).
+Runs as root, from the root units left4me-overlay@.service (mount, umount) and
+left4me-reset@.service (reset); mount also writes the game's environment to
+STATE_DIR/runtime/.left4me/INSTANCE.env, which left4me-server@.service reads.
 Everything below the state directory that the service user can write is treated
 as hostile: names are validated, no symlink is followed, and the mount lands
 only on STATE_DIR/runtime/INSTANCE/merged.";
 
-const AFTER_HELP: &str = "\
+const ENVIRONMENT: &str = "\
 Environment:
   LEFT4ME_STATE_DIR   state directory (as --state-dir)
-  LEFT4ME_USER        service user that owns the writable layer (default left4me)
-  LEFT4ME_GROUP       its group (default left4me)
+  LEFT4ME_USER        service user that owns the writable layer (default left4me);
+                      never root. Set by the root-owned units that run the helper
+  LEFT4ME_GROUP       its group (default left4me); never root
   LEFT4ME_LOG         log level on stderr: error, warn (default), info, debug, trace
+";
 
-Exit codes:
-  0   done (already mounted / not mounted are done too)
-  2   bad command line
-  10  invalid instance or overlay name
-  11  invalid instance.env (the message names file:line)
-  12  missing state dir, instance, overlay or installation
-  13  unsafe path: a symlink, FIFO, file or hard link where the layout needs
-      something else, or a state dir/runtime/ writable by others than root
-  14  busy: umount got EBUSY; the message names the holders
-  15  conflicting state: reset while mounted, mounted with another stack,
-      a foreign mount on merged/
-  16  another left4me-overlay held the instance's lock for 30 s
-  17  the kernel cannot do it (overlay, idmapped mounts, layer count)
-  18  not root
-  19  unknown service user or group
-  1   anything else (unexpected)";
+/// `--help`'s and the man page's tail: the environment, and the exit codes
+/// from their one definition in `error.rs`.
+fn after_help() -> String {
+    format!("{ENVIRONMENT}\n{}", crate::error::exit_codes_help())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,9 +37,9 @@ Exit codes:
     about = "Assemble, tear down, reset and inspect one left4me instance's overlay",
     long_about = LONG_ABOUT,
     max_term_width = 100,
-    after_long_help = AFTER_HELP
+    after_long_help = after_help()
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// State directory holding installation/, overlays/, instances/ and runtime/.
     #[arg(
         long,
@@ -55,22 +48,25 @@ pub struct Cli {
         default_value = "/var/lib/left4me",
         value_name = "DIR"
     )]
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
 
     /// Print a generated artifact (man page or shell completion) and exit.
     #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
-    pub generate: Option<Generate>,
+    pub(crate) generate: Option<Generate>,
 
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Assemble and mount the instance's overlay on runtime/INSTANCE/merged.
-    /// Already mounted with the same layer stack: nothing to do, exit 0.
+pub(crate) enum Command {
+    /// Assemble and mount the instance's overlay on runtime/INSTANCE/merged,
+    /// and write the game's environment (instance.env's validated L4D2_*
+    /// variables) to runtime/.left4me/INSTANCE.env. Already mounted with the
+    /// same layer stack: only the environment is rewritten, exit 0.
     Mount(InstanceArgs),
-    /// Unmount the instance's overlay. Not mounted: nothing to do, exit 0.
+    /// Remove runtime/.left4me/INSTANCE.env and unmount the instance's
+    /// overlay. Not mounted: nothing else to do, exit 0.
     Umount(InstanceArgs),
     /// Discard the instance's writable layer (refused while mounted).
     /// Instance configuration in instances/INSTANCE/ is kept.
@@ -80,27 +76,52 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct InstanceArgs {
+pub(crate) struct InstanceArgs {
     /// Instance name: 1-32 of [A-Za-z0-9_-], starting with a letter or digit.
-    pub instance: String,
+    pub(crate) instance: String,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Instance name; all instances when omitted.
-    pub instance: Option<String>,
+    pub(crate) instance: Option<String>,
     /// Print the result as JSON on stdout (schema in the README).
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Generate {
+pub(crate) enum Generate {
     Man,
     CompleteBash,
     CompleteZsh,
     CompleteFish,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test_log::test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test_log::test]
+    fn long_help_shows_the_exit_code_table() {
+        let help = Cli::command().render_long_help().to_string();
+        let flat = format!(
+            " {} ",
+            help.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        for row in &crate::error::EXIT_CODES {
+            let line = format!(" {} {} ", row.code, row.meaning);
+            assert!(flat.contains(&line), "{line} missing from:\n{help}");
+        }
+    }
 }

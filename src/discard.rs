@@ -1,28 +1,57 @@
 //! Discarding a writable layer. reset renames upper/ and work/ aside inside
 //! runtime/<i>/ (one rename each, so the instance can be mounted again at
-//! once, whatever the layer holds) and deletes the renamed trees afterwards.
-//! Deletion walks with fds only: O_NOFOLLOW|O_DIRECTORY opens relative to
-//! the parent fd, unlinkat, no crossing into other filesystems, and a bounded
-//! number of open fds however deep the user nested directories.
+//! once, whatever the layer holds) and a detached child deletes the renamed
+//! trees; umount and the next reset sweep whatever a killed child left.
+//!
+//! The deletion must stay safe and small against a tree the service user
+//! built, and may still be changing: a process of the user can hold a
+//! directory of the discarded tree open (its cwd, an fd) and create, rename
+//! or move entries in it while root deletes.
+//!
+//! - **Bounded memory and fds, any shape.** One directory is open at a time.
+//!   A directory is read in a stream and its entries unlinked as they come,
+//!   never listed into memory (a directory of a million entries costs
+//!   nothing extra). On the first subdirectory that is not empty, the walk
+//!   descends into it and forgets where it was; when a directory is empty
+//!   it goes back up through `..` and reads its parent again from the start
+//!   (what was deleted is gone, so that costs little), where the now empty
+//!   child is removed. What the walk keeps per level is the (dev, ino) of
+//!   each ancestor: 16 bytes, 1.6 MB for a tree 100,000 levels deep.
+//! - **No symlink is followed, no other filesystem entered.** Entries are
+//!   unlinked with `unlinkat` (a symlink goes, its target stays);
+//!   directories are opened with openat2(`RESOLVE_NO_SYMLINKS |
+//!   RESOLVE_NO_XDEV`), relative to the fd of their parent, and `..` with
+//!   `RESOLVE_NO_XDEV`, so the walk never leaves the filesystem and never
+//!   crosses a mount point.
+//! - **`..` is verified.** The user can move the directory the walk is in
+//!   elsewhere (into the new upper/, say) while root is inside it. Going
+//!   up, the walk compares the (dev, ino) of what `..` opened with the
+//!   ancestor it came from; if they differ, it has been moved, and the walk
+//!   starts again from the top of the discarded tree, which only root can
+//!   reach (runtime/<i> is root's). It never reads, let alone deletes in,
+//!   the directory the moved one now sits in. What it deleted after the
+//!   move was inside directories of the discarded tree, the user's own, in
+//!   which the user could have deleted the same.
+//! - **Bounded work.** A user who keeps refilling the tree could keep the
+//!   walk busy forever; after [`MAX_RESTARTS`] times the walk found a
+//!   directory it had emptied refilled, or had to start again, it gives up
+//!   and leaves the rest to the next sweep.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::error::{Failure, Kind};
-use crate::fsx;
+use crate::sys;
 
-pub const PREFIX: &str = ".discard-";
-/// Deeper directories are moved up to the top of runtime/<i>/ and deleted
-/// from there, so at most this many directory fds are open at once.
-const MAX_DEPTH: usize = 48;
-/// A hostile user can keep refilling a directory we are emptying; give up
-/// on it after this many passes and leave it for the next sweep.
-const MAX_PASSES: usize = 64;
+const PREFIX: &str = ".discard-";
+/// How often the walk may find an emptied directory refilled, or be sent
+/// back to the top, before it leaves the rest for later.
+const MAX_RESTARTS: usize = 64;
 
 fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -37,16 +66,16 @@ fn unique_name() -> String {
 }
 
 /// Renames `name` in `dir` to a fresh discard name. `Ok(false)` if absent.
-pub fn set_aside(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<bool, Failure> {
+pub(crate) fn set_aside(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<bool, Failure> {
     match rustix::fs::renameat_with(dir, name, dir, unique_name(), RenameFlags::NOREPLACE) {
         Ok(()) => Ok(true),
         Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(fsx::os(shown, "rename aside", e)),
+        Err(e) => Err(Failure::os(shown, "rename aside", e)),
     }
 }
 
-/// Names of discard entries in `dir`.
-pub fn pending(dir: BorrowedFd<'_>) -> Vec<CString> {
+/// Names of discard entries in `dir` (root's runtime/<i>: a handful).
+pub(crate) fn pending(dir: BorrowedFd<'_>) -> Vec<CString> {
     let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else {
         return Vec::new();
     };
@@ -60,90 +89,365 @@ pub fn pending(dir: BorrowedFd<'_>) -> Vec<CString> {
 }
 
 /// Deletes every discard entry in `dir` (runtime/<i>/), including ones left
-/// by an earlier run that was killed, and ones deeper levels were moved to.
-pub fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure> {
-    let dev = fsx::stat_fd(dir, shown)?.st_dev;
-    let mut removed = 0;
-    for _ in 0..MAX_PASSES {
-        let names = pending(dir);
-        if names.is_empty() {
-            return Ok(removed);
-        }
-        for name in names {
-            remove_entry(dir, &name, dev, dir, 0)
-                .map_err(|e| fsx::os(&shown.join(name.to_string_lossy().as_ref()), "delete", e))?;
-            removed += 1;
-        }
-    }
-    Err(Failure::new(
-        Kind::Busy,
-        format!(
-            "{}: discarded layers keep reappearing; left for the next sweep",
-            shown.display()
-        ),
-    ))
-}
-
-fn remove_entry(
-    parent: BorrowedFd<'_>,
-    name: &CStr,
-    dev: u64,
-    top: BorrowedFd<'_>,
-    depth: usize,
-) -> Result<(), Errno> {
-    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => return Ok(()),
-        Err(Errno::ISDIR | Errno::PERM) => {}
-        Err(e) => return Err(e),
-    }
-    if depth >= MAX_DEPTH {
-        return match rustix::fs::renameat_with(
-            parent,
-            name,
-            top,
-            unique_name(),
-            RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(e),
-        };
-    }
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let dir: OwnedFd = match rustix::fs::openat(parent, name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(()),
-        // Swapped for a symlink or file since the unlink: unlink that instead.
-        Err(Errno::LOOP | Errno::NOTDIR) => {
-            return match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
-                Err(e) => Err(e),
-            };
-        }
-        Err(e) => return Err(e),
-    };
-    if rustix::fs::fstat(&dir)?.st_dev != dev {
-        // Only root can mount, and never inside a writable layer; leave it.
-        tracing::warn!(name = %name.to_string_lossy(), "not descending into another filesystem");
-        return Err(Errno::XDEV);
-    }
-    for _ in 0..MAX_PASSES {
-        let listing = rustix::fs::Dir::read_from(dir.as_fd())?;
-        let mut children = Vec::new();
-        for entry in listing {
-            let entry = entry?;
-            let child = entry.file_name();
-            if child != c"." && child != c".." {
-                children.push(child.to_owned());
+/// by an earlier run that was killed.
+pub(crate) fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure> {
+    let dev = rustix::fs::fstat(dir)
+        .map_err(|e| Failure::os(shown, "stat", e))?
+        .st_dev;
+    let names = pending(dir);
+    for name in &names {
+        let entry_shown = shown.join(name.to_string_lossy().as_ref());
+        let mut tree = Tree::new(dir, name, dev);
+        loop {
+            match tree.step() {
+                Ok(Step::More) => {}
+                Ok(Step::Done) => break,
+                Err(Errno::AGAIN) => {
+                    return Err(Failure::new(
+                        Kind::Busy,
+                        format!(
+                            "{}: the discarded layer keeps being refilled or moved; left for the next sweep",
+                            entry_shown.display()
+                        ),
+                    )
+                    .hint("stop whatever still writes into the instance's old layer; the next umount or reset continues"));
+                }
+                Err(e) => return Err(Failure::os(&entry_shown, "delete", e)),
             }
         }
-        for child in &children {
-            remove_entry(dir.as_fd(), child, dev, top, depth + 1)?;
+    }
+    Ok(names.len())
+}
+
+/// Deletes what reset set aside in a detached child, so a large layer does
+/// not delay the caller. The child keeps nothing of the caller's: its stdio
+/// is /dev/null (so `out=$(left4me-overlay reset x)` returns at once), it
+/// leaves the session, and it holds no lock. If it dies, umount and reset
+/// sweep later.
+pub(crate) fn in_background(runtime_i: OwnedFd, shown: &Path) {
+    if pending(runtime_i.as_fd()).is_empty() {
+        return;
+    }
+    match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            let _ = rustix::process::setsid();
+            if let Err(e) = sys::detach_stdio() {
+                tracing::warn!(error = %e, "cannot point stdio at /dev/null");
+                sys::exit_child(1);
+            }
+            let code = match sweep(runtime_i.as_fd(), shown) {
+                Ok(_) => 0,
+                Err(f) => {
+                    tracing::warn!(error = %f, "discarded layer not fully deleted; the next umount or reset continues");
+                    1
+                }
+            };
+            sys::exit_child(code)
         }
-        match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
-            Ok(()) | Err(Errno::NOENT) => return Ok(()),
-            Err(Errno::NOTEMPTY) => continue,
-            Err(e) => return Err(e),
+        Ok(sys::Forked::Parent(_)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot fork to delete the discarded layer; the next umount or reset does")
         }
     }
-    Err(Errno::NOTEMPTY)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    More,
+    Done,
+}
+
+/// What a directory is, for checking that `..` leads back where the walk
+/// came from.
+fn identity(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The walk over one discarded tree `name` in `top` (see the module doc).
+struct Tree<'a> {
+    top: BorrowedFd<'a>,
+    name: &'a CStr,
+    dev: u64,
+    /// The directory being emptied; `None` before the walk starts (again).
+    cur: Option<OwnedFd>,
+    /// (dev, ino) of `cur`'s ancestors below `top`, the tree's root first.
+    ancestors: Vec<(u64, u64)>,
+    /// The directory the walk last came up from, emptied.
+    left: Option<(u64, u64)>,
+    restarts: usize,
+}
+
+/// What one read of a directory found.
+enum Scan {
+    /// It is empty: everything in it was unlinked.
+    Empty,
+    /// A subdirectory that is not empty, opened.
+    Descend(OwnedFd),
+}
+
+impl<'a> Tree<'a> {
+    fn new(top: BorrowedFd<'a>, name: &'a CStr, dev: u64) -> Self {
+        Tree {
+            top,
+            name,
+            dev,
+            cur: None,
+            ancestors: Vec::new(),
+            left: None,
+            restarts: 0,
+        }
+    }
+
+    fn count_restart(&mut self) -> Result<(), Errno> {
+        self.restarts += 1;
+        if self.restarts > MAX_RESTARTS {
+            return Err(Errno::AGAIN);
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<Step, Errno> {
+        self.count_restart()?;
+        self.cur = None;
+        self.ancestors.clear();
+        self.left = None;
+        Ok(Step::More)
+    }
+
+    /// One directory read: down into a subdirectory, or up out of an
+    /// emptied one. `Done` once the tree is gone.
+    fn step(&mut self) -> Result<Step, Errno> {
+        let Some(cur) = self.cur.take() else {
+            return match remove_or_open(self.top, self.name, self.dev)? {
+                None => Ok(Step::Done),
+                Some(dir) => {
+                    self.cur = Some(dir);
+                    Ok(Step::More)
+                }
+            };
+        };
+        match scan(cur.as_fd(), self.dev)? {
+            Scan::Descend(child) => {
+                if self.left.take() == Some(identity(child.as_fd())?) {
+                    // Emptied a moment ago, and filled again since.
+                    self.count_restart()?;
+                }
+                self.ancestors.push(identity(cur.as_fd())?);
+                self.cur = Some(child);
+                Ok(Step::More)
+            }
+            Scan::Empty => {
+                let Some(expected) = self.ancestors.pop() else {
+                    // The tree's root: its parent is `top`, which we hold.
+                    drop(cur);
+                    return match rustix::fs::unlinkat(self.top, self.name, AtFlags::REMOVEDIR) {
+                        Ok(()) | Err(Errno::NOENT) => Ok(Step::Done),
+                        Err(Errno::NOTEMPTY | Errno::EXIST) => self.restart(),
+                        Err(e) => Err(e),
+                    };
+                };
+                let parent = match open_dir(cur.as_fd(), c"..", ResolveFlags::NO_XDEV) {
+                    Ok(p) => p,
+                    // Deleted or moved off the filesystem meanwhile.
+                    Err(Errno::NOENT | Errno::XDEV) => return self.restart(),
+                    Err(e) => return Err(e),
+                };
+                if identity(parent.as_fd())? != expected {
+                    tracing::warn!(
+                        "a directory of the discarded layer was moved while being deleted; starting over"
+                    );
+                    return self.restart();
+                }
+                self.left = Some(identity(cur.as_fd())?);
+                self.cur = Some(parent);
+                Ok(Step::More)
+            }
+        }
+    }
+}
+
+fn open_dir(parent: BorrowedFd<'_>, name: &CStr, resolve: ResolveFlags) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat2(
+        parent,
+        name,
+        flags,
+        Mode::empty(),
+        resolve | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// Removes `name` from `parent` if it is a file, a link or an empty
+/// directory (`None`); opens it if it is a directory with content.
+fn remove_or_open(parent: BorrowedFd<'_>, name: &CStr, dev: u64) -> Result<Option<OwnedFd>, Errno> {
+    // A few rounds: the user may swap the entry between a file and a
+    // directory while this looks at it.
+    for _ in 0..8 {
+        match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::ISDIR | Errno::PERM) => {}
+            Err(e) => return Err(e),
+        }
+        match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::NOTEMPTY | Errno::EXIST) => {}
+            Err(Errno::NOTDIR) => continue,
+            Err(e) => return Err(e),
+        }
+        let dir = match open_dir(
+            parent,
+            name,
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            // Swapped for a symlink or file since: unlink that instead.
+            Err(Errno::LOOP | Errno::NOTDIR) => continue,
+            Err(e) => return Err(e),
+        };
+        if rustix::fs::fstat(&dir)?.st_dev != dev {
+            // Only root can mount, and never inside a writable layer; leave it.
+            tracing::warn!(name = %name.to_string_lossy(), "not descending into another filesystem");
+            return Err(Errno::XDEV);
+        }
+        return Ok(Some(dir));
+    }
+    Err(Errno::AGAIN)
+}
+
+/// Reads `dir` once in a stream, unlinking every entry it can; stops at the
+/// first subdirectory that is not empty.
+fn scan(dir: BorrowedFd<'_>, dev: u64) -> Result<Scan, Errno> {
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if let Some(child) = remove_or_open(dir, name, dev)? {
+            return Ok(Scan::Descend(child));
+        }
+    }
+    Ok(Scan::Empty)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Unprivileged: the walk works the same on a tree the test user owns.
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn top(dir: &Path) -> OwnedFd {
+        rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    fn sweep_all(dir: &Path) -> usize {
+        let fd = top(dir);
+        sweep(fd.as_fd(), dir).unwrap()
+    }
+
+    #[test_log::test]
+    fn deletes_files_links_and_nested_dirs_but_no_link_target() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "x").unwrap();
+        let d = t.path().join(".discard-1");
+        std::fs::create_dir_all(d.join("a/b/c")).unwrap();
+        std::fs::write(d.join("a/b/c/f"), "x").unwrap();
+        std::fs::write(d.join("a/f"), "x").unwrap();
+        symlink(outside.path(), d.join("a/b/dirlink")).unwrap();
+        symlink(outside.path().join("keep"), d.join("filelink")).unwrap();
+        std::fs::create_dir(d.join("empty")).unwrap();
+        std::fs::write(t.path().join(".discard-file"), "x").unwrap();
+        std::fs::write(t.path().join("upper"), "not discarded").unwrap();
+        assert_eq!(sweep_all(t.path()), 2);
+        let left: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["upper"]);
+        assert!(outside.path().join("keep").exists());
+    }
+
+    #[test_log::test]
+    fn deep_and_wide_trees_go_in_one_sweep() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join(".discard-deep");
+        std::fs::create_dir(&d).unwrap();
+        // Deeper than PATH_MAX allows by name: built through fds.
+        let mut cur = top(&d);
+        for _ in 0..2_000 {
+            rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+            rustix::fs::openat(
+                &cur,
+                "f",
+                OFlags::CREATE | OFlags::WRONLY,
+                Mode::from_raw_mode(0o644),
+            )
+            .unwrap();
+            cur = rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                .unwrap();
+        }
+        let w = t.path().join(".discard-wide");
+        std::fs::create_dir(&w).unwrap();
+        for i in 0..5_000 {
+            std::fs::write(w.join(format!("f{i}")), "").unwrap();
+        }
+        for i in 0..20 {
+            std::fs::create_dir_all(w.join(format!("d{i}/x"))).unwrap();
+        }
+        assert_eq!(sweep_all(t.path()), 2);
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    }
+
+    /// The user moves the directory the walk is in out of the discarded
+    /// tree: going up, `..` is not where the walk came from, so it starts
+    /// over from the top instead of deleting in the user's new place.
+    #[test_log::test]
+    fn a_directory_moved_away_mid_walk_sends_the_walk_back_to_the_top() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = t.path().join("new-upper");
+        std::fs::create_dir_all(elsewhere.join("mine")).unwrap();
+        std::fs::write(elsewhere.join("mine/keep"), "x").unwrap();
+        let d = t.path().join(".discard-x");
+        std::fs::create_dir_all(d.join("a/b/c")).unwrap();
+        std::fs::write(d.join("a/b/c/f"), "x").unwrap();
+        std::fs::create_dir_all(d.join("z/y")).unwrap();
+        let fd = top(t.path());
+        let name = CString::new(".discard-x").unwrap();
+        let dev = rustix::fs::fstat(&fd).unwrap().st_dev;
+        let mut tree = Tree::new(fd.as_fd(), &name, dev);
+        // Open the tree, then walk until it is inside a/b.
+        while tree.ancestors.len() < 2 {
+            assert_eq!(tree.step().unwrap(), Step::More);
+        }
+        let inside = identity(tree.cur.as_ref().unwrap().as_fd()).unwrap();
+        let b = std::fs::metadata(d.join("a/b")).unwrap();
+        assert_eq!(
+            inside,
+            (
+                std::os::unix::fs::MetadataExt::dev(&b),
+                std::os::unix::fs::MetadataExt::ino(&b)
+            )
+        );
+        std::fs::rename(d.join("a"), elsewhere.join("a")).unwrap();
+        while tree.step().unwrap() == Step::More {}
+        assert_eq!(tree.restarts, 1);
+        assert!(!d.exists(), "the rest of the discarded tree is gone");
+        // Going up from a/, `..` was new-upper/: the walk stopped there.
+        assert!(elsewhere.join("a").is_dir());
+        assert!(elsewhere.join("mine/keep").exists());
+    }
+
+    #[test_log::test]
+    fn set_aside_renames_and_reports_absence() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("upper")).unwrap();
+        let fd = top(t.path());
+        assert!(set_aside(fd.as_fd(), "upper", Path::new("upper")).unwrap());
+        assert!(!set_aside(fd.as_fd(), "upper", Path::new("upper")).unwrap());
+        assert_eq!(pending(fd.as_fd()).len(), 1);
+    }
 }

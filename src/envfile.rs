@@ -2,29 +2,44 @@
 //! forms accepted here: `KEY=value`, `KEY="value"` (backslash escapes `\" \\ \$ \``),
 //! `KEY='value'`, blank lines and whole-line `#`/`;` comments. Anything whose
 //! meaning could differ between systemd and this parser is rejected with
-//! file:line, so the helper never mounts a stack systemd would not also see.
-//! Errors never echo a line's content: the file is user-writable and could be
-//! a link to something root can read and the user cannot.
+//! file:line. Only `L4D2_*` keys are accepted (an allow-list: nothing the
+//! loader, libc or the helper reads can get through), and the game gets them
+//! through a copy the helper re-serialises ([`render`]), never the file itself.
+//! Errors name the file, the line and the key, never a value.
 
 use crate::error::{Failure, Kind};
 use crate::name::OverlayName;
 
 /// instance.env is a few lines; anything this large is not one.
-pub const MAX_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BYTES: usize = 64 * 1024;
 /// overlayfs stacks at most 500 lower layers; two are the installation and
 /// the per-instance layer.
-pub const MAX_OVERLAYS: usize = 498;
+pub(crate) const MAX_OVERLAYS: usize = 498;
+/// The only keys instance.env may set start with this.
+pub(crate) const KEY_PREFIX: &str = "L4D2_";
+
+const SYNTAX_HINT: &str =
+    "lines are KEY=value, KEY=\"value\" or KEY='value'; # starts a comment line";
+
+/// One variable as the file sets it last, with the line that did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Assignment {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) line: usize,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceConfig {
-    pub port: u16,
-    pub args: String,
+pub(crate) struct InstanceConfig {
+    pub(crate) port: u16,
     /// Highest priority first.
-    pub overlays: Vec<OverlayName>,
+    pub(crate) overlays: Vec<OverlayName>,
+    /// Every variable, validated, in the order of their last assignment.
+    pub(crate) vars: Vec<Assignment>,
 }
 
 /// Parses `KEY=VALUE` assignments; later assignments win, as in systemd.
-pub fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<(String, String)>, Failure> {
+pub(crate) fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<Assignment>, Failure> {
     if bytes.len() > MAX_BYTES {
         return Err(Failure::new(
             Kind::InvalidConfig,
@@ -35,12 +50,12 @@ pub fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<(String, Stri
         )
         .hint("an instance.env holds a few KEY=value lines; rewrite it"));
     }
-    let mut out: Vec<(String, String)> = Vec::new();
+    let mut out: Vec<Assignment> = Vec::new();
     for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_no = index + 1;
         let at = |why: &str| {
             Failure::new(Kind::InvalidConfig, format!("{origin}:{line_no}: {why}"))
-                .hint("lines are KEY=value, KEY=\"value\" or KEY='value'; # starts a comment line")
+                .hint(SYNTAX_HINT)
         };
         let line = std::str::from_utf8(raw).map_err(|_| at("not valid UTF-8"))?;
         if line.contains('\0') {
@@ -64,11 +79,66 @@ pub fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<(String, Stri
                 "the name before '=' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)",
             ));
         }
+        if !is_allowed_key(key) {
+            return Err(Failure::new(
+                Kind::InvalidConfig,
+                format!(
+                    "{origin}:{line_no}: {key} may not be set here: instance.env sets only {KEY_PREFIX}* variables ({KEY_PREFIX} then A-Z 0-9 _)"
+                ),
+            )
+            .hint("host-wide environment belongs in /etc/left4me/host.env (root-owned); the game gets nothing else from instance.env"));
+        }
         let value = parse_value(rest.trim_start_matches([' ', '\t'])).map_err(|why| at(&why))?;
-        out.retain(|(k, _)| k != key);
-        out.push((key.to_owned(), value));
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            return Err(Failure::new(
+                Kind::InvalidConfig,
+                format!(
+                    "{origin}:{line_no}: the value of {key} contains a control character (U+{:04X})",
+                    u32::from(c)
+                ),
+            )
+            .hint("values are printable text; remove tabs and other control characters"));
+        }
+        out.retain(|a| a.key != key);
+        out.push(Assignment {
+            key: key.to_owned(),
+            value,
+            line: line_no,
+        });
     }
     Ok(out)
+}
+
+/// What instance.env may set: `L4D2_` and at least one of `A-Z 0-9 _`.
+fn is_allowed_key(key: &str) -> bool {
+    key.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
+/// `vars` as a systemd EnvironmentFile= that yields exactly these values:
+/// every value double-quoted, with the four characters systemd unescapes
+/// inside double quotes (`" \ $ ``) escaped. Validated values hold no
+/// newline or other control character.
+pub(crate) fn render(vars: &[Assignment]) -> String {
+    let mut out = String::from(
+        "# Written by left4me-overlay at each mount from the instance's instance.env;\n# edit that file, not this one.\n",
+    );
+    for a in vars {
+        out.push_str(&a.key);
+        out.push_str("=\"");
+        for c in a.value.chars() {
+            if matches!(c, '"' | '\\' | '$' | '`') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push_str("\"\n");
+    }
+    out
 }
 
 fn is_valid_key(key: &str) -> bool {
@@ -124,48 +194,67 @@ fn parse_value(raw: &str) -> Result<String, String> {
 }
 
 impl InstanceConfig {
-    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self, Failure> {
+    pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<Self, Failure> {
         let vars = parse_assignments(bytes, origin)?;
-        let get = |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        let invalid = |why: String| Failure::new(Kind::InvalidConfig, format!("{origin}: {why}"));
+        let get = |key: &str| vars.iter().find(|a| a.key == key);
         let port = match get("L4D2_PORT") {
             None => {
-                return Err(invalid("L4D2_PORT is not set".into())
-                    .hint("add a line like L4D2_PORT=27015 (the UDP port srcds listens on)"));
+                return Err(Failure::new(
+                    Kind::InvalidConfig,
+                    format!("{origin}: L4D2_PORT is not set"),
+                )
+                .hint("add a line like L4D2_PORT=27015 (the UDP port srcds listens on)"));
             }
-            Some(raw) => raw.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
-                invalid(format!(
-                    "L4D2_PORT must be a number from 1 to 65535, not {raw:?}"
-                ))
-            })?,
+            Some(a) => a
+                .value
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| {
+                    Failure::new(
+                        Kind::InvalidConfig,
+                        format!(
+                            "{origin}:{}: L4D2_PORT must be a number from 1 to 65535",
+                            a.line
+                        ),
+                    )
+                    .hint("set it to the UDP port srcds listens on, e.g. L4D2_PORT=27015")
+                })?,
         };
         let mut overlays: Vec<OverlayName> = Vec::new();
-        for word in get("L4D2_OVERLAYS").unwrap_or("").split_ascii_whitespace() {
-            let name = OverlayName::parse(word).map_err(|f| {
+        if let Some(a) = get("L4D2_OVERLAYS") {
+            let at = |why: String| {
                 Failure::new(
                     Kind::InvalidConfig,
-                    format!("{origin}: L4D2_OVERLAYS: {}", f.message),
+                    format!("{origin}:{}: L4D2_OVERLAYS: {why}", a.line),
                 )
-                .hint(f.hint.unwrap_or_default())
-            })?;
-            if overlays.contains(&name) {
-                return Err(
-                    invalid(format!("L4D2_OVERLAYS names overlay {name:?} twice"))
-                        .hint("list each overlay once, highest priority first"),
-                );
+            };
+            for (i, word) in a.value.split_ascii_whitespace().enumerate() {
+                let name = OverlayName::parse(word).map_err(|f| {
+                    at(format!("word {} {}", i + 1, f.message)).hint(f.hint.unwrap_or_default())
+                })?;
+                if let Some(first) = overlays.iter().position(|o| *o == name) {
+                    return Err(at(format!(
+                        "words {} and {} name the same overlay",
+                        first + 1,
+                        i + 1
+                    ))
+                    .hint("list each overlay once, highest priority first"));
+                }
+                overlays.push(name);
             }
-            overlays.push(name);
-        }
-        if overlays.len() > MAX_OVERLAYS {
-            return Err(invalid(format!(
-                "L4D2_OVERLAYS lists {} overlays; overlayfs stacks at most {MAX_OVERLAYS} besides the installation and instance layer",
-                overlays.len()
-            )));
+            if overlays.len() > MAX_OVERLAYS {
+                return Err(at(format!(
+                    "{} overlays; overlayfs stacks at most {MAX_OVERLAYS} besides the installation and instance layer",
+                    overlays.len()
+                ))
+                .hint("merge overlays into fewer directories"));
+            }
         }
         Ok(InstanceConfig {
             port,
-            args: get("L4D2_ARGS").unwrap_or("").to_owned(),
             overlays,
+            vars,
         })
     }
 }
@@ -176,13 +265,14 @@ mod tests {
     use rstest::rstest;
 
     fn one(text: &str) -> Result<String, Failure> {
-        parse_assignments(text.as_bytes(), "instance.env").map(|v| v.last().unwrap().1.clone())
+        parse_assignments(text.replace("A=", "L4D2_A=").as_bytes(), "instance.env")
+            .map(|v| v.last().unwrap().value.clone())
     }
 
     #[rstest]
     #[case("A=b", "b")]
     #[case("A=b  ", "b")]
-    #[case("  A = b", "b")]
+    #[case("  L4D2_A = b", "b")]
     #[case("A=", "")]
     #[case("A=\"x y\"", "x y")]
     #[case("A=\"x \\\"q\\\" \\\\ \\$HOME\"", "x \"q\" \\ $HOME")]
@@ -221,8 +311,108 @@ mod tests {
 
     #[test_log::test]
     fn rejects_non_utf8_with_line_and_without_echoing_it() {
-        let err = parse_assignments(b"A=1\nB=\xff\xfesecret", "f").unwrap_err();
+        let err = parse_assignments(b"L4D2_A=1\nL4D2_B=\xff\xfesecret", "f").unwrap_err();
         assert_eq!(err.message, "f:2: not valid UTF-8");
+    }
+
+    #[rstest]
+    #[case("LD_PRELOAD=/x.so")]
+    #[case("LEFT4ME_USER=www-data")]
+    #[case("PATH=/tmp")]
+    #[case("GLIBC_TUNABLES=x")]
+    #[case("l4d2_port=1")]
+    #[case("L4D2_=1")]
+    #[case("L4D2_port=1")]
+    #[test_log::test]
+    fn only_l4d2_keys_are_allowed(#[case] line: &str) {
+        let text = format!("# c\nL4D2_PORT=1\n{line}\n");
+        let err = parse_assignments(text.as_bytes(), "f").unwrap_err();
+        let key = line.split('=').next().unwrap();
+        assert_eq!(err.kind, Kind::InvalidConfig);
+        assert!(
+            err.message
+                .starts_with(&format!("f:3: {key} may not be set here")),
+            "{}",
+            err.message
+        );
+        assert!(
+            !err.message.contains(line.split('=').nth(1).unwrap()) || line.ends_with("=1"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("/etc/left4me/host.env"));
+    }
+
+    #[rstest]
+    #[case("L4D2_X=\"a\tb\"", "U+0009")]
+    #[case("L4D2_X='\u{1b}[31m'", "U+001B")]
+    #[case("L4D2_X=a\u{7f}", "U+007F")]
+    #[case("L4D2_X=a\u{85}", "U+0085")]
+    #[test_log::test]
+    fn control_characters_are_refused_by_position_not_shown(
+        #[case] line: &str,
+        #[case] code: &str,
+    ) {
+        let err = parse_assignments(line.as_bytes(), "f").unwrap_err();
+        assert_eq!(
+            err.message,
+            format!("f:1: the value of L4D2_X contains a control character ({code})")
+        );
+    }
+
+    /// What [`render`] writes, systemd (and this parser, which reads what
+    /// systemd reads) reads back as exactly the validated value.
+    #[rstest]
+    #[case("plain")]
+    #[case("")]
+    #[case(" spaces  around ")]
+    #[case("+map c1m1_hotel +sv_lan 0")]
+    #[case("q\"uote \\ back $HOME ${X} `cmd` 'single'")]
+    #[case("\\n \\t \\\\ trailing\\")]
+    #[case("# not a comment ; nor this")]
+    #[case("caf\u{e9} \u{1f600}")]
+    #[test_log::test]
+    fn render_round_trips(#[case] value: &str) {
+        let vars = vec![
+            Assignment {
+                key: "L4D2_PORT".into(),
+                value: "27015".into(),
+                line: 1,
+            },
+            Assignment {
+                key: "L4D2_X".into(),
+                value: value.into(),
+                line: 2,
+            },
+        ];
+        let text = render(&vars);
+        let back = parse_assignments(text.as_bytes(), "copy").unwrap();
+        let pairs: Vec<(&str, &str)> = back
+            .iter()
+            .map(|a| (a.key.as_str(), a.value.as_str()))
+            .collect();
+        assert_eq!(pairs, [("L4D2_PORT", "27015"), ("L4D2_X", value)], "{text}");
+        assert!(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .all(|l| l.ends_with('"'))
+        );
+    }
+
+    #[test_log::test]
+    fn the_copy_holds_the_last_assignment_of_each_key() {
+        let cfg = InstanceConfig::parse(
+            b"L4D2_PORT=1\nL4D2_ARGS=a\nL4D2_PORT=2\nL4D2_HEALTH_X=y\n",
+            "f",
+        )
+        .unwrap();
+        let text = render(&cfg.vars);
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            body,
+            ["L4D2_ARGS=\"a\"", "L4D2_PORT=\"2\"", "L4D2_HEALTH_X=\"y\""]
+        );
+        assert_eq!(cfg.port, 2);
     }
 
     #[test_log::test]
@@ -244,30 +434,40 @@ mod tests {
     fn instance_config(#[case] text: &str, #[case] port: u16, #[case] overlays: &[&str]) {
         let cfg = InstanceConfig::parse(text.as_bytes(), "f").unwrap();
         assert_eq!(cfg.port, port);
-        let names: Vec<&str> = cfg.overlays.iter().map(OverlayName::as_str).collect();
+        let names: Vec<String> = cfg.overlays.iter().map(OverlayName::to_string).collect();
         assert_eq!(names, overlays);
     }
 
     #[rstest]
-    #[case("L4D2_OVERLAYS=a", "L4D2_PORT is not set")]
-    #[case("L4D2_PORT=0", "from 1 to 65535")]
-    #[case("L4D2_PORT=65536", "from 1 to 65535")]
-    #[case("L4D2_PORT=27015x", "from 1 to 65535")]
+    #[case("L4D2_OVERLAYS=a", "f: L4D2_PORT is not set")]
+    #[case("L4D2_PORT=0", "f:1: L4D2_PORT must be a number from 1 to 65535")]
+    #[case("L4D2_PORT=65536", "f:1: L4D2_PORT must be a number from 1 to 65535")]
+    #[case(
+        "\nL4D2_PORT=hunter2-secret",
+        "f:2: L4D2_PORT must be a number from 1 to 65535"
+    )]
     #[case(
         "L4D2_PORT=1\nL4D2_OVERLAYS=\"a ../etc\"",
-        "L4D2_OVERLAYS: invalid overlay name \"../etc\""
+        "f:2: L4D2_OVERLAYS: word 2 is not a valid overlay name: character 1 is not allowed there"
     )]
     #[case(
         "L4D2_PORT=1\nL4D2_OVERLAYS=\"a,workdir=/tmp\"",
-        "invalid overlay name"
+        "f:2: L4D2_OVERLAYS: word 1 is not a valid overlay name: character 2 is not allowed there"
     )]
-    #[case("L4D2_PORT=1\nL4D2_OVERLAYS=\"a:b\"", "invalid overlay name")]
-    #[case("L4D2_PORT=1\nL4D2_OVERLAYS=\"a b a\"", "twice")]
+    #[case(
+        "L4D2_PORT=1\nL4D2_OVERLAYS=\"a:b\"",
+        "f:2: L4D2_OVERLAYS: word 1 is not a valid overlay name: character 2 is not allowed there"
+    )]
+    #[case(
+        "L4D2_PORT=1\nL4D2_OVERLAYS=\"a b a\"",
+        "f:2: L4D2_OVERLAYS: words 1 and 3 name the same overlay"
+    )]
     #[test_log::test]
-    fn instance_config_rejects(#[case] text: &str, #[case] why: &str) {
+    fn instance_config_rejects_with_a_hint_and_no_value(#[case] text: &str, #[case] message: &str) {
         let err = InstanceConfig::parse(text.as_bytes(), "f").unwrap_err();
         assert_eq!(err.kind, Kind::InvalidConfig);
-        assert!(err.message.contains(why), "{}", err.message);
+        assert_eq!(err.message, message);
+        assert!(err.hint.is_some(), "{message}");
     }
 
     #[test_log::test]
@@ -276,5 +476,6 @@ mod tests {
         let text = format!("L4D2_PORT=1\nL4D2_OVERLAYS=\"{}\"", names.join(" "));
         let err = InstanceConfig::parse(text.as_bytes(), "f").unwrap_err();
         assert!(err.message.contains("at most 498"), "{}", err.message);
+        assert!(err.hint.is_some());
     }
 }

@@ -11,7 +11,7 @@ use rustix::io::Errno;
 
 use crate::error::{Failure, Kind};
 
-pub const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
@@ -22,13 +22,13 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
 
 /// Opens directory `rel` beneath `base` without following any symlink.
 /// `shown` is how the path is named in errors.
-pub fn open_dir(base: BorrowedFd<'_>, rel: &str, shown: &Path) -> Result<OwnedFd, Failure> {
+pub(crate) fn open_dir(base: BorrowedFd<'_>, rel: &str, shown: &Path) -> Result<OwnedFd, Failure> {
     rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), BENEATH)
         .map_err(|e| explain(base, rel, shown, e, "directory"))
 }
 
 /// Like [`open_dir`], but `Ok(None)` when it does not exist.
-pub fn open_dir_if_exists(
+pub(crate) fn open_dir_if_exists(
     base: BorrowedFd<'_>,
     rel: &str,
     shown: &Path,
@@ -43,7 +43,7 @@ pub fn open_dir_if_exists(
 /// Opens or creates directory `name` directly in `parent`. A new directory
 /// gets exactly `mode`, whatever the umask (systemd units may set UMask=0077);
 /// what is there already is used as it is if it is a directory.
-pub fn ensure_dir(
+pub(crate) fn ensure_dir(
     parent: BorrowedFd<'_>,
     name: &str,
     mode: u32,
@@ -52,7 +52,10 @@ pub fn ensure_dir(
     let created = match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
         Ok(()) => true,
         Err(Errno::EXIST) => false,
-        Err(e) => return Err(explain(parent, name, shown, e, "directory")),
+        Err(e @ (Errno::LOOP | Errno::NOTDIR | Errno::NOENT | Errno::XDEV)) => {
+            return Err(explain(parent, name, shown, e, "directory"));
+        }
+        Err(e) => return Err(Failure::os(shown, "create directory", e)),
     };
     let fd = open_dir(parent, name, shown)?;
     if created {
@@ -64,17 +67,18 @@ pub fn ensure_dir(
 /// Reads a small regular file beneath `base`: no symlinks, no FIFOs or
 /// devices (O_NONBLOCK keeps a FIFO from hanging the open), no hard links to
 /// elsewhere, at most `max` bytes.
-pub fn read_small_file(
+pub(crate) fn read_small_file(
     base: BorrowedFd<'_>,
     rel: &str,
     shown: &Path,
     max: usize,
 ) -> Result<Vec<u8>, Failure> {
+    let too_large_hint = "it holds a few KEY=value lines; rewrite it";
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd = rustix::fs::openat2(base, rel, flags, Mode::empty(), BENEATH)
         .map_err(|e| explain(base, rel, shown, e, "file"))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| os(shown, "fstat", e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Failure::os(shown, "fstat", e))?;
     if file_type(&st) != libc_mode::S_IFREG {
         return Err(Failure::new(
             Kind::UnsafePath,
@@ -101,7 +105,8 @@ pub fn read_small_file(
                 shown.display(),
                 st.st_size
             ),
-        ));
+        )
+        .hint(too_large_hint));
     }
     let mut buf = vec![0u8; max + 1];
     let mut len = 0;
@@ -110,39 +115,40 @@ pub fn read_small_file(
             Ok(0) => break,
             Ok(n) => len += n,
             Err(Errno::INTR) => {}
-            Err(e) => return Err(os(shown, "read", e)),
+            Err(e) => return Err(Failure::os(shown, "read", e)),
         }
         if len > max {
             return Err(Failure::new(
                 Kind::InvalidConfig,
                 format!("{}: more than the {max} bytes it may have", shown.display()),
-            ));
+            )
+            .hint(too_large_hint));
         }
     }
     buf.truncate(len);
     Ok(buf)
 }
 
-pub mod libc_mode {
-    pub const S_IFMT: u32 = 0o170000;
-    pub const S_IFREG: u32 = 0o100000;
-    pub const S_IFDIR: u32 = 0o040000;
-    pub const S_IFLNK: u32 = 0o120000;
+pub(crate) mod libc_mode {
+    pub(crate) const S_IFMT: u32 = 0o170000;
+    pub(crate) const S_IFREG: u32 = 0o100000;
+    pub(crate) const S_IFDIR: u32 = 0o040000;
+    pub(crate) const S_IFLNK: u32 = 0o120000;
 }
 
-pub fn file_type(st: &Stat) -> u32 {
+pub(crate) fn file_type(st: &Stat) -> u32 {
     st.st_mode & libc_mode::S_IFMT
 }
 
 /// What sits at `name` in `parent`, without following it and without
 /// crossing into a filesystem mounted there.
-pub struct Entry {
-    pub kind: u32,
-    pub mount_root: bool,
-    pub mnt_id: u64,
+pub(crate) struct Entry {
+    pub(crate) kind: u32,
+    pub(crate) mount_root: bool,
+    pub(crate) mnt_id: u64,
 }
 
-pub fn entry(parent: BorrowedFd<'_>, name: &str) -> Result<Option<Entry>, Errno> {
+pub(crate) fn entry(parent: BorrowedFd<'_>, name: &str) -> Result<Option<Entry>, Errno> {
     let mask = StatxFlags::TYPE | StatxFlags::MNT_ID;
     match rustix::fs::statx(parent, name, AtFlags::SYMLINK_NOFOLLOW, mask) {
         Ok(st) => Ok(Some(Entry {
@@ -162,23 +168,9 @@ pub fn entry(parent: BorrowedFd<'_>, name: &str) -> Result<Option<Entry>, Errno>
 
 /// `/proc/self/fd/N`: names exactly the object behind `fd` for syscalls that
 /// only take paths, without resolving any user-controlled path again.
-pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> String {
     use std::os::fd::AsRawFd;
     format!("/proc/self/fd/{}", fd.as_raw_fd())
-}
-
-pub fn os(shown: &Path, what: &str, e: Errno) -> Failure {
-    let kind = if matches!(e, Errno::PERM | Errno::ACCESS) {
-        Kind::NotPermitted
-    } else {
-        Kind::Missing
-    };
-    let failure = Failure::new(kind, format!("{what} {}: {e}", shown.display()));
-    if kind == Kind::NotPermitted {
-        failure.hint("left4me-overlay must run as root (systemd runs it with the + prefix)")
-    } else {
-        failure
-    }
 }
 
 /// Turns an openat2 error into a message that names the offending component.
@@ -208,7 +200,8 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
         (Errno::XDEV, _) => Failure::new(
             Kind::UnsafePath,
             format!("{} resolves outside the state directory", shown.display()),
-        ),
+        )
+        .hint("replace whatever is there (a mount or a link) by a plain directory"),
         (Errno::NOTDIR, _) => Failure::new(
             Kind::UnsafePath,
             format!("{} is not a directory", culprit_shown.display()),
@@ -217,12 +210,14 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
         (Errno::NOENT, _) => Failure::new(
             Kind::Missing,
             format!("{} does not exist", culprit_shown.display()),
-        ),
+        )
+        .hint("create it, or check --state-dir / LEFT4ME_STATE_DIR"),
         (Errno::ISDIR, _) => Failure::new(
             Kind::UnsafePath,
             format!("{} is a directory, expected a {want}", shown.display()),
-        ),
-        (e, _) => os(shown, &format!("open {want}"), e),
+        )
+        .hint(format!("replace it with a {want}")),
+        (e, _) => Failure::os(shown, &format!("open {want}"), e),
     }
 }
 
@@ -245,16 +240,189 @@ fn find_culprit(base: BorrowedFd<'_>, rel: &str) -> Option<(String, u32)> {
 }
 
 /// Changes owner through the fd (O_RDONLY directory fds from [`open_dir`]).
-pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32, shown: &Path) -> Result<(), Failure> {
+pub(crate) fn chown_fd(
+    fd: BorrowedFd<'_>,
+    uid: u32,
+    gid: u32,
+    shown: &Path,
+) -> Result<(), Failure> {
     use rustix::fs::{Gid, Uid};
     rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-        .map_err(|e| os(shown, "chown", e))
+        .map_err(|e| Failure::os(shown, "chown", e))
 }
 
-pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32, shown: &Path) -> Result<(), Failure> {
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| os(shown, "chmod", e))
+pub(crate) fn chmod_fd(fd: BorrowedFd<'_>, mode: u32, shown: &Path) -> Result<(), Failure> {
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| Failure::os(shown, "chmod", e))
 }
 
-pub fn stat_fd(fd: impl AsFd, shown: &Path) -> Result<Stat, Failure> {
-    rustix::fs::fstat(fd).map_err(|e| os(shown, "stat", e))
+pub(crate) fn stat_fd(fd: impl AsFd, shown: &Path) -> Result<Stat, Failure> {
+    rustix::fs::fstat(fd).map_err(|e| Failure::os(shown, "stat", e))
+}
+
+/// Replaces `name` in `dir` with a root-only (0600) file holding `bytes`:
+/// written to a temporary name, with `fsync` synced, and renamed over
+/// `name`, all through `dir`'s fd, so a reader sees the old content or the
+/// new, never a part, and with `fsync` neither does anyone after a crash.
+/// The directory itself is not synced: the files written here live in
+/// runtime/, which every mount writes again before the game can start.
+pub(crate) fn write_replace(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    bytes: &[u8],
+    fsync: bool,
+    shown: &Path,
+) -> Result<(), Failure> {
+    let tmp = format!("{name}.tmp");
+    let flags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o600))
+        .map_err(|e| Failure::os(shown, "create", e))?;
+    // An earlier file of that name may have been created with another mode.
+    chmod_fd(fd.as_fd(), 0o600, shown)?;
+    let mut written = 0;
+    while written < bytes.len() {
+        match rustix::io::write(&fd, &bytes[written..]) {
+            Ok(n) => written += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Failure::os(shown, "write", e)),
+        }
+    }
+    if fsync {
+        rustix::fs::fsync(&fd).map_err(|e| Failure::os(shown, "fsync", e))?;
+    }
+    rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| Failure::os(shown, "rename", e))
+}
+
+/// Removes file `name` from `dir`; nothing to do if it is not there.
+pub(crate) fn remove_file(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<(), Failure> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(Failure::os(shown, "remove", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Unprivileged: everything here works on a temporary directory the test
+    //! user owns.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    use super::*;
+
+    fn tmp() -> (tempfile::TempDir, OwnedFd) {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = rustix::fs::open(dir.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        (dir, fd)
+    }
+
+    #[test_log::test]
+    fn open_dir_refuses_symlinks_at_any_component_and_names_it() {
+        let (dir, fd) = tmp();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        symlink(dir.path().join("a"), dir.path().join("link")).unwrap();
+        let shown = Path::new("/s/link/b");
+        let f = open_dir(fd.as_fd(), "link/b", shown).unwrap_err();
+        assert_eq!(f.kind, Kind::UnsafePath);
+        assert_eq!(
+            f.message,
+            "/s/link is a symlink; refusing to follow it as root"
+        );
+        assert!(open_dir(fd.as_fd(), "a/b", shown).is_ok());
+        let f = open_dir(fd.as_fd(), "../x", Path::new("/x")).unwrap_err();
+        assert_eq!(f.kind, Kind::UnsafePath, "{}", f.message);
+    }
+
+    #[test_log::test]
+    fn missing_and_not_a_directory() {
+        let (dir, fd) = tmp();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let f = open_dir(fd.as_fd(), "nope/deeper", Path::new("/s/nope/deeper")).unwrap_err();
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (Kind::Missing, "/s/nope does not exist")
+        );
+        assert!(
+            open_dir_if_exists(fd.as_fd(), "nope", Path::new("/s/nope"))
+                .unwrap()
+                .is_none()
+        );
+        let f = open_dir(fd.as_fd(), "file/x", Path::new("/s/file/x")).unwrap_err();
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (Kind::UnsafePath, "/s/file is not a directory")
+        );
+        assert!(f.hint.is_some());
+    }
+
+    #[test_log::test]
+    fn ensure_dir_sets_the_mode_whatever_the_umask() {
+        let (dir, fd) = tmp();
+        let old = rustix::process::umask(Mode::from_raw_mode(0o077));
+        let made = ensure_dir(fd.as_fd(), "d", 0o755, Path::new("d"));
+        rustix::process::umask(old);
+        made.unwrap();
+        let meta = std::fs::metadata(dir.path().join("d")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o755);
+        // An existing directory is used as it is.
+        std::fs::set_permissions(dir.path().join("d"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        ensure_dir(fd.as_fd(), "d", 0o755, Path::new("d")).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.path().join("d")).unwrap().mode() & 0o7777,
+            0o700
+        );
+    }
+
+    #[test_log::test]
+    fn read_small_file_refuses_what_is_not_one_plain_file() {
+        let (dir, fd) = tmp();
+        let p = dir.path();
+        std::fs::write(p.join("ok"), "A=1\n").unwrap();
+        assert_eq!(
+            read_small_file(fd.as_fd(), "ok", Path::new("ok"), 10).unwrap(),
+            b"A=1\n"
+        );
+        let f = read_small_file(fd.as_fd(), "ok", Path::new("ok"), 3).unwrap_err();
+        assert_eq!(f.kind, Kind::InvalidConfig);
+        std::fs::hard_link(p.join("ok"), p.join("alias")).unwrap();
+        let f = read_small_file(fd.as_fd(), "ok", Path::new("ok"), 10).unwrap_err();
+        assert!(f.message.contains("has 2 hard links"), "{}", f.message);
+        symlink(p.join("alias"), p.join("link")).unwrap();
+        let f = read_small_file(fd.as_fd(), "link", Path::new("link"), 10).unwrap_err();
+        assert!(f.message.contains("is a symlink"), "{}", f.message);
+        rustix::fs::mknodat(
+            &fd,
+            "fifo",
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let f = read_small_file(fd.as_fd(), "fifo", Path::new("fifo"), 10).unwrap_err();
+        assert_eq!(f.message, "fifo is not a regular file");
+        std::fs::create_dir(p.join("dir")).unwrap();
+        let f = read_small_file(fd.as_fd(), "dir", Path::new("dir"), 10).unwrap_err();
+        assert_eq!(f.kind, Kind::UnsafePath, "{}", f.message);
+    }
+
+    #[test_log::test]
+    fn write_replace_swaps_content_and_keeps_it_private() {
+        let (dir, fd) = tmp();
+        std::fs::write(dir.path().join("f"), "old").unwrap();
+        std::fs::set_permissions(dir.path().join("f"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        write_replace(fd.as_fd(), "f", b"new", true, Path::new("f")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("f")).unwrap().mode() & 0o7777,
+            0o600
+        );
+        assert!(!dir.path().join("f.tmp").exists());
+        remove_file(fd.as_fd(), "f", Path::new("f")).unwrap();
+        remove_file(fd.as_fd(), "f", Path::new("f")).unwrap();
+        assert!(!dir.path().join("f").exists());
+    }
 }

@@ -8,52 +8,38 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
 use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, fork, pipe};
-use rustix::mount::OpenTreeFlags;
+use nix::unistd::pipe;
+use rustix::mount::{MountAttrFlags, OpenTreeFlags};
 
 use crate::error::{Failure, Kind};
-
-const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
-const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
-const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use crate::sys;
 
 /// A user namespace whose only mapping is `owner -> service` for uid and gid.
-pub fn user_namespace(owner: (u32, u32), service: (u32, u32)) -> Result<OwnedFd, Failure> {
+pub(crate) fn user_namespace(owner: (u32, u32), service: (u32, u32)) -> Result<OwnedFd, Failure> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         Failure::new(Kind::KernelLimit, format!("cannot create the user namespace for an idmapped layer: {what}: {e}"))
             .hint("the kernel needs user namespaces (CONFIG_USER_NS); or make the service user own installation/ and overlays/")
     };
     let (ready_r, ready_w) = pipe().map_err(|e| fail("pipe", &e))?;
     let (done_r, done_w) = pipe().map_err(|e| fail("pipe", &e))?;
-    // SAFETY: the helper is single-threaded; the child only makes raw
-    // syscalls (unshare, read, write, _exit) before exiting.
-    let child = match unsafe { fork() }.map_err(|e| fail("fork", &e))? {
-        ForkResult::Child => {
+    // The child enters a new user namespace and waits until the parent has
+    // written its maps and opened it; then the namespace lives on in that fd.
+    let child = match sys::fork().map_err(|e| fail("fork", &e))? {
+        sys::Forked::Child => {
             drop(ready_r);
             drop(done_w);
             let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok();
             let _ = nix::unistd::write(&ready_w, &[u8::from(ok)]);
             let mut byte = [0u8; 1];
             let _ = nix::unistd::read(&done_r, &mut byte);
-            // SAFETY: _exit is async-signal-safe and skips Rust destructors
-            // that belong to the parent.
-            unsafe { nix::libc::_exit(0) }
+            sys::exit_child(0)
         }
-        ForkResult::Parent { child } => child,
+        sys::Forked::Parent(child) => child,
     };
     drop(ready_w);
     drop(done_r);
@@ -87,7 +73,7 @@ pub fn user_namespace(owner: (u32, u32), service: (u32, u32)) -> Result<OwnedFd,
 }
 
 /// A detached, read-only clone of `layer` seen through `userns`'s mapping.
-pub fn idmapped_clone(
+pub(crate) fn idmapped_clone(
     layer: BorrowedFd<'_>,
     userns: BorrowedFd<'_>,
     shown: &Path,
@@ -107,33 +93,20 @@ pub fn idmapped_clone(
                 shown.display()
             ),
         )
+        .hint("idmapped mounts need Linux >= 5.19; or chown -R the layer to the service user")
     })?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: mount_setattr reads `attr` (size given) and an empty C string.
-    let rc = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_mount_setattr,
-            tree.as_fd().as_raw_fd(),
-            c"".as_ptr(),
-            nix::libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Failure::new(
+    let set = MountAttrFlags::MOUNT_ATTR_IDMAP
+        | MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV;
+    sys::mount_setattr(tree.as_fd(), set, userns).map_err(|e| {
+        Failure::new(
             Kind::KernelLimit,
             format!("cannot idmap {} (mount_setattr: {e})", shown.display()),
         )
         .hint(
             "its filesystem does not support idmapped mounts (ext4, xfs, btrfs and tmpfs on Linux >= 6.3 do); or chown -R the layer to the service user",
-        ));
-    }
+        )
+    })?;
     Ok(tree)
 }

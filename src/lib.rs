@@ -1,21 +1,33 @@
 //! left4me-overlay: the privileged helper that assembles, tears down, resets
 //! and inspects one left4me instance's overlayfs mount. The binary is a thin
-//! shell over [`run::run`]; see the README for the contract and threat model.
+//! shell over [`main`]; see the README for the contract and threat model.
+//! The crate's second program, the per-instance health check `left4me-health`
+//! (docs/health.md), is [`health_main`]; the root helper never calls it.
+//! Everything else is private to the crate, and `unsafe` lives in `sys` only.
+#![deny(unsafe_code)]
 
 mod a2s;
-pub mod cli;
-pub mod discard;
-pub mod envfile;
-pub mod error;
-pub mod fsx;
-pub mod health;
-pub mod idmap;
-pub mod lock;
-pub mod logging;
-pub mod mounts;
-pub mod name;
-pub mod namespace;
-pub mod ops;
-pub mod run;
-pub mod state;
-pub mod status;
+mod cli;
+mod discard;
+mod envfile;
+mod error;
+mod fsx;
+mod health;
+mod idmap;
+mod instance;
+mod lock;
+mod logging;
+mod mounts;
+mod name;
+mod namespace;
+mod overlay;
+mod run;
+mod state;
+mod status;
+#[allow(unsafe_code)]
+mod sys;
+mod verbs;
+
+pub use run::main;
+/// left4me-health's program (src/bin/left4me-health.rs).
+pub use health::main as health_main;

@@ -10,18 +10,18 @@ use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Failure, Kind};
-use crate::fsx;
 use crate::name::InstanceName;
+use crate::state::{InstancePaths, Own};
 
 /// Below systemd's default start timeout (90 s), so a stuck lock holder shows
 /// up as this helper's clear error rather than a unit timeout.
 const WAIT: Duration = Duration::from_secs(30);
 
-pub struct InstanceLock {
+pub(crate) struct InstanceLock {
     _fd: OwnedFd,
 }
 
-pub fn lock(
+pub(crate) fn lock(
     helper_dir: BorrowedFd<'_>,
     name: &InstanceName,
     shown: &Path,
@@ -29,11 +29,11 @@ pub fn lock(
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(
         helper_dir,
-        format!("{name}.lock"),
+        InstancePaths::new(name).own(Own::Lock),
         flags,
         Mode::from_raw_mode(0o600),
     )
-    .map_err(|e| fsx::os(shown, "open lock", e))?;
+    .map_err(|e| Failure::os(shown, "open lock", e))?;
     let deadline = Instant::now() + WAIT;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -53,7 +53,7 @@ pub fn lock(
                 )
                 .hint(format!("find it with: fuser -v {}", shown.display())));
             }
-            Err(e) => return Err(fsx::os(shown, "lock", e)),
+            Err(e) => return Err(Failure::os(shown, "lock", e)),
         }
     }
 }

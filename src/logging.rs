@@ -10,13 +10,13 @@ use tracing::level_filters::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 /// Returns whether events go to the journal.
-pub fn init(verb: &str, instance: Option<&str>) -> bool {
+pub(crate) fn init(verb: &str, instance: Option<&str>) -> bool {
     init_as("left4me-overlay", verb, instance)
 }
 
 /// As [`init`], for another of the crate's programs: `identifier` becomes
 /// SYSLOG_IDENTIFIER, so `journalctl -t left4me-health` finds that program.
-pub fn init_as(identifier: &str, verb: &str, instance: Option<&str>) -> bool {
+pub(crate) fn init_as(identifier: &str, verb: &str, instance: Option<&str>) -> bool {
     if stderr_is_journal() {
         let mut fields = vec![("LEFT4ME_VERB".to_owned(), verb.to_owned())];
         if let Some(instance) = instance {

@@ -5,20 +5,20 @@ use std::collections::BTreeMap;
 use std::fs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    pub id: u64,
-    pub mount_point: String,
-    pub fstype: String,
-    pub source: String,
+pub(crate) struct MountEntry {
+    pub(crate) id: u64,
+    pub(crate) mount_point: String,
+    pub(crate) fstype: String,
+    pub(crate) source: String,
 }
 
-pub fn read_mountinfo(path: &str) -> Vec<MountEntry> {
+pub(crate) fn read_mountinfo(path: &str) -> Vec<MountEntry> {
     fs::read_to_string(path)
         .map(|text| text.lines().filter_map(parse_line).collect())
         .unwrap_or_default()
 }
 
-pub fn find_by_id(id: u64) -> Option<MountEntry> {
+pub(crate) fn find_by_id(id: u64) -> Option<MountEntry> {
     read_mountinfo("/proc/self/mountinfo")
         .into_iter()
         .find(|m| m.id == id)
@@ -68,7 +68,7 @@ fn unescape(field: &str) -> String {
 /// open file or a mapping inside it, and mount namespaces other than ours
 /// that still contain it (the failure the reference unit's commit describes:
 /// a process left in a service's private namespace pins the slave copy).
-pub fn holders(mount_point: &str) -> Vec<String> {
+pub(crate) fn holders(mount_point: &str) -> Vec<String> {
     let inside = |p: &str| {
         p == mount_point
             || p.strip_prefix(mount_point)
@@ -104,27 +104,26 @@ pub fn holders(mount_point: &str) -> Vec<String> {
             continue;
         }
         for (link, what) in [("cwd", "working directory"), ("root", "root directory")] {
-            if let Ok(target) = fs::read_link(format!("{base}/{link}"))
-                && inside(&target.to_string_lossy())
-            {
+            let target = fs::read_link(format!("{base}/{link}"));
+            if let Some(target) = target.ok().filter(|t| inside(&t.to_string_lossy())) {
                 found.push(format!("{who}: {what} {}", target.display()));
             }
         }
-        if let Ok(fds) = fs::read_dir(format!("{base}/fd")) {
-            for fd in fds.flatten() {
-                if let Ok(target) = fs::read_link(fd.path())
-                    && inside(&target.to_string_lossy())
-                {
-                    found.push(format!("{who}: open file {}", target.display()));
-                }
+        let fds = fs::read_dir(format!("{base}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for target in fds.filter_map(|fd| fs::read_link(fd.path()).ok()) {
+            if inside(&target.to_string_lossy()) {
+                found.push(format!("{who}: open file {}", target.display()));
             }
         }
-        if let Ok(maps) = fs::read_to_string(format!("{base}/maps"))
-            && let Some(path) = maps
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(5))
-                .find(|p| inside(p))
-        {
+        let maps = fs::read_to_string(format!("{base}/maps")).unwrap_or_default();
+        let mapped = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| inside(p));
+        if let Some(path) = mapped {
             found.push(format!("{who}: mapped file {path}"));
         }
     }

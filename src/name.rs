@@ -6,34 +6,35 @@ use std::fmt;
 
 use crate::error::{Failure, Kind};
 
-pub const INSTANCE_MAX: usize = 32;
-pub const OVERLAY_MAX: usize = 64;
+const INSTANCE_MAX: usize = 32;
+const OVERLAY_MAX: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct InstanceName(String);
+pub(crate) struct InstanceName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverlayName(String);
+pub(crate) struct OverlayName(String);
 
 impl InstanceName {
-    pub fn parse(raw: &str) -> Result<Self, Failure> {
-        validate("instance", raw, INSTANCE_MAX)?;
+    /// From the command line: the message shows the name as given.
+    pub(crate) fn parse(raw: &str) -> Result<Self, Failure> {
+        validate("instance", raw, INSTANCE_MAX)
+            .map_err(|f| f.prefixed(&format!("invalid instance name {raw:?}: ")))?;
         Ok(InstanceName(raw.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 impl OverlayName {
-    pub fn parse(raw: &str) -> Result<Self, Failure> {
-        validate("overlay", raw, OVERLAY_MAX)?;
+    /// From instance.env: the message does not echo the name (a value of
+    /// a user-written file), only what is wrong with it.
+    pub(crate) fn parse(raw: &str) -> Result<Self, Failure> {
+        validate("overlay", raw, OVERLAY_MAX)
+            .map_err(|f| f.prefixed("is not a valid overlay name: "))?;
         Ok(OverlayName(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -49,16 +50,13 @@ impl fmt::Display for OverlayName {
     }
 }
 
+/// Checks `raw` against the charset; the failure says why, for the caller
+/// to prefix with what it may show of the name.
 fn validate(what: &str, raw: &str, max: usize) -> Result<(), Failure> {
-    let rule = format!(
-        "{what} names are 1-{max} characters of A-Z a-z 0-9 _ -, starting with a letter or digit"
-    );
     let invalid = |why: String| {
-        Failure::new(
-            Kind::InvalidName,
-            format!("invalid {what} name {raw:?}: {why}"),
-        )
-        .hint(rule.clone())
+        Failure::new(Kind::InvalidName, why).hint(format!(
+            "{what} names are 1-{max} characters of A-Z a-z 0-9 _ -, starting with a letter or digit"
+        ))
     };
     if raw.is_empty() {
         return Err(invalid("it is empty".into()));
@@ -71,7 +69,7 @@ fn validate(what: &str, raw: &str, max: usize) -> Result<(), Failure> {
         let allowed = c.is_ascii_alphanumeric() || (pos > 0 && (c == '_' || c == '-'));
         if !allowed {
             return Err(invalid(format!(
-                "character {} ({c:?}) is not allowed there",
+                "character {} is not allowed there",
                 pos + 1
             )));
         }
@@ -111,6 +109,8 @@ mod tests {
     #[case("a\tb", "character 2")]
     #[case("a\nb", "character 2")]
     #[case("a\0b", "character 2")]
+    // execve cannot carry a NUL in an argument, so only this level sees one.
+    #[case("vs1\0", "character 4")]
     #[case("vs1.service", "character 4")]
     #[case("caf\u{e9}", "character 4")]
     #[case("a\\x2d", "character 2")]
@@ -131,5 +131,19 @@ mod tests {
     #[test_log::test]
     fn overlay_names(#[case] name: &str, #[case] ok: bool) {
         assert_eq!(OverlayName::parse(name).is_ok(), ok, "{name}");
+    }
+
+    #[test_log::test]
+    fn overlay_name_errors_do_not_echo_the_name() {
+        let err = OverlayName::parse("secret,lowerdir=/").unwrap_err();
+        assert_eq!(
+            err.message,
+            "is not a valid overlay name: character 7 is not allowed there"
+        );
+        let err = InstanceName::parse("a/b").unwrap_err();
+        assert_eq!(
+            err.message,
+            "invalid instance name \"a/b\": character 2 is not allowed there"
+        );
     }
 }

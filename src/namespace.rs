@@ -11,15 +11,27 @@ use std::os::fd::OwnedFd;
 
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
+use rustix::io::Errno;
 
-use crate::error::{Failure, Kind, Result};
+use crate::error::{Failure, Result};
 
-pub fn in_private_namespace<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
-    let original: OwnedFd = std::fs::File::open("/proc/self/ns/mnt")
-        .map_err(|e| Failure::new(Kind::NotPermitted, format!("open /proc/self/ns/mnt: {e}")))?
-        .into();
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-        .map_err(|e| Failure::new(Kind::NotPermitted, format!("unshare(CLONE_NEWNS): {e}")))?;
+fn errno(e: nix::errno::Errno) -> Errno {
+    Errno::from_raw_os_error(e as i32)
+}
+
+pub(crate) fn in_private_namespace<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let original: OwnedFd = rustix::fs::open(
+        "/proc/self/ns/mnt",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Failure::syscall("open /proc/self/ns/mnt", e))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| {
+        Failure::syscall(
+            "create a private mount namespace (unshare(CLONE_NEWNS))",
+            errno(e),
+        )
+    })?;
     // Copies of shared mounts stay in their peer groups: make everything
     // private first so nothing attached here propagates back.
     let result = nix::mount::mount(
@@ -29,19 +41,10 @@ pub fn in_private_namespace<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| {
-        Failure::new(
-            Kind::NotPermitted,
-            format!("make the private namespace private: {e}"),
-        )
-        .into()
-    })
+    .map_err(|e| Failure::syscall("make the private mount namespace private", errno(e)))
     .and_then(|()| work());
     nix::sched::setns(&original, CloneFlags::CLONE_NEWNS).map_err(|e| {
-        Failure::new(
-            Kind::NotPermitted,
-            format!("return to the original mount namespace: {e}"),
-        )
+        Failure::syscall("return to the original mount namespace (setns)", errno(e))
     })?;
     result
 }

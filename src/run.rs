@@ -1,24 +1,91 @@
-//! Dispatch from the parsed command line to the verbs, and their output.
+//! The process: parse the command line, dispatch to the verbs, print their
+//! outcome, and report a failure once with its exit code.
 
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command, Generate};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
+use crate::logging;
 use crate::name::InstanceName;
-use crate::ops::{self, Outcome};
 use crate::state::{ServiceUser, State};
 use crate::status;
+use crate::sys;
+use crate::verbs::{self, Outcome};
+
+/// The whole of `left4me-overlay`.
+pub fn main() -> ExitCode {
+    sys::default_sigpipe();
+    let cli = Cli::parse();
+    if let Some(kind) = cli.generate {
+        return generate(kind);
+    }
+    let Some(command) = &cli.command else {
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
+    let (verb, instance, json) = match command {
+        Command::Mount(a) => ("mount", Some(a.instance.as_str()), a.json),
+        Command::Umount(a) => ("umount", Some(a.instance.as_str()), a.json),
+        Command::Reset(a) => ("reset", Some(a.instance.as_str()), a.json),
+        Command::Status(a) => ("status", a.instance.as_deref(), a.json),
+    };
+    let to_journal = logging::init(verb, instance);
+    match run(&cli, command) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            let code = failure.kind.exit_code();
+            // One report per error: a structured journal entry under systemd,
+            // a plain line on a terminal.
+            if to_journal {
+                tracing::error!(exit_code = code, kind = failure.kind.label(), "{failure}");
+            } else {
+                eprintln!("left4me-overlay {verb}: error: {failure}");
+            }
+            if json {
+                let report = serde_json::json!({
+                    "error": {
+                        "kind": failure.kind.label(),
+                        "exit_code": code,
+                        "message": failure.message,
+                        "hint": failure.hint,
+                    }
+                });
+                println!("{report}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn generate(kind: Generate) -> ExitCode {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout();
+    let shell = match kind {
+        Generate::Man => {
+            return match clap_mangen::Man::new(cmd).section("8").render(&mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            };
+        }
+        Generate::CompleteBash => clap_complete::Shell::Bash,
+        Generate::CompleteZsh => clap_complete::Shell::Zsh,
+        Generate::CompleteFish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "left4me-overlay", &mut out);
+    ExitCode::SUCCESS
+}
 
 /// Returns the exit code for outcomes already reported on stdout (status
-/// with broken instances); errors are left to the caller to report.
-pub fn run(cli: &Cli, command: &Command) -> Result<u8> {
+/// with broken instances); failures are left to the caller to report.
+fn run(cli: &Cli, command: &Command) -> Result<u8> {
     if !rustix::process::geteuid().is_root() {
         return Err(
             Failure::new(Kind::NotPermitted, "left4me-overlay must run as root")
-                .hint("systemd runs it as root through the + prefix; by hand use sudo")
-                .into(),
+                .hint("systemd runs it from its root units; by hand use sudo"),
         );
     }
     let state = State::open(&cli.state_dir)?;
@@ -26,19 +93,19 @@ pub fn run(cli: &Cli, command: &Command) -> Result<u8> {
         Command::Mount(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            print_outcome(&ops::mount(&state, &name, &user)?, args.json)?;
+            print_outcome(&verbs::mount(&state, &name, &user)?, args.json)?;
         }
         Command::Umount(args) => {
             let name = InstanceName::parse(&args.instance)?;
-            print_outcome(&ops::umount(&state, &name)?, args.json)?;
+            print_outcome(&verbs::umount(&state, &name)?, args.json)?;
         }
         Command::Reset(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            let (outcome, runtime_i, shown) = ops::reset(&state, &name, &user)?;
-            print_outcome(&outcome, args.json)?;
-            if let Some(runtime_i) = runtime_i {
-                delete_in_background(runtime_i.as_fd(), &shown);
+            let done = verbs::reset(&state, &name, &user)?;
+            print_outcome(&done.outcome, args.json)?;
+            if let Some((runtime_i, shown)) = done.discard {
+                discard::in_background(runtime_i, &shown);
             }
         }
         Command::Status(args) => {
@@ -48,11 +115,15 @@ pub fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 .map(InstanceName::parse)
                 .transpose()?;
             let report = status::report(&state, name.as_ref())?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+            let text = if args.json {
+                serde_json::to_string_pretty(&report).map_err(|e| {
+                    Failure::new(Kind::Unexpected, format!("serialise the status: {e}"))
+                        .hint("please report this")
+                })? + "\n"
             } else {
-                print_status(&report);
-            }
+                status_text(&report)
+            };
+            write_stdout(&text)?;
             return Ok(report
                 .instances
                 .iter()
@@ -63,24 +134,32 @@ pub fn run(cli: &Cli, command: &Command) -> Result<u8> {
     Ok(0)
 }
 
-fn print_outcome(outcome: &Outcome, json: bool) -> Result<()> {
+fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", serde_json::to_string(outcome)?)?;
-    } else {
-        writeln!(
-            out,
-            "{}: {} ({})",
-            outcome.instance,
-            outcome.result,
-            outcome.mount_point.display()
-        )?;
-    }
-    out.flush()?;
-    Ok(())
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            Failure::new(Kind::Unexpected, format!("write to stdout: {e}"))
+                .hint("stdout was closed or is full; the verb itself has completed")
+        })
 }
 
-fn print_status(report: &status::Report) {
+fn print_outcome(outcome: &Outcome, json: bool) -> Result<()> {
+    let text = if json {
+        serde_json::json!(outcome).to_string()
+    } else {
+        format!(
+            "{}: {} ({})",
+            outcome.instance,
+            outcome.result.as_str(),
+            outcome.mount_point.display()
+        )
+    };
+    write_stdout(&(text + "\n"))
+}
+
+fn status_text(report: &status::Report) -> String {
+    let mut text = String::new();
     for i in &report.instances {
         let state = if i.mounted { "mounted" } else { "not mounted" };
         let upper = i.upper.as_ref().map_or_else(String::new, |u| {
@@ -95,59 +174,25 @@ fn print_status(report: &status::Report) {
         } else {
             ""
         };
-        println!("{}: {state}{upper}{stale}", i.name);
+        text += &format!("{}: {state}{upper}{stale}\n", i.name);
         let stack: Vec<String> = i
             .layers
             .iter()
-            .map(|l| format!("{} {}", l.role, l.path.display()))
+            .map(|l| format!("{} {}", l.role.as_str(), l.path.display()))
             .collect();
-        println!("  layers, top first: {}", stack.join(" > "));
+        text += &format!("  layers, top first: {}\n", stack.join(" > "));
         if i.discard_pending > 0 {
-            println!(
-                "  {} discarded layer(s) still being deleted",
+            text += &format!(
+                "  {} discarded layer(s) still being deleted\n",
                 i.discard_pending
             );
         }
         if let Some(err) = &i.error {
-            println!("  error ({}): {}", err.kind, err.message);
-        }
-    }
-}
-
-/// The reset is complete for callers once the empty layer is in place; the
-/// old one is deleted by a detached child so a large upper layer does not
-/// delay the next start. If that child dies, umount and reset sweep later.
-fn delete_in_background(runtime_i: std::os::fd::BorrowedFd<'_>, shown: &std::path::Path) {
-    if discard::pending(runtime_i).is_empty() {
-        return;
-    }
-    // SAFETY: single-threaded; the child only does file deletions and exits.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let _ = nix::unistd::setsid();
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                for target in [0, 1] {
-                    // SAFETY: dup2 onto stdin/stdout; stderr stays for logging.
-                    unsafe { nix::libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target) };
-                }
+            text += &format!("  error ({}): {}\n", err.kind, err.message);
+            if let Some(hint) = &err.hint {
+                text += &format!("  hint: {hint}\n");
             }
-            let code = match discard::sweep(runtime_i, shown) {
-                Ok(_) => 0,
-                Err(f) => {
-                    tracing::warn!(error = %f, "discarded layer not fully deleted; the next umount or reset continues");
-                    1
-                }
-            };
-            // SAFETY: exit without running the parent's atexit handlers.
-            unsafe { nix::libc::_exit(code) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { .. }) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot fork to delete the discarded layer; the next umount or reset does")
         }
     }
+    text
 }

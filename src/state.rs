@@ -1,7 +1,10 @@
-//! The state directory layout and who owns what in it. The admin's parts
-//! (the state dir itself and runtime/) must not be writable by the service
-//! user: if they were, the user could swap the directories the helper's
-//! guarantees are anchored on.
+//! The state directory: its layout (every path the helper uses is built
+//! here) and who owns what in it. The admin's parts (the state dir itself and
+//! runtime/) must not be writable by the service user: if they were, the user
+//! could swap the directories the helper's guarantees are anchored on.
+//!
+//! `open_*` only opens what exists, for read paths (status); `ensure_*`
+//! creates what is missing, for the verbs that change state.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -11,18 +14,33 @@ use rustix::io::Errno;
 
 use crate::error::{Failure, Kind};
 use crate::fsx;
-use crate::name::InstanceName;
+use crate::name::{InstanceName, OverlayName};
 
-pub struct State {
-    pub root: PathBuf,
+pub(crate) const INSTALLATION: &str = "installation";
+pub(crate) const INSTANCES: &str = "instances";
+pub(crate) const RUNTIME: &str = "runtime";
+/// Root-only: locks, stack records, staging mounts, the game's env copies.
+pub(crate) const HELPER_DIR: &str = "runtime/.left4me";
+const HELPER_DIR_NAME: &str = ".left4me";
+/// The parts of runtime/<i>/, by their name in it.
+pub(crate) const UPPER: &str = "upper";
+pub(crate) const WORK: &str = "work";
+pub(crate) const MERGED: &str = "merged";
+
+pub(crate) fn overlay_rel(name: &OverlayName) -> String {
+    format!("overlays/{name}")
+}
+
+pub(crate) struct State {
+    pub(crate) root: PathBuf,
     fd: OwnedFd,
 }
 
 impl State {
-    /// The state dir path comes from root (command line, or host.env through
-    /// systemd), so it is trusted and may itself be reached through symlinks;
+    /// The state dir path comes from root (command line, or a root-owned unit
+    /// file), so it is trusted and may itself be reached through symlinks;
     /// nothing below it is.
-    pub fn open(root: &Path) -> Result<State, Failure> {
+    pub(crate) fn open(root: &Path) -> Result<State, Failure> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let fd = rustix::fs::open(root, flags, Mode::empty()).map_err(|e| match e {
             Errno::NOENT => Failure::new(
@@ -33,8 +51,9 @@ impl State {
             Errno::NOTDIR => Failure::new(
                 Kind::UnsafePath,
                 format!("state directory {} is not a directory", root.display()),
-            ),
-            e => fsx::os(root, "open state directory", e),
+            )
+            .hint("pass the directory holding installation/, overlays/, instances/ and runtime/"),
+            e => Failure::os(root, "open state directory", e),
         })?;
         require_root_only(fd.as_fd(), root)?;
         Ok(State {
@@ -43,49 +62,63 @@ impl State {
         })
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
-    pub fn shown(&self, rel: &str) -> PathBuf {
+    pub(crate) fn shown(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
-    /// runtime/, created root-owned if missing (a fresh host, or a test).
-    pub fn runtime(&self) -> Result<OwnedFd, Failure> {
-        let shown = self.shown("runtime");
-        let fd = fsx::ensure_dir(self.fd(), "runtime", 0o755, &shown)?;
-        require_root_only(fd.as_fd(), &shown)?;
-        Ok(fd)
-    }
-
-    /// runtime/.left4me/: root-only; holds the locks and mount records.
-    pub fn helper_dir(&self, runtime: BorrowedFd<'_>) -> Result<OwnedFd, Failure> {
-        let shown = self.shown("runtime/.left4me");
-        let fd = fsx::ensure_dir(runtime, ".left4me", 0o700, &shown)?;
-        let st = fsx::stat_fd(&fd, &shown)?;
-        if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
-            return Err(Failure::new(
-                Kind::UnsafePath,
-                format!("{} must be owned by root with mode 0700", shown.display()),
-            )
-            .hint(format!(
-                "chown root:root {0} && chmod 0700 {0}",
-                shown.display()
-            )));
+    /// runtime/, if it exists (checked root-only like the state dir).
+    pub(crate) fn open_runtime(&self) -> Result<Option<OwnedFd>, Failure> {
+        let shown = self.shown(RUNTIME);
+        let fd = fsx::open_dir_if_exists(self.fd(), RUNTIME, &shown)?;
+        if let Some(fd) = &fd {
+            require_root_only(fd.as_fd(), &shown)?;
         }
         Ok(fd)
     }
 
-    pub fn names_in(&self, rel: &str) -> Result<Vec<String>, Failure> {
-        let Some(fd) = fsx::open_dir_if_exists(self.fd(), rel, &self.shown(rel))? else {
+    /// runtime/, created root-owned if missing (a fresh host, or a test).
+    pub(crate) fn ensure_runtime(&self) -> Result<OwnedFd, Failure> {
+        let shown = self.shown(RUNTIME);
+        let fd = fsx::ensure_dir(self.fd(), RUNTIME, 0o755, &shown)?;
+        require_root_only(fd.as_fd(), &shown)?;
+        Ok(fd)
+    }
+
+    /// runtime/.left4me/, if it exists.
+    pub(crate) fn open_helper_dir(
+        &self,
+        runtime: BorrowedFd<'_>,
+    ) -> Result<Option<OwnedFd>, Failure> {
+        let shown = self.shown(HELPER_DIR);
+        let fd = fsx::open_dir_if_exists(runtime, HELPER_DIR_NAME, &shown)?;
+        if let Some(fd) = &fd {
+            require_private(fd.as_fd(), &shown)?;
+        }
+        Ok(fd)
+    }
+
+    /// runtime/.left4me/, created root-only if missing.
+    pub(crate) fn ensure_helper_dir(&self, runtime: BorrowedFd<'_>) -> Result<OwnedFd, Failure> {
+        let shown = self.shown(HELPER_DIR);
+        let fd = fsx::ensure_dir(runtime, HELPER_DIR_NAME, 0o700, &shown)?;
+        require_private(fd.as_fd(), &shown)?;
+        Ok(fd)
+    }
+
+    /// The names in instances/ or runtime/ (nothing if it does not exist).
+    pub(crate) fn names_in(&self, rel: &str) -> Result<Vec<String>, Failure> {
+        let shown = self.shown(rel);
+        let Some(fd) = fsx::open_dir_if_exists(self.fd(), rel, &shown)? else {
             return Ok(Vec::new());
         };
         let mut names = Vec::new();
-        let dir =
-            rustix::fs::Dir::read_from(&fd).map_err(|e| fsx::os(&self.shown(rel), "read", e))?;
+        let dir = rustix::fs::Dir::new(fd).map_err(|e| Failure::os(&shown, "read", e))?;
         for entry in dir {
-            let entry = entry.map_err(|e| fsx::os(&self.shown(rel), "read", e))?;
+            let entry = entry.map_err(|e| Failure::os(&shown, "read", e))?;
             if let Ok(name) = entry.file_name().to_str() {
                 names.push(name.to_owned());
             }
@@ -94,20 +127,72 @@ impl State {
     }
 }
 
-/// Relative paths of one instance's parts.
-pub struct InstancePaths {
-    pub env: String,
-    pub layer: String,
-    pub runtime: String,
+/// An instance's own entries in runtime/.left4me/.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Own {
+    Lock,
+    /// The layer stack the live mount was made with.
+    Record,
+    /// Where the legacy mount(2) path mounts the overlay before cloning it.
+    Stage,
+    /// The game's environment: instance.env's validated lines, re-serialised.
+    EnvCopy,
+}
+
+/// Where one instance's parts are: relative to the state dir (`*_rel`, to
+/// open beneath it and to name in messages), or by name inside
+/// runtime/.left4me/ (`*_name`, to open relative to that dir's fd).
+pub(crate) struct InstancePaths {
+    name: InstanceName,
 }
 
 impl InstancePaths {
-    pub fn new(name: &InstanceName) -> Self {
-        InstancePaths {
-            env: format!("instances/{name}/instance.env"),
-            layer: format!("instances/{name}/layer"),
-            runtime: format!("runtime/{name}"),
-        }
+    pub(crate) fn new(name: &InstanceName) -> Self {
+        InstancePaths { name: name.clone() }
+    }
+
+    pub(crate) fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
+    pub(crate) fn dir(&self) -> String {
+        format!("{INSTANCES}/{}", self.name)
+    }
+
+    /// The user-writable config (instances/<i>/instance.env).
+    pub(crate) fn env(&self) -> String {
+        format!("{INSTANCES}/{}/instance.env", self.name)
+    }
+
+    /// The optional per-instance layer.
+    pub(crate) fn layer(&self) -> String {
+        format!("{INSTANCES}/{}/layer", self.name)
+    }
+
+    /// runtime/<i>: upper/, work/, merged/ and discarded layers.
+    pub(crate) fn runtime(&self) -> String {
+        format!("{RUNTIME}/{}", self.name)
+    }
+
+    /// A part of runtime/<i> ([`UPPER`], [`WORK`], [`MERGED`]).
+    pub(crate) fn part(&self, part: &str) -> String {
+        format!("{RUNTIME}/{}/{part}", self.name)
+    }
+
+    /// This instance's file `<i>.<kind>` in runtime/.left4me/.
+    pub(crate) fn own(&self, kind: Own) -> String {
+        let suffix = match kind {
+            Own::Lock => "lock",
+            Own::Record => "stack",
+            Own::Stage => "stage",
+            Own::EnvCopy => "env",
+        };
+        format!("{}.{suffix}", self.name)
+    }
+
+    /// A `*_name` inside runtime/.left4me/, relative to the state dir.
+    pub(crate) fn in_helper_dir(name: &str) -> String {
+        format!("{HELPER_DIR}/{name}")
     }
 }
 
@@ -131,20 +216,38 @@ fn require_root_only(fd: BorrowedFd<'_>, shown: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+fn require_private(fd: BorrowedFd<'_>, shown: &Path) -> Result<(), Failure> {
+    let st = fsx::stat_fd(fd, shown)?;
+    if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+        return Err(Failure::new(
+            Kind::UnsafePath,
+            format!("{} must be owned by root with mode 0700", shown.display()),
+        )
+        .hint(format!(
+            "chown root:root {0} && chmod 0700 {0}",
+            shown.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The unprivileged account the game runs as (LEFT4ME_USER / LEFT4ME_GROUP).
+/// Only root-owned unit files set these for the helper; root itself is
+/// refused, as user and as group, because the writable layer and idmapped
+/// layers would then hand root's files to the game.
 #[derive(Debug, Clone)]
-pub struct ServiceUser {
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct ServiceUser {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl ServiceUser {
-    pub fn from_env() -> Result<Self, Failure> {
+    pub(crate) fn from_env() -> Result<Self, Failure> {
         let user = std::env::var("LEFT4ME_USER").unwrap_or_else(|_| "left4me".into());
         let group = std::env::var("LEFT4ME_GROUP").unwrap_or_else(|_| "left4me".into());
         let unknown = |what: &str, name: &str| {
             Failure::new(Kind::UnknownUser, format!("service {what} {name:?} does not exist"))
-                .hint("create it (the package's sysusers.d does) or set LEFT4ME_USER/LEFT4ME_GROUP in /etc/left4me/host.env")
+                .hint("create it (the package's sysusers.d does), or set LEFT4ME_USER/LEFT4ME_GROUP in the left4me-overlay@/left4me-reset@ units")
         };
         let uid = nix::unistd::User::from_name(&user)
             .ok()
@@ -158,12 +261,55 @@ impl ServiceUser {
             .ok_or_else(|| unknown("group", &group))?
             .gid
             .as_raw();
+        Self::check(uid, gid, &user, &group)
+    }
+
+    fn check(uid: u32, gid: u32, user: &str, group: &str) -> Result<Self, Failure> {
+        let root = |what: &str, name: &str, id: &str| {
+            Failure::new(
+                Kind::UnknownUser,
+                format!("the service {what} must not be root: {name:?} is {id} 0"),
+            )
+            .hint("set LEFT4ME_USER and LEFT4ME_GROUP to an unprivileged account and its own group")
+        };
         if uid == 0 {
-            return Err(
-                Failure::new(Kind::UnknownUser, "the service user must not be root")
-                    .hint("set LEFT4ME_USER to an unprivileged account"),
-            );
+            return Err(root("user", user, "uid"));
+        }
+        if gid == 0 {
+            return Err(root("group", group, "gid"));
         }
         Ok(ServiceUser { uid, gid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test_log::test]
+    fn root_is_refused_as_user_and_as_group() {
+        let e = ServiceUser::check(0, 5, "toor", "g").unwrap_err();
+        assert_eq!(e.kind, Kind::UnknownUser);
+        assert!(e.message.contains("\"toor\" is uid 0"), "{}", e.message);
+        let e = ServiceUser::check(5, 0, "u", "wheel").unwrap_err();
+        assert!(
+            e.message
+                .contains("group must not be root: \"wheel\" is gid 0"),
+            "{}",
+            e.message
+        );
+        assert!(ServiceUser::check(5, 5, "u", "g").is_ok());
+    }
+
+    #[test_log::test]
+    fn the_layout() {
+        let p = InstancePaths::new(&InstanceName::parse("vs1").unwrap());
+        assert_eq!(p.env(), "instances/vs1/instance.env");
+        assert_eq!(p.layer(), "instances/vs1/layer");
+        assert_eq!(p.part(MERGED), "runtime/vs1/merged");
+        assert_eq!(
+            InstancePaths::in_helper_dir(&p.own(Own::EnvCopy)),
+            "runtime/.left4me/vs1.env"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! `status`: read-only; takes no lock, so it answers even while a long verb
-//! runs, and walks the writable layer with fds only.
+//! `status`: read-only (it opens what exists and creates nothing); takes no
+//! lock, so it answers even while a long verb runs, and walks the writable
+//! layer with fds only.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
@@ -10,56 +11,66 @@ use serde::Serialize;
 use crate::discard;
 use crate::error::{Failure, Kind};
 use crate::fsx::{self, libc_mode};
+use crate::instance::{self, Layer, Role};
 use crate::name::InstanceName;
-use crate::ops;
-use crate::state::{InstancePaths, State};
+use crate::state::{self, InstancePaths, MERGED, State, UPPER};
 
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub state_dir: PathBuf,
-    pub instances: Vec<InstanceStatus>,
+pub(crate) struct Report {
+    pub(crate) state_dir: PathBuf,
+    pub(crate) instances: Vec<InstanceStatus>,
+}
+
+/// Where `layers` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LayersFrom {
+    /// The stack the live mount was made with.
+    Mount,
+    /// The stack instance.env asks for (not mounted).
+    Config,
+    /// No valid config, or a mount whose stack is not known.
+    None,
 }
 
 #[derive(Debug, Serialize)]
-pub struct InstanceStatus {
-    pub name: String,
-    pub mounted: bool,
-    pub mount_point: PathBuf,
+pub(crate) struct InstanceStatus {
+    pub(crate) name: String,
+    pub(crate) mounted: bool,
+    pub(crate) mount_point: PathBuf,
     /// Highest priority first; the writable layer is always first.
-    pub layers: Vec<Layer>,
-    /// "mount": the stack the live mount was made with; "config": the stack
-    /// instance.env asks for (not mounted); "none": no valid config.
-    pub layers_from: &'static str,
+    pub(crate) layers: Vec<ShownLayer>,
+    pub(crate) layers_from: LayersFrom,
     /// Mounted and instance.env now asks for another stack: a restart applies it.
-    pub stale: bool,
-    pub upper: Option<Usage>,
+    pub(crate) stale: bool,
+    pub(crate) upper: Option<Usage>,
     /// Discarded writable layers not deleted yet.
-    pub discard_pending: usize,
-    pub error: Option<ErrorReport>,
+    pub(crate) discard_pending: usize,
+    pub(crate) error: Option<ErrorReport>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Layer {
-    /// upper, instance, overlay, installation
-    pub role: &'static str,
-    pub path: PathBuf,
+pub(crate) struct ShownLayer {
+    pub(crate) role: Role,
+    pub(crate) path: PathBuf,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Allocated bytes (what du counts).
-    pub bytes: u64,
-    pub files: u64,
-    pub dirs: u64,
+    pub(crate) bytes: u64,
+    pub(crate) files: u64,
+    pub(crate) dirs: u64,
     /// Directories nested deeper than this walk descends were not counted.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ErrorReport {
-    pub kind: &'static str,
-    pub exit_code: u8,
-    pub message: String,
+pub(crate) struct ErrorReport {
+    pub(crate) kind: &'static str,
+    pub(crate) exit_code: u8,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
 }
 
 impl From<&Failure> for ErrorReport {
@@ -68,28 +79,33 @@ impl From<&Failure> for ErrorReport {
             kind: f.kind.label(),
             exit_code: f.kind.exit_code(),
             message: f.message.clone(),
+            hint: f.hint.clone(),
         }
     }
 }
 
-pub fn report(state: &State, only: Option<&InstanceName>) -> Result<Report, Failure> {
+pub(crate) fn report(state: &State, only: Option<&InstanceName>) -> Result<Report, Failure> {
     let names = match only {
         Some(name) => {
             let paths = InstancePaths::new(name);
             let exists = |rel: &str| fsx::entry(state.fd(), rel).ok().flatten().is_some();
-            if !exists(&format!("instances/{name}")) && !exists(&paths.runtime) {
+            if !exists(&paths.dir()) && !exists(&paths.runtime()) {
                 return Err(Failure::new(
                     Kind::Missing,
                     format!("no instance {name} in {}", state.root.display()),
-                ));
+                )
+                .hint(format!(
+                    "left4me-overlay status lists the instances; create {} to add this one",
+                    state.shown(&paths.env()).display()
+                )));
             }
             vec![name.clone()]
         }
         None => {
             let mut names: Vec<InstanceName> = state
-                .names_in("instances")?
+                .names_in(state::INSTANCES)?
                 .into_iter()
-                .chain(state.names_in("runtime")?)
+                .chain(state.names_in(state::RUNTIME)?)
                 .filter_map(|n| InstanceName::parse(&n).ok())
                 .collect();
             names.sort();
@@ -97,11 +113,13 @@ pub fn report(state: &State, only: Option<&InstanceName>) -> Result<Report, Fail
             names
         }
     };
-    let runtime = state.runtime()?;
-    let helper_dir = state.helper_dir(runtime.as_fd())?;
+    let helper_dir = match state.open_runtime()? {
+        Some(runtime) => state.open_helper_dir(runtime.as_fd())?,
+        None => None,
+    };
     let instances = names
         .iter()
-        .map(|n| instance(state, helper_dir.as_fd(), n))
+        .map(|n| instance(state, helper_dir.as_ref().map(AsFd::as_fd), n))
         .collect();
     Ok(Report {
         state_dir: state.root.clone(),
@@ -109,55 +127,72 @@ pub fn report(state: &State, only: Option<&InstanceName>) -> Result<Report, Fail
     })
 }
 
-fn instance(state: &State, helper_dir: BorrowedFd<'_>, name: &InstanceName) -> InstanceStatus {
+fn instance(
+    state: &State,
+    helper_dir: Option<BorrowedFd<'_>>,
+    name: &InstanceName,
+) -> InstanceStatus {
     let paths = InstancePaths::new(name);
-    let rt_shown = state.shown(&paths.runtime);
     let mut status = InstanceStatus {
         name: name.to_string(),
         mounted: false,
-        mount_point: rt_shown.join("merged"),
-        layers: vec![Layer {
-            role: "upper",
-            path: rt_shown.join("upper"),
+        mount_point: state.shown(&paths.part(MERGED)),
+        layers: vec![ShownLayer {
+            role: Role::Upper,
+            path: state.shown(&paths.part(UPPER)),
         }],
-        layers_from: "none",
+        layers_from: LayersFrom::None,
         stale: false,
         upper: None,
         discard_pending: 0,
         error: None,
     };
-    let configured = ops::read_config(state, name)
-        .and_then(|cfg| ops::layer_stack(state, name, &cfg))
-        .map(|layers| layers.into_iter().map(|(rel, _)| rel).collect::<Vec<_>>());
-    let runtime_i = fsx::open_dir_if_exists(state.fd(), &paths.runtime, &rt_shown);
+    let configured = instance::read_config(state, &paths)
+        .and_then(|cfg| instance::layer_stack(state, &paths, &cfg))
+        .map(|layers| {
+            layers
+                .into_iter()
+                .map(|(layer, _)| layer)
+                .collect::<Vec<Layer>>()
+        });
+    let rt_rel = paths.runtime();
+    let runtime_i = fsx::open_dir_if_exists(state.fd(), &rt_rel, &state.shown(&rt_rel));
     let mounted = match &runtime_i {
         Ok(Some(fd)) => {
-            ops::mounted_here(fd.as_fd(), name, &status.mount_point).map(|m| m.is_some())
+            instance::mounted_here(fd.as_fd(), name, &status.mount_point).map(|m| m.is_some())
         }
         Ok(None) => Ok(false),
-        Err(f) => Err(Failure::new(f.kind, f.message.clone())),
+        Err(f) => Err(f.clone()),
     };
     let stack = match (&mounted, &configured) {
         (Ok(true), _) => {
             status.mounted = true;
-            status.layers_from = "mount";
-            let recorded = ops::read_record(helper_dir, name).unwrap_or_default();
-            status.stale = configured.as_ref().is_ok_and(|c| *c != recorded);
-            recorded
+            let recorded = helper_dir.and_then(|dir| instance::read_record(dir, &paths));
+            status.layers_from = if recorded.is_some() {
+                LayersFrom::Mount
+            } else {
+                LayersFrom::None
+            };
+            status.stale = match (&configured, &recorded) {
+                (Ok(c), Some(r)) => c != r,
+                (Ok(_), None) => true,
+                (Err(_), _) => false,
+            };
+            recorded.unwrap_or_default()
         }
         (_, Ok(configured)) => {
-            status.layers_from = "config";
+            status.layers_from = LayersFrom::Config;
             configured.clone()
         }
         (_, Err(_)) => Vec::new(),
     };
-    status.layers.extend(stack.iter().map(|rel| Layer {
-        role: role_of(rel),
-        path: state.shown(rel),
+    status.layers.extend(stack.iter().map(|l| ShownLayer {
+        role: l.role,
+        path: state.shown(&l.rel),
     }));
     if let Ok(Some(fd)) = &runtime_i {
         status.discard_pending = discard::pending(fd.as_fd()).len();
-        status.upper = fsx::open_dir_if_exists(fd.as_fd(), "upper", &rt_shown.join("upper"))
+        status.upper = fsx::open_dir_if_exists(fd.as_fd(), UPPER, &state.shown(&paths.part(UPPER)))
             .ok()
             .flatten()
             .map(|upper| usage(upper.as_fd()));
@@ -168,16 +203,6 @@ fn instance(state: &State, helper_dir: BorrowedFd<'_>, name: &InstanceName) -> I
         _ => None,
     };
     status
-}
-
-fn role_of(rel: &str) -> &'static str {
-    if rel == "installation" {
-        "installation"
-    } else if rel.starts_with("overlays/") {
-        "overlay"
-    } else {
-        "instance"
-    }
 }
 
 const MAX_DEPTH: usize = 64;

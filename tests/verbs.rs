@@ -299,3 +299,114 @@ root_test! {
         assert_eq!((helper.uid(), helper.mode() & 0o7777), (0, 0o700));
     }
 }
+
+root_test! {
+    fn mount_writes_the_games_environment_and_umount_removes_it() {
+        let f = Fixture::new();
+        f.write(
+            "instances/vs1/instance.env",
+            "# the web app's\nL4D2_PORT=27016\nL4D2_ARGS='+map \"c1m1\" $x `y` \\z'\nL4D2_HEALTH_TIMEOUT=5\n",
+        );
+        f.ok(&["mount", "vs1"]);
+        let copy = f.path("runtime/.left4me/vs1.env");
+        let meta = fs::metadata(&copy).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, 0, 0o600));
+        let text = fs::read_to_string(&copy).unwrap();
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(body, ["L4D2_PORT=\"27016\"", r#"L4D2_ARGS="+map \"c1m1\" \$x \`y\` \\z""#, "L4D2_HEALTH_TIMEOUT=\"5\""]);
+        // Config changed, same stack: "already mounted", and the copy follows.
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27017\n");
+        assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
+        let text = fs::read_to_string(&copy).unwrap();
+        assert!(text.ends_with("\nL4D2_PORT=\"27017\"\n"), "{text}");
+        // An invalid config leaves the last good copy and the mount alone.
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27017\nLD_PRELOAD=/x.so\n");
+        f.fails(&["mount", "vs1"], 11);
+        assert!(fs::read_to_string(&copy).unwrap().ends_with("\nL4D2_PORT=\"27017\"\n"));
+        f.ok(&["umount", "vs1"]);
+        assert!(!copy.exists(), "a stale copy would feed the next start");
+        f.ok(&["umount", "vs1"]);
+        assert!(!copy.exists());
+    }
+}
+
+root_test! {
+    fn reset_returns_at_once_however_large_the_layer() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        let upper = f.path("runtime/vs1/upper");
+        for d in 0..200 {
+            let dir = upper.join(format!("d{d}"));
+            fs::create_dir(&dir).unwrap();
+            let dir = fs::File::open(&dir).unwrap();
+            for i in 0..1000 {
+                let mode = rustix::fs::Mode::from_raw_mode(0o644);
+                rustix::fs::mknodat(&dir, format!("f{i}"), rustix::fs::FileType::RegularFile, mode, 0).unwrap();
+            }
+        }
+        // As a caller does: out=$(left4me-overlay reset vs1 2>&1) waits until
+        // every holder of the pipe has closed it.
+        let t = std::time::Instant::now();
+        let out = f.helper(&["reset", "vs1"]);
+        let took = t.elapsed();
+        eprintln!("reset of 200,000 files returned in {took:?}");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("vs1: reset"));
+        assert!(took < std::time::Duration::from_secs(1), "reset kept the caller's pipes for {took:?}");
+        // upper/ and work/ were set aside; the big one is still being deleted.
+        assert!(f.status("vs1")["discard_pending"].as_u64().unwrap() >= 1, "the deletion should still be running");
+        for _ in 0..6000 {
+            if f.status("vs1")["discard_pending"] == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(f.status("vs1")["discard_pending"], 0, "the detached deletion did not finish in 60 s");
+        assert_eq!(fs::read_dir(&upper).unwrap().count(), 0);
+    }
+}
+
+root_test! {
+    fn status_creates_nothing() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        fs::remove_dir(f.path("runtime")).unwrap();
+        let before = f.snapshot_except("none");
+        let s = f.status("vs1");
+        assert_eq!(s["mounted"], false);
+        assert!(s["error"].is_null(), "{s}");
+        f.ok(&["status"]);
+        assert!(!f.path("runtime").exists(), "status created runtime/");
+        assert_eq!(f.snapshot_except("none"), before);
+    }
+}
+
+root_test! {
+    fn a_read_only_state_dir_is_an_os_error_not_a_missing_one() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        let root = f.root.to_str().unwrap();
+        for args in [vec!["--bind", root, root], vec!["-o", "remount,bind,ro", root]] {
+            assert!(std::process::Command::new("mount").args(&args).status().unwrap().success());
+        }
+        let err = f.fails(&["mount", "vs1"], 1);
+        assert!(err.contains("Read-only file system") && err.contains("runtime/.left4me"), "{err}");
+        assert!(err.contains("hint: the filesystem holding the state directory is read-only"), "{err}");
+        // status only reads: it still answers.
+        assert_eq!(f.status("vs1")["mounted"], false);
+    }
+}
+
+root_test! {
+    fn unknown_instances_get_a_hint() {
+        let f = Fixture::new();
+        let err = f.fails(&["status", "nosuch"], 12);
+        assert!(err.contains("no instance nosuch") && err.contains("hint: left4me-overlay status lists the instances"), "{err}");
+        let err = f.fails(&["reset", "nosuch"], 12);
+        assert!(err.contains("hint: "), "{err}");
+        let err = f.fails(&["mount", "nosuch"], 12);
+        assert!(err.contains("hint: create"), "{err}");
+    }
+}

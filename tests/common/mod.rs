@@ -137,12 +137,18 @@ impl Fixture {
     }
 
     pub fn helper(&self, args: &[&str]) -> Output {
+        self.helper_with(args, &[])
+    }
+
+    /// Like [`Fixture::helper`], with `env` set on top of the defaults.
+    pub fn helper_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(HELPER)
             .arg("--state-dir")
             .arg(&self.root)
             .args(args)
             .env("LEFT4ME_USER", SERVICE_USER)
             .env("LEFT4ME_GROUP", SERVICE_USER)
+            .envs(env.iter().copied())
             .env_remove("JOURNAL_STREAM")
             .env_remove("LEFT4ME_STATE_DIR")
             .output()

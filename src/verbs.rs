@@ -1,0 +1,359 @@
+//! The verbs that change state: mount, umount, reset. Each runs under the
+//! instance's lock and converges from whatever an earlier, killed run left:
+//! directories are created when missing and re-owned every time, a mount is
+//! recognised by its source, and discarded layers are swept later.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use rustix::mount::UnmountFlags;
+use serde::Serialize;
+
+use crate::discard;
+use crate::envfile::{self, InstanceConfig};
+use crate::error::{Failure, Kind, Result};
+use crate::fsx::{self, libc_mode};
+use crate::instance::{self, Layer};
+use crate::lock;
+use crate::mounts;
+use crate::name::InstanceName;
+use crate::overlay;
+use crate::state::{InstancePaths, MERGED, Own, ServiceUser, State, UPPER, WORK};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Done {
+    Mounted,
+    AlreadyMounted,
+    Unmounted,
+    NotMounted,
+    Reset,
+}
+
+impl Done {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Done::Mounted => "mounted",
+            Done::AlreadyMounted => "already-mounted",
+            Done::Unmounted => "unmounted",
+            Done::NotMounted => "not-mounted",
+            Done::Reset => "reset",
+        }
+    }
+}
+
+/// What a verb did, for humans and for `--json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Outcome {
+    pub(crate) instance: String,
+    pub(crate) result: Done,
+    pub(crate) mount_point: PathBuf,
+    /// Lower layers, highest priority first, relative to the state dir.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) layers: Vec<String>,
+}
+
+/// What every state-changing verb starts with: runtime/ and the root-only
+/// runtime/.left4me/ opened, and the instance's lock held until dropped.
+struct Locked<'s> {
+    state: &'s State,
+    name: InstanceName,
+    paths: InstancePaths,
+    runtime: OwnedFd,
+    helper_dir: OwnedFd,
+    _lock: lock::InstanceLock,
+}
+
+impl<'s> Locked<'s> {
+    fn take(state: &'s State, name: &InstanceName) -> Result<Locked<'s>> {
+        let paths = InstancePaths::new(name);
+        let runtime = state.ensure_runtime()?;
+        let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
+        let lock = lock::lock(
+            helper_dir.as_fd(),
+            name,
+            &state.shown(&InstancePaths::in_helper_dir(&paths.own(Own::Lock))),
+        )?;
+        Ok(Locked {
+            state,
+            name: name.clone(),
+            paths,
+            runtime,
+            helper_dir,
+            _lock: lock,
+        })
+    }
+
+    fn shown(&self, rel: &str) -> PathBuf {
+        self.state.shown(rel)
+    }
+
+    fn in_helper_dir(&self, name: &str) -> PathBuf {
+        self.shown(&InstancePaths::in_helper_dir(name))
+    }
+
+    fn outcome(&self, result: Done, layers: &[Layer]) -> Outcome {
+        Outcome {
+            instance: self.name.to_string(),
+            result,
+            mount_point: self.shown(&self.paths.part(MERGED)),
+            layers: layers.iter().map(|l| l.rel.clone()).collect(),
+        }
+    }
+
+    /// runtime/<i>, if it exists.
+    fn open_runtime_i(&self) -> Result<Option<OwnedFd>> {
+        let rel = self.paths.runtime();
+        fsx::open_dir_if_exists(self.state.fd(), &rel, &self.shown(&rel))
+    }
+
+    /// The game's environment from the config just validated, on every
+    /// mount that succeeds: instance.env may have changed since the last.
+    fn write_env_copy(&self, config: &InstanceConfig) -> Result<()> {
+        let env_copy = self.paths.own(Own::EnvCopy);
+        fsx::write_replace(
+            self.helper_dir.as_fd(),
+            &env_copy,
+            envfile::render(&config.vars).as_bytes(),
+            true,
+            &self.in_helper_dir(&env_copy),
+        )
+    }
+
+    /// Whether this instance's overlay is on merged/.
+    fn mounted(&self, runtime_i: BorrowedFd<'_>) -> Result<Option<mounts::MountEntry>> {
+        instance::mounted_here(runtime_i, &self.name, &self.shown(&self.paths.part(MERGED)))
+    }
+}
+
+pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<Outcome> {
+    let paths = InstancePaths::new(name);
+    let config = instance::read_config(state, &paths)?;
+    let l = Locked::take(state, name)?;
+    // root:<service group> 0750: the game reaches merged/ through its group;
+    // other local users cannot read staged config (rcon passwords) through it.
+    let rt_shown = l.shown(&paths.runtime());
+    let runtime_i = fsx::ensure_dir(l.runtime.as_fd(), name.as_str(), 0o750, &rt_shown)?;
+    fsx::chown_fd(runtime_i.as_fd(), 0, user.gid, &rt_shown)?;
+    fsx::chmod_fd(runtime_i.as_fd(), 0o750, &rt_shown)?;
+
+    if l.mounted(runtime_i.as_fd())?.is_some() {
+        let asked: Vec<Layer> = instance::layer_stack(state, &paths, &config)?
+            .into_iter()
+            .map(|(layer, _)| layer)
+            .collect();
+        let recorded = instance::read_record(l.helper_dir.as_fd(), &paths);
+        if recorded.as_ref() == Some(&asked) {
+            l.write_env_copy(&config)?;
+            tracing::info!("already mounted with the same layer stack");
+            return Ok(l.outcome(Done::AlreadyMounted, &asked));
+        }
+        let rels = |layers: &[Layer]| {
+            layers
+                .iter()
+                .map(|l| l.rel.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "{} is mounted with another layer stack ({}); instance.env now asks for {}",
+                l.shown(&paths.part(MERGED)).display(),
+                recorded.map_or_else(|| "unknown".into(), |r| rels(&r)),
+                rels(&asked)
+            ),
+        )
+        .hint(format!(
+            "restart left4me-server@{name} (or run left4me-overlay umount {name}) to apply it"
+        )));
+    }
+
+    prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
+    let merged_shown = l.shown(&paths.part(MERGED));
+    let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
+    let (mnt, stack) = overlay::assemble(&state.root, name, &config, user)?;
+    let record = paths.own(Own::Record);
+    fsx::write_replace(
+        l.helper_dir.as_fd(),
+        &record,
+        instance::render_record(&stack).as_bytes(),
+        // A crash takes the mount with it, and with it any reader of this.
+        false,
+        &l.in_helper_dir(&record),
+    )?;
+    l.write_env_copy(&config)?;
+    overlay::attach(mnt.as_fd(), merged.as_fd())
+        .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))?;
+    tracing::info!(layers = stack.len(), "mounted");
+    Ok(l.outcome(Done::Mounted, &stack))
+}
+
+/// upper/ (the service user's; its owner and mode become merged/'s) and
+/// work/ (root-only), created when missing and re-owned every time, so
+/// whatever an earlier, killed run left converges.
+fn prepare_writable_layer(
+    runtime_i: BorrowedFd<'_>,
+    l: &Locked<'_>,
+    user: &ServiceUser,
+) -> Result<()> {
+    let upper_shown = l.shown(&l.paths.part(UPPER));
+    let upper = fsx::ensure_dir(runtime_i, UPPER, 0o755, &upper_shown)?;
+    fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &upper_shown)?;
+    let work_shown = l.shown(&l.paths.part(WORK));
+    let work = fsx::ensure_dir(runtime_i, WORK, 0o700, &work_shown)?;
+    fsx::chown_fd(work.as_fd(), 0, 0, &work_shown)?;
+    fsx::chmod_fd(work.as_fd(), 0o700, &work_shown)
+}
+
+pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
+    let l = Locked::take(state, name)?;
+    // Whatever happens below, no later start may read a stale environment.
+    let env_copy = l.paths.own(Own::EnvCopy);
+    fsx::remove_file(l.helper_dir.as_fd(), &env_copy, &l.in_helper_dir(&env_copy))?;
+    let Some(runtime_i) = l.open_runtime_i()? else {
+        return Ok(l.outcome(Done::NotMounted, &[]));
+    };
+    let merged_shown = l.shown(&l.paths.part(MERGED));
+    let mut unmounted = false;
+    // More than one overlay can be stacked on merged/ by hand or by an old
+    // bug; take them all down.
+    for _ in 0..8 {
+        let Some(entry) = l.mounted(runtime_i.as_fd())? else {
+            break;
+        };
+        let target = format!("{}/{MERGED}", fsx::fd_path(runtime_i.as_fd()));
+        match rustix::mount::unmount(target.as_str(), UnmountFlags::NOFOLLOW) {
+            Ok(()) => unmounted = true,
+            Err(Errno::BUSY) => {
+                let holders = mounts::holders(&entry.mount_point);
+                let listing = if holders.is_empty() {
+                    "no holder found in /proc (a kernel-internal reference, or a process that exited meanwhile)".to_owned()
+                } else {
+                    holders.join("\n    ")
+                };
+                return Err(Failure::new(Kind::Busy, format!("{} is busy:\n    {listing}", merged_shown.display()))
+                    .hint(format!("stop those processes (systemctl stop left4me-server@{name}), then run umount again")));
+            }
+            Err(e) => return Err(Failure::os(&merged_shown, "umount", e)),
+        }
+    }
+    let record = l.paths.own(Own::Record);
+    fsx::remove_file(l.helper_dir.as_fd(), &record, &l.in_helper_dir(&record))?;
+    let outcome = l.outcome(
+        if unmounted {
+            Done::Unmounted
+        } else {
+            Done::NotMounted
+        },
+        &[],
+    );
+    let rt_shown = l.shown(&l.paths.runtime());
+    drop(l);
+    if let Err(f) = discard::sweep(runtime_i.as_fd(), &rt_shown) {
+        tracing::warn!(error = %f, "leftover discarded layers not deleted yet");
+    }
+    if unmounted {
+        tracing::info!("unmounted");
+    }
+    Ok(outcome)
+}
+
+/// A finished reset: the empty layer is in place; what was set aside is
+/// still to be deleted, once the lock is released.
+pub(crate) struct ResetDone {
+    pub(crate) outcome: Outcome,
+    /// runtime/<i> and how it is shown, when there is anything to delete.
+    pub(crate) discard: Option<(OwnedFd, PathBuf)>,
+}
+
+/// Swaps in an empty writable layer.
+pub(crate) fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<ResetDone> {
+    let l = Locked::take(state, name)?;
+    let outcome = l.outcome(Done::Reset, &[]);
+    let rt_shown = l.shown(&l.paths.runtime());
+    let Some(runtime_i) = l.open_runtime_i()? else {
+        let dir = l.paths.dir();
+        if fsx::open_dir_if_exists(state.fd(), &dir, &l.shown(&dir))?.is_none() {
+            return Err(Failure::new(
+                Kind::Missing,
+                format!(
+                    "no instance {name}: neither {} nor {} exists",
+                    rt_shown.display(),
+                    l.shown(&dir).display()
+                ),
+            )
+            .hint("check the instance name; left4me-overlay status lists the instances"));
+        }
+        return Ok(ResetDone {
+            outcome,
+            discard: None,
+        });
+    };
+    if l.mounted(runtime_i.as_fd())?.is_some() {
+        return Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "instance {name} is mounted at {}; refusing to reset a live layer",
+                outcome.mount_point.display()
+            ),
+        )
+        .hint(format!("systemctl stop left4me-server@{name} first")));
+    }
+    for part in [UPPER, WORK] {
+        let shown = l.shown(&l.paths.part(part));
+        refuse_symlink_swap(runtime_i.as_fd(), part, &shown)?;
+        discard::set_aside(runtime_i.as_fd(), part, &shown)?;
+    }
+    prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
+    tracing::info!("writable layer replaced by an empty one");
+    Ok(ResetDone {
+        outcome,
+        discard: Some((runtime_i, rt_shown)),
+    })
+}
+
+/// Renaming a symlink aside is harmless, but a symlink where upper/ or work/
+/// belongs means someone is tampering: say so instead of papering over it.
+fn refuse_symlink_swap(runtime_i: BorrowedFd<'_>, part: &str, shown: &Path) -> Result<()> {
+    match fsx::entry(runtime_i, part) {
+        Ok(Some(e)) if e.kind == libc_mode::S_IFLNK => Err(Failure::new(
+            Kind::UnsafePath,
+            format!("{} is a symlink; refusing", shown.display()),
+        )
+        .hint("remove it; reset creates a fresh layer")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test_log::test]
+    fn outcomes_serialise_to_the_documented_strings() {
+        for done in [
+            Done::Mounted,
+            Done::AlreadyMounted,
+            Done::Unmounted,
+            Done::NotMounted,
+            Done::Reset,
+        ] {
+            assert_eq!(
+                serde_json::to_value(done).unwrap(),
+                serde_json::json!(done.as_str())
+            );
+        }
+        let o = Outcome {
+            instance: "vs1".into(),
+            result: Done::AlreadyMounted,
+            mount_point: "/s/runtime/vs1/merged".into(),
+            layers: vec!["installation".into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"instance":"vs1","result":"already-mounted","mount_point":"/s/runtime/vs1/merged","layers":["installation"]}"#
+        );
+    }
+}
