@@ -28,6 +28,6 @@ mod status;
 mod sys;
 mod verbs;
 
-pub use run::main;
 /// left4me-health's program (src/bin/left4me-health.rs).
 pub use health::main as health_main;
+pub use run::main;

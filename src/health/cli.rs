@@ -26,7 +26,8 @@ Health check of left4me instances over A2S_INFO, and its status.
 `run` is what left4me-health@INSTANCE.service starts with the server, as the
 service user: after a grace period it queries 127.0.0.1:$L4D2_PORT every
 interval; after N failures in a row it restarts the server through polkit, and
-once its restart budget is spent it stops the server, which then ends `failed`.
+once its restart budget is spent it sends the server's main process SIGSYS,
+which the server unit does not restart: it ends `failed`.
 `status` shows the last answer (time, latency, map, players). Settings come
 from the environment (host.env, then the instance's instance.env):
 L4D2_HEALTH_GRACE_SEC (120), L4D2_HEALTH_INTERVAL_SEC (10),
@@ -40,7 +41,6 @@ Exit codes:
   10  invalid instance name
   11  invalid setting (the message names the variable), or an unreadable record
   12  status: no record for the instance (the check has not run since boot)
-  20  verdict: the health check stopped this server run (systemd marks it failed)
   21  run: systemctl refused the restart or stop (check the polkit rule)
   22  query: no usable answer
   1   anything else (unexpected)";
@@ -73,8 +73,6 @@ enum Command {
     Run(RunArgs),
     /// Show the last answer and the check's state of one or all instances.
     Status(StatusArgs),
-    /// Fail if the health check stopped this server run (the server's ExecStopPost).
-    Verdict(InstanceArg),
     /// Send one A2S_INFO query and print the answer.
     Query(QueryArgs),
 }
@@ -83,7 +81,7 @@ enum Command {
 struct RunArgs {
     /// Instance name: 1-32 of [A-Za-z0-9_-], starting with a letter or digit.
     instance: String,
-    /// systemctl to restart or stop the server with.
+    /// systemctl to restart the server with and read its main PID.
     #[arg(long, default_value = "systemctl", value_name = "PATH")]
     systemctl: PathBuf,
 }
@@ -95,11 +93,6 @@ struct StatusArgs {
     /// Print the records as JSON on stdout (schema in docs/health.md).
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Debug, Args)]
-struct InstanceArg {
-    instance: String,
 }
 
 #[derive(Debug, Args)]
@@ -130,7 +123,6 @@ pub fn main() -> ExitCode {
     let (verb, instance) = match command {
         Command::Run(a) => ("run", Some(a.instance.as_str())),
         Command::Status(a) => ("status", a.instance.as_deref()),
-        Command::Verdict(a) => ("verdict", Some(a.instance.as_str())),
         Command::Query(_) => ("query", None),
     };
     let to_journal = logging::init_as("left4me-health", verb, instance);
@@ -160,11 +152,6 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<u8> {
             .run(settings)
         }
         Command::Status(a) => status(run_dir, a),
-        Command::Verdict(a) => {
-            let instance = InstanceName::parse(&a.instance)?;
-            let invocation = std::env::var("INVOCATION_ID").ok();
-            Ok(monitor::verdict(run_dir, &instance, invocation.as_deref()))
-        }
         Command::Query(a) => query(a),
     }
 }

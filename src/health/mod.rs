@@ -2,8 +2,8 @@
 //! left4me-health@.service as the service user, never by root): after a
 //! grace period it asks the instance's own port for A2S_INFO every interval
 //! and restarts the server through polkit after N consecutive failures, within
-//! a restart budget; past the budget it stops the server so that it ends
-//! `failed`. docs/health.md has the design and the reasons for it.
+//! a restart budget; past the budget it sends the server's main process
+//! SIGSYS, which the server unit does not restart, so it ends `failed`. docs/health.md has the design and the reasons for it.
 
 mod cli;
 pub(crate) mod monitor;
@@ -25,9 +25,6 @@ pub const RUN_DIR: &str = "/run/left4me-health";
 /// Exit codes of left4me-health beyond the shared ones in [`crate::error::Kind`]
 /// (10 invalid name, 11 invalid setting, 12 no record).
 pub mod exit {
-    /// `verdict`: the health check stopped this server run; systemd records
-    /// the stop as a failure (the reason is on the line before).
-    pub const STOPPED_BY_HEALTH: u8 = 20;
     /// `run`: systemctl refused the restart or stop (polkit rule missing?).
     pub const ACTION_REFUSED: u8 = 21;
     /// `query`: no usable answer.

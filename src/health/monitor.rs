@@ -1,11 +1,16 @@
-//! The check's main loop, its two actions on the server (through systemctl,
-//! as the service user, so polkit decides exactly as for the web app), and
-//! the `verdict` the server's ExecStopPost= runs.
+//! The check's main loop and its two actions on the server: a restart
+//! through systemctl, as the service user, so polkit decides exactly as for
+//! the web app; and, once the restart budget is spent, SIGSYS to the server's
+//! main process, which the server unit's RestartPreventExitStatus= turns into
+//! `failed` without a restart.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
 use std::time::Instant;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use super::record::{Action, Record};
 use super::settings::Settings;
@@ -86,21 +91,7 @@ impl Monitor {
                     );
                     return self.ask_systemd("restart");
                 }
-                Action::GiveUp { reason } => {
-                    let invocation = self.server_invocation().unwrap_or_else(|e| {
-                        tracing::warn!("{e}; the server will end inactive, not failed");
-                        String::new()
-                    });
-                    record.give_up(invocation, reason.clone(), now_ms());
-                    self.save(&record)?;
-                    tracing::error!(
-                        health_action = "stop",
-                        health_reason = reason.as_str(),
-                        "stopping {} as failed: {reason}",
-                        server_unit(name)
-                    );
-                    return self.ask_systemd("stop");
-                }
+                Action::GiveUp { reason } => return self.give_up(&mut record, reason),
             }
             self.save(&record)?;
             next += s.interval();
@@ -153,47 +144,59 @@ impl Monitor {
         Ok(exit::ACTION_REFUSED)
     }
 
-    fn server_invocation(&self) -> Result<String> {
+    /// Ends the server as `failed`: SIGSYS to its main process. The server
+    /// unit has RestartPreventExitStatus=SIGSYS, so systemd records the
+    /// signal as the result and does not restart it, while a crash or an
+    /// out-of-memory kill (SIGKILL) still restarts. No polkit verb is needed:
+    /// the game runs as the same service user, and kill(2) compares the
+    /// kernel's uids, which PrivateUsers= maps to the same uid in both units;
+    /// neither unit has a PID namespace. The reason is logged before the
+    /// signal, since the server's end stops this check too. If the PID
+    /// cannot be read or signalled, a plain stop is the fallback: the server
+    /// ends inactive rather than failed, and the journal says so.
+    fn give_up(&self, record: &mut Record, reason: String) -> Result<u8> {
         let unit = server_unit(self.instance.as_str());
-        let out = self.systemctl(&["show", "--property=InvocationID", "--value", &unit])?;
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !out.status.success() || id.is_empty() {
-            return Err(Problem::unexpected(format!(
-                "cannot read the InvocationID of {unit} ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        let pid = self.server_main_pid();
+        record.give_up(pid.as_ref().map_or(0, |p| *p), reason.clone(), now_ms());
+        self.save(record)?;
+        tracing::error!(
+            health_action = "failed",
+            health_reason = reason.as_str(),
+            "ending {unit} as failed (SIGSYS to its main process): {reason}"
+        );
+        let sent = pid.and_then(|pid| {
+            let target = i32::try_from(pid).map_err(|_| format!("main PID {pid} out of range"))?;
+            kill(Pid::from_raw(target), Signal::SIGSYS)
+                .map_err(|e| format!("cannot send SIGSYS to {unit}'s main process {pid}: {e}"))
+        });
+        match sent {
+            Ok(()) => Ok(0),
+            Err(why) => {
+                tracing::error!(
+                    health_action = "refused",
+                    health_reason = why.as_str(),
+                    "{why}; stopping {unit} instead, it will end inactive, not failed"
+                );
+                self.ask_systemd("stop")
+            }
         }
-        Ok(id)
     }
-}
 
-/// Run by the server's ExecStopPost=, inside the server run it judges: fails
-/// (exit 20, after saying why) when the health check stopped exactly this run
-/// (INVOCATION_ID, set by systemd), so systemd records the stop as a failure
-/// and the unit ends `failed`. Anything else, including no or an unreadable
-/// record, passes: a stop must never fail because of the health check's files.
-pub fn verdict(run_dir: &Path, instance: &InstanceName, invocation: Option<&str>) -> u8 {
-    let Some(invocation) = invocation.filter(|i| !i.is_empty()) else {
-        return 0;
-    };
-    match Record::load(run_dir, instance.as_str()) {
-        Ok(Some(Record {
-            gave_up: Some(g), ..
-        })) if g.server_invocation == invocation => {
-            tracing::error!(
-                health_action = "failed",
-                health_reason = g.reason.as_str(),
-                "{} stopped by its health check: {}",
-                server_unit(instance.as_str()),
-                g.reason
-            );
-            exit::STOPPED_BY_HEALTH
-        }
-        Ok(_) => 0,
-        Err(e) => {
-            tracing::warn!("{e}; not judging this stop");
-            0
+    /// The server's MainPID, read over D-Bus (reading needs no polkit grant).
+    fn server_main_pid(&self) -> std::result::Result<u32, String> {
+        let unit = server_unit(self.instance.as_str());
+        let out = self
+            .systemctl(&["show", "--property=MainPID", "--value", &unit])
+            .map_err(|p| p.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.trim().parse::<u32>() {
+            Ok(pid) if out.status.success() && pid > 0 => Ok(pid),
+            _ => Err(format!(
+                "cannot read the main PID of {unit} ({}, stdout {:?}): {}",
+                out.status,
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
         }
     }
 }

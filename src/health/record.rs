@@ -1,7 +1,6 @@
 //! The health check's record of one instance, RUN_DIR/INSTANCE/status.json:
 //! written by the check after every query (atomically: a reader never sees
-//! half a file), read by `left4me-health status` and by the server's
-//! `verdict`. It also carries the restart budget across the check's own
+//! half a file), read by `left4me-health status`. It also carries the restart budget across the check's own
 //! restarts (the unit preserves its runtime directory), so it is the only
 //! state there is. Times are Unix epoch milliseconds.
 
@@ -63,9 +62,9 @@ pub struct LastAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GaveUp {
     pub time_ms: u64,
-    /// The InvocationID of the server run that was stopped: `verdict` fails
-    /// that run's stop, and no other.
-    pub server_invocation: String,
+    /// The server's main process the check sent SIGSYS to (0: it could
+    /// not, and stopped the server instead).
+    pub server_pid: u32,
     pub reason: String,
 }
 
@@ -215,7 +214,7 @@ impl Record {
         } else {
             self.phase = Phase::GaveUp;
             reason.push_str(&format!(
-                "; the health check already restarted it {} times within {} s (L4D2_HEALTH_RESTARTS_MAX={}), so it stops the server as failed",
+                "; the health check already restarted it {} times within {} s (L4D2_HEALTH_RESTARTS_MAX={}), so it ends the server as failed",
                 self.restarts_ms.len(),
                 s.restarts_window_sec,
                 s.restarts_max
@@ -224,13 +223,12 @@ impl Record {
         }
     }
 
-    /// Marks the budget as spent for `server_invocation`: `verdict` run by
-    /// that server run's ExecStopPost= will fail its stop.
-    pub fn give_up(&mut self, server_invocation: String, reason: String, now_ms: u64) {
+    /// Marks the budget as spent; the next deliberate start gets a fresh one.
+    pub fn give_up(&mut self, server_pid: u32, reason: String, now_ms: u64) {
         self.restarts_ms.clear();
         self.gave_up = Some(GaveUp {
             time_ms: now_ms,
-            server_invocation,
+            server_pid,
             reason,
         });
     }
@@ -426,7 +424,7 @@ mod tests {
         let Action::GiveUp { reason } = r.observe(&timeout(), 4) else {
             panic!("no give-up with restarts_max 0")
         };
-        r.give_up("abc".into(), reason, 5);
+        r.give_up(4321, reason, 5);
         let next = Record::start("vs1", 2, s, Some(r), 10);
         assert_eq!(next.gave_up, None);
         assert!(next.restarts_ms.is_empty());

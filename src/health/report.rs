@@ -162,7 +162,7 @@ mod tests {
     fn human_shows_failures_and_the_give_up() {
         let mut r = record();
         r.observe(&Err(QueryError::Refused), 1_131_000);
-        r.give_up("inv".into(), "because".into(), 1_132_000);
+        r.give_up(4321, "because".into(), 1_132_000);
         let text = human(&r, false, 1_252_000);
         assert!(text.contains("health check not running"), "{text}");
         assert!(

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers of the health-check scenarios (s14-s17), sourced after lib.sh.
+# Helpers of the health-check scenarios (s30-s33), sourced after lib.sh.
 HEALTH_RUN=/run/left4me-health
 
 health_unit() { echo "left4me-health@$1.service"; }
@@ -23,7 +23,7 @@ hrestarts() {
 # from an earlier scenario. With FAST_STOP=1 the server gets KillSignal=SIGKILL
 # (runtime drop-in; SuccessExitStatus= keeps such a stop clean): a hung
 # stand-in ignores SIGINT like a deadlocked srcds, so each stop of it would
-# wait out TimeoutStopSec=15s first; s14 shows that path once, s17 would only
+# wait out TimeoutStopSec=15s first; s30 shows that path once, s33 would only
 # spend VM time on it.
 health_instance() {
     local name=$1 port=$2 kv
@@ -85,7 +85,7 @@ expect_health_as_user() {
         fail "health check of $1 runs with uids $uid, not left4me's"
 }
 
-# Messages the health check or the verdict logged for an instance with the
+# Messages the health check logged for an instance with the
 # structured field HEALTH_ACTION=ACTION (all actions when omitted); with
 # FORMAT=short-unix each line starts with the entry's time in seconds.
 health_events() {

@@ -1,6 +1,9 @@
-# 17. Health: a server that hangs on every start ends `failed`, with the
-#     health check's reason in the server's journal, after RESTARTS_MAX
-#     restarts; systemd's start limit (5 in 60 s) could never see that.
+# 33. Health: a server that hangs on every start ends `failed`, with the
+#     health check's reason in the journal, after RESTARTS_MAX restarts;
+#     systemd's start limit (5 in 60 s) could never see that. The check ends
+#     it with SIGSYS to the server's main process (as left4me, across the two
+#     units' PrivateUsers= namespaces), which RestartPreventExitStatus=
+#     keeps from being restarted.
 #     A deliberate start afterwards works and gets a fresh budget.
 . ./health-lib.sh
 standard_overlays
@@ -27,20 +30,23 @@ secs=$(( ($(now_ms) - t0) / 1000 ))
 runs=$(unit_journal ha | grep -c 'hang: ' || true)
 [ "$runs" = $(( max + 1 )) ] || fail "$runs runs of the server hung, expected $(( max + 1 ))"
 [ "$(health_events ha restart | wc -l)" = "$max" ] || fail "expected $max restarts by the health check"
-[ "$(health_events ha stop | wc -l)" = 1 ] || fail "expected one stop by the health check"
-reason=$(unit_journal ha | grep 'stopped by its health check') || fail "the server's journal lacks the health check's reason"
+[ "$(health_events ha failed | wc -l)" = 1 ] || fail "expected one give-up by the health check"
+[ -z "$(health_events ha refused)" ] || fail "the check could not signal the server: $(health_events ha refused)"
+reason=$(journalctl --no-pager -o cat _SYSTEMD_UNIT="$(health_unit ha)" LEFT4ME_INSTANCE=ha HEALTH_ACTION=failed) ||
+    fail "no journal entry of the health check's unit with the instance and HEALTH_ACTION=failed"
 echo "$reason"
+[[ $reason == *"no A2S_INFO answer"* ]] || fail "the reason does not say why"
 [[ $reason == *"already restarted it $max times within 600 s"* ]] || fail "the reason does not name the budget"
-journalctl --no-pager -o cat _SYSTEMD_UNIT="$(unit ha)" LEFT4ME_INSTANCE=ha HEALTH_ACTION=failed | grep -q 'no A2S_INFO answer' ||
-    fail "the verdict's journal entry lacks the fields"
-# The stop itself was clean (SIGKILL counts as success here): the failure is
-# the verdict's, exit 20 from ExecStopPost=.
+# The server's main process died of the check's SIGSYS (result signal, or
+# core-dump where a core is written), and systemd did not restart it.
 result=$(systemctl show -P Result "$(unit ha)")
-[ "$result" = exit-code ] || fail "result is $result, expected exit-code from the verdict"
-unit_journal ha | grep -q 'Control process exited, code=exited, status=20' || fail "no verdict exit 20 in the server's journal"
+case $result in signal | core-dump) ;; *) fail "result is $result, expected signal (SIGSYS from the health check)" ;; esac
+unit_journal ha | grep -q 'status=31/SYS' || fail "no SIGSYS exit in the server's journal"
+[ "$(systemctl show -P ExecMainStatus "$(unit ha)")" = 31 ] || fail "the main process's status is not SIGSYS (31)"
 wait_unmounted ha 15
-note "failed (result $result, verdict exit 20) after $runs hung runs in $secs s, overlay unmounted"
+note "failed (result $result, main process SIGSYS) after $runs hung runs in $secs s, overlay unmounted"
 grep -q '"gave_up": {' "$(health_record ha)" || fail "the record does not show the give-up"
+grep -q '"server_pid": [1-9]' "$(health_record ha)" || fail "the record does not name the signalled PID"
 
 rm -f "$STATE/instances/ha/layer/left4dead2/hang"
 start_instance ha
