@@ -51,8 +51,66 @@ let
 
   rendered = import ./render.nix {
     helper = helperPath;
+    health = "${cfg.package}/bin/left4me-health";
+    systemctl = "${config.systemd.package}/bin/systemctl";
     inherit (cfg) stateDir user group;
   };
+
+  # The health check's settings (docs/health.md) and the L4D2_HEALTH_* key
+  # each one is written as: host-wide into host.env, per instance into that
+  # instance's instance.env, which the helper's copy passes on (L4D2_* keys).
+  healthKeys = {
+    graceSec = "L4D2_HEALTH_GRACE_SEC";
+    intervalSec = "L4D2_HEALTH_INTERVAL_SEC";
+    timeoutSec = "L4D2_HEALTH_TIMEOUT_SEC";
+    failures = "L4D2_HEALTH_FAILURES";
+    restartsMax = "L4D2_HEALTH_RESTARTS_MAX";
+    restartsWindowSec = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
+  };
+  # The binary reads digits with an optional fraction only; Nix prints a
+  # float with six decimals, which it accepts.
+  healthLines =
+    settings:
+    lib.concatLists (
+      mapAttrsToList (
+        option: key: optional (settings.${option} != null) "${key}=${toString settings.${option}}"
+      ) healthKeys
+    );
+  isHealthKey = k: lib.hasPrefix "L4D2_HEALTH_" k;
+
+  # One set of options, used host-wide (defaults: the binary's) and per
+  # instance (default null: the host's value).
+  healthOptions =
+    { perInstance }:
+    let
+      setting =
+        type: default: description:
+        mkOption {
+          type = if perInstance then types.nullOr type else type;
+          default = if perInstance then null else default;
+          example = default * 2;
+          description =
+            description + lib.optionalString perInstance " `null`: {option}`services.left4me.health` decides.";
+        };
+    in
+    {
+      graceSec =
+        setting types.numbers.nonnegative 120
+          "Seconds after the server's start before the first query (the game loads a map first).";
+      intervalSec = setting types.numbers.positive 10 "Seconds from one A2S_INFO query to the next.";
+      timeoutSec =
+        setting types.numbers.positive 2
+          "Seconds without an answer after which a query failed.";
+      failures =
+        setting (types.ints.between 1 1000) 3
+          "Failed queries in a row that restart the server (one lost datagram is one failure).";
+      restartsMax =
+        setting (types.ints.between 0 1000) 3
+          "Restarts by the health check within {option}`restartsWindowSec`; one more would be due, the check ends the server as `failed` instead (0: at the first hang).";
+      restartsWindowSec =
+        setting types.numbers.positive 3600
+          "The window of that restart budget, in seconds.";
+    };
 
   # A declared instance's own settings. NixOS names every drop-in it makes
   # from systemd.services.<name> "overrides.conf", and systemd loads only one
@@ -96,6 +154,7 @@ let
         overlayUnit = rendered."left4me-overlay@.service";
         resetUnit = rendered."left4me-reset@.service";
         consoleSocket = rendered."left4me-console@.socket";
+        healthUnit = rendered."left4me-health@.service";
         slice = rendered."l4d2-game.slice";
         # A dash in a slice name nests it: l4d2-game.slice lives in l4d2.slice,
         # which carries the weights against its siblings.
@@ -105,6 +164,7 @@ let
           "overlayUnit"
           "resetUnit"
           "consoleSocket"
+          "healthUnit"
           "slice"
           "parentSlice"
         ];
@@ -120,6 +180,7 @@ let
           cp "$overlayUnitPath" "$dir/left4me-overlay@.service"
           cp "$resetUnitPath" "$dir/left4me-reset@.service"
           cp "$consoleSocketPath" "$dir/left4me-console@.socket"
+          cp "$healthUnitPath" "$dir/left4me-health@.service"
           cp "$slicePath" "$dir/l4d2-game.slice"
           cp "$parentSlicePath" "$dir/l4d2.slice"
         ''
@@ -201,11 +262,14 @@ let
         "L4D2_OVERLAYS=${quote (concatStringsSep " " inst.overlays)}"
       ]
       ++ optional (inst.args != null) "L4D2_ARGS=${quote (concatStringsSep " " inst.args)}"
+      ++ healthLines inst.health
     )
     + "\n";
 
   hostEnv =
     rendered."host.env"
+    + "\n# services.left4me.health\n"
+    + concatStringsSep "" (map (line: "${line}\n") (healthLines cfg.health))
     + lib.optionalString (cfg.hostSettings != { }) (
       "\n# services.left4me.hostSettings (later lines win over the defaults above)\n"
       + concatStringsSep "" (mapAttrsToList (k: v: "${k}=${quote v}\n") cfg.hostSettings)
@@ -225,7 +289,7 @@ let
   i686Glibc = builtins.head cfg.i686Runtime.libraries;
 
   perInstanceServices = filter (
-    unit: builtins.match "left4me-(server|overlay|reset)@.+" unit != null
+    unit: builtins.match "left4me-(server|overlay|reset|health)@.+" unit != null
   ) (builtins.attrNames config.systemd.services);
 
   firewallPorts = mapAttrsToList (_: inst: inst.port) (
@@ -265,6 +329,11 @@ let
         assertion =
           !builtins.any (k: builtins.elem k reservedInstanceKeys) (builtins.attrNames inst.environment);
         message = "services.left4me.instances.\"${name}\".environment: set L4D2_PORT, L4D2_ARGS and L4D2_OVERLAYS through port, args and overlays.";
+      }
+      {
+        # Environment= of the server unit never reaches the health unit.
+        assertion = !builtins.any isHealthKey (builtins.attrNames inst.environment);
+        message = "services.left4me.instances.\"${name}\".environment: L4D2_HEALTH_* would not reach the health check; set services.left4me.instances.\"${name}\".health instead.";
       }
       {
         assertion = builtins.all (k: !(cfg.hostSettings ? ${k})) (builtins.attrNames inst.environment);
@@ -360,6 +429,7 @@ let
             an {file}`overrides.conf` hiding the template's.
           '';
         };
+        health = healthOptions { perInstance = true; };
         openFirewall = mkOption {
           type = types.bool;
           default = cfg.openFirewall;
@@ -451,6 +521,10 @@ in
         {file}`''${stateDir}/instances/`. Created by the module at the default.
       '';
     };
+
+    # left4me-health@<name>.service, started with every server
+    # (docs/health.md); written into /etc/left4me/host.env.
+    health = healthOptions { perInstance = false; };
 
     hostSettings = mkOption {
       type = types.attrsOf types.str;
@@ -581,6 +655,10 @@ in
             assertion =
               !builtins.any (k: builtins.elem k reservedHostKeys) (builtins.attrNames cfg.hostSettings);
             message = "services.left4me.hostSettings: LEFT4ME_USER, LEFT4ME_GROUP and LEFT4ME_STATE_DIR follow services.left4me.user, .group and .stateDir.";
+          }
+          {
+            assertion = !builtins.any isHealthKey (builtins.attrNames cfg.hostSettings);
+            message = "services.left4me.hostSettings: set L4D2_HEALTH_* through services.left4me.health.";
           }
         ];
 

@@ -15,6 +15,11 @@ let
 
   rendered = import ./render.nix {
     helper = "${placeholder "out"}/${helperRelative}";
+    health = "${placeholder "out"}/bin/left4me-health";
+    # The system's systemctl on NixOS, without a store path of systemd in
+    # this package's closure; the module renders its own copies with
+    # config.systemd.package.
+    systemctl = "/run/current-system/sw/bin/systemctl";
     stateDir = "/var/lib/left4me";
     user = "left4me";
     group = "left4me";
@@ -26,6 +31,7 @@ let
     "left4me-server@.service" = "lib/systemd/system/left4me-server@.service";
     "left4me-overlay@.service" = "lib/systemd/system/left4me-overlay@.service";
     "left4me-reset@.service" = "lib/systemd/system/left4me-reset@.service";
+    "left4me-health@.service" = "lib/systemd/system/left4me-health@.service";
     "l4d2-game.slice" = "lib/systemd/system/l4d2-game.slice";
     "l4d2.slice" = "lib/systemd/system/l4d2.slice";
     "left4me-enable@.service" = "lib/systemd/system/left4me-enable@.service";
@@ -98,6 +104,8 @@ rustPlatform.buildRustPackage {
       --bash <("$helper" --generate complete-bash) \
       --zsh <("$helper" --generate complete-zsh) \
       --fish <("$helper" --generate complete-fish)
+    "$out/bin/left4me-health" --generate man > left4me-health.8
+    installManPage left4me-health.8
   '';
 
   meta = {

@@ -6,6 +6,8 @@
 # Returns { "<file name without .in>" = "<rendered text>"; ... }.
 {
   helper,
+  health,
+  systemctl,
   stateDir,
   user,
   group,
@@ -40,9 +42,11 @@ let
 
   substitute =
     replaceStrings
-      [ "@HELPER@" "@STATE_DIR@" "@USER@" "@GROUP@" ]
+      [ "@HELPER@" "@HEALTH@" "@SYSTEMCTL@" "@STATE_DIR@" "@USER@" "@GROUP@" ]
       [
         helper
+        health
+        systemctl
         stateDir
         user
         group

@@ -1,14 +1,18 @@
 //! left4me-overlay: the privileged helper that assembles, tears down, resets
 //! and inspects one left4me instance's overlayfs mount. The binary is a thin
 //! shell over [`main`]; see the README for the contract and threat model.
+//! The crate's second program, the per-instance health check `left4me-health`
+//! (docs/health.md), is [`health_main`]; the root helper never calls it.
 //! Everything else is private to the crate, and `unsafe` lives in `sys` only.
 #![deny(unsafe_code)]
 
+mod a2s;
 mod cli;
 mod discard;
 mod envfile;
 mod error;
 mod fsx;
+mod health;
 mod idmap;
 mod instance;
 mod lock;
@@ -24,4 +28,6 @@ mod status;
 mod sys;
 mod verbs;
 
+/// left4me-health's program (src/bin/left4me-health.rs).
+pub use health::main as health_main;
 pub use run::main;

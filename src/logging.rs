@@ -1,5 +1,6 @@
 //! Under systemd (stderr is the journal stream), events go to journald with
-//! structured fields LEFT4ME_INSTANCE and LEFT4ME_VERB, so
+//! structured fields LEFT4ME_INSTANCE and LEFT4ME_VERB (and whatever fields
+//! the event itself carries, upper-cased: `health_reason` is HEALTH_REASON), so
 //! `journalctl LEFT4ME_INSTANCE=vs1` finds everything about one instance.
 //! Elsewhere they go to stderr, filtered by LEFT4ME_LOG (default: warn).
 
@@ -10,6 +11,12 @@ use tracing_subscriber::prelude::*;
 
 /// Returns whether events go to the journal.
 pub(crate) fn init(verb: &str, instance: Option<&str>) -> bool {
+    init_as("left4me-overlay", verb, instance)
+}
+
+/// As [`init`], for another of the crate's programs: `identifier` becomes
+/// SYSLOG_IDENTIFIER, so `journalctl -t left4me-health` finds that program.
+pub(crate) fn init_as(identifier: &str, verb: &str, instance: Option<&str>) -> bool {
     if stderr_is_journal() {
         let mut fields = vec![("LEFT4ME_VERB".to_owned(), verb.to_owned())];
         if let Some(instance) = instance {
@@ -17,7 +24,7 @@ pub(crate) fn init(verb: &str, instance: Option<&str>) -> bool {
         }
         if let Ok(layer) = tracing_journald::layer() {
             let layer = layer
-                .with_syslog_identifier("left4me-overlay".into())
+                .with_syslog_identifier(identifier.into())
                 .with_field_prefix(None)
                 .with_custom_fields(fields);
             tracing_subscriber::registry()

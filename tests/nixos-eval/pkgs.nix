@@ -110,14 +110,16 @@ in
   '';
 
   # services.left4me.package defaults to pkgs.callPackage ./package.nix { }.
-  # systemd-analyze verify needs the helper path to be an executable file;
-  # it must never run, so it says what it is and fails.
+  # systemd-analyze verify needs the helper's and the health check's paths
+  # to be executable files; they must never run, so they say what they are
+  # and fail.
   callPackage =
     _: _:
     standIn "left4me-evaluation-stand-in" ''
       mkdir -p "$out/libexec/left4me"
       printf '#!/bin/sh\necho "left4me: evaluation stand-in, not the helper" >&2\nexit 1\n' > "$out/libexec/left4me/left4me-overlay"
-      chmod +x "$out/libexec/left4me/left4me-overlay"
+      printf '#!/bin/sh\necho "left4me: evaluation stand-in, not the health check" >&2\nexit 1\n' > "$out/bin/left4me-health"
+      chmod +x "$out/libexec/left4me/left4me-overlay" "$out/bin/left4me-health"
     '';
 
   coreutils = standIn "coreutils" "";

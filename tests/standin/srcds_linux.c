@@ -16,6 +16,14 @@
  *   DIR/crash         if present: exit 3 at once (crash-loop scenario);
  *                     a file rather than an env var so any layer of the
  *                     overlay stack can inject it
+ * Health-check switches, looked up on every query so a scenario can flip
+ * them while the server runs (written through merged/ into upper/) or ship
+ * them in a layer (then they hold from the first query):
+ *   DIR/hang          stop answering for good and ignore SIGINT, like a
+ *                     deadlocked main loop; only SIGKILL ends the process
+ *   DIR/slow          answer A2S_INFO after the delay in milliseconds the
+ *                     file holds (empty: 1000)
+ *   DIR/drop-one      drop exactly one A2S_INFO answer in this process's life
  *   DIR/logs/standin.log  appended on start, per query and on exit, so
  *                     the writable upper layer receives data
  *   SIGINT            exit 0 (srcds's KillSignal)
@@ -46,6 +54,7 @@
 static volatile sig_atomic_t stop_requested;
 static FILE *logf;
 static char map[256] = "c1m1_hotel";
+static const char *game_dir;
 
 static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
 
@@ -180,6 +189,40 @@ static void steam_home(void)
     }
 }
 
+static int switch_on(const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", game_dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* Milliseconds from DIR/slow, 1000 when empty or not a number. */
+static long slow_ms(void)
+{
+    char path[4096], buf[32] = "";
+    snprintf(path, sizeof path, "%s/slow", game_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *end;
+    long ms = strtol(buf, &end, 10);
+    return (end == buf || ms <= 0) ? 1000 : ms;
+}
+
+static void hang_forever(void)
+{
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &ign, NULL);
+    logmsg("hang: %s/hang present: no more answers, SIGINT ignored", game_dir);
+    for (;;)
+        pause();
+}
+
 int main(int argc, char **argv)
 {
     const char *game = NULL;
@@ -198,6 +241,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "standin: no -game DIR given\n");
         return 2;
     }
+    game_dir = game;
     if (port <= 0 || port > 65535) {
         fprintf(stderr, "standin: bad +hostport\n");
         return 2;
@@ -258,6 +302,7 @@ int main(int argc, char **argv)
 
     static const uint8_t query[] = "\xff\xff\xff\xffTSource Engine Query";
     const size_t qlen = sizeof query; /* includes the terminating NUL */
+    int dropped_one = 0;
     while (!stop_requested) {
         if (!wait_for_query(fd))
             continue;
@@ -273,6 +318,8 @@ int main(int argc, char **argv)
         }
         if ((size_t)n < qlen || memcmp(in, query, qlen) != 0)
             continue;
+        if (switch_on("hang"))
+            hang_forever();
         uint32_t got;
         if ((size_t)n < qlen + 4 || (memcpy(&got, in + qlen, 4), got != challenge)) {
             uint8_t ch[9] = {0xff, 0xff, 0xff, 0xff, 'A'};
@@ -307,8 +354,22 @@ int main(int argc, char **argv)
         out[o++] = 0x80; /* EDF: port follows */
         out[o++] = (uint8_t)(port & 0xff);
         out[o++] = (uint8_t)(port >> 8);
+        if (!dropped_one && switch_on("drop-one")) {
+            dropped_one = 1;
+            logmsg("drop-one: dropped this A2S_INFO answer");
+            continue;
+        }
+        long delay = slow_ms();
+        if (delay > 0) {
+            struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested)
+                ;
+        }
         sendto(fd, out, o, 0, (struct sockaddr *)&peer, plen);
-        logmsg("answered A2S_INFO");
+        if (delay > 0)
+            logmsg("answered A2S_INFO after %ld ms (slow)", delay);
+        else
+            logmsg("answered A2S_INFO");
     }
     logmsg("SIGINT: shutting down");
     fclose(logf);

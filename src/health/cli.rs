@@ -1,0 +1,278 @@
+//! left4me-health's command line: the per-instance health check and its
+//! status. Runs as the service user (left4me-health@.service), never as root;
+//! the root helper left4me-overlay has no network code and never calls it.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use super::monitor::{self, Monitor};
+use super::settings::Settings;
+use super::{Problem, RUN_DIR, exit, now_ms, record, report};
+use crate::cli::Generate;
+use crate::error::{Failure, Kind};
+use crate::name::InstanceName;
+use crate::{a2s, logging};
+
+type Result<T> = std::result::Result<T, Problem>;
+
+const LONG_ABOUT: &str = "\
+Health check of left4me instances over A2S_INFO, and its status.
+
+`run` is what left4me-health@INSTANCE.service starts with the server, as the
+service user: after a grace period it queries 127.0.0.1:$L4D2_PORT every
+interval; after N failures in a row it restarts the server through polkit, and
+once its restart budget is spent it sends the server's main process SIGSYS,
+which the server unit does not restart: it ends `failed`.
+`status` shows the last answer (time, latency, map, players). Settings come
+from the environment (host.env, then the instance's instance.env):
+L4D2_HEALTH_GRACE_SEC (120), L4D2_HEALTH_INTERVAL_SEC (10),
+L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (3),
+L4D2_HEALTH_RESTARTS_MAX (3), L4D2_HEALTH_RESTARTS_WINDOW_SEC (3600).";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   done; status: every record read; query: answered
+  2   bad command line
+  10  invalid instance name
+  11  invalid setting (the message names the variable), or an unreadable record
+  12  status: no record for the instance (the check has not run since boot)
+  21  run: systemctl refused the restart or stop (check the polkit rule)
+  22  query: no usable answer
+  1   anything else (unexpected)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "left4me-health",
+    version,
+    about = "Health check of left4me instances over A2S_INFO, and its status",
+    long_about = LONG_ABOUT,
+    max_term_width = 100,
+    after_long_help = AFTER_HELP
+)]
+struct Cli {
+    /// Directory of the records, one INSTANCE/status.json each.
+    #[arg(long, global = true, env = "LEFT4ME_HEALTH_RUN_DIR", default_value = RUN_DIR, value_name = "DIR")]
+    run_dir: PathBuf,
+
+    /// Print a generated artifact (man page or shell completion) and exit.
+    #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
+    generate: Option<Generate>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check INSTANCE until it needs a restart (left4me-health@.service's ExecStart).
+    Run(RunArgs),
+    /// Show the last answer and the check's state of one or all instances.
+    Status(StatusArgs),
+    /// Send one A2S_INFO query and print the answer.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Instance name: 1-32 of [A-Za-z0-9_-], starting with a letter or digit.
+    instance: String,
+    /// systemctl to restart the server with and read its main PID.
+    #[arg(long, default_value = "systemctl", value_name = "PATH")]
+    systemctl: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Instance name; every instance with a record when omitted.
+    instance: Option<String>,
+    /// Print the records as JSON on stdout (schema in docs/health.md).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// UDP port of the server.
+    port: u16,
+    /// Address of the server.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The whole program; src/bin/left4me-health.rs only calls this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(kind) = cli.generate {
+        return generate(kind);
+    }
+    let Some(command) = &cli.command else {
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
+    let (verb, instance) = match command {
+        Command::Run(a) => ("run", Some(a.instance.as_str())),
+        Command::Status(a) => ("status", a.instance.as_deref()),
+        Command::Query(_) => ("query", None),
+    };
+    let to_journal = logging::init_as("left4me-health", verb, instance);
+    match dispatch(&cli.run_dir, command) {
+        Ok(code) => ExitCode::from(code),
+        Err(problem) => {
+            if to_journal {
+                tracing::error!(exit_code = problem.code, "{problem}");
+            } else {
+                eprintln!("left4me-health {verb}: error: {problem}");
+            }
+            ExitCode::from(problem.code)
+        }
+    }
+}
+
+fn dispatch(run_dir: &Path, command: &Command) -> Result<u8> {
+    match command {
+        Command::Run(a) => {
+            let instance = InstanceName::parse(&a.instance)?;
+            let settings = Settings::from_lookup(|k| std::env::var(k).ok())?;
+            Monitor {
+                instance,
+                run_dir: run_dir.to_owned(),
+                systemctl: a.systemctl.clone(),
+            }
+            .run(settings)
+        }
+        Command::Status(a) => status(run_dir, a),
+        Command::Query(a) => query(a),
+    }
+}
+
+fn status(run_dir: &Path, a: &StatusArgs) -> Result<u8> {
+    let names = match &a.instance {
+        Some(raw) => vec![InstanceName::parse(raw)?],
+        None => record_names(run_dir)?,
+    };
+    let mut records = Vec::new();
+    for name in &names {
+        let record = monitor::load_for_status(run_dir, name)?;
+        let running = monitor::running(&record);
+        records.push((record, running));
+    }
+    let text = if a.json {
+        format!(
+            "{:#}\n",
+            report::json(&run_dir.display().to_string(), &records)
+        )
+    } else if records.is_empty() {
+        format!(
+            "no health records in {} (no check has run since boot)\n",
+            run_dir.display()
+        )
+    } else {
+        let now = now_ms();
+        records
+            .iter()
+            .map(|(record, running)| report::human(record, *running, now))
+            .collect()
+    };
+    print_out(&text);
+    Ok(0)
+}
+
+/// Instances with a record, sorted; a missing run dir means none yet.
+fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
+    let entries = match std::fs::read_dir(run_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Failure::new(
+                Kind::Missing,
+                format!("cannot list {}: {e}", run_dir.display()),
+            )
+            .into());
+        }
+    };
+    let mut names: Vec<InstanceName> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(record::FILE).is_file())
+        .filter_map(|e| InstanceName::parse(&e.file_name().to_string_lossy()).ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn query(a: &QueryArgs) -> Result<u8> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 60.0) {
+        return Err(Failure::new(
+            Kind::InvalidConfig,
+            format!(
+                "--timeout {}: must be more than 0 and at most 60 seconds",
+                a.timeout
+            ),
+        )
+        .into());
+    }
+    let server = SocketAddr::new(a.host, a.port);
+    match a2s::query(server, Duration::from_secs_f64(a.timeout)) {
+        Ok(answer) => {
+            let i = &answer.info;
+            let ms = answer.latency.as_secs_f64() * 1000.0;
+            let text = if a.json {
+                format!(
+                    "{}\n",
+                    serde_json::json!({
+                        "server": server.to_string(), "latency_ms": ms, "name": i.name, "map": i.map,
+                        "folder": i.folder, "game": i.game, "app_id": i.app_id, "players": i.players,
+                        "max_players": i.max_players, "bots": i.bots, "version": i.version, "port": i.port,
+                        "protocol": i.protocol, "server_type": i.server_type.to_string(),
+                        "environment": i.environment.to_string(), "password": i.password, "vac": i.vac,
+                    })
+                )
+            } else {
+                format!(
+                    "{server}: {:?} on {}, {}/{} players ({} bots), {ms:.1} ms\n",
+                    i.name, i.map, i.players, i.max_players, i.bots
+                )
+            };
+            print_out(&text);
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("left4me-health query: {server}: {e}");
+            Ok(exit::NO_ANSWER)
+        }
+    }
+}
+
+/// Like other Unix tools, a closed pipe (`| head`) ends the output quietly;
+/// println! would panic instead.
+fn print_out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn generate(kind: Generate) -> ExitCode {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout();
+    let shell = match kind {
+        Generate::Man => {
+            return match clap_mangen::Man::new(cmd).section("8").render(&mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            };
+        }
+        Generate::CompleteBash => clap_complete::Shell::Bash,
+        Generate::CompleteZsh => clap_complete::Shell::Zsh,
+        Generate::CompleteFish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "left4me-health", &mut out);
+    ExitCode::SUCCESS
+}

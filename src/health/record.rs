@@ -1,0 +1,453 @@
+//! The health check's record of one instance, RUN_DIR/INSTANCE/status.json:
+//! written by the check after every query (atomically: a reader never sees
+//! half a file), read by `left4me-health status`. It also carries the restart budget across the check's own
+//! restarts (the unit preserves its runtime directory), so it is the only
+//! state there is. Times are Unix epoch milliseconds.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::settings::Settings;
+use crate::a2s::{Answer, QueryError};
+
+pub const FILE: &str = "status.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Waiting out the start-up grace period; no query yet.
+    Grace,
+    Checking,
+    /// Asked systemd to restart the server (the check is restarted with it).
+    Restarting,
+    /// Restart budget spent: asked systemd to stop the server as failed.
+    GaveUp,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Grace => "grace",
+            Phase::Checking => "checking",
+            Phase::Restarting => "restarting",
+            Phase::GaveUp => "gave-up",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub time_ms: u64,
+    pub ok: bool,
+    /// Milliseconds from the first datagram to the info, when answered.
+    pub latency_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastAnswer {
+    pub time_ms: u64,
+    pub latency_ms: f64,
+    pub name: String,
+    pub map: String,
+    pub players: u8,
+    pub max_players: u8,
+    pub bots: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GaveUp {
+    pub time_ms: u64,
+    /// The server's main process the check sent SIGSYS to (0: it could
+    /// not, and stopped the server instead).
+    pub server_pid: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub instance: String,
+    pub pid: u32,
+    pub settings: Settings,
+    pub phase: Phase,
+    pub started_ms: u64,
+    pub updated_ms: u64,
+    /// Queries since this check started, and how many failed.
+    pub checks: u64,
+    pub failed_checks: u64,
+    pub consecutive_failures: u32,
+    pub last_check: Option<Check>,
+    /// Kept across restarts: the newest answer the server ever gave this boot.
+    pub last_answer: Option<LastAnswer>,
+    /// Restarts this check caused within the budget window.
+    pub restarts_ms: Vec<u64>,
+    pub gave_up: Option<GaveUp>,
+}
+
+/// What the check does after a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    /// Answered again after `after` failures.
+    Recovered {
+        after: u32,
+    },
+    /// A failure that does not yet reach the threshold.
+    Failing,
+    /// Threshold reached, budget left: restart (already counted in the budget).
+    Restart {
+        reason: String,
+    },
+    /// Threshold reached, budget spent: stop the server as failed.
+    GiveUp {
+        reason: String,
+    },
+}
+
+impl Record {
+    /// A new record for a check starting now, keeping from the previous
+    /// record (if any) what outlives one run of the check: the newest answer
+    /// and the restarts still inside the budget window. A give-up is not
+    /// kept: after one, only a deliberate start can bring the server back,
+    /// and that start gets a fresh budget.
+    pub fn start(
+        instance: &str,
+        pid: u32,
+        settings: Settings,
+        previous: Option<Record>,
+        now_ms: u64,
+    ) -> Record {
+        let (last_answer, mut restarts_ms) = match previous {
+            Some(p) if p.gave_up.is_none() => (p.last_answer, p.restarts_ms),
+            Some(p) => (p.last_answer, Vec::new()),
+            None => (None, Vec::new()),
+        };
+        let window = settings.restarts_window_ms();
+        restarts_ms.retain(|&t| t <= now_ms && now_ms - t < window);
+        Record {
+            instance: instance.to_owned(),
+            pid,
+            settings,
+            phase: Phase::Grace,
+            started_ms: now_ms,
+            updated_ms: now_ms,
+            checks: 0,
+            failed_checks: 0,
+            consecutive_failures: 0,
+            last_check: None,
+            last_answer,
+            restarts_ms,
+            gave_up: None,
+        }
+    }
+
+    /// Takes one query's outcome and decides what follows.
+    pub fn observe(&mut self, outcome: &Result<Answer, QueryError>, now_ms: u64) -> Action {
+        self.phase = Phase::Checking;
+        self.updated_ms = now_ms;
+        self.checks += 1;
+        match outcome {
+            Ok(answer) => {
+                let latency_ms = answer.latency.as_secs_f64() * 1000.0;
+                self.last_check = Some(Check {
+                    time_ms: now_ms,
+                    ok: true,
+                    latency_ms: Some(latency_ms),
+                    error: None,
+                });
+                self.last_answer = Some(LastAnswer {
+                    time_ms: now_ms,
+                    latency_ms,
+                    name: answer.info.name.clone(),
+                    map: answer.info.map.clone(),
+                    players: answer.info.players,
+                    max_players: answer.info.max_players,
+                    bots: answer.info.bots,
+                });
+                let after = std::mem::take(&mut self.consecutive_failures);
+                if after > 0 {
+                    Action::Recovered { after }
+                } else {
+                    Action::Nothing
+                }
+            }
+            Err(err) => {
+                self.failed_checks += 1;
+                self.consecutive_failures += 1;
+                self.last_check = Some(Check {
+                    time_ms: now_ms,
+                    ok: false,
+                    latency_ms: None,
+                    error: Some(err.to_string()),
+                });
+                if self.consecutive_failures < self.settings.failures {
+                    return Action::Failing;
+                }
+                self.decide(err, now_ms)
+            }
+        }
+    }
+
+    fn decide(&mut self, err: &QueryError, now_ms: u64) -> Action {
+        let s = &self.settings;
+        let window = s.restarts_window_ms();
+        self.restarts_ms
+            .retain(|&t| t <= now_ms && now_ms - t < window);
+        let mut reason = format!(
+            "no A2S_INFO answer from 127.0.0.1:{} in {} consecutive queries (one every {} s, timeout {} s); last: {err}",
+            s.port, self.consecutive_failures, s.interval_sec, s.timeout_sec
+        );
+        if self.restarts_ms.len() < s.restarts_max as usize {
+            self.restarts_ms.push(now_ms);
+            self.phase = Phase::Restarting;
+            reason.push_str(&format!(
+                "; restart {} of at most {} within {} s",
+                self.restarts_ms.len(),
+                s.restarts_max,
+                s.restarts_window_sec
+            ));
+            Action::Restart { reason }
+        } else {
+            self.phase = Phase::GaveUp;
+            reason.push_str(&format!(
+                "; the health check already restarted it {} times within {} s (L4D2_HEALTH_RESTARTS_MAX={}), so it ends the server as failed",
+                self.restarts_ms.len(),
+                s.restarts_window_sec,
+                s.restarts_max
+            ));
+            Action::GiveUp { reason }
+        }
+    }
+
+    /// Marks the budget as spent; the next deliberate start gets a fresh one.
+    pub fn give_up(&mut self, server_pid: u32, reason: String, now_ms: u64) {
+        self.restarts_ms.clear();
+        self.gave_up = Some(GaveUp {
+            time_ms: now_ms,
+            server_pid,
+            reason,
+        });
+    }
+
+    pub fn path(run_dir: &Path, instance: &str) -> PathBuf {
+        run_dir.join(instance).join(FILE)
+    }
+
+    /// None when there is no record (the check never ran since boot).
+    pub fn load(run_dir: &Path, instance: &str) -> io::Result<Option<Record>> {
+        let path = Record::path(run_dir, instance);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a health record: {e}", path.display()),
+            )
+        })
+    }
+
+    /// Writes the record through a temporary file and rename(2), readable by
+    /// everyone (it holds nothing secret; the unit's UMask=0077 would hide it).
+    pub fn save(&self, run_dir: &Path) -> io::Result<()> {
+        let dir = run_dir.join(&self.instance);
+        fs::create_dir_all(&dir)?;
+        let tmp = dir.join(".status.json.tmp");
+        let mut file = fs::File::create(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        text.push(b'\n');
+        file.write_all(&text)?;
+        drop(file);
+        fs::rename(&tmp, dir.join(FILE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2s::Info;
+    use std::time::Duration;
+
+    fn settings() -> Settings {
+        Settings {
+            port: 27015,
+            failures: 3,
+            restarts_max: 2,
+            restarts_window_sec: 100.0,
+            ..Settings::default()
+        }
+    }
+
+    fn answer(map: &str) -> Result<Answer, QueryError> {
+        Ok(Answer {
+            info: Info {
+                protocol: 17,
+                name: "n".into(),
+                map: map.into(),
+                folder: "left4dead2".into(),
+                game: "Left 4 Dead 2".into(),
+                app_id: 550,
+                players: 2,
+                max_players: 8,
+                bots: 0,
+                server_type: 'd',
+                environment: 'l',
+                password: false,
+                vac: false,
+                version: "1".into(),
+                port: None,
+            },
+            latency: Duration::from_micros(1500),
+        })
+    }
+
+    fn timeout() -> Result<Answer, QueryError> {
+        Err(QueryError::Timeout(Duration::from_secs(2)))
+    }
+
+    #[test]
+    fn one_lost_answer_is_not_a_restart() {
+        let mut r = Record::start("vs1", 1, settings(), None, 0);
+        assert_eq!(r.observe(&answer("m1"), 10), Action::Nothing);
+        assert_eq!(r.observe(&timeout(), 20), Action::Failing);
+        assert_eq!(r.observe(&answer("m1"), 30), Action::Recovered { after: 1 });
+        assert_eq!(r.observe(&timeout(), 40), Action::Failing);
+        assert_eq!(r.observe(&timeout(), 50), Action::Failing);
+        assert_eq!(r.observe(&answer("m2"), 60), Action::Recovered { after: 2 });
+        assert_eq!((r.checks, r.failed_checks), (6, 3));
+        let last = r.last_answer.as_ref().unwrap();
+        assert_eq!((last.map.as_str(), last.time_ms), ("m2", 60));
+        assert!((last.latency_ms - 1.5).abs() < 1e-9);
+        assert!(r.restarts_ms.is_empty());
+    }
+
+    #[test]
+    fn n_failures_in_a_row_restart_until_the_budget_is_spent() {
+        let mut r = Record::start("vs1", 1, settings(), None, 0);
+        let mut actions = Vec::new();
+        for t in 1..=9 {
+            actions.push(r.observe(&timeout(), t * 1000));
+        }
+        let kinds: Vec<&str> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Failing => "failing",
+                Action::Restart { .. } => "restart",
+                Action::GiveUp { .. } => "give-up",
+                _ => "other",
+            })
+            .collect();
+        // The counter keeps counting after a restart only in this test: the
+        // real check restarts with the server and starts a new record.
+        assert_eq!(
+            kinds,
+            [
+                "failing", "failing", "restart", "restart", "give-up", "give-up", "give-up",
+                "give-up", "give-up"
+            ]
+        );
+        let Action::Restart { reason } = &actions[2] else {
+            unreachable!()
+        };
+        assert!(
+            reason.contains("127.0.0.1:27015 in 3 consecutive queries"),
+            "{reason}"
+        );
+        assert!(reason.contains("last: no answer within 2 s"), "{reason}");
+        assert!(
+            reason.contains("restart 1 of at most 2 within 100 s"),
+            "{reason}"
+        );
+        let Action::GiveUp { reason } = &actions[4] else {
+            unreachable!()
+        };
+        assert!(
+            reason.contains("already restarted it 2 times within 100 s"),
+            "{reason}"
+        );
+        assert_eq!(r.phase, Phase::GaveUp);
+    }
+
+    #[test]
+    fn the_budget_survives_the_checks_restart_and_expires() {
+        let s = settings();
+        let mut r = Record::start("vs1", 1, s.clone(), None, 0);
+        for t in 1..=3 {
+            r.observe(&timeout(), t * 1000);
+        }
+        assert_eq!(r.restarts_ms, [3000]);
+        // The restarted check (new pid) inherits the restart...
+        let mut r = Record::start("vs1", 2, s.clone(), Some(r), 50_000);
+        assert_eq!(r.restarts_ms, [3000]);
+        for t in 1..=3 {
+            r.observe(&timeout(), 50_000 + t * 1000);
+        }
+        assert_eq!(r.restarts_ms, [3000, 53_000]);
+        // ... and a third hang within 100 s of the first gives up.
+        let mut r = Record::start("vs1", 3, s.clone(), Some(r), 60_000);
+        for t in 1..=2 {
+            r.observe(&timeout(), 60_000 + t * 1000);
+        }
+        assert!(matches!(
+            r.observe(&timeout(), 63_000),
+            Action::GiveUp { .. }
+        ));
+        // Later than the window after the first restart, one is allowed again.
+        let mut r = Record::start("vs1", 4, s, Some(r), 103_001);
+        assert_eq!(r.restarts_ms, [53_000]);
+        for t in 1..=2 {
+            r.observe(&timeout(), 103_001 + t);
+        }
+        assert!(matches!(
+            r.observe(&timeout(), 103_004),
+            Action::Restart { .. }
+        ));
+    }
+
+    #[test]
+    fn a_give_up_resets_the_budget_for_the_next_deliberate_start() {
+        let s = Settings {
+            restarts_max: 0,
+            ..settings()
+        };
+        let mut r = Record::start("vs1", 1, s.clone(), None, 0);
+        r.observe(&answer("m"), 1);
+        r.observe(&timeout(), 2);
+        r.observe(&timeout(), 3);
+        let Action::GiveUp { reason } = r.observe(&timeout(), 4) else {
+            panic!("no give-up with restarts_max 0")
+        };
+        r.give_up(4321, reason, 5);
+        let next = Record::start("vs1", 2, s, Some(r), 10);
+        assert_eq!(next.gave_up, None);
+        assert!(next.restarts_ms.is_empty());
+        assert_eq!(next.last_answer.unwrap().map, "m");
+        assert_eq!(next.phase, Phase::Grace);
+    }
+
+    #[test]
+    fn saves_and_loads_atomically_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Record::load(dir.path(), "vs1").unwrap().is_none());
+        let mut r = Record::start("vs1", 7, settings(), None, 0);
+        r.observe(&answer("c1m1_hotel"), 5);
+        r.save(dir.path()).unwrap();
+        let path = Record::path(dir.path(), "vs1");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(Record::load(dir.path(), "vs1").unwrap().unwrap(), r);
+        assert!(!dir.path().join("vs1/.status.json.tmp").exists());
+        fs::write(&path, b"{\"instance\":").unwrap();
+        let err = Record::load(dir.path(), "vs1").unwrap_err();
+        assert!(err.to_string().contains("not a health record"), "{err}");
+    }
+}

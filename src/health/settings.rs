@@ -1,0 +1,270 @@
+//! The health check's settings, from its environment: host.env gives the
+//! host's defaults and the instance's validated instance.env copy overrides
+//! them (both are EnvironmentFile= of left4me-health@.service, like the
+//! server's). Unset means the built-in default.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Failure, Kind};
+
+pub const PORT: &str = "L4D2_PORT";
+pub const GRACE: &str = "L4D2_HEALTH_GRACE_SEC";
+pub const INTERVAL: &str = "L4D2_HEALTH_INTERVAL_SEC";
+pub const TIMEOUT: &str = "L4D2_HEALTH_TIMEOUT_SEC";
+pub const FAILURES: &str = "L4D2_HEALTH_FAILURES";
+pub const RESTARTS_MAX: &str = "L4D2_HEALTH_RESTARTS_MAX";
+pub const RESTARTS_WINDOW: &str = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
+
+/// Longest accepted duration: 30 days. Larger values are typos, and keep
+/// the arithmetic far from overflow.
+const MAX_SECONDS: f64 = 30.0 * 86400.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub port: u16,
+    /// No query before this long after the start: the real game loads a map first.
+    pub grace_sec: f64,
+    /// One query every this long (measured start to start).
+    pub interval_sec: f64,
+    /// A query without an answer this long after it was sent has failed.
+    pub timeout_sec: f64,
+    /// This many failed queries in a row mean the server hangs.
+    pub failures: u32,
+    /// At most this many restarts by the health check within the window;
+    /// when another one is due, the server is stopped as failed instead.
+    pub restarts_max: u32,
+    pub restarts_window_sec: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            port: 27015,
+            grace_sec: 120.0,
+            interval_sec: 10.0,
+            timeout_sec: 2.0,
+            failures: 3,
+            restarts_max: 3,
+            restarts_window_sec: 3600.0,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings through `lookup` (the process environment in
+    /// production). The port has no default: without it there is nothing to ask.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Failure> {
+        let d = Settings::default();
+        let port = match lookup(PORT) {
+            Some(raw) => raw
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| invalid(PORT, &raw, "not a port number (1-65535)", "27015"))?,
+            None => {
+                return Err(Failure::new(
+                    Kind::InvalidConfig,
+                    format!("{PORT} is not set: the health check does not know which port to ask"),
+                )
+                .hint(
+                    "set L4D2_PORT in /etc/left4me/host.env or the instance's instance.env, \
+                     as for the server",
+                ));
+            }
+        };
+        Ok(Settings {
+            port,
+            grace_sec: seconds(&lookup, GRACE, d.grace_sec, true)?,
+            interval_sec: seconds(&lookup, INTERVAL, d.interval_sec, false)?,
+            timeout_sec: seconds(&lookup, TIMEOUT, d.timeout_sec, false)?,
+            failures: count(&lookup, FAILURES, d.failures, 1)?,
+            restarts_max: count(&lookup, RESTARTS_MAX, d.restarts_max, 0)?,
+            restarts_window_sec: seconds(&lookup, RESTARTS_WINDOW, d.restarts_window_sec, false)?,
+        })
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs_f64(self.grace_sec)
+    }
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(self.interval_sec)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_sec)
+    }
+    pub fn restarts_window_ms(&self) -> u64 {
+        (self.restarts_window_sec * 1000.0) as u64
+    }
+}
+
+fn invalid(key: &str, raw: &str, why: &str, example: &str) -> Failure {
+    Failure::new(Kind::InvalidConfig, format!("{key}={raw:?}: {why}")).hint(format!(
+        "fix it in /etc/left4me/host.env or the instance's instance.env, e.g. {key}={example}"
+    ))
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: f64,
+    zero_ok: bool,
+) -> Result<f64, Failure> {
+    let Some(raw) = lookup(key) else {
+        return Ok(default);
+    };
+    let example = default.to_string();
+    // Digits with an optional fraction only: no signs, exponents, "inf" or "nan".
+    let t = raw.trim();
+    let well_formed = !t.is_empty()
+        && t.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && t.matches('.').count() <= 1
+        && t.chars().any(|c| c.is_ascii_digit());
+    let value: f64 = well_formed
+        .then(|| t.parse().ok())
+        .flatten()
+        .ok_or_else(|| invalid(key, &raw, "not a number of seconds", &example))?;
+    if value == 0.0 && !zero_ok {
+        return Err(invalid(key, &raw, "must be more than 0", &example));
+    }
+    if value > MAX_SECONDS {
+        return Err(invalid(
+            key,
+            &raw,
+            "more than 30 days; is the unit wrong? (the value is in seconds)",
+            &example,
+        ));
+    }
+    Ok(value)
+}
+
+fn count(
+    lookup: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: u32,
+    min: u32,
+) -> Result<u32, Failure> {
+    let Some(raw) = lookup(key) else {
+        return Ok(default);
+    };
+    let t = raw.trim();
+    let value = t
+        .chars()
+        .all(|c| c.is_ascii_digit())
+        .then(|| t.parse::<u32>().ok())
+        .flatten()
+        .filter(|&v| v <= 1000)
+        .ok_or_else(|| {
+            invalid(
+                key,
+                &raw,
+                "not a whole number up to 1000",
+                &default.to_string(),
+            )
+        })?;
+    if value < min {
+        return Err(invalid(
+            key,
+            &raw,
+            &format!("must be at least {min}"),
+            &default.to_string(),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, Failure> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let s = from(&[(PORT, "27016")]).unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                port: 27016,
+                ..Settings::default()
+            }
+        );
+        assert_eq!(s.grace(), Duration::from_secs(120));
+        assert_eq!(s.restarts_window_ms(), 3_600_000);
+    }
+
+    #[test]
+    fn every_setting_can_be_overridden() {
+        let s = from(&[
+            (PORT, "27020"),
+            (GRACE, "0"),
+            (INTERVAL, "0.5"),
+            (TIMEOUT, " 1.25 "),
+            (FAILURES, "5"),
+            (RESTARTS_MAX, "0"),
+            (RESTARTS_WINDOW, "600"),
+        ])
+        .unwrap();
+        assert_eq!(s.grace(), Duration::ZERO);
+        assert_eq!(s.interval(), Duration::from_millis(500));
+        assert_eq!(s.timeout(), Duration::from_millis(1250));
+        assert_eq!((s.failures, s.restarts_max), (5, 0));
+        assert_eq!(s.restarts_window_ms(), 600_000);
+    }
+
+    #[test]
+    fn the_port_is_required() {
+        let err = from(&[]).unwrap_err();
+        assert_eq!(err.kind, Kind::InvalidConfig);
+        assert!(
+            err.message.contains("L4D2_PORT is not set"),
+            "{}",
+            err.message
+        );
+        for bad in ["0", "65536", "port", "-1", ""] {
+            let err = from(&[(PORT, bad)]).unwrap_err();
+            assert!(err.message.starts_with("L4D2_PORT="), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_value() {
+        let cases: &[(&str, &str, &str)] = &[
+            (INTERVAL, "10s", "not a number of seconds"),
+            (INTERVAL, "0", "more than 0"),
+            (TIMEOUT, "-1", "not a number"),
+            (TIMEOUT, "1e3", "not a number"),
+            (TIMEOUT, "nan", "not a number"),
+            (TIMEOUT, "inf", "not a number"),
+            (TIMEOUT, ".", "not a number"),
+            (TIMEOUT, "1.2.3", "not a number"),
+            (GRACE, "9999999", "30 days"),
+            (FAILURES, "0", "at least 1"),
+            (FAILURES, "2.5", "whole number"),
+            (FAILURES, "-3", "whole number"),
+            (FAILURES, "1001", "whole number"),
+            (RESTARTS_MAX, "many", "whole number"),
+            (RESTARTS_WINDOW, "0", "more than 0"),
+        ];
+        for (key, raw, why) in cases {
+            let err = from(&[(PORT, "27015"), (key, raw)]).unwrap_err();
+            assert_eq!(err.kind, Kind::InvalidConfig);
+            assert!(
+                err.message.starts_with(&format!("{key}=\"{raw}\": ")),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains(why), "{key}={raw}: {}", err.message);
+            assert!(err.hint.unwrap().contains(&format!("e.g. {key}=")));
+        }
+    }
+}

@@ -1,0 +1,83 @@
+# 30. Health: a server that hangs (keeps running, stops answering, ignores
+#     SIGINT) is restarted by its health check, as left4me through polkit,
+#     within N x interval + timeout of the hang, and answers again; the check
+#     runs as left4me, sandboxed at least as tightly as the game, and stops
+#     with the server.
+. ./health-lib.sh
+standard_overlays
+I=1 T=1 N=3
+health_instance hh 27031 GRACE_SEC=2 INTERVAL_SEC=$I TIMEOUT_SEC=$T FAILURES=$N
+start_instance hh
+expect_a2s 27031 "health hh"
+wait_health_active hh
+expect_health_as_user hh
+wait_health_checks hh 2 30
+[ "$(hfield hh phase)" = checking ] || fail "health phase is '$(hfield hh phase)', expected checking"
+shown=$(left4me-health status hh) || fail "left4me-health status hh failed"
+echo "$shown"
+[[ $shown == *'"health hh" on c1m1_hotel, 0/8 players'* ]] || fail "status does not show the last answer"
+runuser -u left4me -- left4me-health status hh --json | grep -q '"map": "c1m1_hotel"' ||
+    fail "status --json as left4me lacks the map"
+
+score() { systemd-analyze security --no-pager "$1" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) .*/\1/p'; }
+hexp=$(score "$(health_unit hh)") sexp=$(score "$(unit hh)")
+[[ $hexp =~ ^[0-9]+\.[0-9]$ && $sexp =~ ^[0-9]+\.[0-9]$ ]] || fail "cannot read exposure scores ($hexp, $sexp)"
+[ "${hexp/./}" -le "${sexp/./}" ] || fail "health check exposure $hexp above the game's $sexp"
+note "exposure: health check $hexp, game $sexp"
+
+inv=$(systemctl show -P InvocationID "$(unit hh)")
+log="$(game_dir hh)/logs/standin.log"
+t0=$(now_ms)
+touch "$(game_dir hh)/hang"
+# Take the switch away once the stand-in has hung, so the restarted one answers.
+until grep -q 'hang: ' "$log"; do
+    [ $(( $(now_ms) - t0 )) -lt $(( (I + T + 5) * 1000 )) ] || fail "the stand-in did not hang"
+    sleep 0.1
+done
+t_hung=$(now_ms)
+rm -f "$(game_dir hh)/hang"
+
+# The restart request: its journal entry's own time, not when we saw it.
+until [ -n "$(health_events hh restart)" ]; do
+    [ $(( $(now_ms) - t0 )) -lt $(( (N * I + T + 20) * 1000 )) ] || fail "no restart from the health check"
+    sleep 0.2
+done
+t_req=$(FORMAT=short-unix health_events hh restart | head -n 1 | awk '{split($1, a, "."); print a[1] substr(a[2] "000", 1, 3)}')
+health_events hh restart
+# Bound: the first query after the hang fails, N in a row are one interval
+# apart, the last fails after the timeout: N x I + T from the hang. Slack
+# 2 s: the query that finds the hang comes up to I after the touch (counted
+# in N x I), and journald/emulated-CPU latency.
+bound=$(( (N * I + T + 2) * 1000 ))
+[ $(( t_req - t0 )) -le "$bound" ] || fail "restart requested $(( t_req - t0 )) ms after the hang, bound $bound ms"
+
+# Answering again from a new run of the server: the hung one ignores SIGINT,
+# so its stop waits out TimeoutStopSec=15s and ends in SIGKILL first.
+until [ "$(systemctl show -P InvocationID "$(unit hh)")" != "$inv" ] && a2s-query 127.0.0.1 27031 --timeout 1 > /dev/null 2>&1; do
+    [ $(( $(now_ms) - t0 )) -lt 90000 ] || fail "the server does not answer 90 s after the hang (state $(active_state hh))"
+    sleep 0.2
+done
+t_up=$(now_ms)
+expect_a2s 27031 "health hh"
+note "hang to restart request: $(( t_req - t0 )) ms (stand-in hung after $(( t_hung - t0 )) ms; bound N x I + T + 2 s = $bound ms)"
+note "hang to restarted, answering server: $(( t_up - t0 )) ms (includes the 15 s stop timeout a hung server runs into)"
+echo "hang-to-restart-request-ms $(( t_req - t0 ))" >> "$OUT/health-figures"
+echo "hang-to-answering-ms $(( t_up - t0 ))" >> "$OUT/health-figures"
+
+# The record and the journal say why, with the instance as a field, from the
+# health unit; the check came back with the server and kept its budget.
+journalctl --no-pager -o cat _SYSTEMD_UNIT="$(health_unit hh)" LEFT4ME_INSTANCE=hh HEALTH_ACTION=restart |
+    grep -q "no A2S_INFO answer from 127.0.0.1:27031 in $N consecutive queries" ||
+    fail "the restart's journal entry lacks the reason or the fields"
+wait_health_active hh
+[ "$(hrestarts hh)" = 1 ] || fail "record holds $(hrestarts hh) restarts, expected 1"
+
+# Stops with the server: no check left running, no process.
+stop_instance hh
+[ "$(systemctl is-active "$(health_unit hh)")" = inactive ] ||
+    fail "$(health_unit hh) is $(systemctl is-active "$(health_unit hh)") after the server stopped"
+[ "$(systemctl show -P MainPID "$(health_unit hh)")" = 0 ] || fail "a health process is left"
+[ "$(systemctl show -P Result "$(unit hh)")" = success ] || fail "a deliberate stop after a health restart is not a success"
+shown=$(left4me-health status hh)
+[[ $shown == *'health check not running'* ]] || fail "status does not say the check stopped: $shown"
+health_cleanup hh
