@@ -155,6 +155,8 @@ let
         resetUnit = rendered."left4me-reset@.service";
         consoleSocket = rendered."left4me-console@.socket";
         healthUnit = rendered."left4me-health@.service";
+        enableUnit = rendered."left4me-enable@.service";
+        disableUnit = rendered."left4me-disable@.service";
         slice = rendered."l4d2-game.slice";
         # A dash in a slice name nests it: l4d2-game.slice lives in l4d2.slice,
         # which carries the weights against its siblings.
@@ -165,13 +167,21 @@ let
           "resetUnit"
           "consoleSocket"
           "healthUnit"
+          "enableUnit"
+          "disableUnit"
           "slice"
           "parentSlice"
         ];
       }
-      # left4me-enable@/left4me-disable@ are not installed: `systemctl enable`
-      # cannot write NixOS's read-only /etc/systemd/system; declare
-      # services.left4me.instances.<name>.autoStart instead.
+      # left4me-enable@/left4me-disable@ cannot do their job here (`systemctl
+      # enable` cannot write NixOS's read-only /etc/systemd/system; declare
+      # services.left4me.instances.<name>.autoStart instead), but they are
+      # installed anyway: the polkit rule lets the service user start units of
+      # those names, and since systemd 257 polkit also decides transient units
+      # by their name, so a name without a unit file would let the user
+      # `systemd-run --unit=left4me-enable@x.service` any command as root.
+      # With the template installed, systemd refuses a transient unit of that
+      # name.
       (
         ''
           dir="$out/lib/systemd/system"
@@ -181,6 +191,8 @@ let
           cp "$resetUnitPath" "$dir/left4me-reset@.service"
           cp "$consoleSocketPath" "$dir/left4me-console@.socket"
           cp "$healthUnitPath" "$dir/left4me-health@.service"
+          cp "$enableUnitPath" "$dir/left4me-enable@.service"
+          cp "$disableUnitPath" "$dir/left4me-disable@.service"
           cp "$slicePath" "$dir/l4d2-game.slice"
           cp "$parentSlicePath" "$dir/l4d2.slice"
         ''

@@ -28,6 +28,18 @@ for verb in stop restart; do
     if as_user systemctl "$verb" "$(reset_unit x)" 2>/dev/null; then fail "left4me could $verb $(reset_unit x)"; fi
 done
 
+# Since systemd 257 polkit sees a transient unit's name: every name the rule
+# grants must have a unit file, so systemd refuses a transient unit of that
+# name instead of running the user's command as root.
+rm -f /tmp/left4me-transient-probe
+for u in left4me-server@probe left4me-reset@probe left4me-enable@probe left4me-disable@probe left4me-overlay@probe; do
+    if as_user systemd-run --no-ask-password --quiet --unit="$u.service" /bin/sh -c 'id -u > /tmp/left4me-transient-probe' 2>/tmp/transient.err; then
+        fail "left4me could start a transient $u.service"
+    fi
+    note "transient $u.service as left4me refused: $(head -n1 /tmp/transient.err)"
+done
+sleep 1
+[ ! -e /tmp/left4me-transient-probe ] || fail "a transient unit ran: uid $(cat /tmp/left4me-transient-probe)"
 for c in left4me-vm-canary left4me-server-canary; do
     if as_user systemctl start "$c.service" 2>/tmp/polkit.err; then
         fail "left4me could start $c.service"
