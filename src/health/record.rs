@@ -15,6 +15,9 @@ use super::settings::Settings;
 use crate::a2s::{Answer, QueryError};
 
 pub const FILE: &str = "status.json";
+/// A record is a few hundred bytes; anything far larger was not written by
+/// the check.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -238,13 +241,36 @@ impl Record {
     }
 
     /// None when there is no record (the check never ran since boot).
+    /// The record's directory belongs to the service user and an admin runs
+    /// `status` as root: no symlink is followed, a FIFO cannot block the
+    /// read, and only a regular file of at most MAX_RECORD_BYTES is read.
     pub fn load(run_dir: &Path, instance: &str) -> io::Result<Option<Record>> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = Record::path(run_dir, instance);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        let not_a_record = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a health record: {why}", path.display()),
+            )
+        };
+        if !file.metadata()?.is_file() {
+            return Err(not_a_record("not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return Err(not_a_record("too large"));
+        }
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -449,5 +475,25 @@ mod tests {
         fs::write(&path, b"{\"instance\":").unwrap();
         let err = Record::load(dir.path(), "vs1").unwrap_err();
         assert!(err.to_string().contains("not a health record"), "{err}");
+    }
+
+    #[test_log::test]
+    fn load_refuses_links_fifos_and_huge_files_instead_of_following_or_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = dir.path().join("vs1");
+        fs::create_dir(&inst).unwrap();
+        let secret = dir.path().join("root-only.json");
+        fs::write(&secret, "{}").unwrap();
+        std::os::unix::fs::symlink(&secret, inst.join(FILE)).unwrap();
+        assert!(Record::load(dir.path(), "vs1").is_err(), "followed a symlink");
+        fs::remove_file(inst.join(FILE)).unwrap();
+        nix::unistd::mkfifo(&inst.join(FILE), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap();
+        let err = Record::load(dir.path(), "vs1").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        fs::remove_file(inst.join(FILE)).unwrap();
+        fs::write(inst.join(FILE), vec![b' '; 65 * 1024]).unwrap();
+        let err = Record::load(dir.path(), "vs1").unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
     }
 }

@@ -23,6 +23,8 @@ pub fn json(run_dir: &str, records: &[(Record, bool)]) -> Value {
 
 pub fn human(record: &Record, running: bool, now_ms: u64) -> String {
     let s = &record.settings;
+    // The record is the service user's file and the game's answers are the
+    // game's: strings are escaped so none can drive the admin's terminal.
     let mut out = String::new();
     let process = if running {
         format!("health check running, pid {}", record.pid)
@@ -32,7 +34,7 @@ pub fn human(record: &Record, running: bool, now_ms: u64) -> String {
     let _ = writeln!(
         out,
         "{}: {} ({process}), port {}",
-        record.instance,
+        record.instance.escape_debug(),
         record.phase.label(),
         s.port
     );
@@ -44,7 +46,7 @@ pub fn human(record: &Record, running: bool, now_ms: u64) -> String {
                 ago(now_ms, a.time_ms),
                 a.latency_ms,
                 a.name,
-                a.map,
+                a.map.escape_debug(),
                 a.players,
                 a.max_players,
                 a.bots
@@ -65,7 +67,7 @@ pub fn human(record: &Record, running: bool, now_ms: u64) -> String {
                 ago(now_ms, c.time_ms),
                 record.consecutive_failures,
                 s.failures,
-                c.error.as_deref().unwrap_or("")
+                c.error.as_deref().unwrap_or("").escape_debug()
             );
         }
         None => {
@@ -94,7 +96,7 @@ pub fn human(record: &Record, running: bool, now_ms: u64) -> String {
             out,
             "  gave up      {}: {}",
             ago(now_ms, g.time_ms),
-            g.reason
+            g.reason.escape_debug()
         );
     }
     out
