@@ -485,10 +485,16 @@ mod tests {
         let secret = dir.path().join("root-only.json");
         fs::write(&secret, "{}").unwrap();
         std::os::unix::fs::symlink(&secret, inst.join(FILE)).unwrap();
-        assert!(Record::load(dir.path(), "vs1").is_err(), "followed a symlink");
+        assert!(
+            Record::load(dir.path(), "vs1").is_err(),
+            "followed a symlink"
+        );
         fs::remove_file(inst.join(FILE)).unwrap();
-        nix::unistd::mkfifo(&inst.join(FILE), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .unwrap();
+        nix::unistd::mkfifo(
+            &inst.join(FILE),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         let err = Record::load(dir.path(), "vs1").unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         fs::remove_file(inst.join(FILE)).unwrap();
