@@ -101,6 +101,26 @@ pub(crate) enum Generate {
     CompleteFish,
 }
 
+/// Prints the man page or a shell completion of `cmd` (either binary's one
+/// clap definition) on stdout.
+pub(crate) fn generate(mut cmd: clap::Command, kind: Generate) -> std::process::ExitCode {
+    let name = cmd.get_name().to_owned();
+    let mut out = std::io::stdout();
+    let shell = match kind {
+        Generate::Man => {
+            return match clap_mangen::Man::new(cmd).section("8").render(&mut out) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(_) => std::process::ExitCode::FAILURE,
+            };
+        }
+        Generate::CompleteBash => clap_complete::Shell::Bash,
+        Generate::CompleteZsh => clap_complete::Shell::Zsh,
+        Generate::CompleteFish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    std::process::ExitCode::SUCCESS
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

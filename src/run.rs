@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command, Generate};
+use crate::cli::{Cli, Command};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::logging;
@@ -21,7 +21,7 @@ pub fn main() -> ExitCode {
     sys::default_sigpipe();
     let cli = Cli::parse();
     if let Some(kind) = cli.generate {
-        return generate(kind);
+        return crate::cli::generate(Cli::command(), kind);
     }
     let Some(command) = &cli.command else {
         let _ = Cli::command().print_help();
@@ -59,24 +59,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-fn generate(kind: Generate) -> ExitCode {
-    let mut cmd = Cli::command();
-    let mut out = std::io::stdout();
-    let shell = match kind {
-        Generate::Man => {
-            return match clap_mangen::Man::new(cmd).section("8").render(&mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            };
-        }
-        Generate::CompleteBash => clap_complete::Shell::Bash,
-        Generate::CompleteZsh => clap_complete::Shell::Zsh,
-        Generate::CompleteFish => clap_complete::Shell::Fish,
-    };
-    clap_complete::generate(shell, &mut cmd, "left4me-overlay", &mut out);
-    ExitCode::SUCCESS
 }
 
 /// Returns the exit code for outcomes already reported on stdout (status

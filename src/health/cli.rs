@@ -114,7 +114,7 @@ struct QueryArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(kind) = cli.generate {
-        return generate(kind);
+        return crate::cli::generate(Cli::command(), kind);
     }
     let Some(command) = &cli.command else {
         let _ = Cli::command().print_help();
@@ -257,22 +257,4 @@ fn query(a: &QueryArgs) -> Result<u8> {
 /// println! would panic instead.
 fn print_out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-}
-
-fn generate(kind: Generate) -> ExitCode {
-    let mut cmd = Cli::command();
-    let mut out = std::io::stdout();
-    let shell = match kind {
-        Generate::Man => {
-            return match clap_mangen::Man::new(cmd).section("8").render(&mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            };
-        }
-        Generate::CompleteBash => clap_complete::Shell::Bash,
-        Generate::CompleteZsh => clap_complete::Shell::Zsh,
-        Generate::CompleteFish => clap_complete::Shell::Fish,
-    };
-    clap_complete::generate(shell, &mut cmd, "left4me-health", &mut out);
-    ExitCode::SUCCESS
 }
