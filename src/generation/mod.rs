@@ -205,7 +205,7 @@ pub(crate) struct Manifest {
 /// Reads `MANIFEST` below `dir` (a generation, or .next/).
 fn read_manifest(dir: BorrowedFd<'_>, shown_dir: &std::path::Path) -> Result<Option<Manifest>> {
     let shown = shown_dir.join(MANIFEST);
-    match fsx::read_small_file(dir, MANIFEST, &shown, 64 * 1024) {
+    match fsx::read_small_root_file(dir, MANIFEST, &shown, 64 * 1024) {
         Ok(bytes) => Ok(Some(parse_manifest(&String::from_utf8_lossy(&bytes)))),
         Err(f) if f.kind == Kind::Missing => Ok(None),
         Err(f) => Err(f),
