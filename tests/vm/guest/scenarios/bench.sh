@@ -126,7 +126,7 @@ pids=()
 for u in "${units[@]}"; do systemctl start --no-block "$u" & pids+=($!); done
 for p in "${pids[@]}"; do wait "$p" || fail "a start request of the 32 was refused"; done
 for i in $(seq 32); do
-    a2s-query 127.0.0.1 $((27200 + i)) --timeout 120 >/dev/null || fail "many$i does not answer"
+    a2s-query 127.0.0.1 $((27200 + i)) --timeout 300 >/dev/null || fail "many$i does not answer within 300 s of the start request"
 done
 t_up=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
 t0=${EPOCHREALTIME/./}
