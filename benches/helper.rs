@@ -375,6 +375,8 @@ fn generation_cost(base: &Path) {
         prepare.push(time(|| b.run(&["generation", "prepare", "--owner", "bin"])));
         let next = b.root.join("installations/.next/left4dead2/vpk");
         fs::write(next.join("new.tmp"), vec![round as u8; 1 << 20]).unwrap();
+        // Written as steamcmd would: a file of the update user (bin).
+        std::os::unix::fs::chown(next.join("new.tmp"), Some(2), Some(2)).unwrap();
         fs::rename(next.join("new.tmp"), next.join("pak01_000.vpk")).unwrap();
         commit.push(time(|| {
             b.run(&["generation", "commit", "--restart", "never", "--keep", "10"])
