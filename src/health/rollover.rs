@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::a2s::Info;
 use crate::error::{Failure, Kind};
+use crate::generation::GenerationId;
 
 pub const POLICY: &str = "LEFT4ME_UPDATE_RESTART";
 pub const GENERATION: &str = "LEFT4ME_GENERATION";
@@ -31,7 +32,6 @@ pub const CURRENT: &str = "installations/current";
 /// `current` holds one id and a newline, a few dozen bytes; anything much
 /// larger was not written by the helper.
 const MAX_CURRENT_BYTES: u64 = 256;
-const MAX_ID_BYTES: usize = 64;
 
 /// What happens to a running instance once another generation is current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -167,7 +167,9 @@ impl fmt::Display for CurrentError {
     }
 }
 
-/// The generation `current` names. The file is root's and replaced by
+/// The generation `current` names. The helper reads it the same way as
+/// root (generation::current); this is the unprivileged reader, which has
+/// no state-dir fd and may see a missing file. The file is root's and replaced by
 /// rename(2), so it is read whole from one open: no half-written id. No
 /// symlink is followed and a FIFO cannot block the check.
 pub fn read_current(path: &Path) -> Result<String, CurrentError> {
@@ -196,7 +198,8 @@ pub fn read_current(path: &Path) -> Result<String, CurrentError> {
     }
     let text =
         std::str::from_utf8(&bytes).map_err(|_| CurrentError::Malformed("not UTF-8".into()))?;
-    let id = text.strip_suffix('\n').unwrap_or(text);
+    // Trailing newlines as the helper's own reader allows them.
+    let id = text.trim_end_matches('\n');
     if valid_id(id) {
         Ok(id.to_owned())
     } else {
@@ -207,16 +210,10 @@ pub fn read_current(path: &Path) -> Result<String, CurrentError> {
     }
 }
 
-/// A generation id as the helper writes it (`YYYYMMDDTHHMMSSZ`, maybe
-/// `-N`), checked loosely: what goes into the journal and the record must
-/// be one short, printable word.
+/// A generation id by the helper's own rule, so what goes into the journal
+/// and the record is one short, printable word.
 fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_BYTES
-        && id.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    GenerationId::parse(id).is_some()
 }
 
 /// The policy at work in one run of the check: it reads `current` after
@@ -563,6 +560,7 @@ mod tests {
     #[rstest]
     #[case::with_newline(b"20261130T030000Z\n", OLD)]
     #[case::without_newline(b"20261130T030000Z", OLD)]
+    #[case::two_newlines(b"20261130T030000Z\n\n", OLD)]
     #[case::suffixed(b"20261201T040000Z-2\n", NEW)]
     fn reads_current(#[case] content: &[u8], #[case] expected: &str) {
         let dir = state(Some(content));
