@@ -107,15 +107,7 @@ impl Monitor {
             if let Ok(answer) = &outcome {
                 let last = record.last_rollover.as_ref();
                 if let Some(r) = watcher.after_answer(name, &answer.info, last, now_ms()) {
-                    let reason = format!(
-                        "generation {} is current and {name} runs {}; A2S_INFO reports no human \
-                         player ({} players, {} bots) and {}=when-empty",
-                        r.to,
-                        r.from,
-                        r.players,
-                        r.bots,
-                        super::rollover::POLICY
-                    );
+                    let reason = r.reason(name);
                     let (from, to) = (r.from.clone(), r.to.clone());
                     record.roll_over(r);
                     self.save(&record)?;

@@ -92,6 +92,15 @@ pub struct Rollover {
 }
 
 impl Rollover {
+    /// Why, for the journal.
+    pub fn reason(&self, instance: &str) -> String {
+        format!(
+            "generation {} is current and {instance} runs {}; A2S_INFO reports no human \
+             player ({} players, {} bots) and {POLICY}=when-empty",
+            self.to, self.from, self.players, self.bots
+        )
+    }
+
     /// Carried into the next run of the check, which was started with the
     /// instance on `generation`.
     pub fn seen_by(mut self, generation: Option<&str>) -> Rollover {
@@ -634,6 +643,13 @@ mod tests {
                 bots: 1,
                 confirmed: false
             }
+        );
+        assert_eq!(
+            r.reason("vs1"),
+            format!(
+                "generation {NEW} is current and vs1 runs {OLD}; A2S_INFO reports no human \
+                 player (1 players, 1 bots) and LEFT4ME_UPDATE_RESTART=when-empty"
+            )
         );
         // A broken current is warned about once and stops the rollover.
         fs::write(dir.path().join(CURRENT), "garbage here\n").unwrap();
