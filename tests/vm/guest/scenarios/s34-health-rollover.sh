@@ -51,7 +51,8 @@ for i in re rf; do
     wait_health_checks "$i" 3 30
     [ "$(hfield "$i" generation)" = "$old" ] || fail "$i's health record names generation '$(hfield "$i" generation)', not $old"
 done
-a2s-query 127.0.0.1 27037 | grep -q '3/8 players' || fail "the stand-in does not report rf's 3 players: $(a2s-query 127.0.0.1 27037)"
+q=$(left4me-health query 27037) || fail "left4me-health query 27037 failed"
+[[ $q == *"3/8 players (2 bots)"* ]] || fail "the stand-in does not report rf's 3 players, 2 of them bots: $q"
 inv_re=$(systemctl show -P InvocationID "$(unit re)")
 inv_rf=$(systemctl show -P InvocationID "$(unit rf)")
 
