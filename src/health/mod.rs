@@ -3,12 +3,16 @@
 //! grace period it asks the instance's own port for A2S_INFO every interval
 //! and restarts the server through polkit after N consecutive failures, within
 //! a restart budget; past the budget it sends the server's main process
-//! SIGSYS, which the server unit does not restart, so it ends `failed`. docs/health.md has the design and the reasons for it.
+//! SIGSYS, which the server unit does not restart, so it ends `failed`.
+//! With the update restart policy `when-empty` it also restarts an empty
+//! server that runs an older installation generation (`rollover`).
+//! docs/health.md has the design and the reasons for it.
 
 mod cli;
 pub(crate) mod monitor;
 pub(crate) mod record;
 pub(crate) mod report;
+pub(crate) mod rollover;
 pub(crate) mod settings;
 
 pub use cli::main;
