@@ -42,17 +42,6 @@ host.env only: LEFT4ME_UPDATE_RESTART (never, when-empty, now) and
 LEFT4ME_STATE_DIR (/var/lib/left4me). LEFT4ME_GENERATION comes from the
 environment copy left4me-overlay mount writes.";
 
-const AFTER_HELP: &str = "\
-Exit codes:
-  0   done; status: every record read; query: answered
-  2   bad command line
-  10  invalid instance name
-  11  invalid setting (the message names the variable), or an unreadable record
-  12  status: no record for the instance (the check has not run since boot)
-  21  run: systemctl refused the restart or stop (check the polkit rule)
-  22  query: no usable answer
-  1   anything else (unexpected)";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "left4me-health",
@@ -60,9 +49,9 @@ Exit codes:
     about = "Health check of left4me instances over A2S_INFO, and its status",
     long_about = LONG_ABOUT,
     max_term_width = 100,
-    after_long_help = AFTER_HELP
+    after_long_help = crate::error::exit_table_help(&super::EXIT_CODES)
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Directory of the records, one INSTANCE/status.json each.
     #[arg(long, global = true, env = "LEFT4ME_HEALTH_RUN_DIR", default_value = RUN_DIR, value_name = "DIR")]
     run_dir: PathBuf,
