@@ -56,18 +56,27 @@ stop_to_unmounted() {
     while [ "$(systemctl show -P ActiveState "$u")" != inactive ]; do sleep 0.1; done
 }
 
-web=() root=() seed=()
+# The baseline has no health check, which the split units start with every
+# server (issue 14): "root, no health" masks it for its cycles, so the
+# boundary split's own cost shows apart from the health check's.
+no_health() {
+    systemctl mask --runtime --quiet left4me-health@bench.service
+    stop_to_unmounted "$@"
+    systemctl unmask --runtime --quiet left4me-health@bench.service
+}
+web=() root=() bare=() seed=()
 for i in $(seq 20); do
     web+=("$(stop_to_unmounted "$(unit bench)" as_user systemctl stop --no-block "$(unit bench)")")
     root+=("$(stop_to_unmounted "$(unit bench)" systemctl stop --no-block "$(unit bench)")")
+    bare+=("$(no_health "$(unit bench)" systemctl stop --no-block "$(unit bench)")")
     seed+=("$(stop_to_unmounted "$baseline" systemctl stop --no-block "$baseline")")
 done
 
 # A failure inside $(...) ends only that subshell; make it end the bench.
-for v in "${web[@]}" "${root[@]}" "${seed[@]}"; do
+for v in "${web[@]}" "${root[@]}" "${bare[@]}" "${seed[@]}"; do
     [[ $v =~ ^[0-9]+$ ]] || fail "a stop-to-unmounted cycle failed (got '$v')"
 done
-[ ${#web[@]} -eq 20 ] && [ ${#root[@]} -eq 20 ] && [ ${#seed[@]} -eq 20 ] || fail "stop-to-unmounted: cycles missing"
+[ ${#web[@]} -eq 20 ] && [ ${#root[@]} -eq 20 ] && [ ${#bare[@]} -eq 20 ] && [ ${#seed[@]} -eq 20 ] || fail "stop-to-unmounted: cycles missing"
 
 web_reset=() seed_reset=()
 for i in $(seq 10); do
@@ -101,13 +110,14 @@ rw=$(printf '%s\n' "${web_reset[@]}" | median); rs=$(printf '%s\n' "${seed_reset
 {
     echo "stop-to-unmounted, web app (left4me, polkit): $(printf '%s\n' "${web[@]}" | stats)"
     echo "stop-to-unmounted, root:                      $(printf '%s\n' "${root[@]}" | stats)"
+    echo "stop-to-unmounted, root, health check masked: $(printf '%s\n' "${bare[@]}" | stats)"
     echo "stop-to-unmounted, pre-split unit (baseline): $(printf '%s\n' "${seed[@]}" | stats)"
     echo "stop-to-unmounted ratio (median) web/baseline $(ratio "$mw" "$ms"), root/baseline $(ratio "$mr" "$ms")"
-    echo "stop-to-unmounted ratio (median of paired cycles) web/baseline $(paired_ratio "${web[*]}" "${seed[*]}"), root/baseline $(paired_ratio "${root[*]}" "${seed[*]}")"
+    echo "stop-to-unmounted ratio (median of paired cycles) web/baseline $(paired_ratio "${web[*]}" "${seed[*]}"), root/baseline $(paired_ratio "${root[*]}" "${seed[*]}"), root without health check/baseline $(paired_ratio "${bare[*]}" "${seed[*]}")"
     echo "reset cycle, web app (polkit, left4me-reset@): $(printf '%s\n' "${web_reset[@]}" | stats)"
     echo "reset cycle, pre-split unit + helper reset:    $(printf '%s\n' "${seed_reset[@]}" | stats)"
     echo "reset cycle ratio (median) web/baseline $(ratio "$rw" "$rs"), median of paired cycles $(paired_ratio "${web_reset[*]}" "${seed_reset[*]}")"
-    echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; baseline ${seed[*]}"
+    echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; root, health masked ${bare[*]}; baseline ${seed[*]}"
     echo "raw reset cycle ms: web ${web_reset[*]}; baseline ${seed_reset[*]}"
 } | tee "$OUT/bench.txt"
 
