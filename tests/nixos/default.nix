@@ -343,7 +343,7 @@ in
           machine.fail("systemctl start left4me-update.service")
           assert current() == gen1
           machine.fail(f"test -e {G}/.next")
-          machine.succeed("journalctl -u left4me-update.service -o cat | grep -q 'state is 0x202'")
+          machine.wait_until_succeeds("journalctl -u left4me-update.service -o cat | grep -q 'state is 0x202'", timeout=30)
           machine.succeed("systemctl is-active left4me-server@vs1.service")
 
       with subtest("update while vs1 runs: it keeps its generation and keeps answering"):
