@@ -639,7 +639,8 @@ in
         '';
       };
       keep = mkOption {
-        type = types.ints.positive;
+        # The helper's --keep: an u16 of at least 1.
+        type = types.ints.between 1 65535;
         default = 2;
         example = 3;
         description = ''
