@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::generation::{CopyMode, RestartPolicy};
+
 const LONG_ABOUT: &str = "\
 Assemble, tear down, reset and inspect one left4me instance's overlay.
 
@@ -22,6 +24,9 @@ Environment:
                       never root. Set by the root-owned units that run the helper
   LEFT4ME_GROUP       its group (default left4me); never root
   LEFT4ME_LOG         log level on stderr: error, warn (default), info, debug, trace
+  LEFT4ME_UPDATE_USER, LEFT4ME_UPDATE_COPY, LEFT4ME_UPDATE_KEEP,
+  LEFT4ME_UPDATE_RESTART, LEFT4ME_SYSTEMCTL
+                      defaults of the generation verbs' options (host.env)
 ";
 
 /// `--help`'s and the man page's tail: the environment, and the exit codes
@@ -71,8 +76,132 @@ pub(crate) enum Command {
     /// Discard the instance's writable layer (refused while mounted).
     /// Instance configuration in instances/INSTANCE/ is kept.
     Reset(InstanceArgs),
-    /// Show whether instances are mounted, their layer stack and upper size.
+    /// Show whether instances are mounted, their layer stack, generation
+    /// and upper size.
     Status(StatusArgs),
+    /// The game's installation generations (installations/ID, the one in
+    /// installations/current is used by the next mount): list them, build
+    /// the next one, collect old ones. left4me-update.service runs prepare,
+    /// steamcmd and commit.
+    #[command(subcommand)]
+    Generation(GenerationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GenerationCommand {
+    /// List the generations, their Steam build, which is current and which
+    /// mounted instances use which. Migrates a legacy installation/ first.
+    List(JsonArg),
+    /// (Re)create installations/.next as a copy of the current generation
+    /// for the update user to build in: directories are the user's, files
+    /// reflinks where the filesystem can, else (auto) hard links to the
+    /// current generation's root-owned, read-only files, or (copy) full
+    /// copies the user owns.
+    Prepare(PrepareArgs),
+    /// Take installations/.next over as root (refused while any process of
+    /// its owner runs, or if it holds a FIFO, device or another account's
+    /// file), check that it is a complete game, and make it current: one
+    /// atomic rename of installations/current. Old generations are then
+    /// collected and the restart policy applied. An unchanged build id
+    /// switches nothing. On any refusal .next is discarded and current is
+    /// untouched.
+    Commit(CommitArgs),
+    /// Discard installations/.next (after a failed update).
+    Abort(JsonArg),
+    /// Copy a game tree installed by hand (steamcmd +force_install_dir DIR)
+    /// into a new generation, as root's, and commit it.
+    Import(ImportArgs),
+    /// Remove generations that are not current, not among the newest KEEP,
+    /// and not used by a mounted instance.
+    Gc(GcArgs),
+}
+
+impl GenerationCommand {
+    /// The verb for the journal's LEFT4ME_VERB field.
+    pub(crate) fn verb(&self) -> &'static str {
+        match self {
+            GenerationCommand::List(_) => "generation-list",
+            GenerationCommand::Prepare(_) => "generation-prepare",
+            GenerationCommand::Commit(_) => "generation-commit",
+            GenerationCommand::Abort(_) => "generation-abort",
+            GenerationCommand::Import(_) => "generation-import",
+            GenerationCommand::Gc(_) => "generation-gc",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JsonArg {
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PrepareArgs {
+    /// The update user who builds the generation: neither root nor the service user.
+    #[arg(
+        long,
+        env = "LEFT4ME_UPDATE_USER",
+        default_value = "left4me-update",
+        value_name = "USER"
+    )]
+    pub(crate) owner: String,
+    /// Where the filesystem cannot reflink: hard links (auto) or full copies (copy).
+    #[arg(long, env = "LEFT4ME_UPDATE_COPY", value_enum, default_value_t = CopyMode::Auto)]
+    pub(crate) copy: CopyMode,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AfterArgs {
+    /// Keep at least the newest N generations (the current one counts).
+    #[arg(long, env = "LEFT4ME_UPDATE_KEEP", default_value_t = 2, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) keep: u16,
+    /// What running instances do after a switch: move at their next start
+    /// (never), once no player is on them (when-empty, done by their health
+    /// check), or restart at once (now).
+    #[arg(long, env = "LEFT4ME_UPDATE_RESTART", value_enum, default_value_t = RestartPolicy::WhenEmpty)]
+    pub(crate) restart: RestartPolicy,
+    /// systemctl, for the restart policy `now`.
+    #[arg(
+        long,
+        env = "LEFT4ME_SYSTEMCTL",
+        default_value = "systemctl",
+        value_name = "PATH"
+    )]
+    pub(crate) systemctl: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CommitArgs {
+    #[command(flatten)]
+    pub(crate) after: AfterArgs,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The installed game (the directory holding srcds_run).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) after: AfterArgs,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Keep at least the newest N generations (the current one counts).
+    #[arg(long, env = "LEFT4ME_UPDATE_KEEP", default_value_t = 2, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) keep: u16,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub(crate) enum Kind {
     KernelLimit,
     NotPermitted,
     UnknownUser,
+    Incomplete,
 }
 
 /// One row of the exit-code table.
@@ -41,7 +42,7 @@ const fn row(code: u8, label: &'static str, meaning: &'static str) -> ExitRow {
 }
 
 /// Every exit code the helper can end with, in the README's order.
-pub(crate) const EXIT_CODES: [ExitRow; 13] = [
+pub(crate) const EXIT_CODES: [ExitRow; 14] = [
     row(0, "", "done (including the no-op cases)"),
     row(
         1,
@@ -97,7 +98,12 @@ pub(crate) const EXIT_CODES: [ExitRow; 13] = [
     row(
         19,
         "unknown-user",
-        "LEFT4ME_USER/LEFT4ME_GROUP do not exist, or are root (uid 0 or gid 0)",
+        "LEFT4ME_USER/LEFT4ME_GROUP do not exist, or are root (uid 0 or gid 0); the update user does not exist, or is root or the service user",
+    ),
+    row(
+        20,
+        "incomplete",
+        "a new generation is not a complete game: no srcds_run, or Steam's app manifest says the download stopped half-way",
     ),
 ];
 
@@ -115,6 +121,7 @@ impl Kind {
             Kind::KernelLimit => 17,
             Kind::NotPermitted => 18,
             Kind::UnknownUser => 19,
+            Kind::Incomplete => 20,
         }
     }
 

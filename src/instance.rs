@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::envfile::{self, InstanceConfig};
 use crate::error::{Failure, Kind};
 use crate::fsx::{self, libc_mode};
+use crate::generation;
 use crate::mounts;
 use crate::name::InstanceName;
 use crate::state::{self, InstancePaths, MERGED, Own, State};
@@ -120,10 +121,10 @@ pub(crate) fn layer_stack(
             fd,
         ));
     }
-    let rel = state::INSTALLATION.to_owned();
+    let rel = generation::layer_rel(state)?;
     let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
         if f.kind == Kind::Missing {
-            f.hint("install the game there (steamcmd +force_install_dir ... +app_update 222860)")
+            f.hint("installations/current names a generation that is gone: write an existing one's name to it (left4me-overlay generation list)")
         } else {
             f
         }

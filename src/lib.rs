@@ -12,6 +12,7 @@ mod discard;
 mod envfile;
 mod error;
 mod fsx;
+mod generation;
 mod health;
 mod idmap;
 mod instance;

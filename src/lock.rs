@@ -1,6 +1,10 @@
-//! One lock per instance, in root-only runtime/.left4me/, so concurrent verbs
-//! on an instance serialize while different instances never wait on each
-//! other, and the service user can neither take nor replace the lock.
+//! Locks in root-only runtime/.left4me/, so the service user can neither
+//! take nor replace them. One per instance: concurrent verbs on an instance
+//! serialize while different instances never wait on each other. One for
+//! the installations: an update or a collection holds it exclusively, a
+//! mount holds it shared from reading `installations/current` until its
+//! stack record names the generation, so no generation is removed between
+//! being picked and being recorded as in use.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -10,35 +14,46 @@ use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Failure, Kind};
-use crate::name::InstanceName;
-use crate::state::{InstancePaths, Own};
 
 /// Below systemd's default start timeout (90 s), so a stuck lock holder shows
 /// up as this helper's clear error rather than a unit timeout.
 const WAIT: Duration = Duration::from_secs(30);
 
-pub(crate) struct InstanceLock {
+/// The installations lock's file in runtime/.left4me/.
+pub(crate) const INSTALLATIONS: &str = "installations.lock";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    Exclusive,
+    Shared,
+}
+
+/// Held until dropped.
+pub(crate) struct Lock {
     _fd: OwnedFd,
 }
 
+/// Takes the lock `file` in `helper_dir`, waiting up to [`WAIT`]. `what`
+/// names what is locked in the timeout message ("instance vs1").
 pub(crate) fn lock(
     helper_dir: BorrowedFd<'_>,
-    name: &InstanceName,
+    file: &str,
+    mode: LockMode,
+    what: &str,
     shown: &Path,
-) -> Result<InstanceLock, Failure> {
+) -> Result<Lock, Failure> {
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(
-        helper_dir,
-        InstancePaths::new(name).own(Own::Lock),
-        flags,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| Failure::os(shown, "open lock", e))?;
+    let fd = rustix::fs::openat(helper_dir, file, flags, Mode::from_raw_mode(0o600))
+        .map_err(|e| Failure::os(shown, "open lock", e))?;
+    let op = match mode {
+        LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
+        LockMode::Shared => FlockOperation::NonBlockingLockShared,
+    };
     let deadline = Instant::now() + WAIT;
     let mut pause = Duration::from_millis(1);
     loop {
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(InstanceLock { _fd: fd }),
+        match rustix::fs::flock(&fd, op) {
+            Ok(()) => return Ok(Lock { _fd: fd }),
             Err(Errno::WOULDBLOCK | Errno::INTR) if Instant::now() < deadline => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
@@ -47,7 +62,7 @@ pub(crate) fn lock(
                 return Err(Failure::new(
                     Kind::LockTimeout,
                     format!(
-                        "instance {name} stayed locked by another left4me-overlay for {} s",
+                        "{what} stayed locked by another left4me-overlay for {} s",
                         WAIT.as_secs()
                     ),
                 )

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AfterArgs, Cli, Command, GenerationCommand};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
+use crate::generation;
 use crate::logging;
 use crate::name::InstanceName;
 use crate::state::{ServiceUser, State};
@@ -32,6 +33,16 @@ pub fn main() -> ExitCode {
         Command::Umount(a) => ("umount", Some(a.instance.as_str()), a.json),
         Command::Reset(a) => ("reset", Some(a.instance.as_str()), a.json),
         Command::Status(a) => ("status", a.instance.as_deref(), a.json),
+        Command::Generation(g) => {
+            let (verb, json) = match g {
+                GenerationCommand::List(a) | GenerationCommand::Abort(a) => (g.verb(), a.json),
+                GenerationCommand::Prepare(a) => (g.verb(), a.json.json),
+                GenerationCommand::Commit(a) => (g.verb(), a.json.json),
+                GenerationCommand::Import(a) => (g.verb(), a.json.json),
+                GenerationCommand::Gc(a) => (g.verb(), a.json.json),
+            };
+            (verb, None, json)
+        }
     };
     let to_journal = logging::init(verb, instance);
     match run(&cli, command) {
@@ -112,8 +123,142 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 .find_map(|i| i.error.as_ref())
                 .map_or(0, |e| e.exit_code));
         }
+        Command::Generation(g) => run_generation(&state, g)?,
     }
     Ok(0)
+}
+
+fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
+    let after = |a: &'_ AfterArgs| generation::After {
+        keep: usize::from(a.keep),
+        restart: a.restart,
+        systemctl: a.systemctl.clone(),
+    };
+    match command {
+        GenerationCommand::List(a) => {
+            let l = generation::list(state)?;
+            print_result(&l, a.json, || {
+                let mut text = format!("current: {}\n", l.current.as_deref().unwrap_or("none"));
+                for g in &l.generations {
+                    text += &format!(
+                        "{}{}  build {}{}\n",
+                        g.id,
+                        if g.current { " (current)" } else { "" },
+                        g.build_id.as_deref().unwrap_or("unknown"),
+                        if g.used_by.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  used by: {}", g.used_by.join(" "))
+                        }
+                    );
+                }
+                if l.next_pending {
+                    text +=
+                        ".next: an update is running, or a failed one left it (abort removes it)\n";
+                }
+                if !l.unknown_in_use.is_empty() {
+                    text += &format!(
+                        "mounted from installation/ or by an older helper: {} (nothing is collected until they restart)\n",
+                        l.unknown_in_use.join(" ")
+                    );
+                }
+                text
+            })
+        }
+        GenerationCommand::Prepare(a) => {
+            let service = ServiceUser::from_env()?;
+            let p = generation::prepare(state, &a.owner, a.copy, &service)?;
+            print_result(&p, a.json.json, || {
+                format!(
+                    "{} prepared for {} from {}: {} files ({} reflinked, {} hard-linked, {} copied), {} directories, {} symlinks\n",
+                    p.path.display(),
+                    p.owner,
+                    p.from.as_deref().unwrap_or("nothing (a fresh host)"),
+                    p.copy.files,
+                    p.copy.reflinked,
+                    p.copy.hard_linked,
+                    p.copy.copied,
+                    p.copy.dirs,
+                    p.copy.symlinks
+                )
+            })
+        }
+        GenerationCommand::Commit(a) => {
+            let c = generation::commit(state, &after(&a.after))?;
+            print_result(&c, a.json.json, || commit_text(&c))
+        }
+        GenerationCommand::Import(a) => {
+            let args = generation::ImportArgs {
+                dir: &a.dir,
+                after: after(&a.after),
+            };
+            let c = generation::import(state, &args)?;
+            print_result(&c, a.json.json, || commit_text(&c))
+        }
+        GenerationCommand::Abort(a) => {
+            let r = generation::abort(state)?;
+            print_result(&r, a.json, || format!("{}\n", r.result))
+        }
+        GenerationCommand::Gc(a) => {
+            let r = generation::gc(state, usize::from(a.keep))?;
+            print_result(&r, a.json.json, || {
+                let mut text =
+                    format!("removed: {}; kept: {}\n", words(&r.removed), words(&r.kept));
+                if !r.unknown_in_use.is_empty() {
+                    text += &format!(
+                        "removed nothing: mounted from installation/ or by an older helper: {}\n",
+                        r.unknown_in_use.join(" ")
+                    );
+                }
+                text
+            })
+        }
+    }
+}
+
+fn words(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(" ")
+    }
+}
+
+fn commit_text(c: &generation::CommitOutcome) -> String {
+    let build = |b: &Option<String>| b.clone().unwrap_or_else(|| "unknown".into());
+    if c.result == "unchanged" {
+        return format!(
+            "unchanged: already at build {} (generation {}); nothing switched\n",
+            build(&c.build_id),
+            c.generation
+        );
+    }
+    format!(
+        "committed {} (build {}), previously {} (build {}); removed: {}; restarting now: {}\n",
+        c.generation,
+        build(&c.build_id),
+        c.previous.as_deref().unwrap_or("none"),
+        build(&c.previous_build_id),
+        words(&c.removed),
+        words(&c.restarted)
+    )
+}
+
+/// Prints `value` as one JSON object, or `text()` for a human.
+fn print_result<T: serde::Serialize>(
+    value: &T,
+    json: bool,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    if json {
+        let line = serde_json::to_string(value).map_err(|e| {
+            Failure::new(Kind::Unexpected, format!("serialise the result: {e}"))
+                .hint("please report this")
+        })?;
+        write_stdout(&(line + "\n"))
+    } else {
+        write_stdout(&text())
+    }
 }
 
 fn write_stdout(text: &str) -> Result<()> {
@@ -152,7 +297,7 @@ fn status_text(report: &status::Report) -> String {
             )
         });
         let stale = if i.stale {
-            " (instance.env changed since mount: restart to apply)"
+            " (instance.env or the current generation changed since mount: restart to apply)"
         } else {
             ""
         };
@@ -163,6 +308,14 @@ fn status_text(report: &status::Report) -> String {
             .map(|l| format!("{} {}", l.role.as_str(), l.path.display()))
             .collect();
         text += &format!("  layers, top first: {}\n", stack.join(" > "));
+        if let Some(g) = &i.generation {
+            let note = match i.generation_current {
+                Some(true) => " (current)",
+                Some(false) => " (not current: moves to the current one at its next start)",
+                None => "",
+            };
+            text += &format!("  generation: {g}{note}\n");
+        }
         if i.discard_pending > 0 {
             text += &format!(
                 "  {} discarded layer(s) still being deleted\n",

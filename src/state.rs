@@ -16,7 +16,6 @@ use crate::error::{Failure, Kind};
 use crate::fsx;
 use crate::name::{InstanceName, OverlayName};
 
-pub(crate) const INSTALLATION: &str = "installation";
 pub(crate) const INSTANCES: &str = "instances";
 pub(crate) const RUNTIME: &str = "runtime";
 /// Root-only: locks, stack records, staging mounts, the game's env copies.
@@ -198,7 +197,7 @@ impl InstancePaths {
     }
 }
 
-fn require_root_only(fd: BorrowedFd<'_>, shown: &Path) -> Result<(), Failure> {
+pub(crate) fn require_root_only(fd: BorrowedFd<'_>, shown: &Path) -> Result<(), Failure> {
     let st = fsx::stat_fd(fd, shown)?;
     if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
         return Err(Failure::new(

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::discard;
 use crate::error::{Failure, Kind};
 use crate::fsx::{self, libc_mode};
+use crate::generation;
 use crate::instance::{self, Layer, Role};
 use crate::name::InstanceName;
 use crate::state::{self, InstancePaths, MERGED, State, UPPER};
@@ -18,6 +19,9 @@ use crate::state::{self, InstancePaths, MERGED, State, UPPER};
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     pub(crate) state_dir: PathBuf,
+    /// What installations/current names (none before the first update or
+    /// import, while installation/ is still used).
+    pub(crate) current_generation: Option<String>,
     pub(crate) instances: Vec<InstanceStatus>,
 }
 
@@ -41,8 +45,13 @@ pub(crate) struct InstanceStatus {
     /// Highest priority first; the writable layer is always first.
     pub(crate) layers: Vec<ShownLayer>,
     pub(crate) layers_from: LayersFrom,
-    /// Mounted and instance.env now asks for another stack: a restart applies it.
+    /// Mounted and instance.env or installations/current now ask for another
+    /// stack: a restart applies it.
     pub(crate) stale: bool,
+    /// The installation generation of `layers` (none: installation/).
+    pub(crate) generation: Option<String>,
+    /// Mounted: whether that is the current generation. Not mounted: none.
+    pub(crate) generation_current: Option<bool>,
     pub(crate) upper: Option<Usage>,
     /// Discarded writable layers not deleted yet.
     pub(crate) discard_pending: usize,
@@ -117,12 +126,24 @@ pub(crate) fn report(state: &State, only: Option<&InstanceName>) -> Result<Repor
         Some(runtime) => state.open_helper_dir(runtime.as_fd())?,
         None => None,
     };
+    // Unreadable: each instance's own error says why (its layer stack).
+    let current = generation::current(state).ok().flatten();
     let instances = names
         .iter()
-        .map(|n| instance(state, helper_dir.as_ref().map(AsFd::as_fd), n))
+        .map(|n| {
+            let mut status = instance(state, helper_dir.as_ref().map(AsFd::as_fd), n);
+            if status.mounted {
+                status.generation_current = Some(
+                    status.generation.is_some()
+                        && status.generation.as_deref() == current.as_ref().map(|c| c.as_str()),
+                );
+            }
+            status
+        })
         .collect();
     Ok(Report {
         state_dir: state.root.clone(),
+        current_generation: current.map(|c| c.to_string()),
         instances,
     })
 }
@@ -143,6 +164,8 @@ fn instance(
         }],
         layers_from: LayersFrom::None,
         stale: false,
+        generation: None,
+        generation_current: None,
         upper: None,
         discard_pending: 0,
         error: None,
@@ -186,6 +209,7 @@ fn instance(
         }
         (_, Err(_)) => Vec::new(),
     };
+    status.generation = generation::of_stack(&stack).map(|id| id.to_string());
     status.layers.extend(stack.iter().map(|l| ShownLayer {
         role: l.role,
         path: state.shown(&l.rel),

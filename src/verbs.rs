@@ -14,6 +14,7 @@ use crate::discard;
 use crate::envfile::{self, InstanceConfig};
 use crate::error::{Failure, Kind, Result};
 use crate::fsx::{self, libc_mode};
+use crate::generation;
 use crate::instance::{self, Layer};
 use crate::lock;
 use crate::mounts;
@@ -62,7 +63,7 @@ struct Locked<'s> {
     paths: InstancePaths,
     runtime: OwnedFd,
     helper_dir: OwnedFd,
-    _lock: lock::InstanceLock,
+    _lock: lock::Lock,
 }
 
 impl<'s> Locked<'s> {
@@ -72,7 +73,9 @@ impl<'s> Locked<'s> {
         let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
         let lock = lock::lock(
             helper_dir.as_fd(),
-            name,
+            &paths.own(Own::Lock),
+            lock::LockMode::Exclusive,
+            &format!("instance {name}"),
             &state.shown(&InstancePaths::in_helper_dir(&paths.own(Own::Lock))),
         )?;
         Ok(Locked {
@@ -110,12 +113,18 @@ impl<'s> Locked<'s> {
 
     /// The game's environment from the config just validated, on every
     /// mount that succeeds: instance.env may have changed since the last.
-    fn write_env_copy(&self, config: &InstanceConfig) -> Result<()> {
+    /// `LEFT4ME_GENERATION` tells the health check which generation the
+    /// instance runs (the `when-empty` restart policy, docs/updates.md).
+    fn write_env_copy(&self, config: &InstanceConfig, stack: &[Layer]) -> Result<()> {
         let env_copy = self.paths.own(Own::EnvCopy);
+        let mut text = envfile::render(&config.vars);
+        if let Some(id) = generation::of_stack(stack) {
+            text += &format!("LEFT4ME_GENERATION=\"{id}\"\n");
+        }
         fsx::write_replace(
             self.helper_dir.as_fd(),
             &env_copy,
-            envfile::render(&config.vars).as_bytes(),
+            text.as_bytes(),
             &self.in_helper_dir(&env_copy),
         )
     }
@@ -137,6 +146,8 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     fsx::chown_fd(runtime_i.as_fd(), 0, user.gid, &rt_shown)?;
     fsx::chmod_fd(runtime_i.as_fd(), 0o750, &rt_shown)?;
 
+    // Until the stack record names the generation picked below.
+    let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
     if l.mounted(runtime_i.as_fd())?.is_some() {
         let asked: Vec<Layer> = instance::layer_stack(state, &paths, &config)?
             .into_iter()
@@ -144,7 +155,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
             .collect();
         let recorded = instance::read_record(l.helper_dir.as_fd(), &paths);
         if recorded.as_ref() == Some(&asked) {
-            l.write_env_copy(&config)?;
+            l.write_env_copy(&config, &asked)?;
             tracing::info!("already mounted with the same layer stack");
             return Ok(l.outcome(Done::AlreadyMounted, &asked));
         }
@@ -158,7 +169,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         return Err(Failure::new(
             Kind::Conflict,
             format!(
-                "{} is mounted with another layer stack ({}); instance.env now asks for {}",
+                "{} is mounted with another layer stack ({}); instance.env and installations/current now ask for {}",
                 l.shown(&paths.part(MERGED)).display(),
                 recorded.map_or_else(|| "unknown".into(), |r| rels(&r)),
                 rels(&asked)
@@ -180,7 +191,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         instance::render_record(&stack).as_bytes(),
         &l.in_helper_dir(&record),
     )?;
-    l.write_env_copy(&config)?;
+    l.write_env_copy(&config, &stack)?;
     overlay::attach(mnt.as_fd(), merged.as_fd())
         .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))?;
     tracing::info!(layers = stack.len(), "mounted");

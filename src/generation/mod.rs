@@ -1,0 +1,452 @@
+//! Installation generations (docs/updates.md). The game lives in root-owned
+//! installations/<id>/, never changed once committed, and
+//! installations/current, a root-owned regular file, names the one the next
+//! mount uses. An update builds the next generation beside the ones running
+//! instances use as their lowest layer, and switches `current` in one rename.
+//!
+//! This module is the layout and what mount, status and the update verbs
+//! read; `tree` copies and takes over trees; `update` holds the verbs.
+
+mod tree;
+mod update;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+
+use crate::error::{Failure, Kind, Result};
+use crate::fsx::{self, libc_mode};
+use crate::instance::{self, Layer, Role};
+use crate::lock::{self, LockMode};
+use crate::name::InstanceName;
+use crate::state::{self, InstancePaths, State};
+
+pub(crate) use update::{
+    After, CommitOutcome, CopyMode, ImportArgs, RestartPolicy, abort, commit, gc, import, list,
+    prepare,
+};
+
+pub(crate) const INSTALLATIONS: &str = "installations";
+const CURRENT: &str = "current";
+/// The generation being built, the update user's until commit.
+pub(crate) const NEXT: &str = ".next";
+/// Where the game lived before generations.
+pub(crate) const LEGACY: &str = "installation";
+const MANIFEST: &str = "steamapps/appmanifest_222860.acf";
+/// Steam's "fully installed" state flag.
+const FULLY_INSTALLED: u32 = 4;
+
+/// A generation's name, validated whenever one is read back: 1-64 of
+/// [A-Za-z0-9._-], first alphanumeric (so never `.next` or `..`). New
+/// ones are the UTC commit time, `YYYYMMDDTHHMMSSZ`, which sorts by age.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct GenerationId(String);
+
+impl GenerationId {
+    pub(crate) fn parse(s: &str) -> Option<GenerationId> {
+        let ok = (1..=64).contains(&s.len())
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        ok.then(|| GenerationId(s.to_owned()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The layer's path relative to the state dir.
+    pub(crate) fn rel(&self) -> String {
+        format!("{INSTALLATIONS}/{}", self.0)
+    }
+
+    /// A new id for a generation committed at `unix_secs`, not among `taken`.
+    fn new_at(unix_secs: u64, taken: &[GenerationId]) -> GenerationId {
+        let base = utc_stamp(unix_secs);
+        let mut id = base.clone();
+        let mut n = 2;
+        while taken.iter().any(|t| t.0 == id) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        GenerationId(id)
+    }
+}
+
+impl std::fmt::Display for GenerationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` (days to civil date after Howard Hinnant's algorithm).
+fn utc_stamp(unix_secs: u64) -> String {
+    let days = (unix_secs / 86400) as i64;
+    let secs = unix_secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The generation a layer stack (a mount's record) uses; `None` for the
+/// legacy installation/ or no installation layer.
+pub(crate) fn of_stack(layers: &[Layer]) -> Option<GenerationId> {
+    layers
+        .iter()
+        .find(|l| l.role == Role::Installation)
+        .and_then(|l| l.rel.strip_prefix(&format!("{INSTALLATIONS}/")))
+        .and_then(GenerationId::parse)
+}
+
+/// installations/, if it exists, checked like the state dir: root's and
+/// writable by nobody else, so only root can create or replace `current`.
+fn open_dir(state: &State) -> Result<Option<OwnedFd>> {
+    let shown = state.shown(INSTALLATIONS);
+    let fd = fsx::open_dir_if_exists(state.fd(), INSTALLATIONS, &shown)?;
+    if let Some(fd) = &fd {
+        state::require_root_only(fd.as_fd(), &shown)?;
+    }
+    Ok(fd)
+}
+
+/// The generation `current` names, if there is a `current`.
+pub(crate) fn current(state: &State) -> Result<Option<GenerationId>> {
+    let Some(dir) = open_dir(state)? else {
+        return Ok(None);
+    };
+    read_current(state, dir.as_fd())
+}
+
+fn read_current(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationId>> {
+    let shown = state.shown(&format!("{INSTALLATIONS}/{CURRENT}"));
+    let bytes = match fsx::read_small_file(dir, CURRENT, &shown, 256) {
+        Ok(b) => b,
+        Err(f) if f.kind == Kind::Missing => return Ok(None),
+        Err(f) => return Err(f),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    GenerationId::parse(text.trim_end_matches('\n'))
+        .map(Some)
+        .ok_or_else(|| {
+            Failure::new(
+                Kind::InvalidConfig,
+                format!("{} does not name a generation: {:?}", shown.display(), text),
+            )
+            .hint(format!(
+                "write the name of a directory in {} to it, e.g. the newest (left4me-overlay generation list)",
+                state.shown(INSTALLATIONS).display()
+            ))
+        })
+}
+
+/// The installation layer the next mount uses, relative to the state dir:
+/// the current generation, or on a host not yet migrated the legacy
+/// installation/.
+pub(crate) fn layer_rel(state: &State) -> Result<String> {
+    if let Some(id) = current(state)? {
+        return Ok(id.rel());
+    }
+    match fsx::entry(state.fd(), LEGACY) {
+        Ok(Some(e)) if e.kind == libc_mode::S_IFDIR => Ok(LEGACY.to_owned()),
+        _ => Err(Failure::new(
+            Kind::Missing,
+            format!(
+                "no game installation: {} does not exist",
+                state.shown(&format!("{INSTALLATIONS}/{CURRENT}")).display()
+            ),
+        )
+        .hint("install the game: systemctl start left4me-update (steamcmd), or left4me-overlay generation import DIR")),
+    }
+}
+
+/// Held by a mount from picking the generation until its stack record
+/// names it, so a collection cannot remove it in between.
+pub(crate) fn hold_for_mount(state: &State, helper_dir: BorrowedFd<'_>) -> Result<lock::Lock> {
+    lock_installations(state, helper_dir, LockMode::Shared)
+}
+
+fn lock_installations(
+    state: &State,
+    helper_dir: BorrowedFd<'_>,
+    mode: LockMode,
+) -> Result<lock::Lock> {
+    lock::lock(
+        helper_dir,
+        lock::INSTALLATIONS,
+        mode,
+        "the installations",
+        &state.shown(&InstancePaths::in_helper_dir(lock::INSTALLATIONS)),
+    )
+}
+
+/// The Steam build id and whether the app is fully installed, from the
+/// generation's app manifest (`None` when it has none: a tree imported by
+/// hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub(crate) build_id: Option<String>,
+    pub(crate) fully_installed: bool,
+}
+
+/// Reads `MANIFEST` below `dir` (a generation, or .next/).
+fn read_manifest(dir: BorrowedFd<'_>, shown_dir: &std::path::Path) -> Result<Option<Manifest>> {
+    let shown = shown_dir.join(MANIFEST);
+    match fsx::read_small_file(dir, MANIFEST, &shown, 64 * 1024) {
+        Ok(bytes) => Ok(Some(parse_manifest(&String::from_utf8_lossy(&bytes)))),
+        Err(f) if f.kind == Kind::Missing => Ok(None),
+        Err(f) => Err(f),
+    }
+}
+
+/// Steam's KeyValues text: `"key"  "value"` pairs, one per line. Only the
+/// two top-level keys that matter are looked for.
+fn parse_manifest(text: &str) -> Manifest {
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let mut quoted = line.split('"').skip(1).step_by(2);
+            let k = quoted.next()?;
+            let v = quoted.next()?;
+            k.eq_ignore_ascii_case(key).then(|| v.to_owned())
+        })
+    };
+    let flags: Option<u32> = value("StateFlags").and_then(|v| v.parse().ok());
+    Manifest {
+        build_id: value("buildid")
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())),
+        fully_installed: flags
+            .is_some_and(|f| f & FULLY_INSTALLED != 0 && f & !FULLY_INSTALLED == 0),
+    }
+}
+
+/// Which generations mounted instances use, from their stack records.
+#[derive(Debug, Default)]
+pub(crate) struct InUse {
+    pub(crate) by: BTreeMap<GenerationId, Vec<String>>,
+    /// Mounted instances whose record names no generation: mounted by an
+    /// older helper, from installation/, or with an unreadable record.
+    pub(crate) unknown: Vec<String>,
+}
+
+pub(crate) fn in_use(state: &State) -> Result<InUse> {
+    let mut used = InUse::default();
+    let Some(runtime) = state.open_runtime()? else {
+        return Ok(used);
+    };
+    let helper_dir = state.open_helper_dir(runtime.as_fd())?;
+    let mut names: Vec<InstanceName> = state
+        .names_in(state::RUNTIME)?
+        .iter()
+        .filter_map(|n| InstanceName::parse(n).ok())
+        .collect();
+    names.sort();
+    for name in names {
+        let paths = InstancePaths::new(&name);
+        let shown = state.shown(&paths.runtime());
+        let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &paths.runtime(), &shown)? else {
+            continue;
+        };
+        let merged_shown = state.shown(&paths.part(state::MERGED));
+        match instance::mounted_here(runtime_i.as_fd(), &name, &merged_shown) {
+            Ok(None) => continue,
+            Ok(Some(_)) => {}
+            // Something odd is mounted there: count it as unknown, so
+            // nothing is removed on a guess.
+            Err(_) => {
+                used.unknown.push(name.to_string());
+                continue;
+            }
+        }
+        let record = helper_dir
+            .as_ref()
+            .and_then(|dir| instance::read_record(dir.as_fd(), &paths));
+        match record.as_deref().and_then(of_stack) {
+            Some(id) => used.by.entry(id).or_default().push(name.to_string()),
+            None => used.unknown.push(name.to_string()),
+        }
+    }
+    Ok(used)
+}
+
+/// The committed generations, oldest first.
+fn committed(dir: BorrowedFd<'_>, shown: &std::path::Path) -> Result<Vec<GenerationId>> {
+    let mut ids = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir).map_err(|e| Failure::os(shown, "read", e))? {
+        let entry = entry.map_err(|e| Failure::os(shown, "read", e))?;
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .ok()
+            .and_then(GenerationId::parse)
+        else {
+            continue;
+        };
+        if id.as_str() == CURRENT {
+            continue;
+        }
+        if let Ok(Some(e)) = fsx::entry(dir, id.as_str()) {
+            if e.kind == libc_mode::S_IFDIR {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// Makes `id` current: written to a temporary name, flushed, renamed over
+/// `current`, and the directory flushed, so after a crash `current` names
+/// either the old generation or the new one, and the new one is complete.
+fn write_current(dir: BorrowedFd<'_>, id: &GenerationId, shown: &std::path::Path) -> Result<()> {
+    let tmp = ".current.tmp";
+    let fd = rustix::fs::openat(
+        dir,
+        tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| Failure::os(shown, "create", e))?;
+    fsx::chmod_fd(fd.as_fd(), 0o644, shown)?;
+    let line = format!("{id}\n");
+    let mut written = 0;
+    while written < line.len() {
+        match rustix::io::write(&fd, &line.as_bytes()[written..]) {
+            Ok(n) => written += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Failure::os(shown, "write", e)),
+        }
+    }
+    rustix::fs::fsync(&fd).map_err(|e| Failure::os(shown, "fsync", e))?;
+    rustix::fs::renameat(dir, tmp, dir, CURRENT).map_err(|e| Failure::os(shown, "rename", e))?;
+    rustix::fs::fsync(dir).map_err(|e| Failure::os(shown, "fsync directory of", e))
+}
+
+/// On a host from before generations: installation/ becomes the first
+/// generation and current. Only the tree's parent changes, so instances
+/// mounted from installation/ keep running on it. An empty or missing
+/// installation/ is left alone. Called with the installations lock held
+/// exclusively.
+fn migrate(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationId>> {
+    if read_current(state, dir)?.is_some() {
+        return Ok(None);
+    }
+    let legacy_shown = state.shown(LEGACY);
+    let Some(legacy) = fsx::open_dir_if_exists(state.fd(), LEGACY, &legacy_shown)? else {
+        return Ok(None);
+    };
+    let empty = rustix::fs::Dir::read_from(&legacy)
+        .map_err(|e| Failure::os(&legacy_shown, "read", e))?
+        .filter_map(|e| e.ok())
+        .all(|e| e.file_name() == c"." || e.file_name() == c"..");
+    if empty {
+        return Ok(None);
+    }
+    let shown = state.shown(INSTALLATIONS);
+    let id = GenerationId::new_at(now_secs(), &committed(dir, &shown)?);
+    rustix::fs::renameat_with(state.fd(), LEGACY, dir, id.as_str(), RenameFlags::NOREPLACE)
+        .map_err(|e| Failure::os(&legacy_shown, "move into installations/", e))?;
+    write_current(
+        dir,
+        &id,
+        &state.shown(&format!("{INSTALLATIONS}/{CURRENT}")),
+    )?;
+    tracing::info!(generation = %id, "migrated {} to {}", legacy_shown.display(), state.shown(&id.rel()).display());
+    Ok(Some(id))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `name` in `dir` is a directory (no symlink followed).
+fn is_dir(dir: BorrowedFd<'_>, name: &str) -> bool {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| fsx::file_type(&st) == libc_mode::S_IFDIR)
+}
+
+/// How a generation is named in messages.
+fn shown_id(state: &State, id: &GenerationId) -> PathBuf {
+    state.shown(&id.rel())
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[test_log::test]
+    fn ids_are_utc_stamps_that_sort_by_age_and_never_collide() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_700_000_000), "20231114T221320Z");
+        let a = GenerationId::new_at(1_796_000_000, &[]);
+        let b = GenerationId::new_at(1_796_000_000, std::slice::from_ref(&a));
+        let c = GenerationId::new_at(1_796_000_000, &[a.clone(), b.clone()]);
+        assert_eq!(b.as_str(), format!("{a}-2"));
+        assert_eq!(c.as_str(), format!("{a}-3"));
+        assert!(GenerationId::new_at(1_796_000_001, &[]) > a);
+    }
+
+    #[rstest]
+    #[case("20261130T031500Z", true)]
+    #[case("migrated", true)]
+    #[case(".next", false)]
+    #[case("..", false)]
+    #[case("a/b", false)]
+    #[case("", false)]
+    #[case("-x", false)]
+    fn generation_names(#[case] name: &str, #[case] ok: bool) {
+        assert_eq!(GenerationId::parse(name).is_some(), ok, "{name}");
+    }
+
+    #[test_log::test]
+    fn manifests_give_the_build_and_whether_it_is_complete() {
+        let complete = "\"AppState\"\n{\n\t\"appid\"\t\t\"222860\"\n\t\"StateFlags\"\t\t\"4\"\n\t\"buildid\"\t\t\"16212116\"\n}\n";
+        assert_eq!(
+            parse_manifest(complete),
+            Manifest {
+                build_id: Some("16212116".into()),
+                fully_installed: true
+            }
+        );
+        // 1026 = update required | update running: a download cut short.
+        let partial = complete.replace("\"4\"", "\"1026\"");
+        assert!(!parse_manifest(&partial).fully_installed);
+        assert_eq!(parse_manifest("garbage").build_id, None);
+        assert!(!parse_manifest("garbage").fully_installed);
+        assert_eq!(parse_manifest("\"buildid\" \"12; rm\"").build_id, None);
+    }
+
+    #[test_log::test]
+    fn a_stack_names_its_generation_only_under_installations() {
+        let stack = |rel: &str| {
+            vec![Layer {
+                role: Role::Installation,
+                rel: rel.into(),
+            }]
+        };
+        assert_eq!(
+            of_stack(&stack("installations/20261130T031500Z")).map(|i| i.to_string()),
+            Some("20261130T031500Z".into())
+        );
+        assert_eq!(of_stack(&stack("installation")), None);
+        assert_eq!(of_stack(&stack("installations/.next")), None);
+        assert_eq!(of_stack(&[]), None);
+    }
+}

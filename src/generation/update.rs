@@ -1,0 +1,547 @@
+//! The `generation` verbs: prepare, commit, abort, import, gc and list. Each
+//! holds the installations lock exclusively (list shared), and on a host
+//! from before generations first migrates installation/.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use rustix::fs::{Mode, OFlags, RenameFlags};
+use serde::Serialize;
+
+use super::tree::{self, CopyStats, Fallback, TakeOverStats};
+use super::{
+    CURRENT, GenerationId, INSTALLATIONS, InUse, Manifest, NEXT, committed, in_use, is_dir,
+    lock_installations, migrate, now_secs, read_current, read_manifest, shown_id, write_current,
+};
+use crate::discard;
+use crate::error::{Failure, Kind, Result};
+use crate::fsx;
+use crate::lock::{self, LockMode};
+use crate::state::{self, ServiceUser, State};
+
+/// How `prepare` fills .next/ where the filesystem cannot reflink
+/// (`LEFT4ME_UPDATE_COPY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum CopyMode {
+    /// Hard links to the current generation's root-owned, read-only files.
+    Auto,
+    /// Full copies the update user owns.
+    Copy,
+}
+
+/// What happens to running instances after a switch (`LEFT4ME_UPDATE_RESTART`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RestartPolicy {
+    /// They move at their next start.
+    Never,
+    /// Each health check restarts its server once no player is on it.
+    WhenEmpty,
+    /// `systemctl try-restart` at once.
+    Now,
+}
+
+/// The update user: neither root nor the service user, so neither the game
+/// nor the web app can write into a generation being built, and the update
+/// cannot write into anything the game owns.
+struct UpdateUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl UpdateUser {
+    fn resolve(name: &str, service: &ServiceUser) -> Result<UpdateUser> {
+        let user =
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Failure::new(Kind::UnknownUser, format!("update user {name:?} does not exist"))
+                .hint("create it (the package's sysusers.d makes left4me-update), or pass --owner")
+                })?;
+        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+        if uid == 0 || gid == 0 || uid == service.uid || gid == service.gid {
+            return Err(Failure::new(
+                Kind::UnknownUser,
+                format!(
+                    "update user {name:?} (uid {uid} gid {gid}) must be neither root nor the service user ({}:{})",
+                    service.uid, service.gid
+                ),
+            )
+            .hint("use a dedicated system account with its own group (left4me-update)"));
+        }
+        Ok(UpdateUser {
+            name: name.to_owned(),
+            uid,
+            gid,
+        })
+    }
+}
+
+/// The installations lock, held, and installations/ opened (created on a
+/// host where tmpfiles has not run yet), migrated if needed.
+struct Held<'s> {
+    state: &'s State,
+    dir: OwnedFd,
+    _lock: lock::Lock,
+}
+
+impl<'s> Held<'s> {
+    fn take(state: &'s State, mode: LockMode) -> Result<Held<'s>> {
+        let runtime = state.ensure_runtime()?;
+        let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
+        let lock = lock_installations(state, helper_dir.as_fd(), mode)?;
+        let shown = state.shown(INSTALLATIONS);
+        let dir = fsx::ensure_dir(state.fd(), INSTALLATIONS, 0o755, &shown)?;
+        state::require_root_only(dir.as_fd(), &shown)?;
+        let held = Held {
+            state,
+            dir,
+            _lock: lock,
+        };
+        if mode == LockMode::Exclusive {
+            migrate(state, held.dir.as_fd())?;
+        }
+        Ok(held)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    fn shown(&self, name: &str) -> PathBuf {
+        self.state.shown(&format!("{INSTALLATIONS}/{name}"))
+    }
+
+    fn current(&self) -> Result<Option<GenerationId>> {
+        read_current(self.state, self.fd())
+    }
+
+    fn open(&self, name: &str) -> Result<OwnedFd> {
+        fsx::open_dir(self.fd(), name, &self.shown(name))
+    }
+
+    /// Sets `name` aside and deletes it (and what an earlier run left).
+    fn discard(&self, name: &str) -> Result<bool> {
+        let found = discard::set_aside(self.fd(), name, &self.shown(name))?;
+        discard::sweep(self.fd(), &self.state.shown(INSTALLATIONS))?;
+        Ok(found)
+    }
+
+    fn manifest_of(&self, id: &GenerationId) -> Option<Manifest> {
+        let fd = self.open(id.as_str()).ok()?;
+        read_manifest(fd.as_fd(), &shown_id(self.state, id))
+            .ok()
+            .flatten()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PrepareOutcome {
+    pub(crate) result: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) owner: String,
+    /// The generation copied; none on a fresh host (steamcmd downloads all).
+    pub(crate) from: Option<String>,
+    pub(crate) copy: CopyStats,
+}
+
+/// (Re)creates .next/ for `owner` as a copy of the current generation.
+pub(crate) fn prepare(
+    state: &State,
+    owner: &str,
+    mode: CopyMode,
+    service: &ServiceUser,
+) -> Result<PrepareOutcome> {
+    let user = UpdateUser::resolve(owner, service)?;
+    let held = Held::take(state, LockMode::Exclusive)?;
+    if held.discard(NEXT)? {
+        tracing::info!("discarded the .next/ an earlier update left");
+    }
+    let from = held.current()?;
+    rustix::fs::mkdirat(held.fd(), NEXT, Mode::from_raw_mode(0o700))
+        .map_err(|e| Failure::os(&held.shown(NEXT), "create directory", e))?;
+    let next = held.open(NEXT)?;
+    let fallback = match mode {
+        CopyMode::Auto => Fallback::HardLink,
+        CopyMode::Copy => Fallback::Copy,
+    };
+    let copy = match &from {
+        Some(id) => {
+            let src = held.open(id.as_str()).map_err(|f| {
+                f.hint(format!(
+                    "{} names {id}, which is gone; write an existing generation's name to it",
+                    held.shown(CURRENT).display()
+                ))
+            })?;
+            tree::copy(
+                src.as_fd(),
+                next.as_fd(),
+                (user.uid, user.gid),
+                fallback,
+                &held.shown(NEXT),
+            )?
+        }
+        None => CopyStats::default(),
+    };
+    fsx::chown_fd(next.as_fd(), user.uid, user.gid, &held.shown(NEXT))?;
+    fsx::chmod_fd(next.as_fd(), 0o755, &held.shown(NEXT))?;
+    tracing::info!(
+        from = from.as_ref().map(GenerationId::as_str),
+        reflinked = copy.reflinked,
+        hard_linked = copy.hard_linked,
+        copied = copy.copied,
+        "prepared .next/ for {}",
+        user.name
+    );
+    Ok(PrepareOutcome {
+        result: "prepared",
+        path: held.shown(NEXT),
+        owner: user.name,
+        from: from.map(|id| id.to_string()),
+        copy,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CommitOutcome {
+    /// "committed", or "unchanged" when the build equals the current one.
+    pub(crate) result: &'static str,
+    pub(crate) generation: String,
+    pub(crate) previous: Option<String>,
+    pub(crate) build_id: Option<String>,
+    pub(crate) previous_build_id: Option<String>,
+    pub(crate) taken_over: TakeOverStats,
+    pub(crate) removed: Vec<String>,
+    /// Instances asked to restart onto it (policy `now`).
+    pub(crate) restarted: Vec<String>,
+}
+
+/// What happens after the switch.
+pub(crate) struct After {
+    pub(crate) keep: usize,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) systemctl: PathBuf,
+}
+
+/// Takes .next/ over and makes it current (docs/updates.md, the six steps).
+/// On any refusal .next/ is discarded and `current` is not touched.
+pub(crate) fn commit(state: &State, after: &After) -> Result<CommitOutcome> {
+    commit_held(&Held::take(state, LockMode::Exclusive)?, after)
+}
+
+fn commit_held(held: &Held<'_>, after: &After) -> Result<CommitOutcome> {
+    let next_shown = held.shown(NEXT);
+    let next = match fsx::open_dir_if_exists(held.fd(), NEXT, &next_shown)? {
+        Some(fd) => fd,
+        None => {
+            return Err(Failure::new(
+                Kind::Missing,
+                format!("nothing to commit: {} does not exist", next_shown.display()),
+            )
+            .hint(
+                "left4me-overlay generation prepare makes it; left4me-update.service runs both",
+            ));
+        }
+    };
+    match take_next(held, next.as_fd(), after) {
+        Ok(outcome) => Ok(outcome),
+        Err(f) => {
+            if let Err(e) = held.discard(NEXT) {
+                tracing::warn!(error = %e, "could not discard the refused .next/");
+            }
+            Err(f)
+        }
+    }
+}
+
+fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<CommitOutcome> {
+    let next_shown = held.shown(NEXT);
+    let top = fsx::stat_fd(next, &next_shown)?;
+    let builder = (top.st_uid != 0).then_some(top.st_uid);
+    // From here on the update user cannot reach the tree by path.
+    fsx::chown_fd(next, 0, 0, &next_shown)?;
+    fsx::chmod_fd(next, 0o700, &next_shown)?;
+    if let Some(uid) = builder {
+        let left = tree::processes_of(uid);
+        if !left.is_empty() {
+            return Err(Failure::new(
+                Kind::Conflict,
+                format!(
+                    "processes of the update user (uid {uid}) still run: {}; they could still write into the new generation",
+                    left.join(", ")
+                ),
+            )
+            .hint("stop them (they belong to left4me-update.service's run); nothing was switched"));
+        }
+    }
+    let taken_over = tree::take_over(next, builder, &next_shown)?;
+    if !is_regular(next, "srcds_run") {
+        return Err(Failure::new(
+            Kind::Incomplete,
+            format!(
+                "{} has no srcds_run: not a Left 4 Dead 2 dedicated server",
+                next_shown.display()
+            ),
+        )
+        .hint("look at steamcmd's output in the journal (journalctl -u left4me-update)"));
+    }
+    let manifest = read_manifest(next, &next_shown)?;
+    if manifest.as_ref().is_some_and(|m| !m.fully_installed) {
+        return Err(Failure::new(
+            Kind::Incomplete,
+            format!(
+                "{}: the app is not fully installed (StateFlags is not 4): the download stopped half-way",
+                next_shown.join(super::MANIFEST).display()
+            ),
+        )
+        .hint("run the update again; steamcmd continues where it stopped"));
+    }
+    let build_id = manifest.and_then(|m| m.build_id);
+    let previous = held.current()?;
+    let previous_build_id = previous
+        .as_ref()
+        .and_then(|id| held.manifest_of(id))
+        .and_then(|m| m.build_id);
+    if let (Some(prev), Some(new), Some(prev_id)) = (&previous_build_id, &build_id, &previous) {
+        if prev == new {
+            held.discard(NEXT)?;
+            tracing::info!(build = %new, generation = %prev_id, "already at this build; nothing switched");
+            return Ok(CommitOutcome {
+                result: "unchanged",
+                generation: prev_id.to_string(),
+                previous: Some(prev_id.to_string()),
+                build_id,
+                previous_build_id,
+                taken_over,
+                removed: Vec::new(),
+                restarted: Vec::new(),
+            });
+        }
+    }
+    let id = GenerationId::new_at(now_secs(), &committed(held.fd(), &held.shown(""))?);
+    rustix::fs::renameat_with(
+        held.fd(),
+        NEXT,
+        held.fd(),
+        id.as_str(),
+        RenameFlags::NOREPLACE,
+    )
+    .map_err(|e| Failure::os(&next_shown, "rename to the new generation", e))?;
+    fsx::chmod_fd(next, 0o755, &held.shown(id.as_str()))?;
+    write_current(held.fd(), &id, &held.shown(CURRENT))?;
+    tracing::info!(
+        generation = %id,
+        previous = previous.as_ref().map(GenerationId::as_str),
+        build = build_id.as_deref(),
+        previous_build = previous_build_id.as_deref(),
+        "switched the current generation"
+    );
+    // The switch is done; what follows only tidies up and is reported, not failed.
+    let removed = match collect(held, after.keep) {
+        Ok(r) => r.removed,
+        Err(f) => {
+            tracing::warn!(error = %f, "old generations not collected");
+            Vec::new()
+        }
+    };
+    let restarted = match after.restart {
+        RestartPolicy::Now => restart_onto(held.state, &id, &after.systemctl),
+        RestartPolicy::Never | RestartPolicy::WhenEmpty => Vec::new(),
+    };
+    Ok(CommitOutcome {
+        result: "committed",
+        generation: id.to_string(),
+        previous: previous.map(|p| p.to_string()),
+        build_id,
+        previous_build_id,
+        taken_over,
+        removed,
+        restarted,
+    })
+}
+
+fn is_regular(dir: BorrowedFd<'_>, name: &str) -> bool {
+    fsx::entry(dir, name).is_ok_and(|e| e.is_some_and(|e| e.kind == fsx::libc_mode::S_IFREG))
+}
+
+/// `systemctl try-restart --no-block` for every mounted instance on another
+/// generation than `id`. Failures are logged: the switch stands.
+fn restart_onto(state: &State, id: &GenerationId, systemctl: &Path) -> Vec<String> {
+    let used = match in_use(state) {
+        Ok(u) => u,
+        Err(f) => {
+            tracing::warn!(error = %f, "cannot tell which instances to restart");
+            return Vec::new();
+        }
+    };
+    let stale = used
+        .by
+        .iter()
+        .filter(|(gen_id, _)| *gen_id != id)
+        .flat_map(|(_, names)| names.iter())
+        .chain(used.unknown.iter());
+    let mut restarted = Vec::new();
+    for name in stale {
+        let unit = format!("left4me-server@{name}.service");
+        match std::process::Command::new(systemctl)
+            .args(["try-restart", "--no-block", &unit])
+            .status()
+        {
+            Ok(s) if s.success() => {
+                tracing::info!(instance = %name, generation = %id, "restarting onto the new generation");
+                restarted.push(name.clone());
+            }
+            Ok(s) => {
+                tracing::warn!(instance = %name, "{} try-restart {unit}: {s}", systemctl.display())
+            }
+            Err(e) => tracing::warn!(instance = %name, "run {}: {e}", systemctl.display()),
+        }
+    }
+    restarted
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AbortOutcome {
+    /// "discarded" or "nothing-to-discard".
+    pub(crate) result: &'static str,
+}
+
+/// Discards .next/: the cleanup after a failed build.
+pub(crate) fn abort(state: &State) -> Result<AbortOutcome> {
+    let held = Held::take(state, LockMode::Exclusive)?;
+    let found = held.discard(NEXT)?;
+    if found {
+        tracing::info!("discarded .next/");
+    }
+    Ok(AbortOutcome {
+        result: if found {
+            "discarded"
+        } else {
+            "nothing-to-discard"
+        },
+    })
+}
+
+pub(crate) struct ImportArgs<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) after: After,
+}
+
+/// Copies `dir` (root's argument, so trusted and opened as given) into
+/// .next/ as root's, and commits it. Never hard links: the admin's tree
+/// would stay writable under the generation.
+pub(crate) fn import(state: &State, args: &ImportArgs<'_>) -> Result<CommitOutcome> {
+    let held = Held::take(state, LockMode::Exclusive)?;
+    held.discard(NEXT)?;
+    let src = rustix::fs::open(
+        args.dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::os(args.dir, "open directory", e))?;
+    rustix::fs::mkdirat(held.fd(), NEXT, Mode::from_raw_mode(0o700))
+        .map_err(|e| Failure::os(&held.shown(NEXT), "create directory", e))?;
+    let next = held.open(NEXT)?;
+    let copied = tree::copy(
+        src.as_fd(),
+        next.as_fd(),
+        (0, 0),
+        Fallback::Copy,
+        &held.shown(NEXT),
+    );
+    if let Err(f) = copied {
+        held.discard(NEXT)?;
+        return Err(f);
+    }
+    commit_held(&held, &args.after)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Collected {
+    pub(crate) removed: Vec<String>,
+    pub(crate) kept: Vec<String>,
+    /// Mounted instances whose generation is unknown; nothing is removed
+    /// while there are any.
+    pub(crate) unknown_in_use: Vec<String>,
+}
+
+/// Removes what neither is current, nor is among the newest `keep`, nor is
+/// used by a mounted instance.
+pub(crate) fn gc(state: &State, keep: usize) -> Result<Collected> {
+    let held = Held::take(state, LockMode::Exclusive)?;
+    collect(&held, keep)
+}
+
+fn collect(held: &Held<'_>, keep: usize) -> Result<Collected> {
+    let used: InUse = in_use(held.state)?;
+    let all = committed(held.fd(), &held.state.shown(INSTALLATIONS))?;
+    let current = held.current()?;
+    let mut out = Collected {
+        unknown_in_use: used.unknown.clone(),
+        ..Collected::default()
+    };
+    if !used.unknown.is_empty() {
+        tracing::info!(
+            instances = used.unknown.join(" "),
+            "mounted without a recorded generation (by an older helper, or from installation/); removing nothing until they restart"
+        );
+        out.kept = all.iter().map(ToString::to_string).collect();
+        return Ok(out);
+    }
+    let newest: Vec<&GenerationId> = all.iter().rev().take(keep).collect();
+    for id in &all {
+        if Some(id) == current.as_ref() || newest.contains(&id) || used.by.contains_key(id) {
+            out.kept.push(id.to_string());
+            continue;
+        }
+        held.discard(id.as_str())?;
+        tracing::info!(generation = %id, "removed an old generation");
+        out.removed.push(id.to_string());
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Listed {
+    pub(crate) id: String,
+    pub(crate) current: bool,
+    pub(crate) build_id: Option<String>,
+    pub(crate) used_by: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Listing {
+    pub(crate) current: Option<String>,
+    pub(crate) generations: Vec<Listed>,
+    /// A .next/ exists: an update runs, or one failed and left it.
+    pub(crate) next_pending: bool,
+    /// Mounted instances whose generation is unknown (see `gc`).
+    pub(crate) unknown_in_use: Vec<String>,
+}
+
+/// Every generation, oldest first. Migrates a legacy installation/ first,
+/// so an admin who looks sees the new layout.
+pub(crate) fn list(state: &State) -> Result<Listing> {
+    let held = Held::take(state, LockMode::Exclusive)?;
+    let current = held.current()?;
+    let used = in_use(state)?;
+    let generations = committed(held.fd(), &state.shown(INSTALLATIONS))?
+        .into_iter()
+        .map(|id| Listed {
+            current: Some(&id) == current.as_ref(),
+            build_id: held.manifest_of(&id).and_then(|m| m.build_id),
+            used_by: used.by.get(&id).cloned().unwrap_or_default(),
+            id: id.to_string(),
+        })
+        .collect();
+    Ok(Listing {
+        current: current.map(|c| c.to_string()),
+        generations,
+        next_pending: is_dir(held.fd(), NEXT),
+        unknown_in_use: used.unknown,
+    })
+}
