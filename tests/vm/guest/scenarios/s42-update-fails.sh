@@ -40,7 +40,7 @@ expect_failed_update() {
 expect_failed_update fail "Error! App '222860' state is 0x202 after update job."
 expect_failed_update inplace "cannot write $GENS/.next/left4dead2/steam.inf in place"
 grep -q "Permission denied" <<<"$(update_journal)" || fail "inplace: no EACCES from the write into the hard link"
-expect_failed_update linger "still"
+expect_failed_update linger "still run"
 pgrep -u left4me-update >/dev/null && fail "a process of left4me-update survived the failed run: $(pgrep -a -u left4me-update)"
 
 # A steamcmd that patches in place works with full copies, at their price.
