@@ -191,6 +191,14 @@ run_update() {
     systemctl reset-failed left4me-update.service 2>/dev/null || true
     systemctl start left4me-update.service
 }
+# Everything the last run of the update unit logged (steamcmd and the `+` lines).
+update_journal() {
+    journalctl --sync 2>/dev/null || true
+    local id
+    id=$(systemctl show -P InvocationID left4me-update.service)
+    # The unit's processes, and what systemd logged about that run.
+    journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id" + INVOCATION_ID="$id"
+}
 
 # apt refuses to install from the 9p share ("Pathname to install is not
 # absolute"), so install from a local copy.
