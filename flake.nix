@@ -39,6 +39,7 @@
           package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
           vm-lifecycle = vmTests.lifecycle;
           vm-sysusers = vmTests.sysusers;
+          vm-update = vmTests.update;
           formatting =
             pkgs.runCommand "left4me-nix-formatting"
               {

@@ -49,12 +49,43 @@ let
 
   helperPath = "${cfg.package}/libexec/left4me/left4me-overlay";
 
+  # Fixed, as on Debian: docs/updates.md names it, and the helper refuses
+  # root and the service user as the owner of installations/.next/.
+  updateUser = "left4me-update";
+
+  # steamcmd is unfree. The update unit is installed either way (the polkit
+  # rule names it, so it must exist; see the enable@ comment in `units`), but
+  # only update.enable brings steamcmd into the closure: without it the unit
+  # runs this instead, and a host that never allowed unfree packages still
+  # evaluates. It fails after `generation prepare`, and ExecStopPost's
+  # `generation abort` discards .next/ again.
+  updateDisabled = pkgs.writeShellScript "left4me-update-disabled" ''
+    echo "left4me-update: services.left4me.update.enable is false in this NixOS configuration, so there is no steamcmd to run. Set it (nixpkgs' steamcmd is unfree: allow it, docs/nixos.md), or install the game by hand: left4me-overlay generation import DIR." >&2
+    exit 1
+  '';
+  steamcmdPath =
+    if cfg.update.enable then
+      lib.getExe' cfg.update.steamcmd.package "steamcmd"
+    else
+      "${updateDisabled}";
+
   rendered = import ./render.nix {
     helper = helperPath;
     health = "${cfg.package}/bin/left4me-health";
     systemctl = "${config.systemd.package}/bin/systemctl";
+    steamcmd = steamcmdPath;
     inherit (cfg) stateDir user group;
+    inherit updateUser;
   };
+
+  # docs/updates.md: host-wide, read by the helper's generation commands
+  # (defaults of --restart, --keep, --copy) and by the health check
+  # (LEFT4ME_UPDATE_RESTART=when-empty).
+  updateLines = [
+    "LEFT4ME_UPDATE_RESTART=${cfg.update.restart}"
+    "LEFT4ME_UPDATE_KEEP=${toString cfg.update.keep}"
+    "LEFT4ME_UPDATE_COPY=${cfg.update.copy}"
+  ];
 
   # The health check's settings (docs/health.md) and the L4D2_HEALTH_* key
   # each one is written as: host-wide into host.env, per instance into that
@@ -155,6 +186,8 @@ let
         resetUnit = rendered."left4me-reset@.service";
         consoleSocket = rendered."left4me-console@.socket";
         healthUnit = rendered."left4me-health@.service";
+        updateUnit = rendered."left4me-update.service";
+        updateTimer = rendered."left4me-update.timer";
         enableUnit = rendered."left4me-enable@.service";
         disableUnit = rendered."left4me-disable@.service";
         slice = rendered."l4d2-game.slice";
@@ -167,6 +200,8 @@ let
           "resetUnit"
           "consoleSocket"
           "healthUnit"
+          "updateUnit"
+          "updateTimer"
           "enableUnit"
           "disableUnit"
           "slice"
@@ -191,6 +226,8 @@ let
           cp "$resetUnitPath" "$dir/left4me-reset@.service"
           cp "$consoleSocketPath" "$dir/left4me-console@.socket"
           cp "$healthUnitPath" "$dir/left4me-health@.service"
+          cp "$updateUnitPath" "$dir/left4me-update.service"
+          cp "$updateTimerPath" "$dir/left4me-update.timer"
           cp "$enableUnitPath" "$dir/left4me-enable@.service"
           cp "$disableUnitPath" "$dir/left4me-disable@.service"
           cp "$slicePath" "$dir/l4d2-game.slice"
@@ -282,6 +319,8 @@ let
     rendered."host.env"
     + "\n# services.left4me.health\n"
     + concatStringsSep "" (map (line: "${line}\n") (healthLines cfg.health))
+    + "\n# services.left4me.update\n"
+    + concatStringsSep "" (map (line: "${line}\n") updateLines)
     + lib.optionalString (cfg.hostSettings != { }) (
       "\n# services.left4me.hostSettings (later lines win over the defaults above)\n"
       + concatStringsSep "" (mapAttrsToList (k: v: "${k}=${quote v}\n") cfg.hostSettings)
@@ -296,6 +335,12 @@ let
     "LEFT4ME_USER"
     "LEFT4ME_GROUP"
     "LEFT4ME_STATE_DIR"
+  ];
+  updateHostKeys = [
+    "LEFT4ME_UPDATE_RESTART"
+    "LEFT4ME_UPDATE_KEEP"
+    "LEFT4ME_UPDATE_COPY"
+    "LEFT4ME_STEAMCMD"
   ];
 
   i686Glibc = builtins.head cfg.i686Runtime.libraries;
@@ -406,7 +451,7 @@ let
           ];
           description = ''
             Shared layers from {file}`''${stateDir}/overlays/` stacked on the
-            installation (`L4D2_OVERLAYS`); the first has the highest priority.
+            game's current generation (`L4D2_OVERLAYS`); the first has the highest priority.
           '';
         };
         environment = mkOption {
@@ -508,7 +553,7 @@ in
       default = "/var/lib/left4me";
       example = "/srv/left4me";
       description = ''
-        State directory holding {file}`installation/`, {file}`overlays/`,
+        State directory holding {file}`installations/`, {file}`overlays/`,
         {file}`instances/` and {file}`runtime/`. Absolute, without a trailing
         slash, and only of characters that need no escaping in unit files.
       '';
@@ -537,6 +582,116 @@ in
     # left4me-health@<name>.service, started with every server
     # (docs/health.md); written into /etc/left4me/host.env.
     health = healthOptions { perInstance = false; };
+
+    # Game updates (docs/updates.md): left4me-update.service and its timer,
+    # rendered from dist/ like every unit, are installed whatever these say.
+    update = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        example = true;
+        description = ''
+          Whether `left4me-update.service` runs {option}`steamcmd.package`
+          to build the next installation generation. nixpkgs' `steamcmd` is
+          unfree: allow it, e.g.
+          `nixpkgs.config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) [ "steamcmd" "steam-unwrapped" ];`
+          (its `steam-run` needs `steam-unwrapped`). The unit and its timer
+          are installed either way, as on Debian; while this is `false`,
+          nothing refers to steamcmd (a host that installs the game with
+          `left4me-overlay generation import` needs no unfree package) and
+          the unit fails saying so.
+        '';
+      };
+      timer = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+          example = true;
+          description = ''
+            Whether `timers.target` wants `left4me-update.timer`, so updates
+            run on {option}`timer.onCalendar`. Off by default, as on Debian:
+            `systemctl start left4me-update` runs one by hand.
+          '';
+        };
+        onCalendar = mkOption {
+          type = types.strMatching "[^\n]+";
+          default = "*-*-* 04:00:00";
+          example = "Mon *-*-* 05:30:00";
+          description = ''
+            `OnCalendar=` of `left4me-update.timer` (replacing the canonical
+            one; its `RandomizedDelaySec=4h` stays). See {manpage}`systemd.time(7)`.
+          '';
+        };
+      };
+      restart = mkOption {
+        type = types.enum [
+          "never"
+          "when-empty"
+          "now"
+        ];
+        default = "when-empty";
+        example = "never";
+        description = ''
+          `LEFT4ME_UPDATE_RESTART`: how running instances move to a new
+          generation. `never`: at their next start; `when-empty`: their
+          health check restarts them once A2S reports no human players;
+          `now`: `generation commit` restarts them at once.
+        '';
+      };
+      keep = mkOption {
+        # The helper's --keep: an u16 of at least 1.
+        type = types.ints.between 1 65535;
+        default = 2;
+        example = 3;
+        description = ''
+          `LEFT4ME_UPDATE_KEEP`: generations kept, the current one included.
+          One a mounted instance uses is never removed.
+        '';
+      };
+      copy = mkOption {
+        type = types.enum [
+          "auto"
+          "copy"
+        ];
+        default = "auto";
+        example = "copy";
+        description = ''
+          `LEFT4ME_UPDATE_COPY`: how `generation prepare` starts the next
+          generation from the current one. `auto`: reflinks where the file
+          system has them, else hard links to root's read-only files (no
+          space for unchanged files); `copy`: full copies, for a steamcmd
+          that writes into existing files in place.
+        '';
+      };
+      steamcmd = {
+        package = mkOption {
+          type = types.package;
+          default = pkgs.steamcmd;
+          defaultText = literalExpression "pkgs.steamcmd";
+          example = literalExpression "pkgs.steamcmd.override { steamRoot = \"$HOME/steam\"; }";
+          description = ''
+            steamcmd, run as `left4me-update` with steamcmd's command line
+            (`+force_install_dir DIR +login anonymous +app_update 222860 validate +quit`);
+            its {file}`bin/steamcmd` becomes `LEFT4ME_STEAMCMD` in the unit.
+            Evaluated only when {option}`enable` is set.
+          '';
+        };
+        bubblewrap = mkOption {
+          type = types.bool;
+          default = true;
+          example = false;
+          description = ''
+            Whether {option}`steamcmd.package` runs steamcmd through
+            bubblewrap, as nixpkgs' does (`steam-run`, for the i386 client's
+            FHS paths). The unit's sandbox then lets it create user and
+            mount namespaces and make the system calls bubblewrap needs to
+            set them up (`@mount`, `capset`, the `@privileged` set
+            otherwise denied). Turn it off for a steamcmd that needs none
+            of that, to keep the canonical sandbox.
+          '';
+        };
+      };
+    };
 
     hostSettings = mkOption {
       type = types.attrsOf types.str;
@@ -672,6 +827,22 @@ in
             assertion = !builtins.any isHealthKey (builtins.attrNames cfg.hostSettings);
             message = "services.left4me.hostSettings: set L4D2_HEALTH_* through services.left4me.health.";
           }
+          {
+            assertion = !builtins.any (k: builtins.elem k updateHostKeys) (builtins.attrNames cfg.hostSettings);
+            message = "services.left4me.hostSettings: ${
+              concatStringsSep ", " (
+                filter (k: builtins.elem k updateHostKeys) (builtins.attrNames cfg.hostSettings)
+              )
+            }: set through services.left4me.update (restart, keep, copy, steamcmd.package).";
+          }
+          {
+            assertion = !cfg.update.timer.enable || cfg.update.enable;
+            message = "services.left4me.update.timer.enable: the timer would start left4me-update.service, which has no steamcmd while services.left4me.update.enable is false; set both (and allow the unfree steamcmd, docs/nixos.md).";
+          }
+          {
+            assertion = cfg.user != updateUser && cfg.group != updateUser;
+            message = "services.left4me.user and .group: \"${updateUser}\" is the update user (docs/updates.md), which must be neither the service user nor share its group; choose another name.";
+          }
         ];
 
       # Only the man page: the helper is run by systemd, not from PATH, and
@@ -760,6 +931,52 @@ in
     })
 
     (mkIf (cfg.group == "left4me") { users.groups.left4me = { }; })
+
+    {
+      # Always, like Debian's sysusers line: the unit is installed either way.
+      # The home is the unit's StateDirectory= (created by systemd at the
+      # first start, 0700), where steamcmd keeps its own files; no line of
+      # the state dir's layout names it, so systemd-sysusers' tmpfiles line
+      # for it cannot collide.
+      users.users.${updateUser} = {
+        isSystemUser = true;
+        group = updateUser;
+        home = "/var/lib/${updateUser}";
+        description = "left4me game updates";
+      };
+      users.groups.${updateUser} = { };
+
+      systemd.services.left4me-update = {
+        overrideStrategy = "asDropin";
+        # A switch during a run would kill steamcmd; the next run uses the
+        # new unit.
+        restartIfChanged = false;
+        serviceConfig = mkIf (cfg.update.enable && cfg.update.steamcmd.bubblewrap) {
+          # Exception: bubblewrap (steam-run) needs a user and a mount
+          # namespace, and mount/pivot_root/capset to set them up; the
+          # canonical unit forbids all three. The allow list is the
+          # canonical @system-service plus those, without ~@privileged.
+          RestrictNamespaces = "user mnt";
+          SystemCallFilter = [
+            ""
+            "@system-service"
+            "@mount"
+            "capset"
+          ];
+        };
+      };
+
+      systemd.timers.left4me-update = mkIf cfg.update.timer.enable {
+        overrideStrategy = "asDropin";
+        wantedBy = [ "timers.target" ];
+        # The empty entry resets the canonical OnCalendar= (a list setting):
+        # otherwise both would trigger.
+        timerConfig.OnCalendar = [
+          ""
+          cfg.update.timer.onCalendar
+        ];
+      };
+    }
 
     {
       # Declared instances: root-owned directory and instance.env, written by

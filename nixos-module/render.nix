@@ -11,6 +11,8 @@
   stateDir,
   user,
   group,
+  updateUser,
+  steamcmd,
   distDir ? ../dist,
 }:
 let
@@ -42,7 +44,16 @@ let
 
   substitute =
     replaceStrings
-      [ "@HELPER@" "@HEALTH@" "@SYSTEMCTL@" "@STATE_DIR@" "@USER@" "@GROUP@" ]
+      [
+        "@HELPER@"
+        "@HEALTH@"
+        "@SYSTEMCTL@"
+        "@STATE_DIR@"
+        "@USER@"
+        "@GROUP@"
+        "@UPDATE_USER@"
+        "@STEAMCMD@"
+      ]
       [
         helper
         health
@@ -50,6 +61,8 @@ let
         stateDir
         user
         group
+        updateUser
+        steamcmd
       ];
 
   # A placeholder nobody substitutes would reach the system as a literal

@@ -80,6 +80,14 @@ in
       executable = true;
       text = "#!/bin/bash\n${text}";
     };
+  writeShellScriptBin =
+    name: text:
+    writeTextFile {
+      inherit name;
+      executable = true;
+      destination = "/bin/${name}";
+      text = "#!/bin/bash\n${text}";
+    };
   writeText =
     name: text:
     writeTextFile {
@@ -121,6 +129,11 @@ in
       printf '#!/bin/sh\necho "left4me: evaluation stand-in, not the health check" >&2\nexit 1\n' > "$out/bin/left4me-health"
       chmod +x "$out/libexec/left4me/left4me-overlay" "$out/bin/left4me-health"
     '';
+
+  # nixpkgs refuses an unfree package that config does not allow, at the
+  # first use of its path; the module must not touch it unless
+  # services.left4me.update.enable is set.
+  steamcmd = throw "Package 'steamcmd' has an unfree license ('unfreeRedistributable'), refusing to evaluate. (evaluation stand-in)";
 
   coreutils = standIn "coreutils" "";
   findutils = standIn "findutils" "";

@@ -5,10 +5,11 @@ let
   standin = import ./standin.nix { inherit pkgs; };
   stateDir = "/var/lib/left4me";
 
-  # Lays down what an admin would: the game (stand-in) in installation/ and
-  # three shared layers. Ordered before the autostarted instance so its
-  # first start at boot finds a complete tree.
-  provision = {
+  # Lays down what an admin would: the game (stand-in) imported as the first
+  # installation generation (`generation import`, the documented manual
+  # path; docs/updates.md) and three shared layers. Ordered before the
+  # autostarted instance so its first start at boot finds a complete tree.
+  provision = helper: {
     description = "Provision the left4me stand-in game and overlays (test only)";
     wantedBy = [ "multi-user.target" ];
     before = [ "left4me-server@vs1.service" ];
@@ -20,12 +21,15 @@ let
     script = ''
       set -eu
       s=${stateDir}
-      if [ ! -e "$s/installation/srcds_run" ]; then
+      if [ ! -e "$s/installations/current" ]; then
         # Store files are read-only; the game must find writable dirs below
         # merged/ exactly as on a host where steamcmd installed it.
-        cp -rT ${standin.installation} "$s/installation"
-        chmod -R u+w "$s/installation"
-        echo installation > "$s/installation/left4dead2/cfg/shadow.txt"
+        tree=$(mktemp -d)
+        cp -rT ${standin.installation} "$tree/game"
+        chmod -R u+w "$tree/game"
+        echo installation > "$tree/game/left4dead2/cfg/shadow.txt"
+        ${helper} --state-dir "$s" generation import "$tree/game"
+        rm -rf "$tree"
       fi
       layer() { mkdir -p "$s/overlays/$1/left4dead2/cfg"; }
       layer mid
@@ -43,33 +47,35 @@ let
     '';
   };
 
-  machineBase = {
-    imports = [ ../../nixos-module ];
-    virtualisation.memorySize = 2048;
-    virtualisation.cores = 2;
-    environment.systemPackages = [ standin.a2sQuery ];
-    systemd.services.left4me-test-provision = provision;
-    services.left4me = {
-      enable = true;
-      instances.vs1 = {
-        port = 27015;
-        overlays = [
-          "top"
-          "mid"
-        ];
-        args = [
-          "+map"
-          "c1m1_hotel"
-        ];
-        openFirewall = true;
-      };
-      instances.crash = {
-        port = 27016;
-        overlays = [ "crash" ];
-        autoStart = false;
+  machineBase =
+    { config, ... }:
+    {
+      imports = [ ../../nixos-module ];
+      virtualisation.memorySize = 2048;
+      virtualisation.cores = 2;
+      environment.systemPackages = [ standin.a2sQuery ];
+      systemd.services.left4me-test-provision = provision "${config.services.left4me.package}/libexec/left4me/left4me-overlay";
+      services.left4me = {
+        enable = true;
+        instances.vs1 = {
+          port = 27015;
+          overlays = [
+            "top"
+            "mid"
+          ];
+          args = [
+            "+map"
+            "c1m1_hotel"
+          ];
+          openFirewall = true;
+        };
+        instances.crash = {
+          port = 27016;
+          overlays = [ "crash" ];
+          autoStart = false;
+        };
       };
     };
-  };
 in
 {
   lifecycle = pkgs.testers.runNixOSTest {
@@ -144,7 +150,7 @@ in
           machine.succeed(f"test \"$(cat {merged}/only-mid.txt)\" = mid")
           machine.succeed(f"test \"$(cat {merged}/instance-layer.txt)\" = instance")
           machine.succeed(f"test -s {S}/runtime/vs1/upper/left4dead2/logs/standin.log")
-          machine.succeed(f"test \"$(cat {S}/installation/left4dead2/cfg/shadow.txt)\" = installation")
+          machine.succeed(f"test \"$(cat {S}/installations/$(cat {S}/installations/current)/left4dead2/cfg/shadow.txt)\" = installation")
 
       with subtest("the i386 game runs through the unit's loader and libraries only"):
           # srcds_linux wants /lib/ld-linux.so.2, libstdc++ and libgcc_s
@@ -244,6 +250,138 @@ in
           assert mounted("vs1")
           machine.succeed(f"test -e {S}/runtime/vs1/merged/left4dead2/survives-reboot")
           machine.fail("systemctl is-active left4me-server@web.service")
+    '';
+  };
+
+  # docs/updates.md on NixOS: services.left4me.update with the fake steamcmd
+  # of the Debian VM suite (tests/vm/guest/fake-steamcmd: steamcmd's command
+  # line, a new build id in the appmanifest, files replaced by rename).
+  update = pkgs.testers.runNixOSTest {
+    name = "left4me-update";
+    nodes.machine = {
+      imports = [ machineBase ];
+      services.left4me.update = {
+        enable = true;
+        # Its first line is #!/bin/bash, which NixOS lacks: a comment below
+        # writeShellScriptBin's own interpreter line.
+        steamcmd.package = pkgs.writeShellScriptBin "steamcmd" (
+          builtins.readFile ../vm/guest/fake-steamcmd
+        );
+        # The fake needs no namespaces: the canonical sandbox stays.
+        steamcmd.bubblewrap = false;
+        # The stand-in reports no players, so when-empty would move vs1
+        # at once; this test shows that a running instance keeps its
+        # generation.
+        restart = "never";
+      };
+      services.left4me.instances.fresh = {
+        port = 27017;
+        overlays = [ "top" ];
+        autoStart = false;
+      };
+    };
+
+    testScript = ''
+      S = "${stateDir}"
+      G = f"{S}/installations"
+
+
+      def a2s(port, expected):
+          machine.wait_until_succeeds(
+              f"test \"$(a2s-query 127.0.0.1 {port} --timeout 2)\" = '{expected}'",
+              timeout=60,
+          )
+
+
+      def current():
+          return machine.succeed(f"cat {G}/current").strip()
+
+
+      # The generation a mounted instance runs, from the game's environment
+      # copy the helper writes at mount time.
+      def env_generation(instance):
+          return machine.succeed(
+              f"sed -n 's/^LEFT4ME_GENERATION=\"\\{{0,1\\}}\\([^\"]*\\)\"\\{{0,1\\}}$/\\1/p' {S}/runtime/.left4me/{instance}.env"
+          ).strip()
+
+
+      def build_id(tree):
+          return machine.succeed(
+              f"sed -n 's/^[[:space:]]*\"buildid\"[[:space:]]*\"\\([0-9]*\\)\"$/\\1/p' {tree}/steamapps/appmanifest_222860.acf"
+          ).strip()
+
+
+      def fake_steamcmd(build, mode="ok"):
+          machine.succeed(
+              "mkdir -p /etc/left4me-test && "
+              f"printf 'build={build}\\nmode={mode}\\nsource=${standin.installation}\\n' > /etc/left4me-test/fake-steamcmd.conf"
+          )
+
+
+      def run_update():
+          machine.succeed("systemctl reset-failed left4me-update.service || true")
+          machine.succeed("systemctl start left4me-update.service")
+
+
+      machine.wait_for_unit("multi-user.target")
+      machine.wait_for_unit("left4me-server@vs1.service")
+      a2s(27015, "top layer")
+
+      with subtest("installed: update unit as its own user, timer not enabled, host.env settings"):
+          machine.succeed("test \"$(id -nG left4me-update)\" = left4me-update")
+          machine.succeed("systemctl cat left4me-update.service | grep -qx 'User=left4me-update'")
+          machine.fail("systemctl is-active left4me-update.timer")
+          machine.fail("systemctl is-enabled left4me-update.timer")
+          machine.succeed("grep -qx LEFT4ME_UPDATE_RESTART=never /etc/left4me/host.env")
+          machine.succeed(f"test \"$(stat -c '%a %U %F' {G}/current)\" = '644 root regular file'")
+          gen1 = current()
+          assert env_generation("vs1") == gen1, f"vs1 runs {env_generation('vs1')}, not {gen1}"
+          assert build_id(f"{S}/runtime/vs1/merged") == "1000"
+
+      with subtest("a failed update leaves the current generation in place"):
+          fake_steamcmd(1001, "fail")
+          machine.fail("systemctl start left4me-update.service")
+          assert current() == gen1
+          machine.fail(f"test -e {G}/.next")
+          machine.wait_until_succeeds("journalctl -u left4me-update.service -o cat | grep -q 'state is 0x202'", timeout=30)
+          machine.succeed("systemctl is-active left4me-server@vs1.service")
+
+      with subtest("update while vs1 runs: it keeps its generation and keeps answering"):
+          fake_steamcmd(1001)
+          run_update()
+          gen2 = current()
+          assert gen2 != gen1, "current did not move"
+          assert build_id(f"{G}/{gen2}") == "1001"
+          machine.succeed(f"test \"$(cat {G}/{gen2}/left4dead2/update-notes.txt)\" = 'build 1001'")
+          machine.succeed(f"test \"$(stat -c %U {G}/{gen2}/left4dead2/update-notes.txt)\" = root")
+          machine.succeed(f"test -d {G}/{gen1}")
+          machine.succeed("systemctl is-active left4me-server@vs1.service")
+          a2s(27015, "top layer")
+          assert env_generation("vs1") == gen1
+          assert build_id(f"{S}/runtime/vs1/merged") == "1000"
+          machine.fail(f"test -e {S}/runtime/vs1/merged/left4dead2/update-notes.txt")
+          # steamcmd's own files stay in the update user's home.
+          machine.succeed("test \"$(stat -c '%a %U' /var/lib/left4me-update)\" = '700 left4me-update'")
+          machine.succeed("test -s /var/lib/left4me-update/Steam/logs/fake-runs.txt")
+
+      with subtest("a new start gets the new generation; a restart moves vs1"):
+          machine.succeed("systemctl start left4me-server@fresh.service")
+          a2s(27017, "top layer")
+          assert env_generation("fresh") == gen2
+          assert build_id(f"{S}/runtime/fresh/merged") == "1001"
+          machine.succeed("systemctl restart left4me-server@vs1.service")
+          a2s(27015, "top layer")
+          assert env_generation("vs1") == gen2
+          assert build_id(f"{S}/runtime/vs1/merged") == "1001"
+
+      with subtest("collection: the oldest generation goes once unused (keep = 2)"):
+          fake_steamcmd(1002)
+          run_update()
+          gen3 = current()
+          assert build_id(f"{G}/{gen3}") == "1002"
+          machine.fail(f"test -e {G}/{gen1}")
+          machine.succeed(f"test -d {G}/{gen2}")
+          a2s(27015, "top layer")
     '';
   };
 

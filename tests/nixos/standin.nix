@@ -58,6 +58,13 @@ in
       install -D -m 0755 srcds_run.valve "$out/srcds_run"
       install -D -m 0644 gameinfo.txt "$out/left4dead2/gameinfo.txt"
       install -D -m 0644 server.cfg "$out/left4dead2/cfg/server.cfg"
+      # As tests/standin/build: what steamcmd leaves besides the game, the
+      # app's manifest (build 1000, StateFlags 4 = fully installed; read by
+      # `generation commit`) and the game's version file.
+      mkdir -p "$out/steamapps"
+      printf '"AppState"\n{\n\t"appid"\t\t"222860"\n\t"name"\t\t"Left 4 Dead 2 Dedicated Server"\n\t"StateFlags"\t\t"4"\n\t"buildid"\t\t"1000"\n}\n' \
+        > "$out/steamapps/appmanifest_222860.acf"
+      printf 'PatchVersion=2.2.4.3\nProductName=l4d2\nappID=550\nbuildid=1000\n' > "$out/left4dead2/steam.inf"
       runHook postInstall
     '';
     # After fixup (strip), so what is checked is what the VM gets.

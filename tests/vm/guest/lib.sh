@@ -128,12 +128,76 @@ stop_instance() {
 # since a cursor-ish timestamp.
 unit_journal() { journalctl --no-pager -o cat -u "${UNIT:-$(unit "$1")}" ${2:+--since "$2"}; }
 
-# Installs the stand-in game as the shared installation (root-owned,
-# read-only to the game, like a steamcmd install under the state dir).
+# The game's generations (docs/updates.md).
+GENS=$STATE/installations
+gen_current() { cat "$GENS/current"; }
+gen_dir() { echo "$GENS/$(gen_current)"; }
+# Committed generations, oldest first (ids sort by time; .next is not one).
+gen_ids() { find "$GENS" -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%f\n' | LC_ALL=C sort; }
+# A string or boolean field of `status --json NAME` (one instance).
+status_field() {
+    "$HELPER" status --json "$1" | sed -n "s/^ *\"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}\$/\1/p" | head -n 1
+}
+# The generation a mounted instance runs, as the helper wrote it into the
+# game's environment copy.
+env_generation() { sed -n 's/^LEFT4ME_GENERATION=["]\{0,1\}\([^"]*\)["]\{0,1\}$/\1/p' "$STATE/runtime/.left4me/$1.env"; }
+# A checksum of every file, link and mode in a tree (the order is fixed).
+tree_sum() { (cd "$1" && find . -printf '%p %y %m %u:%g %l\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1; }
+
+# Installs the stand-in game (build 1000) as the first generation, the way
+# an admin imports a tree installed by hand (docs/updates.md). Importing the
+# same build again changes nothing, so later phases may call it again.
 install_standin() {
-    rm -rf "$STATE/installation"
-    cp -a "$SHARE/standin/installation" "$STATE/installation"
-    chown -R root:root "$STATE/installation"
+    "$HELPER" generation import "$SHARE/standin/installation" ||
+        fail "generation import of the stand-in failed"
+    [ -x "$(gen_dir)/srcds_run" ] || fail "no srcds_run in the current generation $(gen_dir)"
+}
+
+# The fake steamcmd (fake-steamcmd in this dir) as the update unit's
+# steamcmd: installed root-owned, with a local root-owned copy of the
+# stand-in tree for a fresh install. fake_steamcmd_conf BUILD [MODE]
+# sets what the next run produces.
+FAKE_CONF=/etc/left4me-test/fake-steamcmd.conf
+install_fake_steamcmd() {
+    install -D -m 0755 "$SHARE/guest/fake-steamcmd" /usr/local/bin/fake-steamcmd
+    rm -rf /usr/local/share/left4me-test/standin
+    mkdir -p /usr/local/share/left4me-test
+    cp -R "$SHARE/standin/installation" /usr/local/share/left4me-test/standin
+    chown -R root:root /usr/local/share/left4me-test
+    mkdir -p /run/systemd/system/left4me-update.service.d
+    printf '[Service]\nEnvironment=LEFT4ME_STEAMCMD=/usr/local/bin/fake-steamcmd\n' \
+        > /run/systemd/system/left4me-update.service.d/fake-steamcmd.conf
+    systemctl daemon-reload
+}
+fake_steamcmd_conf() {
+    mkdir -p "${FAKE_CONF%/*}"
+    printf 'build=%s\nmode=%s\nsource=/usr/local/share/left4me-test/standin\n' "$1" "${2:-ok}" > "$FAKE_CONF"
+}
+# host.env settings for one scenario: set_host_env KEY=VALUE...; the
+# package's file comes back with restore_host_env (trap it on EXIT).
+set_host_env() {
+    [ -e /etc/left4me/host.env.vmtest ] || cp -p /etc/left4me/host.env /etc/left4me/host.env.vmtest
+    local kv
+    for kv in "$@"; do
+        sed -i "/^${kv%%=*}=/d" /etc/left4me/host.env
+        echo "$kv" >> /etc/left4me/host.env
+    done
+}
+restore_host_env() {
+    if [ -e /etc/left4me/host.env.vmtest ]; then mv /etc/left4me/host.env.vmtest /etc/left4me/host.env; fi
+}
+# Runs the update unit to its end; succeeds only if it did.
+run_update() {
+    systemctl reset-failed left4me-update.service 2>/dev/null || true
+    systemctl start left4me-update.service
+}
+# Everything the last run of the update unit logged (steamcmd and the `+` lines).
+update_journal() {
+    journalctl --sync 2>/dev/null || true
+    local id
+    id=$(systemctl show -P InvocationID left4me-update.service)
+    # The unit's processes, and what systemd logged about that run.
+    journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id" + INVOCATION_ID="$id"
 }
 
 # apt refuses to install from the 9p share ("Pathname to install is not

@@ -152,3 +152,51 @@ t_down=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
 for i in $(seq 32); do remove_instance "many$i"; done
 echo "32 instances: started together until all answer A2S $t_up ms; stopped together until all unmounted $t_down ms" |
     tee -a "$OUT/bench.txt"
+
+# Generations (docs/updates.md): what a generation that changes one file of
+# a 1 GiB tree costs on disk under the default copy mode (auto: hard links on
+# this ext4; reflinks need btrfs or xfs, whose tools the image lacks), and
+# how long preparing plus committing it takes beside a plain `cp -a` of the
+# same tree. The tree is the stand-in plus 256 files of 4 MiB; it is built
+# on a tmpfs and imported, so the disk holds it once.
+src=/run/left4me-bench-tree
+mkdir -p "$src"; mount -t tmpfs -o size=1100M bench-tree "$src"
+cp -R "$SHARE/standin/installation/." "$src/"
+mkdir -p "$src/left4dead2/bench"
+head -c 4M /dev/urandom > "$src/left4dead2/bench/pak000.vpk"
+for i in $(seq 1 255); do cp "$src/left4dead2/bench/pak000.vpk" "$src/left4dead2/bench/pak$(printf %03d "$i").vpk"; done
+sed -i 's/"buildid"\t\t"[0-9]*"/"buildid"\t\t"5000"/' "$src/steamapps/appmanifest_222860.acf"
+"$HELPER" generation import "$src" >/dev/null || fail "bench: import of the 1 GiB tree failed"
+umount "$src"; rmdir "$src"
+base=$(gen_dir)
+tree_kib=$(du -sk "$base" | cut -f1)
+sync
+t0=${EPOCHREALTIME/./}
+cp -a "$base" /var/lib/left4me-bench-copy
+sync
+t_cp=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+rm -rf /var/lib/left4me-bench-copy
+sync
+df0=$(df -k --output=used "$GENS" | tail -n1)
+t0=${EPOCHREALTIME/./}
+"$HELPER" generation prepare --owner left4me-update >/dev/null || fail "bench: prepare failed"
+t_prep=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+# What steamcmd does to one changed file: a new file renamed over the old.
+runuser -u left4me-update -- sh -c "head -c 4M /dev/urandom > $GENS/.next/left4dead2/bench/pak007.vpk.tmp &&
+    mv $GENS/.next/left4dead2/bench/pak007.vpk.tmp $GENS/.next/left4dead2/bench/pak007.vpk &&
+    sed 's/\"5000\"/\"5001\"/' $GENS/.next/steamapps/appmanifest_222860.acf > $GENS/.next/steamapps/m.tmp &&
+    mv $GENS/.next/steamapps/m.tmp $GENS/.next/steamapps/appmanifest_222860.acf" || fail "bench: the change as the update user failed"
+t0=${EPOCHREALTIME/./}
+"$HELPER" generation commit --restart never >/dev/null || fail "bench: commit failed"
+t_commit=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+sync
+df1=$(df -k --output=used "$GENS" | tail -n1)
+new=$(gen_dir)
+[ "$new" != "$base" ] || fail "bench: no new generation"
+added=$(du -sk "$base" "$new" | tail -n1 | cut -f1)
+{
+    echo "generation of a $((tree_kib / 1024)) MiB tree with one 4 MiB file changed ($(stat -f -c %T "$GENS"), auto = hard links):"
+    echo "  disk: du of the new generation beyond the old ${added} KiB; df used +$((df1 - df0)) KiB"
+    echo "  time: prepare ${t_prep} ms + commit ${t_commit} ms = $((t_prep + t_commit)) ms; cp -a of the same tree ${t_cp} ms; ratio $(ratio $((t_prep + t_commit)) "$t_cp")"
+} | tee -a "$OUT/bench.txt"
+"$HELPER" generation gc --keep 1 >/dev/null || fail "bench: gc failed"

@@ -35,5 +35,14 @@ for u in left4me-server@probe.service left4me-overlay@probe.service left4me-rese
     [ "$(systemctl show -P LoadState "$u")" = loaded ] || fail "$u does not load"
 done
 
+# The update unit: loads, verifies, its user exists, its timer is off.
+getent passwd left4me-update >/dev/null || fail "no left4me-update user"
+verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-update.service \
+    /usr/lib/systemd/system/left4me-update.timer 2>&1) || fail "systemd-analyze verify left4me-update: $verify"
+[ -z "$verify" ] || fail "systemd-analyze verify left4me-update: $verify"
+[ "$(systemctl is-enabled left4me-update.timer)" = disabled ] || fail "left4me-update.timer is $(systemctl is-enabled left4me-update.timer)"
+[ ! -e "$STATE/installation" ] || fail "a fresh install has $STATE/installation (generations live in installations/)"
+
 install_standin
-note "installed $(dpkg-query -W -f '${Version}' left4me); stand-in in $STATE/installation"
+[ "$(gen_ids)" = "$(gen_current)" ] || fail "after the first import: generations '$(gen_ids | tr '\n' ' ')', current '$(gen_current)'"
+note "installed $(dpkg-query -W -f '${Version}' left4me); stand-in (build 1000) in $(gen_dir)"

@@ -16,7 +16,7 @@ expect_a2s 27020 "instance two"
 grep -q 'left4me stand-in' "$m/left4dead2/gameinfo.txt" || fail "installation not visible"
 [ -s "$STATE/runtime/two/upper/left4dead2/logs/standin.log" ] ||
     fail "the game's log did not land in the upper layer"
-[ ! -e "$STATE/installation/left4dead2/logs" ] || fail "the game wrote into installation/"
+[ ! -e "$(gen_dir)/left4dead2/logs" ] || fail "the game wrote into its generation $(gen_dir)"
 
 st=$("$HELPER" status two) || fail "left4me-overlay status two failed"
 echo "$st"

@@ -1,5 +1,5 @@
 # 8. As the left4me user (polkit over D-Bus): can start/stop
-#    left4me-server@x, cannot start any other unit.
+#    left4me-server@x, start the update, cannot start any other unit.
 standard_overlays
 remove_instance x
 make_instance x 27024 "base" "polkit x"
@@ -28,11 +28,30 @@ for verb in stop restart; do
     if as_user systemctl "$verb" "$(reset_unit x)" 2>/dev/null; then fail "left4me could $verb $(reset_unit x)"; fi
 done
 
+# "Update now": left4me may start the update unit, not stop or restart it.
+# No steamcmd is installed here, so the run fails, and must leave nothing.
+cur=$(gen_current)
+systemctl reset-failed left4me-update.service 2>/dev/null || true
+as_user systemctl start --no-block left4me-update.service || fail "left4me may not start left4me-update.service"
+deadline=$(( $(now_ms) + 60000 ))
+until [ "$(systemctl show -P ActiveState left4me-update.service)" = failed ]; do
+    [ "$(now_ms)" -lt "$deadline" ] || fail "left4me-update.service is $(systemctl show -P ActiveState left4me-update.service) 60 s after the start"
+    sleep 0.2
+done
+grep -q "steamcmd" <<<"$(update_journal)" || fail "the failed update does not name the missing steamcmd: $(update_journal | tail -n 5)"
+[ "$(gen_current)" = "$cur" ] && [ ! -e "$GENS/.next" ] || fail "the failed update left .next/ or moved current"
+note "update without steamcmd, started as left4me: failed, $(update_journal | grep -m1 steamcmd)"
+for verb in stop restart; do
+    if as_user systemctl "$verb" left4me-update.service 2>/dev/null; then fail "left4me could $verb left4me-update.service"; fi
+done
+if as_user systemctl start left4me-update.timer 2>/dev/null; then fail "left4me could start left4me-update.timer"; fi
+systemctl reset-failed left4me-update.service
+
 # Since systemd 257 polkit sees a transient unit's name: every name the rule
 # grants must have a unit file, so systemd refuses a transient unit of that
 # name instead of running the user's command as root.
 rm -f /tmp/left4me-transient-probe
-for u in left4me-server@probe left4me-reset@probe left4me-enable@probe left4me-disable@probe left4me-overlay@probe; do
+for u in left4me-server@probe left4me-reset@probe left4me-enable@probe left4me-disable@probe left4me-overlay@probe left4me-update; do
     if as_user systemd-run --no-ask-password --quiet --unit="$u.service" /bin/sh -c 'id -u > /tmp/left4me-transient-probe' 2>/tmp/transient.err; then
         fail "left4me could start a transient $u.service"
     fi

@@ -26,7 +26,7 @@ stop_instance ten
 DEBIAN_FRONTEND=noninteractive apt-get remove -y -q left4me || fail "apt-get remove failed"
 [ -f "$STATE/instances/ten/instance.env" ] || fail "remove deleted instance.env"
 [ -f "$STATE/instances/ten/layer/left4dead2/cfg/server.cfg" ] || fail "remove deleted the instance layer"
-[ -x "$STATE/installation/srcds_run" ] || fail "remove deleted the installation"
+[ -x "$(gen_dir)/srcds_run" ] || fail "remove deleted the current generation"
 [ -d "$STATE/runtime/ten/upper/left4dead2/logs" ] || fail "remove deleted the upper layer"
 getent passwd left4me >/dev/null || fail "remove deleted the left4me user (files it owns remain)"
 

@@ -18,7 +18,8 @@ grep -q "euid=$(id -u left4me) .*exe=/usr/bin/true" "$probe_dir/log" || fail "th
 #    as root. A user-written instance.env here is the seed unit's flaw.
 remove_instance bnd
 make_instance bnd 27050 "base" "boundary"
-for u in "$(unit bnd)" "$(overlay_unit bnd)" "$(reset_unit bnd)" left4me-enable@bnd.service left4me-disable@bnd.service; do
+for u in "$(unit bnd)" "$(overlay_unit bnd)" "$(reset_unit bnd)" left4me-enable@bnd.service left4me-disable@bnd.service \
+         left4me-update.service; do
     files=$(systemctl show -P EnvironmentFiles "$u" | sed 's/ (ignore_errors=[a-z]*)//g')
     for f in $files; do
         p=$f
@@ -34,13 +35,25 @@ for u in "$(unit bnd)" "$(overlay_unit bnd)" "$(reset_unit bnd)" left4me-enable@
     note "$u: environment files: ${files:-none}, all root-only"
 done
 # The root units carry no environment file at all, and no `+`/`!` lines
-# exist anywhere (the server's commands all run as the service user).
+# exist anywhere (the server's commands all run as the service user) but in
+# the update unit, whose `+` lines are the helper's generation verbs, with
+# the unit's own environment (unit file and host.env, root's, checked above).
 for u in "$(overlay_unit bnd)" "$(reset_unit bnd)"; do
     [ -z "$(systemctl show -P EnvironmentFiles "$u")" ] || fail "$u reads an environment file"
 done
-if grep -nE '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-*.service; then
+if grep -nE '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-*.service | grep -v '^/usr/lib/systemd/system/left4me-update.service:'; then
     fail "a unit runs a command with full privileges (lines above)"
 fi
+plus=$(grep -E '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-update.service)
+while IFS= read -r line; do
+    case $line in
+        "ExecStartPre=+$HELPER --state-dir $STATE generation prepare --owner left4me-update" | \
+        "ExecStartPost=+$HELPER --state-dir $STATE generation commit" | \
+        "ExecStopPost=+/bin/sh -c '[ \"\$\$SERVICE_RESULT\" = success ] || exec \"\$\$0\" --state-dir $STATE generation abort' $HELPER") ;;
+        *) fail "left4me-update.service has an unexpected privileged line: $line" ;;
+    esac
+done <<<"$plus"
+[ "$(systemctl show -P User left4me-update.service)" = left4me-update ] || fail "steamcmd does not run as left4me-update"
 [ "$(systemctl show -P User "$(unit bnd)")" = left4me ] || fail "the game does not run as left4me"
 
 # b. LD_PRELOAD, LEFT4ME_* or any other key outside L4D2_* in instance.env:

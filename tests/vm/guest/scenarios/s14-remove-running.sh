@@ -28,7 +28,7 @@ for i in rm1 rm2; do
 done
 running=$(systemctl list-units --plain --no-legend --state=active 'left4me-*@*.service' | awk '{print $1}')
 [ -z "$running" ] || fail "left4me units still active after remove: $running"
-[ -x "$STATE/installation/srcds_run" ] || fail "remove deleted the installation"
+[ -x "$(gen_dir)/srcds_run" ] || fail "remove deleted the current generation"
 [ -L "$link" ] || fail "remove (not purge) dropped the enable link; a reinstall would lose it"
 
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -q left4me || fail "apt-get purge failed"

@@ -39,7 +39,10 @@ note "HOME $home, sdk32 link, i386 loader and libraries in the game: ok"
 stop_instance hom
 
 # No steamclient.so in the installation: the link goes, the game says so.
-mv "$STATE/installation/bin/steamclient.so" /var/tmp/steamclient.so.aside
+# A test shortcut: a committed generation never changes, but nothing mounts
+# this one meanwhile, and the file comes back below.
+gen=$(gen_dir)
+mv "$gen/bin/steamclient.so" /var/tmp/steamclient.so.aside
 start_instance hom
 [ ! -e "$link" ] && [ ! -L "$link" ] || fail "$link still there without bin/steamclient.so"
 deadline=$(( $(now_ms) + 10000 ))
@@ -48,7 +51,7 @@ until grep -q "steam: dlopen failed trying to load: $link" "$log"; do
     sleep 0.2
 done
 stop_instance hom
-mv /var/tmp/steamclient.so.aside "$STATE/installation/bin/steamclient.so"
+mv /var/tmp/steamclient.so.aside "$gen/bin/steamclient.so"
 
 # A reset means a clean state: the home too.
 systemctl start "$(reset_unit hom)" || fail "reset of hom failed"

@@ -1,0 +1,21 @@
+# Game updates on (docs/updates.md) with every update setting changed, and
+# the fake steamcmd of the VM tests as the package (nixpkgs' steamcmd is
+# unfree, and the evaluation stand-in refuses it as nixpkgs would).
+{ pkgs, ... }:
+{
+  services.left4me = {
+    enable = true;
+    instances.solo = { };
+    update = {
+      enable = true;
+      timer.enable = true;
+      timer.onCalendar = "Mon *-*-* 05:30:00";
+      restart = "now";
+      keep = 3;
+      copy = "copy";
+      steamcmd.package = pkgs.writeShellScriptBin "steamcmd" (
+        builtins.readFile ../../vm/guest/fake-steamcmd
+      );
+    };
+  };
+}
