@@ -245,7 +245,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    const KINDS: [Kind; 11] = [
+    const KINDS: [Kind; 12] = [
         Kind::Unexpected,
         Kind::InvalidName,
         Kind::InvalidConfig,
@@ -257,6 +257,7 @@ mod tests {
         Kind::KernelLimit,
         Kind::NotPermitted,
         Kind::UnknownUser,
+        Kind::Incomplete,
     ];
 
     #[test_log::test]

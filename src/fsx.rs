@@ -73,6 +73,28 @@ pub(crate) fn read_small_file(
     shown: &Path,
     max: usize,
 ) -> Result<Vec<u8>, Failure> {
+    read_small(base, rel, shown, max, true)
+}
+
+/// As [`read_small_file`], for files in root's installation generations,
+/// where a hard link to the same file in an older generation is expected
+/// (docs/updates.md) and aliases nothing anyone else can write.
+pub(crate) fn read_small_root_file(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    max: usize,
+) -> Result<Vec<u8>, Failure> {
+    read_small(base, rel, shown, max, false)
+}
+
+fn read_small(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    max: usize,
+    refuse_links: bool,
+) -> Result<Vec<u8>, Failure> {
     let too_large_hint = "it holds a few KEY=value lines; rewrite it";
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
@@ -86,7 +108,7 @@ pub(crate) fn read_small_file(
         )
         .hint("replace it with a plain file"));
     }
-    if st.st_nlink != 1 {
+    if refuse_links && st.st_nlink != 1 {
         return Err(Failure::new(
             Kind::UnsafePath,
             format!(

@@ -1,10 +1,11 @@
 //! Locks in root-only runtime/.left4me/, so the service user can neither
 //! take nor replace them. One per instance: concurrent verbs on an instance
 //! serialize while different instances never wait on each other. One for
-//! the installations: an update or a collection holds it exclusively, a
-//! mount holds it shared from reading `installations/current` until its
-//! stack record names the generation, so no generation is removed between
-//! being picked and being recorded as in use.
+//! the installations: switching `current` and choosing what to collect hold
+//! it exclusively (a few renames), a mount holds it shared from reading
+//! `installations/current` until its stack record names the generation, so
+//! no generation is removed between being picked and being recorded as in
+//! use. One for the generation verbs among themselves.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -21,6 +22,10 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The installations lock's file in runtime/.left4me/.
 pub(crate) const INSTALLATIONS: &str = "installations.lock";
+/// One generation verb at a time (prepare, commit, import, abort, gc). Held
+/// through their long parts (copying or taking over a whole tree), which
+/// need no installations lock, so mounts never wait for them.
+pub(crate) const UPDATE: &str = "update.lock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockMode {

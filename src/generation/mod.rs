@@ -41,8 +41,22 @@ const FULLY_INSTALLED: u32 = 4;
 /// A generation's name, validated whenever one is read back: 1-64 of
 /// [A-Za-z0-9._-], first alphanumeric (so never `.next` or `..`). New
 /// ones are the UTC commit time, `YYYYMMDDTHHMMSSZ`, which sorts by age.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GenerationId(String);
+
+/// Oldest first: by the stamp, then by the `-N` suffix as a number (so
+/// `-10` comes after `-2`).
+impl Ord for GenerationId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+impl PartialOrd for GenerationId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl GenerationId {
     pub(crate) fn parse(s: &str) -> Option<GenerationId> {
@@ -62,16 +76,36 @@ impl GenerationId {
         format!("{INSTALLATIONS}/{}", self.0)
     }
 
-    /// A new id for a generation committed at `unix_secs`, not among `taken`.
-    fn new_at(unix_secs: u64, taken: &[GenerationId]) -> GenerationId {
-        let base = utc_stamp(unix_secs);
-        let mut id = base.clone();
-        let mut n = 2;
-        while taken.iter().any(|t| t.0 == id) {
-            id = format!("{base}-{n}");
-            n += 1;
+    /// (stamp, suffix): a plain stamp counts as suffix 1, `-2` follows it.
+    fn sort_key(&self) -> (&str, u64) {
+        match self.0.rsplit_once('-') {
+            Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                (base, n.parse().unwrap_or(u64::MAX))
+            }
+            _ => (&self.0, 1),
         }
-        GenerationId(id)
+    }
+
+    /// A new id for a generation committed at `unix_secs`, not among
+    /// `taken`, and newer than all of them even if the clock went back.
+    fn new_at(unix_secs: u64, taken: &[GenerationId]) -> GenerationId {
+        let stamp = utc_stamp(unix_secs);
+        let newest = taken.iter().map(|t| t.sort_key().0).max().unwrap_or("");
+        let base = if newest > stamp.as_str() && newest.len() == stamp.len() {
+            newest.to_owned()
+        } else {
+            stamp
+        };
+        let last = taken
+            .iter()
+            .map(GenerationId::sort_key)
+            .filter(|(b, _)| *b == base)
+            .map(|(_, n)| n)
+            .max();
+        GenerationId(match last {
+            None => base,
+            Some(n) => format!("{base}-{}", n.saturating_add(1)),
+        })
     }
 }
 
@@ -193,6 +227,16 @@ fn lock_installations(
     )
 }
 
+fn lock_updates(state: &State, helper_dir: BorrowedFd<'_>) -> Result<lock::Lock> {
+    lock::lock(
+        helper_dir,
+        lock::UPDATE,
+        LockMode::Exclusive,
+        "the generation verbs (another prepare, commit, import, abort or gc runs)",
+        &state.shown(&InstancePaths::in_helper_dir(lock::UPDATE)),
+    )
+}
+
 /// The Steam build id and whether the app is fully installed, from the
 /// generation's app manifest (`None` when it has none: a tree imported by
 /// hand).
@@ -205,7 +249,7 @@ pub(crate) struct Manifest {
 /// Reads `MANIFEST` below `dir` (a generation, or .next/).
 fn read_manifest(dir: BorrowedFd<'_>, shown_dir: &std::path::Path) -> Result<Option<Manifest>> {
     let shown = shown_dir.join(MANIFEST);
-    match fsx::read_small_file(dir, MANIFEST, &shown, 64 * 1024) {
+    match fsx::read_small_root_file(dir, MANIFEST, &shown, 64 * 1024) {
         Ok(bytes) => Ok(Some(parse_manifest(&String::from_utf8_lossy(&bytes)))),
         Err(f) if f.kind == Kind::Missing => Ok(None),
         Err(f) => Err(f),
@@ -401,6 +445,17 @@ mod tests {
         assert_eq!(b.as_str(), format!("{a}-2"));
         assert_eq!(c.as_str(), format!("{a}-3"));
         assert!(GenerationId::new_at(1_796_000_001, &[]) > a);
+        // -10 sorts after -2, and a new id follows the highest suffix even
+        // when lower ones were collected.
+        let ten = GenerationId(format!("{a}-10"));
+        assert!(ten > b);
+        assert_eq!(
+            GenerationId::new_at(1_796_000_000, std::slice::from_ref(&ten)).as_str(),
+            format!("{a}-11")
+        );
+        // A clock that went back still gives a newer id.
+        let back = GenerationId::new_at(1_795_000_000, std::slice::from_ref(&c));
+        assert!(back > c, "{back} after {c}");
     }
 
     #[rstest]

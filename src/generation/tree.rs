@@ -24,6 +24,11 @@ const MAX_DEPTH: usize = 64;
 const DIR_MODE: u32 = 0o755;
 const FILE_MODE_MASK: u32 = 0o755;
 
+/// Steam's own bookkeeping (the app manifest, depot manifests): small, and
+/// rewritten by every update, possibly in place; always copied, never
+/// hard-linked.
+const STEAM_METADATA: &str = "steamapps";
+
 const DIR_OPEN: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
@@ -103,9 +108,10 @@ pub(crate) fn copy(
             )
         })
     };
-    let mut stack: Vec<(OwnedFd, OwnedFd, PathBuf)> =
-        vec![(dup(src)?, dup(dst)?, shown_dst.into())];
-    while let Some((from, to, shown)) = stack.pop() {
+    let mut stack: Vec<(OwnedFd, OwnedFd, PathBuf, Fallback)> =
+        vec![(dup(src)?, dup(dst)?, shown_dst.into(), fallback)];
+    while let Some((from, to, shown, fallback)) = stack.pop() {
+        let at_top = shown.as_path() == shown_dst;
         for name in read_names(from.as_fd(), &shown)? {
             let entry_shown = shown.join(name.to_string_lossy().as_ref());
             let st = rustix::fs::statat(&from, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
@@ -124,7 +130,12 @@ pub(crate) fn copy(
                     fsx::chmod_fd(child_to.as_fd(), perm | 0o700, &entry_shown)?;
                     let child_from = open_child(from.as_fd(), &name, &entry_shown)?;
                     stats.dirs += 1;
-                    stack.push((child_from, child_to, entry_shown));
+                    let below = if at_top && name.to_bytes() == STEAM_METADATA.as_bytes() {
+                        Fallback::Copy
+                    } else {
+                        fallback
+                    };
+                    stack.push((child_from, child_to, entry_shown, below));
                 }
                 libc_mode::S_IFREG => {
                     stats.files += 1;

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::tree::{self, CopyStats, Fallback, TakeOverStats};
 use super::{
     CURRENT, GenerationId, INSTALLATIONS, InUse, Manifest, NEXT, committed, in_use, is_dir,
-    lock_installations, migrate, now_secs, read_current, read_manifest, shown_id, write_current,
+    lock_installations, lock_updates, migrate, now_secs, read_current, read_manifest, shown_id,
+    write_current,
 };
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
@@ -81,31 +82,40 @@ impl UpdateUser {
     }
 }
 
-/// The installations lock, held, and installations/ opened (created on a
-/// host where tmpfiles has not run yet), migrated if needed.
+/// The generation verbs' lock, held, and installations/ opened (created on
+/// a host where tmpfiles has not run yet), migrated if needed.
 struct Held<'s> {
     state: &'s State,
     dir: OwnedFd,
+    helper_dir: OwnedFd,
     _lock: lock::Lock,
 }
 
 impl<'s> Held<'s> {
-    fn take(state: &'s State, mode: LockMode) -> Result<Held<'s>> {
+    fn take(state: &'s State) -> Result<Held<'s>> {
         let runtime = state.ensure_runtime()?;
         let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
-        let lock = lock_installations(state, helper_dir.as_fd(), mode)?;
+        let lock = lock_updates(state, helper_dir.as_fd())?;
         let shown = state.shown(INSTALLATIONS);
         let dir = fsx::ensure_dir(state.fd(), INSTALLATIONS, 0o755, &shown)?;
         state::require_root_only(dir.as_fd(), &shown)?;
         let held = Held {
             state,
             dir,
+            helper_dir,
             _lock: lock,
         };
-        if mode == LockMode::Exclusive {
-            migrate(state, held.dir.as_fd())?;
+        if held.current()?.is_none() {
+            let _switching = held.switching()?;
+            migrate(state, held.fd())?;
         }
         Ok(held)
+    }
+
+    /// The installations lock, exclusively: mounts wait while it is held,
+    /// so only renames happen under it.
+    fn switching(&self) -> Result<lock::Lock> {
+        lock_installations(self.state, self.helper_dir.as_fd(), LockMode::Exclusive)
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
@@ -132,10 +142,7 @@ impl<'s> Held<'s> {
     }
 
     fn manifest_of(&self, id: &GenerationId) -> Option<Manifest> {
-        let fd = self.open(id.as_str()).ok()?;
-        read_manifest(fd.as_fd(), &shown_id(self.state, id))
-            .ok()
-            .flatten()
+        manifest_of(self.state, self.fd(), id)
     }
 }
 
@@ -157,7 +164,7 @@ pub(crate) fn prepare(
     service: &ServiceUser,
 ) -> Result<PrepareOutcome> {
     let user = UpdateUser::resolve(owner, service)?;
-    let held = Held::take(state, LockMode::Exclusive)?;
+    let held = Held::take(state)?;
     if held.discard(NEXT)? {
         tracing::info!("discarded the .next/ an earlier update left");
     }
@@ -230,7 +237,7 @@ pub(crate) struct After {
 /// Takes .next/ over and makes it current (docs/updates.md, the six steps).
 /// On any refusal .next/ is discarded and `current` is not touched.
 pub(crate) fn commit(state: &State, after: &After) -> Result<CommitOutcome> {
-    commit_held(&Held::take(state, LockMode::Exclusive)?, after)
+    commit_held(&Held::take(state)?, after)
 }
 
 fn commit_held(held: &Held<'_>, after: &After) -> Result<CommitOutcome> {
@@ -322,17 +329,23 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
             });
         }
     }
+    // Everything steamcmd wrote reaches the disk before `current` names it:
+    // after a crash, current names a complete generation.
+    rustix::fs::syncfs(next).map_err(|e| Failure::os(&next_shown, "syncfs", e))?;
     let id = GenerationId::new_at(now_secs(), &committed(held.fd(), &held.shown(""))?);
-    rustix::fs::renameat_with(
-        held.fd(),
-        NEXT,
-        held.fd(),
-        id.as_str(),
-        RenameFlags::NOREPLACE,
-    )
-    .map_err(|e| Failure::os(&next_shown, "rename to the new generation", e))?;
-    fsx::chmod_fd(next, 0o755, &held.shown(id.as_str()))?;
-    write_current(held.fd(), &id, &held.shown(CURRENT))?;
+    fsx::chmod_fd(next, 0o755, &next_shown)?;
+    {
+        let _switching = held.switching()?;
+        rustix::fs::renameat_with(
+            held.fd(),
+            NEXT,
+            held.fd(),
+            id.as_str(),
+            RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| Failure::os(&next_shown, "rename to the new generation", e))?;
+        write_current(held.fd(), &id, &held.shown(CURRENT))?;
+    }
     tracing::info!(
         generation = %id,
         previous = previous.as_ref().map(GenerationId::as_str),
@@ -412,7 +425,7 @@ pub(crate) struct AbortOutcome {
 
 /// Discards .next/: the cleanup after a failed build.
 pub(crate) fn abort(state: &State) -> Result<AbortOutcome> {
-    let held = Held::take(state, LockMode::Exclusive)?;
+    let held = Held::take(state)?;
     let found = held.discard(NEXT)?;
     if found {
         tracing::info!("discarded .next/");
@@ -435,7 +448,7 @@ pub(crate) struct ImportArgs<'a> {
 /// .next/ as root's, and commits it. Never hard links: the admin's tree
 /// would stay writable under the generation.
 pub(crate) fn import(state: &State, args: &ImportArgs<'_>) -> Result<CommitOutcome> {
-    let held = Held::take(state, LockMode::Exclusive)?;
+    let held = Held::take(state)?;
     held.discard(NEXT)?;
     let src = rustix::fs::open(
         args.dir,
@@ -472,11 +485,14 @@ pub(crate) struct Collected {
 /// Removes what neither is current, nor is among the newest `keep`, nor is
 /// used by a mounted instance.
 pub(crate) fn gc(state: &State, keep: usize) -> Result<Collected> {
-    let held = Held::take(state, LockMode::Exclusive)?;
+    let held = Held::take(state)?;
     collect(&held, keep)
 }
 
+/// The choice and the renames aside happen under the installations lock (a
+/// mount that picked a generation has recorded it); the deletion after it.
 fn collect(held: &Held<'_>, keep: usize) -> Result<Collected> {
+    let switching = held.switching()?;
     let used: InUse = in_use(held.state)?;
     let all = committed(held.fd(), &held.state.shown(INSTALLATIONS))?;
     let current = held.current()?;
@@ -498,10 +514,12 @@ fn collect(held: &Held<'_>, keep: usize) -> Result<Collected> {
             out.kept.push(id.to_string());
             continue;
         }
-        held.discard(id.as_str())?;
+        discard::set_aside(held.fd(), id.as_str(), &shown_id(held.state, id))?;
         tracing::info!(generation = %id, "removed an old generation");
         out.removed.push(id.to_string());
     }
+    drop(switching);
+    discard::sweep(held.fd(), &held.state.shown(INSTALLATIONS))?;
     Ok(out)
 }
 
@@ -526,14 +544,24 @@ pub(crate) struct Listing {
 /// Every generation, oldest first. Migrates a legacy installation/ first,
 /// so an admin who looks sees the new layout.
 pub(crate) fn list(state: &State) -> Result<Listing> {
-    let held = Held::take(state, LockMode::Exclusive)?;
-    let current = held.current()?;
+    if super::current(state)?.is_none() {
+        drop(Held::take(state)?);
+    }
     let used = in_use(state)?;
-    let generations = committed(held.fd(), &state.shown(INSTALLATIONS))?
+    let Some(dir) = super::open_dir(state)? else {
+        return Ok(Listing {
+            current: None,
+            generations: Vec::new(),
+            next_pending: false,
+            unknown_in_use: used.unknown,
+        });
+    };
+    let current = read_current(state, dir.as_fd())?;
+    let generations = committed(dir.as_fd(), &state.shown(INSTALLATIONS))?
         .into_iter()
         .map(|id| Listed {
             current: Some(&id) == current.as_ref(),
-            build_id: held.manifest_of(&id).and_then(|m| m.build_id),
+            build_id: manifest_of(state, dir.as_fd(), &id).and_then(|m| m.build_id),
             used_by: used.by.get(&id).cloned().unwrap_or_default(),
             id: id.to_string(),
         })
@@ -541,7 +569,13 @@ pub(crate) fn list(state: &State) -> Result<Listing> {
     Ok(Listing {
         current: current.map(|c| c.to_string()),
         generations,
-        next_pending: is_dir(held.fd(), NEXT),
+        next_pending: is_dir(dir.as_fd(), NEXT),
         unknown_in_use: used.unknown,
     })
+}
+
+fn manifest_of(state: &State, dir: BorrowedFd<'_>, id: &GenerationId) -> Option<Manifest> {
+    let shown = shown_id(state, id);
+    let fd = fsx::open_dir(dir, id.as_str(), &shown).ok()?;
+    read_manifest(fd.as_fd(), &shown).ok().flatten()
 }

@@ -1,0 +1,373 @@
+//! Installation generations on real files and real overlayfs mounts
+//! (docs/updates.md): migration, prepare's copies and what the update user
+//! can do with them, commit's take-over and its refusals, collection, and
+//! that a mounted instance keeps its generation.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+
+use common::Fixture;
+
+/// The update user in these tests: every Debian system has `bin` (uid 2),
+/// which is neither root nor the service user (`daemon`).
+const BUILDER: &str = "bin";
+const BUILDER_UID: u32 = 2;
+
+/// commit refuses while any process of the update user runs, anywhere: the
+/// tests that run processes as `bin` take turns (each test body runs in a
+/// process of its own, so the lock is a file lock).
+fn one_at_a_time() -> fs::File {
+    let file = fs::File::create("/tmp/left4me-test-generations.lock").unwrap();
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    file
+}
+
+fn as_builder(script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            BUILDER,
+            "--regid",
+            BUILDER,
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap()
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn current(f: &Fixture) -> String {
+    f.read("installations/current").trim_end().to_owned()
+}
+
+/// What an update with steamcmd leaves in .next/: one file replaced the way
+/// Steam does (a new file renamed over the old) and a complete manifest.
+fn build_as_builder(f: &Fixture, build_id: &str, gameinfo: &str) {
+    let next = f.path("installations/.next");
+    let out = as_builder(&format!(
+        "set -e; cd {next}; printf '%s\\n' '{gameinfo}' > left4dead2/g.tmp; mv left4dead2/g.tmp left4dead2/gameinfo.txt; \
+         mkdir -p steamapps; printf '\"AppState\"\\n{{\\n\\t\"StateFlags\"\\t\\t\"4\"\\n\\t\"buildid\"\\t\\t\"{build_id}\"\\n}}\\n' > steamapps/appmanifest_222860.acf",
+        next = next.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn prepare(f: &Fixture, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["generation", "prepare", "--owner", BUILDER, "--json"];
+    args.extend_from_slice(extra);
+    json(&f.ok(&args))
+}
+
+root_test! {
+    fn a_legacy_installation_is_used_until_a_generation_verb_migrates_it() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        let s = f.status("vs1");
+        assert_eq!(s["generation"], serde_json::Value::Null);
+        assert_eq!(s["layers"][1]["path"], f.path("installation").display().to_string());
+        let l = json(&f.ok(&["generation", "list", "--json"]));
+        let id = l["current"].as_str().unwrap().to_owned();
+        assert!(!f.path("installation").exists(), "installation/ moved");
+        assert_eq!(f.read(&format!("installations/{id}/left4dead2/gameinfo.txt")), "installation\n");
+        assert_eq!(l["unknown_in_use"], serde_json::json!(["vs1"]));
+        // The instance mounted from installation/ runs on, on the same tree.
+        assert_eq!(fs::read_to_string(f.merged("vs1").join("left4dead2/gameinfo.txt")).unwrap(), "installation\n");
+        // Nothing is collected while it runs: its record names no generation.
+        let g = json(&f.ok(&["generation", "gc", "--keep", "1", "--json"]));
+        assert_eq!(g["removed"], serde_json::json!([]));
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["mount", "vs1"]);
+        assert_eq!(f.status("vs1")["generation"], id);
+        assert!(f.read("runtime/.left4me/vs1.env").contains(&format!("LEFT4ME_GENERATION=\"{id}\"\n")));
+    }
+}
+
+root_test! {
+    fn an_update_reaches_new_starts_while_a_running_instance_keeps_its_generation() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("old", &[]);
+        f.instance("new", &[]);
+        f.ok(&["generation", "list"]);
+        let first = current(&f);
+        f.ok(&["mount", "old"]);
+        let p = prepare(&f, &[]);
+        assert_eq!(p["from"], first);
+        build_as_builder(&f, "2", "update");
+        let c = json(&f.ok(&["generation", "commit", "--json", "--restart", "never"]));
+        assert_eq!(c["result"], "committed");
+        assert_eq!(c["build_id"], "2");
+        let second = current(&f);
+        assert_ne!(second, first);
+        assert_eq!(c["generation"], second.as_str());
+        assert!(!f.path("installations/.next").exists());
+        // The running instance still sees the old tree, and says so.
+        assert_eq!(fs::read_to_string(f.merged("old").join("left4dead2/gameinfo.txt")).unwrap(), "installation\n");
+        let s = f.status("old");
+        assert_eq!(s["generation"], first.as_str());
+        assert_eq!(s["generation_current"], false);
+        assert_eq!(s["stale"], true);
+        // A new start gets the new one.
+        f.ok(&["mount", "new"]);
+        assert_eq!(fs::read_to_string(f.merged("new").join("left4dead2/gameinfo.txt")).unwrap(), "update\n");
+        assert_eq!(f.status("new")["generation_current"], true);
+        let l = json(&f.ok(&["generation", "list", "--json"]));
+        let used: Vec<_> = l["generations"].as_array().unwrap().iter().map(|g| (g["id"].as_str().unwrap().to_owned(), g["used_by"].clone())).collect();
+        assert_eq!(used, [(first.clone(), serde_json::json!(["old"])), (second.clone(), serde_json::json!(["new"]))]);
+        // Every entry of the new generation is root's, within 0755.
+        let out = Command::new("find").arg(f.path(&format!("installations/{second}"))).args(["-not", "-user", "root", "-o", "-perm", "/7022"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "entries not root's or with set-id/write bits");
+    }
+}
+
+root_test! {
+    fn hard_linked_files_cannot_be_written_in_place_only_replaced() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        let first = current(&f);
+        let p = prepare(&f, &[]);
+        let stats = &p["copy"];
+        let files = stats["files"].as_u64().unwrap();
+        assert_eq!(stats["reflinked"].as_u64().unwrap() + stats["hard_linked"].as_u64().unwrap(), files, "{p}");
+        let next = f.path("installations/.next");
+        assert_eq!(fs::metadata(&next).unwrap().uid(), BUILDER_UID);
+        assert_eq!(fs::metadata(next.join("left4dead2")).unwrap().uid(), BUILDER_UID);
+        if stats["hard_linked"].as_u64().unwrap() > 0 {
+            // The shared inode stays root's: an in-place write fails, the old
+            // generation's file is unchanged.
+            let gameinfo = next.join("left4dead2/gameinfo.txt");
+            assert_eq!(fs::metadata(&gameinfo).unwrap().uid(), 0);
+            let out = as_builder(&format!("echo patched >> {}", gameinfo.display()));
+            assert!(!out.status.success(), "an in-place write into a shared file succeeded");
+            assert_eq!(f.read(&format!("installations/{first}/left4dead2/gameinfo.txt")), "installation\n");
+        }
+        // --copy copy: full copies the builder owns; writing them changes
+        // nothing in the current generation.
+        let p = prepare(&f, &["--copy", "copy"]);
+        assert_eq!(p["copy"]["hard_linked"], 0, "{p}");
+        let gameinfo = next.join("left4dead2/gameinfo.txt");
+        assert_eq!(fs::metadata(&gameinfo).unwrap().uid(), BUILDER_UID);
+        let out = as_builder(&format!("echo patched >> {}", gameinfo.display()));
+        assert!(out.status.success());
+        assert_eq!(f.read(&format!("installations/{first}/left4dead2/gameinfo.txt")), "installation\n");
+    }
+}
+
+root_test! {
+    fn commit_strips_set_id_and_write_bits_and_keeps_symlinks_unfollowed() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        let next = f.path("installations/.next");
+        let out = as_builder(&format!(
+            "set -e; cd {}; echo x > suid; chmod 6777 suid; mkdir -m 2777 open; ln -s /etc/shadow shadow-link",
+            next.display()
+        ));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        build_as_builder(&f, "3", "x");
+        f.ok(&["generation", "commit"]);
+        let g = f.path(&format!("installations/{}", current(&f)));
+        let mode = |p: &str| fs::symlink_metadata(g.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("suid"), 0o755);
+        assert_eq!(mode("open"), 0o755);
+        let link = fs::symlink_metadata(g.join("shadow-link")).unwrap();
+        assert!(link.file_type().is_symlink());
+        assert_eq!(link.uid(), 0);
+        assert_ne!(fs::metadata("/etc/shadow").unwrap().uid(), BUILDER_UID, "the link's target was not touched");
+    }
+}
+
+/// A commit refused for `why`: exit `code`, `needle` in the message,
+/// current and the generation untouched, .next/ gone.
+fn refused_commit(f: &Fixture, code: i32, needle: &str) {
+    let before = current(f);
+    let tree = f.path(&format!("installations/{before}"));
+    let listing = |p: &std::path::Path| {
+        String::from_utf8(
+            Command::new("find")
+                .arg(p)
+                .args(["-printf", "%p %u %m %s\\n"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let snapshot = listing(&tree);
+    let err = f.fails(&["generation", "commit"], code);
+    assert!(err.contains(needle), "wanted {needle:?} in:\n{err}");
+    assert_eq!(current(f), before);
+    assert_eq!(listing(&tree), snapshot);
+    assert!(
+        !f.path("installations/.next").exists(),
+        "a refused .next/ was left"
+    );
+}
+
+root_test! {
+    fn commit_refuses_what_is_not_a_game_tree_and_switches_nothing() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        // A FIFO.
+        prepare(&f, &[]);
+        build_as_builder(&f, "5", "x");
+        assert!(as_builder(&format!("mkfifo {}/pipe", f.path("installations/.next").display())).status.success());
+        refused_commit(&f, 13, "FIFO");
+        // Another account's file (made by root here; the builder cannot).
+        prepare(&f, &[]);
+        build_as_builder(&f, "5", "x");
+        let other = f.path("installations/.next/other");
+        fs::write(&other, "x").unwrap();
+        std::os::unix::fs::chown(&other, Some(3), Some(3)).unwrap();
+        refused_commit(&f, 13, "belongs to uid 3");
+        // A root-owned set-id file that no generation has.
+        prepare(&f, &[]);
+        build_as_builder(&f, "5", "x");
+        let suid = f.path("installations/.next/rootsuid");
+        fs::write(&suid, "x").unwrap();
+        fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
+        refused_commit(&f, 13, "is root's with mode 4755");
+        // No srcds_run.
+        prepare(&f, &[]);
+        build_as_builder(&f, "5", "x");
+        assert!(as_builder(&format!("rm {}/srcds_run", f.path("installations/.next").display())).status.success());
+        refused_commit(&f, 20, "has no srcds_run");
+        // A download that stopped half-way.
+        prepare(&f, &[]);
+        build_as_builder(&f, "5", "x");
+        let manifest = f.path("installations/.next/steamapps/appmanifest_222860.acf");
+        let text = fs::read_to_string(&manifest).unwrap().replace("\"4\"", "\"1026\"");
+        assert!(as_builder(&format!("printf '%s' '{text}' > {}", manifest.display())).status.success());
+        refused_commit(&f, 20, "not fully installed");
+        // A process of the builder still running.
+        prepare(&f, &[]);
+        build_as_builder(&f, "5", "x");
+        let mut sleeper = Command::new("setpriv")
+            .args(["--reuid", BUILDER, "--regid", BUILDER, "--clear-groups", "sleep", "60"])
+            .spawn()
+            .unwrap();
+        refused_commit(&f, 15, "still run");
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        // Nothing to commit.
+        let err = f.fails(&["generation", "commit"], 12);
+        assert!(err.contains("nothing to commit"), "{err}");
+    }
+}
+
+root_test! {
+    fn the_same_build_switches_nothing() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "7", "seven");
+        f.ok(&["generation", "commit"]);
+        let seven = current(&f);
+        prepare(&f, &[]);
+        let c = json(&f.ok(&["generation", "commit", "--json"]));
+        assert_eq!(c["result"], "unchanged");
+        assert_eq!(current(&f), seven);
+        assert!(!f.path("installations/.next").exists());
+    }
+}
+
+root_test! {
+    fn collection_keeps_current_the_newest_and_what_mounted_instances_use() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["generation", "list"]);
+        let g1 = current(&f);
+        f.ok(&["mount", "vs1"]);
+        let mut ids = vec![g1.clone()];
+        for build in ["11", "12", "13"] {
+            prepare(&f, &[]);
+            build_as_builder(&f, build, build);
+            let c = json(&f.ok(&["generation", "commit", "--keep", "2", "--json"]));
+            ids.push(current(&f));
+            // g1 is in use by vs1 throughout.
+            assert!(!c["removed"].as_array().unwrap().iter().any(|r| r == g1.as_str()), "{c}");
+        }
+        // After the third commit: g1 (used), 12 (newest but one) and 13 (current) remain; 11 went.
+        let l = json(&f.ok(&["generation", "list", "--json"]));
+        let left: Vec<&str> = l["generations"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap()).collect();
+        assert_eq!(left, [ids[0].as_str(), ids[2].as_str(), ids[3].as_str()]);
+        f.ok(&["umount", "vs1"]);
+        let g = json(&f.ok(&["generation", "gc", "--keep", "1", "--json"]));
+        assert_eq!(g["removed"], serde_json::json!([ids[0], ids[2]]));
+        assert!(!f.path(&format!("installations/{}", ids[0])).exists());
+        assert_eq!(g["kept"], serde_json::json!([ids[3]]));
+        f.fails(&["generation", "gc", "--keep", "0"], 2);
+    }
+}
+
+root_test! {
+    fn restart_now_asks_systemctl_for_each_instance_on_an_older_generation() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.instance("vs2", &[]);
+        f.ok(&["generation", "list"]);
+        f.ok(&["mount", "vs1"]);
+        let calls = f.outside.join("systemctl-calls");
+        let fake = f.outside.join("systemctl");
+        fs::write(&fake, format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display())).unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        prepare(&f, &[]);
+        build_as_builder(&f, "21", "x");
+        let c = json(&f.ok(&["generation", "commit", "--restart", "now", "--systemctl", fake.to_str().unwrap(), "--json"]));
+        assert_eq!(c["restarted"], serde_json::json!(["vs1"]));
+        assert_eq!(fs::read_to_string(&calls).unwrap(), "try-restart --no-block left4me-server@vs1.service\n");
+    }
+}
+
+root_test! {
+    fn import_copies_a_tree_installed_by_hand_and_the_update_user_is_checked() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        fs::remove_dir_all(f.path("installation")).unwrap();
+        f.instance("vs1", &[]);
+        let err = f.fails(&["mount", "vs1"], 12);
+        assert!(err.contains("no game installation"), "{err}");
+        let by_hand = f.outside.join("game");
+        fs::create_dir_all(by_hand.join("left4dead2")).unwrap();
+        fs::write(by_hand.join("srcds_run"), "#!/bin/sh\n").unwrap();
+        fs::write(by_hand.join("left4dead2/gameinfo.txt"), "by hand\n").unwrap();
+        fs::set_permissions(by_hand.join("srcds_run"), fs::Permissions::from_mode(0o775)).unwrap();
+        let c = json(&f.ok(&["generation", "import", by_hand.to_str().unwrap(), "--json"]));
+        assert_eq!(c["result"], "committed");
+        let g = f.path(&format!("installations/{}", current(&f)));
+        let srcds = fs::metadata(g.join("srcds_run")).unwrap();
+        assert_eq!((srcds.uid(), srcds.permissions().mode() & 0o7777, srcds.nlink()), (0, 0o755, 1));
+        f.ok(&["mount", "vs1"]);
+        assert_eq!(fs::read_to_string(f.merged("vs1").join("left4dead2/gameinfo.txt")).unwrap(), "by hand\n");
+        // The update user may be neither root nor the service user.
+        for owner in ["root", common::SERVICE_USER, "no-such-user"] {
+            let err = f.fails(&["generation", "prepare", "--owner", owner], 19);
+            assert!(err.contains("update user"), "{err}");
+        }
+        // A current that names nothing valid is a clear error.
+        fs::write(f.path("installations/current"), "../etc\n").unwrap();
+        let err = f.fails(&["generation", "prepare", "--owner", BUILDER], 11);
+        assert!(err.contains("does not name a generation"), "{err}");
+    }
+}
