@@ -6,6 +6,8 @@
 //!   3. peak RSS of one helper run
 //!   4. deleting a discarded layer 100,000 levels deep, and one directory of
 //!      1,000,000 entries, each in one sweep: time and peak RSS
+//!   5. a new installation generation of a 1 GiB tree with one file changed:
+//!      its disk cost (du) and the time of prepare + commit, beside `cp -a`
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -62,6 +64,9 @@ fn main() {
     }
     if wanted("sweep") {
         sweep_extremes(dir.path());
+    }
+    if wanted("generation") {
+        generation_cost(dir.path());
     }
 }
 
@@ -327,4 +332,94 @@ fn build_wide(top: &Path, entries: usize) {
         let mode = Mode::from_raw_mode(0o644);
         rustix::fs::mknodat(&dir, format!("f{i}"), FileType::RegularFile, mode, 0).unwrap();
     }
+}
+
+/// Kilobytes `du` counts for `dir` beyond what it counts for `before`: a
+/// hard link to a file already counted costs nothing, as on disk.
+fn du_beyond(before: &Path, dir: &Path) -> u64 {
+    let out = Command::new("du")
+        .arg("-sk")
+        .arg(before)
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap();
+    last.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The shape of the game's bulk: 1,024 files of 1 MiB (its .vpk archives
+/// are of that order), plus srcds_run. An update that changes one of them
+/// (as steamcmd does: a new file renamed over the old) must cost that file,
+/// not the tree, and take less time than copying the tree.
+fn generation_cost(base: &Path) {
+    let b = Bench::new(base, "generation", 0, false);
+    let game = b.root.join("installation");
+    fs::write(game.join("srcds_run"), "#!/bin/sh\n").unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    fs::create_dir_all(game.join("left4dead2/vpk")).unwrap();
+    for i in 0..1024 {
+        fs::write(
+            game.join(format!("left4dead2/vpk/pak01_{i:03}.vpk")),
+            &chunk,
+        )
+        .unwrap();
+    }
+    b.run(&["generation", "list"]);
+    let first = fs::read_to_string(b.root.join("installations/current")).unwrap();
+    let first = b.root.join("installations").join(first.trim_end());
+    Command::new("sync").status().unwrap();
+    let (mut prepare, mut commit, mut cp) = (Vec::new(), Vec::new(), Vec::new());
+    let mut costs = Vec::new();
+    for round in 0..5 {
+        prepare.push(time(|| b.run(&["generation", "prepare", "--owner", "bin"])));
+        let next = b.root.join("installations/.next/left4dead2/vpk");
+        fs::write(next.join("new.tmp"), vec![round as u8; 1 << 20]).unwrap();
+        // Written as steamcmd would: a file of the update user (bin).
+        std::os::unix::fs::chown(next.join("new.tmp"), Some(2), Some(2)).unwrap();
+        fs::rename(next.join("new.tmp"), next.join("pak01_000.vpk")).unwrap();
+        commit.push(time(|| {
+            b.run(&["generation", "commit", "--restart", "never", "--keep", "10"])
+        }));
+        let now = fs::read_to_string(b.root.join("installations/current")).unwrap();
+        costs.push(du_beyond(
+            &first,
+            &b.root.join("installations").join(now.trim_end()),
+        ));
+        let copy = base.join("generation-cp");
+        cp.push(time(|| {
+            assert!(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(&first)
+                    .arg(&copy)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            Command::new("sync").status().unwrap();
+        }));
+        fs::remove_dir_all(&copy).unwrap();
+    }
+    let tree_kb = du_beyond(Path::new("/nonexistent-left4me"), &first);
+    let p = median(prepare);
+    let c = median(commit);
+    let copy = median(cp);
+    println!(
+        "\n5. new generation of a {} MiB tree (1,024 files) with one 1 MiB file replaced; fs of {}",
+        tree_kb / 1024,
+        base.display()
+    );
+    println!(
+        "   disk cost of the new generation (du beyond the first): {:?} KiB, vs {} KiB for the tree",
+        costs, tree_kb
+    );
+    println!(
+        "   prepare {} + commit {} (median of 5) = {} vs cp -a + sync {}: ratio {:.3}",
+        ms(p),
+        ms(c),
+        ms(p + c),
+        ms(copy),
+        (p + c).as_secs_f64() / copy.as_secs_f64()
+    );
 }

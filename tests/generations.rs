@@ -244,7 +244,7 @@ root_test! {
         let suid = f.path("installations/.next/rootsuid");
         fs::write(&suid, "x").unwrap();
         fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
-        refused_commit(&f, 13, "is root's with mode 4755");
+        refused_commit(&f, 13, "is root's but is not a file of the current generation");
         // No srcds_run.
         prepare(&f, &[]);
         build_as_builder(&f, "5", "x");
@@ -369,5 +369,173 @@ root_test! {
         fs::write(f.path("installations/current"), "../etc\n").unwrap();
         let err = f.fails(&["generation", "prepare", "--owner", BUILDER], 11);
         assert!(err.contains("does not name a generation"), "{err}");
+    }
+}
+
+// What the red-team review of the generation code found (each failed before
+// its fix), kept as regressions.
+
+fn wait_for(path: &std::path::Path) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < end,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+root_test! {
+    /// A descriptor of one of the update user's files, opened during the
+    /// build and handed to another account (modelled by inheriting it, as
+    /// passing it over a unix socket would), cannot write into the committed
+    /// generation: commit gives every file of the update user a new inode.
+    /// By path, no other account can open anything in .next/ at all.
+    fn a_descriptor_opened_before_commit_cannot_write_into_the_generation() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        let next = f.path("installations/.next");
+        let file = next.join("left4dead2/maps.txt");
+        let out = as_builder(&format!("set -e; echo original > {0}; chmod 0666 {0}", file.display()));
+        assert!(out.status.success());
+        let by_path = Command::new("setpriv")
+            .args(["--reuid", common::SERVICE_USER, "--regid", common::SERVICE_USER, "--clear-groups", "cat"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!by_path.status.success(), "another account opened a file in .next/ by path");
+        fs::set_permissions(&f.outside, fs::Permissions::from_mode(0o777)).unwrap();
+        let (ready, go) = (f.outside.join("ready"), f.outside.join("go"));
+        let mut holder = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 3<>{file}; exec setpriv --reuid {user} --regid {user} --clear-groups sh -c \
+                 ': > {ready}; while [ ! -e {go} ]; do sleep 0.05; done; printf \"written after commit\\n\" >&3'",
+                file = file.display(),
+                user = common::SERVICE_USER,
+                ready = ready.display(),
+                go = go.display()
+            ))
+            .spawn()
+            .unwrap();
+        wait_for(&ready);
+        build_as_builder(&f, "2", "x");
+        let c = json(&f.ok(&["generation", "commit", "--restart", "never", "--json"]));
+        assert!(c["taken_over"]["files_renewed"].as_u64().unwrap() >= 1, "{c}");
+        fs::write(&go, "").unwrap();
+        assert!(holder.wait().unwrap().success());
+        f.ok(&["mount", "vs1"]);
+        let seen = fs::read_to_string(f.merged("vs1").join("left4dead2/maps.txt")).unwrap();
+        assert_eq!(seen, "original\n");
+    }
+}
+
+root_test! {
+    /// With fs.protected_hardlinks=0 the update user could hard-link any
+    /// root file into .next/ (made here by root, as the kernel would let
+    /// it); commit accepts root's files only as the current generation's.
+    fn a_root_file_linked_into_next_from_elsewhere_is_refused() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "2", "x");
+        let secret = f.outside.join("root-only-secret");
+        fs::write(&secret, "root's secret\n").unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::hard_link(&secret, f.path("installations/.next/left4dead2/secret.txt")).unwrap();
+        refused_commit(&f, 13, "is root's but is not a file of the current generation");
+        assert_eq!(fs::read_to_string(&secret).unwrap(), "root's secret\n");
+    }
+}
+
+root_test! {
+    /// Sparse files of the update user are refused: copying one (prepare
+    /// copies steamapps/, commit renews the user's files) would write its
+    /// holes out in full, as root.
+    fn a_sparse_file_is_refused() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "2", "x");
+        let out = as_builder(&format!("truncate -s 256M {}/steamapps/bomb", f.path("installations/.next").display()));
+        assert!(out.status.success());
+        refused_commit(&f, 13, "is sparse");
+    }
+}
+
+root_test! {
+    /// The walks hold one directory per level: many sibling directories are
+    /// not depth.
+    fn a_wide_tree_is_not_too_deep() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        let tree = f.outside.join("wide");
+        for i in 0..70 {
+            fs::create_dir_all(tree.join(format!("left4dead2/materials/d{i}"))).unwrap();
+        }
+        fs::write(tree.join("srcds_run"), "#!/bin/sh\n").unwrap();
+        f.ok(&["generation", "import", tree.to_str().unwrap(), "--restart", "never"]);
+        prepare(&f, &[]);
+        f.ok(&["generation", "commit", "--restart", "never"]);
+    }
+}
+
+root_test! {
+    /// Killed between moving installation/ (or a commit's rename) and
+    /// writing `current`: the next generation verb adopts the newest
+    /// complete generation.
+    fn a_run_killed_before_current_was_written_converges() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["generation", "list"]);
+        let id = current(&f);
+        fs::remove_file(f.path("installations/current")).unwrap();
+        assert!(f.fails(&["mount", "vs1"], 12).contains("no game installation"));
+        f.ok(&["generation", "list"]);
+        assert_eq!(current(&f), id);
+        f.ok(&["mount", "vs1"]);
+    }
+}
+
+root_test! {
+    /// A legacy installation/ that is not root's, or is a mount point, is
+    /// not migrated: mounts keep using it, list and gc work, and the verbs
+    /// that need a generation say what to do.
+    fn a_legacy_installation_that_cannot_be_migrated_says_why() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        let chown = Command::new("chown").args(["-R", &format!("{0}:{0}", common::SERVICE_USER)]).arg(f.path("installation")).status().unwrap();
+        assert!(chown.success());
+        f.ok(&["generation", "list"]);
+        f.ok(&["generation", "gc"]);
+        assert!(f.path("installation/srcds_run").exists());
+        let err = f.fails(&["generation", "prepare", "--owner", BUILDER], 13);
+        assert!(err.contains("belongs to uid") && err.contains("chown -R root:root"), "{err}");
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        let chown = Command::new("chown").args(["-R", "root:root"]).arg(f.path("installation")).status().unwrap();
+        assert!(chown.success());
+        // A filesystem of its own at installation/.
+        let inst = f.path("installation");
+        let saved = f.outside.join("saved");
+        assert!(Command::new("cp").arg("-a").arg(&inst).arg(&saved).status().unwrap().success());
+        assert!(Command::new("mount").args(["-t", "tmpfs", "game"]).arg(&inst).status().unwrap().success());
+        assert!(Command::new("cp").arg("-a").arg(format!("{}/.", saved.display())).arg(&inst).status().unwrap().success());
+        f.ok(&["generation", "list"]);
+        let err = f.fails(&["generation", "prepare", "--owner", BUILDER], 13);
+        assert!(err.contains("is a mount point") && err.contains("generation import"), "{err}");
+        // The way out the hint names.
+        f.ok(&["generation", "import", inst.to_str().unwrap(), "--restart", "never"]);
+        f.ok(&["mount", "vs1"]);
+        assert_eq!(f.status("vs1")["generation"], current(&f).as_str());
     }
 }

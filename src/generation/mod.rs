@@ -378,35 +378,72 @@ fn write_current(dir: BorrowedFd<'_>, id: &GenerationId, shown: &std::path::Path
     rustix::fs::fsync(dir).map_err(|e| Failure::os(shown, "fsync directory of", e))
 }
 
-/// On a host from before generations: installation/ becomes the first
-/// generation and current. Only the tree's parent changes, so instances
-/// mounted from installation/ keep running on it. An empty or missing
-/// installation/ is left alone. Called with the installations lock held
-/// exclusively.
+/// Gives a host without `current` one, under the installations lock held
+/// exclusively. From before generations: installation/ becomes the first
+/// generation; only the tree's parent changes, so instances mounted from it
+/// keep running on it. After a migration or commit killed between its
+/// rename and writing `current`: the newest complete generation is adopted.
+/// An empty or missing installation/ and no generation: nothing to do.
 fn migrate(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationId>> {
     if read_current(state, dir)?.is_some() {
         return Ok(None);
     }
-    let legacy_shown = state.shown(LEGACY);
-    let Some(legacy) = fsx::open_dir_if_exists(state.fd(), LEGACY, &legacy_shown)? else {
-        return Ok(None);
-    };
-    let empty = rustix::fs::Dir::read_from(&legacy)
-        .map_err(|e| Failure::os(&legacy_shown, "read", e))?
-        .filter_map(|e| e.ok())
-        .all(|e| e.file_name() == c"." || e.file_name() == c"..");
-    if empty {
-        return Ok(None);
-    }
     let shown = state.shown(INSTALLATIONS);
+    let current_shown = state.shown(&format!("{INSTALLATIONS}/{CURRENT}"));
+    let legacy_shown = state.shown(LEGACY);
+    let legacy = fsx::open_dir_if_exists(state.fd(), LEGACY, &legacy_shown)?;
+    let empty = match &legacy {
+        None => true,
+        Some(fd) => rustix::fs::Dir::read_from(fd)
+            .map_err(|e| Failure::os(&legacy_shown, "read", e))?
+            .filter_map(|e| e.ok())
+            .all(|e| e.file_name() == c"." || e.file_name() == c".."),
+    };
+    if empty {
+        let adopt = committed(dir, &shown)?.into_iter().rev().find(|id| {
+            fsx::open_dir(dir, id.as_str(), &shown_id(state, id))
+                .is_ok_and(|g| is_regular(g.as_fd(), "srcds_run"))
+        });
+        if let Some(id) = &adopt {
+            write_current(dir, id, &current_shown)?;
+            tracing::warn!(generation = %id, "no current generation (an earlier run was killed half-way); adopted the newest complete one");
+        }
+        return Ok(adopt);
+    }
+    let top = fsx::entry(state.fd(), LEGACY).map_err(|e| Failure::os(&legacy_shown, "stat", e))?;
+    if top.as_ref().is_some_and(|e| e.mount_root) {
+        return Err(Failure::new(
+            Kind::UnsafePath,
+            format!("{} is a mount point; it cannot be moved into {}", legacy_shown.display(), shown.display()),
+        )
+        .hint(format!(
+            "left4me-overlay generation import {} copies it into a generation (then unmount it), or mount that filesystem on {} instead",
+            legacy_shown.display(),
+            shown.display()
+        )));
+    }
+    let owner = legacy
+        .as_ref()
+        .map(|fd| fsx::stat_fd(fd, &legacy_shown))
+        .transpose()?
+        .map_or(0, |st| st.st_uid);
+    if owner != 0 {
+        return Err(Failure::new(
+            Kind::UnsafePath,
+            format!(
+                "{} belongs to uid {owner}; a generation is root's, written by nobody else",
+                legacy_shown.display()
+            ),
+        )
+        .hint(format!(
+            "stop the instances, chown -R root:root {0} and run this again; or left4me-overlay generation import {0}",
+            legacy_shown.display()
+        )));
+    }
     let id = GenerationId::new_at(now_secs(), &committed(dir, &shown)?);
     rustix::fs::renameat_with(state.fd(), LEGACY, dir, id.as_str(), RenameFlags::NOREPLACE)
         .map_err(|e| Failure::os(&legacy_shown, "move into installations/", e))?;
-    write_current(
-        dir,
-        &id,
-        &state.shown(&format!("{INSTALLATIONS}/{CURRENT}")),
-    )?;
+    write_current(dir, &id, &current_shown)?;
     tracing::info!(generation = %id, "migrated {} to {}", legacy_shown.display(), state.shown(&id.rel()).display());
     Ok(Some(id))
 }
@@ -415,6 +452,11 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `name` in `dir` is a regular file (no symlink followed).
+fn is_regular(dir: BorrowedFd<'_>, name: &str) -> bool {
+    fsx::entry(dir, name).is_ok_and(|e| e.is_some_and(|e| e.kind == libc_mode::S_IFREG))
 }
 
 /// Whether `name` in `dir` is a directory (no symlink followed).

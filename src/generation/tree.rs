@@ -1,43 +1,166 @@
-//! The two walks over a whole game tree: copying the current generation into
-//! .next/ for the update user, and taking .next/ over as root once the
-//! update user is done with it (docs/updates.md).
+//! The walks over a whole game tree: copying the current generation into
+//! .next/ for the update user, listing a generation's files, and taking
+//! .next/ over as root once the update user is done with it
+//! (docs/updates.md).
 //!
-//! Both walks go through directory fds: entries are looked at with
-//! `AT_SYMLINK_NOFOLLOW`, directories opened with `O_NOFOLLOW`, so no path
-//! is resolved twice and no symlink is followed. A game tree is a few levels
-//! deep; the walks keep one open fd per level and refuse a tree deeper than
-//! [`MAX_DEPTH`] rather than run out of fds.
+//! One walker serves them all. It goes through directory fds: entries are
+//! looked at with `AT_SYMLINK_NOFOLLOW`, directories opened with
+//! `O_NOFOLLOW`, so no path is resolved twice and no symlink is followed.
+//! It keeps one open directory and its names per level: at most
+//! [`MAX_DEPTH`] levels and [`MAX_ENTRIES`] names per directory, far beyond
+//! a game tree (7 levels, a few thousand entries) and far below what would
+//! cost root noticeable fds or memory.
 
+use std::collections::HashSet;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use crate::error::{Failure, Kind, Result};
 use crate::fsx::{self, libc_mode};
 
-/// L4D2's deepest path is 7 levels below the tree's top.
 const MAX_DEPTH: usize = 64;
+const MAX_ENTRIES: usize = 100_000;
 /// What a committed generation's directories are, and what its files may be
 /// at most: no set-id bits, nothing writable by group or others.
 const DIR_MODE: u32 = 0o755;
 const FILE_MODE_MASK: u32 = 0o755;
-
 /// Steam's own bookkeeping (the app manifest, depot manifests): small, and
 /// rewritten by every update, possibly in place; always copied, never
 /// hard-linked.
 const STEAM_METADATA: &str = "steamapps";
+/// A file of the update user whose allocated size is below its length by
+/// more than this is sparse: the game ships none, and copying it would
+/// write its holes out in full as root.
+const SPARSE_SLACK: u64 = 1 << 20;
 
 const DIR_OPEN: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
+const FILE_OPEN: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::CLOEXEC);
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_io_error(e).unwrap_or(Errno::IO)
+}
+
+/// One entry as the walker shows it to a visitor.
+struct Visit<'a> {
+    /// The directory holding it.
+    dir: BorrowedFd<'a>,
+    name: &'a CStr,
+    st: &'a Stat,
+    shown: &'a Path,
+    /// 0 for the entries directly in the tree's top.
+    depth: usize,
+}
+
+struct Level {
+    dir: OwnedFd,
+    names: Vec<CString>,
+    next: usize,
+    shown: PathBuf,
+}
+
+fn read_names(dir: BorrowedFd<'_>, shown: &Path) -> Result<Vec<CString>> {
+    let listing = rustix::fs::Dir::read_from(dir).map_err(|e| Failure::os(shown, "read", e))?;
+    let mut names = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|e| Failure::os(shown, "read", e))?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if names.len() == MAX_ENTRIES {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} holds more than {MAX_ENTRIES} entries; a game installation does not",
+                    shown.display()
+                ),
+            )
+            .hint("look at what wrote this tree"));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
+fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr, shown: &Path) -> Result<OwnedFd> {
+    rustix::fs::openat(dir, name, DIR_OPEN, Mode::empty())
+        .map_err(|e| Failure::os(shown, "open", e))
+}
+
+/// Visits every entry below `top`, depth first, each directory before what
+/// it holds. For a directory, `visit` returns its opened fd to descend into
+/// it, or `None` to skip it.
+fn walk(
+    top: BorrowedFd<'_>,
+    shown_top: &Path,
+    mut visit: impl FnMut(Visit<'_>) -> Result<Option<OwnedFd>>,
+) -> Result<()> {
+    let dir = top
+        .try_clone_to_owned()
+        .map_err(|e| Failure::os(shown_top, "dup", errno_of(&e)))?;
+    let names = read_names(top, shown_top)?;
+    let mut levels = vec![Level {
+        dir,
+        names,
+        next: 0,
+        shown: shown_top.to_path_buf(),
+    }];
+    while let Some(level) = levels.last_mut() {
+        let Some(name) = level.names.get(level.next).cloned() else {
+            levels.pop();
+            continue;
+        };
+        level.next += 1;
+        let shown = level.shown.join(name.to_string_lossy().as_ref());
+        let st = rustix::fs::statat(&level.dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Failure::os(&shown, "stat", e))?;
+        let depth = levels.len() - 1;
+        let level = &levels[depth];
+        let child = visit(Visit {
+            dir: level.dir.as_fd(),
+            name: &name,
+            st: &st,
+            shown: &shown,
+            depth,
+        })?;
+        if let Some(child) = child {
+            if levels.len() == MAX_DEPTH {
+                return Err(Failure::new(
+                    Kind::UnsafePath,
+                    format!(
+                        "{} is more than {MAX_DEPTH} directories deep; a game installation is not",
+                        shown.display()
+                    ),
+                )
+                .hint("look at what wrote this tree"));
+            }
+            let names = read_names(child.as_fd(), &shown)?;
+            levels.push(Level {
+                dir: child,
+                names,
+                next: 0,
+                shown,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// How files reach .next/ when the filesystem cannot reflink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fallback {
-    /// A hard link to the generation's root-owned, read-only file.
+    /// A hard link to the generation's file, where that is root's and within
+    /// 0755 (what take-over accepts as shared); otherwise a copy.
     HardLink,
     /// A full copy owned by the new owner.
     Copy,
@@ -56,39 +179,81 @@ pub(crate) struct CopyStats {
     pub(crate) bytes_copied: u64,
 }
 
-fn read_names(dir: BorrowedFd<'_>, shown: &Path) -> Result<Vec<std::ffi::CString>> {
-    let listing = rustix::fs::Dir::read_from(dir).map_err(|e| Failure::os(shown, "read", e))?;
-    let mut names = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(|e| Failure::os(shown, "read", e))?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
+/// Whether FICLONE works on this filesystem; asked once, by the first file.
+#[derive(Default)]
+struct Cloner {
+    can_reflink: Option<bool>,
+}
+
+impl Cloner {
+    /// Writes `src`'s content into the new, empty `dst`: a reflink where the
+    /// filesystem can, else a copy. Returns the bytes copied (0 for a reflink).
+    fn fill(&mut self, src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<Option<u64>> {
+        if self.can_reflink != Some(false) {
+            match rustix::fs::ioctl_ficlone(dst, src) {
+                Ok(()) => {
+                    self.can_reflink = Some(true);
+                    return Ok(None);
+                }
+                Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::PERM)
+                    if self.can_reflink.is_none() =>
+                {
+                    tracing::info!(
+                        "this filesystem cannot reflink; copying or hard-linking instead"
+                    );
+                    self.can_reflink = Some(false);
+                }
+                Err(e) => return Err(Failure::os(shown, "reflink (FICLONE)", e)),
+            }
         }
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| Failure::os(shown, "dup", errno_of(&e)))
+        };
+        let mut from = std::fs::File::from(dup(src)?);
+        let mut to = std::fs::File::from(dup(dst)?);
+        std::io::copy(&mut from, &mut to)
+            .map(Some)
+            .map_err(|e| Failure::os(shown, "copy", errno_of(&e)))
     }
-    Ok(names)
+
+    fn reflinks(&self) -> bool {
+        self.can_reflink != Some(false)
+    }
 }
 
-fn too_deep(shown: &Path) -> Failure {
-    Failure::new(
-        Kind::UnsafePath,
-        format!(
-            "{} is more than {MAX_DEPTH} directories deep; a game installation is not",
-            shown.display()
-        ),
+fn create_in(dir: BorrowedFd<'_>, name: &CStr, shown: &Path) -> Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
     )
-    .hint("look at what wrote this tree")
+    .map_err(|e| Failure::os(shown, "create", e))
 }
 
-fn open_child(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &Path) -> Result<OwnedFd> {
-    rustix::fs::openat(dir, name, DIR_OPEN, Mode::empty())
-        .map_err(|e| Failure::os(shown, "open", e))
+/// Owner, mode and times of a new copy, as `st` had them (times like cp -a:
+/// some tools compare them before contents).
+fn finish(fd: &OwnedFd, st: &Stat, owner: (u32, u32), shown: &Path) -> Result<()> {
+    fsx::chown_fd(fd.as_fd(), owner.0, owner.1, shown)?;
+    fsx::chmod_fd(fd.as_fd(), st.st_mode & FILE_MODE_MASK, shown)?;
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: st.st_atime as _,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime as _,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    };
+    rustix::fs::futimens(fd, &times).map_err(|e| Failure::os(shown, "set times of", e))
 }
 
 /// Copies the tree under `src` into the empty directory `dst`: directories
 /// and symlinks become `owner`'s; a file is reflinked where the filesystem
-/// can (owner's, and sharing its blocks until either side changes), else
-/// handled by `fallback`. Modes are kept within [`FILE_MODE_MASK`].
+/// can (owner's, sharing its blocks until either side changes), else handled
+/// by `fallback`. Modes are kept within [`FILE_MODE_MASK`].
 pub(crate) fn copy(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
@@ -97,174 +262,109 @@ pub(crate) fn copy(
     shown_dst: &Path,
 ) -> Result<CopyStats> {
     let mut stats = CopyStats::default();
-    // Whether FICLONE works here; asked once, by the first file.
-    let mut can_reflink: Option<bool> = None;
-    let dup = |fd: BorrowedFd<'_>| {
-        fd.try_clone_to_owned().map_err(|e| {
-            Failure::os(
-                shown_dst,
-                "dup",
-                Errno::from_io_error(&e).unwrap_or(Errno::IO),
-            )
-        })
-    };
-    let mut stack: Vec<(OwnedFd, OwnedFd, PathBuf, Fallback)> =
-        vec![(dup(src)?, dup(dst)?, shown_dst.into(), fallback)];
-    while let Some((from, to, shown, fallback)) = stack.pop() {
-        let at_top = shown.as_path() == shown_dst;
-        for name in read_names(from.as_fd(), &shown)? {
-            let entry_shown = shown.join(name.to_string_lossy().as_ref());
-            let st = rustix::fs::statat(&from, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| Failure::os(&entry_shown, "stat", e))?;
-            let perm = st.st_mode & FILE_MODE_MASK;
-            match fsx::file_type(&st) {
-                libc_mode::S_IFDIR => {
-                    if stack.len() + 1 >= MAX_DEPTH {
-                        return Err(too_deep(&entry_shown));
+    let mut cloner = Cloner::default();
+    // The destination directory and fallback per level of the walk.
+    let mut targets: Vec<(OwnedFd, Fallback)> = vec![(
+        dst.try_clone_to_owned()
+            .map_err(|e| Failure::os(shown_dst, "dup", errno_of(&e)))?,
+        fallback,
+    )];
+    walk(src, shown_dst, |v| {
+        targets.truncate(v.depth + 1);
+        let (to, fallback) = (targets[v.depth].0.as_fd(), targets[v.depth].1);
+        match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR => {
+                rustix::fs::mkdirat(to, v.name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| Failure::os(v.shown, "create directory", e))?;
+                let child_to = open_dir_at(to, v.name, v.shown)?;
+                fsx::chown_fd(child_to.as_fd(), owner.0, owner.1, v.shown)?;
+                // The owner must be able to write in it: steamcmd adds and replaces files.
+                fsx::chmod_fd(
+                    child_to.as_fd(),
+                    (v.st.st_mode & FILE_MODE_MASK) | 0o700,
+                    v.shown,
+                )?;
+                stats.dirs += 1;
+                let below = if v.depth == 0 && v.name.to_bytes() == STEAM_METADATA.as_bytes() {
+                    Fallback::Copy
+                } else {
+                    fallback
+                };
+                targets.push((child_to, below));
+                open_dir_at(v.dir, v.name, v.shown).map(Some)
+            }
+            libc_mode::S_IFREG => {
+                stats.files += 1;
+                let shareable = v.st.st_uid == 0 && v.st.st_mode & 0o7777 & !FILE_MODE_MASK == 0;
+                if fallback == Fallback::HardLink && shareable && !cloner.reflinks() {
+                    rustix::fs::linkat(v.dir, v.name, to, v.name, AtFlags::empty())
+                        .map_err(|e| Failure::os(v.shown, "hard-link", e))?;
+                    stats.hard_linked += 1;
+                    return Ok(None);
+                }
+                let from = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
+                    .map_err(|e| Failure::os(v.shown, "open", e))?;
+                let new = create_in(to, v.name, v.shown)?;
+                match cloner.fill(&from, &new, v.shown)? {
+                    None => stats.reflinked += 1,
+                    Some(_) if fallback == Fallback::HardLink && shareable => {
+                        // The first file found that this filesystem cannot reflink.
+                        drop(new);
+                        rustix::fs::unlinkat(to, v.name, AtFlags::empty())
+                            .map_err(|e| Failure::os(v.shown, "remove", e))?;
+                        rustix::fs::linkat(v.dir, v.name, to, v.name, AtFlags::empty())
+                            .map_err(|e| Failure::os(v.shown, "hard-link", e))?;
+                        stats.hard_linked += 1;
+                        return Ok(None);
                     }
-                    rustix::fs::mkdirat(&to, name.as_c_str(), Mode::from_raw_mode(0o700))
-                        .map_err(|e| Failure::os(&entry_shown, "create directory", e))?;
-                    let child_to = open_child(to.as_fd(), &name, &entry_shown)?;
-                    fsx::chown_fd(child_to.as_fd(), owner.0, owner.1, &entry_shown)?;
-                    // The owner must be able to write in it: steamcmd adds and replaces files.
-                    fsx::chmod_fd(child_to.as_fd(), perm | 0o700, &entry_shown)?;
-                    let child_from = open_child(from.as_fd(), &name, &entry_shown)?;
-                    stats.dirs += 1;
-                    let below = if at_top && name.to_bytes() == STEAM_METADATA.as_bytes() {
-                        Fallback::Copy
-                    } else {
-                        fallback
-                    };
-                    stack.push((child_from, child_to, entry_shown, below));
+                    Some(n) => {
+                        stats.copied += 1;
+                        stats.bytes_copied += n;
+                    }
                 }
-                libc_mode::S_IFREG => {
-                    stats.files += 1;
-                    copy_file(
-                        &from,
-                        &to,
-                        &name,
-                        &st,
-                        owner,
-                        fallback,
-                        &mut can_reflink,
-                        &mut stats,
-                        &entry_shown,
-                    )?;
-                }
-                libc_mode::S_IFLNK => {
-                    let target = rustix::fs::readlinkat(&from, name.as_c_str(), Vec::new())
-                        .map_err(|e| Failure::os(&entry_shown, "readlink", e))?;
-                    rustix::fs::symlinkat(target.as_c_str(), &to, name.as_c_str())
-                        .map_err(|e| Failure::os(&entry_shown, "create symlink", e))?;
-                    rustix::fs::chownat(
-                        &to,
-                        name.as_c_str(),
-                        Some(Uid::from_raw(owner.0)),
-                        Some(Gid::from_raw(owner.1)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| Failure::os(&entry_shown, "chown", e))?;
-                    stats.symlinks += 1;
-                }
-                // A committed generation holds nothing else (take_over
-                // refuses it); a tree given to import may: not a game file.
-                _ => {
-                    tracing::warn!(path = %entry_shown.display(), "not a file, directory or symlink; left out")
-                }
+                finish(&new, v.st, owner, v.shown)?;
+                Ok(None)
+            }
+            libc_mode::S_IFLNK => {
+                let target = rustix::fs::readlinkat(v.dir, v.name, Vec::new())
+                    .map_err(|e| Failure::os(v.shown, "readlink", e))?;
+                rustix::fs::symlinkat(target.as_c_str(), to, v.name)
+                    .map_err(|e| Failure::os(v.shown, "create symlink", e))?;
+                rustix::fs::chownat(
+                    to,
+                    v.name,
+                    Some(Uid::from_raw(owner.0)),
+                    Some(Gid::from_raw(owner.1)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| Failure::os(v.shown, "chown", e))?;
+                stats.symlinks += 1;
+                Ok(None)
+            }
+            // A committed generation holds nothing else (take_over refuses
+            // it); a tree given to import may: not a game file.
+            _ => {
+                tracing::warn!(path = %v.shown.display(), "not a file, directory or symlink; left out");
+                Ok(None)
             }
         }
-    }
+    })?;
     Ok(stats)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn copy_file(
-    from: &OwnedFd,
-    to: &OwnedFd,
-    name: &std::ffi::CStr,
-    st: &rustix::fs::Stat,
-    owner: (u32, u32),
-    fallback: Fallback,
-    can_reflink: &mut Option<bool>,
-    stats: &mut CopyStats,
-    shown: &Path,
-) -> Result<()> {
-    let perm = st.st_mode & FILE_MODE_MASK;
-    let create = || {
-        rustix::fs::openat(
-            to,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| Failure::os(shown, "create", e))
-    };
-    let open_src = || {
-        rustix::fs::openat(
-            from,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Failure::os(shown, "open", e))
-    };
-    let finish = |fd: &OwnedFd| -> Result<()> {
-        fsx::chown_fd(fd.as_fd(), owner.0, owner.1, shown)?;
-        fsx::chmod_fd(fd.as_fd(), perm, shown)?;
-        // Kept like cp -a: some tools compare times before contents.
-        let times = Timestamps {
-            last_access: Timespec {
-                tv_sec: st.st_atime as _,
-                tv_nsec: st.st_atime_nsec as _,
-            },
-            last_modification: Timespec {
-                tv_sec: st.st_mtime as _,
-                tv_nsec: st.st_mtime_nsec as _,
-            },
-        };
-        rustix::fs::futimens(fd, &times).map_err(|e| Failure::os(shown, "set times of", e))
-    };
-    if *can_reflink != Some(false) {
-        let src = open_src()?;
-        let dst = create()?;
-        match rustix::fs::ioctl_ficlone(&dst, &src) {
-            Ok(()) => {
-                *can_reflink = Some(true);
-                stats.reflinked += 1;
-                return finish(&dst);
-            }
-            Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::PERM)
-                if can_reflink.is_none() =>
-            {
-                tracing::info!("this filesystem cannot reflink; falling back to {fallback:?}");
-                *can_reflink = Some(false);
-                rustix::fs::unlinkat(to, name, AtFlags::empty())
-                    .map_err(|e| Failure::os(shown, "remove", e))?;
-            }
-            Err(e) => return Err(Failure::os(shown, "reflink (FICLONE)", e)),
+/// The (dev, ino) of every regular file of a generation: what a root-owned
+/// file in .next/ must be to count as a hard link shared with it.
+pub(crate) fn file_inodes(top: BorrowedFd<'_>, shown: &Path) -> Result<HashSet<(u64, u64)>> {
+    let mut inodes = HashSet::new();
+    walk(top, shown, |v| match fsx::file_type(v.st) {
+        libc_mode::S_IFDIR => open_dir_at(v.dir, v.name, v.shown).map(Some),
+        libc_mode::S_IFREG => {
+            inodes.insert((v.st.st_dev, v.st.st_ino));
+            Ok(None)
         }
-    }
-    match fallback {
-        Fallback::HardLink => {
-            rustix::fs::linkat(from, name, to, name, AtFlags::empty())
-                .map_err(|e| Failure::os(shown, "hard-link", e))?;
-            stats.hard_linked += 1;
-            Ok(())
-        }
-        Fallback::Copy => {
-            let mut src = std::fs::File::from(open_src()?);
-            let dst = create()?;
-            let mut dst_file = std::fs::File::from(dst.try_clone().map_err(|e| {
-                Failure::os(shown, "dup", Errno::from_io_error(&e).unwrap_or(Errno::IO))
-            })?);
-            let n = std::io::copy(&mut src, &mut dst_file).map_err(|e| {
-                Failure::os(shown, "copy", Errno::from_io_error(&e).unwrap_or(Errno::IO))
-            })?;
-            stats.copied += 1;
-            stats.bytes_copied += n;
-            finish(&dst)
-        }
-    }
+        _ => Ok(None),
+    })?;
+    Ok(inodes)
 }
 
 /// What a take-over found, for the verb's output.
@@ -272,126 +372,145 @@ fn copy_file(
 pub(crate) struct TakeOverStats {
     /// Entries that were the builder's and are root's now.
     pub(crate) taken: u64,
+    /// The builder's files given a new root-owned inode (reflinked or copied).
+    pub(crate) files_renewed: u64,
+    /// Bytes those copies wrote (0 where the filesystem reflinks).
+    pub(crate) bytes_copied: u64,
     /// Root's files already there: hard links shared with the previous generation.
     pub(crate) shared: u64,
     /// Apparent size of all regular files.
     pub(crate) bytes: u64,
 }
 
-/// Makes the tree under `top` a generation: every entry of `builder` (the
+/// Makes the tree under `top` a generation. Every entry of `builder` (the
 /// update user; `None` when root built it) becomes root's, with set-id bits
-/// and group/other write bits cleared. Root's own files are never changed
-/// (they are hard links shared with a committed generation) and must
-/// already be within those bits. Anything that is not a directory, a
-/// regular file or a symlink, or belongs to a third account, is refused.
+/// and group/other write bits cleared, and each of its regular files gets a
+/// new root-owned inode (a reflink where the filesystem can, else a copy)
+/// renamed over it: a descriptor or mapping of the old inode, opened by
+/// anyone before the take-over, cannot write into the committed generation.
+/// A root-owned file must be one of `shared` (the previous generation's
+/// files, hard-linked by prepare) and is never changed; `None` when root
+/// built the tree (import), whose root files are its own copies. Anything that is not
+/// a directory, a regular file or a symlink, belongs to a third account, or
+/// is sparse, is refused.
 ///
 /// The caller has made `top` root's and 0700 and checked that no process of
-/// `builder` is left, so nothing changes the tree while it is walked.
+/// `builder` is left, so nothing can reach the tree by path while it is
+/// walked.
 pub(crate) fn take_over(
     top: BorrowedFd<'_>,
     builder: Option<u32>,
+    shared: Option<&HashSet<(u64, u64)>>,
     shown_top: &Path,
 ) -> Result<TakeOverStats> {
     let mut stats = TakeOverStats::default();
-    let dup = top.try_clone_to_owned().map_err(|e| {
-        Failure::os(
-            shown_top,
-            "dup",
-            Errno::from_io_error(&e).unwrap_or(Errno::IO),
-        )
-    })?;
-    let mut stack: Vec<(OwnedFd, PathBuf)> = vec![(dup, shown_top.into())];
-    while let Some((dir, shown)) = stack.pop() {
-        for name in read_names(dir.as_fd(), &shown)? {
-            let entry_shown = shown.join(name.to_string_lossy().as_ref());
-            let st = rustix::fs::statat(&dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| Failure::os(&entry_shown, "stat", e))?;
-            let uid = st.st_uid;
-            let builders = Some(uid) == builder;
-            if uid != 0 && !builders {
-                return Err(Failure::new(
-                    Kind::UnsafePath,
-                    format!(
-                        "{} belongs to uid {uid}, neither root nor the update user",
-                        entry_shown.display()
-                    ),
-                )
-                .hint("only the update user writes the new generation; look at what else did"));
+    let mut cloner = Cloner::default();
+    walk(top, shown_top, |v| {
+        let uid = v.st.st_uid;
+        let builders = Some(uid) == builder;
+        if uid != 0 && !builders {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} belongs to uid {uid}, neither root nor the update user",
+                    v.shown.display()
+                ),
+            )
+            .hint("only the update user writes the new generation; look at what else did"));
+        }
+        match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR => {
+                // Directories cannot be hard links: whoever made it, it is
+                // this tree's alone and can be made root's 0755. Permission
+                // to write in a directory is checked at each call, so a
+                // descriptor opened earlier gains nothing.
+                let child = open_dir_at(v.dir, v.name, v.shown)?;
+                same_inode(&child, v.st, v.shown)?;
+                fsx::chown_fd(child.as_fd(), 0, 0, v.shown)?;
+                fsx::chmod_fd(child.as_fd(), DIR_MODE, v.shown)?;
+                stats.taken += 1;
+                Ok(Some(child))
             }
-            match fsx::file_type(&st) {
-                libc_mode::S_IFDIR => {
-                    if stack.len() + 1 >= MAX_DEPTH {
-                        return Err(too_deep(&entry_shown));
-                    }
-                    // Directories cannot be hard links: whoever made it, it
-                    // is this tree's alone and can be made root's 0755.
-                    let child = open_child(dir.as_fd(), &name, &entry_shown)?;
-                    same_inode(&child, &st, &entry_shown)?;
-                    fsx::chown_fd(child.as_fd(), 0, 0, &entry_shown)?;
-                    fsx::chmod_fd(child.as_fd(), DIR_MODE, &entry_shown)?;
-                    stats.taken += 1;
-                    stack.push((child, entry_shown));
-                }
-                libc_mode::S_IFREG => {
-                    stats.bytes += st.st_size as u64;
-                    if builders {
-                        let fd = rustix::fs::openat(
-                            &dir,
-                            name.as_c_str(),
-                            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(|e| Failure::os(&entry_shown, "open", e))?;
-                        same_inode(&fd, &st, &entry_shown)?;
-                        // chown(2) also drops set-id bits and file capabilities.
-                        fsx::chown_fd(fd.as_fd(), 0, 0, &entry_shown)?;
-                        fsx::chmod_fd(fd.as_fd(), st.st_mode & FILE_MODE_MASK, &entry_shown)?;
-                        stats.taken += 1;
-                    } else if st.st_mode & 0o7777 & !FILE_MODE_MASK != 0 {
-                        return Err(Failure::new(
-                            Kind::UnsafePath,
-                            format!(
-                                "{} is root's with mode {:04o}; a generation's root-owned files are hard links to the previous one, which has no set-id or group/other write bits",
-                                entry_shown.display(),
-                                st.st_mode & 0o7777
-                            ),
-                        )
-                        .hint("this file did not come from a generation; look at what linked it there"));
-                    } else {
-                        stats.shared += 1;
-                    }
-                }
-                libc_mode::S_IFLNK => {
-                    if builders {
-                        rustix::fs::chownat(
-                            &dir,
-                            name.as_c_str(),
-                            Some(Uid::ROOT),
-                            Some(Gid::ROOT),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        )
-                        .map_err(|e| Failure::os(&entry_shown, "chown", e))?;
-                        stats.taken += 1;
-                    }
-                }
-                _ => {
+            libc_mode::S_IFREG => {
+                stats.bytes += v.st.st_size as u64;
+                if builders {
+                    renew(&v, &mut cloner, &mut stats)?;
+                } else if shared.is_some_and(|s| !s.contains(&(v.st.st_dev, v.st.st_ino))) {
                     return Err(Failure::new(
                         Kind::UnsafePath,
                         format!(
-                            "{} is a FIFO, socket or device; a game installation holds only directories, files and symlinks",
-                            entry_shown.display()
+                            "{} is root's but is not a file of the current generation: a hard link to some other root file",
+                            v.shown.display()
                         ),
                     )
-                    .hint("look at what wrote this tree"));
+                    .hint("look at what linked it there; only prepare puts root's files in .next"));
+                } else {
+                    stats.shared += 1;
                 }
+                Ok(None)
             }
+            libc_mode::S_IFLNK => {
+                if builders {
+                    rustix::fs::chownat(
+                        v.dir,
+                        v.name,
+                        Some(Uid::ROOT),
+                        Some(Gid::ROOT),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| Failure::os(v.shown, "chown", e))?;
+                    stats.taken += 1;
+                }
+                Ok(None)
+            }
+            _ => Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} is a FIFO, socket or device; a game installation holds only directories, files and symlinks",
+                    v.shown.display()
+                ),
+            )
+            .hint("look at what wrote this tree")),
         }
-    }
+    })?;
     Ok(stats)
 }
 
+/// Replaces the builder's file `v` with a root-owned copy of it.
+fn renew(v: &Visit<'_>, cloner: &mut Cloner, stats: &mut TakeOverStats) -> Result<()> {
+    let allocated = v.st.st_blocks as u64 * 512;
+    if (v.st.st_size as u64).saturating_sub(allocated) > SPARSE_SLACK {
+        return Err(Failure::new(
+            Kind::UnsafePath,
+            format!(
+                "{} is sparse ({} bytes long, {allocated} allocated); the game has no sparse files",
+                v.shown.display(),
+                v.st.st_size
+            ),
+        )
+        .hint("look at what wrote this tree"));
+    }
+    let old = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
+        .map_err(|e| Failure::os(v.shown, "open", e))?;
+    same_inode(&old, v.st, v.shown)?;
+    let mut tmp = b".left4me-renew-".to_vec();
+    tmp.extend_from_slice(v.name.to_bytes());
+    let tmp = CString::new(tmp).map_err(|_| Failure::new(Kind::Unexpected, "NUL in a name"))?;
+    let new = create_in(v.dir, &tmp, v.shown)?;
+    if let Some(n) = cloner.fill(&old, &new, v.shown)? {
+        stats.bytes_copied += n;
+    }
+    // fchown of the new inode leaves no set-id bit or file capability behind.
+    finish(&new, v.st, (0, 0), v.shown)?;
+    rustix::fs::renameat_with(v.dir, &tmp, v.dir, v.name, RenameFlags::empty())
+        .map_err(|e| Failure::os(v.shown, "rename the renewed copy over", e))?;
+    stats.taken += 1;
+    stats.files_renewed += 1;
+    Ok(())
+}
+
 /// The entry opened is the one stat'ed: nothing swapped it in between.
-fn same_inode(fd: &OwnedFd, st: &rustix::fs::Stat, shown: &Path) -> Result<()> {
+fn same_inode(fd: &OwnedFd, st: &Stat, shown: &Path) -> Result<()> {
     let now = fsx::stat_fd(fd, shown)?;
     if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
         return Err(Failure::new(

@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::tree::{self, CopyStats, Fallback, TakeOverStats};
 use super::{
     CURRENT, GenerationId, INSTALLATIONS, InUse, Manifest, NEXT, committed, in_use, is_dir,
-    lock_installations, lock_updates, migrate, now_secs, read_current, read_manifest, shown_id,
-    write_current,
+    is_regular, lock_installations, lock_updates, migrate, now_secs, read_current, read_manifest,
+    shown_id, write_current,
 };
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
@@ -92,7 +92,9 @@ struct Held<'s> {
 }
 
 impl<'s> Held<'s> {
-    fn take(state: &'s State) -> Result<Held<'s>> {
+    /// `need_current`: the verb cannot work without a current generation,
+    /// so a migration that fails fails it; list and gc work on without one.
+    fn take(state: &'s State, need_current: bool) -> Result<Held<'s>> {
         let runtime = state.ensure_runtime()?;
         let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
         let lock = lock_updates(state, helper_dir.as_fd())?;
@@ -107,7 +109,11 @@ impl<'s> Held<'s> {
         };
         if held.current()?.is_none() {
             let _switching = held.switching()?;
-            migrate(state, held.fd())?;
+            match migrate(state, held.fd()) {
+                Ok(_) => {}
+                Err(f) if !need_current => tracing::warn!(error = %f, "installation/ not migrated"),
+                Err(f) => return Err(f),
+            }
         }
         Ok(held)
     }
@@ -134,11 +140,45 @@ impl<'s> Held<'s> {
         fsx::open_dir(self.fd(), name, &self.shown(name))
     }
 
-    /// Sets `name` aside and deletes it (and what an earlier run left).
+    /// Sets `name` aside and deletes it, and what an earlier run left. What
+    /// cannot be deleted now is left for the next sweep, not failed on.
     fn discard(&self, name: &str) -> Result<bool> {
         let found = discard::set_aside(self.fd(), name, &self.shown(name))?;
-        discard::sweep(self.fd(), &self.state.shown(INSTALLATIONS))?;
+        if let Err(f) = discard::sweep(self.fd(), &self.state.shown(INSTALLATIONS)) {
+            tracing::warn!(error = %f, "discarded trees not deleted yet");
+        }
         Ok(found)
+    }
+
+    /// Discards a .next/ left by an earlier update, unless that update still
+    /// runs (its builder has processes): an import must not pull the tree
+    /// from under a running steamcmd.
+    fn discard_stale_next(&self) -> Result<()> {
+        if let Ok(Some(next)) = fsx::open_dir_if_exists(self.fd(), NEXT, &self.shown(NEXT)) {
+            let uid = fsx::stat_fd(&next, &self.shown(NEXT))?.st_uid;
+            let running = if uid == 0 {
+                Vec::new()
+            } else {
+                tree::processes_of(uid)
+            };
+            if !running.is_empty() {
+                return Err(Failure::new(
+                    Kind::Conflict,
+                    format!(
+                        "an update is building {} (processes of uid {uid}: {})",
+                        self.shown(NEXT).display(),
+                        running.join(", ")
+                    ),
+                )
+                .hint(
+                    "wait for left4me-update.service to finish (systemctl status left4me-update)",
+                ));
+            }
+        }
+        if self.discard(NEXT)? {
+            tracing::info!("discarded the .next/ an earlier update left");
+        }
+        Ok(())
     }
 
     fn manifest_of(&self, id: &GenerationId) -> Option<Manifest> {
@@ -164,10 +204,8 @@ pub(crate) fn prepare(
     service: &ServiceUser,
 ) -> Result<PrepareOutcome> {
     let user = UpdateUser::resolve(owner, service)?;
-    let held = Held::take(state)?;
-    if held.discard(NEXT)? {
-        tracing::info!("discarded the .next/ an earlier update left");
-    }
+    let held = Held::take(state, true)?;
+    held.discard_stale_next()?;
     let from = held.current()?;
     rustix::fs::mkdirat(held.fd(), NEXT, Mode::from_raw_mode(0o700))
         .map_err(|e| Failure::os(&held.shown(NEXT), "create directory", e))?;
@@ -195,7 +233,9 @@ pub(crate) fn prepare(
         None => CopyStats::default(),
     };
     fsx::chown_fd(next.as_fd(), user.uid, user.gid, &held.shown(NEXT))?;
-    fsx::chmod_fd(next.as_fd(), 0o755, &held.shown(NEXT))?;
+    // The update user's alone while it builds: no other account can open a
+    // file in it (commit renews the user's files anyway).
+    fsx::chmod_fd(next.as_fd(), 0o700, &held.shown(NEXT))?;
     tracing::info!(
         from = from.as_ref().map(GenerationId::as_str),
         reflinked = copy.reflinked,
@@ -237,7 +277,7 @@ pub(crate) struct After {
 /// Takes .next/ over and makes it current (docs/updates.md, the six steps).
 /// On any refusal .next/ is discarded and `current` is not touched.
 pub(crate) fn commit(state: &State, after: &After) -> Result<CommitOutcome> {
-    commit_held(&Held::take(state)?, after)
+    commit_held(&Held::take(state, true)?, after)
 }
 
 fn commit_held(held: &Held<'_>, after: &After) -> Result<CommitOutcome> {
@@ -285,7 +325,17 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
             .hint("stop them (they belong to left4me-update.service's run); nothing was switched"));
         }
     }
-    let taken_over = tree::take_over(next, builder, &next_shown)?;
+    // Root's files in .next/ are hard links prepare made to the current
+    // generation's; any other root file was linked in by someone else.
+    let shared = match (builder, held.current()?) {
+        (None, _) => None,
+        (Some(_), None) => Some(Default::default()),
+        (Some(_), Some(id)) => Some(tree::file_inodes(
+            held.open(id.as_str())?.as_fd(),
+            &shown_id(held.state, &id),
+        )?),
+    };
+    let taken_over = tree::take_over(next, builder, shared.as_ref(), &next_shown)?;
     if !is_regular(next, "srcds_run") {
         return Err(Failure::new(
             Kind::Incomplete,
@@ -377,10 +427,6 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
     })
 }
 
-fn is_regular(dir: BorrowedFd<'_>, name: &str) -> bool {
-    fsx::entry(dir, name).is_ok_and(|e| e.is_some_and(|e| e.kind == fsx::libc_mode::S_IFREG))
-}
-
 /// `systemctl try-restart --no-block` for every mounted instance on another
 /// generation than `id`. Failures are logged: the switch stands.
 fn restart_onto(state: &State, id: &GenerationId, systemctl: &Path) -> Vec<String> {
@@ -425,7 +471,7 @@ pub(crate) struct AbortOutcome {
 
 /// Discards .next/: the cleanup after a failed build.
 pub(crate) fn abort(state: &State) -> Result<AbortOutcome> {
-    let held = Held::take(state)?;
+    let held = Held::take(state, false)?;
     let found = held.discard(NEXT)?;
     if found {
         tracing::info!("discarded .next/");
@@ -448,8 +494,8 @@ pub(crate) struct ImportArgs<'a> {
 /// .next/ as root's, and commits it. Never hard links: the admin's tree
 /// would stay writable under the generation.
 pub(crate) fn import(state: &State, args: &ImportArgs<'_>) -> Result<CommitOutcome> {
-    let held = Held::take(state)?;
-    held.discard(NEXT)?;
+    let held = Held::take(state, false)?;
+    held.discard_stale_next()?;
     let src = rustix::fs::open(
         args.dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -485,7 +531,7 @@ pub(crate) struct Collected {
 /// Removes what neither is current, nor is among the newest `keep`, nor is
 /// used by a mounted instance.
 pub(crate) fn gc(state: &State, keep: usize) -> Result<Collected> {
-    let held = Held::take(state)?;
+    let held = Held::take(state, false)?;
     collect(&held, keep)
 }
 
@@ -545,7 +591,7 @@ pub(crate) struct Listing {
 /// so an admin who looks sees the new layout.
 pub(crate) fn list(state: &State) -> Result<Listing> {
     if super::current(state)?.is_none() {
-        drop(Held::take(state)?);
+        drop(Held::take(state, false)?);
     }
     let used = in_use(state)?;
     let Some(dir) = super::open_dir(state)? else {
