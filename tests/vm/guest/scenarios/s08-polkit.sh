@@ -32,6 +32,7 @@ done
 # No steamcmd is installed here, so the run fails, and must leave nothing.
 cur=$(gen_current)
 systemctl reset-failed left4me-update.service 2>/dev/null || true
+update_mark
 as_user systemctl start --no-block left4me-update.service || fail "left4me may not start left4me-update.service"
 deadline=$(( $(now_ms) + 60000 ))
 until [ "$(systemctl show -P ActiveState left4me-update.service)" = failed ]; do
