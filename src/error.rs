@@ -33,7 +33,7 @@ pub(crate) struct ExitRow {
     pub(crate) meaning: &'static str,
 }
 
-const fn row(code: u8, label: &'static str, meaning: &'static str) -> ExitRow {
+pub(crate) const fn row(code: u8, label: &'static str, meaning: &'static str) -> ExitRow {
     ExitRow {
         code,
         label,
@@ -137,8 +137,14 @@ impl Kind {
 /// The exit-code section of `--help` and the man page.
 /// Each meaning is wrapped at 80 columns under its code.
 pub(crate) fn exit_codes_help() -> String {
+    exit_table_help(&EXIT_CODES)
+}
+
+/// `rows` as the exit-code section of a program's `--help` and man page
+/// (left4me-health has a table of its own).
+pub(crate) fn exit_table_help(rows: &[ExitRow]) -> String {
     let mut text = String::from("Exit codes:\n");
-    for r in &EXIT_CODES {
+    for r in rows {
         let mut line = format!("  {:<3}", r.code);
         for word in r.meaning.split(' ') {
             if line.len() + 1 + word.len() > 80 {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::monitor::{self, Monitor};
+use super::rollover::Watcher;
 use super::settings::Settings;
 use super::{Problem, RUN_DIR, exit, now_ms, record, report};
 use crate::cli::Generate;
@@ -28,22 +29,18 @@ service user: after a grace period it queries 127.0.0.1:$L4D2_PORT every
 interval; after N failures in a row it restarts the server through polkit, and
 once its restart budget is spent it sends the server's main process SIGSYS,
 which the server unit does not restart: it ends `failed`.
-`status` shows the last answer (time, latency, map, players). Settings come
-from the environment (host.env, then the instance's instance.env):
-L4D2_HEALTH_GRACE_SEC (120), L4D2_HEALTH_INTERVAL_SEC (10),
+With LEFT4ME_UPDATE_RESTART=when-empty (the default) it also restarts the
+server, outside that budget, once STATE_DIR/installations/current names
+another generation than LEFT4ME_GENERATION (the one the instance was mounted
+with) and an answer reports no human players.
+`status` shows the last answer (time, latency, map, players) and the last such
+rollover. Settings come from the environment (host.env, then the instance's
+instance.env): L4D2_HEALTH_GRACE_SEC (120), L4D2_HEALTH_INTERVAL_SEC (10),
 L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (3),
-L4D2_HEALTH_RESTARTS_MAX (3), L4D2_HEALTH_RESTARTS_WINDOW_SEC (3600).";
-
-const AFTER_HELP: &str = "\
-Exit codes:
-  0   done; status: every record read; query: answered
-  2   bad command line
-  10  invalid instance name
-  11  invalid setting (the message names the variable), or an unreadable record
-  12  status: no record for the instance (the check has not run since boot)
-  21  run: systemctl refused the restart or stop (check the polkit rule)
-  22  query: no usable answer
-  1   anything else (unexpected)";
+L4D2_HEALTH_RESTARTS_MAX (3), L4D2_HEALTH_RESTARTS_WINDOW_SEC (3600); from
+host.env only: LEFT4ME_UPDATE_RESTART (never, when-empty, now) and
+LEFT4ME_STATE_DIR (/var/lib/left4me). LEFT4ME_GENERATION comes from the
+environment copy left4me-overlay mount writes.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,9 +49,9 @@ Exit codes:
     about = "Health check of left4me instances over A2S_INFO, and its status",
     long_about = LONG_ABOUT,
     max_term_width = 100,
-    after_long_help = AFTER_HELP
+    after_long_help = crate::error::exit_table_help(&super::EXIT_CODES)
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Directory of the records, one INSTANCE/status.json each.
     #[arg(long, global = true, env = "LEFT4ME_HEALTH_RUN_DIR", default_value = RUN_DIR, value_name = "DIR")]
     run_dir: PathBuf,
@@ -143,13 +140,15 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<u8> {
     match command {
         Command::Run(a) => {
             let instance = InstanceName::parse(&a.instance)?;
-            let settings = Settings::from_lookup(|k| std::env::var(k).ok())?;
+            let env = |k: &str| std::env::var(k).ok();
+            let settings = Settings::from_lookup(env)?;
+            let watcher = Watcher::from_lookup(settings.update_restart, &env)?;
             Monitor {
                 instance,
                 run_dir: run_dir.to_owned(),
                 systemctl: a.systemctl.clone(),
             }
-            .run(settings)
+            .run(settings, watcher)
         }
         Command::Status(a) => status(run_dir, a),
         Command::Query(a) => query(a),

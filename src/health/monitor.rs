@@ -2,7 +2,8 @@
 //! through systemctl, as the service user, so polkit decides exactly as for
 //! the web app; and, once the restart budget is spent, SIGSYS to the server's
 //! main process, which the server unit's RestartPreventExitStatus= turns into
-//! `failed` without a restart.
+//! `failed` without a restart. The same restart also moves an empty server
+//! onto a newer installation generation (the `when-empty` policy).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::record::{Action, Record};
+use super::rollover::Watcher;
 use super::settings::Settings;
 use super::{Problem, exit, now_ms, secs, server_unit};
 use crate::a2s;
@@ -32,7 +34,7 @@ impl Monitor {
     /// for that, and returns: the request restarts or stops this check too
     /// (it is part of the server unit), so there is nothing left to do. The
     /// returned code is the process's exit code.
-    pub fn run(&self, settings: Settings) -> Result<u8> {
+    pub fn run(&self, settings: Settings, mut watcher: Watcher) -> Result<u8> {
         let name = self.instance.as_str();
         let previous = match Record::load(&self.run_dir, name) {
             Ok(p) => p,
@@ -43,7 +45,15 @@ impl Monitor {
                 None
             }
         };
-        let mut record = Record::start(name, std::process::id(), settings, previous, now_ms());
+        let generation = watcher.running().map(str::to_owned);
+        let mut record = Record::start(
+            name,
+            std::process::id(),
+            settings,
+            generation,
+            previous,
+            now_ms(),
+        );
         let s = record.settings.clone();
         self.save(&record)?;
         tracing::info!(
@@ -57,6 +67,7 @@ impl Monitor {
             s.restarts_max,
             secs(std::time::Duration::from_secs_f64(s.restarts_window_sec)),
         );
+        watcher.announce(name);
         sleep(s.grace());
         let mut next = Instant::now();
         loop {
@@ -92,6 +103,25 @@ impl Monitor {
                     return self.ask_systemd("restart");
                 }
                 Action::GiveUp { reason } => return self.give_up(&mut record, reason),
+            }
+            if let Ok(answer) = &outcome {
+                let last = record.last_rollover.as_ref();
+                if let Some(r) = watcher.after_answer(name, &answer.info, last, now_ms()) {
+                    let reason = r.reason(name);
+                    let (from, to) = (r.from.clone(), r.to.clone());
+                    record.roll_over(r);
+                    self.save(&record)?;
+                    tracing::warn!(
+                        health_action = "rollover",
+                        health_reason = reason.as_str(),
+                        health_generation_from = from.as_str(),
+                        health_generation_to = to.as_str(),
+                        "restarting {} onto generation {to} (from {from}): {reason}; \
+                         not a failure, the restart budget is untouched",
+                        server_unit(name)
+                    );
+                    return self.ask_systemd("restart");
+                }
             }
             self.save(&record)?;
             next += s.interval();

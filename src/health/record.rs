@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::rollover::Rollover;
 use super::settings::Settings;
 use crate::a2s::{Answer, QueryError};
 
@@ -29,6 +30,8 @@ pub enum Phase {
     Restarting,
     /// Restart budget spent: asked systemd to stop the server as failed.
     GaveUp,
+    /// Asked systemd to restart the empty server onto the current generation.
+    RollingOver,
 }
 
 impl Phase {
@@ -38,6 +41,7 @@ impl Phase {
             Phase::Checking => "checking",
             Phase::Restarting => "restarting",
             Phase::GaveUp => "gave-up",
+            Phase::RollingOver => "rolling-over",
         }
     }
 }
@@ -89,6 +93,15 @@ pub struct Record {
     /// Restarts this check caused within the budget window.
     pub restarts_ms: Vec<u64>,
     pub gave_up: Option<GaveUp>,
+    /// The installation generation the instance was mounted with
+    /// (LEFT4ME_GENERATION), None without generations. The two fields
+    /// below are absent from records of older versions.
+    #[serde(default)]
+    pub generation: Option<String>,
+    /// Kept across restarts: the newest update restart (rollover) the check
+    /// asked for. It is not a failure and not in `restarts_ms`.
+    #[serde(default)]
+    pub last_rollover: Option<Rollover>,
 }
 
 /// What the check does after a query.
@@ -116,14 +129,21 @@ impl Record {
     /// record (if any) what outlives one run of the check: the newest answer
     /// and the restarts still inside the budget window. A give-up is not
     /// kept: after one, only a deliberate start can bring the server back,
-    /// and that start gets a fresh budget.
+    /// and that start gets a fresh budget. The last rollover is kept too,
+    /// marked confirmed once the instance runs another generation than the
+    /// one it was restarted away from.
     pub fn start(
         instance: &str,
         pid: u32,
         settings: Settings,
+        generation: Option<String>,
         previous: Option<Record>,
         now_ms: u64,
     ) -> Record {
+        let last_rollover = previous
+            .as_ref()
+            .and_then(|p| p.last_rollover.clone())
+            .map(|r| r.seen_by(generation.as_deref()));
         let (last_answer, mut restarts_ms) = match previous {
             Some(p) if p.gave_up.is_none() => (p.last_answer, p.restarts_ms),
             Some(p) => (p.last_answer, Vec::new()),
@@ -145,6 +165,8 @@ impl Record {
             last_answer,
             restarts_ms,
             gave_up: None,
+            generation,
+            last_rollover,
         }
     }
 
@@ -224,6 +246,12 @@ impl Record {
             ));
             Action::GiveUp { reason }
         }
+    }
+
+    /// Records an update restart; the restart budget is not touched.
+    pub fn roll_over(&mut self, rollover: Rollover) {
+        self.phase = Phase::RollingOver;
+        self.last_rollover = Some(rollover);
     }
 
     /// Marks the budget as spent; the next deliberate start gets a fresh one.
@@ -340,7 +368,7 @@ mod tests {
 
     #[test]
     fn one_lost_answer_is_not_a_restart() {
-        let mut r = Record::start("vs1", 1, settings(), None, 0);
+        let mut r = Record::start("vs1", 1, settings(), None, None, 0);
         assert_eq!(r.observe(&answer("m1"), 10), Action::Nothing);
         assert_eq!(r.observe(&timeout(), 20), Action::Failing);
         assert_eq!(r.observe(&answer("m1"), 30), Action::Recovered { after: 1 });
@@ -356,7 +384,7 @@ mod tests {
 
     #[test]
     fn n_failures_in_a_row_restart_until_the_budget_is_spent() {
-        let mut r = Record::start("vs1", 1, settings(), None, 0);
+        let mut r = Record::start("vs1", 1, settings(), None, None, 0);
         let mut actions = Vec::new();
         for t in 1..=9 {
             actions.push(r.observe(&timeout(), t * 1000));
@@ -404,20 +432,20 @@ mod tests {
     #[test]
     fn the_budget_survives_the_checks_restart_and_expires() {
         let s = settings();
-        let mut r = Record::start("vs1", 1, s.clone(), None, 0);
+        let mut r = Record::start("vs1", 1, s.clone(), None, None, 0);
         for t in 1..=3 {
             r.observe(&timeout(), t * 1000);
         }
         assert_eq!(r.restarts_ms, [3000]);
         // The restarted check (new pid) inherits the restart...
-        let mut r = Record::start("vs1", 2, s.clone(), Some(r), 50_000);
+        let mut r = Record::start("vs1", 2, s.clone(), None, Some(r), 50_000);
         assert_eq!(r.restarts_ms, [3000]);
         for t in 1..=3 {
             r.observe(&timeout(), 50_000 + t * 1000);
         }
         assert_eq!(r.restarts_ms, [3000, 53_000]);
         // ... and a third hang within 100 s of the first gives up.
-        let mut r = Record::start("vs1", 3, s.clone(), Some(r), 60_000);
+        let mut r = Record::start("vs1", 3, s.clone(), None, Some(r), 60_000);
         for t in 1..=2 {
             r.observe(&timeout(), 60_000 + t * 1000);
         }
@@ -426,7 +454,7 @@ mod tests {
             Action::GiveUp { .. }
         ));
         // Later than the window after the first restart, one is allowed again.
-        let mut r = Record::start("vs1", 4, s, Some(r), 103_001);
+        let mut r = Record::start("vs1", 4, s, None, Some(r), 103_001);
         assert_eq!(r.restarts_ms, [53_000]);
         for t in 1..=2 {
             r.observe(&timeout(), 103_001 + t);
@@ -443,7 +471,7 @@ mod tests {
             restarts_max: 0,
             ..settings()
         };
-        let mut r = Record::start("vs1", 1, s.clone(), None, 0);
+        let mut r = Record::start("vs1", 1, s.clone(), None, None, 0);
         r.observe(&answer("m"), 1);
         r.observe(&timeout(), 2);
         r.observe(&timeout(), 3);
@@ -451,7 +479,7 @@ mod tests {
             panic!("no give-up with restarts_max 0")
         };
         r.give_up(4321, reason, 5);
-        let next = Record::start("vs1", 2, s, Some(r), 10);
+        let next = Record::start("vs1", 2, s, None, Some(r), 10);
         assert_eq!(next.gave_up, None);
         assert!(next.restarts_ms.is_empty());
         assert_eq!(next.last_answer.unwrap().map, "m");
@@ -459,10 +487,59 @@ mod tests {
     }
 
     #[test]
+    fn a_rollover_is_kept_outside_the_budget_and_confirmed_by_the_next_run() {
+        let s = settings();
+        let old = Some("20261130T030000Z".to_owned());
+        let mut r = Record::start("vs1", 1, s.clone(), old.clone(), None, 0);
+        for t in 1..=3 {
+            r.observe(&timeout(), t);
+        }
+        assert_eq!(r.restarts_ms, [3]);
+        let rollover = Rollover {
+            time_ms: 10,
+            from: "20261130T030000Z".into(),
+            to: "20261201T000000Z".into(),
+            players: 0,
+            bots: 0,
+            confirmed: false,
+        };
+        r.roll_over(rollover.clone());
+        assert_eq!(
+            (r.phase, r.restarts_ms.as_slice()),
+            (Phase::RollingOver, &[3][..])
+        );
+        // The restarted server still runs the old generation: not confirmed.
+        let same = Record::start("vs1", 2, s.clone(), old, Some(r.clone()), 20);
+        assert_eq!(same.last_rollover.as_ref(), Some(&rollover));
+        assert_eq!(same.restarts_ms, [3]);
+        let moved = Record::start("vs1", 2, s, Some("20261201T000000Z".into()), Some(r), 20);
+        assert!(moved.last_rollover.unwrap().confirmed);
+        assert_eq!(moved.generation.as_deref(), Some("20261201T000000Z"));
+    }
+
+    #[test]
+    fn a_record_of_the_version_before_generations_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Record::start("vs1", 7, settings(), None, None, 0);
+        r.observe(&answer("m"), 5);
+        let mut v = serde_json::to_value(&r).unwrap();
+        let map = v.as_object_mut().unwrap();
+        map.remove("generation");
+        map.remove("last_rollover");
+        map["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("update_restart");
+        fs::create_dir(dir.path().join("vs1")).unwrap();
+        fs::write(Record::path(dir.path(), "vs1"), v.to_string()).unwrap();
+        assert_eq!(Record::load(dir.path(), "vs1").unwrap().unwrap(), r);
+    }
+
+    #[test]
     fn saves_and_loads_atomically_readable() {
         let dir = tempfile::tempdir().unwrap();
         assert!(Record::load(dir.path(), "vs1").unwrap().is_none());
-        let mut r = Record::start("vs1", 7, settings(), None, 0);
+        let mut r = Record::start("vs1", 7, settings(), None, None, 0);
         r.observe(&answer("c1m1_hotel"), 5);
         r.save(dir.path()).unwrap();
         let path = Record::path(dir.path(), "vs1");

@@ -91,6 +91,32 @@ pub fn human(record: &Record, running: bool, now_ms: u64) -> String {
         s.restarts_window_sec,
         s.restarts_max
     );
+    let _ = writeln!(
+        out,
+        "  generation   {} (update restart policy {})",
+        record
+            .generation
+            .as_deref()
+            .unwrap_or("none recorded")
+            .escape_debug(),
+        s.update_restart.label()
+    );
+    if let Some(r) = &record.last_rollover {
+        let _ = writeln!(
+            out,
+            "  rollover     {}: restarted from {} onto {}, no human player on ({} players, {} bots){}",
+            ago(now_ms, r.time_ms),
+            r.from.escape_debug(),
+            r.to.escape_debug(),
+            r.players,
+            r.bots,
+            if r.confirmed {
+                ""
+            } else {
+                "; not yet seen on the new generation"
+            }
+        );
+    }
     if let Some(g) = &record.gave_up {
         let _ = writeln!(
             out,
@@ -115,11 +141,19 @@ fn ago(now_ms: u64, then_ms: u64) -> String {
 mod tests {
     use super::*;
     use crate::a2s::{Answer, Info, QueryError};
+    use crate::health::rollover::Rollover;
     use crate::health::settings::Settings;
     use std::time::Duration;
 
     fn record() -> Record {
-        let mut r = Record::start("vs1", 42, Settings::default(), None, 1_000_000);
+        let mut r = Record::start(
+            "vs1",
+            42,
+            Settings::default(),
+            Some("20261130T030000Z".into()),
+            None,
+            1_000_000,
+        );
         let info = Info {
             protocol: 17,
             name: "left4me vs1".into(),
@@ -173,6 +207,55 @@ mod tests {
         );
         assert!(text.contains("last answer  2 min ago"), "{text}");
         assert!(text.contains("gave up      2 min ago: because"), "{text}");
+    }
+
+    #[test]
+    fn human_shows_the_generation_and_the_last_rollover() {
+        let mut r = record();
+        let text = human(&r, true, 1_124_000);
+        assert!(
+            text.contains("  generation   20261130T030000Z (update restart policy when-empty)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("rollover"), "{text}");
+        r.roll_over(Rollover {
+            time_ms: 1_122_000,
+            from: "20261130T030000Z".into(),
+            to: "20261201T000000Z".into(),
+            players: 2,
+            bots: 2,
+            confirmed: false,
+        });
+        let text = human(&r, true, 1_124_000);
+        assert!(text.starts_with("vs1: rolling-over "), "{text}");
+        assert!(
+            text.contains(
+                "  rollover     2 s ago: restarted from 20261130T030000Z onto 20261201T000000Z, \
+                 no human player on (2 players, 2 bots); not yet seen on the new generation\n"
+            ),
+            "{text}"
+        );
+        let next = Record::start(
+            "vs1",
+            43,
+            Settings::default(),
+            Some("20261201T000000Z".into()),
+            Some(r),
+            1_130_000,
+        );
+        let text = human(&next, true, 1_130_000);
+        assert!(
+            text.contains("no human player on (2 players, 2 bots)\n"),
+            "{text}"
+        );
+        let v = json("/run/left4me-health", &[(next, true)]);
+        let i = &v["instances"][0];
+        assert_eq!(i["generation"], "20261201T000000Z");
+        assert_eq!(i["settings"]["update_restart"], "when-empty");
+        assert_eq!(i["last_rollover"]["from"], "20261130T030000Z");
+        assert_eq!(i["last_rollover"]["to"], "20261201T000000Z");
+        assert_eq!(i["last_rollover"]["time_ms"], 1_122_000);
+        assert_eq!(i["last_rollover"]["confirmed"], true);
     }
 
     #[test]

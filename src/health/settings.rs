@@ -1,12 +1,15 @@
 //! The health check's settings, from its environment: host.env gives the
 //! host's defaults and the instance's validated instance.env copy overrides
 //! them (both are EnvironmentFile= of left4me-health@.service, like the
-//! server's). Unset means the built-in default.
+//! server's). Unset means the built-in default. LEFT4ME_UPDATE_RESTART, the
+//! update restart policy, is host-wide: the helper passes only L4D2_* keys
+//! from instance.env.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::rollover::Policy;
 use crate::error::{Failure, Kind};
 
 pub const PORT: &str = "L4D2_PORT";
@@ -36,6 +39,10 @@ pub struct Settings {
     /// when another one is due, the server is stopped as failed instead.
     pub restarts_max: u32,
     pub restarts_window_sec: f64,
+    /// LEFT4ME_UPDATE_RESTART (host.env only). Records written before it
+    /// existed read as the default.
+    #[serde(default)]
+    pub update_restart: Policy,
 }
 
 impl Default for Settings {
@@ -48,6 +55,7 @@ impl Default for Settings {
             failures: 3,
             restarts_max: 3,
             restarts_window_sec: 3600.0,
+            update_restart: Policy::WhenEmpty,
         }
     }
 }
@@ -83,6 +91,7 @@ impl Settings {
             failures: count(&lookup, FAILURES, d.failures, 1)?,
             restarts_max: count(&lookup, RESTARTS_MAX, d.restarts_max, 0)?,
             restarts_window_sec: seconds(&lookup, RESTARTS_WINDOW, d.restarts_window_sec, false)?,
+            update_restart: Policy::from_lookup(&lookup)?,
         })
     }
 
@@ -212,8 +221,10 @@ mod tests {
             (FAILURES, "5"),
             (RESTARTS_MAX, "0"),
             (RESTARTS_WINDOW, "600"),
+            (crate::health::rollover::POLICY, "never"),
         ])
         .unwrap();
+        assert_eq!(s.update_restart, Policy::Never);
         assert_eq!(s.grace(), Duration::ZERO);
         assert_eq!(s.interval(), Duration::from_millis(500));
         assert_eq!(s.timeout(), Duration::from_millis(1250));

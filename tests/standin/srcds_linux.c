@@ -24,6 +24,11 @@
  *   DIR/slow          answer A2S_INFO after the delay in milliseconds the
  *                     file holds (empty: 1000)
  *   DIR/drop-one      drop exactly one A2S_INFO answer in this process's life
+ *   DIR/players       the player count A2S_INFO reports: "N" is N players,
+ *                     no bots; "N B" is N+B players of which B are bots
+ *                     (Source counts bots among the players); missing,
+ *                     empty or not numbers: 0 players. Capped at 255
+ *                     each, the reply's one byte
  *   DIR/logs/standin.log  appended on start, per query and on exit, so
  *                     the writable upper layer receives data
  *   SIGINT            exit 0 (srcds's KillSignal)
@@ -212,6 +217,31 @@ static long slow_ms(void)
     return (end == buf || ms <= 0) ? 1000 : ms;
 }
 
+/* From DIR/players: humans and bots; *players includes the bots. */
+static void player_count(uint8_t *players, uint8_t *bots)
+{
+    char path[4096], buf[64] = "";
+    *players = 0;
+    *bots = 0;
+    snprintf(path, sizeof path, "%s/players", game_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *end;
+    long humans = strtol(buf, &end, 10);
+    if (end == buf || humans < 0)
+        return;
+    long b = strtol(end, &end, 10);
+    if (b < 0)
+        b = 0;
+    long total = humans + b;
+    *players = (uint8_t)(total > 255 ? 255 : total);
+    *bots = (uint8_t)(b > 255 ? 255 : b);
+}
+
 static void hang_forever(void)
 {
     struct sigaction ign;
@@ -341,9 +371,11 @@ int main(int argc, char **argv)
             continue;
         out[o++] = 550 & 0xff; /* app id, little endian */
         out[o++] = 550 >> 8;
-        out[o++] = 0;   /* players */
+        uint8_t players, bots;
+        player_count(&players, &bots);
+        out[o++] = players;
         out[o++] = 8;   /* max players */
-        out[o++] = 0;   /* bots */
+        out[o++] = bots;
         out[o++] = 'd'; /* dedicated */
         out[o++] = 'l'; /* linux */
         out[o++] = 0;   /* public */
@@ -367,9 +399,10 @@ int main(int argc, char **argv)
         }
         sendto(fd, out, o, 0, (struct sockaddr *)&peer, plen);
         if (delay > 0)
-            logmsg("answered A2S_INFO after %ld ms (slow)", delay);
+            logmsg("answered A2S_INFO after %ld ms (slow), %u players (%u bots)", delay,
+                   players, bots);
         else
-            logmsg("answered A2S_INFO");
+            logmsg("answered A2S_INFO, %u players (%u bots)", players, bots);
     }
     logmsg("SIGINT: shutting down");
     fclose(logf);
