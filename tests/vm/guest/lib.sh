@@ -186,18 +186,24 @@ set_host_env() {
 restore_host_env() {
     if [ -e /etc/left4me/host.env.vmtest ]; then mv /etc/left4me/host.env.vmtest /etc/left4me/host.env; fi
 }
+# Marks the journal before a run of the update unit (run_update does it).
+# Not the unit's InvocationID: systemd clears it once a oneshot finishes
+# successfully.
+update_mark() {
+    journalctl --sync 2>/dev/null || true
+    UPDATE_CURSOR=$(journalctl -n 1 -o cat --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
+}
 # Runs the update unit to its end; succeeds only if it did.
 run_update() {
     systemctl reset-failed left4me-update.service 2>/dev/null || true
+    update_mark
     systemctl start left4me-update.service
 }
-# Everything the last run of the update unit logged (steamcmd and the `+` lines).
+# Everything the update unit logged since the mark: steamcmd, the `+` lines
+# (all in the unit's cgroup) and systemd's messages about it.
 update_journal() {
     journalctl --sync 2>/dev/null || true
-    local id
-    id=$(systemctl show -P InvocationID left4me-update.service)
-    # The unit's processes, and what systemd logged about that run.
-    journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id" + INVOCATION_ID="$id"
+    journalctl --no-pager -o cat -u left4me-update.service --after-cursor "$UPDATE_CURSOR"
 }
 
 # apt refuses to install from the 9p share ("Pathname to install is not

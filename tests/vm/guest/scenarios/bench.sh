@@ -195,7 +195,7 @@ new=$(gen_dir)
 [ "$new" != "$base" ] || fail "bench: no new generation"
 added=$(du -sk "$base" "$new" | tail -n1 | cut -f1)
 {
-    echo "generation of a $((tree_kib / 1024)) MiB tree with one 4 MiB file changed ($(stat -f -c %T "$GENS"), auto = hard links):"
+    echo "generation of a $((tree_kib / 1024)) MiB tree with one 4 MiB file changed ($(findmnt -n -o FSTYPE -T "$GENS"), auto = hard links):"
     echo "  disk: du of the new generation beyond the old ${added} KiB; df used +$((df1 - df0)) KiB"
     echo "  time: prepare ${t_prep} ms + commit ${t_commit} ms = $((t_prep + t_commit)) ms; cp -a of the same tree ${t_cp} ms; ratio $(ratio $((t_prep + t_commit)) "$t_cp")"
 } | tee -a "$OUT/bench.txt"

@@ -32,15 +32,16 @@ done
 # No steamcmd is installed here, so the run fails, and must leave nothing.
 cur=$(gen_current)
 systemctl reset-failed left4me-update.service 2>/dev/null || true
+update_mark
 as_user systemctl start --no-block left4me-update.service || fail "left4me may not start left4me-update.service"
 deadline=$(( $(now_ms) + 60000 ))
 until [ "$(systemctl show -P ActiveState left4me-update.service)" = failed ]; do
     [ "$(now_ms)" -lt "$deadline" ] || fail "left4me-update.service is $(systemctl show -P ActiveState left4me-update.service) 60 s after the start"
     sleep 0.2
 done
-grep -q "steamcmd" <<<"$(update_journal)" || fail "the failed update does not name the missing steamcmd: $(update_journal | tail -n 5)"
+grep -q "/usr/games/steamcmd: not found" <<<"$(update_journal)" || fail "the failed update does not name the missing steamcmd: $(update_journal | tail -n 5)"
 [ "$(gen_current)" = "$cur" ] && [ ! -e "$GENS/.next" ] || fail "the failed update left .next/ or moved current"
-note "update without steamcmd, started as left4me: failed, $(update_journal | grep -m1 steamcmd)"
+note "update without steamcmd, started as left4me: failed, $(update_journal | grep -m1 '/usr/games/steamcmd: not found')"
 for verb in stop restart; do
     if as_user systemctl "$verb" left4me-update.service 2>/dev/null; then fail "left4me could $verb left4me-update.service"; fi
 done

@@ -83,7 +83,7 @@ grep -q "$new_build" <<<"$list" || fail "generation list does not show build $ne
 
 # The price of the new generation: du counts a hard-linked file once, under
 # the first tree named, so the second figure is what the update added.
-fs=$(stat -f -c %T "$GENS")
+fs=$(findmnt -n -o FSTYPE -T "$GENS")
 g=left4dead2/gameinfo.txt
 if [ "$(stat -c %i "$GENS/$old/$g")" = "$(stat -c %i "$GENS/$new/$g")" ]; then how="hard links"; else how="reflinks or copies"; fi
 du_old=$(du -sk "$GENS/$old" | cut -f1)

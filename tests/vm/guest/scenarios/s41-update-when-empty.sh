@@ -2,8 +2,8 @@
 #     instances, one with players (the stand-in's left4dead2/players file)
 #     and one empty:
 #     when-empty: the empty one is restarted onto the new generation by its
-#     health check; the busy one keeps its generation until its players
-#     file says 0, then moves too;
+#     health check; the busy one keeps its generation until only bots
+#     are left, then moves too;
 #     now: both are restarted at once, players or not;
 #     never: neither moves.
 . ./health-lib.sh
@@ -51,11 +51,11 @@ wait_health_checks wa $(( before + 10 )) 30
 note "when-empty: wb (empty) on $new after ${t_empty} ms; wa (3 players, 1 bot) stays on $old"
 # Bots are not players: only bots left counts as empty.
 t0=$(now_ms)
-players wa "2 2"
+players wa "0 2"
 wait_generation wa "$new" 30
 t_busy=$(( $(now_ms) - t0 ))
 expect_a2s 27045 "health wa"
-note "when-empty: wa moved to $new ${t_busy} ms after only bots were left"
+note "when-empty: wa moved to $new ${t_busy} ms after only 2 bots were left"
 health_events wa | tail -n 5
 health_events wb | tail -n 5
 

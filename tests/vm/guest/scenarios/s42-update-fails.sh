@@ -38,7 +38,7 @@ expect_failed_update() {
     note "$1: unit failed ($(grep -F "$2" <<<"$journal" | head -n1)); current $cur and its tree unchanged, .next/ gone"
 }
 expect_failed_update fail "Error! App '222860' state is 0x202 after update job."
-expect_failed_update inplace "cannot write $GENS/.next/left4dead2/steam.inf in place"
+expect_failed_update inplace "cannot write /run/left4me-update-next/left4dead2/steam.inf in place"
 grep -q "Permission denied" <<<"$(update_journal)" || fail "inplace: no EACCES from the write into the hard link"
 expect_failed_update linger "still run"
 pgrep -u left4me-update >/dev/null && fail "a process of left4me-update survived the failed run: $(pgrep -a -u left4me-update)"
