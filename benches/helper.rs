@@ -371,7 +371,16 @@ fn generation_cost(base: &Path) {
     Command::new("sync").status().unwrap();
     let (mut prepare, mut commit, mut cp) = (Vec::new(), Vec::new(), Vec::new());
     let mut costs = Vec::new();
+    let mut df_costs = Vec::new();
+    // Free space by statvfs: the only measure that sees reflinks (du counts
+    // a reflinked file in full); exact on a filesystem nothing else writes.
+    let free_kb = || {
+        Command::new("sync").status().unwrap();
+        let st = rustix::fs::statvfs(base).unwrap();
+        st.f_bfree * st.f_frsize / 1024
+    };
     for round in 0..5 {
+        let before = free_kb();
         prepare.push(time(|| b.run(&["generation", "prepare", "--owner", "bin"])));
         let next = b.root.join("installations/.next/left4dead2/vpk");
         fs::write(next.join("new.tmp"), vec![round as u8; 1 << 20]).unwrap();
@@ -381,6 +390,7 @@ fn generation_cost(base: &Path) {
         commit.push(time(|| {
             b.run(&["generation", "commit", "--restart", "never", "--keep", "10"])
         }));
+        df_costs.push(before.saturating_sub(free_kb()));
         let now = fs::read_to_string(b.root.join("installations/current")).unwrap();
         costs.push(du_beyond(
             &first,
@@ -413,6 +423,10 @@ fn generation_cost(base: &Path) {
     println!(
         "   disk cost of the new generation (du beyond the first): {:?} KiB, vs {} KiB for the tree",
         costs, tree_kb
+    );
+    println!(
+        "   free space it took (statvfs, prepare to commit; sees reflinks, which du counts in full): {:?} KiB",
+        df_costs
     );
     println!(
         "   prepare {} + commit {} (median of 5) = {} vs cp -a + sync {}: ratio {:.3}",
