@@ -49,6 +49,30 @@ pub struct Info {
     pub port: Option<u16>,
 }
 
+#[cfg(test)]
+impl Info {
+    /// An answer like the stand-in's, for the health check's tests.
+    pub(crate) fn for_test(players: u8, bots: u8) -> Info {
+        Info {
+            protocol: 17,
+            name: "n".into(),
+            map: "c1m1_hotel".into(),
+            folder: "left4dead2".into(),
+            game: "Left 4 Dead 2".into(),
+            app_id: 550,
+            players,
+            max_players: 8,
+            bots,
+            server_type: 'd',
+            environment: 'l',
+            password: false,
+            vac: false,
+            version: "1".into(),
+            port: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Challenge([u8; 4]),

@@ -155,11 +155,17 @@ pub(crate) struct PrepareArgs {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct AfterArgs {
+pub(crate) struct KeepArg {
     /// Keep at least the newest N generations (the current one counts).
     #[arg(long, env = "LEFT4ME_UPDATE_KEEP", default_value_t = 2, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) keep: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AfterArgs {
+    #[command(flatten)]
+    pub(crate) keep: KeepArg,
     /// What running instances do after a switch: move at their next start
     /// (never), once no player is on them (when-empty, done by their health
     /// check), or restart at once (now).
@@ -196,10 +202,8 @@ pub(crate) struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
-    /// Keep at least the newest N generations (the current one counts).
-    #[arg(long, env = "LEFT4ME_UPDATE_KEEP", default_value_t = 2, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..))]
-    pub(crate) keep: u16,
+    #[command(flatten)]
+    pub(crate) keep: KeepArg,
     #[command(flatten)]
     pub(crate) json: JsonArg,
 }

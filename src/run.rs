@@ -130,7 +130,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
 
 fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
     let after = |a: &'_ AfterArgs| generation::After {
-        keep: usize::from(a.keep),
+        keep: usize::from(a.keep.keep),
         restart: a.restart,
         systemctl: a.systemctl.clone(),
     };
@@ -200,7 +200,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
             print_result(&r, a.json, || format!("{}\n", r.result))
         }
         GenerationCommand::Gc(a) => {
-            let r = generation::gc(state, usize::from(a.keep))?;
+            let r = generation::gc(state, usize::from(a.keep.keep))?;
             print_result(&r, a.json.json, || {
                 let mut text =
                     format!("removed: {}; kept: {}\n", words(&r.removed), words(&r.kept));

@@ -26,19 +26,7 @@ fn one_at_a_time() -> fs::File {
 }
 
 fn as_builder(script: &str) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            BUILDER,
-            "--regid",
-            BUILDER,
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .unwrap()
+    common::run_as(BUILDER, script)
 }
 
 fn json(out: &str) -> serde_json::Value {

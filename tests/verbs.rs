@@ -9,19 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use common::{Fixture, SERVICE_UID};
 
 fn as_service_user(script: &str) -> std::process::Output {
-    std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            common::SERVICE_USER,
-            "--regid",
-            common::SERVICE_USER,
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .unwrap()
+    common::run_as(common::SERVICE_USER, script)
 }
 
 root_test! {

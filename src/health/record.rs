@@ -342,21 +342,8 @@ mod tests {
     fn answer(map: &str) -> Result<Answer, QueryError> {
         Ok(Answer {
             info: Info {
-                protocol: 17,
-                name: "n".into(),
                 map: map.into(),
-                folder: "left4dead2".into(),
-                game: "Left 4 Dead 2".into(),
-                app_id: 550,
-                players: 2,
-                max_players: 8,
-                bots: 0,
-                server_type: 'd',
-                environment: 'l',
-                password: false,
-                vac: false,
-                version: "1".into(),
-                port: None,
+                ..Info::for_test(2, 0)
             },
             latency: Duration::from_micros(1500),
         })

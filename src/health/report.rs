@@ -155,21 +155,8 @@ mod tests {
             1_000_000,
         );
         let info = Info {
-            protocol: 17,
             name: "left4me vs1".into(),
-            map: "c1m1_hotel".into(),
-            folder: "left4dead2".into(),
-            game: "Left 4 Dead 2".into(),
-            app_id: 550,
-            players: 3,
-            max_players: 8,
-            bots: 1,
-            server_type: 'd',
-            environment: 'l',
-            password: false,
-            vac: false,
-            version: "1".into(),
-            port: None,
+            ..Info::for_test(3, 1)
         };
         r.observe(
             &Ok(Answer {

@@ -389,23 +389,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn info(players: u8, bots: u8) -> Info {
-        Info {
-            protocol: 17,
-            name: "n".into(),
-            map: "c1m1_hotel".into(),
-            folder: "left4dead2".into(),
-            game: "Left 4 Dead 2".into(),
-            app_id: 550,
-            players,
-            max_players: 8,
-            bots,
-            server_type: 'd',
-            environment: 'l',
-            password: false,
-            vac: false,
-            version: "1".into(),
-            port: None,
-        }
+        Info::for_test(players, bots)
     }
 
     const OLD: &str = "20261130T030000Z";

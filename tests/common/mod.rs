@@ -61,6 +61,23 @@ pub fn isolated(name: &str, body: impl FnOnce()) {
     );
 }
 
+/// Runs `sh -c script` as `user` (and its group, no other groups).
+pub fn run_as(user: &str, script: &str) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            user,
+            "--regid",
+            user,
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap()
+}
+
 pub struct Fixture {
     _dir: tempfile::TempDir,
     /// The state dir (DIR in the contract).
