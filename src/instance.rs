@@ -83,12 +83,23 @@ pub(crate) fn read_config(state: &State, paths: &InstancePaths) -> Result<Instan
     InstanceConfig::parse(&bytes, &shown.display().to_string())
 }
 
+/// Whether a layer stack must end in the game installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Game {
+    /// A mount: no game installed is an error.
+    Required,
+    /// `status`: an instance's own layers show, and are no error, on a
+    /// host whose game is not installed yet.
+    IfInstalled,
+}
+
 /// The lower layers `config` asks for, highest priority first, each opened
 /// without following a symlink.
 pub(crate) fn layer_stack(
     state: &State,
     paths: &InstancePaths,
     config: &InstanceConfig,
+    game: Game,
 ) -> Result<Vec<(Layer, OwnedFd)>, Failure> {
     let mut layers = Vec::new();
     let rel = paths.layer();
@@ -121,7 +132,13 @@ pub(crate) fn layer_stack(
             fd,
         ));
     }
-    let rel = generation::layer_rel(state)?;
+    let rel = match game {
+        Game::Required => generation::layer_rel(state)?,
+        Game::IfInstalled => match generation::layer_rel_if_installed(state)? {
+            Some(rel) => rel,
+            None => return Ok(layers),
+        },
+    };
     let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
         if f.kind == Kind::Missing {
             f.hint("installations/current names a generation that is gone: write an existing one's name to it (left4me-overlay generation list)")

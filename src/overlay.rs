@@ -32,7 +32,7 @@ pub(crate) fn assemble(
     namespace::in_private_namespace(|| {
         let state = State::open(root)?;
         let paths = InstancePaths::new(name);
-        let layers = instance::layer_stack(&state, &paths, config)?;
+        let layers = instance::layer_stack(&state, &paths, config, instance::Game::Required)?;
         raise_fd_limit(layers.len());
         let (stack, fds): (Vec<Layer>, Vec<OwnedFd>) = layers.into_iter().unzip();
         let lower_fds = map_layers(&state, &stack, fds, user)?;

@@ -171,7 +171,7 @@ fn instance(
         error: None,
     };
     let configured = instance::read_config(state, &paths)
-        .and_then(|cfg| instance::layer_stack(state, &paths, &cfg))
+        .and_then(|cfg| instance::layer_stack(state, &paths, &cfg, instance::Game::IfInstalled))
         .map(|layers| {
             layers
                 .into_iter()

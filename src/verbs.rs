@@ -149,10 +149,11 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     // Until the stack record names the generation picked below.
     let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
     if l.mounted(runtime_i.as_fd())?.is_some() {
-        let asked: Vec<Layer> = instance::layer_stack(state, &paths, &config)?
-            .into_iter()
-            .map(|(layer, _)| layer)
-            .collect();
+        let asked: Vec<Layer> =
+            instance::layer_stack(state, &paths, &config, instance::Game::Required)?
+                .into_iter()
+                .map(|(layer, _)| layer)
+                .collect();
         let recorded = instance::read_record(l.helper_dir.as_fd(), &paths);
         if recorded.as_ref() == Some(&asked) {
             l.write_env_copy(&config, &asked)?;

@@ -340,6 +340,11 @@ root_test! {
         f.instance("vs1", &[]);
         let err = f.fails(&["mount", "vs1"], 12);
         assert!(err.contains("no game installation"), "{err}");
+        // status (which left4me-enable@ runs first) is no error: the game
+        // can be installed after the instance is set up.
+        let s = f.status("vs1");
+        assert_eq!(s["error"], serde_json::Value::Null, "{s}");
+        assert_eq!(s["layers"].as_array().unwrap().len(), 1, "only the writable layer: {s}");
         let by_hand = f.outside.join("game");
         fs::create_dir_all(by_hand.join("left4dead2")).unwrap();
         fs::write(by_hand.join("srcds_run"), "#!/bin/sh\n").unwrap();

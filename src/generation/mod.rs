@@ -191,20 +191,27 @@ fn read_current(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationI
 /// the current generation, or on a host not yet migrated the legacy
 /// installation/.
 pub(crate) fn layer_rel(state: &State) -> Result<String> {
-    if let Some(id) = current(state)? {
-        return Ok(id.rel());
-    }
-    match fsx::entry(state.fd(), LEGACY) {
-        Ok(Some(e)) if e.kind == libc_mode::S_IFDIR => Ok(LEGACY.to_owned()),
-        _ => Err(Failure::new(
+    layer_rel_if_installed(state)?.ok_or_else(|| {
+        Failure::new(
             Kind::Missing,
             format!(
                 "no game installation: {} does not exist",
                 state.shown(&format!("{INSTALLATIONS}/{CURRENT}")).display()
             ),
         )
-        .hint("install the game: systemctl start left4me-update (steamcmd), or left4me-overlay generation import DIR")),
+        .hint("install the game: systemctl start left4me-update (steamcmd), or left4me-overlay generation import DIR")
+    })
+}
+
+/// As [`layer_rel`], `None` on a host with no game installed yet.
+pub(crate) fn layer_rel_if_installed(state: &State) -> Result<Option<String>> {
+    if let Some(id) = current(state)? {
+        return Ok(Some(id.rel()));
     }
+    Ok(match fsx::entry(state.fd(), LEGACY) {
+        Ok(Some(e)) if e.kind == libc_mode::S_IFDIR => Some(LEGACY.to_owned()),
+        _ => None,
+    })
 }
 
 /// Held by a mount from picking the generation until its stack record
