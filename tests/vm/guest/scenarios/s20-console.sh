@@ -52,10 +52,17 @@ expect_map 27030 c1m1_hotel
 as_user sh -c "echo 'changelevel c5m1_waterfront' > $fifo"
 expect_map 27030 c5m1_waterfront
 
-# Stop: the FIFO goes with the server; systemctl says nothing about a
-# trigger left active.
+# Stop: the FIFO goes with the server, and the socket with it (checked
+# below). systemctl prints nothing else; it may print its "triggering units
+# are still active" warning: it asks for the socket's state once the
+# server's stop job is done, and the socket's own stop job, ordered after
+# the server's (the server starts After= it), may not have begun by then
+# (seen once in CI under a load of 10). The socket ends inactive either way.
 out=$(as_user systemctl stop "$(unit con)" 2>&1) || fail "left4me may not stop $(unit con): $out"
-[ -z "$out" ] || fail "systemctl stop printed: $out"
+rest=$(grep -v -e "^Stopping '$(unit con)', but its triggering units are still active:$" \
+    -e '^left4me-console@con.socket$' <<< "$out" || true)
+[ -z "$rest" ] || fail "systemctl stop printed: $out"
+[ -z "$out" ] || note "systemctl's trigger warning raced the socket's stop job: $out"
 wait_unmounted con 15
 deadline=$(( $(now_ms) + 5000 ))
 while [ -e "$fifo" ]; do
