@@ -15,7 +15,9 @@ pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
+/// How every directory below the state dir is opened: read-only, no
+/// symlink followed.
+pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
@@ -300,15 +302,21 @@ pub(crate) fn write_replace(
         .map_err(|e| Failure::os(shown, "create", e))?;
     // An earlier file of that name may have been created with another mode.
     chmod_fd(fd.as_fd(), 0o600, shown)?;
+    write_all(&fd, bytes, shown)?;
+    rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| Failure::os(shown, "rename", e))
+}
+
+/// Writes all of `bytes` to `fd`, retrying short and interrupted writes.
+pub(crate) fn write_all(fd: &OwnedFd, bytes: &[u8], shown: &Path) -> Result<(), Failure> {
     let mut written = 0;
     while written < bytes.len() {
-        match rustix::io::write(&fd, &bytes[written..]) {
+        match rustix::io::write(fd, &bytes[written..]) {
             Ok(n) => written += n,
             Err(Errno::INTR) => {}
             Err(e) => return Err(Failure::os(shown, "write", e)),
         }
     }
-    rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| Failure::os(shown, "rename", e))
+    Ok(())
 }
 
 /// Removes file `name` from `dir`; nothing to do if it is not there.

@@ -371,15 +371,7 @@ fn write_current(dir: BorrowedFd<'_>, id: &GenerationId, shown: &std::path::Path
     )
     .map_err(|e| Failure::os(shown, "create", e))?;
     fsx::chmod_fd(fd.as_fd(), 0o644, shown)?;
-    let line = format!("{id}\n");
-    let mut written = 0;
-    while written < line.len() {
-        match rustix::io::write(&fd, &line.as_bytes()[written..]) {
-            Ok(n) => written += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Failure::os(shown, "write", e)),
-        }
-    }
+    fsx::write_all(&fd, format!("{id}\n").as_bytes(), shown)?;
     rustix::fs::fsync(&fd).map_err(|e| Failure::os(shown, "fsync", e))?;
     rustix::fs::renameat(dir, tmp, dir, CURRENT).map_err(|e| Failure::os(shown, "rename", e))?;
     rustix::fs::fsync(dir).map_err(|e| Failure::os(shown, "fsync directory of", e))

@@ -37,10 +37,6 @@ const STEAM_METADATA: &str = "steamapps";
 /// write its holes out in full as root.
 const SPARSE_SLACK: u64 = 1 << 20;
 
-const DIR_OPEN: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
 const FILE_OPEN: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::NONBLOCK)
@@ -93,7 +89,7 @@ fn read_names(dir: BorrowedFd<'_>, shown: &Path) -> Result<Vec<CString>> {
 }
 
 fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr, shown: &Path) -> Result<OwnedFd> {
-    rustix::fs::openat(dir, name, DIR_OPEN, Mode::empty())
+    rustix::fs::openat(dir, name, fsx::DIR_FLAGS, Mode::empty())
         .map_err(|e| Failure::os(shown, "open", e))
 }
 
