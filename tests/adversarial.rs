@@ -468,3 +468,34 @@ root_test! {
         f.ok(&["mount", "vs1"]);
     }
 }
+
+root_test! {
+    /// Instances named like the host-wide locks (`installations`, `update`)
+    /// once shared their files: a mount of `installations` deadlocked on
+    /// itself (exit 16 after 30 s), and while any verb of such an instance
+    /// ran, every other mount, `generation gc` and `import` waited for it.
+    fn instances_named_like_host_locks_share_no_lock_with_the_host() {
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        for name in ["installations", "update"] {
+            f.instance(name, &[]);
+            let t0 = std::time::Instant::now();
+            f.ok(&["mount", name]);
+            assert!(f.is_mounted(name));
+            assert!(t0.elapsed().as_secs() < 10, "mount {name} waited {:?}", t0.elapsed());
+            f.ok(&["umount", name]);
+        }
+        f.instance("vs1", &[]);
+        // A verb of instance `installations` or `update` holds its lock
+        // (as a slow mount of it would): the host's verbs do not wait.
+        for name in ["installations", "update"] {
+            let held = fs::File::create(f.path(&format!("runtime/.left4me/{name}.lock"))).unwrap();
+            rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+            let t0 = std::time::Instant::now();
+            f.ok(&["generation", "gc"]);
+            f.ok(&["mount", "vs1"]);
+            f.ok(&["umount", "vs1"]);
+            assert!(t0.elapsed().as_secs() < 10, "host verbs waited {:?} behind instance {name}", t0.elapsed());
+        }
+    }
+}
