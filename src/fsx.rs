@@ -2,6 +2,15 @@
 //! resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) relative to a
 //! directory fd, and all later work (chown, mount, rename, unlink) goes through
 //! the fds obtained, so nothing is re-resolved after it was checked.
+//!
+//! Nor does a path cross a mount point (RESOLVE_NO_XDEV): the service user
+//! may mount what it likes (FUSE, with `user_allow_other`) on the
+//! directories it owns, and a filesystem it serves can claim any owner and
+//! mode for its files, so a layer, upper or work directory on such a mount
+//! would let overlayfs copy up, as root, a set-uid root file the user never
+//! had. Only the admin's trees, installations/ and overlays/<name>, which
+//! nobody but root can write, may be mounts of their own (a game kept on a
+//! disk of its own): [`open_admin_dir`] and [`ensure_admin_dir`].
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -13,7 +22,12 @@ use crate::error::{Failure, Kind};
 
 pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_XDEV);
+
+/// [`BENEATH`], but mount points below the state dir may be crossed: only
+/// for the root-only trees.
+const BENEATH_ACROSS_MOUNTS: ResolveFlags = BENEATH.difference(ResolveFlags::NO_XDEV);
 
 /// How every directory below the state dir is opened: read-only, no
 /// symlink followed.
@@ -22,10 +36,29 @@ pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
-/// Opens directory `rel` beneath `base` without following any symlink.
-/// `shown` is how the path is named in errors.
+/// Opens directory `rel` beneath `base` without following any symlink or
+/// crossing a mount point. `shown` is how the path is named in errors.
 pub(crate) fn open_dir(base: BorrowedFd<'_>, rel: &str, shown: &Path) -> Result<OwnedFd, Failure> {
-    rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), BENEATH)
+    open_dir_with(base, rel, shown, BENEATH)
+}
+
+/// Like [`open_dir`], but mount points may be crossed: for installations/
+/// and overlays/<name> (see the module's comment).
+pub(crate) fn open_admin_dir(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
+    open_dir_with(base, rel, shown, BENEATH_ACROSS_MOUNTS)
+}
+
+fn open_dir_with(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Failure> {
+    rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), resolve)
         .map_err(|e| explain(base, rel, shown, e, "directory"))
 }
 
@@ -35,7 +68,25 @@ pub(crate) fn open_dir_if_exists(
     rel: &str,
     shown: &Path,
 ) -> Result<Option<OwnedFd>, Failure> {
-    match rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), BENEATH) {
+    open_dir_if_exists_with(base, rel, shown, BENEATH)
+}
+
+/// Like [`open_admin_dir`], but `Ok(None)` when it does not exist.
+pub(crate) fn open_admin_dir_if_exists(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+) -> Result<Option<OwnedFd>, Failure> {
+    open_dir_if_exists_with(base, rel, shown, BENEATH_ACROSS_MOUNTS)
+}
+
+fn open_dir_if_exists_with(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    resolve: ResolveFlags,
+) -> Result<Option<OwnedFd>, Failure> {
+    match rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), resolve) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(explain(base, rel, shown, e, "directory")),
@@ -44,12 +95,33 @@ pub(crate) fn open_dir_if_exists(
 
 /// Opens or creates directory `name` directly in `parent`. A new directory
 /// gets exactly `mode`, whatever the umask (systemd units may set UMask=0077);
-/// what is there already is used as it is if it is a directory.
+/// what is there already is used as it is if it is a directory and not a
+/// mount point.
 pub(crate) fn ensure_dir(
     parent: BorrowedFd<'_>,
     name: &str,
     mode: u32,
     shown: &Path,
+) -> Result<OwnedFd, Failure> {
+    ensure_dir_with(parent, name, mode, shown, BENEATH)
+}
+
+/// Like [`ensure_dir`], but it may be a mount point: for installations/.
+pub(crate) fn ensure_admin_dir(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
+    ensure_dir_with(parent, name, mode, shown, BENEATH_ACROSS_MOUNTS)
+}
+
+fn ensure_dir_with(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
+    shown: &Path,
+    resolve: ResolveFlags,
 ) -> Result<OwnedFd, Failure> {
     let created = match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
         Ok(()) => true,
@@ -59,7 +131,7 @@ pub(crate) fn ensure_dir(
         }
         Err(e) => return Err(Failure::os(shown, "create directory", e)),
     };
-    let fd = open_dir(parent, name, shown)?;
+    let fd = open_dir_with(parent, name, shown, resolve)?;
     if created {
         chmod_fd(fd.as_fd(), mode, shown)?;
     }
@@ -221,11 +293,29 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
             ),
         )
         .hint("remove the symlink; left4me-overlay creates the directories it needs"),
-        (Errno::XDEV, _) => Failure::new(
-            Kind::UnsafePath,
-            format!("{} resolves outside the state directory", shown.display()),
-        )
-        .hint("replace whatever is there (a mount or a link) by a plain directory"),
+        (Errno::XDEV, _) => {
+            let mount = mount_point_in(base, rel).map_or_else(
+                || shown.to_path_buf(),
+                |extra| {
+                    let mut p = shown.to_path_buf();
+                    for _ in 0..extra {
+                        p.pop();
+                    }
+                    p
+                },
+            );
+            Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} is a mount point; root does not follow paths into another filesystem below the state directory",
+                    mount.display()
+                ),
+            )
+            .hint(format!(
+                "unmount it (fusermount -u {0}, or umount {0}) and use a plain directory",
+                mount.display()
+            ))
+        }
         (Errno::NOTDIR, _) => Failure::new(
             Kind::UnsafePath,
             format!("{} is not a directory", culprit_shown.display()),
@@ -243,6 +333,24 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
         .hint(format!("replace it with a {want}")),
         (e, _) => Failure::os(shown, &format!("open {want}"), e),
     }
+}
+
+/// Walks `rel` component by component (for the error message only) and
+/// returns how many trailing components follow the first one that is on
+/// another mount than `base`.
+fn mount_point_in(base: BorrowedFd<'_>, rel: &str) -> Option<usize> {
+    let mnt_id = |name: &str| {
+        rustix::fs::statx(base, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)
+            .ok()
+            .map(|st| st.stx_mnt_id)
+    };
+    let here = rustix::fs::statx(base, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .ok()?
+        .stx_mnt_id;
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    (0..parts.len())
+        .find(|&i| mnt_id(&parts[..=i].join("/")).is_some_and(|id| id != here))
+        .map(|i| parts.len() - 1 - i)
 }
 
 /// Walks `rel` component by component (for the error message only) and

@@ -114,7 +114,7 @@ pub(crate) fn layer_stack(
     }
     for overlay in &config.overlays {
         let rel = state::overlay_rel(overlay);
-        let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
+        let fd = fsx::open_admin_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
             if f.kind == Kind::Missing {
                 f.hint(format!(
                     "create it, or remove {overlay} from L4D2_OVERLAYS in {}",
@@ -139,7 +139,7 @@ pub(crate) fn layer_stack(
             None => return Ok(layers),
         },
     };
-    let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
+    let fd = fsx::open_admin_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
         if f.kind == Kind::Missing {
             f.hint("installations/current names a generation that is gone: write an existing one's name to it (left4me-overlay generation list)")
         } else {

@@ -499,3 +499,157 @@ root_test! {
         }
     }
 }
+
+/// A squashfs image of the service user's whose only file, `evil`, claims
+/// root:root 4755: what the user can build without privilege (`mksquashfs
+/// -p`, squashfs-tools).
+fn setuid_root_image(f: &Fixture) -> std::path::PathBuf {
+    let src = f.outside.join("image-src");
+    fs::create_dir_all(&src).unwrap();
+    fs::copy("/bin/true", src.join("evil")).unwrap();
+    // The image's top is the user's, as the user's own mksquashfs makes it.
+    std::os::unix::fs::chown(&src, Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+    let img = f.outside.join("evil.sqfs");
+    let out = std::process::Command::new("mksquashfs")
+        .arg(&src)
+        .arg(&img)
+        .args(["-quiet", "-noappend", "-p", "evil m 4755 0 0"])
+        .output()
+        .expect("mksquashfs (squashfs-tools; scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
+}
+
+/// Mounts `img` on `on` with squashfuse and allow_other, as a user with
+/// `user_allow_other` in /etc/fuse.conf could. Root mounts it here (the
+/// kernel sees the same: another filesystem, serving whatever owner and mode
+/// the image claims), so the test does not change the host's fuse.conf.
+fn squashfuse(img: &std::path::Path, on: &std::path::Path) {
+    fs::create_dir_all(on).unwrap();
+    let out = std::process::Command::new("squashfuse")
+        .args(["-o", "allow_other"])
+        .arg(img)
+        .arg(on)
+        .output()
+        .expect("squashfuse (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owner = fs::metadata(on.join("evil")).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&owner),
+            std::os::unix::fs::MetadataExt::mode(&owner) & 0o7777
+        ),
+        (0, 0o4755)
+    );
+}
+
+fn fusermount_u(on: &std::path::Path) {
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(on)
+        .status();
+}
+
+/// No file or directory below upper/ is root's or has a set-id bit
+/// (overlayfs's whiteouts, root's 0:0 character devices, are expected).
+fn assert_upper_has_no_root_or_setid_file(f: &Fixture, instance: &str) {
+    let upper = f.path(&format!("runtime/{instance}/upper"));
+    let out = std::process::Command::new("find")
+        .arg(&upper)
+        .args([
+            "-mindepth",
+            "1",
+            "-not",
+            "-type",
+            "c",
+            "(",
+            "-uid",
+            "0",
+            "-o",
+            "-perm",
+            "/6000",
+            ")",
+            "-printf",
+            "%p %u %m\\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "root's or set-id files in upper/"
+    );
+}
+
+root_test! {
+    /// The service user's FUSE mount (squashfuse, a file that claims
+    /// root:root 4755) on its layer, on upper/ or on home/: root's copy-up
+    /// would write a real set-uid root file into upper/, which the user can
+    /// run from there. Every such mount is refused before anything is
+    /// mounted.
+    fn a_user_mount_on_a_layer_upper_or_home_is_refused() {
+        let f = Fixture::new();
+        let img = setuid_root_image(&f);
+        f.instance("vs1", &[]);
+        let layer = f.path("instances/vs1/layer");
+        squashfuse(&img, &layer);
+        refused(&f, "vs1", &["mount", "vs1"], 13, "instances/vs1/layer is a mount point");
+        fusermount_u(&layer);
+        fs::remove_dir(&layer).unwrap();
+        // upper/ and home/ are the service user's, so it can mount on them
+        // between two runs (mount creates them, umount keeps them).
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        for part in ["upper", "home"] {
+            let on = f.path(&format!("runtime/vs1/{part}"));
+            squashfuse(&img, &on);
+            refused(&f, "vs1", &["mount", "vs1"], 13, &format!("runtime/vs1/{part} is a mount point"));
+            fusermount_u(&on);
+        }
+        f.ok(&["mount", "vs1"]);
+        assert_upper_has_no_root_or_setid_file(&f, "vs1");
+    }
+}
+
+root_test! {
+    /// A root file in the service user's own layer, on the state dir's
+    /// filesystem (a hard link, where fs.protected_hardlinks=0 lets the user
+    /// make one; made by root here): the layer is idmapped with the service
+    /// user's ids alone, so the file's owner is unmapped and overlayfs
+    /// refuses to copy it up. Reading it works; renaming or writing it
+    /// through merged/ fails, and upper/ gets no root or set-id file.
+    fn a_root_file_in_the_users_layer_is_never_copied_up_as_roots() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        let layer = f.path("instances/vs1/layer");
+        fs::create_dir_all(layer.join("left4dead2")).unwrap();
+        std::os::unix::fs::chown(&layer, Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+        std::os::unix::fs::chown(layer.join("left4dead2"), Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+        let evil = layer.join("evil");
+        fs::copy("/bin/true", &evil).unwrap();
+        fs::set_permissions(&evil, fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::write(layer.join("mine.cfg"), "sv_cheats 0\n").unwrap();
+        std::os::unix::fs::chown(layer.join("mine.cfg"), Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+        f.ok(&["mount", "vs1"]);
+        let m = f.merged("vs1");
+        let user = common::SERVICE_USER;
+        let out = common::run_as(user, &format!("mv {0}/evil {0}/evil2", m.display()));
+        assert!(!out.status.success(), "copy-up of a root file succeeded");
+        let out = common::run_as(user, &format!("echo x >> {0}/evil", m.display()));
+        assert!(!out.status.success(), "write to a root file succeeded");
+        // The user's own files copy up as usual.
+        let out = common::run_as(user, &format!("mv {0}/mine.cfg {0}/mine2.cfg && cat {0}/evil > /dev/null", m.display()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_upper_has_no_root_or_setid_file(&f, "vs1");
+        f.ok(&["umount", "vs1"]);
+    }
+}

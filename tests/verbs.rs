@@ -266,10 +266,12 @@ root_test! {
         holder.kill().unwrap();
         holder.wait().unwrap();
         // The reference unit's failure: a process in another mount namespace
-        // (a service's private one) keeps a propagated copy busy. Make runtime/
-        // a shared mount, as / is under systemd, so the copy is a slave of ours.
+        // (a service's private one) keeps a propagated copy busy. Make the
+        // state dir a shared mount, as / is under systemd, so the copy is a
+        // slave of ours (the state dir itself: root follows no mount point
+        // below it).
         f.ok(&["umount", "vs1"]);
-        let rt = f.path("runtime");
+        let rt = f.root.clone();
         for args in [vec!["--bind", rt.to_str().unwrap(), rt.to_str().unwrap()], vec!["--make-shared", rt.to_str().unwrap()]] {
             assert!(std::process::Command::new("mount").args(&args).status().unwrap().success());
         }

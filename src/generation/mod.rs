@@ -150,7 +150,7 @@ pub(crate) fn of_stack(layers: &[Layer]) -> Option<GenerationId> {
 /// writable by nobody else, so only root can create or replace `current`.
 fn open_dir(state: &State) -> Result<Option<OwnedFd>> {
     let shown = state.shown(INSTALLATIONS);
-    let fd = fsx::open_dir_if_exists(state.fd(), INSTALLATIONS, &shown)?;
+    let fd = fsx::open_admin_dir_if_exists(state.fd(), INSTALLATIONS, &shown)?;
     if let Some(fd) = &fd {
         state::require_root_only(fd.as_fd(), &shown)?;
     }
@@ -390,7 +390,7 @@ fn migrate(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationId>> {
     let shown = state.shown(INSTALLATIONS);
     let current_shown = state.shown(&format!("{INSTALLATIONS}/{CURRENT}"));
     let legacy_shown = state.shown(LEGACY);
-    let legacy = fsx::open_dir_if_exists(state.fd(), LEGACY, &legacy_shown)?;
+    let legacy = fsx::open_admin_dir_if_exists(state.fd(), LEGACY, &legacy_shown)?;
     let empty = match &legacy {
         None => true,
         Some(fd) => rustix::fs::Dir::read_from(fd)

@@ -99,7 +99,7 @@ impl<'s> Held<'s> {
         let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
         let lock = lock_updates(state, helper_dir.as_fd())?;
         let shown = state.shown(INSTALLATIONS);
-        let dir = fsx::ensure_dir(state.fd(), INSTALLATIONS, 0o755, &shown)?;
+        let dir = fsx::ensure_admin_dir(state.fd(), INSTALLATIONS, 0o755, &shown)?;
         state::require_root_only(dir.as_fd(), &shown)?;
         let held = Held {
             state,
