@@ -32,6 +32,9 @@ pub(crate) const INSTALLATIONS: &str = "installations";
 const CURRENT: &str = "current";
 /// The generation being built, the update user's until commit.
 pub(crate) const NEXT: &str = ".next";
+/// Root-only, during a commit: the new inodes of the update user's files
+/// before they replace the old ones (tree::take_over).
+pub(crate) const RENEW: &str = ".renew";
 /// Where the game lived before generations.
 pub(crate) const LEGACY: &str = "installation";
 const MANIFEST: &str = "steamapps/appmanifest_222860.acf";
