@@ -41,6 +41,28 @@ pub(crate) struct Lock {
     _fd: OwnedFd,
 }
 
+/// Opens (creating) the lock file `file` in `helper_dir`, without locking it.
+pub(crate) fn open(
+    helper_dir: BorrowedFd<'_>,
+    file: &str,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(helper_dir, file, flags, Mode::from_raw_mode(0o600))
+        .map_err(|e| Failure::os(shown, "open lock", e))
+}
+
+/// Takes the exclusive lock on `fd` if nobody holds it; false if somebody does.
+pub(crate) fn try_exclusive(fd: BorrowedFd<'_>) -> bool {
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return true,
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Takes the lock `file` in `helper_dir`, waiting up to [`WAIT`]. `what`
 /// names what is locked in the timeout message ("instance vs1").
 pub(crate) fn lock(
@@ -50,9 +72,7 @@ pub(crate) fn lock(
     what: &str,
     shown: &Path,
 ) -> Result<Lock, Failure> {
-    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(helper_dir, file, flags, Mode::from_raw_mode(0o600))
-        .map_err(|e| Failure::os(shown, "open lock", e))?;
+    let fd = open(helper_dir, file, shown)?;
     let op = match mode {
         LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
         LockMode::Shared => FlockOperation::NonBlockingLockShared,

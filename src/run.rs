@@ -97,8 +97,8 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
             let user = ServiceUser::from_env()?;
             let done = verbs::reset(&state, &name, &user)?;
             print_outcome(&done.outcome, args.json)?;
-            if let Some((runtime_i, shown)) = done.discard {
-                discard::in_background(runtime_i, &shown);
+            if let Some(background) = done.discard {
+                discard::in_background(background);
             }
         }
         Command::Status(args) => {

@@ -138,6 +138,8 @@ pub(crate) enum Own {
     Stage,
     /// The game's environment: instance.env's validated lines, re-serialised.
     EnvCopy,
+    /// Held by the one background sweeper of the instance's discarded layers.
+    Sweeper,
 }
 
 /// Where one instance's parts are: relative to the state dir (`*_rel`, to
@@ -187,6 +189,7 @@ impl InstancePaths {
             Own::Record => "stack",
             Own::Stage => "stage",
             Own::EnvCopy => "env",
+            Own::Sweeper => "sweep",
         };
         format!("{}.{suffix}", self.name)
     }

@@ -278,8 +278,8 @@ pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
 /// still to be deleted, once the lock is released.
 pub(crate) struct ResetDone {
     pub(crate) outcome: Outcome,
-    /// runtime/<i> and how it is shown, when there is anything to delete.
-    pub(crate) discard: Option<(OwnedFd, PathBuf)>,
+    /// What the background sweeper needs, when there is anything to delete.
+    pub(crate) discard: Option<discard::Background>,
 }
 
 /// Swaps in an empty writable layer.
@@ -324,9 +324,15 @@ pub(crate) fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     }
     prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
     tracing::info!("writable layer replaced by an empty one");
+    let sweeper = l.paths.own(Own::Sweeper);
+    let sweeper_lock = lock::open(l.helper_dir.as_fd(), &sweeper, &l.in_helper_dir(&sweeper))?;
     Ok(ResetDone {
         outcome,
-        discard: Some((runtime_i, rt_shown)),
+        discard: Some(discard::Background {
+            runtime_i,
+            shown: rt_shown,
+            sweeper_lock,
+        }),
     })
 }
 

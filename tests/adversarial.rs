@@ -653,3 +653,51 @@ root_test! {
         f.ok(&["umount", "vs1"]);
     }
 }
+
+/// The helper's processes alive now (the background sweepers, once the verb
+/// that forked them has returned).
+fn helper_processes() -> usize {
+    let me = fs::canonicalize(common::HELPER).unwrap();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe == me))
+        .count()
+}
+
+root_test! {
+    /// Each reset once forked its own detached root sweeper: 40 resets in a
+    /// row left 40 root processes walking the same tree. One runs per
+    /// instance now, and it deletes what later resets set aside.
+    fn resets_in_a_row_leave_one_sweeper_per_instance() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        // A layer that takes a while to delete, then 39 quick resets while
+        // it is deleted, each with something to delete.
+        let upper = f.path("runtime/vs1/upper");
+        for d in 0..100 {
+            let dir = upper.join(format!("big{d}"));
+            fs::create_dir(&dir).unwrap();
+            for i in 0..1000 {
+                fs::write(dir.join(format!("f{i}")), "").unwrap();
+            }
+        }
+        f.ok(&["reset", "vs1"]);
+        let mut most = helper_processes();
+        for round in 0..39 {
+            fs::write(f.path(&format!("runtime/vs1/upper/r{round}")), "").unwrap();
+            f.ok(&["reset", "vs1"]);
+            most = most.max(helper_processes());
+        }
+        assert!(most <= 1, "{most} sweepers of one instance ran at once");
+        f.wait_discarded("vs1");
+        assert_eq!(helper_processes(), 0);
+    }
+}
