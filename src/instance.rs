@@ -226,8 +226,10 @@ pub(crate) fn mounted_here(
                     format!(
                         "{} has a mount that is not this instance's overlay ({} from {}); refusing to touch it",
                         shown_merged.display(),
-                        m.fstype,
-                        m.source
+                        // Whoever mounted it chose these (a FUSE fsname):
+                        // control characters reach no terminal or journal.
+                        m.fstype.escape_debug(),
+                        m.source.escape_debug()
                     ),
                 )
                 .hint("unmount it yourself if it should not be there"));

@@ -288,6 +288,13 @@ root_test! {
         assert!(err.contains("not this instance's overlay"), "{err}");
         let on_merged = common::mount_points().iter().filter(|m| std::path::Path::new(m) == f.merged("vs1")).count();
         assert_eq!(on_merged, 1, "the foreign tmpfs must stay, with nothing stacked on it");
+        // Its source is whatever its maker chose (a FUSE fsname): a terminal
+        // escape in it reaches no terminal or journal.
+        assert!(std::process::Command::new("umount").arg(f.merged("vs1")).status().unwrap().success());
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "evil\x1b]0;owned\x07\x1b[2J"]).arg(f.merged("vs1")).status().unwrap().success());
+        let err = f.fails(&["umount", "vs1"], 15);
+        assert!(!err.contains('\x1b') && !err.contains('\x07'), "control characters printed: {err:?}");
+        assert!(err.contains("tmpfs from evil\\u{1b}]0;owned"), "{err}");
     }
 }
 
