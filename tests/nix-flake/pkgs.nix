@@ -49,7 +49,8 @@ let
   # pname+version, a finalAttrs function or an attrset, meta.platforms and
   # meta.badPlatforms against the host (lib.meta.availableOn), unfree
   # licences refused unless allowed, meta and passthru kept off the
-  # derivation's environment, passthru merged into the result.
+  # derivation's environment, `env` merged into it, passthru merged into the
+  # result.
   mkDerivationFor =
     platform: fnOrAttrs:
     let
@@ -71,12 +72,16 @@ let
         "checkInputs"
         "nativeCheckInputs"
       ];
+      # `env` is merged into the environment (without __structuredAttrs
+      # its values must be strings, which the coercion below checks).
       env =
         builtins.removeAttrs attrs [
           "meta"
           "passthru"
           "pos"
+          "env"
         ]
+        // (attrs.env or { })
         // lib.genAttrs (lib.filter (a: attrs ? ${a}) depAttrs) (a: checkDeps name a attrs.${a});
       drv = derivation (
         env
@@ -93,7 +98,9 @@ let
     else if unfree && !allowUnfree then
       throw "Package ‘${name}’ has an unfree license, refusing to evaluate."
     else
-      drv
+      # check-meta.nix reads meta (licence, platforms, broken, insecure) on
+      # every evaluation; forcing all of it is a little stricter.
+      builtins.deepSeq meta drv
       // (attrs.passthru or { })
       // {
         inherit meta;
