@@ -661,10 +661,12 @@ root_test! {
     }
 }
 
-/// The helper's processes alive now (the background sweepers, once the verb
-/// that forked them has returned).
-fn helper_processes() -> usize {
+/// The helper's processes alive now for the state dir of `f` (the
+/// background sweepers, once the verb that forked them has returned; other
+/// tests run theirs beside it).
+fn helper_processes(f: &Fixture) -> usize {
     let me = fs::canonicalize(common::HELPER).unwrap();
+    let state_dir = f.root.as_os_str().as_encoded_bytes().to_vec();
     fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -674,6 +676,10 @@ fn helper_processes() -> usize {
                 .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
         })
         .filter(|e| fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe == me))
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == state_dir.as_slice()))
+        })
         .count()
 }
 
@@ -697,14 +703,14 @@ root_test! {
             }
         }
         f.ok(&["reset", "vs1"]);
-        let mut most = helper_processes();
+        let mut most = helper_processes(&f);
         for round in 0..39 {
             fs::write(f.path(&format!("runtime/vs1/upper/r{round}")), "").unwrap();
             f.ok(&["reset", "vs1"]);
-            most = most.max(helper_processes());
+            most = most.max(helper_processes(&f));
         }
         assert!(most <= 1, "{most} sweepers of one instance ran at once");
         f.wait_discarded("vs1");
-        assert_eq!(helper_processes(), 0);
+        assert_eq!(helper_processes(&f), 0);
     }
 }
