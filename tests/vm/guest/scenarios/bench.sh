@@ -1,4 +1,5 @@
 # Benchmark figures (printed, not asserted beyond "the cycle worked"), each
+# budget: 3600
 # new-design figure beside a baseline measured in the same boot:
 # - stop-to-unmounted, 20 cycles each, alternating: the shipped units driven
 #   as the web app does (left4me through polkit), the same as root, and the

@@ -1,4 +1,5 @@
 # 2. Two overlays and a per-instance layer: mounted, A2S answers with the
+# budget: 60
 #    hostname the top layer sets, lower-priority files shadowed correctly.
 standard_overlays
 remove_instance two

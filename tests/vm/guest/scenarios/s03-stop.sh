@@ -1,4 +1,5 @@
 # 3. Stop: unmounted on the first try (by the overlay unit, after the
+# budget: 80
 #    server's stop returned), no mount namespace left holding it.
 standard_overlays
 remove_instance three

@@ -1,4 +1,5 @@
 # 4. Write into the game dir, stop, reset (through left4me-reset@, as the
+# budget: 80
 #    web app does), start: the write is gone, the instance's config is kept.
 standard_overlays
 remove_instance four

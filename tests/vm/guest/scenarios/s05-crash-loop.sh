@@ -1,4 +1,5 @@
 # 5. Crash loop: a stand-in that exits non-zero at once ends in `failed`
+# budget: 200
 #    after StartLimitBurst, with the overlay unmounted.
 standard_overlays
 remove_instance crash

@@ -1,4 +1,5 @@
 # 8. As the left4me user (polkit over D-Bus): can start/stop
+# budget: 80
 #    left4me-server@x, start the update, cannot start any other unit.
 standard_overlays
 remove_instance x

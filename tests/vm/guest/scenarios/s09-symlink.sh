@@ -1,4 +1,5 @@
 # 9. A symlink planted at runtime/<i>/merged: the start fails with a clear
+# budget: 60
 #    journal message and nothing is mounted anywhere else.
 standard_overlays
 remove_instance nine

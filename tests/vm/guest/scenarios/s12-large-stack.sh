@@ -1,4 +1,5 @@
 # 12. Layer stacks past the legacy one-page option limit, on the distribution's
+# budget: 150
 #     own kernel. 120 overlays with 64-character names: their paths alone take
 #     ~9 KB, yet they mount everywhere (layers reach overlayfs as
 #     /proc/self/fd/N). 300 overlays: Linux >= 6.8 appends them one by one

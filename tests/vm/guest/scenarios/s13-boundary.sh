@@ -1,4 +1,5 @@
 # 13. The root boundary (issue 8): nothing the service user writes reaches a
+# budget: 970
 #     root process, as code, environment, identity or a path PID 1 opens.
 standard_overlays
 as_user() { runuser -u left4me -- "$@"; }

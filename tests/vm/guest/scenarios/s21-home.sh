@@ -1,4 +1,5 @@
 # 21. The game's $HOME and the 32-bit loader path: each instance has a
+# budget: 60
 #     private writable home in runtime/NAME/home; ~/.steam/sdk32/steamclient.so
 #     links to the installation's bin/steamclient.so when there is one (and
 #     the dynamically linked i386 stand-in loads it under the sandbox); the

@@ -1,4 +1,5 @@
 # 22. What the game unit's sandbox enforces, and what it does not
+# budget: 70
 #     (docs/unit.md): run inside the real unit of an instance, through a
 #     drop-in's ExecStartPre= lines,
 #     - RestrictAddressFamilies= refuses AF_ALG to a 64-bit process, but not

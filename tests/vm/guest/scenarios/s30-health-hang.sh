@@ -1,4 +1,5 @@
 # 30. Health: a server that hangs (keeps running, stops answering, ignores
+# budget: 80
 #     SIGINT) is restarted by its health check, as left4me through polkit,
 #     within N x interval + timeout of the hang, and answers again; the check
 #     runs as left4me, sandboxed at least as tightly as the game, and stops

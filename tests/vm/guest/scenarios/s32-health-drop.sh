@@ -1,4 +1,5 @@
 # 32. Health: one lost answer causes no restart, even with a threshold of 2
+# budget: 60
 #     failures in a row (the default is 3).
 . ./health-lib.sh
 standard_overlays

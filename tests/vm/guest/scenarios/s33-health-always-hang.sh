@@ -1,4 +1,5 @@
 # 33. Health: a server that hangs on every start ends `failed`, with the
+# budget: 130
 #     health check's reason in the journal, after RESTARTS_MAX restarts;
 #     systemd's start limit (5 in 60 s) could never see that. The check ends
 #     it with SIGSYS to the server's main process (as left4me, across the two

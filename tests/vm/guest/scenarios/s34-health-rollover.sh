@@ -1,4 +1,5 @@
 # 34. Health: the when-empty update restart (docs/health.md, "Update
+# budget: 100
 #     restarts"). A generation switch is faked by hand, without the update
 #     service (s41 runs that end to end): a copy of the current generation
 #     under another id, and installations/current rewritten by rename(2) as

@@ -1,4 +1,5 @@
 # 40. An update while two instances run (docs/updates.md): left4me-update.service
+# budget: 100
 #     with the fake steamcmd builds the next generation; the running
 #     instances keep their mounts, their generation and every file they see,
 #     and keep answering; a new start runs the new build; `generation list`

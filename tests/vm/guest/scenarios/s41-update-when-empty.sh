@@ -1,4 +1,5 @@
 # 41. Restart policies after an update (docs/updates.md), with two
+# budget: 170
 #     instances, one with players (the stand-in's left4dead2/players file)
 #     and one empty:
 #     when-empty: the empty one is restarted onto the new generation by its
