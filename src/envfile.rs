@@ -17,6 +17,9 @@ pub(crate) const MAX_BYTES: usize = 64 * 1024;
 pub(crate) const MAX_OVERLAYS: usize = 498;
 /// The only keys instance.env may set start with this.
 pub(crate) const KEY_PREFIX: &str = "L4D2_";
+/// What the prefix and a variable name ([`is_valid_key`]) allow together,
+/// as a regular expression for the contract (src/contract.rs).
+pub(crate) const KEY_PATTERN: &str = "^L4D2_[A-Za-z0-9_]*$";
 
 const SYNTAX_HINT: &str =
     "lines are KEY=value, KEY=\"value\" or KEY='value'; # starts a comment line";
@@ -268,9 +271,15 @@ impl InstanceConfig {
     }
 }
 
+/// Characters of L4D2_ARGS that srcds_run's second split would undo
+/// (check_args).
+pub(crate) const QUOTING: [char; 3] = ['"', '\'', '\\'];
+/// Characters of L4D2_ARGS that srcds_run would expand as file names.
+pub(crate) const GLOBBING: [char; 3] = ['*', '?', '['];
+
 /// srcds_run flags that cannot work in the game unit's sandbox, and why.
 /// Matched without regard to case, as the engine reads its own flags.
-const REFUSED_FLAGS: [(&str, &str); 3] = [
+pub(crate) const REFUSED_FLAGS: [(&str, &str); 3] = [
     (
         "-debug",
         "srcds_run would run the server under gdb and write core files; gdb cannot attach (ptrace is not in the unit's syscall filter) and the game's directories are not the place for cores",
@@ -293,14 +302,14 @@ const REFUSED_FLAGS: [(&str, &str); 3] = [
 /// turn into a list of file names: both are refused, as are the srcds_run
 /// flags that cannot work in the sandbox.
 pub(crate) fn check_args(args: &str) -> Result<(), Failure> {
-    if let Some(c) = args.chars().find(|c| matches!(c, '"' | '\'' | '\\')) {
+    if let Some(c) = args.chars().find(|c| QUOTING.contains(c)) {
         return Err(Failure::new(
             Kind::InvalidConfig,
             format!("contains {c:?}; srcds_run splits its arguments again at every space, so quoting cannot keep an argument with spaces together"),
         )
         .hint("pass only words without spaces; put values with spaces (hostname \"My Server\") into a cfg file of the instance layer and +exec it"));
     }
-    if let Some(c) = args.chars().find(|c| matches!(c, '*' | '?' | '[')) {
+    if let Some(c) = args.chars().find(|c| GLOBBING.contains(c)) {
         return Err(Failure::new(
             Kind::InvalidConfig,
             format!(

@@ -8,6 +8,7 @@
 
 mod a2s;
 mod cli;
+mod contract;
 mod discard;
 mod envfile;
 mod error;
