@@ -1,5 +1,5 @@
 # The package's DEP-8 tests (debian/tests/control), run as autopkgtest
-# budget: 600
+# budget: 150
 # would on this testbed: from a copy of the source tree, as root, with
 # AUTOPKGTEST_TMP/AUTOPKGTEST_ARTIFACTS, failing on a non-zero exit and, without
 # allow-stderr, on any stderr output. The guest is offline, so Depends beyond

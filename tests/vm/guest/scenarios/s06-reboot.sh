@@ -1,5 +1,5 @@
 # 6. After a reboot the enabled instance is back, mounted and answering, and
-# budget: 120
+# budget: 60
 #    its upper data survived.
 wait_state boot active 60
 is_mounted boot || fail "instance active after reboot but not mounted"

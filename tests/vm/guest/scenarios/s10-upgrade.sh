@@ -1,5 +1,5 @@
 # 10. Upgrade with an instance running: it keeps running (same main PID,
-# budget: 240
+# budget: 100
 #     still answering); remove keeps the data.
 standard_overlays
 deb=$(local_deb)

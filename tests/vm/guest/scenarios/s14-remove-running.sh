@@ -1,5 +1,5 @@
 # 14. Removing the package while instances run: the removal stops them
-# budget: 120
+# budget: 200
 #     first, so no overlay stays mounted (the helper their stop needs goes
 #     with the package), and keeps all data; purge then drops the links of
 #     instances enabled for boot, still keeping the data. (An upgrade never

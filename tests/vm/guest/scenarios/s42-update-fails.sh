@@ -1,5 +1,5 @@
 # 42. Failed updates leave the current generation in place (docs/updates.md):
-# budget: 240
+# budget: 100
 #     steamcmd failing, steamcmd writing into a hard-linked file in place
 #     (EACCES), a process of the update left behind (commit refuses): each
 #     time the unit fails with the reason in its journal, `current` and every

@@ -1,5 +1,5 @@
 # 44. Migration of a host from before generations (docs/updates.md): the game
-# budget: 150
+# budget: 60
 #     in a plain installation/, no installations/current. Mounts keep using
 #     installation/; the first generation verb renames it into
 #     installations/<id>/ and writes current, the admin moving nothing. An
