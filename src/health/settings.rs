@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use super::rollover::Policy;
 use crate::error::{Failure, Kind};
 
-pub const PORT: &str = "L4D2_PORT";
-pub const GRACE: &str = "L4D2_HEALTH_GRACE_SEC";
-pub const INTERVAL: &str = "L4D2_HEALTH_INTERVAL_SEC";
-pub const TIMEOUT: &str = "L4D2_HEALTH_TIMEOUT_SEC";
-pub const FAILURES: &str = "L4D2_HEALTH_FAILURES";
-pub const RESTARTS_MAX: &str = "L4D2_HEALTH_RESTARTS_MAX";
-pub const RESTARTS_WINDOW: &str = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
+pub(crate) const PORT: &str = "L4D2_PORT";
+pub(crate) const GRACE: &str = "L4D2_HEALTH_GRACE_SEC";
+pub(crate) const INTERVAL: &str = "L4D2_HEALTH_INTERVAL_SEC";
+pub(crate) const TIMEOUT: &str = "L4D2_HEALTH_TIMEOUT_SEC";
+pub(crate) const FAILURES: &str = "L4D2_HEALTH_FAILURES";
+pub(crate) const RESTARTS_MAX: &str = "L4D2_HEALTH_RESTARTS_MAX";
+pub(crate) const RESTARTS_WINDOW: &str = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
 
 /// Longest accepted duration: 30 days. Larger values are typos, and keep
 /// the arithmetic far from overflow.
@@ -87,7 +87,7 @@ fn knob(key: &str) -> Knob {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub port: u16,
     /// No query before this long after the start: the real game loads a map first.
     pub grace_sec: f64,
@@ -125,7 +125,7 @@ impl Default for Settings {
 impl Settings {
     /// Reads the settings through `lookup` (the process environment in
     /// production). The port has no default: without it there is nothing to ask.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Failure> {
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Failure> {
         let port = match lookup(PORT) {
             Some(raw) => raw
                 .trim()
@@ -156,16 +156,16 @@ impl Settings {
         })
     }
 
-    pub fn grace(&self) -> Duration {
+    pub(crate) fn grace(&self) -> Duration {
         Duration::from_secs_f64(self.grace_sec)
     }
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         Duration::from_secs_f64(self.interval_sec)
     }
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_sec)
     }
-    pub fn restarts_window_ms(&self) -> u64 {
+    pub(crate) fn restarts_window_ms(&self) -> u64 {
         (self.restarts_window_sec * 1000.0) as u64
     }
 }
