@@ -261,7 +261,10 @@ fn print_result<T: serde::Serialize>(
     }
 }
 
-fn write_stdout(text: &str) -> Result<()> {
+/// Writes `text` to stdout. Both programs restore SIGPIPE's default first
+/// thing, so a closed pipe (`| head`) ends them quietly, like other Unix
+/// tools; any other write error (a full disk behind a redirect) is one.
+pub(crate) fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
