@@ -11,7 +11,6 @@ use serde::Serialize;
 use crate::envfile::{self, InstanceConfig};
 use crate::error::{Failure, Kind};
 use crate::fsx::{self, libc_mode};
-use crate::generation;
 use crate::mounts;
 use crate::name::InstanceName;
 use crate::state::{self, InstancePaths, MERGED, Own, State};
@@ -83,23 +82,16 @@ pub(crate) fn read_config(state: &State, paths: &InstancePaths) -> Result<Instan
     InstanceConfig::parse(&bytes, &shown.display().to_string())
 }
 
-/// Whether a layer stack must end in the game installation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Game {
-    /// A mount: no game installed is an error.
-    Required,
-    /// `status`: an instance's own layers show, and are no error, on a
-    /// host whose game is not installed yet.
-    IfInstalled,
-}
-
 /// The lower layers `config` asks for, highest priority first, each opened
-/// without following a symlink.
+/// without following a symlink, ending in `game`, the installation's layer
+/// as the caller resolved it (generation::layer_rel); `None` on a host with
+/// no game installed yet, where `status` still shows the instance's own
+/// layers.
 pub(crate) fn layer_stack(
     state: &State,
     paths: &InstancePaths,
     config: &InstanceConfig,
-    game: Game,
+    game: Option<&str>,
 ) -> Result<Vec<(Layer, OwnedFd)>, Failure> {
     let mut layers = Vec::new();
     let rel = paths.layer();
@@ -132,13 +124,10 @@ pub(crate) fn layer_stack(
             fd,
         ));
     }
-    let rel = match game {
-        Game::Required => generation::layer_rel(state)?,
-        Game::IfInstalled => match generation::layer_rel_if_installed(state)? {
-            Some(rel) => rel,
-            None => return Ok(layers),
-        },
+    let Some(rel) = game else {
+        return Ok(layers);
     };
+    let rel = rel.to_owned();
     let fd = fsx::open_admin_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
         if f.kind == Kind::Missing {
             f.hint("installations/current names a generation that is gone: write an existing one's name to it (left4me-overlay generation list)")

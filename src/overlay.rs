@@ -20,19 +20,20 @@ use crate::name::InstanceName;
 use crate::namespace;
 use crate::state::{HELPER_DIR, InstancePaths, Own, ServiceUser, State, UPPER, WORK};
 
-/// The overlay `config` asks for, as a detached mount, and the stack it was
-/// made with. The layers are opened in the private namespace (overlayfs
+/// The overlay `config` asks for over the installation layer `game`, as a
+/// detached mount, and the stack it was made with. The layers are opened in the private namespace (overlayfs
 /// before Linux 6.15 only takes layers attached in the caller's namespace).
 pub(crate) fn assemble(
     root: &Path,
     name: &InstanceName,
     config: &InstanceConfig,
+    game: &str,
     user: &ServiceUser,
 ) -> Result<(OwnedFd, Vec<Layer>)> {
     namespace::in_private_namespace(|| {
         let state = State::open(root)?;
         let paths = InstancePaths::new(name);
-        let layers = instance::layer_stack(&state, &paths, config, instance::Game::Required)?;
+        let layers = instance::layer_stack(&state, &paths, config, Some(game))?;
         raise_fd_limit(layers.len());
         let (stack, fds): (Vec<Layer>, Vec<OwnedFd>) = layers.into_iter().unzip();
         let lower_fds = map_layers(&state, &stack, fds, user)?;

@@ -171,7 +171,10 @@ fn instance(
         error: None,
     };
     let configured = instance::read_config(state, &paths)
-        .and_then(|cfg| instance::layer_stack(state, &paths, &cfg, instance::Game::IfInstalled))
+        .and_then(|cfg| {
+            let game = generation::layer_rel_if_installed(state)?;
+            instance::layer_stack(state, &paths, &cfg, game.as_deref())
+        })
         .map(|layers| {
             layers
                 .into_iter()

@@ -148,12 +148,13 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
 
     // Until the stack record names the generation picked below.
     let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
+    // The generation this mount uses, picked once, under that lock.
+    let game = generation::layer_rel(state)?;
     if l.mounted(runtime_i.as_fd())?.is_some() {
-        let asked: Vec<Layer> =
-            instance::layer_stack(state, &paths, &config, instance::Game::Required)?
-                .into_iter()
-                .map(|(layer, _)| layer)
-                .collect();
+        let asked: Vec<Layer> = instance::layer_stack(state, &paths, &config, Some(&game))?
+            .into_iter()
+            .map(|(layer, _)| layer)
+            .collect();
         let recorded = instance::read_record(l.helper_dir.as_fd(), &paths);
         if recorded.as_ref() == Some(&asked) {
             l.write_env_copy(&config, &asked)?;
@@ -184,7 +185,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
-    let (mnt, stack) = overlay::assemble(&state.root, name, &config, user)?;
+    let (mnt, stack) = overlay::assemble(&state.root, name, &config, &game, user)?;
     let record = paths.own(Own::Record);
     fsx::write_replace(
         l.helper_dir.as_fd(),

@@ -251,4 +251,3 @@ fn query(a: &QueryArgs) -> Result<u8> {
         }
     }
 }
-
