@@ -31,6 +31,23 @@ struct NameRule {
     max_length: usize,
     /// Anchored; first character a letter or digit, then also `_` and `-`.
     pattern: String,
+    /// What the pattern must accept and refuse: this crate's parser is
+    /// tested against them, and so is every consumer's use of the pattern.
+    examples: Examples,
+}
+
+#[derive(Debug, Serialize)]
+struct Examples {
+    accepted: Vec<String>,
+    refused: Vec<String>,
+}
+
+fn examples(accepted: &[&str], refused: &[&str]) -> Examples {
+    let own = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+    Examples {
+        accepted: own(accepted),
+        refused: own(refused),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +55,7 @@ struct EnvRule {
     max_bytes: usize,
     key_prefix: &'static str,
     key_pattern: &'static str,
+    key_examples: Examples,
     max_overlays: usize,
     port: Range,
 }
@@ -56,6 +74,7 @@ struct ArgsRule {
     refused_globbing: Vec<char>,
     /// Matched as whole words, regardless of case.
     refused_flags: Vec<RefusedFlag>,
+    examples: Examples,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,9 +96,22 @@ struct Setting {
 }
 
 pub(crate) fn contract() -> Contract {
-    let name_rule = |max| NameRule {
+    let name_rule = |max: usize| NameRule {
         max_length: max,
         pattern: name::pattern(max),
+        examples: examples(
+            &["a", "vs1", "Coop-2_x", "0", &"x".repeat(max)],
+            &[
+                "",
+                "-a",
+                "_a",
+                "a.b",
+                "a b",
+                "a/b",
+                "..",
+                &"x".repeat(max + 1),
+            ],
+        ),
     };
     Contract {
         format: FORMAT,
@@ -90,6 +122,18 @@ pub(crate) fn contract() -> Contract {
             max_bytes: envfile::MAX_BYTES,
             key_prefix: envfile::KEY_PREFIX,
             key_pattern: envfile::KEY_PATTERN,
+            key_examples: examples(
+                &["L4D2_PORT", "L4D2_ARGS", "L4D2_HEALTH_FAILURES", "L4D2_X9_"],
+                &[
+                    "L4D2_",
+                    "L4D2_port",
+                    "l4d2_PORT",
+                    "LD_PRELOAD",
+                    "PATH",
+                    "LEFT4ME_USER",
+                    "L4D2-X",
+                ],
+            ),
             max_overlays: envfile::MAX_OVERLAYS,
             port: Range {
                 min: 1,
@@ -103,6 +147,26 @@ pub(crate) fn contract() -> Contract {
                 .iter()
                 .map(|&(flag, why)| RefusedFlag { flag, why })
                 .collect(),
+            examples: examples(
+                &[
+                    "",
+                    "-nohltv +map c1m1_hotel",
+                    "+sv_tags $x,a=b",
+                    "-debuglog x -forked",
+                    "+hostname `x`",
+                ],
+                &[
+                    "-debug",
+                    "+map c1 -AutoUpdate",
+                    "-nohltv\t-fork 4",
+                    "+hostname \"a b\"",
+                    "+exec *.cfg",
+                    "x?",
+                    "[a]",
+                    "a\\b",
+                    "'q'",
+                ],
+            ),
         },
         health: settings::KNOBS
             .iter()
@@ -151,15 +215,36 @@ mod tests {
         );
     }
 
+    /// The parsers agree with the examples the contract hands to every
+    /// other user of its patterns (tests/nixos-eval checks the NixOS
+    /// module's against the same examples).
     #[test_log::test]
-    fn the_name_pattern_says_what_the_parser_does() {
-        let rule = name::pattern(name::INSTANCE_MAX);
-        assert_eq!(rule, "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$");
-        for ok in ["a", "vs1", "Coop-2_x", &"x".repeat(32)] {
-            assert!(name::InstanceName::parse(ok).is_ok(), "{ok}");
+    fn the_parsers_agree_with_the_examples() {
+        let c = contract();
+        assert_eq!(c.instance_name.pattern, "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$");
+        for ok in &c.instance_name.examples.accepted {
+            assert!(name::InstanceName::parse(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", "-a", "_a", "a.b", "a b", &"x".repeat(33)] {
-            assert!(name::InstanceName::parse(bad).is_err(), "{bad}");
+        for bad in &c.instance_name.examples.refused {
+            assert!(name::InstanceName::parse(bad).is_err(), "{bad:?}");
+        }
+        for ok in &c.overlay_name.examples.accepted {
+            assert!(name::OverlayName::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in &c.overlay_name.examples.refused {
+            assert!(name::OverlayName::parse(bad).is_err(), "{bad:?}");
+        }
+        for ok in &c.srcds_args.examples.accepted {
+            assert!(envfile::check_args(ok).is_ok(), "{ok:?}");
+        }
+        for bad in &c.srcds_args.examples.refused {
+            assert!(envfile::check_args(bad).is_err(), "{bad:?}");
+        }
+        for ok in &c.instance_env.key_examples.accepted {
+            assert!(envfile::is_allowed_key(ok), "{ok:?}");
+        }
+        for bad in &c.instance_env.key_examples.refused {
+            assert!(!envfile::is_allowed_key(bad), "{bad:?}");
         }
     }
 

@@ -17,9 +17,9 @@ pub(crate) const MAX_BYTES: usize = 64 * 1024;
 pub(crate) const MAX_OVERLAYS: usize = 498;
 /// The only keys instance.env may set start with this.
 pub(crate) const KEY_PREFIX: &str = "L4D2_";
-/// What the prefix and a variable name ([`is_valid_key`]) allow together,
-/// as a regular expression for the contract (src/contract.rs).
-pub(crate) const KEY_PATTERN: &str = "^L4D2_[A-Za-z0-9_]*$";
+/// [`is_allowed_key`] as a regular expression, for the contract
+/// (src/contract.rs, whose examples both are tested against).
+pub(crate) const KEY_PATTERN: &str = "^L4D2_[A-Z0-9_]+$";
 
 const SYNTAX_HINT: &str =
     "lines are KEY=value, KEY=\"value\" or KEY='value'; # starts a comment line";
@@ -113,7 +113,7 @@ pub(crate) fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<Assign
 }
 
 /// What instance.env may set: `L4D2_` and at least one of `A-Z 0-9 _`.
-fn is_allowed_key(key: &str) -> bool {
+pub(crate) fn is_allowed_key(key: &str) -> bool {
     key.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
         !rest.is_empty()
             && rest
