@@ -230,8 +230,8 @@ impl Fixture {
             self.path(&format!("runtime/{instance}")),
             self.path("runtime/.left4me"),
         ];
-        walk(&self.root, &skip, &mut out);
-        walk(&self.outside, &skip, &mut out);
+        walk(&self.root, &skip, true, &mut out);
+        walk(&self.outside, &skip, true, &mut out);
         out
     }
 
@@ -260,6 +260,15 @@ impl Fixture {
         assert!(new_mounts.is_empty(), "mounted elsewhere: {new_mounts:?}");
         result
     }
+
+    /// Every entry below the state dir (through merged/ too) with its type,
+    /// mode, owner, size and content, but not its times: what a verb run
+    /// twice must leave the same.
+    pub fn layout(&self) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        walk(&self.root, &[], false, &mut out);
+        out
+    }
 }
 
 pub fn mount_points() -> Vec<String> {
@@ -272,7 +281,8 @@ pub fn mount_points() -> Vec<String> {
 
 /// Directory mtimes are left out: creating runtime/<i> or the helper's own
 /// runtime/.left4me changes runtime/'s mtime; the entries themselves count.
-fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
+/// Without `times`, no mtime at all.
+fn walk(dir: &Path, skip: &[PathBuf], times: bool, out: &mut BTreeMap<PathBuf, String>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -284,7 +294,7 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
         let Ok(meta) = fs::symlink_metadata(&path) else {
             continue;
         };
-        let mtime = if meta.is_dir() {
+        let mtime = if meta.is_dir() || !times {
             0
         } else {
             meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
@@ -303,7 +313,7 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
         }
         out.insert(path.clone(), desc);
         if meta.is_dir() {
-            walk(&path, skip, out);
+            walk(&path, skip, times, out);
         }
     }
 }
