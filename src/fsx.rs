@@ -59,7 +59,7 @@ fn open_dir_with(
     resolve: ResolveFlags,
 ) -> Result<OwnedFd, Failure> {
     rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), resolve)
-        .map_err(|e| explain(base, rel, shown, e, "directory"))
+        .map_err(|e| explain(base, rel, shown, e, "directory", resolve))
 }
 
 /// Like [`open_dir`], but `Ok(None)` when it does not exist.
@@ -89,7 +89,7 @@ fn open_dir_if_exists_with(
     match rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), resolve) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(explain(base, rel, shown, e, "directory")),
+        Err(e) => Err(explain(base, rel, shown, e, "directory", resolve)),
     }
 }
 
@@ -127,7 +127,7 @@ fn ensure_dir_with(
         Ok(()) => true,
         Err(Errno::EXIST) => false,
         Err(e @ (Errno::LOOP | Errno::NOTDIR | Errno::NOENT | Errno::XDEV)) => {
-            return Err(explain(parent, name, shown, e, "directory"));
+            return Err(explain(parent, name, shown, e, "directory", resolve));
         }
         Err(e) => return Err(Failure::os(shown, "create directory", e)),
     };
@@ -173,7 +173,7 @@ fn read_small(
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd = rustix::fs::openat2(base, rel, flags, Mode::empty(), BENEATH)
-        .map_err(|e| explain(base, rel, shown, e, "file"))?;
+        .map_err(|e| explain(base, rel, shown, e, "file", BENEATH))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Failure::os(shown, "fstat", e))?;
     if file_type(&st) != libc_mode::S_IFREG {
         return Err(Failure::new(
@@ -244,9 +244,17 @@ pub(crate) struct Entry {
     pub(crate) mnt_id: u64,
 }
 
-pub(crate) fn entry(parent: BorrowedFd<'_>, name: &str) -> Result<Option<Entry>, Errno> {
+/// `AT_STATX_DONT_SYNC`: a mount point's attributes come from the kernel's
+/// cache. Without it, statx of a FUSE mount's root asks its server, and a
+/// server the service user runs may never answer, leaving root in an
+/// uninterruptible wait (not even SIGKILL ends it) with its locks held.
+pub(crate) fn entry<P: rustix::path::Arg>(
+    parent: BorrowedFd<'_>,
+    name: P,
+) -> Result<Option<Entry>, Errno> {
     let mask = StatxFlags::TYPE | StatxFlags::MNT_ID;
-    match rustix::fs::statx(parent, name, AtFlags::SYMLINK_NOFOLLOW, mask) {
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
+    match rustix::fs::statx(parent, name, flags, mask) {
         Ok(st) => Ok(Some(Entry {
             kind: u32::from(st.stx_mode) & libc_mode::S_IFMT,
             mount_root: st
@@ -269,9 +277,17 @@ pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// Turns an openat2 error into a message that names the offending component.
-fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) -> Failure {
-    let culprit = find_culprit(base, rel);
+/// Turns an openat2 error into a message that names the offending
+/// component; `resolve` is what the failed open allowed.
+fn explain(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    e: Errno,
+    want: &str,
+    resolve: ResolveFlags,
+) -> Failure {
+    let culprit = find_culprit(base, rel, resolve.contains(ResolveFlags::NO_XDEV));
     let culprit_shown = match &culprit {
         Some((prefix, _)) => {
             let extra =
@@ -285,7 +301,7 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
         None => shown.to_path_buf(),
     };
     match (e, culprit.map(|(_, k)| k)) {
-        (Errno::LOOP, _) | (_, Some(libc_mode::S_IFLNK)) => Failure::new(
+        (Errno::LOOP, _) | (_, Some(Culprit::Symlink)) => Failure::new(
             Kind::UnsafePath,
             format!(
                 "{} is a symlink; refusing to follow it as root",
@@ -293,29 +309,17 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
             ),
         )
         .hint("remove the symlink; left4me-overlay creates the directories it needs"),
-        (Errno::XDEV, _) => {
-            let mount = mount_point_in(base, rel).map_or_else(
-                || shown.to_path_buf(),
-                |extra| {
-                    let mut p = shown.to_path_buf();
-                    for _ in 0..extra {
-                        p.pop();
-                    }
-                    p
-                },
-            );
-            Failure::new(
-                Kind::UnsafePath,
-                format!(
-                    "{} is a mount point; root does not follow paths into another filesystem below the state directory",
-                    mount.display()
-                ),
-            )
-            .hint(format!(
-                "unmount it (fusermount -u {0}, or umount {0}) and use a plain directory",
-                mount.display()
-            ))
-        }
+        (Errno::XDEV, _) | (_, Some(Culprit::MountPoint)) => Failure::new(
+            Kind::UnsafePath,
+            format!(
+                "{} is a mount point; root does not follow paths into another filesystem below the state directory",
+                culprit_shown.display()
+            ),
+        )
+        .hint(format!(
+            "unmount it (fusermount -u {0}, or umount {0}) and use a plain directory",
+            culprit_shown.display()
+        )),
         (Errno::NOTDIR, _) => Failure::new(
             Kind::UnsafePath,
             format!("{} is not a directory", culprit_shown.display()),
@@ -335,37 +339,41 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
     }
 }
 
-/// Walks `rel` component by component (for the error message only) and
-/// returns how many trailing components follow the first one that is on
-/// another mount than `base`.
-fn mount_point_in(base: BorrowedFd<'_>, rel: &str) -> Option<usize> {
-    let mnt_id = |name: &str| {
-        rustix::fs::statx(base, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)
-            .ok()
-            .map(|st| st.stx_mnt_id)
-    };
-    let here = rustix::fs::statx(base, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-        .ok()?
-        .stx_mnt_id;
-    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-    (0..parts.len())
-        .find(|&i| mnt_id(&parts[..=i].join("/")).is_some_and(|id| id != here))
-        .map(|i| parts.len() - 1 - i)
+/// What is wrong with the first offending prefix of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Culprit {
+    Missing,
+    Symlink,
+    NotADirectory,
+    MountPoint,
 }
 
-/// Walks `rel` component by component (for the error message only) and
-/// returns the first prefix that is missing, a symlink or not a directory.
-fn find_culprit(base: BorrowedFd<'_>, rel: &str) -> Option<(String, u32)> {
+/// Walks `rel` component by component, for the error message only, and
+/// returns the first prefix that is missing, a symlink, not a directory or
+/// a mount point. Like [`entry`], with `AT_STATX_DONT_SYNC`, and it stops
+/// at a mount point: nothing below one is ever looked up (a lookup in a
+/// FUSE filesystem goes to its server, which may never answer).
+/// Where the open was allowed to cross mount points (`!same_mount`: the
+/// admin's trees), a mount point is no culprit and the walk goes on into it.
+fn find_culprit(base: BorrowedFd<'_>, rel: &str, same_mount: bool) -> Option<(String, Culprit)> {
+    let here = rustix::fs::statx(base, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .ok()
+        .map(|st| st.stx_mnt_id);
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     for i in 0..parts.len() {
         let prefix = parts[..=i].join("/");
-        let st = match rustix::fs::statat(base, prefix.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(_) => return Some((prefix, 0)),
+        let found = match entry(base, &prefix) {
+            Ok(Some(found)) => found,
+            _ => return Some((prefix, Culprit::Missing)),
         };
-        let kind = file_type(&st);
-        if kind == libc_mode::S_IFLNK || (i + 1 < parts.len() && kind != libc_mode::S_IFDIR) {
-            return Some((prefix, kind));
+        if same_mount && (found.mount_root || here.is_some_and(|id| id != found.mnt_id)) {
+            return Some((prefix, Culprit::MountPoint));
+        }
+        if found.kind == libc_mode::S_IFLNK {
+            return Some((prefix, Culprit::Symlink));
+        }
+        if i + 1 < parts.len() && found.kind != libc_mode::S_IFDIR {
+            return Some((prefix, Culprit::NotADirectory));
         }
     }
     None

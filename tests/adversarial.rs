@@ -714,3 +714,58 @@ root_test! {
         assert_eq!(helper_processes(&f), 0);
     }
 }
+
+/// Runs `args`, which must end (any exit code) within 20 s: a root helper
+/// waiting on the user's FUSE server would not end at all.
+fn ends_promptly(f: &Fixture, args: &[&str]) -> Option<i32> {
+    let t0 = std::time::Instant::now();
+    let code = f.helper(args).status.code();
+    assert!(
+        t0.elapsed().as_secs() < 20,
+        "{args:?} took {:?}",
+        t0.elapsed()
+    );
+    code
+}
+
+root_test! {
+    /// A FUSE server of the service user that never answers, mounted where
+    /// root's helper looks: on merged/ over the running overlay, on
+    /// upper/, on instances/NAME, inside upper/. Root once waited on it in
+    /// the kernel, unkillable, holding its locks: `generation gc` held the
+    /// installations lock and every other instance's mount timed out. No
+    /// verb may send such a filesystem a request.
+    fn a_users_fuse_server_that_never_answers_holds_no_root_verb() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.instance("vs2", &[]);
+        f.ok(&["generation", "list"]);
+        f.ok(&["mount", "vs1"]);
+        {
+            let _fuse = common::StallingFuse::mount(&f.merged("vs1"));
+            // status reports the foreign mount on merged/ (exit 15).
+            assert_eq!(ends_promptly(&f, &["status", "vs1"]), Some(15));
+            assert!(ends_promptly(&f, &["status"]).is_some());
+            assert_eq!(ends_promptly(&f, &["umount", "vs1"]), Some(15));
+            assert_eq!(ends_promptly(&f, &["reset", "vs1"]), Some(15));
+            assert_eq!(ends_promptly(&f, &["generation", "gc"]), Some(0));
+            assert_eq!(ends_promptly(&f, &["mount", "vs2"]), Some(0));
+            assert_eq!(ends_promptly(&f, &["umount", "vs2"]), Some(0));
+        }
+        f.ok(&["umount", "vs1"]);
+        for on in ["runtime/vs1/upper", "instances/vs1"] {
+            let _fuse = common::StallingFuse::mount(&f.path(on));
+            assert_eq!(ends_promptly(&f, &["mount", "vs1"]), Some(13), "{on}");
+            assert!(ends_promptly(&f, &["status", "vs1"]).is_some(), "{on}");
+            assert!(ends_promptly(&f, &["status"]).is_some(), "{on}");
+            assert_eq!(ends_promptly(&f, &["generation", "gc"]), Some(0), "{on}");
+        }
+        // Inside upper/: status counts the layer's size without entering
+        // it, and a reset sets the layer aside whatever it holds.
+        let _fuse = common::StallingFuse::mount(&f.path("runtime/vs1/upper/sub"));
+        assert_eq!(ends_promptly(&f, &["status", "vs1"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["reset", "vs1"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["mount", "vs1"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["umount", "vs1"]), Some(0));
+    }
+}

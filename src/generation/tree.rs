@@ -140,9 +140,20 @@ fn walk(
             continue;
         };
         let shown = level.shown.join(name.to_string_lossy().as_ref());
-        let st = rustix::fs::statat(level.fd(), name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| Failure::os(&shown, "stat", e))?;
-        if st.st_dev != dev {
+        // A mount point is refused before anything of it is stat'ed: its
+        // filesystem could be a FUSE server that never answers.
+        let mount_point = fsx::entry(level.fd(), name.as_c_str())
+            .map_err(|e| Failure::os(&shown, "stat", e))?
+            .is_some_and(|e| e.mount_root);
+        let st = if mount_point {
+            None
+        } else {
+            Some(
+                rustix::fs::statat(level.fd(), name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| Failure::os(&shown, "stat", e))?,
+            )
+        };
+        let Some(st) = st.filter(|st| st.st_dev == dev) else {
             return Err(Failure::new(
                 Kind::UnsafePath,
                 format!(
@@ -151,7 +162,7 @@ fn walk(
                 ),
             )
             .hint("unmount it; a game installation is one tree on one filesystem"));
-        }
+        };
         let depth = levels.len() - 1;
         let child = visit(Visit {
             dir: levels[depth].fd(),
