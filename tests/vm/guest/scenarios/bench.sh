@@ -1,5 +1,4 @@
 # Benchmark figures (printed, not asserted beyond "the cycle worked"), each
-# budget: 3600
 # new-design figure beside a baseline measured in the same boot:
 # - stop-to-unmounted, 20 cycles each, alternating: the shipped units driven
 #   as the web app does (left4me through polkit), the same as root, and the
@@ -9,6 +8,7 @@
 #   reset run directly;
 # - 32 instances started together until all answer A2S, then stopped together
 #   until all are unmounted (as root, see below).
+# budget: 3600
 install_standin
 make_overlay base "left4dead2/cfg/server.cfg=hostname \"bench base\""
 remove_instance bench

@@ -1,9 +1,9 @@
 # The package's DEP-8 tests (debian/tests/control), run as autopkgtest
-# budget: 150
 # would on this testbed: from a copy of the source tree, as root, with
 # AUTOPKGTEST_TMP/AUTOPKGTEST_ARTIFACTS, failing on a non-zero exit and, without
 # allow-stderr, on any stderr output. The guest is offline, so Depends beyond
 # the package itself must already be in the image.
+# budget: 150
 src=$SHARE/src
 control=$src/debian/tests/control
 [ -f "$control" ] || fail "no debian/tests/control in the source tree"

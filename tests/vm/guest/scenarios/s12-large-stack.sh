@@ -1,11 +1,11 @@
 # 12. Layer stacks past the legacy one-page option limit, on the distribution's
-# budget: 150
 #     own kernel. 120 overlays with 64-character names: their paths alone take
 #     ~9 KB, yet they mount everywhere (layers reach overlayfs as
 #     /proc/self/fd/N). 300 overlays: Linux >= 6.8 appends them one by one
 #     ("lowerdir+") and mounts; older kernels must refuse with exit 17 and a
 #     message saying why, leaving nothing mounted.
 #     Through the helper directly: the instances never run a game.
+# budget: 150
 remove_instance wide
 remove_instance huge
 long=$(printf 'x%.0s' {1..58})

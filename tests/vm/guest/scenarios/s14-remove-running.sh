@@ -1,9 +1,9 @@
 # 14. Removing the package while instances run: the removal stops them
-# budget: 200
 #     first, so no overlay stays mounted (the helper their stop needs goes
 #     with the package), and keeps all data; purge then drops the links of
 #     instances enabled for boot, still keeping the data. (An upgrade never
 #     stops them: s10.)
+# budget: 200
 standard_overlays
 deb=$(local_deb)
 for i in rm1 rm2; do remove_instance "$i"; done

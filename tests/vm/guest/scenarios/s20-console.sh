@@ -1,9 +1,9 @@
 # 20. The console: /run/left4me/NAME.stdin is the game's stdin while the
-# budget: 140
 #     server runs; the service user sends a command with one echo and the map
 #     seen over A2S changes; nobody else can write it, not even the service
 #     user can read it; it is gone when the server stops, and a write then
 #     neither starts the server nor leaves a file behind.
+# budget: 140
 remove_instance con
 make_instance con 27030 "" "console test"
 fifo=/run/left4me/con.stdin

@@ -1,10 +1,10 @@
 # 21. The game's $HOME and the 32-bit loader path: each instance has a
-# budget: 60
 #     private writable home in runtime/NAME/home; ~/.steam/sdk32/steamclient.so
 #     links to the installation's bin/steamclient.so when there is one (and
 #     the dynamically linked i386 stand-in loads it under the sandbox); the
 #     game's process maps the i386 loader, libc, libstdc++ and libgcc_s; a
 #     reset empties the home.
+# budget: 60
 remove_instance hom
 make_instance hom 27031 "" "home test"
 home=$STATE/runtime/hom/home

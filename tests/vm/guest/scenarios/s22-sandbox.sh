@@ -1,5 +1,4 @@
 # 22. What the game unit's sandbox enforces, and what it does not
-# budget: 70
 #     (docs/unit.md): run inside the real unit of an instance, through a
 #     drop-in's ExecStartPre= lines,
 #     - RestrictAddressFamilies= refuses AF_ALG to a 64-bit process, but not
@@ -10,6 +9,7 @@
 #     - glibc 2.41 refuses a library that asks for an executable stack, and
 #       GLIBC_TUNABLES=glibc.rtld.execstack=2 in host.env lets it load;
 #     - the helper refuses -autoupdate in L4D2_ARGS (exit 11, names the flag).
+# budget: 70
 set -o pipefail
 remove_instance sbx
 

@@ -1,11 +1,11 @@
 # 33. Health: a server that hangs on every start ends `failed`, with the
-# budget: 130
 #     health check's reason in the journal, after RESTARTS_MAX restarts;
 #     systemd's start limit (5 in 60 s) could never see that. The check ends
 #     it with SIGSYS to the server's main process (as left4me, across the two
 #     units' PrivateUsers= namespaces), which RestartPreventExitStatus=
 #     keeps from being restarted.
 #     A deliberate start afterwards works and gets a fresh budget.
+# budget: 130
 . ./health-lib.sh
 standard_overlays
 max=2

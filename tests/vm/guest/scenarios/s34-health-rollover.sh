@@ -1,5 +1,4 @@
 # 34. Health: the when-empty update restart (docs/health.md, "Update
-# budget: 100
 #     restarts"). A generation switch is faked by hand, without the update
 #     service (s41 runs that end to end): a copy of the current generation
 #     under another id, and installations/current rewritten by rename(2) as
@@ -8,6 +7,7 @@
 #     the empty instance onto the new generation at once, outside the
 #     restart budget, and leaves the one with a human player until only bots
 #     are left. A broken current stops nothing and is warned about once.
+# budget: 100
 . ./health-lib.sh
 standard_overlays
 

@@ -1,5 +1,4 @@
 # 41. Restart policies after an update (docs/updates.md), with two
-# budget: 170
 #     instances, one with players (the stand-in's left4dead2/players file)
 #     and one empty:
 #     when-empty: the empty one is restarted onto the new generation by its
@@ -7,6 +6,7 @@
 #     are left, then moves too;
 #     now: both are restarted at once, players or not;
 #     never: neither moves.
+# budget: 170
 . ./health-lib.sh
 standard_overlays
 install_fake_steamcmd

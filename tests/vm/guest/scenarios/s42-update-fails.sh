@@ -1,10 +1,10 @@
 # 42. Failed updates leave the current generation in place (docs/updates.md):
-# budget: 100
 #     steamcmd failing, steamcmd writing into a hard-linked file in place
 #     (EACCES), a process of the update left behind (commit refuses): each
 #     time the unit fails with the reason in its journal, `current` and every
 #     generation are unchanged, .next/ is gone, the running instance keeps
 #     running. With LEFT4ME_UPDATE_COPY=copy the in-place writer succeeds.
+# budget: 100
 standard_overlays
 install_fake_steamcmd
 trap restore_host_env EXIT

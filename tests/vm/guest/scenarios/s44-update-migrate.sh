@@ -1,11 +1,11 @@
 # 44. Migration of a host from before generations (docs/updates.md): the game
-# budget: 60
 #     in a plain installation/, no installations/current. Mounts keep using
 #     installation/; the first generation verb renames it into
 #     installations/<id>/ and writes current, the admin moving nothing. An
 #     instance mounted from installation/ keeps running through the rename,
 #     and while it is up collection removes nothing. An empty installation/
 #     is not taken.
+# budget: 60
 standard_overlays
 remove_instance mg
 make_instance mg 27049 "base" "migrate"
