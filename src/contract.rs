@@ -68,13 +68,17 @@ struct Range {
 
 #[derive(Debug, Serialize)]
 struct ArgsRule {
-    /// srcds_run splits its arguments again: quoting cannot work.
-    refused_quoting: Vec<char>,
-    /// srcds_run would expand them as file names.
-    refused_globbing: Vec<char>,
+    /// Characters refused anywhere in L4D2_ARGS, each with why.
+    refused_characters: Vec<RefusedCharacter>,
     /// Matched as whole words, regardless of case.
     refused_flags: Vec<RefusedFlag>,
     examples: Examples,
+}
+
+#[derive(Debug, Serialize)]
+struct RefusedCharacter {
+    character: char,
+    why: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -141,8 +145,17 @@ pub(crate) fn contract() -> Contract {
             },
         },
         srcds_args: ArgsRule {
-            refused_quoting: envfile::QUOTING.to_vec(),
-            refused_globbing: envfile::GLOBBING.to_vec(),
+            refused_characters: envfile::QUOTING
+                .iter()
+                .map(|&character| RefusedCharacter {
+                    character,
+                    why: envfile::QUOTING_WHY,
+                })
+                .chain(envfile::GLOBBING.iter().map(|&character| RefusedCharacter {
+                    character,
+                    why: envfile::GLOBBING_WHY,
+                }))
+                .collect(),
             refused_flags: envfile::REFUSED_FLAGS
                 .iter()
                 .map(|&(flag, why)| RefusedFlag { flag, why })

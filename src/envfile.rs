@@ -272,10 +272,13 @@ impl InstanceConfig {
 }
 
 /// Characters of L4D2_ARGS that srcds_run's second split would undo
-/// (check_args).
+/// (check_args), and why.
 pub(crate) const QUOTING: [char; 3] = ['"', '\'', '\\'];
-/// Characters of L4D2_ARGS that srcds_run would expand as file names.
+pub(crate) const QUOTING_WHY: &str = "srcds_run splits its arguments again at every space, so quoting cannot keep an argument with spaces together";
+/// Characters of L4D2_ARGS that srcds_run would expand as file names, and why.
 pub(crate) const GLOBBING: [char; 3] = ['*', '?', '['];
+pub(crate) const GLOBBING_WHY: &str =
+    "srcds_run expands it as a file name pattern in the game directory";
 
 /// srcds_run flags that cannot work in the game unit's sandbox, and why.
 /// Matched without regard to case, as the engine reads its own flags.
@@ -305,16 +308,14 @@ pub(crate) fn check_args(args: &str) -> Result<(), Failure> {
     if let Some(c) = args.chars().find(|c| QUOTING.contains(c)) {
         return Err(Failure::new(
             Kind::InvalidConfig,
-            format!("contains {c:?}; srcds_run splits its arguments again at every space, so quoting cannot keep an argument with spaces together"),
+            format!("contains {c:?}; {QUOTING_WHY}"),
         )
         .hint("pass only words without spaces; put values with spaces (hostname \"My Server\") into a cfg file of the instance layer and +exec it"));
     }
     if let Some(c) = args.chars().find(|c| GLOBBING.contains(c)) {
         return Err(Failure::new(
             Kind::InvalidConfig,
-            format!(
-                "contains {c:?}; srcds_run expands it as a file name pattern in the game directory"
-            ),
+            format!("contains {c:?}; {GLOBBING_WHY}"),
         )
         .hint("remove it; no srcds argument needs a pattern"));
     }
