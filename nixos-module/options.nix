@@ -555,8 +555,10 @@ in
       description = ''
         Instances declared here get a root-owned
         {file}`''${stateDir}/instances/<name>/instance.env` the service user
-        cannot change, and (when enabled) start at boot. Instances the web
-        app creates at run time live beside them and are not touched.
+        cannot change (written by `left4me-declare` from these settings and
+        the environment files), and (with {option}`autoStart`) start at
+        boot. Instances the web app creates at run time live beside them and
+        are not touched.
       '';
     };
   };
