@@ -105,26 +105,66 @@ root_dir() {
     [ "$uid" = 0 ] && (((8#$perm & 8#022) == 0))
 }
 
-# The environment file and every directory above its real path must be
-# root's and writable by nobody else (a sticky directory excepted), so no
-# one but root decides what root reads here.
+# The environment file is read only through directories and symlinks that
+# nobody but root controls: PATH is walked from / as the kernel resolves it,
+# every directory passed through must be root's and writable by nobody else
+# (a sticky one excepted: there others cannot replace root's entries), every
+# symlink met must be root's (in a sticky directory anyone may have made
+# it), and the walk must end at a root-owned regular file nobody else may
+# write. Prints the resolved path, which is what gets read: the service
+# user cannot choose what root reads, nor swap it after this check.
+# Symlinks are followed (agenix links /run/agenix/NAME into
+# /run/agenix.d/N/).
 safe_file() {
-    local f=$1 p uid perm
-    p=$(realpath -e -- "$f" 2> /dev/null) || { echo "$f: does not exist"; return 1; }
-    [ -f "$p" ] || { echo "$f: not a regular file"; return 1; }
-    while :; do
-        read -r uid perm < <(stat -c '%u %a' -- "$p")
-        [ "$uid" = 0 ] || { echo "$f: $p is owned by uid $uid, not root"; return 1; }
-        if (((8#$perm & 8#022) != 0)) && ! { [ -d "$p" ] && (((8#$perm & 8#1000) != 0)); }; then
-            echo "$f: $p is writable by others than root"
+    local f=$1 todo cur=/ c next t hops=0 uid perm
+    [[ $f == /* ]] || { echo "$f: not an absolute path"; return 1; }
+    trusted_dir / || return 1
+    todo=${f#/}
+    while [ -n "$todo" ]; do
+        c=${todo%%/*}
+        if [ "$c" = "$todo" ]; then todo=; else todo=${todo#*/}; fi
+        case $c in
+            '' | .) continue ;;
+            ..) cur=$(dirname -- "$cur"); continue ;;
+        esac
+        next=${cur%/}/$c
+        if [ -L "$next" ]; then
+            hops=$((hops + 1))
+            ((hops <= 40)) || { echo "$f: too many levels of symlinks"; return 1; }
+            uid=$(stat -c %u -- "$next")
+            [ "$uid" = 0 ] || { echo "$f: the symlink $next is owned by uid $uid, not root"; return 1; }
+            t=$(readlink -- "$next")
+            if [[ $t == /* ]]; then
+                cur=/
+                todo=${t#/}${todo:+/$todo}
+            else
+                todo=$t${todo:+/$todo}
+            fi
+        elif [ ! -e "$next" ]; then
+            echo "$f: $next does not exist"
             return 1
+        elif [ -n "$todo" ]; then
+            [ -d "$next" ] || { echo "$f: $next is not a directory"; return 1; }
+            trusted_dir "$next" || return 1
+            cur=$next
+        else
+            [ -f "$next" ] || { echo "$f: $next is not a regular file"; return 1; }
+            read -r uid perm < <(stat -c '%u %a' -- "$next")
+            [ "$uid" = 0 ] || { echo "$f: $next is owned by uid $uid, not root"; return 1; }
+            (((8#$perm & 8#022) == 0)) || { echo "$f: $next is writable by others than root"; return 1; }
+            (((8#$perm & 8#004) == 0)) || echo "warning: $f is readable by every user" >&2
+            echo "$next"
+            return 0
         fi
-        [ "$p" != / ] || break
-        p=$(dirname -- "$p")
     done
-    if (((8#$(stat -c %a -- "$(realpath -e -- "$f")") & 8#004) != 0)); then
-        echo "warning: $f is readable by every user" >&2
-    fi
+    echo "$f: does not name a file"
+    return 1
+}
+trusted_dir() { # DIR (in safe_file, whose $f it names)
+    local uid perm
+    read -r uid perm < <(stat -c '%u %a' -- "$1")
+    [ "$uid" = 0 ] || { echo "$f: $1 is owned by uid $uid, not root"; return 1; }
+    (((8#$perm & 8#022) == 0)) || (((8#$perm & 8#1000) != 0)) || { echo "$f: $1 is writable by others than root"; return 1; }
 }
 
 # The L4D2_* assignments of an environment file, as they are written there;
@@ -137,29 +177,28 @@ re_single="^'[^']*' *\$"
 re_double='^"([^"\\]|\\.)*" *$'
 re_plain='^[^"'"'"'\\]*$'
 secret_lines() {
-    local f=$1 n=0 line key value size why
-    why=$(safe_file "$f") || { echo "$why" >&2; return 1; }
-    [ -z "$why" ] || echo "$why" >&2
-    size=$(stat -L -c %s -- "$f")
-    ((size <= 65536)) || { echo "$f: $size bytes, more than the 65536 an instance.env may have" >&2; return 1; }
-    [ "$(tr -d '\000' < "$f" | wc -c)" = "$size" ] || { echo "$f: contains a NUL byte" >&2; return 1; }
+    local name=$1 f n=0 line key value size
+    f=$(safe_file "$name") || { echo "$f" >&2; return 1; }
+    size=$(stat -c %s -- "$f")
+    ((size <= 65536)) || { echo "$name: $size bytes, more than the 65536 an instance.env may have" >&2; return 1; }
+    [ "$(tr -d '\000' < "$f" | wc -c)" = "$size" ] || { echo "$name: contains a NUL byte" >&2; return 1; }
     while IFS= read -r line || [ -n "$line" ]; do
         n=$((n + 1))
         if [[ $line =~ [[:cntrl:]] ]]; then
-            echo "$f:$n: contains a tab, carriage return or other control character" >&2
+            echo "$name:$n: contains a tab, carriage return or other control character" >&2
             return 1
         fi
         [[ $line =~ $re_skip ]] && continue
-        [[ $line =~ $re_assign ]] || { echo "$f:$n: not KEY=value" >&2; return 1; }
+        [[ $line =~ $re_assign ]] || { echo "$name:$n: not KEY=value" >&2; return 1; }
         key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
-        [[ $key =~ $re_key ]] || { echo "$f:$n: $key may not be set here: only L4D2_* keys (L4D2_ then A-Z 0-9 _)" >&2; return 1; }
+        [[ $key =~ $re_key ]] || { echo "$name:$n: $key may not be set here: only L4D2_* keys (L4D2_ then A-Z 0-9 _)" >&2; return 1; }
         case $key in L4D2_PORT | L4D2_OVERLAYS)
-            echo "$f:$n: $key is declared in the NixOS configuration (port, overlays), not here" >&2
+            echo "$name:$n: $key is declared in the NixOS configuration (port, overlays), not here" >&2
             return 1
             ;;
         esac
         if ! [[ $value =~ $re_single || $value =~ $re_double || $value =~ $re_plain ]]; then
-            echo "$f:$n: the value of $key is not value, \"value\" or 'value' (quotes closed, \\ only inside double quotes)" >&2
+            echo "$name:$n: the value of $key is not value, \"value\" or 'value' (quotes closed, \\ only inside double quotes)" >&2
             return 1
         fi
         printf '%s\n' "$line"
