@@ -108,12 +108,20 @@ in
       # rebuilding inside the VM: `gone` removed, `added` declared (its
       # password from an environment file, its server.cfg declared).
       specialisation.switched.configuration = {
+        # A declared overlay, installed by the switch (no instance uses it yet).
+        services.left4me.overlays.decl.source = pkgs.runCommand "left4me-test-decl-overlay" { } ''
+          mkdir -p "$out/left4dead2"
+          echo decl > "$out/left4dead2/decl.txt"
+        '';
         services.left4me.instances = pkgs.lib.mkForce (
           baseInstances
           // {
             added = {
               port = 27020;
-              overlays = [ "mid" ];
+              overlays = [
+                "decl"
+                "mid"
+              ];
               environmentFile = "/run/secrets/left4me-added.env";
               serverConfig = ''
                 hostname "added layer"
@@ -323,6 +331,8 @@ in
           machine.wait_for_unit("left4me-server@added.service")
           a2s(27020, "added layer")
           machine.succeed(f"test \"$(stat -c %U {S}/instances/added/layer/left4dead2/cfg/server.cfg)\" = left4me")
+          machine.succeed(f"test \"$(stat -c '%U %a' {S}/overlays/decl {S}/overlays/decl/left4dead2/decl.txt | tr '\\n' ' ')\" = 'root 755 root 644 '")
+          machine.succeed(f"test \"$(cat {S}/runtime/added/merged/left4dead2/decl.txt)\" = decl")
           machine.succeed(f"grep -q 'rcon_password pw-added-7Qx' {S}/instances/added/instance.env {S}/runtime/.left4me/added.env")
           # Not in what the store holds of the configuration: the manifest
           # names the file, host.env never sees it.
