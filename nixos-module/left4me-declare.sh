@@ -232,7 +232,8 @@ write_env() { # NAME BODY ENVFILE|-
 }
 
 # As the service user: the layer is the user's, so whatever the user put
-# there (a symlink, say) can only make this write where the user may.
+# there (a symlink, say) can only make this write where the user may. The
+# lock's descriptor (root's file, open for writing) is not passed on.
 write_cfg() { # NAME CFGFILE
     local name=$1 cfgfile=$2 layer=$state/instances/$1/layer out
     if is_mounted "$name"; then
@@ -246,7 +247,7 @@ write_cfg() { # NAME CFGFILE
     if ! out=$(setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs -- \
         "$BASH" -c 'set -e; umask 022; cd -- "$1"; mkdir -p left4dead2/cfg
             t=$(mktemp left4dead2/cfg/.server.cfg.XXXXXX); cat -- "$2" > "$t"; chmod 0644 "$t"
-            mv -f -- "$t" left4dead2/cfg/server.cfg' sh "$layer" "$cfgfile" 2>&1); then
+            mv -f -- "$t" left4dead2/cfg/server.cfg' sh "$layer" "$cfgfile" 2>&1 9>&-); then
         fail "$name: writing server.cfg into $layer as $user failed: $out"
         return 1
     fi
