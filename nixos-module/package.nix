@@ -34,31 +34,9 @@ let
     steamcmd = "steamcmd";
   };
 
-  # Where a rendered file lands follows from its suffix, so a new dist/*.in
-  # needs no second list here; an unknown kind of file stops the build
-  # instead of silently not shipping.
-  destination =
-    name:
-    let
-      suffix = lib.last (lib.splitString "." name);
-      stem = lib.removeSuffix ".${suffix}" name;
-      bySuffix = {
-        service = "lib/systemd/system/${name}";
-        socket = "lib/systemd/system/${name}";
-        timer = "lib/systemd/system/${name}";
-        slice = "lib/systemd/system/${name}";
-        target = "lib/systemd/system/${name}";
-        path = "lib/systemd/system/${name}";
-        sysusers = "lib/sysusers.d/${stem}.conf";
-        tmpfiles = "lib/tmpfiles.d/${stem}.conf";
-        rules = "share/polkit-1/rules.d/${name}";
-        env = "share/left4me/${name}.example";
-      };
-    in
-    bySuffix.${suffix}
-      or (throw "nixos-module/package.nix: no install destination for dist/${name}.in (suffix .${suffix}); add one to `destination`");
-
-  destinations = lib.mapAttrs (name: _: destination name) rendered;
+  # Where a rendered file lands follows from its suffix (./destinations.nix,
+  # which the module also reads for its list of units).
+  destinations = lib.mapAttrs (name: _: import ./destinations.nix name) rendered;
 
   # Files the crate's sources embed at compile time (include_str!,
   # include_bytes!, include!), found by reading src/ rather than listed by

@@ -3,6 +3,8 @@
 # - virtualisation.memorySize/cores (nixos/modules/virtualisation/qemu-vm.nix,
 #   positive integers) and networking.hostName (the test framework sets it
 #   to the node's name);
+# - specialisation.<name>.{configuration,inheritParentConfig} (a second
+#   system built into the node, which a test switches to);
 # - the FHS loader links of nixos/modules/config/ldso.nix and stub-ld.nix
 #   (NixOS 24.05 and later): environment.stub-ld.enable defaults to true and
 #   then sets environment.ldso/ldso32 to a stub that only prints why a
@@ -56,6 +58,23 @@ in
     networking.hostName = mkOption {
       type = types.str;
       default = hostName;
+    };
+    # nixos/modules/system/activation/specialisation.nix: each entry is
+    # evaluated as a system of its own by ./nixos-test.nix.
+    specialisation = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.inheritParentConfig = mkOption {
+            type = types.bool;
+            default = true;
+          };
+          options.configuration = mkOption {
+            type = types.deferredModule;
+            default = { };
+          };
+        }
+      );
+      default = { };
     };
     environment.stub-ld.enable = mkOption {
       type = types.bool;

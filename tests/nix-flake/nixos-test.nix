@@ -60,22 +60,44 @@ let
       ];
     }).config;
 
-  nodes = lib.mapAttrs (
-    name: node:
+  evalNode =
+    name: modules:
     import ../nixos-eval/eval.nix {
       inherit libDir nixosDir pkgs;
       inherit (pkgs.stdenv.hostPlatform) system;
       # The nodes import the module themselves, as a user's system does.
       module = { };
-      configuration = {
-        imports = [
-          cfg.defaults
-          node
-        ];
-      };
+      configuration.imports = modules;
       extraModules = [ (import ./nixos-extra.nix { hostName = name; }) ];
-    }
+    };
+  nodes = lib.mapAttrs (
+    name: node:
+    evalNode name [
+      cfg.defaults
+      node
+    ]
   ) cfg.nodes;
+  # Each node's specialisations as systems of their own (NixOS builds them
+  # into the node's toplevel): with the parent's modules unless
+  # inheritParentConfig is off, without specialisations of their own.
+  specialisations = lib.concatLists (
+    lib.mapAttrsToList (
+      name: n:
+      lib.mapAttrsToList (
+        _: sp:
+        evalNode name (
+          lib.optionals sp.inheritParentConfig [
+            cfg.defaults
+            cfg.nodes.${name}
+          ]
+          ++ [
+            sp.configuration
+            { specialisation = lib.mkOverride 0 { }; }
+          ]
+        )
+      ) n.config.specialisation
+    ) nodes
+  );
 
   testScript =
     if lib.isFunction cfg.testScript then
@@ -86,7 +108,7 @@ in
 pkgs.runCommand "vm-test-run-${cfg.name}"
   {
     inherit testScript;
-    nodeEtc = lib.mapAttrsToList (_: n: n.etc) nodes;
+    nodeEtc = lib.mapAttrsToList (_: n: n.etc) nodes ++ map (n: n.etc) specialisations;
   }
   ''
     echo "tests/nix-flake: vm-test-run-${cfg.name} is an evaluation stand-in; it is never built" >&2

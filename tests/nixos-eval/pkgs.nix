@@ -153,6 +153,7 @@ let
     findutils = standIn "findutils" "";
     gnugrep = standIn "gnugrep" "";
     gnused = standIn "gnused" "";
+    gawk = standIn "gawk" "";
     systemd = standIn "systemd" "";
     util-linux = standIn "util-linux" ''
       printf '#!/bin/sh\nexit 1\n' > "$out/bin/nsenter"

@@ -49,6 +49,28 @@ let
     '';
   };
 
+  # The instances every test's machine declares; vm-lifecycle's live switch
+  # replaces the whole set (lib.mkForce) with a changed one.
+  baseInstances = {
+    vs1 = {
+      port = 27015;
+      overlays = [
+        "top"
+        "mid"
+      ];
+      args = [
+        "+map"
+        "c1m1_hotel"
+      ];
+      openFirewall = true;
+    };
+    crash = {
+      port = 27016;
+      overlays = [ "crash" ];
+      autoStart = false;
+    };
+  };
+
   machineBase =
     { config, ... }:
     {
@@ -59,35 +81,54 @@ let
       systemd.services.left4me-test-provision = provision "${config.services.left4me.package}/libexec/left4me/left4me-overlay";
       services.left4me = {
         enable = true;
-        instances.vs1 = {
-          port = 27015;
-          overlays = [
-            "top"
-            "mid"
-          ];
-          args = [
-            "+map"
-            "c1m1_hotel"
-          ];
-          openFirewall = true;
-        };
-        instances.crash = {
-          port = 27016;
-          overlays = [ "crash" ];
-          autoStart = false;
-        };
+        instances = baseInstances;
       };
     };
+
+  # Removed by the live switch: it has a drop-in of its own (environment).
+  goneInstance = {
+    port = 27019;
+    overlays = [ "top" ];
+    autoStart = false;
+    environment.TZ = "UTC";
+  };
 in
 {
   lifecycle = pkgs.testers.runNixOSTest {
     name = "left4me-lifecycle";
     nodes.machine = {
       imports = [ machineBase ];
+      services.left4me.instances.gone = goneInstance;
       # A unit the service user must not be able to start.
       systemd.services.left4me-test-foreign = {
         description = "Not a left4me unit";
         serviceConfig.ExecStart = "${pkgs.coreutils}/bin/sleep infinity";
+      };
+      # What `nixos-rebuild switch` to a changed configuration does, without
+      # rebuilding inside the VM: `gone` removed, `added` declared (its
+      # password from an environment file, its server.cfg declared).
+      specialisation.switched.configuration = {
+        # A declared overlay, installed by the switch (no instance uses it yet).
+        services.left4me.overlays.decl.source = pkgs.runCommand "left4me-test-decl-overlay" { } ''
+          mkdir -p "$out/left4dead2"
+          echo decl > "$out/left4dead2/decl.txt"
+        '';
+        services.left4me.instances = pkgs.lib.mkForce (
+          baseInstances
+          // {
+            added = {
+              port = 27020;
+              overlays = [
+                "decl"
+                "mid"
+              ];
+              environmentFile = "/run/secrets/left4me-added.env";
+              serverConfig = ''
+                hostname "added layer"
+              '';
+            };
+          }
+        );
       };
     };
 
@@ -260,6 +301,45 @@ in
           assert mounted("vs1")
           machine.succeed(f"test -e {S}/runtime/vs1/merged/left4dead2/survives-reboot")
           machine.fail("systemctl is-active left4me-server@web.service")
+
+      with subtest("live switch: one instance added, one removed; running servers are not restarted"):
+          machine.succeed("systemctl start left4me-server@gone.service")
+          a2s(27019, "top layer")
+          machine.succeed("systemctl show -P DropInPaths left4me-server@gone.service | grep -q zz-left4me-instance.conf")
+          running = ("vs1", "gone")
+          show = "systemctl show -p MainPID -p InvocationID left4me-server@{}.service"
+          before = {i: machine.succeed(show.format(i)) for i in running}
+          # Root's file outside the store; its password must reach the game.
+          machine.succeed(
+              "install -d -m 0700 /run/secrets && "
+              "printf 'L4D2_ARGS=\"-nohltv +map c2m1_highway +rcon_password pw-added-7Qx\"\\n' > /run/secrets/left4me-added.env && "
+              "chmod 0600 /run/secrets/left4me-added.env"
+          )
+          machine.succeed("/run/current-system/specialisation/switched/bin/switch-to-configuration test")
+          for i in running:
+              after = machine.succeed(show.format(i))
+              assert after == before[i], f"{i} was restarted by the switch: {before[i]!r} -> {after!r}"
+          a2s(27015, "top layer")
+          a2s(27019, "top layer")
+          # gone: its drop-in and its instance.env went with the switch; it
+          # keeps running until stopped (docs/nixos.md).
+          machine.fail("systemctl show -P DropInPaths left4me-server@gone.service | grep -q zz-left4me-instance.conf")
+          machine.fail("test -e /etc/systemd/system/left4me-server@gone.service.d/zz-left4me-instance.conf")
+          machine.fail(f"test -e {S}/instances/gone/instance.env")
+          # added: started by the switch (multi-user.target wants it), with
+          # its declared server.cfg and the password from the file.
+          machine.wait_for_unit("left4me-server@added.service")
+          a2s(27020, "added layer")
+          machine.succeed(f"test \"$(stat -c %U {S}/instances/added/layer/left4dead2/cfg/server.cfg)\" = left4me")
+          machine.succeed(f"test \"$(stat -c '%U %a' {S}/overlays/decl {S}/overlays/decl/left4dead2/decl.txt | tr '\\n' ' ')\" = 'root 755 root 644 '")
+          machine.succeed(f"test \"$(cat {S}/runtime/added/merged/left4dead2/decl.txt)\" = decl")
+          machine.succeed(f"grep -q 'rcon_password pw-added-7Qx' {S}/instances/added/instance.env {S}/runtime/.left4me/added.env")
+          # Not in what the store holds of the configuration: the manifest
+          # names the file, host.env never sees it.
+          machine.succeed(
+              "m=$(systemctl show -P ExecStart left4me-declare.service | grep -o '/nix/store/[^ ;]*-left4me-declared' | head -n 1) && "
+              "grep -q /run/secrets/left4me-added.env \"$m\" && ! grep -rqF pw-added-7Qx \"$m\" /etc/left4me/"
+          )
     '';
   };
 

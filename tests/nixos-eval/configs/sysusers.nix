@@ -1,7 +1,10 @@
 # Users created by systemd-sysusers instead of NixOS's activation script;
 # non-default state dir, one instance that does not start at boot, and the
-# renamed `enable` option, which must still mean autoStart; health check
-# settings host-wide and for one instance.
+# renamed `enable` option, which must still mean autoStart (and warn);
+# health check settings host-wide and for one instance; a host-wide
+# environment file; a declared overlay from a store tree (with a symlink,
+# which the copy resolves).
+{ pkgs, ... }:
 {
   systemd.sysusers.enable = true;
   users.mutableUsers = false;
@@ -13,8 +16,16 @@
       intervalSec = 5;
       restartsMax = 0;
     };
+    environmentFile = "/run/secrets/left4me-host.env";
+    overlays.sm.source = pkgs.runCommand "sourcemod-overlay" { } ''
+      mkdir -p "$out/left4dead2/addons/sourcemod/configs" "$out/left4dead2/cfg"
+      echo core > "$out/left4dead2/addons/sourcemod/configs/core.cfg"
+      echo 'sm_cvar x 1' > "$out/left4dead2/sourcemod.cfg"
+      ln -s ../sourcemod.cfg "$out/left4dead2/cfg/sourcemod.cfg"
+    '';
     instances.a = {
       port = 27020;
+      overlays = [ "sm" ];
       health.graceSec = 30.5;
     };
     instances.b = {

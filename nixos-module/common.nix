@@ -1,0 +1,113 @@
+# Values more than one file of the module needs, computed from the
+# configuration in one place so the files cannot disagree (the rendered
+# dist/*.in above all). Imported as `import ./common.nix { inherit config lib pkgs; }`.
+{
+  config,
+  lib,
+  pkgs,
+}:
+let
+  inherit (lib)
+    concatStringsSep
+    mapAttrsToList
+    optional
+    ;
+  cfg = config.services.left4me;
+in
+rec {
+  inherit cfg;
+
+  # The helper's name rules (src/name.rs; README "Contract"); checked here
+  # so a typo fails at evaluation instead of at the first start (exit 10).
+  instanceNamePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,31}";
+  overlayNamePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,63}";
+  # instance.env and host.env are read by systemd (EnvironmentFile=) and by
+  # the helper, which accepts a strict subset of that syntax: values are
+  # written double-quoted, so they must not need escaping.
+  envKeyPattern = "[A-Za-z_][A-Za-z0-9_]*";
+  envValuePattern = "[^\"\\\\$`\n]*";
+  # srcds receives $L4D2_ARGS split at whitespace, so one list element must
+  # be one word.
+  argPattern = "[^\"\\\\$`'[:space:]]+";
+
+  matches = pattern: s: builtins.match pattern s != null;
+  quote = v: "\"${v}\"";
+
+  helperPath = "${cfg.package}/libexec/left4me/left4me-overlay";
+
+  # Fixed, as on Debian: docs/updates.md names it, and the helper refuses
+  # root and the service user as the owner of installations/.next/.
+  updateUser = "left4me-update";
+
+  # steamcmd is unfree. The update unit is installed either way (the polkit
+  # rule names it, so it must exist), but only update.enable brings steamcmd
+  # into the closure: without it the unit runs this instead, and a host that
+  # never allowed unfree packages still evaluates. It fails after
+  # `generation prepare`, and ExecStopPost's `generation abort` discards
+  # .next/ again.
+  updateDisabled = pkgs.writeShellScript "left4me-update-disabled" ''
+    echo "left4me-update: services.left4me.update.enable is false in this NixOS configuration, so there is no steamcmd to run. Set it (nixpkgs' steamcmd is unfree: allow it, docs/nixos.md), or install the game by hand: left4me-overlay generation import DIR." >&2
+    exit 1
+  '';
+
+  rendered = import ./render.nix {
+    helper = helperPath;
+    health = "${cfg.package}/bin/left4me-health";
+    systemctl = "${config.systemd.package}/bin/systemctl";
+    steamcmd =
+      if cfg.update.enable then
+        lib.getExe' cfg.update.steamcmd.package "steamcmd"
+      else
+        "${updateDisabled}";
+    inherit (cfg) stateDir user group;
+    inherit updateUser;
+  };
+
+  # The rendered files that are systemd units, by the install destination
+  # package.nix gives them: the one list of units, derived from dist/.
+  unitNames = builtins.filter (
+    name: lib.hasPrefix "lib/systemd/system/" (import ./destinations.nix name)
+  ) (builtins.attrNames rendered);
+
+  # The health check's settings (docs/health.md) and the L4D2_HEALTH_* key
+  # each one is written as: host-wide into host.env, per instance into that
+  # instance's instance.env, which the helper's copy passes on (L4D2_* keys).
+  healthKeys = {
+    graceSec = "L4D2_HEALTH_GRACE_SEC";
+    intervalSec = "L4D2_HEALTH_INTERVAL_SEC";
+    timeoutSec = "L4D2_HEALTH_TIMEOUT_SEC";
+    failures = "L4D2_HEALTH_FAILURES";
+    restartsMax = "L4D2_HEALTH_RESTARTS_MAX";
+    restartsWindowSec = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
+  };
+  # The binary reads digits with an optional fraction only; Nix prints a
+  # float with six decimals, which it accepts.
+  healthLines =
+    settings:
+    lib.concatLists (
+      mapAttrsToList (
+        option: key: optional (settings.${option} != null) "${key}=${toString settings.${option}}"
+      ) healthKeys
+    );
+  isHealthKey = k: lib.hasPrefix "L4D2_HEALTH_" k;
+
+  # NixOS names every drop-in it makes from systemd.services.<name>
+  # "overrides.conf", and systemd loads only one file per name across
+  # left4me-server@.service.d/ and left4me-server@<name>.service.d/: an
+  # instance's overrides.conf would hide the template's. So an instance's
+  # settings go into a file of their own, named to sort after overrides.conf.
+  instanceDropinName = "zz-left4me-instance.conf";
+
+  # What the module writes into a declared instance's instance.env besides
+  # the header, which left4me-declare writes (it also recognises it when
+  # pruning). Secrets never come through here: they are merged from
+  # environmentFile at run time.
+  declaredEnvLines =
+    inst:
+    [
+      "L4D2_PORT=${toString inst.port}"
+      "L4D2_OVERLAYS=${quote (concatStringsSep " " inst.overlays)}"
+    ]
+    ++ optional (inst.args != null) "L4D2_ARGS=${quote (concatStringsSep " " inst.args)}"
+    ++ healthLines inst.health;
+}
