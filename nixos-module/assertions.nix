@@ -24,10 +24,18 @@ let
     overlayNamePattern
     envKeyPattern
     envValuePattern
-    argPattern
+    argRefusal
     isHealthKey
     updateUser
     ;
+
+  hiddenFromUnits = [
+    "/home"
+    "/root"
+    "/run/user"
+    "/tmp"
+    "/var/tmp"
+  ];
 
   reservedInstanceKeys = [
     "L4D2_PORT"
@@ -71,10 +79,15 @@ let
         assertion = lib.allUnique inst.overlays;
         message = "services.left4me.instances.\"${name}\".overlays: an overlay is listed twice.";
       }
-      {
-        assertion = inst.args == null || builtins.all (matches argPattern) inst.args;
-        message = "services.left4me.instances.\"${name}\".args: each element must be one non-empty word without whitespace, quotes, backslash, $ or `.";
-      }
+      (
+        let
+          refusals = filter (r: r != null) (map argRefusal (if inst.args == null then [ ] else inst.args));
+        in
+        {
+          assertion = refusals == [ ];
+          message = "services.left4me.instances.\"${name}\".args: ${builtins.head refusals} (the helper would refuse it at start, exit 11).";
+        }
+      )
       {
         assertion = builtins.all (matches envKeyPattern) (builtins.attrNames inst.environment);
         message = "services.left4me.instances.\"${name}\".environment: variable names must match ${envKeyPattern}.";
@@ -189,6 +202,23 @@ in
             [ cfg.environmentFile ] ++ mapAttrsToList (_: i: i.environmentFile) cfg.instances
           );
           message = "services.left4me.environmentFile and instances.<name>.environmentFile: a file in the Nix store is readable by every local user; name a root-owned file outside it (agenix, sops-nix, or by hand).";
+        }
+        {
+          # The helper refuses uid 0 and gid 0 as the service identity
+          # (exit 19): root would own every upper layer.
+          assertion = cfg.user != "root" && cfg.group != "root";
+          message = "services.left4me.user and .group: \"${
+            if cfg.user == "root" then cfg.user else cfg.group
+          }\": the helper refuses root as the service identity (exit 19); the game must not run as root.";
+        }
+        {
+          # ProtectHome= (/home, /root, /run/user) and PrivateTmp= (/tmp,
+          # /var/tmp) of the units hide these from the game and the helper.
+          assertion =
+            !builtins.any (d: cfg.stateDir == d || lib.hasPrefix "${d}/" cfg.stateDir) hiddenFromUnits;
+          message = "services.left4me.stateDir: \"${cfg.stateDir}\" is below ${
+            lib.findFirst (d: cfg.stateDir == d || lib.hasPrefix "${d}/" cfg.stateDir) "" hiddenFromUnits
+          }, which the units' sandbox hides (ProtectHome=, PrivateTmp=); use a directory such as /var/lib/left4me or /srv/left4me.";
         }
         {
           assertion = cfg.user != updateUser && cfg.group != updateUser;

@@ -17,21 +17,46 @@ in
 rec {
   inherit cfg;
 
-  # The helper's name rules (src/name.rs; README "Contract"); checked here
-  # so a typo fails at evaluation instead of at the first start (exit 10).
-  instanceNamePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,31}";
-  overlayNamePattern = "[A-Za-z0-9][A-Za-z0-9_-]{0,63}";
+  # The helper's rules, as the helper itself prints them
+  # (`left4me-overlay --generate contract`, checked in as dist/contract.json
+  # and tested current by the crate): names, srcds arguments, the health
+  # settings' defaults and ranges. Read, never retyped, so a value the
+  # module accepts is one the helper accepts.
+  contract = builtins.fromJSON (builtins.readFile ../dist/contract.json);
+  # builtins.match is anchored already.
+  unanchored = pattern: lib.removePrefix "^" (lib.removeSuffix "$" pattern);
+  instanceNamePattern = unanchored contract.instance_name.pattern;
+  overlayNamePattern = unanchored contract.overlay_name.pattern;
+
+  # Why the helper would refuse one word of L4D2_ARGS (envfile.rs's
+  # check_args, with its messages), or null.
+  argRefusal =
+    word:
+    let
+      chars = builtins.filter (c: lib.hasInfix c.character word) contract.srcds_args.refused_characters;
+      flags = builtins.filter (
+        f: lib.toLower f.flag == lib.toLower word
+      ) contract.srcds_args.refused_flags;
+    in
+    if word == "" || builtins.match ".*[[:space:]].*" word != null then
+      "${quote word}: one element is one word (srcds receives L4D2_ARGS split at whitespace)"
+    else if chars != [ ] then
+      "${quote word} contains ${quote (builtins.head chars).character}; ${(builtins.head chars).why}"
+    else if flags != [ ] then
+      "${(builtins.head flags).flag} cannot work in left4me's sandbox: ${(builtins.head flags).why}"
+    else
+      null;
   # instance.env and host.env are read by systemd (EnvironmentFile=) and by
   # the helper, which accepts a strict subset of that syntax: values are
   # written double-quoted, so they must not need escaping.
   envKeyPattern = "[A-Za-z_][A-Za-z0-9_]*";
   envValuePattern = "[^\"\\\\$`\n]*";
-  # srcds receives $L4D2_ARGS split at whitespace, so one list element must
-  # be one word.
-  argPattern = "[^\"\\\\$`'[:space:]]+";
 
   matches = pattern: s: builtins.match pattern s != null;
   quote = v: "\"${v}\"";
+  # A double-quoted EnvironmentFile= value: inside, systemd and the helper
+  # unescape \" \\ \$ \` (envfile.rs).
+  quoteEnv = v: quote (lib.escape [ "\\" "\"" "$" "`" ] v);
 
   helperPath = "${cfg.package}/libexec/left4me/left4me-overlay";
 
@@ -108,6 +133,6 @@ rec {
       "L4D2_PORT=${toString inst.port}"
       "L4D2_OVERLAYS=${quote (concatStringsSep " " inst.overlays)}"
     ]
-    ++ optional (inst.args != null) "L4D2_ARGS=${quote (concatStringsSep " " inst.args)}"
+    ++ optional (inst.args != null) "L4D2_ARGS=${quoteEnv (concatStringsSep " " inst.args)}"
     ++ healthLines inst.health;
 }

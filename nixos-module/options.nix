@@ -15,15 +15,41 @@ let
     mkRenamedOptionModule
     types
     ;
-  inherit (import ./common.nix { inherit config lib pkgs; }) cfg instanceDropinName;
+  inherit (import ./common.nix { inherit config lib pkgs; })
+    cfg
+    instanceDropinName
+    contract
+    healthKeys
+    ;
 
   # One set of options, used host-wide (defaults: the binary's) and per
-  # instance (default null: the host's value).
+  # instance (default null: the host's value). Defaults and ranges are the
+  # health check's own, from the contract (dist/contract.json).
   healthOptions =
     { perInstance }:
     let
       setting =
-        type: default: description:
+        option: description:
+        let
+          knob = lib.findFirst (
+            k: k.key == healthKeys.${option}
+          ) (throw "dist/contract.json has no ${healthKeys.${option}}") contract.health;
+          # Whole numbers as integers: Nix prints a float with six decimals.
+          whole = v: if v == builtins.floor v then builtins.floor v else v;
+          type =
+            if knob.unit == "count" then
+              types.ints.between (whole knob.min) (whole knob.max)
+            else
+              types.addCheck types.number (
+                v: (if knob.min_exclusive then v > knob.min else v >= knob.min) && v <= knob.max
+              )
+              // {
+                description = "number of seconds, ${
+                  if knob.min_exclusive then "more than" else "at least"
+                } ${toString (whole knob.min)} and at most ${toString (whole knob.max)}";
+              };
+          default = whole knob.default;
+        in
         mkOption {
           type = if perInstance then types.nullOr type else type;
           default = if perInstance then null else default;
@@ -33,23 +59,26 @@ let
         };
     in
     {
-      graceSec =
-        setting types.numbers.nonnegative 120
-          "Seconds after the server's start before the first query (the game loads a map first).";
-      intervalSec = setting types.numbers.positive 10 "Seconds from one A2S_INFO query to the next.";
-      timeoutSec =
-        setting types.numbers.positive 2
-          "Seconds without an answer after which a query failed.";
-      failures =
-        setting (types.ints.between 1 1000) 3
-          "Failed queries in a row that restart the server (one lost datagram is one failure).";
-      restartsMax =
-        setting (types.ints.between 0 1000) 3
-          "Restarts by the health check within {option}`restartsWindowSec`; one more would be due, the check ends the server as `failed` instead (0: at the first hang).";
-      restartsWindowSec =
-        setting types.numbers.positive 3600
-          "The window of that restart budget, in seconds.";
+      graceSec = setting "graceSec" "Seconds after the server's start before the first query (the game loads a map first).";
+      intervalSec = setting "intervalSec" "Seconds from one A2S_INFO query to the next.";
+      timeoutSec = setting "timeoutSec" "Seconds without an answer after which a query failed.";
+      failures = setting "failures" "Failed queries in a row that restart the server (one lost datagram is one failure).";
+      restartsMax = setting "restartsMax" "Restarts by the health check within {option}`restartsWindowSec`; one more would be due, the check ends the server as `failed` instead (0: at the first hang).";
+      restartsWindowSec = setting "restartsWindowSec" "The window of that restart budget, in seconds.";
     };
+
+  # systemd's memory sizes (systemd.resource-control(5)): bytes with an
+  # optional K, M, G, T, P or E (base 1024), a percentage of physical
+  # memory, or infinity. "4 GB" would load, and systemd would ignore it
+  # with a warning and keep the template's 2G.
+  memorySize = types.strMatching "([0-9]+(\\.[0-9]+)?[KMGTPE]?|[0-9]+(\\.[0-9]+)?%|infinity)";
+
+  # A syntax check of OnCalendar= (systemd.time(7)): one of the shorthand
+  # words, or an optional weekday list, a date and/or time of digits,
+  # `* , / . ~ - :`, and an optional time zone. Not systemd's parser: it
+  # refuses prose ("daily at 4am", which makes the timer fail to load),
+  # and tests/nixos-eval checks the built timer with systemd-analyze.
+  calendar = types.strMatching "(minutely|hourly|daily|weekly|monthly|yearly|annually|quarterly|semiannually|([A-Za-z]{3}([,.-]+[A-Za-z]{3})* )?[0-9*][0-9*:,./~ -]*( [A-Za-z_/+-]+)?)";
 
   # An absolute path as a string: a Nix path value (./secret.env) would be
   # copied into the world-readable store, the very thing the option avoids,
@@ -406,7 +435,7 @@ in
           '';
         };
         onCalendar = mkOption {
-          type = types.strMatching "[^\n]+";
+          type = calendar;
           default = "*-*-* 04:00:00";
           example = "Mon *-*-* 05:30:00";
           description = ''
@@ -510,7 +539,7 @@ in
         '';
       };
       memoryHigh = mkOption {
-        type = types.nullOr types.str;
+        type = types.nullOr memorySize;
         default = null;
         example = "3G";
         description = ''
@@ -519,7 +548,7 @@ in
         '';
       };
       memoryMax = mkOption {
-        type = types.nullOr types.str;
+        type = types.nullOr memorySize;
         default = null;
         example = "4G";
         description = ''
