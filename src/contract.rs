@@ -169,7 +169,6 @@ pub(crate) fn contract() -> Contract {
                     "+hostname `x`",
                 ],
                 &[
-                    "-debug",
                     "+map c1 -AutoUpdate",
                     "-nohltv\t-fork 4",
                     "+hostname \"a b\"",
