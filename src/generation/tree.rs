@@ -637,9 +637,11 @@ impl Renewer<'_> {
             // Only a copy writes: a reflink shares the blocks the update
             // user's file had, which go with it.
             let size = v.st.st_size as u64;
-            if let Some(budget) = self.budget
-                && self.stats.bytes_copied.saturating_add(size) > budget
-            {
+            // No let chains: rust-version is 1.85 (Debian trixie's rustc).
+            let over = self
+                .budget
+                .filter(|&budget| self.stats.bytes_copied.saturating_add(size) > budget);
+            if let Some(budget) = over {
                 return Err(Failure::new(
                     Kind::UnsafePath,
                     format!(
