@@ -184,7 +184,6 @@ let
         unit = rendered."left4me-server@.service";
         overlayUnit = rendered."left4me-overlay@.service";
         resetUnit = rendered."left4me-reset@.service";
-        consoleSocket = rendered."left4me-console@.socket";
         healthUnit = rendered."left4me-health@.service";
         updateUnit = rendered."left4me-update.service";
         updateTimer = rendered."left4me-update.timer";
@@ -198,7 +197,6 @@ let
           "unit"
           "overlayUnit"
           "resetUnit"
-          "consoleSocket"
           "healthUnit"
           "updateUnit"
           "updateTimer"
@@ -224,7 +222,6 @@ let
           cp "$unitPath" "$dir/left4me-server@.service"
           cp "$overlayUnitPath" "$dir/left4me-overlay@.service"
           cp "$resetUnitPath" "$dir/left4me-reset@.service"
-          cp "$consoleSocketPath" "$dir/left4me-console@.socket"
           cp "$healthUnitPath" "$dir/left4me-health@.service"
           cp "$updateUnitPath" "$dir/left4me-update.service"
           cp "$updateTimerPath" "$dir/left4me-update.timer"
