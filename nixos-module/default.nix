@@ -187,6 +187,7 @@ let
         healthUnit = rendered."left4me-health@.service";
         updateUnit = rendered."left4me-update.service";
         updateTimer = rendered."left4me-update.timer";
+        updateNowUnit = rendered."left4me-update-now.service";
         enableUnit = rendered."left4me-enable@.service";
         disableUnit = rendered."left4me-disable@.service";
         slice = rendered."l4d2-game.slice";
@@ -200,6 +201,7 @@ let
           "healthUnit"
           "updateUnit"
           "updateTimer"
+          "updateNowUnit"
           "enableUnit"
           "disableUnit"
           "slice"
@@ -225,6 +227,7 @@ let
           cp "$healthUnitPath" "$dir/left4me-health@.service"
           cp "$updateUnitPath" "$dir/left4me-update.service"
           cp "$updateTimerPath" "$dir/left4me-update.timer"
+          cp "$updateNowUnitPath" "$dir/left4me-update-now.service"
           cp "$enableUnitPath" "$dir/left4me-enable@.service"
           cp "$disableUnitPath" "$dir/left4me-disable@.service"
           cp "$slicePath" "$dir/l4d2-game.slice"

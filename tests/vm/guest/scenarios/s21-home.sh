@@ -56,7 +56,7 @@ stop_instance hom
 mv /var/tmp/steamclient.so.aside "$gen/bin/steamclient.so"
 
 # A reset means a clean state: the home too.
-systemctl start "$(reset_unit hom)" || fail "reset of hom failed"
+systemctl start --wait "$(reset_unit hom)" || fail "reset of hom failed"
 [ -d "$home" ] && [ -z "$(ls -A "$home")" ] || fail "$home not empty after reset: $(ls -A "$home")"
 [ "$(stat -c '%U:%G %a' "$home")" = "left4me:left4me 700" ] || fail "$home after reset is $(stat -c '%U:%G %a' "$home")"
 start_instance hom
