@@ -1,5 +1,5 @@
 # 23. The console flood of issue 18: the service user opens the console FIFO
-#     with six writers (three with vmsplice), grows the pipe to 1 MiB, stops
+#     with six writers (vmsplice and write, blocking and not), grows the pipe to 1 MiB, stops
 #     its game so the pipe fills, then kills the game (three times, so
 #     Restart= brings it back) and finally stops it through polkit while the
 #     pipe is full. Meanwhile root times `systemctl show -p Id init.scope`

@@ -97,7 +97,11 @@ try() { # UNIT VERB MODE
     fi
     # Root's own stop of the unit (the probe stopped it already; this is the
     # stop transaction on its own).
-    stop_err=$(systemctl stop --no-block "$u" 2>&1) || fail "root's stop of $u after '$verb --job-mode=$mode' as left4me: $stop_err"
+    # (A unit this package does not ship, e.g. update-now on main, has
+    # nothing to stop.)
+    if ! stop_err=$(systemctl stop --no-block "$u" 2>&1) && ! grep -q 'not loaded' <<<"$stop_err"; then
+        fail "root's stop of $u after '$verb --job-mode=$mode' as left4me: $stop_err"
+    fi
     state=$(systemctl show -P ActiveState "$u")
     if [ "$rc" = 0 ]; then accepted=$((accepted + 1)); summary="accepted"
     else summary="refused: $(head -n1 <<<"$out" | cut -c1-60)"; fi
