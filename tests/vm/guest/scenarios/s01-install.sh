@@ -31,7 +31,7 @@ verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-overlay
     /usr/lib/systemd/system/left4me-reset@.service 2>&1) || fail "systemd-analyze verify root units: $verify"
 [ -z "$verify" ] || fail "systemd-analyze verify root units: $verify"
 for u in left4me-server@probe.service left4me-overlay@probe.service left4me-reset@probe.service \
-    left4me-console@probe.socket; do
+    left4me-enable@probe.service left4me-disable@probe.service left4me-update-now.service; do
     [ "$(systemctl show -P LoadState "$u")" = loaded ] || fail "$u does not load"
 done
 
