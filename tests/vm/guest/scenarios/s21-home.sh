@@ -60,6 +60,8 @@ systemctl start --wait "$(reset_unit hom)" || fail "reset of hom failed"
 [ -d "$home" ] && [ -z "$(ls -A "$home")" ] || fail "$home not empty after reset: $(ls -A "$home")"
 [ "$(stat -c '%U:%G %a' "$home")" = "left4me:left4me 700" ] || fail "$home after reset is $(stat -c '%U:%G %a' "$home")"
 start_instance hom
+# ExecStart= links before it execs the game: once the game answers.
+expect_a2s 27031 "home test"
 [ -L "$link" ] || fail "$link not recreated after the reset"
 stop_instance hom
 remove_instance hom
