@@ -5,14 +5,16 @@
 #     its way at once: a unit that Conflicts= with all of them starts (the
 #     same "Transaction is destructive" check that `systemctl reboot` and
 #     `isolate` go through; any irreversible start or restart job left on
-#     them fails it), and root's own stop of the unit is accepted. Limit:
-#     10 s from the user's request (a stop of the stand-in, an umount and a
-#     mount fit easily; main's update unit, a oneshot, held its job for the
-#     whole run: here a steamcmd that takes 120 s).
+#     them fails it), and root's own stop of the unit is accepted. Limit
+#     from the user's request: 10 s for the Type=exec units (their job ends
+#     at exec), 20 s for the server (its jobs include the overlay unit's
+#     mount and umount and the game's stop: under TCG a restart took 7.4 s).
+#     main's update unit, a oneshot, held its job for the whole run: here a
+#     steamcmd that takes 120 s.
 remove_instance jm
 make_instance jm 27034 "" "job modes"
 as_user() { runuser -u left4me -- "$@"; }
-limit_ms=10000
+exec_limit_ms=10000 server_limit_ms=20000
 modes="fail replace replace-irreversibly isolate flush ignore-dependencies ignore-requirements"
 matrix=$OUT/s24-matrix.txt
 printf '%-30s %-8s %-22s %-30s %8s %5s %s\n' unit verb mode "user's request" "root ms" tries "unit after" > "$matrix"
@@ -76,7 +78,8 @@ prepare() { # UNIT VERB: the state a request of VERB on UNIT acts on
 }
 worst=0 worst_what='' failures=0 accepted=0
 try() { # UNIT VERB MODE
-    local u=$1 verb=$2 mode=$3 out rc t0 tries=0 ms err='' state
+    local u=$1 verb=$2 mode=$3 out rc t0 tries=0 ms err='' state limit_ms=$exec_limit_ms
+    case $u in left4me-server@*) limit_ms=$server_limit_ms ;; esac
     prepare "$u" "$verb"
     out=$(timeout 60 runuser -u left4me -- systemctl --no-ask-password "$verb" --no-block --job-mode="$mode" "$u" 2>&1) && rc=0 || rc=$?
     t0=$(now_ms)
@@ -85,7 +88,7 @@ try() { # UNIT VERB MODE
     while :; do
         tries=$((tries + 1))
         if err=$(systemctl start --no-block "$probe" 2>&1); then break; fi
-        if [ $(( $(now_ms) - t0 )) -ge $((limit_ms * 3)) ]; then break; fi
+        if [ $(( $(now_ms) - t0 )) -ge $((limit_ms + 5000)) ]; then break; fi
         sleep 0.1
     done
     ms=$(( $(now_ms) - t0 ))
@@ -123,14 +126,14 @@ for mode in $modes; do
 done
 systemctl disable --no-reload "$(unit jm)" 2>/dev/null || true
 cat "$matrix"
-note "job modes: $(( $(wc -l < "$matrix") - 1 )) requests, $accepted accepted by polkit; root's Conflicts= transaction accepted after at most $worst ms ($worst_what); $failures over $limit_ms ms"
-echo "job modes: worst $worst ms ($worst_what), $failures of $(( $(wc -l < "$matrix") - 1 )) over $limit_ms ms" > "$OUT/s24-figures.txt"
+note "job modes: $(( $(wc -l < "$matrix") - 1 )) requests, $accepted accepted by polkit; root's Conflicts= transaction accepted after at most $worst ms ($worst_what); $failures over their limit"
+echo "job modes: worst $worst ms ($worst_what), $failures of $(( $(wc -l < "$matrix") - 1 )) over their limit ($exec_limit_ms ms exec units, $server_limit_ms ms server)" > "$OUT/s24-figures.txt"
 
 # polkit must not let the user start the update unit itself any more (it
 # still may through the proxy, checked in s08).
 grep -E '^left4me-update\.service +start .* accepted ' "$matrix" &&
     fail "left4me could start left4me-update.service itself (see the matrix)"
-[ "$failures" -eq 0 ] || fail "$failures requests as left4me kept root's transactions refused for $limit_ms ms or more"
+[ "$failures" -eq 0 ] || fail "$failures requests as left4me kept root's transactions refused past their limit"
 
 # What is left (docs/unit.md, "Job modes"): --job-mode=flush cancels every
 # job queued on the host at that moment, root's included. Shown, not
