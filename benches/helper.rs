@@ -8,6 +8,12 @@
 //!      1,000,000 entries, each in one sweep: time and peak RSS
 //!   5. a new installation generation of a 1 GiB tree with one file changed:
 //!      its disk cost (du) and the time of prepare + commit, beside `cp -a`
+//!   6. peak RSS of a commit whose tree the update user made wide and deep
+//!      (levels of 100,000 and of 10,000 entries), beside the helper given in
+//!      LEFT4ME_BENCH_BASELINE_HELPER (an older build), if set
+//!   7. 40 resets in a row while a 100,000-file layer is deleted: root
+//!      sweepers alive at once, and the time until all is deleted, beside
+//!      that baseline
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -68,6 +74,12 @@ fn main() {
     if wanted("generation") {
         generation_cost(dir.path());
     }
+    if wanted("walk") {
+        commit_memory(dir.path());
+    }
+    if wanted("sweepers") {
+        sweepers(dir.path());
+    }
 }
 
 struct Bench {
@@ -109,7 +121,11 @@ impl Bench {
     }
 
     fn helper(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(HELPER);
+        self.helper_of(HELPER, args)
+    }
+
+    fn helper_of(&self, binary: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(binary);
         c.arg("--state-dir")
             .arg(&self.root)
             .args(args)
@@ -247,8 +263,13 @@ fn reset_until_mountable(base: &Path) {
 // The child is reaped by wait4, which also returns its rusage.
 #[allow(clippy::zombie_processes)]
 fn run_measured(b: &Bench, args: &[&str]) -> (Duration, i64) {
+    run_measured_of(b, HELPER, args)
+}
+
+#[allow(clippy::zombie_processes)]
+fn run_measured_of(b: &Bench, binary: &str, args: &[&str]) -> (Duration, i64) {
     let t = Instant::now();
-    let child = b.helper(args).spawn().unwrap();
+    let child = b.helper_of(binary, args).spawn().unwrap();
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
     let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
@@ -436,4 +457,121 @@ fn generation_cost(base: &Path) {
         ms(copy),
         (p + c).as_secs_f64() / copy.as_secs_f64()
     );
+}
+
+/// The update user's tree at its widest and deepest: `levels` directories
+/// deep, each level with `names` symlinks of 40-byte names beside the
+/// directory the next level is in (symlinks: the cheapest entries to make
+/// and to take over). Commit walks it all; its peak RSS shows what the walk
+/// keeps per level.
+fn commit_memory(base: &Path) {
+    let baseline = std::env::var("LEFT4ME_BENCH_BASELINE_HELPER").ok();
+    println!("\n6. peak RSS of `generation commit` of a wide and deep tree of the update user's");
+    for (levels, names) in [(4usize, 99_999usize), (60, 9_999)] {
+        let mut row = Vec::new();
+        for (label, binary) in [
+            ("this helper", Some(HELPER)),
+            ("baseline", baseline.as_deref()),
+        ] {
+            let Some(binary) = binary else { continue };
+            let b = Bench::new(
+                base,
+                &format!("walk-{levels}-{names}-{}", row.len()),
+                0,
+                false,
+            );
+            fs::write(b.root.join("installation/srcds_run"), "#!/bin/sh\n").unwrap();
+            b.run(&["generation", "list"]);
+            b.run(&["generation", "prepare", "--owner", "bin"]);
+            let next = b.root.join("installations/.next");
+            let built = time(|| build_wide_and_deep(&next.join("left4dead2/deep"), levels, names));
+            assert!(
+                Command::new("chown")
+                    .args(["-hR", "bin:bin"])
+                    .arg(next.join("left4dead2/deep"))
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let (took, kib) =
+                run_measured_of(&b, binary, &["generation", "commit", "--restart", "never"]);
+            println!(
+                "   {levels} levels x {names} names ({} entries, built in {:.1} s), {label}: {:.2} MiB peak RSS, {:.1} s",
+                levels * (names + 1),
+                built.as_secs_f64(),
+                kib as f64 / 1024.0,
+                took.as_secs_f64()
+            );
+            row.push(kib);
+            fs::remove_dir_all(b.root.join("installations")).ok();
+        }
+        if let [ours, theirs] = row[..] {
+            println!(
+                "   ratio this/baseline: {:.3} (target <= 16 MiB: {})",
+                ours as f64 / theirs as f64,
+                if ours <= 16 * 1024 { "met" } else { "NOT met" }
+            );
+        } else if let [ours] = row[..] {
+            println!(
+                "   target <= 16 MiB: {}",
+                if ours <= 16 * 1024 { "met" } else { "NOT met" }
+            );
+        }
+    }
+}
+
+fn build_wide_and_deep(top: &Path, levels: usize, names: usize) {
+    use rustix::fs::{Mode, OFlags};
+    fs::create_dir_all(top).unwrap();
+    let mut cur = open_dir(top);
+    for _ in 0..levels {
+        for i in 0..names {
+            rustix::fs::symlinkat("x", &cur, format!("{i:040}")).unwrap();
+        }
+        rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+        cur = rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .unwrap();
+    }
+}
+
+/// How many processes run `binary` now.
+fn processes_of(binary: &str) -> usize {
+    let exe = fs::canonicalize(binary).unwrap();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| fs::read_link(e.path().join("exe")).is_ok_and(|p| p == exe))
+        .count()
+}
+
+fn sweepers(base: &Path) {
+    let baseline = std::env::var("LEFT4ME_BENCH_BASELINE_HELPER").ok();
+    println!("\n7. 40 resets in a row, the first of a 100,000-file layer");
+    for (label, binary) in [
+        ("this helper", Some(HELPER)),
+        ("baseline", baseline.as_deref()),
+    ] {
+        let Some(binary) = binary else { continue };
+        let b = Bench::new(base, &format!("sweepers-{}", label.len()), 0, false);
+        let run = |args: &[&str]| assert!(b.helper_of(binary, args).status().unwrap().success());
+        run(&["mount", "b"]);
+        run(&["umount", "b"]);
+        let upper = b.root.join("runtime/b/upper");
+        build_wide(&upper, 100_000);
+        let t = Instant::now();
+        let mut most = 0;
+        for round in 0..40 {
+            fs::write(upper.join(format!("r{round}")), "").unwrap();
+            run(&["reset", "b"]);
+            most = most.max(processes_of(binary));
+        }
+        while processes_of(binary) > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        println!(
+            "   {label}: at most {most} sweepers at once; all deleted after {:.2} s (target: 1 sweeper per instance: {})",
+            t.elapsed().as_secs_f64(),
+            if most <= 1 { "met" } else { "NOT met" }
+        );
+    }
 }

@@ -23,26 +23,69 @@ let
     stateDir = "/var/lib/left4me";
     user = "left4me";
     group = "left4me";
+    # Fixed names, as in the module and on Debian (docs/updates.md).
+    updateUser = "left4me-update";
+    # The unit runs `exec "$LEFT4ME_STEAMCMD"` through /bin/sh, so a bare
+    # name is looked up on the unit's PATH at run time. This package must
+    # not pull the unfree steamcmd into its closure (nor evaluate it: a
+    # system that never allowed unfree packages still uses this package);
+    # hand-wired hosts set LEFT4ME_STEAMCMD in host.env, and the module
+    # renders its own copy with update.steamcmd.package.
+    steamcmd = "steamcmd";
   };
 
-  # Where each canonical file lands; a new dist/*.in without a place here
-  # fails the build instead of silently not shipping.
-  destinations = {
-    "left4me-server@.service" = "lib/systemd/system/left4me-server@.service";
-    "left4me-overlay@.service" = "lib/systemd/system/left4me-overlay@.service";
-    "left4me-reset@.service" = "lib/systemd/system/left4me-reset@.service";
-    "left4me-health@.service" = "lib/systemd/system/left4me-health@.service";
-    "l4d2-game.slice" = "lib/systemd/system/l4d2-game.slice";
-    "l4d2.slice" = "lib/systemd/system/l4d2.slice";
-    "left4me-enable@.service" = "lib/systemd/system/left4me-enable@.service";
-    "left4me-disable@.service" = "lib/systemd/system/left4me-disable@.service";
-    "left4me.sysusers" = "lib/sysusers.d/left4me.conf";
-    "left4me.tmpfiles" = "lib/tmpfiles.d/left4me.conf";
-    "left4me.rules" = "share/polkit-1/rules.d/left4me.rules";
-    "host.env" = "share/left4me/host.env.example";
-  };
+  # Where a rendered file lands follows from its suffix, so a new dist/*.in
+  # needs no second list here; an unknown kind of file stops the build
+  # instead of silently not shipping.
+  destination =
+    name:
+    let
+      suffix = lib.last (lib.splitString "." name);
+      stem = lib.removeSuffix ".${suffix}" name;
+      bySuffix = {
+        service = "lib/systemd/system/${name}";
+        socket = "lib/systemd/system/${name}";
+        timer = "lib/systemd/system/${name}";
+        slice = "lib/systemd/system/${name}";
+        target = "lib/systemd/system/${name}";
+        path = "lib/systemd/system/${name}";
+        sysusers = "lib/sysusers.d/${stem}.conf";
+        tmpfiles = "lib/tmpfiles.d/${stem}.conf";
+        rules = "share/polkit-1/rules.d/${name}";
+        env = "share/left4me/${name}.example";
+      };
+    in
+    bySuffix.${suffix}
+      or (throw "nixos-module/package.nix: no install destination for dist/${name}.in (suffix .${suffix}); add one to `destination`");
 
-  unplaced = lib.subtractLists (lib.attrNames destinations) (lib.attrNames rendered);
+  destinations = lib.mapAttrs (name: _: destination name) rendered;
+
+  # Files the crate's sources embed at compile time (include_str!,
+  # include_bytes!, include!), found by reading src/ rather than listed by
+  # hand: the unit tests of error.rs and health/ compare README.md and
+  # docs/health.md with the code, and a file missing from `src` fails the
+  # checkPhase with "couldn't read". Paths are relative to the including
+  # file; Nix normalises the `..`. A macro whose argument is not one plain
+  # string literal (concat!, env!) cannot be resolved here, so it stops
+  # evaluation with a message instead of a build failure far away.
+  embedded =
+    let
+      rustFiles = lib.filter (lib.hasSuffix ".rs") (lib.filesystem.listFilesRecursive ../src);
+      includesOf =
+        file:
+        let
+          text = builtins.readFile file;
+          literal = lib.filter lib.isList (
+            builtins.split "include(_str|_bytes)?![[:space:]]*\\([[:space:]]*\"([^\"\\\\]*)\"[[:space:]]*\\)" text
+          );
+          any = lib.filter lib.isList (builtins.split "include(_str|_bytes)?![[:space:]]*\\(" text);
+        in
+        if lib.length literal != lib.length any then
+          throw "nixos-module/package.nix: ${toString file} has an include_str!/include_bytes!/include! whose argument is not one string literal; add the file it reads to `src` by hand"
+        else
+          map (m: dirOf file + "/${lib.elemAt m 1}") literal;
+    in
+    lib.unique (lib.concatMap includesOf rustFiles);
 
   # Quoted heredocs keep the text byte for byte; the placeholder for $out
   # inside it is rewritten by Nix like anywhere else in the build script.
@@ -54,23 +97,23 @@ let
     '') destinations
   );
 in
-assert lib.assertMsg (
-  unplaced == [ ]
-) "nixos-module/package.nix: no install destination for dist/${lib.head unplaced}.in";
 rustPlatform.buildRustPackage {
   pname = "left4me";
   inherit (cargoToml.package) version;
 
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.unions [
-      ../Cargo.toml
-      ../Cargo.lock
-      ../src
-      (lib.fileset.maybeMissing ../build.rs)
-      (lib.fileset.maybeMissing ../benches)
-      (lib.fileset.fileFilter (file: file.hasExt "rs") ../tests)
-    ];
+    fileset = lib.fileset.unions (
+      [
+        ../Cargo.toml
+        ../Cargo.lock
+        ../src
+        (lib.fileset.maybeMissing ../build.rs)
+        (lib.fileset.maybeMissing ../benches)
+        (lib.fileset.fileFilter (file: file.hasExt "rs") ../tests)
+      ]
+      ++ embedded
+    );
   };
 
   cargoLock.lockFile = ../Cargo.lock;

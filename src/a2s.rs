@@ -28,7 +28,7 @@ const MAX_PACKET: usize = 1400;
 
 /// What a server says about itself in its A2S_INFO reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Info {
+pub(crate) struct Info {
     pub protocol: u8,
     pub name: String,
     pub map: String,
@@ -74,14 +74,14 @@ impl Info {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     Challenge([u8; 4]),
     Info(Info),
 }
 
 /// Why a datagram is not a usable reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// The datagram ended inside `field`.
     Truncated { field: &'static str, at: usize },
     /// The first four bytes are neither the single- nor the split-packet header.
@@ -125,7 +125,7 @@ impl std::error::Error for ParseError {}
 
 /// Why a query produced no answer.
 #[derive(Debug)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     /// Nothing (or only challenges) came back within the timeout.
     Timeout(Duration),
     /// The kernel reported the port closed (ICMP port unreachable): nothing
@@ -162,13 +162,13 @@ impl std::error::Error for QueryError {}
 /// A successful query: the info and the time from the first datagram sent to
 /// the info received (both round trips when the server asked for a challenge).
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub info: Info,
     pub latency: Duration,
 }
 
 /// The A2S_INFO request datagram, with the challenge the server handed out.
-pub fn request(challenge: Option<[u8; 4]>) -> Vec<u8> {
+pub(crate) fn request(challenge: Option<[u8; 4]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + QUERY_PAYLOAD.len() + 4);
     out.extend_from_slice(&SINGLE_PACKET);
     out.extend_from_slice(QUERY_PAYLOAD);
@@ -180,11 +180,11 @@ pub fn request(challenge: Option<[u8; 4]>) -> Vec<u8> {
 
 /// Sends A2S_INFO to `port` on the loopback address and waits at most
 /// `timeout` in total for the info, answering challenges on the way.
-pub fn query_local(port: u16, timeout: Duration) -> Result<Answer, QueryError> {
+pub(crate) fn query_local(port: u16, timeout: Duration) -> Result<Answer, QueryError> {
     query(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), timeout)
 }
 
-pub fn query(server: SocketAddr, timeout: Duration) -> Result<Answer, QueryError> {
+pub(crate) fn query(server: SocketAddr, timeout: Duration) -> Result<Answer, QueryError> {
     let local: SocketAddr = if server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -245,7 +245,7 @@ fn map_io(e: io::Error) -> QueryError {
 }
 
 /// Parses one reply datagram: a challenge or the info.
-pub fn parse_reply(datagram: &[u8]) -> Result<Reply, ParseError> {
+pub(crate) fn parse_reply(datagram: &[u8]) -> Result<Reply, ParseError> {
     let mut r = Reader {
         buf: datagram,
         pos: 0,

@@ -50,7 +50,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         env = "LEFT4ME_STATE_DIR",
-        default_value = "/var/lib/left4me",
+        default_value = STATE_DIR_DEFAULT,
         value_name = "DIR"
     )]
     pub(crate) state_dir: PathBuf,
@@ -226,12 +226,18 @@ pub(crate) struct StatusArgs {
     pub(crate) json: bool,
 }
 
+/// Where the state dir is unless --state-dir or LEFT4ME_STATE_DIR says.
+pub(crate) const STATE_DIR_DEFAULT: &str = "/var/lib/left4me";
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum Generate {
     Man,
     CompleteBash,
     CompleteZsh,
     CompleteFish,
+    /// The rules of names, instance.env and settings as JSON
+    /// (dist/contract.json, src/contract.rs).
+    Contract,
 }
 
 /// Prints the man page or a shell completion of `cmd` (either binary's one
@@ -242,6 +248,12 @@ pub(crate) fn generate(mut cmd: clap::Command, kind: Generate) -> std::process::
     let shell = match kind {
         Generate::Man => {
             return match clap_mangen::Man::new(cmd).section("8").render(&mut out) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(_) => std::process::ExitCode::FAILURE,
+            };
+        }
+        Generate::Contract => {
+            return match std::io::Write::write_all(&mut out, crate::contract::json().as_bytes()) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(_) => std::process::ExitCode::FAILURE,
             };

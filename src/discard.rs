@@ -39,13 +39,14 @@
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::error::{Failure, Kind};
+use crate::lock;
 use crate::sys;
 
 const PREFIX: &str = ".discard-";
@@ -119,13 +120,33 @@ pub(crate) fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure>
     Ok(names.len())
 }
 
+/// What a background sweep of one instance needs.
+pub(crate) struct Background {
+    /// runtime/<i>, and how it is shown.
+    pub(crate) runtime_i: OwnedFd,
+    pub(crate) shown: PathBuf,
+    /// The instance's sweeper lock (runtime/.left4me/<i>.sweep), opened.
+    pub(crate) sweeper_lock: OwnedFd,
+}
+
 /// Deletes what reset set aside in a detached child, so a large layer does
 /// not delay the caller. The child keeps nothing of the caller's: its stdio
 /// is /dev/null (so `out=$(left4me-overlay reset x)` returns at once), it
-/// leaves the session, and it holds no lock. If it dies, umount and reset
-/// sweep later.
-pub(crate) fn in_background(runtime_i: OwnedFd, shown: &Path) {
-    if pending(runtime_i.as_fd()).is_empty() {
+/// leaves the session, and it holds no instance lock. If it dies, umount
+/// and reset sweep later.
+///
+/// At most one such child runs per instance, however often the user
+/// resets: it holds the instance's sweeper lock, and a reset that finds the
+/// lock held starts none. The running one looks for new discarded layers
+/// after it lets the lock go, and takes the lock again for them, so a layer
+/// set aside while it ran (before the reset tried the lock) is never left
+/// behind.
+pub(crate) fn in_background(job: Background) {
+    if pending(job.runtime_i.as_fd()).is_empty() {
+        return;
+    }
+    if !lock::try_exclusive(job.sweeper_lock.as_fd()) {
+        tracing::debug!("this instance's sweeper runs; it deletes this layer too");
         return;
     }
     match sys::fork() {
@@ -135,15 +156,21 @@ pub(crate) fn in_background(runtime_i: OwnedFd, shown: &Path) {
                 tracing::warn!(error = %e, "cannot point stdio at /dev/null");
                 sys::exit_child(1);
             }
-            let code = match sweep(runtime_i.as_fd(), shown) {
-                Ok(_) => 0,
-                Err(f) => {
+            let code = loop {
+                if let Err(f) = sweep(job.runtime_i.as_fd(), &job.shown) {
                     tracing::warn!(error = %f, "discarded layer not fully deleted; the next umount or reset continues");
-                    1
+                    break 1;
+                }
+                let _ = rustix::fs::flock(&job.sweeper_lock, rustix::fs::FlockOperation::Unlock);
+                if pending(job.runtime_i.as_fd()).is_empty()
+                    || !lock::try_exclusive(job.sweeper_lock.as_fd())
+                {
+                    break 0;
                 }
             };
             sys::exit_child(code)
         }
+        // The child's copy of the lock's file description keeps it held.
         Ok(sys::Forked::Parent(_)) => {}
         Err(e) => {
             tracing::warn!(error = %e, "cannot fork to delete the discarded layer; the next umount or reset does")

@@ -17,6 +17,9 @@ pub(crate) const MAX_BYTES: usize = 64 * 1024;
 pub(crate) const MAX_OVERLAYS: usize = 498;
 /// The only keys instance.env may set start with this.
 pub(crate) const KEY_PREFIX: &str = "L4D2_";
+/// [`is_allowed_key`] as a regular expression, for the contract
+/// (src/contract.rs, whose examples both are tested against).
+pub(crate) const KEY_PATTERN: &str = "^L4D2_[A-Z0-9_]+$";
 
 const SYNTAX_HINT: &str =
     "lines are KEY=value, KEY=\"value\" or KEY='value'; # starts a comment line";
@@ -110,7 +113,7 @@ pub(crate) fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<Assign
 }
 
 /// What instance.env may set: `L4D2_` and at least one of `A-Z 0-9 _`.
-fn is_allowed_key(key: &str) -> bool {
+pub(crate) fn is_allowed_key(key: &str) -> bool {
     key.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
         !rest.is_empty()
             && rest
@@ -268,9 +271,18 @@ impl InstanceConfig {
     }
 }
 
+/// Characters of L4D2_ARGS that srcds_run's second split would undo
+/// (check_args), and why.
+pub(crate) const QUOTING: [char; 3] = ['"', '\'', '\\'];
+pub(crate) const QUOTING_WHY: &str = "srcds_run splits its arguments again at every space, so quoting cannot keep an argument with spaces together";
+/// Characters of L4D2_ARGS that srcds_run would expand as file names, and why.
+pub(crate) const GLOBBING: [char; 3] = ['*', '?', '['];
+pub(crate) const GLOBBING_WHY: &str =
+    "srcds_run expands it as a file name pattern in the game directory";
+
 /// srcds_run flags that cannot work in the game unit's sandbox, and why.
 /// Matched without regard to case, as the engine reads its own flags.
-const REFUSED_FLAGS: [(&str, &str); 3] = [
+pub(crate) const REFUSED_FLAGS: [(&str, &str); 3] = [
     (
         "-debug",
         "srcds_run would run the server under gdb and write core files; gdb cannot attach (ptrace is not in the unit's syscall filter) and the game's directories are not the place for cores",
@@ -293,19 +305,17 @@ const REFUSED_FLAGS: [(&str, &str); 3] = [
 /// turn into a list of file names: both are refused, as are the srcds_run
 /// flags that cannot work in the sandbox.
 pub(crate) fn check_args(args: &str) -> Result<(), Failure> {
-    if let Some(c) = args.chars().find(|c| matches!(c, '"' | '\'' | '\\')) {
+    if let Some(c) = args.chars().find(|c| QUOTING.contains(c)) {
         return Err(Failure::new(
             Kind::InvalidConfig,
-            format!("contains {c:?}; srcds_run splits its arguments again at every space, so quoting cannot keep an argument with spaces together"),
+            format!("contains {c:?}; {QUOTING_WHY}"),
         )
         .hint("pass only words without spaces; put values with spaces (hostname \"My Server\") into a cfg file of the instance layer and +exec it"));
     }
-    if let Some(c) = args.chars().find(|c| matches!(c, '*' | '?' | '[')) {
+    if let Some(c) = args.chars().find(|c| GLOBBING.contains(c)) {
         return Err(Failure::new(
             Kind::InvalidConfig,
-            format!(
-                "contains {c:?}; srcds_run expands it as a file name pattern in the game directory"
-            ),
+            format!("contains {c:?}; {GLOBBING_WHY}"),
         )
         .hint("remove it; no srcds argument needs a pattern"));
     }

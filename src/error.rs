@@ -73,17 +73,17 @@ pub(crate) const EXIT_CODES: [ExitRow; 14] = [
     row(
         14,
         "busy",
-        "umount got EBUSY; the message names the holders (cwd, open or mapped files, other mount namespaces still containing it)",
+        "umount got EBUSY (the message names the holders: cwd, open or mapped files, other mount namespaces still containing it); a discarded layer kept being refilled or moved while it was deleted (left for the next sweep)",
     ),
     row(
         15,
         "conflict",
-        "reset while mounted; mounted with another stack; a foreign mount on merged/",
+        "reset while mounted; mounted with another stack; a foreign mount on merged/; a commit while processes of the update user still run; an import while an update builds .next/",
     ),
     row(
         16,
         "lock-timeout",
-        "another left4me-overlay held the instance's lock for 30 s",
+        "another left4me-overlay held a lock for 30 s: the instance's, or a host-wide one (the installations, the generation verbs)",
     ),
     row(
         17,
@@ -190,9 +190,10 @@ impl Failure {
         self
     }
 
-    /// The one place an OS error becomes a failure: `what` failed on `shown`.
-    /// Only the causes the contract names get their own kind; anything else
-    /// is unexpected (exit 1), whatever call it came from.
+    /// An OS error as a failure, where the caller knows nothing more specific
+    /// (fsx, idmap, overlay and discard explain the errors they expect
+    /// themselves): `what` failed on `shown`. Only the causes the contract
+    /// names get their own kind; anything else is unexpected (exit 1).
     pub(crate) fn os(shown: &Path, what: &str, e: Errno) -> Failure {
         let (kind, hint) = match e {
             Errno::NOENT => (

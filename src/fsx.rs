@@ -2,6 +2,15 @@
 //! resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) relative to a
 //! directory fd, and all later work (chown, mount, rename, unlink) goes through
 //! the fds obtained, so nothing is re-resolved after it was checked.
+//!
+//! Nor does a path cross a mount point (RESOLVE_NO_XDEV): the service user
+//! may mount what it likes (FUSE, with `user_allow_other`) on the
+//! directories it owns, and a filesystem it serves can claim any owner and
+//! mode for its files, so a layer, upper or work directory on such a mount
+//! would let overlayfs copy up, as root, a set-uid root file the user never
+//! had. Only the admin's trees, installations/ and overlays/<name>, which
+//! nobody but root can write, may be mounts of their own (a game kept on a
+//! disk of its own): [`open_admin_dir`] and [`ensure_admin_dir`].
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -13,7 +22,12 @@ use crate::error::{Failure, Kind};
 
 pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_XDEV);
+
+/// [`BENEATH`], but mount points below the state dir may be crossed: only
+/// for the root-only trees.
+const BENEATH_ACROSS_MOUNTS: ResolveFlags = BENEATH.difference(ResolveFlags::NO_XDEV);
 
 /// How every directory below the state dir is opened: read-only, no
 /// symlink followed.
@@ -22,11 +36,30 @@ pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
-/// Opens directory `rel` beneath `base` without following any symlink.
-/// `shown` is how the path is named in errors.
+/// Opens directory `rel` beneath `base` without following any symlink or
+/// crossing a mount point. `shown` is how the path is named in errors.
 pub(crate) fn open_dir(base: BorrowedFd<'_>, rel: &str, shown: &Path) -> Result<OwnedFd, Failure> {
-    rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), BENEATH)
-        .map_err(|e| explain(base, rel, shown, e, "directory"))
+    open_dir_with(base, rel, shown, BENEATH)
+}
+
+/// Like [`open_dir`], but mount points may be crossed: for installations/
+/// and overlays/<name> (see the module's comment).
+pub(crate) fn open_admin_dir(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
+    open_dir_with(base, rel, shown, BENEATH_ACROSS_MOUNTS)
+}
+
+fn open_dir_with(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Failure> {
+    rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), resolve)
+        .map_err(|e| explain(base, rel, shown, e, "directory", resolve))
 }
 
 /// Like [`open_dir`], but `Ok(None)` when it does not exist.
@@ -35,31 +68,70 @@ pub(crate) fn open_dir_if_exists(
     rel: &str,
     shown: &Path,
 ) -> Result<Option<OwnedFd>, Failure> {
-    match rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), BENEATH) {
+    open_dir_if_exists_with(base, rel, shown, BENEATH)
+}
+
+/// Like [`open_admin_dir`], but `Ok(None)` when it does not exist.
+pub(crate) fn open_admin_dir_if_exists(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+) -> Result<Option<OwnedFd>, Failure> {
+    open_dir_if_exists_with(base, rel, shown, BENEATH_ACROSS_MOUNTS)
+}
+
+fn open_dir_if_exists_with(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    resolve: ResolveFlags,
+) -> Result<Option<OwnedFd>, Failure> {
+    match rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), resolve) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(explain(base, rel, shown, e, "directory")),
+        Err(e) => Err(explain(base, rel, shown, e, "directory", resolve)),
     }
 }
 
 /// Opens or creates directory `name` directly in `parent`. A new directory
 /// gets exactly `mode`, whatever the umask (systemd units may set UMask=0077);
-/// what is there already is used as it is if it is a directory.
+/// what is there already is used as it is if it is a directory and not a
+/// mount point.
 pub(crate) fn ensure_dir(
     parent: BorrowedFd<'_>,
     name: &str,
     mode: u32,
     shown: &Path,
 ) -> Result<OwnedFd, Failure> {
+    ensure_dir_with(parent, name, mode, shown, BENEATH)
+}
+
+/// Like [`ensure_dir`], but it may be a mount point: for installations/.
+pub(crate) fn ensure_admin_dir(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
+    ensure_dir_with(parent, name, mode, shown, BENEATH_ACROSS_MOUNTS)
+}
+
+fn ensure_dir_with(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    mode: u32,
+    shown: &Path,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Failure> {
     let created = match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
         Ok(()) => true,
         Err(Errno::EXIST) => false,
         Err(e @ (Errno::LOOP | Errno::NOTDIR | Errno::NOENT | Errno::XDEV)) => {
-            return Err(explain(parent, name, shown, e, "directory"));
+            return Err(explain(parent, name, shown, e, "directory", resolve));
         }
         Err(e) => return Err(Failure::os(shown, "create directory", e)),
     };
-    let fd = open_dir(parent, name, shown)?;
+    let fd = open_dir_with(parent, name, shown, resolve)?;
     if created {
         chmod_fd(fd.as_fd(), mode, shown)?;
     }
@@ -101,7 +173,7 @@ fn read_small(
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd = rustix::fs::openat2(base, rel, flags, Mode::empty(), BENEATH)
-        .map_err(|e| explain(base, rel, shown, e, "file"))?;
+        .map_err(|e| explain(base, rel, shown, e, "file", BENEATH))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Failure::os(shown, "fstat", e))?;
     if file_type(&st) != libc_mode::S_IFREG {
         return Err(Failure::new(
@@ -172,9 +244,17 @@ pub(crate) struct Entry {
     pub(crate) mnt_id: u64,
 }
 
-pub(crate) fn entry(parent: BorrowedFd<'_>, name: &str) -> Result<Option<Entry>, Errno> {
+/// `AT_STATX_DONT_SYNC`: a mount point's attributes come from the kernel's
+/// cache. Without it, statx of a FUSE mount's root asks its server, and a
+/// server the service user runs may never answer, leaving root in an
+/// uninterruptible wait (not even SIGKILL ends it) with its locks held.
+pub(crate) fn entry<P: rustix::path::Arg>(
+    parent: BorrowedFd<'_>,
+    name: P,
+) -> Result<Option<Entry>, Errno> {
     let mask = StatxFlags::TYPE | StatxFlags::MNT_ID;
-    match rustix::fs::statx(parent, name, AtFlags::SYMLINK_NOFOLLOW, mask) {
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
+    match rustix::fs::statx(parent, name, flags, mask) {
         Ok(st) => Ok(Some(Entry {
             kind: u32::from(st.stx_mode) & libc_mode::S_IFMT,
             mount_root: st
@@ -197,9 +277,17 @@ pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// Turns an openat2 error into a message that names the offending component.
-fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) -> Failure {
-    let culprit = find_culprit(base, rel);
+/// Turns an openat2 error into a message that names the offending
+/// component; `resolve` is what the failed open allowed.
+fn explain(
+    base: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    e: Errno,
+    want: &str,
+    resolve: ResolveFlags,
+) -> Failure {
+    let culprit = find_culprit(base, rel, resolve.contains(ResolveFlags::NO_XDEV));
     let culprit_shown = match &culprit {
         Some((prefix, _)) => {
             let extra =
@@ -213,7 +301,7 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
         None => shown.to_path_buf(),
     };
     match (e, culprit.map(|(_, k)| k)) {
-        (Errno::LOOP, _) | (_, Some(libc_mode::S_IFLNK)) => Failure::new(
+        (Errno::LOOP, _) | (_, Some(Culprit::Symlink)) => Failure::new(
             Kind::UnsafePath,
             format!(
                 "{} is a symlink; refusing to follow it as root",
@@ -221,11 +309,17 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
             ),
         )
         .hint("remove the symlink; left4me-overlay creates the directories it needs"),
-        (Errno::XDEV, _) => Failure::new(
+        (Errno::XDEV, _) | (_, Some(Culprit::MountPoint)) => Failure::new(
             Kind::UnsafePath,
-            format!("{} resolves outside the state directory", shown.display()),
+            format!(
+                "{} is a mount point; root does not follow paths into another filesystem below the state directory",
+                culprit_shown.display()
+            ),
         )
-        .hint("replace whatever is there (a mount or a link) by a plain directory"),
+        .hint(format!(
+            "unmount it (fusermount -u {0}, or umount {0}) and use a plain directory",
+            culprit_shown.display()
+        )),
         (Errno::NOTDIR, _) => Failure::new(
             Kind::UnsafePath,
             format!("{} is not a directory", culprit_shown.display()),
@@ -245,19 +339,41 @@ fn explain(base: BorrowedFd<'_>, rel: &str, shown: &Path, e: Errno, want: &str) 
     }
 }
 
-/// Walks `rel` component by component (for the error message only) and
-/// returns the first prefix that is missing, a symlink or not a directory.
-fn find_culprit(base: BorrowedFd<'_>, rel: &str) -> Option<(String, u32)> {
+/// What is wrong with the first offending prefix of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Culprit {
+    Missing,
+    Symlink,
+    NotADirectory,
+    MountPoint,
+}
+
+/// Walks `rel` component by component, for the error message only, and
+/// returns the first prefix that is missing, a symlink, not a directory or
+/// a mount point. Like [`entry`], with `AT_STATX_DONT_SYNC`, and it stops
+/// at a mount point: nothing below one is ever looked up (a lookup in a
+/// FUSE filesystem goes to its server, which may never answer).
+/// Where the open was allowed to cross mount points (`!same_mount`: the
+/// admin's trees), a mount point is no culprit and the walk goes on into it.
+fn find_culprit(base: BorrowedFd<'_>, rel: &str, same_mount: bool) -> Option<(String, Culprit)> {
+    let here = rustix::fs::statx(base, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .ok()
+        .map(|st| st.stx_mnt_id);
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     for i in 0..parts.len() {
         let prefix = parts[..=i].join("/");
-        let st = match rustix::fs::statat(base, prefix.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(_) => return Some((prefix, 0)),
+        let found = match entry(base, &prefix) {
+            Ok(Some(found)) => found,
+            _ => return Some((prefix, Culprit::Missing)),
         };
-        let kind = file_type(&st);
-        if kind == libc_mode::S_IFLNK || (i + 1 < parts.len() && kind != libc_mode::S_IFDIR) {
-            return Some((prefix, kind));
+        if same_mount && (found.mount_root || here.is_some_and(|id| id != found.mnt_id)) {
+            return Some((prefix, Culprit::MountPoint));
+        }
+        if found.kind == libc_mode::S_IFLNK {
+            return Some((prefix, Culprit::Symlink));
+        }
+        if i + 1 < parts.len() && found.kind != libc_mode::S_IFDIR {
+            return Some((prefix, Culprit::NotADirectory));
         }
     }
     None

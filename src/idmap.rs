@@ -1,10 +1,12 @@
 //! Idmapped lower layers. installation/ and overlays/ usually belong to root
 //! (or the admin who ran steamcmd), yet the game must be able to write through
 //! merged/ into directories that come from them (logs/, cfg/, downloads).
-//! Each lower layer whose owner is not the service user is mounted through a
-//! detached, read-only, idmapped clone that shows the layer owner's files as
-//! the service user's; overlayfs then copies them up into the upper layer
-//! owned by the service user. The layers on disk never change.
+//! Each lower layer is mounted through a detached, read-only, idmapped clone
+//! that shows the layer owner's files as the service user's (the service
+//! user's own layer through an identity map of its ids alone); overlayfs
+//! then copies them up into the upper layer owned by the service user, and
+//! refuses to copy up what belongs to anyone unmapped. The layers on disk
+//! never change.
 
 use std::fs;
 use std::io::{Read, Write};

@@ -11,7 +11,6 @@ use serde::Serialize;
 use crate::envfile::{self, InstanceConfig};
 use crate::error::{Failure, Kind};
 use crate::fsx::{self, libc_mode};
-use crate::generation;
 use crate::mounts;
 use crate::name::InstanceName;
 use crate::state::{self, InstancePaths, MERGED, Own, State};
@@ -83,23 +82,16 @@ pub(crate) fn read_config(state: &State, paths: &InstancePaths) -> Result<Instan
     InstanceConfig::parse(&bytes, &shown.display().to_string())
 }
 
-/// Whether a layer stack must end in the game installation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Game {
-    /// A mount: no game installed is an error.
-    Required,
-    /// `status`: an instance's own layers show, and are no error, on a
-    /// host whose game is not installed yet.
-    IfInstalled,
-}
-
 /// The lower layers `config` asks for, highest priority first, each opened
-/// without following a symlink.
+/// without following a symlink, ending in `game`, the installation's layer
+/// as the caller resolved it (generation::layer_rel); `None` on a host with
+/// no game installed yet, where `status` still shows the instance's own
+/// layers.
 pub(crate) fn layer_stack(
     state: &State,
     paths: &InstancePaths,
     config: &InstanceConfig,
-    game: Game,
+    game: Option<&str>,
 ) -> Result<Vec<(Layer, OwnedFd)>, Failure> {
     let mut layers = Vec::new();
     let rel = paths.layer();
@@ -114,7 +106,7 @@ pub(crate) fn layer_stack(
     }
     for overlay in &config.overlays {
         let rel = state::overlay_rel(overlay);
-        let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
+        let fd = fsx::open_admin_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
             if f.kind == Kind::Missing {
                 f.hint(format!(
                     "create it, or remove {overlay} from L4D2_OVERLAYS in {}",
@@ -132,14 +124,11 @@ pub(crate) fn layer_stack(
             fd,
         ));
     }
-    let rel = match game {
-        Game::Required => generation::layer_rel(state)?,
-        Game::IfInstalled => match generation::layer_rel_if_installed(state)? {
-            Some(rel) => rel,
-            None => return Ok(layers),
-        },
+    let Some(rel) = game else {
+        return Ok(layers);
     };
-    let fd = fsx::open_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
+    let rel = rel.to_owned();
+    let fd = fsx::open_admin_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
         if f.kind == Kind::Missing {
             f.hint("installations/current names a generation that is gone: write an existing one's name to it (left4me-overlay generation list)")
         } else {
@@ -226,8 +215,10 @@ pub(crate) fn mounted_here(
                     format!(
                         "{} has a mount that is not this instance's overlay ({} from {}); refusing to touch it",
                         shown_merged.display(),
-                        m.fstype,
-                        m.source
+                        // Whoever mounted it chose these (a FUSE fsname):
+                        // control characters reach no terminal or journal.
+                        m.fstype.escape_debug(),
+                        m.source.escape_debug()
                     ),
                 )
                 .hint("unmount it yourself if it should not be there"));

@@ -5,9 +5,11 @@
 //! (docs/health.md), is [`health_main`]; the root helper never calls it.
 //! Everything else is private to the crate, and `unsafe` lives in `sys` only.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod a2s;
 mod cli;
+mod contract;
 mod discard;
 mod envfile;
 mod error;

@@ -1,6 +1,9 @@
 //! Locks in root-only runtime/.left4me/, so the service user can neither
-//! take nor replace them. One per instance: concurrent verbs on an instance
-//! serialize while different instances never wait on each other. One for
+//! take nor replace them. One per instance (`<name>.lock`): concurrent verbs
+//! on an instance serialize, and an instance's verb waits on another
+//! instance's only through the host-wide locks below. Those are named with a
+//! leading dot, which no instance name can have (name.rs), so no instance
+//! can share a file with them. One for
 //! the installations: switching `current` and choosing what to collect hold
 //! it exclusively (a few renames), a mount holds it shared from reading
 //! `installations/current` until its stack record names the generation, so
@@ -21,11 +24,11 @@ use crate::error::{Failure, Kind};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The installations lock's file in runtime/.left4me/.
-pub(crate) const INSTALLATIONS: &str = "installations.lock";
+pub(crate) const INSTALLATIONS: &str = ".installations.lock";
 /// One generation verb at a time (prepare, commit, import, abort, gc). Held
 /// through their long parts (copying or taking over a whole tree), which
 /// need no installations lock, so mounts never wait for them.
-pub(crate) const UPDATE: &str = "update.lock";
+pub(crate) const UPDATE: &str = ".update.lock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockMode {
@@ -38,6 +41,28 @@ pub(crate) struct Lock {
     _fd: OwnedFd,
 }
 
+/// Opens (creating) the lock file `file` in `helper_dir`, without locking it.
+pub(crate) fn open(
+    helper_dir: BorrowedFd<'_>,
+    file: &str,
+    shown: &Path,
+) -> Result<OwnedFd, Failure> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(helper_dir, file, flags, Mode::from_raw_mode(0o600))
+        .map_err(|e| Failure::os(shown, "open lock", e))
+}
+
+/// Takes the exclusive lock on `fd` if nobody holds it; false if somebody does.
+pub(crate) fn try_exclusive(fd: BorrowedFd<'_>) -> bool {
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return true,
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Takes the lock `file` in `helper_dir`, waiting up to [`WAIT`]. `what`
 /// names what is locked in the timeout message ("instance vs1").
 pub(crate) fn lock(
@@ -47,9 +72,7 @@ pub(crate) fn lock(
     what: &str,
     shown: &Path,
 ) -> Result<Lock, Failure> {
-    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(helper_dir, file, flags, Mode::from_raw_mode(0o600))
-        .map_err(|e| Failure::os(shown, "open lock", e))?;
+    let fd = open(helper_dir, file, shown)?;
     let op = match mode {
         LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
         LockMode::Shared => FlockOperation::NonBlockingLockShared,
@@ -74,6 +97,38 @@ pub(crate) fn lock(
                 .hint(format!("find it with: fuser -v {}", shown.display())));
             }
             Err(e) => return Err(Failure::os(shown, "lock", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::InstanceName;
+    use crate::state::{InstancePaths, Own};
+
+    const HOST_WIDE: [&str; 2] = [INSTALLATIONS, UPDATE];
+
+    /// An instance named like a host-wide lock (`installations`, `update`)
+    /// once shared its file: its mount deadlocked on itself and every other
+    /// mount, gc and import waited behind it.
+    #[test_log::test]
+    fn no_instance_lock_is_a_host_wide_lock() {
+        for file in HOST_WIDE {
+            let stem = file.trim_end_matches(".lock");
+            for candidate in [stem, stem.trim_start_matches('.')] {
+                if let Ok(name) = InstanceName::parse(candidate) {
+                    let own = InstancePaths::new(&name).own(Own::Lock);
+                    assert!(
+                        !HOST_WIDE.contains(&own.as_str()),
+                        "{candidate} locks {own}"
+                    );
+                }
+            }
+            assert!(
+                InstanceName::parse(stem).is_err(),
+                "{stem} is an instance name"
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Building the overlay: the lower layers opened in a throwaway private mount
-//! namespace, idmapped where their owner is not the service user, the
+//! namespace, each idmapped so only its owner's ids are mapped, the
 //! overlay created as a detached mount (fsconfig with one `lowerdir+` per
 //! layer, or one option string through mount(2) on older kernels), ready for
 //! the caller to move onto merged/.
@@ -20,19 +20,20 @@ use crate::name::InstanceName;
 use crate::namespace;
 use crate::state::{HELPER_DIR, InstancePaths, Own, ServiceUser, State, UPPER, WORK};
 
-/// The overlay `config` asks for, as a detached mount, and the stack it was
-/// made with. The layers are opened in the private namespace (overlayfs
+/// The overlay `config` asks for over the installation layer `game`, as a
+/// detached mount, and the stack it was made with. The layers are opened in the private namespace (overlayfs
 /// before Linux 6.15 only takes layers attached in the caller's namespace).
 pub(crate) fn assemble(
     root: &Path,
     name: &InstanceName,
     config: &InstanceConfig,
+    game: &str,
     user: &ServiceUser,
 ) -> Result<(OwnedFd, Vec<Layer>)> {
     namespace::in_private_namespace(|| {
         let state = State::open(root)?;
         let paths = InstancePaths::new(name);
-        let layers = instance::layer_stack(&state, &paths, config, instance::Game::Required)?;
+        let layers = instance::layer_stack(&state, &paths, config, Some(game))?;
         raise_fd_limit(layers.len());
         let (stack, fds): (Vec<Layer>, Vec<OwnedFd>) = layers.into_iter().unzip();
         let lower_fds = map_layers(&state, &stack, fds, user)?;
@@ -65,10 +66,17 @@ pub(crate) fn attach(mnt: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> Result<(), Er
     )
 }
 
-/// One lower layer fd per layer, idmapped where its owner is not the service
-/// user. Only root's layers are idmapped: a layer of any other account would
-/// show that account's files to the game as its own. One user namespace
-/// serves all layers with the same owner.
+/// One lower layer fd per layer, each an idmapped clone whose only mapping
+/// is the layer owner's ids to the service user's: root's layers show
+/// root's files as the game's (so it can write through merged/ into
+/// directories that come from them), the service user's own layer maps its
+/// ids to themselves. Every other owner stays unmapped, and overlayfs
+/// refuses to copy up a file whose owner is unmapped (EOVERFLOW), so no
+/// file of a third account, and no root file hard-linked into the user's
+/// layer, can be copied up, as root, into upper/ under its real owner. A
+/// layer of any other account is refused outright: it would show that
+/// account's files to the game as its own. One user namespace serves all
+/// layers with the same owner.
 fn map_layers(
     state: &State,
     stack: &[Layer],
@@ -81,10 +89,6 @@ fn map_layers(
         let shown = state.shown(&layer.rel);
         let st = fsx::stat_fd(&fd, &shown)?;
         let owner = (st.st_uid, st.st_gid);
-        if owner == (user.uid, user.gid) {
-            out.push(fd);
-            continue;
-        }
         require_trusted_owner(owner, &shown, user)?;
         let userns = match namespaces.get(&owner) {
             Some(ns) => ns,

@@ -97,8 +97,8 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
             let user = ServiceUser::from_env()?;
             let done = verbs::reset(&state, &name, &user)?;
             print_outcome(&done.outcome, args.json)?;
-            if let Some((runtime_i, shown)) = done.discard {
-                discard::in_background(runtime_i, &shown);
+            if let Some(background) = done.discard {
+                discard::in_background(background);
             }
         }
         Command::Status(args) => {
@@ -261,7 +261,10 @@ fn print_result<T: serde::Serialize>(
     }
 }
 
-fn write_stdout(text: &str) -> Result<()> {
+/// Writes `text` to stdout. Both programs restore SIGPIPE's default first
+/// thing, so a closed pipe (`| head`) ends them quietly, like other Unix
+/// tools; any other write error (a full disk behind a redirect) is one.
+pub(crate) fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

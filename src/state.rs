@@ -1,7 +1,8 @@
-//! The state directory: its layout (every path the helper uses is built
-//! here) and who owns what in it. The admin's parts (the state dir itself and
-//! runtime/) must not be writable by the service user: if they were, the user
-//! could swap the directories the helper's guarantees are anchored on.
+//! The state directory: its layout (the paths of instances/ and runtime/;
+//! generation/ builds those of installations/) and who owns what in it. The
+//! admin's parts (the state dir itself and runtime/) must not be writable by
+//! the service user: if they were, the user could swap the directories the
+//! helper's guarantees are anchored on.
 //!
 //! `open_*` only opens what exists, for read paths (status); `ensure_*`
 //! creates what is missing, for the verbs that change state.
@@ -138,6 +139,8 @@ pub(crate) enum Own {
     Stage,
     /// The game's environment: instance.env's validated lines, re-serialised.
     EnvCopy,
+    /// Held by the one background sweeper of the instance's discarded layers.
+    Sweeper,
 }
 
 /// Where one instance's parts are: relative to the state dir (`*_rel`, to
@@ -187,6 +190,7 @@ impl InstancePaths {
             Own::Record => "stack",
             Own::Stage => "stage",
             Own::EnvCopy => "env",
+            Own::Sweeper => "sweep",
         };
         format!("{}.{suffix}", self.name)
     }

@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::Mode;
 use serde::Serialize;
 
 use crate::discard;
@@ -171,7 +171,10 @@ fn instance(
         error: None,
     };
     let configured = instance::read_config(state, &paths)
-        .and_then(|cfg| instance::layer_stack(state, &paths, &cfg, instance::Game::IfInstalled))
+        .and_then(|cfg| {
+            let game = generation::layer_rel_if_installed(state)?;
+            instance::layer_stack(state, &paths, &cfg, game.as_deref())
+        })
         .map(|layers| {
             layers
                 .into_iter()
@@ -246,6 +249,12 @@ fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
         if name == c"." || name == c".." {
             continue;
         }
+        // The user's tree: a mount point in it (a FUSE server of the user's,
+        // which may never answer) is neither stat'ed through nor entered.
+        match fsx::entry(dir, name) {
+            Ok(Some(e)) if !e.mount_root => {}
+            _ => continue,
+        }
         let Ok(st) = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
@@ -259,8 +268,9 @@ fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
             total.truncated = true;
             continue;
         }
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if let Ok(child) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        if let Ok(child) =
+            rustix::fs::openat2(dir, name, fsx::DIR_FLAGS, Mode::empty(), fsx::BENEATH)
+        {
             add_usage(child.as_fd(), depth + 1, total);
         }
     }

@@ -148,12 +148,13 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
 
     // Until the stack record names the generation picked below.
     let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
+    // The generation this mount uses, picked once, under that lock.
+    let game = generation::layer_rel(state)?;
     if l.mounted(runtime_i.as_fd())?.is_some() {
-        let asked: Vec<Layer> =
-            instance::layer_stack(state, &paths, &config, instance::Game::Required)?
-                .into_iter()
-                .map(|(layer, _)| layer)
-                .collect();
+        let asked: Vec<Layer> = instance::layer_stack(state, &paths, &config, Some(&game))?
+            .into_iter()
+            .map(|(layer, _)| layer)
+            .collect();
         let recorded = instance::read_record(l.helper_dir.as_fd(), &paths);
         if recorded.as_ref() == Some(&asked) {
             l.write_env_copy(&config, &asked)?;
@@ -184,7 +185,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
-    let (mnt, stack) = overlay::assemble(&state.root, name, &config, user)?;
+    let (mnt, stack) = overlay::assemble(&state.root, name, &config, &game, user)?;
     let record = paths.own(Own::Record);
     fsx::write_replace(
         l.helper_dir.as_fd(),
@@ -278,8 +279,8 @@ pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
 /// still to be deleted, once the lock is released.
 pub(crate) struct ResetDone {
     pub(crate) outcome: Outcome,
-    /// runtime/<i> and how it is shown, when there is anything to delete.
-    pub(crate) discard: Option<(OwnedFd, PathBuf)>,
+    /// What the background sweeper needs, when there is anything to delete.
+    pub(crate) discard: Option<discard::Background>,
 }
 
 /// Swaps in an empty writable layer.
@@ -324,9 +325,15 @@ pub(crate) fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     }
     prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
     tracing::info!("writable layer replaced by an empty one");
+    let sweeper = l.paths.own(Own::Sweeper);
+    let sweeper_lock = lock::open(l.helper_dir.as_fd(), &sweeper, &l.in_helper_dir(&sweeper))?;
     Ok(ResetDone {
         outcome,
-        discard: Some((runtime_i, rt_shown)),
+        discard: Some(discard::Background {
+            runtime_i,
+            shown: rt_shown,
+            sweeper_lock,
+        }),
     })
 }
 

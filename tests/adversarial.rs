@@ -288,6 +288,13 @@ root_test! {
         assert!(err.contains("not this instance's overlay"), "{err}");
         let on_merged = common::mount_points().iter().filter(|m| std::path::Path::new(m) == f.merged("vs1")).count();
         assert_eq!(on_merged, 1, "the foreign tmpfs must stay, with nothing stacked on it");
+        // Its source is whatever its maker chose (a FUSE fsname): a terminal
+        // escape in it reaches no terminal or journal.
+        assert!(std::process::Command::new("umount").arg(f.merged("vs1")).status().unwrap().success());
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "evil\x1b]0;owned\x07\x1b[2J"]).arg(f.merged("vs1")).status().unwrap().success());
+        let err = f.fails(&["umount", "vs1"], 15);
+        assert!(!err.contains('\x1b') && !err.contains('\x07'), "control characters printed: {err:?}");
+        assert!(err.contains("tmpfs from evil\\u{1b}]0;owned"), "{err}");
     }
 }
 
@@ -466,5 +473,299 @@ root_test! {
         refused(&f, "vs1", &["mount", "vs1"], 13, "installation belongs to uid 2 gid 0");
         std::os::unix::fs::chown(f.path("installation"), Some(0), Some(0)).unwrap();
         f.ok(&["mount", "vs1"]);
+    }
+}
+
+root_test! {
+    /// Instances named like the host-wide locks (`installations`, `update`)
+    /// once shared their files: a mount of `installations` deadlocked on
+    /// itself (exit 16 after 30 s), and while any verb of such an instance
+    /// ran, every other mount, `generation gc` and `import` waited for it.
+    fn instances_named_like_host_locks_share_no_lock_with_the_host() {
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        for name in ["installations", "update"] {
+            f.instance(name, &[]);
+            let t0 = std::time::Instant::now();
+            f.ok(&["mount", name]);
+            assert!(f.is_mounted(name));
+            assert!(t0.elapsed().as_secs() < 10, "mount {name} waited {:?}", t0.elapsed());
+            f.ok(&["umount", name]);
+        }
+        f.instance("vs1", &[]);
+        // A verb of instance `installations` or `update` holds its lock
+        // (as a slow mount of it would): the host's verbs do not wait.
+        for name in ["installations", "update"] {
+            let held = fs::File::create(f.path(&format!("runtime/.left4me/{name}.lock"))).unwrap();
+            rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+            let t0 = std::time::Instant::now();
+            f.ok(&["generation", "gc"]);
+            f.ok(&["mount", "vs1"]);
+            f.ok(&["umount", "vs1"]);
+            assert!(t0.elapsed().as_secs() < 10, "host verbs waited {:?} behind instance {name}", t0.elapsed());
+        }
+    }
+}
+
+/// A squashfs image of the service user's whose only file, `evil`, claims
+/// root:root 4755: what the user can build without privilege (`mksquashfs
+/// -p`, squashfs-tools).
+fn setuid_root_image(f: &Fixture) -> std::path::PathBuf {
+    let src = f.outside.join("image-src");
+    fs::create_dir_all(&src).unwrap();
+    fs::copy("/bin/true", src.join("evil")).unwrap();
+    // The image's top is the user's, as the user's own mksquashfs makes it.
+    std::os::unix::fs::chown(&src, Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+    let img = f.outside.join("evil.sqfs");
+    let out = std::process::Command::new("mksquashfs")
+        .arg(&src)
+        .arg(&img)
+        .args(["-quiet", "-noappend", "-p", "evil m 4755 0 0"])
+        .output()
+        .expect("mksquashfs (squashfs-tools; scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
+}
+
+/// Mounts `img` on `on` with squashfuse and allow_other, as a user with
+/// `user_allow_other` in /etc/fuse.conf could. Root mounts it here (the
+/// kernel sees the same: another filesystem, serving whatever owner and mode
+/// the image claims), so the test does not change the host's fuse.conf.
+fn squashfuse(img: &std::path::Path, on: &std::path::Path) {
+    fs::create_dir_all(on).unwrap();
+    let out = std::process::Command::new("squashfuse")
+        .args(["-o", "allow_other"])
+        .arg(img)
+        .arg(on)
+        .output()
+        .expect("squashfuse (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owner = fs::metadata(on.join("evil")).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&owner),
+            std::os::unix::fs::MetadataExt::mode(&owner) & 0o7777
+        ),
+        (0, 0o4755)
+    );
+}
+
+fn fusermount_u(on: &std::path::Path) {
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(on)
+        .status();
+}
+
+/// No file or directory below upper/ is root's or has a set-id bit
+/// (overlayfs's whiteouts, root's 0:0 character devices, are expected).
+fn assert_upper_has_no_root_or_setid_file(f: &Fixture, instance: &str) {
+    let upper = f.path(&format!("runtime/{instance}/upper"));
+    let out = std::process::Command::new("find")
+        .arg(&upper)
+        .args([
+            "-mindepth",
+            "1",
+            "-not",
+            "-type",
+            "c",
+            "(",
+            "-uid",
+            "0",
+            "-o",
+            "-perm",
+            "/6000",
+            ")",
+            "-printf",
+            "%p %u %m\\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "root's or set-id files in upper/"
+    );
+}
+
+root_test! {
+    /// The service user's FUSE mount (squashfuse, a file that claims
+    /// root:root 4755) on its layer, on upper/ or on home/: root's copy-up
+    /// would write a real set-uid root file into upper/, which the user can
+    /// run from there. Every such mount is refused before anything is
+    /// mounted.
+    fn a_user_mount_on_a_layer_upper_or_home_is_refused() {
+        let f = Fixture::new();
+        let img = setuid_root_image(&f);
+        f.instance("vs1", &[]);
+        let layer = f.path("instances/vs1/layer");
+        squashfuse(&img, &layer);
+        refused(&f, "vs1", &["mount", "vs1"], 13, "instances/vs1/layer is a mount point");
+        fusermount_u(&layer);
+        fs::remove_dir(&layer).unwrap();
+        // upper/ and home/ are the service user's, so it can mount on them
+        // between two runs (mount creates them, umount keeps them).
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        for part in ["upper", "home"] {
+            let on = f.path(&format!("runtime/vs1/{part}"));
+            squashfuse(&img, &on);
+            refused(&f, "vs1", &["mount", "vs1"], 13, &format!("runtime/vs1/{part} is a mount point"));
+            fusermount_u(&on);
+        }
+        f.ok(&["mount", "vs1"]);
+        assert_upper_has_no_root_or_setid_file(&f, "vs1");
+    }
+}
+
+root_test! {
+    /// A root file in the service user's own layer, on the state dir's
+    /// filesystem (a hard link, where fs.protected_hardlinks=0 lets the user
+    /// make one; made by root here): the layer is idmapped with the service
+    /// user's ids alone, so the file's owner is unmapped and overlayfs
+    /// refuses to copy it up. Reading it works; renaming or writing it
+    /// through merged/ fails, and upper/ gets no root or set-id file.
+    fn a_root_file_in_the_users_layer_is_never_copied_up_as_roots() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        let layer = f.path("instances/vs1/layer");
+        fs::create_dir_all(layer.join("left4dead2")).unwrap();
+        std::os::unix::fs::chown(&layer, Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+        std::os::unix::fs::chown(layer.join("left4dead2"), Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+        let evil = layer.join("evil");
+        fs::copy("/bin/true", &evil).unwrap();
+        fs::set_permissions(&evil, fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::write(layer.join("mine.cfg"), "sv_cheats 0\n").unwrap();
+        std::os::unix::fs::chown(layer.join("mine.cfg"), Some(common::SERVICE_UID), Some(common::SERVICE_UID)).unwrap();
+        f.ok(&["mount", "vs1"]);
+        let m = f.merged("vs1");
+        let user = common::SERVICE_USER;
+        let out = common::run_as(user, &format!("mv {0}/evil {0}/evil2", m.display()));
+        assert!(!out.status.success(), "copy-up of a root file succeeded");
+        let out = common::run_as(user, &format!("echo x >> {0}/evil", m.display()));
+        assert!(!out.status.success(), "write to a root file succeeded");
+        // The user's own files copy up as usual.
+        let out = common::run_as(user, &format!("mv {0}/mine.cfg {0}/mine2.cfg && cat {0}/evil > /dev/null", m.display()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_upper_has_no_root_or_setid_file(&f, "vs1");
+        f.ok(&["umount", "vs1"]);
+    }
+}
+
+/// The helper's processes alive now for the state dir of `f` (the
+/// background sweepers, once the verb that forked them has returned; other
+/// tests run theirs beside it).
+fn helper_processes(f: &Fixture) -> usize {
+    let me = fs::canonicalize(common::HELPER).unwrap();
+    let state_dir = f.root.as_os_str().as_encoded_bytes().to_vec();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe == me))
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == state_dir.as_slice()))
+        })
+        .count()
+}
+
+root_test! {
+    /// Each reset once forked its own detached root sweeper: 40 resets in a
+    /// row left 40 root processes walking the same tree. One runs per
+    /// instance now, and it deletes what later resets set aside.
+    fn resets_in_a_row_leave_one_sweeper_per_instance() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        // A layer that takes a while to delete, then 39 quick resets while
+        // it is deleted, each with something to delete.
+        let upper = f.path("runtime/vs1/upper");
+        for d in 0..100 {
+            let dir = upper.join(format!("big{d}"));
+            fs::create_dir(&dir).unwrap();
+            for i in 0..1000 {
+                fs::write(dir.join(format!("f{i}")), "").unwrap();
+            }
+        }
+        f.ok(&["reset", "vs1"]);
+        let mut most = helper_processes(&f);
+        for round in 0..39 {
+            fs::write(f.path(&format!("runtime/vs1/upper/r{round}")), "").unwrap();
+            f.ok(&["reset", "vs1"]);
+            most = most.max(helper_processes(&f));
+        }
+        assert!(most <= 1, "{most} sweepers of one instance ran at once");
+        f.wait_discarded("vs1");
+        assert_eq!(helper_processes(&f), 0);
+    }
+}
+
+/// Runs `args`, which must end (any exit code) within 20 s: a root helper
+/// waiting on the user's FUSE server would not end at all.
+fn ends_promptly(f: &Fixture, args: &[&str]) -> Option<i32> {
+    let t0 = std::time::Instant::now();
+    let code = f.helper(args).status.code();
+    assert!(
+        t0.elapsed().as_secs() < 20,
+        "{args:?} took {:?}",
+        t0.elapsed()
+    );
+    code
+}
+
+root_test! {
+    /// A FUSE server of the service user that never answers, mounted where
+    /// root's helper looks: on merged/ over the running overlay, on
+    /// upper/, on instances/NAME, inside upper/. Root once waited on it in
+    /// the kernel, unkillable, holding its locks: `generation gc` held the
+    /// installations lock and every other instance's mount timed out. No
+    /// verb may send such a filesystem a request.
+    fn a_users_fuse_server_that_never_answers_holds_no_root_verb() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.instance("vs2", &[]);
+        f.ok(&["generation", "list"]);
+        f.ok(&["mount", "vs1"]);
+        {
+            let _fuse = common::StallingFuse::mount(&f.merged("vs1"));
+            // status reports the foreign mount on merged/ (exit 15).
+            assert_eq!(ends_promptly(&f, &["status", "vs1"]), Some(15));
+            assert!(ends_promptly(&f, &["status"]).is_some());
+            assert_eq!(ends_promptly(&f, &["umount", "vs1"]), Some(15));
+            assert_eq!(ends_promptly(&f, &["reset", "vs1"]), Some(15));
+            assert_eq!(ends_promptly(&f, &["generation", "gc"]), Some(0));
+            assert_eq!(ends_promptly(&f, &["mount", "vs2"]), Some(0));
+            assert_eq!(ends_promptly(&f, &["umount", "vs2"]), Some(0));
+        }
+        f.ok(&["umount", "vs1"]);
+        for on in ["runtime/vs1/upper", "instances/vs1"] {
+            let _fuse = common::StallingFuse::mount(&f.path(on));
+            assert_eq!(ends_promptly(&f, &["mount", "vs1"]), Some(13), "{on}");
+            assert!(ends_promptly(&f, &["status", "vs1"]).is_some(), "{on}");
+            assert!(ends_promptly(&f, &["status"]).is_some(), "{on}");
+            assert_eq!(ends_promptly(&f, &["generation", "gc"]), Some(0), "{on}");
+        }
+        // Inside upper/: status counts the layer's size without entering
+        // it, and a reset sets the layer aside whatever it holds.
+        let _fuse = common::StallingFuse::mount(&f.path("runtime/vs1/upper/sub"));
+        assert_eq!(ends_promptly(&f, &["status", "vs1"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["reset", "vs1"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["mount", "vs1"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["umount", "vs1"]), Some(0));
     }
 }

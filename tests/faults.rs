@@ -155,3 +155,63 @@ root_test! {
         eprintln!("8 instances x 4 verbs in {:?}", started.elapsed());
     }
 }
+
+root_test! {
+    /// The generation verbs killed at random points (a commit halfway
+    /// through its take-over, an import halfway through its copy, a gc
+    /// halfway through deleting): the next runs converge, `current` always
+    /// names a complete generation, and what was set aside is swept.
+    fn sigkill_generation_verbs_at_random_points_then_converge() {
+        let f = Fixture::new();
+        f.overlay("sm", &[("top.txt", "overlay\n")]);
+        f.instance("vs1", &["sm"]);
+        let tree = f.outside.join("game");
+        for d in 0..20 {
+            let dir = tree.join(format!("left4dead2/d{d}"));
+            fs::create_dir_all(&dir).unwrap();
+            for i in 0..50 {
+                fs::write(dir.join(format!("f{i}")), vec![b'x'; 4096]).unwrap();
+            }
+        }
+        fs::write(tree.join("srcds_run"), "#!/bin/sh\n").unwrap();
+        let tree = tree.to_str().unwrap().to_owned();
+        f.ok(&["generation", "import", &tree, "--restart", "never"]);
+        let verbs: [Vec<&str>; 4] = [
+            vec!["generation", "import", &tree, "--restart", "never"],
+            vec!["generation", "prepare", "--owner", "bin"],
+            vec!["generation", "commit", "--restart", "never"],
+            vec!["generation", "gc", "--keep", "2"],
+        ];
+        let mut rng = Lcg(0x0005_eed5);
+        let mut killed = 0;
+        let iterations = 60;
+        for _ in 0..iterations {
+            let mut child = spawn(&f, &verbs[rng.below(4) as usize]);
+            std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                killed += 1;
+            }
+            child.wait().unwrap();
+            // After every run, killed or not, `current` names a complete
+            // generation.
+            let current = f.read("installations/current");
+            assert!(
+                f.path(&format!("installations/{}/srcds_run", current.trim_end())).is_file(),
+                "current names {current:?}, which is not a complete generation"
+            );
+        }
+        eprintln!("{killed} of {iterations} generation verbs killed mid-flight");
+        assert!(killed >= iterations / 4, "only {killed} runs were actually interrupted; the test lost its teeth");
+        // Ordinary verbs converge from whatever the kills left.
+        f.ok(&["generation", "list"]);
+        f.ok(&["generation", "import", &tree, "--restart", "never"]);
+        f.ok(&["generation", "gc", "--keep", "1"]);
+        let left: Vec<String> = fs::read_dir(f.path("installations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left.len(), 2, "expected current and one generation, found {left:?}");
+        assert_converges(&f);
+    }
+}

@@ -536,3 +536,71 @@ root_test! {
         assert_eq!(f.status("vs1")["generation"], current(&f).as_str());
     }
 }
+
+root_test! {
+    /// A file of the update user with many names once cost root one full
+    /// copy per name (11 MiB under 200 names: 2 GiB written as root).
+    fn a_file_with_many_names_is_refused_not_copied_per_name() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "2", "x");
+        let out = as_builder(&format!(
+            "set -e; cd {}/left4dead2; head -c 1048576 /dev/urandom > big; for i in $(seq 200); do ln big big.$i; done",
+            f.path("installations/.next").display()
+        ));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        refused_commit(&f, 13, "has 201 names (hard links)");
+    }
+}
+
+root_test! {
+    /// Names of up to 255 bytes (the filesystem's limit) once failed every
+    /// commit with ENAMETOOLONG: the renewed copy's temporary name had a
+    /// prefix. The copies are now made in a staging directory under the
+    /// file's own name.
+    fn a_name_of_255_bytes_is_committed() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "2", "x");
+        let long = "n".repeat(255);
+        let out = as_builder(&format!(
+            "echo long > {}/left4dead2/{long}",
+            f.path("installations/.next").display()
+        ));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        f.ok(&["generation", "commit", "--restart", "never"]);
+        let file = f.path(&format!("installations/{}/left4dead2/{long}", current(&f)));
+        assert_eq!(fs::read_to_string(&file).unwrap(), "long\n");
+        assert_eq!(fs::metadata(&file).unwrap().uid(), 0);
+        assert!(!f.path("installations/.renew").exists(), "the staging directory was left");
+    }
+}
+
+root_test! {
+    /// What a commit may write as root is bounded by the current
+    /// generation: twice its size and 1 GiB more (here about 1 GiB). A
+    /// reflink writes nothing (xfs, tests/reflink/run): no budget is spent.
+    fn a_commit_that_would_copy_more_than_its_budget_is_refused() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "2", "x");
+        // Allocated, not sparse: 1.1 GiB that root would copy.
+        let out = as_builder(&format!(
+            "fallocate -l 1100M {}/left4dead2/huge.vpk",
+            f.path("installations/.next").display()
+        ));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if std::env::var_os("LEFT4ME_TEST_EXPECT_REFLINK").is_some() {
+            let done = json(&f.ok(&["generation", "commit", "--restart", "never", "--json"]));
+            assert_eq!(done["taken_over"]["bytes_copied"], 0, "{done}");
+        } else {
+            refused_commit(&f, 13, "twice the current generation and 1 GiB");
+        }
+    }
+}

@@ -61,16 +61,31 @@ root_test! {
     fn every_verb_is_idempotent() {
         let f = Fixture::new();
         f.instance("vs1", &[]);
+        // Each verb run again says it had nothing to do and leaves the
+        // state dir exactly as its first run did (times aside; once reset's
+        // background deletion is done).
+        let twice = |verb: &str, first: &str, again: &str| {
+            assert!(f.ok(&[verb, "vs1"]).contains(first), "{verb}");
+            f.wait_discarded("vs1");
+            let after_first = f.layout();
+            assert!(f.ok(&[verb, "vs1"]).contains(again), "{verb} again");
+            f.wait_discarded("vs1");
+            let after_again = f.layout();
+            let changed: Vec<_> = after_first
+                .iter()
+                .filter(|(k, v)| after_again.get(*k) != Some(*v))
+                .map(|(k, _)| k)
+                .chain(after_again.keys().filter(|k| !after_first.contains_key(*k)))
+                .collect();
+            assert!(changed.is_empty(), "{verb} run again changed {changed:?}");
+        };
         assert!(f.ok(&["umount", "vs1"]).contains("not-mounted"));
-        assert!(f.ok(&["mount", "vs1"]).contains("vs1: mounted"));
-        assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
+        twice("mount", "vs1: mounted", "already-mounted");
         let mounts = common::mount_points().iter().filter(|m| m.ends_with("/runtime/vs1/merged")).count();
         assert_eq!(mounts, 1, "a second mount must not stack another overlay");
-        assert!(f.ok(&["umount", "vs1"]).contains("vs1: unmounted"));
-        assert!(f.ok(&["umount", "vs1"]).contains("not-mounted"));
+        twice("umount", "vs1: unmounted", "not-mounted");
         assert!(!f.is_mounted("vs1"));
-        assert!(f.ok(&["reset", "vs1"]).contains("reset"));
-        assert!(f.ok(&["reset", "vs1"]).contains("reset"));
+        twice("reset", "reset", "reset");
         f.ok(&["mount", "vs1"]);
     }
 }
@@ -266,10 +281,12 @@ root_test! {
         holder.kill().unwrap();
         holder.wait().unwrap();
         // The reference unit's failure: a process in another mount namespace
-        // (a service's private one) keeps a propagated copy busy. Make runtime/
-        // a shared mount, as / is under systemd, so the copy is a slave of ours.
+        // (a service's private one) keeps a propagated copy busy. Make the
+        // state dir a shared mount, as / is under systemd, so the copy is a
+        // slave of ours (the state dir itself: root follows no mount point
+        // below it).
         f.ok(&["umount", "vs1"]);
-        let rt = f.path("runtime");
+        let rt = f.root.clone();
         for args in [vec!["--bind", rt.to_str().unwrap(), rt.to_str().unwrap()], vec!["--make-shared", rt.to_str().unwrap()]] {
             assert!(std::process::Command::new("mount").args(&args).status().unwrap().success());
         }

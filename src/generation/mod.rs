@@ -32,6 +32,9 @@ pub(crate) const INSTALLATIONS: &str = "installations";
 const CURRENT: &str = "current";
 /// The generation being built, the update user's until commit.
 pub(crate) const NEXT: &str = ".next";
+/// Root-only, during a commit: the new inodes of the update user's files
+/// before they replace the old ones (tree::take_over).
+pub(crate) const RENEW: &str = ".renew";
 /// Where the game lived before generations.
 pub(crate) const LEGACY: &str = "installation";
 const MANIFEST: &str = "steamapps/appmanifest_222860.acf";
@@ -150,7 +153,7 @@ pub(crate) fn of_stack(layers: &[Layer]) -> Option<GenerationId> {
 /// writable by nobody else, so only root can create or replace `current`.
 fn open_dir(state: &State) -> Result<Option<OwnedFd>> {
     let shown = state.shown(INSTALLATIONS);
-    let fd = fsx::open_dir_if_exists(state.fd(), INSTALLATIONS, &shown)?;
+    let fd = fsx::open_admin_dir_if_exists(state.fd(), INSTALLATIONS, &shown)?;
     if let Some(fd) = &fd {
         state::require_root_only(fd.as_fd(), &shown)?;
     }
@@ -390,7 +393,7 @@ fn migrate(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationId>> {
     let shown = state.shown(INSTALLATIONS);
     let current_shown = state.shown(&format!("{INSTALLATIONS}/{CURRENT}"));
     let legacy_shown = state.shown(LEGACY);
-    let legacy = fsx::open_dir_if_exists(state.fd(), LEGACY, &legacy_shown)?;
+    let legacy = fsx::open_admin_dir_if_exists(state.fd(), LEGACY, &legacy_shown)?;
     let empty = match &legacy {
         None => true,
         Some(fd) => rustix::fs::Dir::read_from(fd)

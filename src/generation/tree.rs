@@ -5,18 +5,23 @@
 //!
 //! One walker serves them all. It goes through directory fds: entries are
 //! looked at with `AT_SYMLINK_NOFOLLOW`, directories opened with
-//! `O_NOFOLLOW`, so no path is resolved twice and no symlink is followed.
-//! It keeps one open directory and its names per level: at most
-//! [`MAX_DEPTH`] levels and [`MAX_ENTRIES`] names per directory, far beyond
-//! a game tree (7 levels, a few thousand entries) and far below what would
-//! cost root noticeable fds or memory.
+//! `O_NOFOLLOW`, so no path is resolved twice and no symlink is followed,
+//! and a directory on another filesystem than the tree's top is refused.
+//! It reads each directory as a stream, never listing it into memory, and
+//! keeps one open directory per level: at most [`MAX_DEPTH`] levels and
+//! [`MAX_ENTRIES`] entries per directory, far beyond a game tree (7
+//! levels, a few thousand entries). What it holds is one getdents buffer
+//! (at most about 25 KiB) per level, so about 2 MiB at most, whatever the
+//! names: the update user chooses them, and root's commit must not pay
+//! for them in memory.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps, Uid};
+use rustix::fs::{AtFlags, Dir, Gid, Mode, OFlags, RenameFlags, Stat, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use crate::error::{Failure, Kind, Result};
@@ -57,35 +62,53 @@ struct Visit<'a> {
     depth: usize,
 }
 
+/// A directory being read, one level of the walk.
 struct Level {
-    dir: OwnedFd,
-    names: Vec<CString>,
-    next: usize,
+    entries: Dir,
+    count: usize,
     shown: PathBuf,
 }
 
-fn read_names(dir: BorrowedFd<'_>, shown: &Path) -> Result<Vec<CString>> {
-    let listing = rustix::fs::Dir::read_from(dir).map_err(|e| Failure::os(shown, "read", e))?;
-    let mut names = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(|e| Failure::os(shown, "read", e))?;
-        let name = entry.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
-        if names.len() == MAX_ENTRIES {
-            return Err(Failure::new(
-                Kind::UnsafePath,
-                format!(
-                    "{} holds more than {MAX_ENTRIES} entries; a game installation does not",
-                    shown.display()
-                ),
-            )
-            .hint("look at what wrote this tree"));
-        }
-        names.push(name.to_owned());
+impl Level {
+    fn new(dir: OwnedFd, shown: PathBuf) -> Result<Level> {
+        let entries = Dir::new(dir).map_err(|e| Failure::os(&shown, "read", e))?;
+        Ok(Level {
+            entries,
+            count: 0,
+            shown,
+        })
     }
-    Ok(names)
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        // rustix's Dir hands out the fd it was made from.
+        self.entries.fd().expect("Dir::fd never fails on Linux")
+    }
+
+    /// The next name in the directory, `None` at its end.
+    fn next_name(&mut self) -> Result<Option<std::ffi::CString>> {
+        loop {
+            let Some(entry) = self.entries.next() else {
+                return Ok(None);
+            };
+            let entry = entry.map_err(|e| Failure::os(&self.shown, "read", e))?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            self.count += 1;
+            if self.count > MAX_ENTRIES {
+                return Err(Failure::new(
+                    Kind::UnsafePath,
+                    format!(
+                        "{} holds more than {MAX_ENTRIES} entries; a game installation does not",
+                        self.shown.display()
+                    ),
+                )
+                .hint("look at what wrote this tree"));
+            }
+            return Ok(Some(name.to_owned()));
+        }
+    }
 }
 
 fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr, shown: &Path) -> Result<OwnedFd> {
@@ -95,35 +118,54 @@ fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr, shown: &Path) -> Result<OwnedFd
 
 /// Visits every entry below `top`, depth first, each directory before what
 /// it holds. For a directory, `visit` returns its opened fd to descend into
-/// it, or `None` to skip it.
+/// it, or `None` to skip it; `leave` is called with each directory the walk
+/// descended into (the top included, at depth 0) once all it holds has
+/// been visited.
 fn walk(
     top: BorrowedFd<'_>,
     shown_top: &Path,
     mut visit: impl FnMut(Visit<'_>) -> Result<Option<OwnedFd>>,
+    mut leave: impl FnMut(BorrowedFd<'_>, usize, &Path) -> Result<()>,
 ) -> Result<()> {
+    let dev = fsx::stat_fd(top, shown_top)?.st_dev;
     let dir = top
         .try_clone_to_owned()
         .map_err(|e| Failure::os(shown_top, "dup", errno_of(&e)))?;
-    let names = read_names(top, shown_top)?;
-    let mut levels = vec![Level {
-        dir,
-        names,
-        next: 0,
-        shown: shown_top.to_path_buf(),
-    }];
+    let mut levels = vec![Level::new(dir, shown_top.to_path_buf())?];
     while let Some(level) = levels.last_mut() {
-        let Some(name) = level.names.get(level.next).cloned() else {
-            levels.pop();
+        let Some(name) = level.next_name()? else {
+            let depth = levels.len() - 1;
+            let done = levels.pop().expect("a level");
+            leave(done.fd(), depth, &done.shown)?;
             continue;
         };
-        level.next += 1;
         let shown = level.shown.join(name.to_string_lossy().as_ref());
-        let st = rustix::fs::statat(&level.dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| Failure::os(&shown, "stat", e))?;
+        // A mount point is refused before anything of it is stat'ed: its
+        // filesystem could be a FUSE server that never answers.
+        let mount_point = fsx::entry(level.fd(), name.as_c_str())
+            .map_err(|e| Failure::os(&shown, "stat", e))?
+            .is_some_and(|e| e.mount_root);
+        let st = if mount_point {
+            None
+        } else {
+            Some(
+                rustix::fs::statat(level.fd(), name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| Failure::os(&shown, "stat", e))?,
+            )
+        };
+        let Some(st) = st.filter(|st| st.st_dev == dev) else {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} is on another filesystem, mounted inside the tree",
+                    shown.display()
+                ),
+            )
+            .hint("unmount it; a game installation is one tree on one filesystem"));
+        };
         let depth = levels.len() - 1;
-        let level = &levels[depth];
         let child = visit(Visit {
-            dir: level.dir.as_fd(),
+            dir: levels[depth].fd(),
             name: &name,
             st: &st,
             shown: &shown,
@@ -140,15 +182,14 @@ fn walk(
                 )
                 .hint("look at what wrote this tree"));
             }
-            let names = read_names(child.as_fd(), &shown)?;
-            levels.push(Level {
-                dir: child,
-                names,
-                next: 0,
-                shown,
-            });
+            levels.push(Level::new(child, shown)?);
         }
     }
+    Ok(())
+}
+
+/// For visitors with nothing to do when a directory is done.
+fn nothing_to_leave(_: BorrowedFd<'_>, _: usize, _: &Path) -> Result<()> {
     Ok(())
 }
 
@@ -185,37 +226,47 @@ impl Cloner {
     /// Writes `src`'s content into the new, empty `dst`: a reflink where the
     /// filesystem can, else a copy. Returns the bytes copied (0 for a reflink).
     fn fill(&mut self, src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<Option<u64>> {
-        if self.can_reflink != Some(false) {
-            match rustix::fs::ioctl_ficlone(dst, src) {
-                Ok(()) => {
-                    self.can_reflink = Some(true);
-                    return Ok(None);
-                }
-                Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::PERM)
-                    if self.can_reflink.is_none() =>
-                {
-                    tracing::info!(
-                        "this filesystem cannot reflink; copying or hard-linking instead"
-                    );
-                    self.can_reflink = Some(false);
-                }
-                Err(e) => return Err(Failure::os(shown, "reflink (FICLONE)", e)),
-            }
+        if self.reflink(src, dst, shown)? {
+            return Ok(None);
         }
-        let dup = |fd: &OwnedFd| {
-            fd.try_clone()
-                .map_err(|e| Failure::os(shown, "dup", errno_of(&e)))
-        };
-        let mut from = std::fs::File::from(dup(src)?);
-        let mut to = std::fs::File::from(dup(dst)?);
-        std::io::copy(&mut from, &mut to)
-            .map(Some)
-            .map_err(|e| Failure::os(shown, "copy", errno_of(&e)))
+        copy_content(src, dst, shown).map(Some)
+    }
+
+    /// Reflinks `src` into `dst`; false where the filesystem cannot.
+    fn reflink(&mut self, src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<bool> {
+        if self.can_reflink == Some(false) {
+            return Ok(false);
+        }
+        match rustix::fs::ioctl_ficlone(dst, src) {
+            Ok(()) => {
+                self.can_reflink = Some(true);
+                Ok(true)
+            }
+            Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::PERM)
+                if self.can_reflink.is_none() =>
+            {
+                tracing::info!("this filesystem cannot reflink; copying or hard-linking instead");
+                self.can_reflink = Some(false);
+                Ok(false)
+            }
+            Err(e) => Err(Failure::os(shown, "reflink (FICLONE)", e)),
+        }
     }
 
     fn reflinks(&self) -> bool {
         self.can_reflink != Some(false)
     }
+}
+
+/// Copies `src`'s content into `dst`; returns the bytes written.
+fn copy_content(src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<u64> {
+    let dup = |fd: &OwnedFd| {
+        fd.try_clone()
+            .map_err(|e| Failure::os(shown, "dup", errno_of(&e)))
+    };
+    let mut from = std::fs::File::from(dup(src)?);
+    let mut to = std::fs::File::from(dup(dst)?);
+    std::io::copy(&mut from, &mut to).map_err(|e| Failure::os(shown, "copy", errno_of(&e)))
 }
 
 fn create_in(dir: BorrowedFd<'_>, name: &CStr, shown: &Path) -> Result<OwnedFd> {
@@ -265,102 +316,132 @@ pub(crate) fn copy(
             .map_err(|e| Failure::os(shown_dst, "dup", errno_of(&e)))?,
         fallback,
     )];
-    walk(src, shown_dst, |v| {
-        targets.truncate(v.depth + 1);
-        let (to, fallback) = (targets[v.depth].0.as_fd(), targets[v.depth].1);
-        match fsx::file_type(v.st) {
-            libc_mode::S_IFDIR => {
-                rustix::fs::mkdirat(to, v.name, Mode::from_raw_mode(0o700))
-                    .map_err(|e| Failure::os(v.shown, "create directory", e))?;
-                let child_to = open_dir_at(to, v.name, v.shown)?;
-                fsx::chown_fd(child_to.as_fd(), owner.0, owner.1, v.shown)?;
-                // The owner must be able to write in it: steamcmd adds and replaces files.
-                fsx::chmod_fd(
-                    child_to.as_fd(),
-                    (v.st.st_mode & FILE_MODE_MASK) | 0o700,
-                    v.shown,
-                )?;
-                stats.dirs += 1;
-                let below = if v.depth == 0 && v.name.to_bytes() == STEAM_METADATA.as_bytes() {
-                    Fallback::Copy
-                } else {
-                    fallback
-                };
-                targets.push((child_to, below));
-                open_dir_at(v.dir, v.name, v.shown).map(Some)
-            }
-            libc_mode::S_IFREG => {
-                stats.files += 1;
-                let shareable = v.st.st_uid == 0 && v.st.st_mode & 0o7777 & !FILE_MODE_MASK == 0;
-                if fallback == Fallback::HardLink && shareable && !cloner.reflinks() {
-                    rustix::fs::linkat(v.dir, v.name, to, v.name, AtFlags::empty())
-                        .map_err(|e| Failure::os(v.shown, "hard-link", e))?;
-                    stats.hard_linked += 1;
-                    return Ok(None);
+    walk(
+        src,
+        shown_dst,
+        |v| {
+            targets.truncate(v.depth + 1);
+            let (to, fallback) = (targets[v.depth].0.as_fd(), targets[v.depth].1);
+            match fsx::file_type(v.st) {
+                libc_mode::S_IFDIR => {
+                    rustix::fs::mkdirat(to, v.name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| Failure::os(v.shown, "create directory", e))?;
+                    let child_to = open_dir_at(to, v.name, v.shown)?;
+                    fsx::chown_fd(child_to.as_fd(), owner.0, owner.1, v.shown)?;
+                    // The owner must be able to write in it: steamcmd adds and replaces files.
+                    fsx::chmod_fd(
+                        child_to.as_fd(),
+                        (v.st.st_mode & FILE_MODE_MASK) | 0o700,
+                        v.shown,
+                    )?;
+                    stats.dirs += 1;
+                    let below = if v.depth == 0 && v.name.to_bytes() == STEAM_METADATA.as_bytes() {
+                        Fallback::Copy
+                    } else {
+                        fallback
+                    };
+                    targets.push((child_to, below));
+                    open_dir_at(v.dir, v.name, v.shown).map(Some)
                 }
-                let from = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
-                    .map_err(|e| Failure::os(v.shown, "open", e))?;
-                let new = create_in(to, v.name, v.shown)?;
-                match cloner.fill(&from, &new, v.shown)? {
-                    None => stats.reflinked += 1,
-                    Some(_) if fallback == Fallback::HardLink && shareable => {
-                        // The first file found that this filesystem cannot reflink.
-                        drop(new);
-                        rustix::fs::unlinkat(to, v.name, AtFlags::empty())
-                            .map_err(|e| Failure::os(v.shown, "remove", e))?;
+                libc_mode::S_IFREG => {
+                    stats.files += 1;
+                    let shareable =
+                        v.st.st_uid == 0 && v.st.st_mode & 0o7777 & !FILE_MODE_MASK == 0;
+                    if fallback == Fallback::HardLink && shareable && !cloner.reflinks() {
                         rustix::fs::linkat(v.dir, v.name, to, v.name, AtFlags::empty())
                             .map_err(|e| Failure::os(v.shown, "hard-link", e))?;
                         stats.hard_linked += 1;
                         return Ok(None);
                     }
-                    Some(n) => {
-                        stats.copied += 1;
-                        stats.bytes_copied += n;
+                    let from = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
+                        .map_err(|e| Failure::os(v.shown, "open", e))?;
+                    let new = create_in(to, v.name, v.shown)?;
+                    match cloner.fill(&from, &new, v.shown)? {
+                        None => stats.reflinked += 1,
+                        Some(_) if fallback == Fallback::HardLink && shareable => {
+                            // The first file found that this filesystem cannot reflink.
+                            drop(new);
+                            rustix::fs::unlinkat(to, v.name, AtFlags::empty())
+                                .map_err(|e| Failure::os(v.shown, "remove", e))?;
+                            rustix::fs::linkat(v.dir, v.name, to, v.name, AtFlags::empty())
+                                .map_err(|e| Failure::os(v.shown, "hard-link", e))?;
+                            stats.hard_linked += 1;
+                            return Ok(None);
+                        }
+                        Some(n) => {
+                            stats.copied += 1;
+                            stats.bytes_copied += n;
+                        }
                     }
+                    finish(&new, v.st, owner, v.shown)?;
+                    Ok(None)
                 }
-                finish(&new, v.st, owner, v.shown)?;
-                Ok(None)
+                libc_mode::S_IFLNK => {
+                    let target = rustix::fs::readlinkat(v.dir, v.name, Vec::new())
+                        .map_err(|e| Failure::os(v.shown, "readlink", e))?;
+                    rustix::fs::symlinkat(target.as_c_str(), to, v.name)
+                        .map_err(|e| Failure::os(v.shown, "create symlink", e))?;
+                    rustix::fs::chownat(
+                        to,
+                        v.name,
+                        Some(Uid::from_raw(owner.0)),
+                        Some(Gid::from_raw(owner.1)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| Failure::os(v.shown, "chown", e))?;
+                    stats.symlinks += 1;
+                    Ok(None)
+                }
+                // A committed generation holds nothing else (take_over refuses
+                // it); a tree given to import may: not a game file.
+                _ => {
+                    tracing::warn!(path = %v.shown.display(), "not a file, directory or symlink; left out");
+                    Ok(None)
+                }
             }
-            libc_mode::S_IFLNK => {
-                let target = rustix::fs::readlinkat(v.dir, v.name, Vec::new())
-                    .map_err(|e| Failure::os(v.shown, "readlink", e))?;
-                rustix::fs::symlinkat(target.as_c_str(), to, v.name)
-                    .map_err(|e| Failure::os(v.shown, "create symlink", e))?;
-                rustix::fs::chownat(
-                    to,
-                    v.name,
-                    Some(Uid::from_raw(owner.0)),
-                    Some(Gid::from_raw(owner.1)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| Failure::os(v.shown, "chown", e))?;
-                stats.symlinks += 1;
-                Ok(None)
-            }
-            // A committed generation holds nothing else (take_over refuses
-            // it); a tree given to import may: not a game file.
-            _ => {
-                tracing::warn!(path = %v.shown.display(), "not a file, directory or symlink; left out");
-                Ok(None)
-            }
-        }
-    })?;
+        },
+        nothing_to_leave,
+    )?;
     Ok(stats)
 }
 
-/// The (dev, ino) of every regular file of a generation: what a root-owned
-/// file in .next/ must be to count as a hard link shared with it.
-pub(crate) fn file_inodes(top: BorrowedFd<'_>, shown: &Path) -> Result<HashSet<(u64, u64)>> {
-    let mut inodes = HashSet::new();
-    walk(top, shown, |v| match fsx::file_type(v.st) {
-        libc_mode::S_IFDIR => open_dir_at(v.dir, v.name, v.shown).map(Some),
-        libc_mode::S_IFREG => {
-            inodes.insert((v.st.st_dev, v.st.st_ino));
-            Ok(None)
-        }
-        _ => Ok(None),
-    })?;
-    Ok(inodes)
+/// What take-over needs to know of the current generation.
+#[derive(Debug, Default)]
+pub(crate) struct Previous {
+    /// The (dev, ino) of every regular file: what a root-owned file in
+    /// .next/ must be to count as a hard link shared with it.
+    pub(crate) inodes: HashSet<(u64, u64)>,
+    /// The apparent size of all its files.
+    pub(crate) bytes: u64,
+}
+
+/// The current generation's files, for [`take_over`].
+pub(crate) fn previous(top: BorrowedFd<'_>, shown: &Path) -> Result<Previous> {
+    let mut previous = Previous::default();
+    walk(
+        top,
+        shown,
+        |v| match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR => open_dir_at(v.dir, v.name, v.shown).map(Some),
+            libc_mode::S_IFREG => {
+                previous.inodes.insert((v.st.st_dev, v.st.st_ino));
+                previous.bytes += v.st.st_size as u64;
+                Ok(None)
+            }
+            _ => Ok(None),
+        },
+        nothing_to_leave,
+    )?;
+    Ok(previous)
+}
+
+/// What root may write, copying the update user's files, for one commit
+/// after `previous`: twice that generation and 1 GiB more (an update
+/// rewrites at most the whole game). The first install has no such budget;
+/// there, as always, no copy may use the space the filesystem reserves for
+/// root (checked before each copy).
+pub(crate) fn copy_budget(previous: &Previous) -> u64 {
+    previous.bytes.saturating_mul(2).saturating_add(1 << 30)
 }
 
 /// What a take-over found, for the verb's output.
@@ -384,11 +465,19 @@ pub(crate) struct TakeOverStats {
 /// new root-owned inode (a reflink where the filesystem can, else a copy)
 /// renamed over it: a descriptor or mapping of the old inode, opened by
 /// anyone before the take-over, cannot write into the committed generation.
-/// A root-owned file must be one of `shared` (the previous generation's
-/// files, hard-linked by prepare) and is never changed; `None` when root
-/// built the tree (import), whose root files are its own copies. Anything that is not
-/// a directory, a regular file or a symlink, belongs to a third account, or
-/// is sparse, is refused.
+/// A root-owned file must be one of `previous`'s (hard-linked by prepare)
+/// and is never changed; `previous` is `None` when root built the tree
+/// (import), whose root files are its own copies. Anything that is not a
+/// directory, a regular file or a symlink, belongs to a third account, is
+/// sparse, or is a file of the builder with more than one name, is
+/// refused, and so is a tree whose copies would write more than `budget`.
+///
+/// The new inodes are made in `staging` (an empty root-only directory on
+/// the same filesystem), one subdirectory per depth, under the file's own
+/// name, and renamed over the old ones once the walk has read their whole
+/// directory: a directory is never changed while it is read (a rename into
+/// it could show the walk a renewed file again, as root's), and no name
+/// grows a prefix (a 255-byte name stays valid).
 ///
 /// The caller has made `top` root's and 0700 and checked that no process of
 /// `builder` is left, so nothing can reach the tree by path while it is
@@ -396,112 +485,230 @@ pub(crate) struct TakeOverStats {
 pub(crate) fn take_over(
     top: BorrowedFd<'_>,
     builder: Option<u32>,
-    shared: Option<&HashSet<(u64, u64)>>,
+    previous: Option<&Previous>,
+    budget: Option<u64>,
+    staging: (BorrowedFd<'_>, &Path),
     shown_top: &Path,
 ) -> Result<TakeOverStats> {
-    let mut stats = TakeOverStats::default();
-    let mut cloner = Cloner::default();
-    walk(top, shown_top, |v| {
-        let uid = v.st.st_uid;
-        let builders = Some(uid) == builder;
-        if uid != 0 && !builders {
-            return Err(Failure::new(
-                Kind::UnsafePath,
-                format!(
-                    "{} belongs to uid {uid}, neither root nor the update user",
-                    v.shown.display()
-                ),
-            )
-            .hint("only the update user writes the new generation; look at what else did"));
-        }
-        match fsx::file_type(v.st) {
-            libc_mode::S_IFDIR => {
-                // Directories cannot be hard links: whoever made it, it is
-                // this tree's alone and can be made root's 0755. Permission
-                // to write in a directory is checked at each call, so a
-                // descriptor opened earlier gains nothing.
-                let child = open_dir_at(v.dir, v.name, v.shown)?;
-                same_inode(&child, v.st, v.shown)?;
-                fsx::chown_fd(child.as_fd(), 0, 0, v.shown)?;
-                fsx::chmod_fd(child.as_fd(), DIR_MODE, v.shown)?;
-                stats.taken += 1;
-                Ok(Some(child))
+    // The visitor stages, the walk's leave renames: both change it.
+    let renewer = RefCell::new(Renewer {
+        cloner: Cloner::default(),
+        stats: TakeOverStats::default(),
+        budget,
+        staging: staging.0,
+        by_depth: Vec::new(),
+        shown_staging: staging.1.to_path_buf(),
+    });
+    let shared = |st: &Stat| previous.is_none_or(|p| p.inodes.contains(&(st.st_dev, st.st_ino)));
+    let mut taken = 0;
+    walk(
+        top,
+        shown_top,
+        |v| {
+            let uid = v.st.st_uid;
+            let builders = Some(uid) == builder;
+            if uid != 0 && !builders {
+                return Err(Failure::new(
+                    Kind::UnsafePath,
+                    format!(
+                        "{} belongs to uid {uid}, neither root nor the update user",
+                        v.shown.display()
+                    ),
+                )
+                .hint("only the update user writes the new generation; look at what else did"));
             }
-            libc_mode::S_IFREG => {
-                stats.bytes += v.st.st_size as u64;
-                if builders {
-                    renew(&v, &mut cloner, &mut stats)?;
-                } else if shared.is_some_and(|s| !s.contains(&(v.st.st_dev, v.st.st_ino))) {
-                    return Err(Failure::new(
-                        Kind::UnsafePath,
-                        format!(
-                            "{} is root's but is not a file of the current generation: a hard link to some other root file",
-                            v.shown.display()
-                        ),
-                    )
-                    .hint("look at what linked it there; only prepare puts root's files in .next"));
-                } else {
-                    stats.shared += 1;
+            match fsx::file_type(v.st) {
+                libc_mode::S_IFDIR => {
+                    // Directories cannot be hard links: whoever made it, it is
+                    // this tree's alone and can be made root's 0755. Permission
+                    // to write in a directory is checked at each call, so a
+                    // descriptor opened earlier gains nothing.
+                    let child = open_dir_at(v.dir, v.name, v.shown)?;
+                    same_inode(&child, v.st, v.shown)?;
+                    fsx::chown_fd(child.as_fd(), 0, 0, v.shown)?;
+                    fsx::chmod_fd(child.as_fd(), DIR_MODE, v.shown)?;
+                    taken += 1;
+                    Ok(Some(child))
                 }
-                Ok(None)
-            }
-            libc_mode::S_IFLNK => {
-                if builders {
-                    rustix::fs::chownat(
-                        v.dir,
-                        v.name,
-                        Some(Uid::ROOT),
-                        Some(Gid::ROOT),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| Failure::os(v.shown, "chown", e))?;
-                    stats.taken += 1;
+                libc_mode::S_IFREG => {
+                    let mut renewer = renewer.borrow_mut();
+                    renewer.stats.bytes += v.st.st_size as u64;
+                    if builders {
+                        renewer.stage(&v)?;
+                    } else if !shared(v.st) {
+                        return Err(Failure::new(
+                            Kind::UnsafePath,
+                            format!(
+                                "{} is root's but is not a file of the current generation: a hard link to some other root file",
+                                v.shown.display()
+                            ),
+                        )
+                        .hint("look at what linked it there; only prepare puts root's files in .next"));
+                    } else {
+                        renewer.stats.shared += 1;
+                    }
+                    Ok(None)
                 }
-                Ok(None)
+                libc_mode::S_IFLNK => {
+                    if builders {
+                        rustix::fs::chownat(
+                            v.dir,
+                            v.name,
+                            Some(Uid::ROOT),
+                            Some(Gid::ROOT),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        )
+                        .map_err(|e| Failure::os(v.shown, "chown", e))?;
+                        taken += 1;
+                    }
+                    Ok(None)
+                }
+                _ => Err(Failure::new(
+                    Kind::UnsafePath,
+                    format!(
+                        "{} is a FIFO, socket or device; a game installation holds only directories, files and symlinks",
+                        v.shown.display()
+                    ),
+                )
+                .hint("look at what wrote this tree")),
             }
-            _ => Err(Failure::new(
-                Kind::UnsafePath,
-                format!(
-                    "{} is a FIFO, socket or device; a game installation holds only directories, files and symlinks",
-                    v.shown.display()
-                ),
-            )
-            .hint("look at what wrote this tree")),
-        }
-    })?;
+        },
+        |dir, depth, shown| renewer.borrow_mut().rename_staged(dir, depth, shown),
+    )?;
+    let mut stats = renewer.into_inner().stats;
+    stats.taken += taken;
     Ok(stats)
 }
 
-/// Replaces the builder's file `v` with a root-owned copy of it.
-fn renew(v: &Visit<'_>, cloner: &mut Cloner, stats: &mut TakeOverStats) -> Result<()> {
-    let allocated = v.st.st_blocks as u64 * 512;
-    if (v.st.st_size as u64).saturating_sub(allocated) > SPARSE_SLACK {
+/// Renews the builder's files of a take-over through `staging`.
+struct Renewer<'a> {
+    cloner: Cloner,
+    stats: TakeOverStats,
+    budget: Option<u64>,
+    staging: BorrowedFd<'a>,
+    /// staging/<depth>/, made on first use.
+    by_depth: Vec<OwnedFd>,
+    shown_staging: PathBuf,
+}
+
+impl Renewer<'_> {
+    fn staging_for(&mut self, depth: usize) -> Result<BorrowedFd<'_>> {
+        while self.by_depth.len() <= depth {
+            let name = self.by_depth.len().to_string();
+            let shown = self.shown_staging.join(&name);
+            self.by_depth
+                .push(fsx::ensure_dir(self.staging, &name, 0o700, &shown)?);
+        }
+        Ok(self.by_depth[depth].as_fd())
+    }
+
+    /// Puts a root-owned copy of the builder's file `v` in staging.
+    fn stage(&mut self, v: &Visit<'_>) -> Result<()> {
+        let allocated = v.st.st_blocks as u64 * 512;
+        if (v.st.st_size as u64).saturating_sub(allocated) > SPARSE_SLACK {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} is sparse ({} bytes long, {allocated} allocated); the game has no sparse files",
+                    v.shown.display(),
+                    v.st.st_size
+                ),
+            )
+            .hint("look at what wrote this tree"));
+        }
+        // One copy per name would let a file of N names cost root N copies.
+        if v.st.st_nlink != 1 {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} has {} names (hard links); steamcmd makes none, and root would copy it once per name",
+                    v.shown.display(),
+                    v.st.st_nlink
+                ),
+            )
+            .hint("look at what wrote this tree"));
+        }
+        let old = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
+            .map_err(|e| Failure::os(v.shown, "open", e))?;
+        same_inode(&old, v.st, v.shown)?;
+        let staging = self.staging_for(v.depth)?;
+        let new = create_in(staging, v.name, v.shown)?;
+        if !self.cloner.reflink(&old, &new, v.shown)? {
+            // Only a copy writes: a reflink shares the blocks the update
+            // user's file had, which go with it.
+            let size = v.st.st_size as u64;
+            if let Some(budget) = self.budget
+                && self.stats.bytes_copied.saturating_add(size) > budget
+            {
+                return Err(Failure::new(
+                    Kind::UnsafePath,
+                    format!(
+                        "{}: copying it would make this commit write more than {budget} bytes as root, twice the current generation and 1 GiB",
+                        v.shown.display()
+                    ),
+                )
+                .hint("look at what wrote this tree; a game update is not larger than the game"));
+            }
+            require_unreserved_space(&new, size, v.shown)?;
+            self.stats.bytes_copied += copy_content(&old, &new, v.shown)?;
+        }
+        // fchown of the new inode leaves no set-id bit or file capability behind.
+        finish(&new, v.st, (0, 0), v.shown)
+    }
+
+    /// Renames what was staged for the directory `dir`, now read to its
+    /// end, over the builder's files there. Reads staging/<depth>/ again
+    /// until it is empty: renaming out of a directory while reading it may
+    /// hide some entries from that read.
+    fn rename_staged(&mut self, dir: BorrowedFd<'_>, depth: usize, shown: &Path) -> Result<()> {
+        let Some(staged) = self.by_depth.get(depth) else {
+            return Ok(());
+        };
+        loop {
+            let mut moved = 0;
+            let entries = Dir::read_from(staged).map_err(|e| Failure::os(shown, "read", e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Failure::os(shown, "read", e))?;
+                let name = entry.file_name();
+                if name == c"." || name == c".." {
+                    continue;
+                }
+                rustix::fs::renameat_with(staged, name, dir, name, RenameFlags::empty()).map_err(
+                    |e| {
+                        Failure::os(
+                            &shown.join(name.to_string_lossy().as_ref()),
+                            "rename the renewed copy over",
+                            e,
+                        )
+                    },
+                )?;
+                moved += 1;
+            }
+            if moved == 0 {
+                return Ok(());
+            }
+            self.stats.taken += moved;
+            self.stats.files_renewed += moved;
+        }
+    }
+}
+
+/// Refuses a copy of `size` bytes that would dip into the blocks the
+/// filesystem reserves for root: the update user could not have written
+/// them, so root must not on its behalf.
+fn require_unreserved_space(fd: &OwnedFd, size: u64, shown: &Path) -> Result<()> {
+    let vfs = rustix::fs::fstatvfs(fd).map_err(|e| Failure::os(shown, "statvfs", e))?;
+    let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    if size > available {
         return Err(Failure::new(
             Kind::UnsafePath,
             format!(
-                "{} is sparse ({} bytes long, {allocated} allocated); the game has no sparse files",
-                v.shown.display(),
-                v.st.st_size
+                "{}: copying its {size} bytes would use space reserved for root ({available} bytes left for others)",
+                shown.display()
             ),
         )
-        .hint("look at what wrote this tree"));
+        .hint("free disk space, then update again"));
     }
-    let old = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
-        .map_err(|e| Failure::os(v.shown, "open", e))?;
-    same_inode(&old, v.st, v.shown)?;
-    let mut tmp = b".left4me-renew-".to_vec();
-    tmp.extend_from_slice(v.name.to_bytes());
-    let tmp = CString::new(tmp).map_err(|_| Failure::new(Kind::Unexpected, "NUL in a name"))?;
-    let new = create_in(v.dir, &tmp, v.shown)?;
-    if let Some(n) = cloner.fill(&old, &new, v.shown)? {
-        stats.bytes_copied += n;
-    }
-    // fchown of the new inode leaves no set-id bit or file capability behind.
-    finish(&new, v.st, (0, 0), v.shown)?;
-    rustix::fs::renameat_with(v.dir, &tmp, v.dir, v.name, RenameFlags::empty())
-        .map_err(|e| Failure::os(v.shown, "rename the renewed copy over", e))?;
-    stats.taken += 1;
-    stats.files_renewed += 1;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::tree::{self, CopyStats, Fallback, TakeOverStats};
 use super::{
-    CURRENT, GenerationId, INSTALLATIONS, InUse, Manifest, NEXT, committed, in_use, is_dir,
+    CURRENT, GenerationId, INSTALLATIONS, InUse, Manifest, NEXT, RENEW, committed, in_use, is_dir,
     is_regular, lock_installations, lock_updates, migrate, now_secs, read_current, read_manifest,
     shown_id, write_current,
 };
@@ -99,7 +99,7 @@ impl<'s> Held<'s> {
         let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
         let lock = lock_updates(state, helper_dir.as_fd())?;
         let shown = state.shown(INSTALLATIONS);
-        let dir = fsx::ensure_dir(state.fd(), INSTALLATIONS, 0o755, &shown)?;
+        let dir = fsx::ensure_admin_dir(state.fd(), INSTALLATIONS, 0o755, &shown)?;
         state::require_root_only(dir.as_fd(), &shown)?;
         let held = Held {
             state,
@@ -327,15 +327,31 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
     }
     // Root's files in .next/ are hard links prepare made to the current
     // generation's; any other root file was linked in by someone else.
-    let shared = match (builder, held.current()?) {
-        (None, _) => None,
-        (Some(_), None) => Some(Default::default()),
-        (Some(_), Some(id)) => Some(tree::file_inodes(
-            held.open(id.as_str())?.as_fd(),
-            &shown_id(held.state, &id),
-        )?),
+    let (previous, budget) = match (builder, held.current()?) {
+        (None, _) => (None, None),
+        (Some(_), None) => (Some(Default::default()), None),
+        (Some(_), Some(id)) => {
+            let previous =
+                tree::previous(held.open(id.as_str())?.as_fd(), &shown_id(held.state, &id))?;
+            let budget = tree::copy_budget(&previous);
+            (Some(previous), Some(budget))
+        }
     };
-    let taken_over = tree::take_over(next, builder, shared.as_ref(), &next_shown)?;
+    // A staging dir an earlier, killed commit left is discarded first.
+    held.discard(RENEW)?;
+    rustix::fs::mkdirat(held.fd(), RENEW, Mode::from_raw_mode(0o700))
+        .map_err(|e| Failure::os(&held.shown(RENEW), "create directory", e))?;
+    let staging = held.open(RENEW)?;
+    let taken_over = tree::take_over(
+        next,
+        builder,
+        previous.as_ref(),
+        budget,
+        (staging.as_fd(), &held.shown(RENEW)),
+        &next_shown,
+    );
+    held.discard(RENEW)?;
+    let taken_over = taken_over?;
     if !is_regular(next, "srcds_run") {
         return Err(Failure::new(
             Kind::Incomplete,

@@ -2,7 +2,6 @@
 //! status. Runs as the service user (left4me-health@.service), never as root;
 //! the root helper left4me-overlay has no network code and never calls it.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,6 +108,7 @@ struct QueryArgs {
 
 /// The whole program; src/bin/left4me-health.rs only calls this.
 pub fn main() -> ExitCode {
+    crate::sys::default_sigpipe();
     let cli = Cli::parse();
     if let Some(kind) = cli.generate {
         return crate::cli::generate(Cli::command(), kind);
@@ -183,7 +183,7 @@ fn status(run_dir: &Path, a: &StatusArgs) -> Result<u8> {
             .map(|(record, running)| report::human(record, *running, now))
             .collect()
     };
-    print_out(&text);
+    crate::run::write_stdout(&text)?;
     Ok(0)
 }
 
@@ -242,7 +242,7 @@ fn query(a: &QueryArgs) -> Result<u8> {
                     i.name, i.map, i.players, i.max_players, i.bots
                 )
             };
-            print_out(&text);
+            crate::run::write_stdout(&text)?;
             Ok(0)
         }
         Err(e) => {
@@ -250,10 +250,4 @@ fn query(a: &QueryArgs) -> Result<u8> {
             Ok(exit::NO_ANSWER)
         }
     }
-}
-
-/// Like other Unix tools, a closed pipe (`| head`) ends the output quietly;
-/// println! would panic instead.
-fn print_out(text: &str) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

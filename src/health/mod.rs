@@ -24,15 +24,15 @@ use crate::error::{ExitRow, Failure, row};
 
 /// Where each instance's record lives: DIR/INSTANCE/status.json. The unit's
 /// RuntimeDirectory=left4me-health/%i creates it.
-pub const RUN_DIR: &str = "/run/left4me-health";
+pub(crate) const RUN_DIR: &str = "/run/left4me-health";
 
 /// Exit codes of left4me-health beyond the shared ones in [`crate::error::Kind`]
 /// (10 invalid name, 11 invalid setting, 12 no record).
-pub mod exit {
+pub(crate) mod exit {
     /// `run`: systemctl refused the restart or stop (polkit rule missing?).
-    pub const ACTION_REFUSED: u8 = 21;
+    pub(crate) const ACTION_REFUSED: u8 = 21;
     /// `query`: no usable answer.
-    pub const NO_ANSWER: u8 = 22;
+    pub(crate) const NO_ANSWER: u8 = 22;
 }
 
 /// Every exit code of left4me-health: `--help`, the man page and
@@ -91,17 +91,17 @@ impl fmt::Display for Problem {
 }
 
 /// A duration as people write it in settings: "2 s", "0.5 s".
-pub fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-pub fn server_unit(instance: &str) -> String {
+pub(crate) fn server_unit(instance: &str) -> String {
     format!("left4me-server@{instance}.service")
 }
 

@@ -23,7 +23,7 @@ use crate::name::InstanceName;
 
 type Result<T> = std::result::Result<T, Problem>;
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     pub instance: InstanceName,
     pub run_dir: PathBuf,
     pub systemctl: PathBuf,
@@ -34,7 +34,7 @@ impl Monitor {
     /// for that, and returns: the request restarts or stops this check too
     /// (it is part of the server unit), so there is nothing left to do. The
     /// returned code is the process's exit code.
-    pub fn run(&self, settings: Settings, mut watcher: Watcher) -> Result<u8> {
+    pub(crate) fn run(&self, settings: Settings, mut watcher: Watcher) -> Result<u8> {
         let name = self.instance.as_str();
         let previous = match Record::load(&self.run_dir, name) {
             Ok(p) => p,
@@ -232,7 +232,7 @@ impl Monitor {
 }
 
 /// The record of one instance for `status`, or a Failure naming what to do.
-pub fn load_for_status(run_dir: &Path, instance: &InstanceName) -> Result<Record> {
+pub(crate) fn load_for_status(run_dir: &Path, instance: &InstanceName) -> Result<Record> {
     match Record::load(run_dir, instance.as_str()) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(Failure::new(
@@ -252,7 +252,7 @@ pub fn load_for_status(run_dir: &Path, instance: &InstanceName) -> Result<Record
 }
 
 /// Whether the process that wrote the record still runs as a health check.
-pub fn running(record: &Record) -> bool {
+pub(crate) fn running(record: &Record) -> bool {
     std::fs::read_to_string(format!("/proc/{}/comm", record.pid))
         .is_ok_and(|comm| comm.trim_end() == "left4me-health")
 }

@@ -15,14 +15,14 @@ use super::rollover::Rollover;
 use super::settings::Settings;
 use crate::a2s::{Answer, QueryError};
 
-pub const FILE: &str = "status.json";
+pub(crate) const FILE: &str = "status.json";
 /// A record is a few hundred bytes; anything far larger was not written by
 /// the check.
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Waiting out the start-up grace period; no query yet.
     Grace,
     Checking,
@@ -35,7 +35,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Phase::Grace => "grace",
             Phase::Checking => "checking",
@@ -47,7 +47,7 @@ impl Phase {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub time_ms: u64,
     pub ok: bool,
     /// Milliseconds from the first datagram to the info, when answered.
@@ -56,7 +56,7 @@ pub struct Check {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastAnswer {
+pub(crate) struct LastAnswer {
     pub time_ms: u64,
     pub latency_ms: f64,
     pub name: String,
@@ -67,7 +67,7 @@ pub struct LastAnswer {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GaveUp {
+pub(crate) struct GaveUp {
     pub time_ms: u64,
     /// The server's main process the check sent SIGSYS to (0: it could
     /// not, and stopped the server instead).
@@ -76,7 +76,7 @@ pub struct GaveUp {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub instance: String,
     pub pid: u32,
     pub settings: Settings,
@@ -106,7 +106,7 @@ pub struct Record {
 
 /// What the check does after a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Nothing,
     /// Answered again after `after` failures.
     Recovered {
@@ -132,7 +132,7 @@ impl Record {
     /// and that start gets a fresh budget. The last rollover is kept too,
     /// marked confirmed once the instance runs another generation than the
     /// one it was restarted away from.
-    pub fn start(
+    pub(crate) fn start(
         instance: &str,
         pid: u32,
         settings: Settings,
@@ -171,7 +171,7 @@ impl Record {
     }
 
     /// Takes one query's outcome and decides what follows.
-    pub fn observe(&mut self, outcome: &Result<Answer, QueryError>, now_ms: u64) -> Action {
+    pub(crate) fn observe(&mut self, outcome: &Result<Answer, QueryError>, now_ms: u64) -> Action {
         self.phase = Phase::Checking;
         self.updated_ms = now_ms;
         self.checks += 1;
@@ -249,13 +249,13 @@ impl Record {
     }
 
     /// Records an update restart; the restart budget is not touched.
-    pub fn roll_over(&mut self, rollover: Rollover) {
+    pub(crate) fn roll_over(&mut self, rollover: Rollover) {
         self.phase = Phase::RollingOver;
         self.last_rollover = Some(rollover);
     }
 
     /// Marks the budget as spent; the next deliberate start gets a fresh one.
-    pub fn give_up(&mut self, server_pid: u32, reason: String, now_ms: u64) {
+    pub(crate) fn give_up(&mut self, server_pid: u32, reason: String, now_ms: u64) {
         self.restarts_ms.clear();
         self.gave_up = Some(GaveUp {
             time_ms: now_ms,
@@ -264,7 +264,7 @@ impl Record {
         });
     }
 
-    pub fn path(run_dir: &Path, instance: &str) -> PathBuf {
+    pub(crate) fn path(run_dir: &Path, instance: &str) -> PathBuf {
         run_dir.join(instance).join(FILE)
     }
 
@@ -272,7 +272,7 @@ impl Record {
     /// The record's directory belongs to the service user and an admin runs
     /// `status` as root: no symlink is followed, a FIFO cannot block the
     /// read, and only a regular file of at most MAX_RECORD_BYTES is read.
-    pub fn load(run_dir: &Path, instance: &str) -> io::Result<Option<Record>> {
+    pub(crate) fn load(run_dir: &Path, instance: &str) -> io::Result<Option<Record>> {
         use std::io::Read;
         use std::os::unix::fs::OpenOptionsExt;
         let path = Record::path(run_dir, instance);
@@ -309,7 +309,7 @@ impl Record {
 
     /// Writes the record through a temporary file and rename(2), readable by
     /// everyone (it holds nothing secret; the unit's UMask=0077 would hide it).
-    pub fn save(&self, run_dir: &Path) -> io::Result<()> {
+    pub(crate) fn save(&self, run_dir: &Path) -> io::Result<()> {
         let dir = run_dir.join(&self.instance);
         fs::create_dir_all(&dir)?;
         let tmp = dir.join(".status.json.tmp");

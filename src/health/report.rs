@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::record::Record;
 
-pub fn json(run_dir: &str, records: &[(Record, bool)]) -> Value {
+pub(crate) fn json(run_dir: &str, records: &[(Record, bool)]) -> Value {
     let instances: Vec<Value> = records
         .iter()
         .map(|(record, running)| {
@@ -21,7 +21,7 @@ pub fn json(run_dir: &str, records: &[(Record, bool)]) -> Value {
     json!({ "run_dir": run_dir, "instances": instances })
 }
 
-pub fn human(record: &Record, running: bool, now_ms: u64) -> String {
+pub(crate) fn human(record: &Record, running: bool, now_ms: u64) -> String {
     let s = &record.settings;
     // The record is the service user's file and the game's answers are the
     // game's: strings are escaped so none can drive the admin's terminal.

@@ -22,13 +22,13 @@ use crate::a2s::Info;
 use crate::error::{Failure, Kind};
 use crate::generation::GenerationId;
 
-pub const POLICY: &str = "LEFT4ME_UPDATE_RESTART";
-pub const GENERATION: &str = "LEFT4ME_GENERATION";
-pub const STATE_DIR: &str = "LEFT4ME_STATE_DIR";
+pub(crate) const POLICY: &str = "LEFT4ME_UPDATE_RESTART";
+pub(crate) const GENERATION: &str = "LEFT4ME_GENERATION";
+pub(crate) const STATE_DIR: &str = "LEFT4ME_STATE_DIR";
 const DEFAULT_STATE_DIR: &str = "/var/lib/left4me";
 /// Below the state dir; the unit binds `installations/` read-only into its
 /// sandbox, which otherwise hides the whole state dir.
-pub const CURRENT: &str = "installations/current";
+pub(crate) const CURRENT: &str = "installations/current";
 /// `current` holds one id and a newline, a few dozen bytes; anything much
 /// larger was not written by the helper.
 const MAX_CURRENT_BYTES: u64 = 256;
@@ -36,7 +36,7 @@ const MAX_CURRENT_BYTES: u64 = 256;
 /// What happens to a running instance once another generation is current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Policy {
+pub(crate) enum Policy {
     /// It moves at its next start; the check does nothing.
     Never,
     /// The check restarts it once no human player is on.
@@ -47,7 +47,7 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Policy::Never => "never",
             Policy::WhenEmpty => "when-empty",
@@ -56,7 +56,7 @@ impl Policy {
     }
 
     /// LEFT4ME_UPDATE_RESTART through `lookup`; unset means when-empty.
-    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, Failure> {
+    pub(crate) fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Policy, Failure> {
         let Some(raw) = lookup(POLICY) else {
             return Ok(Policy::default());
         };
@@ -77,7 +77,7 @@ impl Policy {
 
 /// A rollover restart the check asked for, as the record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollover {
+pub(crate) struct Rollover {
     pub time_ms: u64,
     /// The generation the instance ran, and the one that was current.
     pub from: String,
@@ -93,7 +93,7 @@ pub struct Rollover {
 
 impl Rollover {
     /// Why, for the journal.
-    pub fn reason(&self, instance: &str) -> String {
+    pub(crate) fn reason(&self, instance: &str) -> String {
         format!(
             "generation {} is current and {instance} runs {}; A2S_INFO reports no human \
              player ({} players, {} bots) and {POLICY}=when-empty",
@@ -103,7 +103,7 @@ impl Rollover {
 
     /// Carried into the next run of the check, which was started with the
     /// instance on `generation`.
-    pub fn seen_by(mut self, generation: Option<&str>) -> Rollover {
+    pub(crate) fn seen_by(mut self, generation: Option<&str>) -> Rollover {
         if generation != Some(self.from.as_str()) {
             self.confirmed = true;
         }
@@ -113,7 +113,7 @@ impl Rollover {
 
 /// What one answer means for the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision<'a> {
+pub(crate) enum Decision<'a> {
     /// Nothing to do: another policy, no generation to compare, or already current.
     Stay,
     /// Another generation is current, but humans are on the server.
@@ -128,7 +128,7 @@ pub enum Decision<'a> {
 /// `current` what `installations/current` names (None: unreadable).
 /// Source counts bots among the players, so the humans are players minus
 /// bots; a server reporting more bots than players has none.
-pub fn decide<'a>(
+pub(crate) fn decide<'a>(
     policy: Policy,
     running: Option<&'a str>,
     current: Option<&'a str>,
@@ -156,7 +156,7 @@ pub fn decide<'a>(
 
 /// Why `current` gave no generation; each means no rollover.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CurrentError {
+pub(crate) enum CurrentError {
     Missing,
     NotAFile,
     TooLarge,
@@ -181,7 +181,7 @@ impl fmt::Display for CurrentError {
 /// no state-dir fd and may see a missing file. The file is root's and replaced by
 /// rename(2), so it is read whole from one open: no half-written id. No
 /// symlink is followed and a FIFO cannot block the check.
-pub fn read_current(path: &Path) -> Result<String, CurrentError> {
+pub(crate) fn read_current(path: &Path) -> Result<String, CurrentError> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
@@ -227,7 +227,7 @@ fn valid_id(id: &str) -> bool {
 
 /// The policy at work in one run of the check: it reads `current` after
 /// each answer and logs each new situation once, not once per query.
-pub struct Watcher {
+pub(crate) struct Watcher {
     policy: Policy,
     running: Option<String>,
     current_file: PathBuf,
@@ -241,7 +241,7 @@ pub struct Watcher {
 impl Watcher {
     /// LEFT4ME_GENERATION and LEFT4ME_STATE_DIR through `lookup`. An empty
     /// generation is taken as absent, a malformed one is a settings error.
-    pub fn from_lookup(
+    pub(crate) fn from_lookup(
         policy: Policy,
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> Result<Watcher, Failure> {
@@ -285,12 +285,12 @@ impl Watcher {
     }
 
     /// The generation the instance runs, when the helper recorded one.
-    pub fn running(&self) -> Option<&str> {
+    pub(crate) fn running(&self) -> Option<&str> {
         self.running.as_deref()
     }
 
     /// Logged once when the check starts.
-    pub fn announce(&self, instance: &str) {
+    pub(crate) fn announce(&self, instance: &str) {
         match (self.policy, &self.running) {
             (Policy::WhenEmpty, Some(g)) => tracing::info!(
                 "{instance} runs generation {g}; with {POLICY}=when-empty it is restarted \
@@ -309,7 +309,7 @@ impl Watcher {
     }
 
     /// After each answer: the rollover to ask for now, if any.
-    pub fn after_answer(
+    pub(crate) fn after_answer(
         &mut self,
         instance: &str,
         info: &Info,

@@ -12,20 +12,82 @@ use serde::{Deserialize, Serialize};
 use super::rollover::Policy;
 use crate::error::{Failure, Kind};
 
-pub const PORT: &str = "L4D2_PORT";
-pub const GRACE: &str = "L4D2_HEALTH_GRACE_SEC";
-pub const INTERVAL: &str = "L4D2_HEALTH_INTERVAL_SEC";
-pub const TIMEOUT: &str = "L4D2_HEALTH_TIMEOUT_SEC";
-pub const FAILURES: &str = "L4D2_HEALTH_FAILURES";
-pub const RESTARTS_MAX: &str = "L4D2_HEALTH_RESTARTS_MAX";
-pub const RESTARTS_WINDOW: &str = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
+pub(crate) const PORT: &str = "L4D2_PORT";
+pub(crate) const GRACE: &str = "L4D2_HEALTH_GRACE_SEC";
+pub(crate) const INTERVAL: &str = "L4D2_HEALTH_INTERVAL_SEC";
+pub(crate) const TIMEOUT: &str = "L4D2_HEALTH_TIMEOUT_SEC";
+pub(crate) const FAILURES: &str = "L4D2_HEALTH_FAILURES";
+pub(crate) const RESTARTS_MAX: &str = "L4D2_HEALTH_RESTARTS_MAX";
+pub(crate) const RESTARTS_WINDOW: &str = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
 
 /// Longest accepted duration: 30 days. Larger values are typos, and keep
 /// the arithmetic far from overflow.
-const MAX_SECONDS: f64 = 30.0 * 86400.0;
+pub(crate) const MAX_SECONDS: f64 = 30.0 * 86400.0;
+/// Largest accepted count.
+pub(crate) const MAX_COUNT: u32 = 1000;
+
+/// One numeric setting of the health check: its key, its built-in default
+/// and what it accepts. The one definition of these (the contract,
+/// src/contract.rs, hands it to host.env's comments, the docs and the
+/// NixOS module).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Knob {
+    pub(crate) key: &'static str,
+    pub(crate) default: f64,
+    pub(crate) kind: KnobKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KnobKind {
+    /// Seconds, decimals allowed, at most [`MAX_SECONDS`]; 0 only where
+    /// `zero_ok`.
+    Seconds { zero_ok: bool },
+    /// A whole number from `min` to [`MAX_COUNT`].
+    Count { min: u32 },
+}
+
+pub(crate) const KNOBS: [Knob; 6] = [
+    Knob {
+        key: GRACE,
+        default: 120.0,
+        kind: KnobKind::Seconds { zero_ok: true },
+    },
+    Knob {
+        key: INTERVAL,
+        default: 10.0,
+        kind: KnobKind::Seconds { zero_ok: false },
+    },
+    Knob {
+        key: TIMEOUT,
+        default: 2.0,
+        kind: KnobKind::Seconds { zero_ok: false },
+    },
+    Knob {
+        key: FAILURES,
+        default: 3.0,
+        kind: KnobKind::Count { min: 1 },
+    },
+    Knob {
+        key: RESTARTS_MAX,
+        default: 3.0,
+        kind: KnobKind::Count { min: 0 },
+    },
+    Knob {
+        key: RESTARTS_WINDOW,
+        default: 3600.0,
+        kind: KnobKind::Seconds { zero_ok: false },
+    },
+];
+
+fn knob(key: &str) -> Knob {
+    *KNOBS
+        .iter()
+        .find(|k| k.key == key)
+        .expect("a knob of KNOBS")
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub port: u16,
     /// No query before this long after the start: the real game loads a map first.
     pub grace_sec: f64,
@@ -49,12 +111,12 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             port: 27015,
-            grace_sec: 120.0,
-            interval_sec: 10.0,
-            timeout_sec: 2.0,
-            failures: 3,
-            restarts_max: 3,
-            restarts_window_sec: 3600.0,
+            grace_sec: knob(GRACE).default,
+            interval_sec: knob(INTERVAL).default,
+            timeout_sec: knob(TIMEOUT).default,
+            failures: knob(FAILURES).default as u32,
+            restarts_max: knob(RESTARTS_MAX).default as u32,
+            restarts_window_sec: knob(RESTARTS_WINDOW).default,
             update_restart: Policy::WhenEmpty,
         }
     }
@@ -63,8 +125,7 @@ impl Default for Settings {
 impl Settings {
     /// Reads the settings through `lookup` (the process environment in
     /// production). The port has no default: without it there is nothing to ask.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Failure> {
-        let d = Settings::default();
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Failure> {
         let port = match lookup(PORT) {
             Some(raw) => raw
                 .trim()
@@ -85,26 +146,26 @@ impl Settings {
         };
         Ok(Settings {
             port,
-            grace_sec: seconds(&lookup, GRACE, d.grace_sec, true)?,
-            interval_sec: seconds(&lookup, INTERVAL, d.interval_sec, false)?,
-            timeout_sec: seconds(&lookup, TIMEOUT, d.timeout_sec, false)?,
-            failures: count(&lookup, FAILURES, d.failures, 1)?,
-            restarts_max: count(&lookup, RESTARTS_MAX, d.restarts_max, 0)?,
-            restarts_window_sec: seconds(&lookup, RESTARTS_WINDOW, d.restarts_window_sec, false)?,
+            grace_sec: seconds(&lookup, knob(GRACE))?,
+            interval_sec: seconds(&lookup, knob(INTERVAL))?,
+            timeout_sec: seconds(&lookup, knob(TIMEOUT))?,
+            failures: count(&lookup, knob(FAILURES))?,
+            restarts_max: count(&lookup, knob(RESTARTS_MAX))?,
+            restarts_window_sec: seconds(&lookup, knob(RESTARTS_WINDOW))?,
             update_restart: Policy::from_lookup(&lookup)?,
         })
     }
 
-    pub fn grace(&self) -> Duration {
+    pub(crate) fn grace(&self) -> Duration {
         Duration::from_secs_f64(self.grace_sec)
     }
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         Duration::from_secs_f64(self.interval_sec)
     }
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_sec)
     }
-    pub fn restarts_window_ms(&self) -> u64 {
+    pub(crate) fn restarts_window_ms(&self) -> u64 {
         (self.restarts_window_sec * 1000.0) as u64
     }
 }
@@ -115,12 +176,9 @@ fn invalid(key: &str, raw: &str, why: &str, example: &str) -> Failure {
     ))
 }
 
-fn seconds(
-    lookup: &impl Fn(&str) -> Option<String>,
-    key: &str,
-    default: f64,
-    zero_ok: bool,
-) -> Result<f64, Failure> {
+fn seconds(lookup: &impl Fn(&str) -> Option<String>, knob: Knob) -> Result<f64, Failure> {
+    let (key, default) = (knob.key, knob.default);
+    let zero_ok = matches!(knob.kind, KnobKind::Seconds { zero_ok: true });
     let Some(raw) = lookup(key) else {
         return Ok(default);
     };
@@ -149,12 +207,12 @@ fn seconds(
     Ok(value)
 }
 
-fn count(
-    lookup: &impl Fn(&str) -> Option<String>,
-    key: &str,
-    default: u32,
-    min: u32,
-) -> Result<u32, Failure> {
+fn count(lookup: &impl Fn(&str) -> Option<String>, knob: Knob) -> Result<u32, Failure> {
+    let (key, default) = (knob.key, knob.default as u32);
+    let min = match knob.kind {
+        KnobKind::Count { min } => min,
+        KnobKind::Seconds { .. } => 0,
+    };
     let Some(raw) = lookup(key) else {
         return Ok(default);
     };
@@ -164,7 +222,7 @@ fn count(
         .all(|c| c.is_ascii_digit())
         .then(|| t.parse::<u32>().ok())
         .flatten()
-        .filter(|&v| v <= 1000)
+        .filter(|&v| v <= MAX_COUNT)
         .ok_or_else(|| {
             invalid(
                 key,

@@ -78,6 +78,10 @@ pub fn run_as(user: &str, script: &str) -> Output {
         .unwrap()
 }
 
+/// Longer than any verb takes here (the lock wait is 30 s), far shorter
+/// than a hung suite.
+pub const HELPER_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct Fixture {
     _dir: tempfile::TempDir,
     /// The state dir (DIR in the contract).
@@ -157,9 +161,12 @@ impl Fixture {
         self.helper_with(args, &[])
     }
 
-    /// Like [`Fixture::helper`], with `env` set on top of the defaults.
+    /// Like [`Fixture::helper`], with `env` set on top of the defaults. A
+    /// run that takes more than [`HELPER_LIMIT`] (a FIFO that blocked an
+    /// open, a lock never given back) is killed and fails the test, instead
+    /// of hanging the suite.
     pub fn helper_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(HELPER)
+        let mut child = Command::new(HELPER)
             .arg("--state-dir")
             .arg(&self.root)
             .args(args)
@@ -168,8 +175,21 @@ impl Fixture {
             .envs(env.iter().copied())
             .env_remove("JOURNAL_STREAM")
             .env_remove("LEFT4ME_STATE_DIR")
-            .output()
-            .unwrap()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + HELPER_LIMIT;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                // Not waited for: a process stuck in the kernel (a FUSE
+                // request nobody answers) outlives even SIGKILL.
+                let _ = child.kill();
+                panic!("{args:?} still ran after {HELPER_LIMIT:?}; killed");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.wait_with_output().unwrap()
     }
 
     /// Runs a verb that must succeed; returns stdout.
@@ -230,8 +250,8 @@ impl Fixture {
             self.path(&format!("runtime/{instance}")),
             self.path("runtime/.left4me"),
         ];
-        walk(&self.root, &skip, &mut out);
-        walk(&self.outside, &skip, &mut out);
+        walk(&self.root, &skip, true, &mut out);
+        walk(&self.outside, &skip, true, &mut out);
         out
     }
 
@@ -260,6 +280,15 @@ impl Fixture {
         assert!(new_mounts.is_empty(), "mounted elsewhere: {new_mounts:?}");
         result
     }
+
+    /// Every entry below the state dir (through merged/ too) with its type,
+    /// mode, owner, size and content, but not its times: what a verb run
+    /// twice must leave the same.
+    pub fn layout(&self) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        walk(&self.root, &[], false, &mut out);
+        out
+    }
 }
 
 pub fn mount_points() -> Vec<String> {
@@ -272,7 +301,8 @@ pub fn mount_points() -> Vec<String> {
 
 /// Directory mtimes are left out: creating runtime/<i> or the helper's own
 /// runtime/.left4me changes runtime/'s mtime; the entries themselves count.
-fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
+/// Without `times`, no mtime at all.
+fn walk(dir: &Path, skip: &[PathBuf], times: bool, out: &mut BTreeMap<PathBuf, String>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -284,7 +314,7 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
         let Ok(meta) = fs::symlink_metadata(&path) else {
             continue;
         };
-        let mtime = if meta.is_dir() {
+        let mtime = if meta.is_dir() || !times {
             0
         } else {
             meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
@@ -303,7 +333,88 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<PathBuf, String>) {
         }
         out.insert(path.clone(), desc);
         if meta.is_dir() {
-            walk(&path, skip, out);
+            walk(&path, skip, times, out);
         }
+    }
+}
+
+/// A FUSE filesystem whose server answers INIT and then nothing, as a
+/// hostile service user's own FUSE server can (with `user_allow_other`):
+/// any request root sends it (a lookup, a getattr, an open) waits forever,
+/// uninterruptibly. Mounted by root here (the kernel sees the same: a FUSE
+/// mount owned by the service user, allow_other), served by a forked child
+/// until dropped, which kills the server and so fails every waiting request.
+pub struct StallingFuse {
+    on: PathBuf,
+    server: nix::unistd::Pid,
+}
+
+impl StallingFuse {
+    pub fn mount(on: &Path) -> StallingFuse {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::Mode;
+        fs::create_dir_all(on).unwrap();
+        let dev = open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+            .expect("/dev/fuse (the fuse module)");
+        use std::os::fd::AsRawFd;
+        let options = format!(
+            "fd={},rootmode=40000,user_id={SERVICE_UID},group_id={SERVICE_UID},allow_other",
+            dev.as_raw_fd()
+        );
+        nix::mount::mount(
+            Some("stallfs"),
+            on,
+            Some("fuse.stallfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        )
+        .expect("mount a FUSE filesystem");
+        let (ready_r, ready_w) = nix::unistd::pipe().unwrap();
+        // Allocated before the fork: the child only makes system calls.
+        let mut buf = vec![0u8; 1 << 20];
+        // SAFETY: the child runs only read/write on memory allocated before
+        // the fork and never returns.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => loop {
+                let Ok(n) = nix::unistd::read(&dev, &mut buf) else {
+                    continue;
+                };
+                // fuse_in_header: len u32, opcode u32, unique u64, ...
+                if n < 40 || u32::from_le_bytes(buf[4..8].try_into().unwrap()) != FUSE_INIT {
+                    continue; // never answered
+                }
+                let mut reply = [0u8; 16 + 64];
+                reply[0..4].copy_from_slice(&80u32.to_le_bytes());
+                reply[8..16].copy_from_slice(&buf[8..16]);
+                // fuse_init_out: major 7, minor 31, max_write 4096.
+                reply[16..20].copy_from_slice(&7u32.to_le_bytes());
+                reply[20..24].copy_from_slice(&31u32.to_le_bytes());
+                reply[32..36].copy_from_slice(&4096u32.to_le_bytes());
+                let _ = nix::unistd::write(&dev, &reply);
+                let _ = nix::unistd::write(&ready_w, b"!");
+            },
+            nix::unistd::ForkResult::Parent { child } => {
+                // The connection must end with the server: no other copy of
+                // its fd may stay open.
+                drop(dev);
+                drop(ready_w);
+                let mut byte = [0u8; 1];
+                nix::unistd::read(&ready_r, &mut byte).unwrap();
+                StallingFuse {
+                    on: on.to_path_buf(),
+                    server: child,
+                }
+            }
+        }
+    }
+}
+
+const FUSE_INIT: u32 = 26;
+
+impl Drop for StallingFuse {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.server, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.server, None);
+        let _ = nix::mount::umount2(&self.on, nix::mount::MntFlags::MNT_DETACH);
     }
 }

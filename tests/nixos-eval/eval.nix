@@ -9,10 +9,16 @@
   configuration,
   module ? ../../nixos-module,
   system ? "x86_64-linux",
+  # tests/nix-flake evaluates the flake's NixOS test nodes through this file
+  # with its own strict pkgs and the options the test framework adds.
+  pkgs ? import ./pkgs.nix {
+    lib = import libDir;
+    inherit system;
+  },
+  extraModules ? [ ],
 }:
 let
   lib = import libDir;
-  pkgs = import ./pkgs.nix { inherit lib system; };
 
   # nixos/lib/utils.nix, reduced to what the excerpt calls.
   utilsModule =
@@ -46,7 +52,8 @@ let
       (nixosDir + "/polkit.nix")
       module
       configuration
-    ];
+    ]
+    ++ extraModules;
   };
   inherit (evaluated) config;
 
@@ -79,7 +86,7 @@ let
         '';
 in
 {
-  inherit etc;
+  inherit etc config;
   # What the check compares besides the files: evaluated, not rendered.
   report = {
     inherit failedAssertions;

@@ -3,7 +3,8 @@
 # services.left4me.i686Runtime: srcds_linux is a dynamically linked i386
 # binary whose interpreter is /lib/ld-linux.so.2, with no RUNPATH, needing
 # libstdc++.so.6 and libgcc_s.so.1, and srcds_run starts with #!/bin/bash.
-# NixOS has none of these paths; only the unit's sandbox provides them.
+# NixOS has no /bin/bash and only a stub at /lib/ld-linux.so.2
+# (environment.stub-ld); only the unit's sandbox provides the real ones.
 # aarch64 hosts have no i386 userland (the game is x86-only); there the
 # stand-in is native and static, and only the overlay and unit behaviour
 # is tested.

@@ -78,11 +78,53 @@ vm_accel() {
     fi
 }
 
-# vm_boot WORK IMAGE PHASE: one boot of the qcow2 overlay in WORK; returns the
-# guest's status (number of failed scenarios), or 1 on timeout/no status.
+# Time for a boot and the runner's start, and the poweroff, beside the
+# scenarios' own budgets.
+VM_BOOT_ALLOWANCE=300
+
+# vm_plan WORK PHASE SUITE [ONLY]: writes the scenarios of the boot (ONLY,
+# for the main phase, replaces them) to WORK/share/plan-PHASE for the
+# guest's runner.
+vm_plan() {
+    local work=$1 phase=$2 suite=$3 only=${4:-} here
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    # shellcheck source=tests/vm/guest/plan
+    . "$here/guest/plan"
+    if [ "$phase" = main ] && [ -n "$only" ]; then
+        echo $only > "$work/share/plan-$phase"
+    else
+        plan "$phase" "$suite" > "$work/share/plan-$phase"
+    fi
+}
+
+# vm_limit WORK PHASE: the seconds the boot may take: LEFT4ME_VM_TIMEOUT, or
+# the allowance plus every planned scenario's budget.
+vm_limit() {
+    local work=$1 phase=$2 s total=$VM_BOOT_ALLOWANCE n
+    if [ -n "${LEFT4ME_VM_TIMEOUT:-}" ]; then
+        echo "$LEFT4ME_VM_TIMEOUT"
+        return
+    fi
+    . "$work/share/guest/plan"
+    for s in $(cat "$work/share/plan-$phase"); do
+        n=$(budget "$work/share/guest" "$s") || return 1
+        total=$((total + n))
+    done
+    echo "$total"
+}
+
+# vm_boot WORK IMAGE PHASE: one boot of the qcow2 overlay in WORK, running
+# the plan vm_plan wrote; returns the number of scenarios that failed or
+# never ran, or 1 with no status. Each planned scenario without a result is
+# added to the results as NOT-RUN, with the reason.
 vm_boot() {
-    local work=$1 image=$2 phase=$3 t0 pid started='' status
-    local timeout=${LEFT4ME_VM_TIMEOUT:-1500}
+    local work=$1 image=$2 phase=$3 t0 pid started='' status timeout rc=0 s missing=0 why=''
+    local -a plan=() budgets=()
+    local done_n=0 n now deadline
+    timeout=$(vm_limit "$work" "$phase") || return 1
+    read -r -a plan < "$work/share/plan-$phase"
+    . "$work/share/guest/plan"
+    for s in "${plan[@]}"; do budgets+=("$(budget "$work/share/guest" "$s")"); done
     echo "$phase" > "$work/share/phase"
     rm -f "$work/share/out/status"
     t0=$(now_ms)
@@ -96,21 +138,52 @@ vm_boot() {
         -serial "file:$work/console-$phase.log" -monitor none -display none \
         </dev/null &
     pid=$!
+    # A watchdog on progress: the guest's runner stops a scenario at its
+    # budget, so a scenario with no result a minute past that means the
+    # guest itself is stuck; it is stopped then, not at the boot's limit.
+    deadline=$((t0 + VM_BOOT_ALLOWANCE * 1000))
     while kill -0 "$pid" 2>/dev/null; do
+        now=$(now_ms)
         if [ -z "$started" ] && [ -e "$work/share/out/started-$phase" ]; then
-            started=$(( $(now_ms) - t0 ))
+            started=$((now - t0))
             printf '%s %d.%d s\n' "$phase" $((started / 1000)) $(( (started % 1000) / 100 )) >> "$work/boot-times"
             echo "   $phase: guest up after $((started / 1000)).$(( (started % 1000) / 100 )) s"
+            deadline=$((now + (${budgets[0]:-0} + 120) * 1000))
+        fi
+        n=$(grep -cE "^(PASS|FAIL) $phase/" "$work/share/out/results" 2>/dev/null || true)
+        if [ "${n:-0}" -gt "$done_n" ]; then
+            done_n=$n
+            deadline=$((now + (${budgets[done_n]:-0} + 120) * 1000))
+        fi
+        if [ "$now" -gt "$deadline" ]; then
+            why="the guest made no progress for its budget and 120 s, in ${plan[done_n]:-the poweroff}"
+            [ -n "$started" ] || why="the guest's runner did not start within $VM_BOOT_ALLOWANCE s"
+            echo "   $phase: $why; stopping it" >&2
+            kill "$pid" 2>/dev/null
+            break
         fi
         sleep 0.2
     done
-    wait "$pid" || { echo "   $phase: qemu exited with $? (timeout is $timeout s)" >&2; }
-    echo "   $phase: boot-to-poweroff $(( ($(now_ms) - t0) / 1000 )) s"
+    wait "$pid" || rc=$?
+    echo "   $phase: boot-to-poweroff $(( ($(now_ms) - t0) / 1000 )) s (limit $timeout s)"
+    case $rc in
+        0|143) [ -n "$why" ] || why="the guest stopped before it" ;;
+        124) why="the boot's limit of $timeout s was reached"
+             echo "   $phase: $why" >&2 ;;
+        *) why="qemu exited with $rc"
+           echo "   $phase: $why" >&2 ;;
+    esac
+    for s in $(cat "$work/share/plan-$phase"); do
+        grep -qE "^(PASS|FAIL) $phase/$s " "$work/share/out/results" 2>/dev/null && continue
+        printf 'NOT-RUN %s/%s (%s)\n' "$phase" "$s" "$why" >> "$work/share/out/results"
+        missing=$((missing + 1))
+    done
     status=$(cat "$work/share/out/status" 2>/dev/null || true)
     if [ -z "$status" ]; then
         echo "   $phase: no status from the guest; console tail:" >&2
         tail -n 40 "$work/console-$phase.log" >&2 || true
         return 1
     fi
-    return "$status"
+    [ $((status + missing)) -eq 0 ] || return 1
+    return 0
 }

@@ -8,6 +8,7 @@
 #   reset run directly;
 # - 32 instances started together until all answer A2S, then stopped together
 #   until all are unmounted (as root, see below).
+# budget: 3600
 install_standin
 make_overlay base "left4dead2/cfg/server.cfg=hostname \"bench base\""
 remove_instance bench

@@ -1,4 +1,5 @@
 # The README demo, inside the VM: one instance with one shared overlay.
+# budget: 300
 ms_since() { echo $(( ($(now_ms) - $1) )); }
 install_standin
 make_overlay demo-cfg "left4dead2/cfg/server.cfg=hostname \"left4me demo server\"" \

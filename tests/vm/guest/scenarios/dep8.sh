@@ -3,6 +3,7 @@
 # AUTOPKGTEST_TMP/AUTOPKGTEST_ARTIFACTS, failing on a non-zero exit and, without
 # allow-stderr, on any stderr output. The guest is offline, so Depends beyond
 # the package itself must already be in the image.
+# budget: 150
 src=$SHARE/src
 control=$src/debian/tests/control
 [ -f "$control" ] || fail "no debian/tests/control in the source tree"

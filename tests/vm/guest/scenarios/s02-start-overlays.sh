@@ -1,5 +1,6 @@
 # 2. Two overlays and a per-instance layer: mounted, A2S answers with the
 #    hostname the top layer sets, lower-priority files shadowed correctly.
+# budget: 60
 standard_overlays
 remove_instance two
 make_instance two 27020 "top base" "instance two"

@@ -1,5 +1,6 @@
 # 3. Stop: unmounted on the first try (by the overlay unit, after the
 #    server's stop returned), no mount namespace left holding it.
+# budget: 80
 standard_overlays
 remove_instance three
 make_instance three 27021 "base" "instance three"

@@ -1,5 +1,6 @@
 # 4. Write into the game dir, stop, reset (through left4me-reset@, as the
 #    web app does), start: the write is gone, the instance's config is kept.
+# budget: 80
 standard_overlays
 remove_instance four
 make_instance four 27022 "base" "instance four"

@@ -1,4 +1,5 @@
 # 6 (before the reboot): an enabled instance with data in its upper layer.
+# budget: 60
 standard_overlays
 remove_instance boot
 make_instance boot 27028 "top base" "survives reboot"

@@ -1,5 +1,6 @@
 # 6. After a reboot the enabled instance is back, mounted and answering, and
 #    its upper data survived.
+# budget: 60
 wait_state boot active 60
 is_mounted boot || fail "instance active after reboot but not mounted"
 expect_a2s 27028 "survives reboot" 30

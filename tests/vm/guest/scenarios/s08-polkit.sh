@@ -1,5 +1,6 @@
 # 8. As the left4me user (polkit over D-Bus): can start/stop
 #    left4me-server@x, start the update, cannot start any other unit.
+# budget: 80
 standard_overlays
 remove_instance x
 make_instance x 27024 "base" "polkit x"

@@ -1,5 +1,6 @@
 # 9. A symlink planted at runtime/<i>/merged: the start fails with a clear
 #    journal message and nothing is mounted anywhere else.
+# budget: 60
 standard_overlays
 remove_instance nine
 make_instance nine 27025 "base" "nine"

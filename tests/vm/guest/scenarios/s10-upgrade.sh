@@ -1,5 +1,6 @@
 # 10. Upgrade with an instance running: it keeps running (same main PID,
 #     still answering); remove keeps the data.
+# budget: 100
 standard_overlays
 deb=$(local_deb)
 remove_instance ten

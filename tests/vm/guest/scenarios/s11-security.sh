@@ -1,4 +1,5 @@
 # 11. systemd-analyze security: record the exposure score; fail above systemd's OK band.
+# budget: 60
 standard_overlays
 remove_instance sec
 make_instance sec 27026 "base" "sec"

@@ -1,5 +1,6 @@
 # 13. The root boundary (issue 8): nothing the service user writes reaches a
 #     root process, as code, environment, identity or a path PID 1 opens.
+# budget: 970
 standard_overlays
 as_user() { runuser -u left4me -- "$@"; }
 probe_dir=/var/tmp/left4me-probe

@@ -3,6 +3,7 @@
 #     with the package), and keeps all data; purge then drops the links of
 #     instances enabled for boot, still keeping the data. (An upgrade never
 #     stops them: s10.)
+# budget: 200
 standard_overlays
 deb=$(local_deb)
 for i in rm1 rm2; do remove_instance "$i"; done

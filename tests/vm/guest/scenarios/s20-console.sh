@@ -4,6 +4,7 @@
 #     PID 1 holds no descriptor of it; a restart makes a new FIFO; it is gone
 #     when the server stops, and a write then neither starts the server nor
 #     leaves a file behind.
+# budget: 140
 remove_instance con
 make_instance con 27030 "" "console test"
 fifo=/run/left4me/con.stdin

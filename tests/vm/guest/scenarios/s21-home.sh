@@ -4,6 +4,7 @@
 #     the dynamically linked i386 stand-in loads it under the sandbox); the
 #     game's process maps the i386 loader, libc, libstdc++ and libgcc_s; a
 #     reset empties the home.
+# budget: 60
 remove_instance hom
 make_instance hom 27031 "" "home test"
 home=$STATE/runtime/hom/home

@@ -9,6 +9,7 @@
 #     - glibc 2.41 refuses a library that asks for an executable stack, and
 #       GLIBC_TUNABLES=glibc.rtld.execstack=2 in host.env lets it load;
 #     - the helper refuses -autoupdate in L4D2_ARGS (exit 11, names the flag).
+# budget: 70
 set -o pipefail
 remove_instance sbx
 

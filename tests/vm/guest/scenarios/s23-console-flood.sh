@@ -7,6 +7,7 @@
 #     Under the socket design of main (ListenFIFO=, FlushPending=yes) PID 1
 #     read the refilled pipe 2 KiB at a time until it was empty, and did not
 #     answer for tens of seconds.
+# budget: 300
 remove_instance flood
 make_instance flood 27033 "" "flood test"
 fifo=/run/left4me/flood.stdin

@@ -11,6 +11,7 @@
 #     mount and umount and the game's stop: under TCG a restart took 7.4 s).
 #     main's update unit, a oneshot, held its job for the whole run: here a
 #     steamcmd that takes 120 s.
+# budget: 2400
 remove_instance jm
 make_instance jm 27034 "" "job modes"
 as_user() { runuser -u left4me -- "$@"; }

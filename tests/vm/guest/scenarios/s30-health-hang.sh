@@ -3,6 +3,7 @@
 #     within N x interval + timeout of the hang, and answers again; the check
 #     runs as left4me, sandboxed at least as tightly as the game, and stops
 #     with the server.
+# budget: 80
 . ./health-lib.sh
 standard_overlays
 I=1 T=1 N=3

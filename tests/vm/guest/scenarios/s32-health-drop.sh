@@ -1,5 +1,6 @@
 # 32. Health: one lost answer causes no restart, even with a threshold of 2
 #     failures in a row (the default is 3).
+# budget: 60
 . ./health-lib.sh
 standard_overlays
 health_instance hd 27033 GRACE_SEC=0 INTERVAL_SEC=0.5 TIMEOUT_SEC=1 FAILURES=2

@@ -5,6 +5,7 @@
 #     units' PrivateUsers= namespaces), which RestartPreventExitStatus=
 #     keeps from being restarted.
 #     A deliberate start afterwards works and gets a fresh budget.
+# budget: 130
 . ./health-lib.sh
 standard_overlays
 max=2

@@ -3,6 +3,7 @@
 #     instances keep their mounts, their generation and every file they see,
 #     and keep answering; a new start runs the new build; `generation list`
 #     shows both. Prints what the new generation costs on disk.
+# budget: 100
 standard_overlays
 install_fake_steamcmd
 trap restore_host_env EXIT

@@ -2,6 +2,7 @@
 #     after each update the generations no mounted instance uses are removed
 #     beyond the newest two; the one a running instance uses is kept until it
 #     stops; the current one is always kept.
+# budget: 90
 standard_overlays
 install_fake_steamcmd
 trap restore_host_env EXIT

@@ -5,6 +5,7 @@
 #     instance mounted from installation/ keeps running through the rename,
 #     and while it is up collection removes nothing. An empty installation/
 #     is not taken.
+# budget: 60
 standard_overlays
 remove_instance mg
 make_instance mg 27049 "base" "migrate"
