@@ -4,6 +4,9 @@
 #     Restart= brings it back) and finally stops it through polkit while the
 #     pipe is full. Meanwhile root times `systemctl show -p Id init.scope`
 #     in a loop. PID 1 must keep answering: no call may take 5 s or more.
+#     And the cause, checked directly: PID 1 must hold no descriptor of the
+#     FIFO (under TCG the writers refill the pipe slower than on hardware,
+#     so main's stall measured ~5.5 s here rather than the issue's 15 s).
 #     Under the socket design of main (ListenFIFO=, FlushPending=yes) PID 1
 #     read the refilled pipe 2 KiB at a time until it was empty, and did not
 #     answer for tens of seconds.
@@ -28,6 +31,8 @@ for _ in $(seq 20); do
 done
 note "PID 1 idle: slowest of 20 calls of systemctl show: $base_max ms"
 
+pid1_fds=$(find /proc/1/fd -lname "$fifo*" 2>/dev/null || true)
+rchar0=$(awk '/^rchar:/ {print $2}' /proc/1/io)
 samples=$OUT/s23-latency.txt
 : > "$samples"
 stopflag=/run/s23-stop
@@ -78,6 +83,7 @@ if pid=$(main_pid); then
 fi
 sleep 5
 wait "$flood" || true
+rchar1=$(awk '/^rchar:/ {print $2}' /proc/1/io)
 touch "$stopflag"
 wait "$sampler" || true
 rm -f "$stopflag"
@@ -90,7 +96,10 @@ max_ms=$(echo "$max" | cut -d' ' -f2)
 over=$(awk -v l="$limit_ms" '$2 >= l' "$samples" | wc -l)
 errors=$(awk '$3 != 0' "$samples" | wc -l)
 note "PID 1 under the console flood: $n calls of systemctl show, slowest $max_ms ms (at $(( ($(echo "$max" | cut -d' ' -f1) - t_attack) / 1000 )) s into the attack), $over at or over $limit_ms ms, $errors failed; idle slowest $base_max ms"
-echo "console flood: PID 1 slowest answer $max_ms ms ($n calls, $over >= $limit_ms ms, $errors failed; idle $base_max ms)" > "$OUT/s23-figures.txt"
+pid1_read=$(( (rchar1 - rchar0) / 1024 ))
+note "PID 1 read $pid1_read KiB (rchar) during the attack; descriptors of $fifo held by PID 1: ${pid1_fds:-none}"
+echo "console flood: PID 1 slowest answer $max_ms ms ($n calls, $over >= $limit_ms ms, $errors failed; idle $base_max ms); PID 1 read $pid1_read KiB; PID 1 held the FIFO: ${pid1_fds:+yes}${pid1_fds:-no}" > "$OUT/s23-figures.txt"
+[ -z "$pid1_fds" ] || fail "PID 1 holds the console FIFO ($pid1_fds): a writer can make it read or flush"
 [ "$errors" -eq 0 ] || fail "$errors calls of systemctl show failed during the flood (PID 1 did not answer)"
 [ "$max_ms" -lt "$limit_ms" ] || fail "PID 1 took $max_ms ms to answer during the console flood (limit $limit_ms ms)"
 
