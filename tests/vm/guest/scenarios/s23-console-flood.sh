@@ -33,11 +33,13 @@ note "PID 1 idle: slowest of 20 calls of systemctl show: $base_max ms"
 
 pid1_fds=$(find /proc/1/fd -lname "$fifo*" 2>/dev/null || true)
 # What PID 1 reads in 10 s with the game running and nobody writing, to
-# compare with what it reads during the attack.
-rchar0=$(awk '/^rchar:/ {print $2}' /proc/1/io); sleep 10
-idle_read=$(( ($(awk '/^rchar:/ {print $2}' /proc/1/io) - rchar0) / 1024 ))
+# compare with what it reads during the attack. Its main thread's own
+# count: /proc/1/io also adds up every child PID 1 reaped, the game included
+# (which reads the flood).
+rchar0=$(awk '/^rchar:/ {print $2}' /proc/1/task/1/io); sleep 10
+idle_read=$(( ($(awk '/^rchar:/ {print $2}' /proc/1/task/1/io) - rchar0) / 1024 ))
 note "PID 1 read $idle_read KiB (rchar) in 10 s before the attack"
-rchar0=$(awk '/^rchar:/ {print $2}' /proc/1/io)
+rchar0=$(awk '/^rchar:/ {print $2}' /proc/1/task/1/io)
 samples=$OUT/s23-latency.txt
 : > "$samples"
 stopflag=/run/s23-stop
@@ -88,7 +90,7 @@ if pid=$(main_pid); then
 fi
 sleep 5
 wait "$flood" || true
-rchar1=$(awk '/^rchar:/ {print $2}' /proc/1/io)
+rchar1=$(awk '/^rchar:/ {print $2}' /proc/1/task/1/io)
 touch "$stopflag"
 wait "$sampler" || true
 rm -f "$stopflag"
