@@ -225,13 +225,13 @@ in
           machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/written-by-game"))
           env_before = machine.succeed(f"sha256sum {S}/instances/vs1/instance.env")
           # Refused while the instance runs; the game keeps running.
-          machine.fail(as_left4me("systemctl start left4me-reset@vs1.service"))
+          machine.fail(as_left4me("systemctl start --wait left4me-reset@vs1.service"))
           machine.succeed("systemctl is-active left4me-server@vs1.service")
           # The web app's sequence, no sleeps: the reset unit orders itself
           # after the overlay unit's queued stop.
           for _ in range(3):
               machine.succeed(as_left4me("systemctl stop left4me-server@vs1.service"))
-              machine.succeed(as_left4me("systemctl start left4me-reset@vs1.service"))
+              machine.succeed(as_left4me("systemctl start --wait left4me-reset@vs1.service"))
               machine.succeed(as_left4me("systemctl start left4me-server@vs1.service"))
           a2s(27015, "top layer")
           machine.fail(f"test -e {S}/runtime/vs1/merged/left4dead2/written-by-game")

@@ -85,7 +85,7 @@ for i in $(seq 10); do
     a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: not answering before"
     t0=${EPOCHREALTIME/./}
     as_user systemctl stop "$(unit bench)"
-    as_user systemctl start "$(reset_unit bench)" || fail "reset cycle $i: left4me-reset@bench failed"
+    as_user systemctl start --wait "$(reset_unit bench)" || fail "reset cycle $i: left4me-reset@bench failed"
     as_user systemctl start "$(unit bench)"
     a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: no A2S answer after reset"
     web_reset+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))

@@ -26,7 +26,7 @@ ls -l "$STATE/runtime/demo/upper/left4dead2/"
 
 echo; echo "### stop, reset (left4me-reset@demo, as the web app), start"
 t=$(now_ms); stop_instance demo; t_stop=$(ms_since "$t")
-t=$(now_ms); runuser -u left4me -- systemctl start left4me-reset@demo; t_reset=$(ms_since "$t")
+t=$(now_ms); runuser -u left4me -- systemctl start --wait left4me-reset@demo; t_reset=$(ms_since "$t")
 t=$(now_ms); start_instance demo
 a2s-query 127.0.0.1 27015 --timeout 30 >/dev/null || fail "no answer after reset"
 t_restart=$(ms_since "$t")

@@ -11,7 +11,7 @@ runuser -u left4me -- sh -c "echo scratch > $(merged four)/left4dead2/scratch.tx
 [ -e "$STATE/runtime/four/upper/left4dead2/scratch.txt" ] || fail "write did not land in upper/"
 systemctl stop "$(unit four)" || fail "stop failed"
 # No waiting for the umount: the reset unit orders itself after it.
-systemctl start "$(reset_unit four)" || fail "systemctl start $(reset_unit four) failed"
+systemctl start --wait "$(reset_unit four)" || fail "systemctl start $(reset_unit four) failed"
 is_mounted four && fail "reset ran but four is mounted"
 start_instance four
 expect_a2s 27022 "instance four"
@@ -26,7 +26,7 @@ stop_instance four
 start_instance four
 runuser -u left4me -- sh -c "echo keep > $(merged four)/left4dead2/keep.txt"
 since=$(date '+%Y-%m-%d %H:%M:%S')
-if systemctl start "$(reset_unit four)" 2>/dev/null; then fail "reset succeeded while four runs"; fi
+if systemctl start --wait "$(reset_unit four)" 2>/dev/null; then fail "reset succeeded while four runs"; fi
 [ "$(systemctl show -P ExecMainStatus "$(reset_unit four)")" = 15 ] ||
     fail "reset while running exited $(systemctl show -P ExecMainStatus "$(reset_unit four)"), expected 15"
 UNIT=$(reset_unit four) unit_journal four "$since" | grep -i 'mounted' ||

@@ -19,7 +19,7 @@ as_user systemctl restart "$(unit x)" || fail "left4me may not restart $(unit x)
 wait_state x active 30
 as_user systemctl stop "$(unit x)" || fail "left4me may not stop $(unit x)"
 wait_unmounted x 15
-as_user systemctl start "$(reset_unit x)" || fail "left4me may not start $(reset_unit x)"
+as_user systemctl start --wait "$(reset_unit x)" || fail "left4me may not start $(reset_unit x)"
 # The root half is not the user's to drive: it comes and goes with the server.
 for verb in start stop restart; do
     if as_user systemctl "$verb" "$(overlay_unit x)" 2>/dev/null; then fail "left4me could $verb $(overlay_unit x)"; fi
@@ -29,12 +29,14 @@ for verb in stop restart; do
     if as_user systemctl "$verb" "$(reset_unit x)" 2>/dev/null; then fail "left4me could $verb $(reset_unit x)"; fi
 done
 
-# "Update now": left4me may start the update unit, not stop or restart it.
+# "Update now": left4me may start the proxy left4me-update-now, which queues
+# the update unit; not the update unit itself, and no stop or restart.
 # No steamcmd is installed here, so the run fails, and must leave nothing.
 cur=$(gen_current)
 systemctl reset-failed left4me-update.service 2>/dev/null || true
 update_mark
-as_user systemctl start --no-block left4me-update.service || fail "left4me may not start left4me-update.service"
+if as_user systemctl start --no-block left4me-update.service 2>/dev/null; then fail "left4me could start left4me-update.service itself"; fi
+as_user systemctl start left4me-update-now.service || fail "left4me may not start left4me-update-now.service"
 deadline=$(( $(now_ms) + 60000 ))
 until [ "$(systemctl show -P ActiveState left4me-update.service)" = failed ]; do
     [ "$(now_ms)" -lt "$deadline" ] || fail "left4me-update.service is $(systemctl show -P ActiveState left4me-update.service) 60 s after the start"
@@ -45,6 +47,7 @@ grep -q "/usr/games/steamcmd: not found" <<<"$(update_journal)" || fail "the fai
 note "update without steamcmd, started as left4me: failed, $(update_journal | grep -m1 '/usr/games/steamcmd: not found')"
 for verb in stop restart; do
     if as_user systemctl "$verb" left4me-update.service 2>/dev/null; then fail "left4me could $verb left4me-update.service"; fi
+    if as_user systemctl "$verb" left4me-update-now.service 2>/dev/null; then fail "left4me could $verb left4me-update-now.service"; fi
 done
 if as_user systemctl start left4me-update.timer 2>/dev/null; then fail "left4me could start left4me-update.timer"; fi
 systemctl reset-failed left4me-update.service
@@ -53,7 +56,7 @@ systemctl reset-failed left4me-update.service
 # grants must have a unit file, so systemd refuses a transient unit of that
 # name instead of running the user's command as root.
 rm -f /tmp/left4me-transient-probe
-for u in left4me-server@probe left4me-reset@probe left4me-enable@probe left4me-disable@probe left4me-overlay@probe left4me-update; do
+for u in left4me-server@probe left4me-reset@probe left4me-enable@probe left4me-disable@probe left4me-overlay@probe left4me-update left4me-update-now; do
     if as_user systemd-run --no-ask-password --quiet --unit="$u.service" /bin/sh -c 'id -u > /tmp/left4me-transient-probe' 2>/tmp/transient.err; then
         fail "left4me could start a transient $u.service"
     fi

@@ -131,7 +131,7 @@ cycles=100
 for i in $(seq "$cycles"); do
     as_user sh -c "echo $i > $(merged bnd)/left4dead2/scratch.txt" || fail "cycle $i: cannot write"
     as_user systemctl stop "$(unit bnd)" || fail "cycle $i: stop failed"
-    as_user systemctl start "$(reset_unit bnd)" ||
+    as_user systemctl start --wait "$(reset_unit bnd)" ||
         fail "cycle $i: reset failed: $(journalctl -u "$(reset_unit bnd)" -n 5 --no-pager -o cat)"
     as_user systemctl start "$(unit bnd)" || fail "cycle $i: start failed"
     is_mounted bnd || fail "cycle $i: not mounted after start"

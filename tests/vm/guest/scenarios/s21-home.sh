@@ -45,20 +45,24 @@ stop_instance hom
 gen=$(gen_dir)
 mv "$gen/bin/steamclient.so" /var/tmp/steamclient.so.aside
 start_instance hom
-[ ! -e "$link" ] && [ ! -L "$link" ] || fail "$link still there without bin/steamclient.so"
+# The link is removed in ExecStart= before the game starts, so only once the
+# game has reported the missing library is the absence a result.
 deadline=$(( $(now_ms) + 10000 ))
 until grep -q "steam: dlopen failed trying to load: $link" "$log"; do
     [ "$(now_ms)" -lt "$deadline" ] || fail "the game did not report the missing steamclient.so"
     sleep 0.2
 done
+[ ! -e "$link" ] && [ ! -L "$link" ] || fail "$link still there without bin/steamclient.so"
 stop_instance hom
 mv /var/tmp/steamclient.so.aside "$gen/bin/steamclient.so"
 
 # A reset means a clean state: the home too.
-systemctl start "$(reset_unit hom)" || fail "reset of hom failed"
+systemctl start --wait "$(reset_unit hom)" || fail "reset of hom failed"
 [ -d "$home" ] && [ -z "$(ls -A "$home")" ] || fail "$home not empty after reset: $(ls -A "$home")"
 [ "$(stat -c '%U:%G %a' "$home")" = "left4me:left4me 700" ] || fail "$home after reset is $(stat -c '%U:%G %a' "$home")"
 start_instance hom
+# ExecStart= links before it execs the game: once the game answers.
+expect_a2s 27031 "home test"
 [ -L "$link" ] || fail "$link not recreated after the reset"
 stop_instance hom
 remove_instance hom
