@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 
-use rustix::fs::Mode;
+use rustix::fs::{AtFlags, Mode, StatxAttributes, StatxFlags};
 use serde::Serialize;
 
 use crate::discard;
@@ -249,17 +249,19 @@ fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
         if name == c"." || name == c".." {
             continue;
         }
-        // The user's tree: a mount point in it (a FUSE server of the user's,
-        // which may never answer) is neither stat'ed through nor entered.
-        match fsx::entry(dir, name) {
-            Ok(Some(e)) if !e.mount_root => {}
-            _ => continue,
-        }
-        let Ok(st) = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
+        // The user's tree: one statx that asks no filesystem server
+        // (AT_STATX_DONT_SYNC: a FUSE server of the user's may never
+        // answer), and a mount point is neither counted nor entered.
+        let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
+        let Ok(st) = rustix::fs::statx(dir, name, flags, StatxFlags::TYPE | StatxFlags::BLOCKS)
+        else {
             continue;
         };
-        total.bytes += st.st_blocks as u64 * 512;
-        if fsx::file_type(&st) != libc_mode::S_IFDIR {
+        if st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT) {
+            continue;
+        }
+        total.bytes += st.stx_blocks * 512;
+        if u32::from(st.stx_mode) & libc_mode::S_IFMT != libc_mode::S_IFDIR {
             total.files += 1;
             continue;
         }

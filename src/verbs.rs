@@ -222,7 +222,32 @@ fn prepare_writable_layer(
     fsx::chmod_fd(work.as_fd(), 0o700, &work_shown)
 }
 
+/// Whether instance `name` has anything on disk: its directory in
+/// instances/ or in runtime/. Looked at before any lock file is made, so
+/// the service user, who may start left4me-reset@ and left4me-overlay@ with
+/// any valid name, cannot make root create a lock file per name it invents.
+/// Without following or entering a mount (fsx::entry).
+fn exists(state: &State, paths: &InstancePaths) -> Result<bool> {
+    for rel in [paths.dir(), paths.runtime()] {
+        match fsx::entry(state.fd(), rel.as_str()) {
+            Ok(Some(_)) => return Ok(true),
+            Ok(None) => {}
+            Err(e) => return Err(Failure::os(&state.shown(&rel), "stat", e)),
+        }
+    }
+    Ok(false)
+}
+
 pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
+    let paths = InstancePaths::new(name);
+    if !exists(state, &paths)? {
+        return Ok(Outcome {
+            instance: name.to_string(),
+            result: Done::NotMounted,
+            mount_point: state.shown(&paths.part(MERGED)),
+            layers: Vec::new(),
+        });
+    }
     let l = Locked::take(state, name)?;
     // Whatever happens below, no later start may read a stale environment.
     let env_copy = l.paths.own(Own::EnvCopy);
@@ -285,6 +310,18 @@ pub(crate) struct ResetDone {
 
 /// Swaps in an empty writable layer.
 pub(crate) fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<ResetDone> {
+    let paths = InstancePaths::new(name);
+    if !exists(state, &paths)? {
+        return Err(Failure::new(
+            Kind::Missing,
+            format!(
+                "no instance {name}: neither {} nor {} exists",
+                state.shown(&paths.runtime()).display(),
+                state.shown(&paths.dir()).display()
+            ),
+        )
+        .hint("check the instance name; left4me-overlay status lists the instances"));
+    }
     let l = Locked::take(state, name)?;
     let outcome = l.outcome(Done::Reset, &[]);
     let rt_shown = l.shown(&l.paths.runtime());

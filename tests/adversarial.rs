@@ -769,3 +769,25 @@ root_test! {
         assert_eq!(ends_promptly(&f, &["umount", "vs1"]), Some(0));
     }
 }
+
+root_test! {
+    /// reset and umount of a name that is no instance once left a lock
+    /// file per name in runtime/.left4me/: the service user may start
+    /// left4me-reset@ (and, through a server start, left4me-overlay@) with
+    /// any valid name, so it could make root create files without end.
+    fn a_name_that_is_no_instance_leaves_no_lock_file() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        let helper_dir = f.path("runtime/.left4me");
+        let before: Vec<_> = fs::read_dir(&helper_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        for name in ["Zq9xk2", "Otherumount", "r4nd0m"] {
+            assert!(f.fails(&["reset", name], 12).contains(&format!("no instance {name}")));
+            assert!(f.ok(&["umount", name]).contains("not-mounted"));
+            f.fails(&["mount", name], 12);
+        }
+        let after: Vec<_> = fs::read_dir(&helper_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(before, after, "files appeared in runtime/.left4me");
+    }
+}
