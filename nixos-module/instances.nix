@@ -63,6 +63,11 @@ let
       Type = "oneshot";
       RemainAfterExit = true;
       ExecStart = "${declare} ${cfg.stateDir} ${manifest} ${mode}";
+      # A oneshot has no start timeout by default, and the user may make a
+      # start job of left4me-declare@ irreversible (through its server's
+      # start): the script bounds its own waits (the lock 120 s, the
+      # server.cfg writer 30 s); this bounds the rest.
+      TimeoutStartSec = "5min";
     };
   };
 in

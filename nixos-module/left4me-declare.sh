@@ -62,7 +62,9 @@ if [ -L "$nixos" ] || { [ -e "$nixos" ] && [ ! -d "$nixos" ]; }; then
 fi
 [ -d "$nixos" ] || mkdir -m 0700 -- "$nixos" || exit 1
 exec 9>> "$nixos/lock" || exit 1
-flock 9 || exit 1
+# Bounded: a run that waits longer says so instead of holding up the
+# instance starts queued behind it.
+flock -w 120 9 || { fail "another left4me-declare held $nixos/lock for 120 s"; exit 1; }
 
 header() { echo "# Declared in the NixOS configuration (services.left4me.instances.$1);"; }
 
@@ -232,25 +234,43 @@ write_env() { # NAME BODY ENVFILE|-
 }
 
 # As the service user: the layer is the user's, so whatever the user put
-# there (a symlink, say) can only make this write where the user may. The
-# lock's descriptor (root's file, open for writing) is not passed on.
+# there (a symlink, a FUSE mount) can only make this write where the user
+# may, or wait. Root itself never looks at anything in the layer (a stat of
+# a FUSE mount of the user's can wait forever, unkillably): it only creates
+# the layer in the instance's root-owned directory (mkdir of an existing
+# name fails without looking at it). The child shares no pipe with root
+# (output discarded: nothing the user prints reaches root's memory or
+# journal), does not get the lock's descriptor, and is waited for 30 s at
+# most; a child stuck longer is left behind, the lock is not.
 write_cfg() { # NAME CFGFILE
-    local name=$1 cfgfile=$2 layer=$state/instances/$1/layer out
+    local name=$1 cfgfile=$2 layer=$state/instances/$1/layer child rc
     if is_mounted "$name"; then
         say "$name: mounted; its serverConfig is written before its next start"
         return 0
     fi
-    if [ ! -e "$layer" ] && [ ! -L "$layer" ]; then
-        mkdir -m 0755 -- "$layer" && chown -- "$user:$group" "$layer" || { fail "$name: cannot create $layer"; return 1; }
+    if mkdir -m 0755 -- "$layer" 2> /dev/null; then
+        chown -- "$user:$group" "$layer" || { fail "$name: cannot give $layer to $user"; return 1; }
     fi
     # shellcheck disable=SC2016 # for the inner shell
-    if ! out=$(setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs -- \
+    setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs -- \
         "$BASH" -c 'set -e; umask 022; cd -- "$1"; mkdir -p left4dead2/cfg
             t=$(mktemp left4dead2/cfg/.server.cfg.XXXXXX); cat -- "$2" > "$t"; chmod 0644 "$t"
-            mv -f -- "$t" left4dead2/cfg/server.cfg' sh "$layer" "$cfgfile" 2>&1 9>&-); then
-        fail "$name: writing server.cfg into $layer as $user failed: $out"
+            mv -f -- "$t" left4dead2/cfg/server.cfg' sh "$layer" "$cfgfile" \
+        < /dev/null > /dev/null 2>&1 9>&- &
+    child=$!
+    for _ in $(seq 300); do
+        kill -0 "$child" 2> /dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$child" 2> /dev/null; then
+        kill -KILL "$child" 2> /dev/null
+        fail "$name: writing server.cfg into $layer as $user took more than 30 s; given up"
         return 1
     fi
+    wait "$child" && return 0
+    rc=$?
+    fail "$name: writing server.cfg into $layer as $user failed (exit $rc): is $layer/left4dead2/cfg writable by $user?"
+    return 1
 }
 
 install_overlay() { # NAME SOURCE
@@ -285,11 +305,17 @@ install_overlay() { # NAME SOURCE
 
 # Instances no longer declared: their instance.env goes if the module wrote
 # it (root's, in a root-owned dir, the module's header first); everything
-# else stays (docs/nixos.md).
+# else stays (docs/nixos.md). Only names this script declared before are
+# looked at ($nixos/declared, root's own list): the other entries of
+# instances/ are the service user's, and a stat of one (a FUSE mount of the
+# user's) could wait forever. A declared instance's directory is root's,
+# which the user can neither replace (instances/ is sticky) nor mount on.
 prune() {
     local dir name declared env first
-    for dir in "$state"/instances/*; do
-        name=${dir##*/}
+    [ -f "$nixos/declared" ] || return 0
+    while IFS= read -r name; do
+        [[ $name =~ $name_re ]] || continue
+        dir=$state/instances/$name
         [ -d "$dir" ] && [ ! -L "$dir" ] || continue
         for declared in "${inames[@]}"; do
             [ "$declared" != "$name" ] || continue 2
@@ -301,7 +327,7 @@ prune() {
         [ "$first" = "$(header "$name")" ] || continue
         rm -f -- "$env"
         say "instance $name is no longer declared: removed $env; $dir and $state/runtime/$name are kept"
-    done
+    done < "$nixos/declared"
 }
 
 for i in "${!inames[@]}"; do
@@ -313,5 +339,8 @@ done
 for i in "${!onames[@]}"; do
     install_overlay "${onames[$i]}" "${osrc[$i]}"
 done
-[ "$mode" != all ] || prune
+if [ "$mode" = all ]; then
+    prune
+    printf '%s\n' "${inames[@]}" > "$nixos/declared.new" && mv -f -- "$nixos/declared.new" "$nixos/declared"
+fi
 exit "$status"
