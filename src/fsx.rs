@@ -58,8 +58,8 @@ fn open_dir_with(
     shown: &Path,
     resolve: ResolveFlags,
 ) -> Result<OwnedFd, Failure> {
-    rustix::fs::openat2(base, rel, DIR_FLAGS, Mode::empty(), resolve)
-        .map_err(|e| explain(base, rel, shown, e, "directory", resolve))
+    open_dir_if_exists_with(base, rel, shown, resolve)?
+        .ok_or_else(|| explain(base, rel, shown, Errno::NOENT, "directory", resolve))
 }
 
 /// Like [`open_dir`], but `Ok(None)` when it does not exist.
