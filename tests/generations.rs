@@ -53,6 +53,23 @@ fn build_as_builder(f: &Fixture, build_id: &str, gameinfo: &str) {
     );
 }
 
+/// A host with one generation and a .next/ the builder has built (build 2),
+/// in which `script` then runs as the builder (its cwd).
+fn next_built_then(script: &str) -> Fixture {
+    let f = Fixture::new();
+    f.ok(&["generation", "list"]);
+    prepare(&f, &[]);
+    build_as_builder(&f, "2", "x");
+    let next = f.path("installations/.next");
+    let out = as_builder(&format!("set -e; cd {}; {script}", next.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f
+}
+
 fn prepare(f: &Fixture, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["generation", "prepare", "--owner", BUILDER, "--json"];
     args.extend_from_slice(extra);
@@ -457,12 +474,7 @@ root_test! {
     /// holes out in full, as root.
     fn a_sparse_file_is_refused() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
-        prepare(&f, &[]);
-        build_as_builder(&f, "2", "x");
-        let out = as_builder(&format!("truncate -s 256M {}/steamapps/bomb", f.path("installations/.next").display()));
-        assert!(out.status.success());
+        let f = next_built_then("truncate -s 256M steamapps/bomb");
         refused_commit(&f, 13, "is sparse");
     }
 }
@@ -542,15 +554,9 @@ root_test! {
     /// copy per name (11 MiB under 200 names: 2 GiB written as root).
     fn a_file_with_many_names_is_refused_not_copied_per_name() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
-        prepare(&f, &[]);
-        build_as_builder(&f, "2", "x");
-        let out = as_builder(&format!(
-            "set -e; cd {}/left4dead2; head -c 1048576 /dev/urandom > big; for i in $(seq 200); do ln big big.$i; done",
-            f.path("installations/.next").display()
-        ));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = next_built_then(
+            "cd left4dead2; head -c 1048576 /dev/urandom > big; for i in $(seq 200); do ln big big.$i; done",
+        );
         refused_commit(&f, 13, "has 201 names (hard links)");
     }
 }
@@ -562,16 +568,8 @@ root_test! {
     /// file's own name.
     fn a_name_of_255_bytes_is_committed() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
-        prepare(&f, &[]);
-        build_as_builder(&f, "2", "x");
         let long = "n".repeat(255);
-        let out = as_builder(&format!(
-            "echo long > {}/left4dead2/{long}",
-            f.path("installations/.next").display()
-        ));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = next_built_then(&format!("echo long > left4dead2/{long}"));
         f.ok(&["generation", "commit", "--restart", "never"]);
         let file = f.path(&format!("installations/{}/left4dead2/{long}", current(&f)));
         assert_eq!(fs::read_to_string(&file).unwrap(), "long\n");
@@ -586,16 +584,8 @@ root_test! {
     /// reflink writes nothing (xfs, tests/reflink/run): no budget is spent.
     fn a_commit_that_would_copy_more_than_its_budget_is_refused() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
-        prepare(&f, &[]);
-        build_as_builder(&f, "2", "x");
         // Allocated, not sparse: 1.1 GiB that root would copy.
-        let out = as_builder(&format!(
-            "fallocate -l 1100M {}/left4dead2/huge.vpk",
-            f.path("installations/.next").display()
-        ));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = next_built_then("fallocate -l 1100M left4dead2/huge.vpk");
         if std::env::var_os("LEFT4ME_TEST_EXPECT_REFLINK").is_some() {
             let done = json(&f.ok(&["generation", "commit", "--restart", "never", "--json"]));
             assert_eq!(done["taken_over"]["bytes_copied"], 0, "{done}");
