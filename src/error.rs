@@ -329,22 +329,26 @@ mod tests {
         assert!(help.lines().all(|l| l.len() <= 80), "{help}");
     }
 
+    /// Each errno maps to its exit code and to the hint for that cause (what
+    /// the user should do), not to any hint.
     #[rstest]
-    #[case(Errno::NOENT, 12)]
-    #[case(Errno::LOOP, 13)]
-    #[case(Errno::NOTDIR, 13)]
-    #[case(Errno::PERM, 18)]
-    #[case(Errno::ACCESS, 18)]
-    #[case(Errno::ROFS, 1)]
-    #[case(Errno::NOSPC, 1)]
-    #[case(Errno::IO, 1)]
-    #[case(Errno::INVAL, 1)]
+    #[case(Errno::NOENT, 12, "check --state-dir")]
+    #[case(Errno::LOOP, 13, "remove the symlink")]
+    #[case(Errno::NOTDIR, 13, "remove whatever is there")]
+    #[case(Errno::PERM, 18, "run it as root")]
+    #[case(Errno::ACCESS, 18, "run it as root")]
+    #[case(Errno::ROFS, 1, "remount it read-write")]
+    #[case(Errno::NOSPC, 1, "the filesystem is full")]
+    #[case(Errno::DQUOT, 1, "the filesystem is full")]
+    #[case(Errno::IO, 1, "please report it")]
+    #[case(Errno::INVAL, 1, "please report it")]
     #[test_log::test]
-    fn errno_kinds(#[case] e: Errno, #[case] code: u8) {
+    fn errno_kinds(#[case] e: Errno, #[case] code: u8, #[case] hint: &str) {
         let f = Failure::os(Path::new("/s/runtime"), "mkdir", e);
         assert_eq!(f.kind.exit_code(), code, "{e:?}");
         assert!(f.message.starts_with("mkdir /s/runtime: "), "{}", f.message);
-        assert!(f.hint.is_some());
+        let got = f.hint.unwrap_or_default();
+        assert!(got.contains(hint), "{e:?}: {got}");
     }
 
     #[test_log::test]

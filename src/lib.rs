@@ -24,6 +24,7 @@ mod mounts;
 mod name;
 mod namespace;
 mod overlay;
+mod procs;
 mod run;
 mod state;
 mod status;

@@ -19,6 +19,7 @@ use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::fsx;
 use crate::lock::{self, LockMode};
+use crate::procs;
 use crate::state::{self, ServiceUser, State};
 
 /// How `prepare` fills .next/ where the filesystem cannot reflink
@@ -159,7 +160,7 @@ impl<'s> Held<'s> {
             let running = if uid == 0 {
                 Vec::new()
             } else {
-                tree::processes_of(uid)
+                procs::processes_of(uid)
             };
             if !running.is_empty() {
                 return Err(Failure::new(
@@ -313,7 +314,7 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
     fsx::chown_fd(next, 0, 0, &next_shown)?;
     fsx::chmod_fd(next, 0o700, &next_shown)?;
     if let Some(uid) = builder {
-        let left = tree::processes_of(uid);
+        let left = procs::processes_of(uid);
         if !left.is_empty() {
             return Err(Failure::new(
                 Kind::Conflict,
