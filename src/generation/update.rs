@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use rustix::fs::{Mode, OFlags, RenameFlags};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::tree::{self, CopyStats, Fallback, TakeOverStats};
 use super::{
@@ -33,16 +33,30 @@ pub(crate) enum CopyMode {
     Copy,
 }
 
-/// What happens to running instances after a switch (`LEFT4ME_UPDATE_RESTART`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+/// What happens to running instances after a switch
+/// (`LEFT4ME_UPDATE_RESTART`): the commit carries out `now`, each instance's
+/// health check `when-empty` (health::rollover); one type for both readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum RestartPolicy {
     /// They move at their next start.
     Never,
     /// Each health check restarts its server once no player is on it.
+    #[default]
     WhenEmpty,
     /// `systemctl try-restart` at once.
     Now,
+}
+
+impl RestartPolicy {
+    /// The setting's value, as clap and serde spell it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::WhenEmpty => "when-empty",
+            RestartPolicy::Now => "now",
+        }
+    }
 }
 
 /// The update user: neither root nor the service user, so neither the game
@@ -670,6 +684,14 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    #[test_log::test]
+    fn restart_policy_labels_are_clap_and_serde_names() {
+        for p in RestartPolicy::value_variants() {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.label());
+            assert_eq!(serde_json::to_value(p).unwrap(), p.label());
+        }
+    }
 
     /// Generations g1 (oldest) .. g5; `current`, the ids mounted instances
     /// use, and whether some mounted instance's generation is unknown.
