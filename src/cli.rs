@@ -285,7 +285,7 @@ mod tests {
             help.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         for row in &crate::error::EXIT_CODES {
-            let line = format!(" {} {} ", row.code, row.meaning);
+            let line = crate::error::tests::shown_row(row);
             assert!(flat.contains(&line), "{line} missing from:\n{help}");
         }
     }
