@@ -221,7 +221,7 @@ pub(crate) struct InstanceArgs {
 pub(crate) struct StatusArgs {
     /// Instance name; all instances when omitted.
     pub(crate) instance: Option<String>,
-    /// Print the result as JSON on stdout (schema in the README).
+    /// Print the result as JSON on stdout (schema in docs/helper.md).
     #[arg(long)]
     pub(crate) json: bool,
 }

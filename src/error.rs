@@ -1,7 +1,7 @@
 //! Failures: each has a kind with its own exit code, a message saying what is
 //! wrong and where, and a hint saying what to do. The exit-code table below is
 //! the one definition of the contract: `--help`, the man page and the
-//! README's table are all checked against or generated from it.
+//! table in docs/helper.md are all checked against or generated from it.
 
 use std::fmt;
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 use rustix::io::Errno;
 
 /// Why a program of the crate failed. Exit codes are part of the contract
-/// (README, "Exit codes"; docs/health.md): scripts and systemd's `status=` in
+/// (docs/helper.md and docs/health.md, "Exit codes"): scripts and systemd's `status=` in
 /// the journal rely on them. One enum for every binary, so no two programs
 /// give one code two meanings; each program's table lists the kinds it
 /// ends with.
@@ -54,7 +54,7 @@ pub(crate) const fn kind_row(kind: Kind, meaning: &'static str) -> ExitRow {
     row(kind.exit_code(), kind.label(), meaning)
 }
 
-/// Every exit code the helper can end with, in the README's order.
+/// Every exit code the helper can end with, in docs/helper.md's order.
 pub(crate) const EXIT_CODES: [ExitRow; 14] = [
     row(0, "", "done (including the no-op cases)"),
     kind_row(
@@ -333,15 +333,15 @@ pub(crate) mod tests {
         assert_eq!(EXIT_CODES.len(), helpers.len() + 2);
     }
 
-    /// The README's table is the contract users read; it must say exactly
+    /// docs/helper.md's table is the contract users read; it must say exactly
     /// what the helper does.
     #[test_log::test]
     fn readme_table_matches_the_definition() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/helper.md");
         let section = readme
-            .split("### Exit codes\n")
+            .split("## Exit codes\n")
             .nth(1)
-            .expect("README has an Exit codes section");
+            .expect("docs/helper.md has an Exit codes section");
         let rows: Vec<(String, String, String)> = section
             .lines()
             .skip_while(|l| !l.starts_with('|'))
