@@ -80,6 +80,11 @@ struct RunArgs {
     /// systemctl to restart the server with and read its main PID.
     #[arg(long, default_value = "systemctl", value_name = "PATH")]
     systemctl: PathBuf,
+    /// Node exporter's textfile directory: INSTANCE's metrics go to
+    /// DIR/left4me_INSTANCE.prom, the host's to DIR/left4me_host.prom
+    /// (docs/metrics.md). Nothing is written when DIR does not exist.
+    #[arg(long, default_value = super::metrics::DIR, value_name = "DIR")]
+    metrics_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +152,7 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<u8> {
                 instance,
                 run_dir: run_dir.to_owned(),
                 systemctl: a.systemctl.clone(),
+                metrics_dir: a.metrics_dir.clone(),
             }
             .run(settings, watcher)
         }

@@ -284,6 +284,13 @@ impl Watcher {
         })
     }
 
+    /// STATE_DIR/installations, whose generations the metrics count.
+    pub(crate) fn installations(&self) -> PathBuf {
+        self.current_file
+            .parent()
+            .map_or_else(PathBuf::new, Path::to_path_buf)
+    }
+
     /// The generation the instance runs, when the helper recorded one.
     pub(crate) fn running(&self) -> Option<&str> {
         self.running.as_deref()
