@@ -35,7 +35,7 @@ with) and an answer reports no human players.
 `status` shows the last answer (time, latency, map, players) and the last such
 rollover. Settings come from the environment (host.env, then the instance's
 instance.env): L4D2_HEALTH_GRACE_SEC (120), L4D2_HEALTH_INTERVAL_SEC (10),
-L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (3),
+L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (7),
 L4D2_HEALTH_RESTARTS_MAX (3), L4D2_HEALTH_RESTARTS_WINDOW_SEC (3600); from
 host.env only: LEFT4ME_UPDATE_RESTART (never, when-empty, now) and
 LEFT4ME_STATE_DIR (/var/lib/left4me). LEFT4ME_GENERATION comes from the
