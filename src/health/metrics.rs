@@ -555,9 +555,11 @@ impl HostReader {
 
 /// temp file + rename(2): a reader (node exporter) sees the old file or the
 /// new one, never a part. The temp name does not end in `.prom`, which is
-/// all the textfile collector reads.
+/// all the textfile collector reads, and carries the writer's PID: several
+/// checks may write the host file at once, and one must not rename a temp
+/// file another is still writing.
 pub(crate) fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
     // Node exporter runs as its own user; the unit's UMask=0077 would hide it.
     f.set_permissions(fs::Permissions::from_mode(0o644))?;
