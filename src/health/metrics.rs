@@ -780,6 +780,55 @@ mod tests {
         assert!(t.contains("left4me_generations 2\n"), "{t}");
     }
 
+    /// systemd's answers as `systemctl show --timestamp=unix` prints them.
+    fn fake_systemctl(dir: &Path, out: &str) -> PathBuf {
+        let path = dir.join("systemctl");
+        fs::write(&path, format!("#!/bin/sh\nprintf '{out}'\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_last_update_and_the_units_figures_from_systemd() {
+        let dir = tempfile::tempdir().unwrap();
+        let failed = fake_systemctl(
+            dir.path(),
+            "ActiveState=failed\\nResult=exit-code\\nStateChangeTimestamp=@1733368317\\n",
+        );
+        let h = HostReader::new(dir.path().join("none"), failed).read();
+        assert_eq!(
+            (h.update, h.update_running),
+            (Some((false, 1733368317)), false)
+        );
+        let t = render_host(&h);
+        assert!(t.contains("left4me_update_last_success 0\n"), "{t}");
+        assert!(
+            t.contains("left4me_update_last_run_timestamp_seconds 1733368317\n"),
+            "{t}"
+        );
+        let running = fake_systemctl(
+            dir.path(),
+            "ActiveState=activating\\nResult=success\\nStateChangeTimestamp=@1733368317\\n",
+        );
+        let h = HostReader::new(dir.path().join("none"), running).read();
+        assert_eq!((h.update, h.update_running), (None, true));
+        let unit = fake_systemctl(
+            dir.path(),
+            "CPUUsageNSec=2500000000\\nMemoryCurrent=18446744073709551615\\nTasksCurrent=3\\nNRestarts=2\\n",
+        );
+        let u = read_unit(&unit, "left4me-server@vs1.service");
+        assert_eq!(
+            u,
+            Unit {
+                cpu_seconds: Some(2.5),
+                memory_bytes: None,
+                memory_peak_bytes: None,
+                tasks: Some(3),
+                restarts: Some(2),
+            }
+        );
+    }
+
     #[test]
     fn no_directory_means_nothing_written_and_no_failure() {
         let dir = tempfile::tempdir().unwrap();

@@ -65,8 +65,9 @@ scrape | grep -E '^(a2s_|left4me_)' > "$OUT/s35-scrape.txt"
 for i in mp mh; do
     mem=$(sample left4me_server_memory_bytes $i) tasks=$(sample left4me_server_tasks $i)
     cpu=$(sample left4me_server_cpu_seconds_total $i) n=$(sample left4me_server_restarts_total $i)
-    [ "${mem:-0}" -gt 100000 ] 2>/dev/null || fail "$i memory '$mem'"
-    [ "${tasks:-0}" -ge 1 ] 2>/dev/null || fail "$i tasks '$tasks'"
+    # Node exporter writes large values as floats (3.661824e+06).
+    awk -v m="$mem" -v t="$tasks" 'BEGIN { exit !(m + 0 > 100000 && t + 0 >= 1) }' ||
+        fail "$i memory '$mem', tasks '$tasks'"
     if [ -z "$cpu" ] || [ -z "$n" ]; then fail "$i has no CPU seconds or NRestarts sample"; fi
     [ -n "$(sample left4me_server_memory_peak_bytes $i)" ] || fail "$i has no memory peak (trixie's systemd has MemoryPeak=)"
     note "$i: memory $mem B, tasks $tasks, CPU $cpu s, NRestarts $n"
@@ -79,6 +80,27 @@ if [ -e "$GENS/current" ]; then
     [ "$(sed -n 's/^left4me_generations \([0-9]*\)$/\1/p' <<< "$hostm")" = "$(gen_ids | wc -l)" ] ||
         fail "left4me_generations differs from $(gen_ids | wc -l) generations on disk"
 fi
+
+# A failed update (the fake steamcmd fails like steamcmd, exit 8) shows in
+# the host file within about one interval.
+host_sample() { scrape | awk -v n="$1" '$1 == n { print $NF; exit }'; }
+install_fake_steamcmd
+fake_steamcmd_conf 1001 fail
+if run_update 2>/dev/null; then fail "left4me-update.service succeeded with a failing steamcmd"; fi
+deadline=$(( $(now_ms) + 30000 ))
+until [ "$(host_sample left4me_update_last_success)" = 0 ]; do
+    [ "$(now_ms)" -lt "$deadline" ] || fail "left4me_update_last_success is '$(host_sample left4me_update_last_success)' 30 s after a failed update"
+    sleep 0.5
+done
+ended=$(host_sample left4me_update_last_run_timestamp_seconds)
+awk -v t="$ended" -v now="$(date +%s)" 'BEGIN { exit !(t + 0 > now - 120 && t + 0 <= now) }' ||
+    fail "left4me_update_last_run_timestamp_seconds '$ended' is not the failed run's end"
+[ "$(host_sample left4me_update_running)" = 0 ] || fail "left4me_update_running after the run"
+"$PROMTOOL" check metrics < "$MDIR/left4me_host.prom" || fail "promtool check metrics finds problems in the host file after an update"
+rm -rf /run/systemd/system/left4me-update.service.d
+systemctl daemon-reload
+systemctl reset-failed left4me-update.service 2>/dev/null || true
+note "failed update: left4me_update_last_success 0, ended $ended"
 
 # The map load and the hang start together.
 inv_mp=$(systemctl show -P InvocationID "$(unit mp)")
