@@ -11,6 +11,7 @@
     ./units.nix # rendered units, drop-ins, host.env, tmpfiles layout, polkit, users
     ./instances.nix # declared instances and overlays, left4me-declare
     ./update.nix # game updates
+    ./metrics.nix # node exporter reads the health checks' metrics
     ./assertions.nix # what would fail at run time, refused at evaluation
   ];
 

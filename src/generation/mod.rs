@@ -285,7 +285,7 @@ fn read_manifest(dir: BorrowedFd<'_>, shown_dir: &std::path::Path) -> Result<Opt
 
 /// Steam's KeyValues text: `"key"  "value"` pairs, one per line. Only the
 /// two top-level keys that matter are looked for.
-fn parse_manifest(text: &str) -> Manifest {
+pub(crate) fn parse_manifest(text: &str) -> Manifest {
     let value = |key: &str| {
         text.lines().find_map(|line| {
             let mut quoted = line.split('"').skip(1).step_by(2);

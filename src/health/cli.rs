@@ -33,7 +33,7 @@ with) and an answer reports no human players.
 `status` shows the last answer (time, latency, map, players) and the last such
 rollover. Settings come from the environment (host.env, then the instance's
 instance.env): L4D2_HEALTH_GRACE_SEC (120), L4D2_HEALTH_INTERVAL_SEC (10),
-L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (3),
+L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (7),
 L4D2_HEALTH_RESTARTS_MAX (3), L4D2_HEALTH_RESTARTS_WINDOW_SEC (3600); from
 host.env only: LEFT4ME_UPDATE_RESTART (never, when-empty, now) and
 LEFT4ME_STATE_DIR (/var/lib/left4me). LEFT4ME_GENERATION comes from the
@@ -78,6 +78,11 @@ struct RunArgs {
     /// systemctl to restart the server with and read its main PID.
     #[arg(long, default_value = "systemctl", value_name = "PATH")]
     systemctl: PathBuf,
+    /// Node exporter's textfile directory: INSTANCE's metrics go to
+    /// DIR/left4me_INSTANCE.prom, the host's to DIR/left4me_host.prom
+    /// (docs/metrics.md). Nothing is written when DIR does not exist.
+    #[arg(long, default_value = super::metrics::DIR, value_name = "DIR")]
+    metrics_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +151,7 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<()> {
                 instance,
                 run_dir: run_dir.to_owned(),
                 systemctl: a.systemctl.clone(),
+                metrics_dir: a.metrics_dir.clone(),
             }
             .run(settings, watcher)
         }

@@ -9,6 +9,7 @@
 //! docs/health.md has the design and the reasons for it.
 
 mod cli;
+pub(crate) mod metrics;
 pub(crate) mod monitor;
 pub(crate) mod record;
 pub(crate) mod report;

@@ -13,6 +13,7 @@ use std::time::Instant;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::metrics::Exporter;
 use super::record::{Action, Record};
 use super::rollover::Watcher;
 use super::settings::Settings;
@@ -25,6 +26,8 @@ pub(crate) struct Monitor {
     pub instance: InstanceName,
     pub run_dir: PathBuf,
     pub systemctl: PathBuf,
+    /// Node exporter's textfile directory for this check's metrics.
+    pub metrics_dir: PathBuf,
 }
 
 impl Monitor {
@@ -53,7 +56,14 @@ impl Monitor {
             now_ms(),
         );
         let s = record.settings.clone();
+        let mut metrics = Exporter::new(
+            self.metrics_dir.clone(),
+            watcher.installations(),
+            self.systemctl.clone(),
+            s.interval(),
+        );
         self.save(&record)?;
+        metrics.write(&record);
         tracing::info!(
             "health check of {name} started: after a grace of {}, A2S_INFO to 127.0.0.1:{} every {}, \
              timeout {}, restart after {} failures in a row (at most {} restarts within {})",
@@ -71,6 +81,7 @@ impl Monitor {
         loop {
             let outcome = a2s::query_local(s.port, s.timeout());
             let action = record.observe(&outcome, now_ms());
+            metrics.observe(&outcome);
             match action {
                 Action::Nothing => {}
                 Action::Recovered { after } => {
@@ -92,6 +103,7 @@ impl Monitor {
                 }
                 Action::Restart { reason } => {
                     self.save(&record)?;
+                    metrics.write(&record);
                     tracing::error!(
                         health_action = "restart",
                         health_reason = reason.as_str(),
@@ -100,7 +112,10 @@ impl Monitor {
                     );
                     return self.ask_systemd("restart");
                 }
-                Action::GiveUp { reason } => return self.give_up(&mut record, reason),
+                Action::GiveUp { reason } => {
+                    metrics.write(&record);
+                    return self.give_up(&mut record, reason);
+                }
             }
             if let Ok(answer) = &outcome {
                 let last = record.last_rollover.as_ref();
@@ -109,6 +124,7 @@ impl Monitor {
                     let (from, to) = (r.from.clone(), r.to.clone());
                     record.roll_over(r);
                     self.save(&record)?;
+                    metrics.write(&record);
                     tracing::warn!(
                         health_action = "rollover",
                         health_reason = reason.as_str(),
@@ -122,6 +138,7 @@ impl Monitor {
                 }
             }
             self.save(&record)?;
+            metrics.write(&record);
             next += s.interval();
             let now = Instant::now();
             if next > now {

@@ -102,6 +102,13 @@ pub(crate) struct Record {
     /// asked for. It is not a failure and not in `restarts_ms`.
     #[serde(default)]
     pub last_rollover: Option<Rollover>,
+    /// Kept across restarts and give-ups until boot (Prometheus counters,
+    /// docs/metrics.md): restarts the check asked for after failures, and
+    /// times it found the budget spent. Absent from older records: 0.
+    #[serde(default)]
+    pub restarts_total: u64,
+    #[serde(default)]
+    pub gave_up_total: u64,
 }
 
 /// What the check does after a query.
@@ -144,6 +151,9 @@ impl Record {
             .as_ref()
             .and_then(|p| p.last_rollover.clone())
             .map(|r| r.seen_by(generation.as_deref()));
+        let totals = previous
+            .as_ref()
+            .map_or((0, 0), |p| (p.restarts_total, p.gave_up_total));
         let (last_answer, mut restarts_ms) = match previous {
             Some(p) if p.gave_up.is_none() => (p.last_answer, p.restarts_ms),
             Some(p) => (p.last_answer, Vec::new()),
@@ -167,6 +177,8 @@ impl Record {
             gave_up: None,
             generation,
             last_rollover,
+            restarts_total: totals.0,
+            gave_up_total: totals.1,
         }
     }
 
@@ -228,6 +240,7 @@ impl Record {
         );
         if self.restarts_ms.len() < s.restarts_max as usize {
             self.restarts_ms.push(now_ms);
+            self.restarts_total += 1;
             self.phase = Phase::Restarting;
             reason.push_str(&format!(
                 "; restart {} of at most {} within {} s",
@@ -237,6 +250,7 @@ impl Record {
             ));
             Action::Restart { reason }
         } else {
+            self.gave_up_total += 1;
             self.phase = Phase::GaveUp;
             reason.push_str(&format!(
                 "; the health check already restarted it {} times within {} s (L4D2_HEALTH_RESTARTS_MAX={}), so it ends the server as failed",
@@ -431,6 +445,7 @@ mod tests {
             r.observe(&timeout(), 50_000 + t * 1000);
         }
         assert_eq!(r.restarts_ms, [3000, 53_000]);
+        assert_eq!(r.restarts_total, 2);
         // ... and a third hang within 100 s of the first gives up.
         let mut r = Record::start("vs1", 3, s.clone(), None, Some(r), 60_000);
         for t in 1..=2 {
@@ -467,6 +482,7 @@ mod tests {
         };
         r.give_up(4321, reason, 5);
         let next = Record::start("vs1", 2, s, None, Some(r), 10);
+        assert_eq!((next.restarts_total, next.gave_up_total), (0, 1));
         assert_eq!(next.gave_up, None);
         assert!(next.restarts_ms.is_empty());
         assert_eq!(next.last_answer.unwrap().map, "m");
@@ -513,6 +529,8 @@ mod tests {
         let map = v.as_object_mut().unwrap();
         map.remove("generation");
         map.remove("last_rollover");
+        map.remove("restarts_total");
+        map.remove("gave_up_total");
         map["settings"]
             .as_object_mut()
             .unwrap()

@@ -189,7 +189,7 @@ mod tests {
         let text = human(&r, false, 1_252_000);
         assert!(text.contains("health check not running"), "{text}");
         assert!(
-            text.contains("last query   2 min ago, FAILED (1 in a row, restart at 3): port closed"),
+            text.contains("last query   2 min ago, FAILED (1 in a row, restart at 7): port closed"),
             "{text}"
         );
         assert!(text.contains("last answer  2 min ago"), "{text}");

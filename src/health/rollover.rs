@@ -132,7 +132,7 @@ pub(crate) fn decide<'a>(
 /// reader as root's (generation::read_current_in); why there is none, as
 /// text for the journal, otherwise. The health unit binds installations/
 /// read-only into its sandbox, which otherwise hides the whole state dir.
-fn read_current(installations: &Path) -> Result<GenerationId, String> {
+pub(crate) fn read_current(installations: &Path) -> Result<GenerationId, String> {
     let dir = rustix::fs::open(
         installations,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -206,6 +206,11 @@ impl Watcher {
             waiting_for: None,
             stuck_logged: false,
         })
+    }
+
+    /// STATE_DIR/installations, whose generations the metrics count.
+    pub(crate) fn installations(&self) -> PathBuf {
+        self.installations.clone()
     }
 
     /// The generation the instance runs, when the helper recorded one.

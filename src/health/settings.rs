@@ -65,7 +65,9 @@ pub(crate) const KNOBS: [Knob; 6] = [
     },
     Knob {
         key: FAILURES,
-        default: 3.0,
+        // 7 × 10 s: a map load that silences the server for up to 62 s is
+        // not restarted (docs/health.md, "A map change is not a hang").
+        default: 7.0,
         kind: KnobKind::Count { min: 1 },
     },
     Knob {

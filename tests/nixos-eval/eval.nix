@@ -101,6 +101,7 @@ in
     }) config.users.users;
     groups = lib.attrNames config.users.groups;
     udpPorts = config.networking.firewall.allowedUDPPorts;
+    nodeExporter = config.services.prometheus.exporters.node;
     sysusers = config.systemd.sysusers.enable;
     instances = lib.mapAttrs (_: i: { inherit (i) autoStart port; }) (
       config.services.left4me.instances

@@ -116,6 +116,23 @@ in
       );
     };
 
+    # nixos/modules/services/monitoring/prometheus/exporters.nix, the three
+    # options services.left4me.metrics sets.
+    services.prometheus.exporters.node = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      enabledCollectors = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      extraFlags = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+    };
+
     networking.firewall.allowedUDPPorts = mkOption {
       type = types.listOf types.port;
       default = [ ];

@@ -24,6 +24,14 @@
  *   DIR/slow          answer A2S_INFO after the delay in milliseconds the
  *                     file holds (empty: 1000)
  *   DIR/drop-one      drop exactly one A2S_INFO answer in this process's life
+ *   DIR/map-load      milliseconds a `changelevel` keeps the server busy
+ *                     loading (empty or not a number: 1000): no query is
+ *                     answered meanwhile. srcds loads a map on its main
+ *                     thread and answers no A2S query until it is done; on
+ *                     slow disks that took long enough for LinuxGSM's
+ *                     monitor to restart servers mid-load until it allowed
+ *                     about 60 s (GameServerManagers/LinuxGSM#61, #3208,
+ *                     #4343). Absent: a changelevel costs nothing.
  *   DIR/players       the player count A2S_INFO reports: "N" is N players,
  *                     no bots; "N B" is N+B players of which B are bots
  *                     (Source counts bots among the players); missing,
@@ -121,6 +129,8 @@ static size_t put_str(uint8_t *buf, size_t off, size_t cap, const char *s)
     return off + n;
 }
 
+static long file_ms(const char *name);
+
 /* One console line, as srcds's console would take it. */
 static void console_command(char *line)
 {
@@ -128,6 +138,14 @@ static void console_command(char *line)
     if (!strncmp(line, "changelevel ", 12) && line[12]) {
         snprintf(map, sizeof map, "%.*s", (int)sizeof map - 1, line + 12);
         logmsg("console: changelevel %s", map);
+        long ms = file_ms("map-load");
+        if (ms > 0) {
+            logmsg("loading map %s for %ld ms, no queries answered until then", map, ms);
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested)
+                ;
+            logmsg("map %s loaded", map);
+        }
     } else if (!strncmp(line, "say ", 4)) {
         logmsg("console: say %s", line + 4);
     } else if (line[0]) {
@@ -201,11 +219,12 @@ static int switch_on(const char *name)
     return access(path, F_OK) == 0;
 }
 
-/* Milliseconds from DIR/slow, 1000 when empty or not a number. */
-static long slow_ms(void)
+/* Milliseconds from DIR/NAME: 0 when absent, 1000 when empty or not a
+ * number. */
+static long file_ms(const char *name)
 {
     char path[4096], buf[32] = "";
-    snprintf(path, sizeof path, "%s/slow", game_dir);
+    snprintf(path, sizeof path, "%s/%s", game_dir, name);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -391,7 +410,7 @@ int main(int argc, char **argv)
             logmsg("drop-one: dropped this A2S_INFO answer");
             continue;
         }
-        long delay = slow_ms();
+        long delay = file_ms("slow");
         if (delay > 0) {
             struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
             while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested)

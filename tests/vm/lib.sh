@@ -33,6 +33,24 @@ vm_install_host_tools() {
         -qq "${need[@]}" >/dev/null
 }
 
+# promtool, for s35's check of the health checks' metrics: from Debian's
+# prometheus package of this host's release, unpacked into the image cache,
+# not installed (that would start a Prometheus server on this host), and
+# carried to the guest through the share. One Go binary; runs in either guest.
+vm_promtool() {
+    local cache=${LEFT4ME_VM_CACHE:-/var/cache/left4me-vm}/promtool dl
+    if [ ! -x "$cache/usr/bin/promtool" ]; then
+        dl=$(mktemp -d)
+        (cd "$dl" && apt-get download -qq prometheus 2>/dev/null) || {
+            apt-get update -qq && (cd "$dl" && apt-get download -qq prometheus)
+        }
+        mkdir -p "$cache"
+        dpkg-deb -x "$dl"/prometheus_*.deb "$cache"
+        rm -rf "$dl"
+    fi
+    echo "$cache/usr/bin/promtool"
+}
+
 # Prints the .deb to test: $LEFT4ME_DEB, else the newest target/deb build,
 # building it with scripts/build-deb when none exists.
 vm_find_deb() {
@@ -64,6 +82,8 @@ vm_prepare_share() {
     cp "$deb" "$work/share/"
     cp -a "$root/target/standin/." "$work/share/standin/"
     cp -a "$root/tests/vm/guest" "$work/share/guest"
+    mkdir -p "$work/share/bin"
+    cp "$(vm_promtool)" "$work/share/bin/promtool"
     (cd "$root" && git ls-files -z | grep -zv '^target/' | xargs -0 cp --parents -t "$work/share/src" 2>/dev/null) || true
 }
 

@@ -1,0 +1,903 @@
+//! Prometheus metrics from the health check, for node exporter's textfile
+//! collector (docs/metrics.md): no port of our own, no root. Each check
+//! writes DIR/left4me_INSTANCE.prom after every query (and once at its
+//! start), atomically, and the host-wide DIR/left4me_host.prom when that is
+//! older than one query interval. A missing DIR means metrics are off:
+//! nothing is written and nothing fails; any other write error is logged
+//! once per run and the check goes on, since metrics must never stop the
+//! health check itself.
+//!
+//! Names follow armsnyder/a2s-exporter (`a2s_server_up`,
+//! `a2s_server_players`, `a2s_server_info`, ...), so its dashboards keep
+//! working with `left4me_instance` in place of its `server_name`; what only
+//! left4me knows is `left4me_*`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use super::record::{Phase, Record};
+use super::server_unit;
+use crate::a2s::{Answer, Info, QueryError};
+use crate::generation::GenerationId;
+
+/// Where the checks write (left4me-health@.service's ReadWritePaths=; the
+/// package's tmpfiles line makes it, the service user's).
+pub(crate) const DIR: &str = "/run/left4me-metrics";
+pub(crate) const HOST_FILE: &str = "left4me_host.prom";
+const UPDATE_UNIT: &str = "left4me-update.service";
+
+/// Upper bounds of the query latency histogram, seconds: a local answer
+/// takes about a millisecond, the check's timeout is seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The per-instance file's name in DIR.
+pub(crate) fn instance_file(instance: &str) -> String {
+    format!("left4me_{instance}.prom")
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub(crate) fn observe(&mut self, seconds: f64) {
+        for (c, le) in self.counts.iter_mut().zip(BUCKETS) {
+            if seconds <= le {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// What the instance's server unit looks like to systemd; None where
+/// systemd has no figure (accounting off, a systemd without MemoryPeak=).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Unit {
+    pub cpu_seconds: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub memory_peak_bytes: Option<u64>,
+    pub tasks: Option<u64>,
+    pub restarts: Option<u64>,
+}
+
+/// systemd's properties over D-Bus (readable without privileges), through
+/// `systemctl show` as the check already reads MainPID: one source for the
+/// cgroup's figures and NRestarts=, which the cgroup files do not have,
+/// and no dependence on where systemd puts the unit's cgroup.
+pub(crate) fn read_unit(systemctl: &Path, unit: &str) -> Unit {
+    let props = show(
+        systemctl,
+        unit,
+        "CPUUsageNSec,MemoryCurrent,MemoryPeak,TasksCurrent,NRestarts",
+    );
+    // u64::MAX is how systemd says "unknown".
+    let num = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&v| v != u64::MAX)
+    };
+    Unit {
+        cpu_seconds: num("CPUUsageNSec").map(|ns| ns as f64 / 1e9),
+        memory_bytes: num("MemoryCurrent"),
+        memory_peak_bytes: num("MemoryPeak"),
+        tasks: num("TasksCurrent"),
+        restarts: num("NRestarts"),
+    }
+}
+
+fn show(systemctl: &Path, unit: &str, props: &str) -> HashMap<String, String> {
+    let out = Command::new(systemctl)
+        .args(["show", "--timestamp=unix", "--property", props, unit])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+/// The state shown as `left4me_health_state{state=...}`: one is 1.
+/// "silent" is a server that stopped answering but has not reached
+/// L4D2_HEALTH_FAILURES yet: a map load looks exactly like this.
+pub(crate) const STATES: [&str; 6] = [
+    "grace",
+    "answering",
+    "silent",
+    "restarting",
+    "gave-up",
+    "rolling-over",
+];
+
+fn state(record: &Record) -> &'static str {
+    match record.phase {
+        Phase::Grace => "grace",
+        Phase::Checking if record.consecutive_failures > 0 => "silent",
+        Phase::Checking => "answering",
+        Phase::Restarting => "restarting",
+        Phase::GaveUp => "gave-up",
+        Phase::RollingOver => "rolling-over",
+    }
+}
+
+/// Label values are the game's and the service user's strings: escaped
+/// as the text format requires, so none can add a line or a label.
+fn esc(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The text of one instance's file.
+pub(crate) fn render_instance(
+    record: &Record,
+    info: Option<&Info>,
+    latency: &Histogram,
+    unit: &Unit,
+) -> String {
+    let l = format!("left4me_instance=\"{}\"", esc(&record.instance));
+    let mut o = String::new();
+    let up = record.last_check.as_ref().is_some_and(|c| c.ok)
+        && matches!(record.phase, Phase::Checking | Phase::RollingOver);
+    head(
+        &mut o,
+        "a2s_server_up",
+        "gauge",
+        "Whether the last A2S_INFO query was answered.",
+    );
+    let _ = writeln!(o, "a2s_server_up{{{l}}} {}", u8::from(up));
+    if let (true, Some(i)) = (up, info) {
+        for (name, help, v) in [
+            (
+                "a2s_server_players",
+                "Players on the server, bots included.",
+                i.players,
+            ),
+            (
+                "a2s_server_max_players",
+                "Players the server says it can hold.",
+                i.max_players,
+            ),
+            ("a2s_server_bots", "Bots on the server.", i.bots),
+        ] {
+            head(&mut o, name, "gauge", help);
+            let _ = writeln!(o, "{name}{{{l}}} {v}");
+        }
+    }
+    if let Some(i) = info {
+        head(
+            &mut o,
+            "a2s_server_info",
+            "gauge",
+            "The last answer's text fields and the installation generation; always 1.",
+        );
+        let _ = writeln!(
+            o,
+            "a2s_server_info{{{l},server_name=\"{}\",map=\"{}\",folder=\"{}\",game=\"{}\",version=\"{}\",generation=\"{}\"}} 1",
+            esc(&i.name),
+            esc(&i.map),
+            esc(&i.folder),
+            esc(&i.game),
+            esc(&i.version),
+            esc(record.generation.as_deref().unwrap_or(""))
+        );
+    }
+    head(
+        &mut o,
+        "left4me_health_state",
+        "gauge",
+        "The health check's state; the one that holds is 1 (silent: not answering, below the restart threshold).",
+    );
+    let now = state(record);
+    for s in STATES {
+        let _ = writeln!(
+            o,
+            "left4me_health_state{{{l},state=\"{s}\"}} {}",
+            u8::from(s == now)
+        );
+    }
+    head(
+        &mut o,
+        "left4me_health_query_duration_seconds",
+        "histogram",
+        "Time to an A2S_INFO answer, answered queries since the check started.",
+    );
+    for (c, le) in latency.counts.iter().zip(BUCKETS) {
+        let _ = writeln!(
+            o,
+            "left4me_health_query_duration_seconds_bucket{{{l},le=\"{le}\"}} {c}"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "left4me_health_query_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}\n\
+         left4me_health_query_duration_seconds_sum{{{l}}} {}\n\
+         left4me_health_query_duration_seconds_count{{{l}}} {}",
+        latency.count, latency.sum, latency.count
+    );
+    let s = &record.settings;
+    let budget_left = (s.restarts_max as usize).saturating_sub(record.restarts_ms.len());
+    for (name, kind, help, v) in [
+        (
+            "left4me_health_queries_total",
+            "counter",
+            "A2S_INFO queries since the check started.",
+            record.checks,
+        ),
+        (
+            "left4me_health_query_failures_total",
+            "counter",
+            "Unanswered A2S_INFO queries since the check started.",
+            record.failed_checks,
+        ),
+        (
+            "left4me_health_consecutive_failures",
+            "gauge",
+            "Unanswered queries in a row now.",
+            u64::from(record.consecutive_failures),
+        ),
+        (
+            "left4me_health_failures_threshold",
+            "gauge",
+            "Unanswered queries in a row that restart the server (L4D2_HEALTH_FAILURES).",
+            u64::from(s.failures),
+        ),
+        (
+            "left4me_health_restarts_total",
+            "counter",
+            "Restarts the health check asked for after failures, since boot.",
+            record.restarts_total,
+        ),
+        (
+            "left4me_health_budget_exhausted_total",
+            "counter",
+            "Times the restart budget was spent and the server ended failed, since boot.",
+            record.gave_up_total,
+        ),
+        (
+            "left4me_health_restart_budget_remaining",
+            "gauge",
+            "Restarts left within the budget window.",
+            budget_left as u64,
+        ),
+    ] {
+        head(&mut o, name, kind, help);
+        let _ = writeln!(o, "{name}{{{l}}} {v}");
+    }
+    let rows: [(&str, &str, &str, Option<f64>); 5] = [
+        (
+            "left4me_server_cpu_seconds_total",
+            "counter",
+            "CPU time of the server unit's cgroup (systemd CPUUsageNSec).",
+            unit.cpu_seconds,
+        ),
+        (
+            "left4me_server_memory_bytes",
+            "gauge",
+            "Memory of the server unit's cgroup (systemd MemoryCurrent).",
+            unit.memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "left4me_server_memory_peak_bytes",
+            "gauge",
+            "Peak memory of the server unit's cgroup (systemd MemoryPeak, systemd 256 and later).",
+            unit.memory_peak_bytes.map(|v| v as f64),
+        ),
+        (
+            "left4me_server_tasks",
+            "gauge",
+            "Tasks in the server unit's cgroup (systemd TasksCurrent).",
+            unit.tasks.map(|v| v as f64),
+        ),
+        (
+            "left4me_server_restarts_total",
+            "counter",
+            "Restarts of the server unit by its Restart= (systemd NRestarts; crashes, not health restarts).",
+            unit.restarts.map(|v| v as f64),
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        if let Some(v) = v {
+            head(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name}{{{l}}} {}", num(v));
+        }
+    }
+    o
+}
+
+/// One generation on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Generation {
+    pub id: String,
+    pub build_id: Option<String>,
+    /// Allocated bytes of the generation's own files (hard links within it
+    /// counted once).
+    pub bytes: u64,
+}
+
+/// The host-wide figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Host {
+    pub current: Option<String>,
+    pub generations: Vec<Generation>,
+    /// Allocated bytes of all generations, a file hard-linked into several
+    /// counted once: what they take on disk (reflinked extents aside).
+    pub total_bytes: u64,
+    /// The update unit's last run: whether it succeeded, when it ended.
+    pub update: Option<(bool, u64)>,
+    pub update_running: bool,
+}
+
+pub(crate) fn render_host(h: &Host) -> String {
+    let mut o = String::new();
+    if let Some(cur) = &h.current {
+        let build = h
+            .generations
+            .iter()
+            .find(|g| &g.id == cur)
+            .and_then(|g| g.build_id.as_deref())
+            .unwrap_or("");
+        head(
+            &mut o,
+            "left4me_generation_current_info",
+            "gauge",
+            "The installation generation new mounts use, and its Steam build id; always 1.",
+        );
+        let _ = writeln!(
+            o,
+            "left4me_generation_current_info{{generation=\"{}\",build_id=\"{}\"}} 1",
+            esc(cur),
+            esc(build)
+        );
+    }
+    head(
+        &mut o,
+        "left4me_generations",
+        "gauge",
+        "Installation generations on disk.",
+    );
+    let _ = writeln!(o, "left4me_generations {}", h.generations.len());
+    head(
+        &mut o,
+        "left4me_generation_bytes",
+        "gauge",
+        "Allocated bytes of one generation's files (files shared with another generation count in both).",
+    );
+    for g in &h.generations {
+        let _ = writeln!(
+            o,
+            "left4me_generation_bytes{{generation=\"{}\",build_id=\"{}\"}} {}",
+            esc(&g.id),
+            esc(g.build_id.as_deref().unwrap_or("")),
+            g.bytes
+        );
+    }
+    head(
+        &mut o,
+        "left4me_generations_bytes",
+        "gauge",
+        "Allocated bytes of all generations, shared files counted once.",
+    );
+    let _ = writeln!(o, "left4me_generations_bytes {}", h.total_bytes);
+    head(
+        &mut o,
+        "left4me_update_running",
+        "gauge",
+        "Whether left4me-update.service runs now.",
+    );
+    let _ = writeln!(o, "left4me_update_running {}", u8::from(h.update_running));
+    if let Some((ok, at)) = h.update {
+        head(
+            &mut o,
+            "left4me_update_last_success",
+            "gauge",
+            "Whether the last finished run of left4me-update.service succeeded.",
+        );
+        let _ = writeln!(o, "left4me_update_last_success {}", u8::from(ok));
+        head(
+            &mut o,
+            "left4me_update_last_run_timestamp_seconds",
+            "gauge",
+            "When the last run of left4me-update.service ended (Unix time).",
+        );
+        let _ = writeln!(o, "left4me_update_last_run_timestamp_seconds {at}");
+    }
+    o
+}
+
+/// Allocated bytes of the tree at `root` without following links, and its
+/// (device, inode) pairs for the host-wide sum.
+fn tree_bytes(root: &Path) -> io::Result<(u64, HashSet<(u64, u64)>)> {
+    let mut seen = HashSet::new();
+    let mut bytes = 0u64;
+    let mut todo = vec![root.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let m = fs::symlink_metadata(entry.path())?;
+            if m.is_dir() {
+                todo.push(entry.path());
+            }
+            if seen.insert((m.dev(), m.ino())) {
+                bytes += m.blocks() * 512;
+            }
+        }
+    }
+    Ok((bytes, seen))
+}
+
+/// Reads the host-wide figures. A committed generation never changes, so
+/// its walk is cached for the life of the check.
+pub(crate) struct HostReader {
+    installations: PathBuf,
+    systemctl: PathBuf,
+    walked: HashMap<String, (Generation, HashSet<(u64, u64)>)>,
+}
+
+impl HostReader {
+    pub(crate) fn new(installations: PathBuf, systemctl: PathBuf) -> HostReader {
+        HostReader {
+            installations,
+            systemctl,
+            walked: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn read(&mut self) -> Host {
+        let current = super::rollover::read_current(&self.installations)
+            .ok()
+            .map(|id| id.as_str().to_owned());
+        let mut ids: Vec<String> = fs::read_dir(&self.installations)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    // .next/ (an update at work) and anything not a
+                    // generation are not generations.
+                    .filter(|n| GenerationId::parse(n).is_some())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        self.walked.retain(|id, _| ids.contains(id));
+        for id in &ids {
+            if self.walked.contains_key(id) {
+                continue;
+            }
+            let dir = self.installations.join(id);
+            // A generation being removed (gc) is skipped until it is gone.
+            if let Ok((bytes, inodes)) = tree_bytes(&dir) {
+                let build_id = fs::read(dir.join("steamapps/appmanifest_222860.acf"))
+                    .ok()
+                    .and_then(|b| {
+                        crate::generation::parse_manifest(&String::from_utf8_lossy(&b)).build_id
+                    });
+                let g = Generation {
+                    id: id.clone(),
+                    build_id,
+                    bytes,
+                };
+                self.walked.insert(id.clone(), (g, inodes));
+            }
+        }
+        let mut all = HashSet::new();
+        let mut total_bytes = 0;
+        let mut generations = Vec::new();
+        for id in &ids {
+            if let Some((g, inodes)) = self.walked.get(id) {
+                generations.push(g.clone());
+                let fresh = inodes.iter().filter(|i| all.insert(**i)).count();
+                // Shared inodes are subtracted pro rata: the walk kept
+                // inode numbers, not each file's size.
+                if !inodes.is_empty() {
+                    total_bytes += g.bytes * fresh as u64 / inodes.len() as u64;
+                }
+            }
+        }
+        let p = show(
+            &self.systemctl,
+            UPDATE_UNIT,
+            "ActiveState,Result,StateChangeTimestamp",
+        );
+        let state = p.get("ActiveState").map(String::as_str).unwrap_or("");
+        let at = p
+            .get("StateChangeTimestamp")
+            .and_then(|t| t.strip_prefix('@'))
+            .and_then(|t| t.parse::<u64>().ok());
+        let update = match (state, at) {
+            ("inactive" | "failed", Some(at)) => {
+                Some((p.get("Result").is_some_and(|r| r == "success"), at))
+            }
+            _ => None,
+        };
+        Host {
+            current,
+            generations,
+            total_bytes,
+            update,
+            update_running: matches!(state, "activating" | "active" | "deactivating"),
+        }
+    }
+}
+
+/// temp file + rename(2): a reader (node exporter) sees the old file or the
+/// new one, never a part. The temp name does not end in `.prom`, which is
+/// all the textfile collector reads, and carries the writer's PID: several
+/// checks may write the host file at once, and one must not rename a temp
+/// file another is still writing.
+pub(crate) fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = fs::File::create(&tmp)?;
+    // Node exporter runs as its own user; the unit's UMask=0077 would hide it.
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name))
+}
+
+/// The check's side: the figures of its own run, and where they go.
+pub(crate) struct Exporter {
+    dir: PathBuf,
+    systemctl: PathBuf,
+    interval: Duration,
+    latency: Histogram,
+    info: Option<Info>,
+    host: HostReader,
+    warned: bool,
+}
+
+impl Exporter {
+    pub(crate) fn new(
+        dir: PathBuf,
+        installations: PathBuf,
+        systemctl: PathBuf,
+        interval: Duration,
+    ) -> Exporter {
+        Exporter {
+            host: HostReader::new(installations, systemctl.clone()),
+            dir,
+            systemctl,
+            interval,
+            latency: Histogram::default(),
+            info: None,
+            warned: false,
+        }
+    }
+
+    pub(crate) fn observe(&mut self, outcome: &Result<Answer, QueryError>) {
+        if let Ok(a) = outcome {
+            self.latency.observe(a.latency.as_secs_f64());
+            self.info = Some(a.info.clone());
+        }
+    }
+
+    /// Writes the instance's file, and the host's when it is due.
+    pub(crate) fn write(&mut self, record: &Record) {
+        if !self.dir.is_dir() {
+            return;
+        }
+        let unit = read_unit(&self.systemctl, &server_unit(&record.instance));
+        let text = render_instance(record, self.info.as_ref(), &self.latency, &unit);
+        let mut result = write_atomically(&self.dir, &instance_file(&record.instance), &text);
+        if result.is_ok() && self.host_due() {
+            let host = self.host.read();
+            result = write_atomically(&self.dir, HOST_FILE, &render_host(&host));
+        }
+        if let Err(e) = result {
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    "cannot write metrics into {}: {e}; the health check goes on without them \
+                     (said once per run)",
+                    self.dir.display()
+                );
+            }
+        }
+    }
+
+    /// Every check may write the host file; whichever finds it older than
+    /// one interval does, so 32 checks write it about once per interval.
+    fn host_due(&self) -> bool {
+        match fs::metadata(self.dir.join(HOST_FILE)).and_then(|m| m.modified()) {
+            Ok(t) => SystemTime::now()
+                .duration_since(t)
+                .map_or(true, |age| age >= self.interval),
+            Err(_) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::settings::Settings;
+
+    fn answered(players: u8, bots: u8) -> (Record, Info, Histogram) {
+        let info = Info::for_test(players, bots);
+        let mut r = Record::start(
+            "vs1",
+            1,
+            Settings::default(),
+            Some("20261201T000000Z".into()),
+            None,
+            0,
+        );
+        let a = Answer {
+            info: info.clone(),
+            latency: Duration::from_micros(1500),
+        };
+        r.observe(&Ok(a), 10);
+        let mut h = Histogram::default();
+        h.observe(0.0015);
+        (r, info, h)
+    }
+
+    #[test]
+    fn an_answer_is_up_with_its_players_and_info() {
+        let (r, info, h) = answered(4, 1);
+        let unit = Unit {
+            cpu_seconds: Some(1.5),
+            memory_bytes: Some(1024),
+            ..Unit::default()
+        };
+        let t = render_instance(&r, Some(&info), &h, &unit);
+        for line in [
+            "a2s_server_up{left4me_instance=\"vs1\"} 1",
+            "a2s_server_players{left4me_instance=\"vs1\"} 4",
+            "a2s_server_bots{left4me_instance=\"vs1\"} 1",
+            "left4me_health_state{left4me_instance=\"vs1\",state=\"answering\"} 1",
+            "left4me_health_state{left4me_instance=\"vs1\",state=\"silent\"} 0",
+            "left4me_health_query_duration_seconds_bucket{left4me_instance=\"vs1\",le=\"0.001\"} 0",
+            "left4me_health_query_duration_seconds_bucket{left4me_instance=\"vs1\",le=\"0.0025\"} 1",
+            "left4me_health_query_duration_seconds_count{left4me_instance=\"vs1\"} 1",
+            "left4me_server_cpu_seconds_total{left4me_instance=\"vs1\"} 1.5",
+            "left4me_server_memory_bytes{left4me_instance=\"vs1\"} 1024",
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} missing from\n{t}");
+        }
+        assert!(t.contains("generation=\"20261201T000000Z\"} 1"), "{t}");
+        // systemd without a figure: no sample rather than a made-up 0.
+        assert!(!t.contains("left4me_server_tasks"), "{t}");
+    }
+
+    #[test]
+    fn silence_is_down_but_not_yet_a_restart() {
+        let (mut r, info, h) = answered(0, 0);
+        r.observe(&Err(QueryError::Timeout(Duration::from_secs(2))), 20);
+        let t = render_instance(&r, Some(&info), &h, &Unit::default());
+        assert!(
+            t.contains("a2s_server_up{left4me_instance=\"vs1\"} 0\n"),
+            "{t}"
+        );
+        assert!(!t.contains("a2s_server_players"), "{t}");
+        assert!(t.contains("state=\"silent\"} 1"), "{t}");
+        assert!(t.contains("left4me_health_consecutive_failures{left4me_instance=\"vs1\"} 1"));
+    }
+
+    #[test]
+    fn the_games_strings_cannot_break_out_of_a_label() {
+        let (r, mut info, h) = answered(0, 0);
+        info.name = "evil\"} 1\nfake_metric{a=\"\\".into();
+        let t = render_instance(&r, Some(&info), &h, &Unit::default());
+        assert!(!t.lines().any(|l| l.starts_with("fake_metric")), "{t}");
+        assert!(
+            t.contains(r#"server_name="evil\"} 1\nfake_metric{a=\"\\""#),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn restarts_count_across_the_checks_own_restarts() {
+        let s = Settings {
+            failures: 1,
+            restarts_max: 1,
+            ..Settings::default()
+        };
+        let timeout = Err(QueryError::Timeout(Duration::from_secs(2)));
+        let mut r = Record::start("vs1", 1, s.clone(), None, None, 0);
+        r.observe(&timeout, 1);
+        let mut r = Record::start("vs1", 2, s.clone(), None, Some(r), 2);
+        r.observe(&timeout, 3);
+        r.give_up(9, "spent".into(), 3);
+        let r = Record::start("vs1", 3, s, None, Some(r), 4);
+        let t = render_instance(&r, None, &Histogram::default(), &Unit::default());
+        assert!(
+            t.contains("left4me_health_restarts_total{left4me_instance=\"vs1\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("left4me_health_budget_exhausted_total{left4me_instance=\"vs1\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("state=\"grace\"} 1"), "{t}");
+    }
+
+    #[test]
+    fn host_figures_count_shared_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = dir.path().join("installations");
+        let (a, b) = ("20261130T030000Z", "20261201T000000Z");
+        for g in [a, b] {
+            fs::create_dir_all(inst.join(g).join("steamapps")).unwrap();
+        }
+        fs::write(inst.join(a).join("big"), vec![1u8; 64 * 1024]).unwrap();
+        fs::hard_link(inst.join(a).join("big"), inst.join(b).join("big")).unwrap();
+        fs::write(
+            inst.join(b).join("steamapps/appmanifest_222860.acf"),
+            "\"AppState\"\n{\n\t\"buildid\"\t\t\"16212116\"\n}\n",
+        )
+        .unwrap();
+        fs::create_dir(inst.join(".next")).unwrap();
+        fs::write(inst.join("current"), format!("{b}\n")).unwrap();
+        let mut reader = HostReader::new(inst.clone(), PathBuf::from("/bin/false"));
+        let h = reader.read();
+        assert_eq!(h.current.as_deref(), Some(b));
+        assert_eq!(h.generations.len(), 2);
+        assert!(h.generations.iter().all(|g| g.bytes >= 64 * 1024));
+        let sum: u64 = h.generations.iter().map(|g| g.bytes).sum();
+        assert!(h.total_bytes < sum, "{h:?}");
+        assert_eq!(h.update, None);
+        let t = render_host(&h);
+        assert!(
+            t.contains(&format!(
+                "left4me_generation_current_info{{generation=\"{b}\",build_id=\"16212116\"}} 1"
+            )),
+            "{t}"
+        );
+        assert!(t.contains("left4me_generations 2\n"), "{t}");
+    }
+
+    /// systemd's answers as `systemctl show --timestamp=unix` prints them.
+    fn fake_systemctl(dir: &Path, out: &str) -> PathBuf {
+        let path = dir.join("systemctl");
+        fs::write(&path, format!("#!/bin/sh\nprintf '{out}'\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_last_update_and_the_units_figures_from_systemd() {
+        let dir = tempfile::tempdir().unwrap();
+        let failed = fake_systemctl(
+            dir.path(),
+            "ActiveState=failed\\nResult=exit-code\\nStateChangeTimestamp=@1733368317\\n",
+        );
+        let h = HostReader::new(dir.path().join("none"), failed).read();
+        assert_eq!(
+            (h.update, h.update_running),
+            (Some((false, 1733368317)), false)
+        );
+        let t = render_host(&h);
+        assert!(t.contains("left4me_update_last_success 0\n"), "{t}");
+        assert!(
+            t.contains("left4me_update_last_run_timestamp_seconds 1733368317\n"),
+            "{t}"
+        );
+        let running = fake_systemctl(
+            dir.path(),
+            "ActiveState=activating\\nResult=success\\nStateChangeTimestamp=@1733368317\\n",
+        );
+        let h = HostReader::new(dir.path().join("none"), running).read();
+        assert_eq!((h.update, h.update_running), (None, true));
+        let unit = fake_systemctl(
+            dir.path(),
+            "CPUUsageNSec=2500000000\\nMemoryCurrent=18446744073709551615\\nTasksCurrent=3\\nNRestarts=2\\n",
+        );
+        let u = read_unit(&unit, "left4me-server@vs1.service");
+        assert_eq!(
+            u,
+            Unit {
+                cpu_seconds: Some(2.5),
+                memory_bytes: None,
+                memory_peak_bytes: None,
+                tasks: Some(3),
+                restarts: Some(2),
+            }
+        );
+    }
+
+    #[test]
+    fn no_directory_means_nothing_written_and_no_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("absent");
+        let mut e = Exporter::new(
+            gone.clone(),
+            dir.path().join("installations"),
+            PathBuf::from("/bin/false"),
+            Duration::from_secs(10),
+        );
+        let (r, _, _) = answered(1, 0);
+        e.write(&r);
+        assert!(!gone.exists());
+        assert!(!e.warned);
+    }
+
+    /// A reader that opens the file over and over while the writer replaces
+    /// it 1,000 times sees only whole files: each one parses to the same
+    /// number of samples and ends in a newline.
+    #[test]
+    fn a_reader_never_sees_a_half_written_file() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(instance_file("vs1"));
+        let (mut r, info, mut h) = answered(3, 1);
+        let first = render_instance(&r, Some(&info), &h, &Unit::default());
+        write_atomically(dir.path(), &instance_file("vs1"), &first).unwrap();
+        let whole = |t: &str| {
+            t.ends_with('\n')
+                && t.lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("left4me_health_restart_budget_remaining{"))
+        };
+        assert!(whole(&first), "{first}");
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (done, path) = (done.clone(), path.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let t = fs::read_to_string(&path).expect("the file is always there");
+                    assert!(whole(&t), "a partial file after {reads} reads:\n{t}");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 0..1000u64 {
+            r.observe(
+                &Ok(Answer {
+                    info: info.clone(),
+                    latency: Duration::from_micros(i),
+                }),
+                i,
+            );
+            h.observe(i as f64 / 1e6);
+            let t = render_instance(&r, Some(&info), &h, &Unit::default());
+            write_atomically(dir.path(), &instance_file("vs1"), &t).unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        let reads = reader.join().expect("the reader saw only whole files");
+        assert!(reads > 0);
+        let last = fs::read_to_string(&path).unwrap();
+        assert!(
+            last.contains("left4me_health_queries_total{left4me_instance=\"vs1\"} 1001"),
+            "{last}"
+        );
+    }
+}
