@@ -24,6 +24,7 @@ pub(crate) enum Kind {
     NotPermitted,
     UnknownUser,
     Incomplete,
+    Steam,
 }
 
 /// One row of the exit-code table.
@@ -42,7 +43,7 @@ pub(crate) const fn row(code: u8, label: &'static str, meaning: &'static str) ->
 }
 
 /// Every exit code the helper can end with, in the README's order.
-pub(crate) const EXIT_CODES: [ExitRow; 14] = [
+pub(crate) const EXIT_CODES: [ExitRow; 15] = [
     row(0, "", "done (including the no-op cases)"),
     row(
         1,
@@ -103,7 +104,12 @@ pub(crate) const EXIT_CODES: [ExitRow; 14] = [
     row(
         20,
         "incomplete",
-        "a new generation is not a complete game: no srcds_run, or Steam's app manifest says the download stopped half-way",
+        "a new generation is not a complete game: no srcds_run, Steam's app manifest says the download stopped half-way, or steamcmd's output lacks its success line",
+    ),
+    row(
+        21,
+        "steam",
+        "steamcmd did not install the app (generation fetch): Steam refused the platform ('Invalid platform') or the login (an expired session), or no success line",
     ),
 ];
 
@@ -122,6 +128,7 @@ impl Kind {
             Kind::NotPermitted => 18,
             Kind::UnknownUser => 19,
             Kind::Incomplete => 20,
+            Kind::Steam => 21,
         }
     }
 
@@ -252,7 +259,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    const KINDS: [Kind; 12] = [
+    const KINDS: [Kind; 13] = [
         Kind::Unexpected,
         Kind::InvalidName,
         Kind::InvalidConfig,
@@ -265,6 +272,7 @@ mod tests {
         Kind::NotPermitted,
         Kind::UnknownUser,
         Kind::Incomplete,
+        Kind::Steam,
     ];
 
     #[test_log::test]

@@ -435,6 +435,61 @@ pub(crate) fn previous(top: BorrowedFd<'_>, shown: &Path) -> Result<Previous> {
     Ok(previous)
 }
 
+/// Whether a regular file below `top` matches `pred`.
+pub(crate) fn any_file(top: BorrowedFd<'_>, shown: &Path, pred: impl Fn(&Stat) -> bool) -> Result<bool> {
+    let mut found = false;
+    walk(
+        top,
+        shown,
+        |v| match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR if !found => open_dir_at(v.dir, v.name, v.shown).map(Some),
+            libc_mode::S_IFREG => {
+                found |= pred(v.st);
+                Ok(None)
+            }
+            _ => Ok(None),
+        },
+        nothing_to_leave,
+    )?;
+    Ok(found)
+}
+
+/// A file only the Windows server uses: its executables and libraries
+/// (srcds.exe, bin/*.dll, left4dead2/bin/*.dll). The Linux depot ships
+/// none (reasoned from the depots' platforms, docs/updates.md); the
+/// platform workaround's Windows run leaves them behind.
+fn windows_only(name: &CStr) -> bool {
+    let name = name.to_bytes();
+    [b".exe".as_slice(), b".dll".as_slice()].iter().any(|ext| {
+        name.len() > ext.len() && name[name.len() - ext.len()..].eq_ignore_ascii_case(ext)
+    })
+}
+
+/// Removes the Windows-only files from a tree root has taken over.
+/// Returns how many, and the first few as shown paths.
+pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<(usize, Vec<PathBuf>)> {
+    let (mut n, mut first) = (0, Vec::new());
+    walk(
+        top,
+        shown,
+        |v| match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR => open_dir_at(v.dir, v.name, v.shown).map(Some),
+            libc_mode::S_IFREG if windows_only(v.name) => {
+                rustix::fs::unlinkat(v.dir, v.name, AtFlags::empty())
+                    .map_err(|e| Failure::os(v.shown, "remove", e))?;
+                n += 1;
+                if first.len() < 10 {
+                    first.push(v.shown.to_path_buf());
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        },
+        nothing_to_leave,
+    )?;
+    Ok((n, first))
+}
+
 /// What root may write, copying the update user's files, for one commit
 /// after `previous`: twice that generation and 1 GiB more (an update
 /// rewrites at most the whole game). The first install has no such budget;
