@@ -213,7 +213,12 @@ pub(crate) struct FetchArgs {
     #[arg(long, env = "LEFT4ME_STEAM_LOGIN", value_enum, default_value_t = LoginMode::Account)]
     pub(crate) login: LoginMode,
     /// steamcmd.
-    #[arg(long, env = "LEFT4ME_STEAMCMD", default_value = "steamcmd", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "LEFT4ME_STEAMCMD",
+        default_value = "steamcmd",
+        value_name = "PATH"
+    )]
     pub(crate) steamcmd: PathBuf,
     #[command(flatten)]
     pub(crate) json: JsonArg,

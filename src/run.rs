@@ -88,8 +88,13 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
         print_result(&f, a.json.json, || {
             format!(
                 "installed ({}, {})\n",
-                if f.validated { "validated" } else { "not validated" },
-                f.exit_status.map_or("killed".to_owned(), |c| format!("steamcmd exit {c}"))
+                if f.validated {
+                    "validated"
+                } else {
+                    "not validated"
+                },
+                f.exit_status
+                    .map_or("killed".to_owned(), |c| format!("steamcmd exit {c}"))
             )
         })?;
         return Ok(0);

@@ -107,7 +107,11 @@ fn read_account(dir: Option<&Path>) -> Result<Account> {
     let password = lines.next().filter(|p| !p.is_empty()).map(str::to_owned);
     // steamcmd's script is split at white space; a quote cannot be escaped in it.
     let bad = |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '"');
-    if bad(&name) || password.as_deref().is_some_and(|p| p.chars().any(|c| c.is_control() || c == '"')) {
+    if bad(&name)
+        || password
+            .as_deref()
+            .is_some_and(|p| p.chars().any(|c| c.is_control() || c == '"'))
+    {
         return Err(Failure::new(
             Kind::InvalidConfig,
             format!(
@@ -190,7 +194,10 @@ pub(crate) fn fetch(args: &FetchArgs<'_>) -> Result<FetchOutcome> {
     if !args.install_dir.is_absolute() {
         return Err(Failure::new(
             Kind::InvalidConfig,
-            format!("--install-dir {} is not absolute", args.install_dir.display()),
+            format!(
+                "--install-dir {} is not absolute",
+                args.install_dir.display()
+            ),
         )
         .hint("steamcmd's force_install_dir needs an absolute path"));
     }
@@ -271,8 +278,9 @@ pub(crate) fn fetch(args: &FetchArgs<'_>) -> Result<FetchOutcome> {
 }
 
 fn io_failure(path: &Path, what: &str, e: std::io::Error) -> Failure {
-    Failure::new(Kind::Unexpected, format!("{what} {}: {e}", path.display()))
-        .hint("the update unit's RuntimeDirectory= is the update user's; look at what else is in it")
+    Failure::new(Kind::Unexpected, format!("{what} {}: {e}", path.display())).hint(
+        "the update unit's RuntimeDirectory= is the update user's; look at what else is in it",
+    )
 }
 
 /// Runs steamcmd with stdout and stderr on one pipe; every line goes to our
@@ -299,8 +307,13 @@ fn run_steamcmd(
         .stderr(writer2)
         .spawn()
         .map_err(|e| {
-            Failure::new(Kind::Missing, format!("cannot run {}: {e}", steamcmd.display()))
-                .hint("install steamcmd (Debian: the non-free steamcmd package) or set LEFT4ME_STEAMCMD")
+            Failure::new(
+                Kind::Missing,
+                format!("cannot run {}: {e}", steamcmd.display()),
+            )
+            .hint(
+                "install steamcmd (Debian: the non-free steamcmd package) or set LEFT4ME_STEAMCMD",
+            )
         })?;
     let mut log = std::fs::OpenOptions::new()
         .write(true)
@@ -313,13 +326,17 @@ fn run_steamcmd(
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(reader).split(b'\n') {
         let line = line.map_err(|e| io_failure(log_path, "read steamcmd's output for", e))?;
-        let line = masked(String::from_utf8_lossy(&line).trim_end_matches('\r'), secret);
+        let line = masked(
+            String::from_utf8_lossy(&line).trim_end_matches('\r'),
+            secret,
+        );
         let _ = writeln!(out, "{line}");
         let keep = if kept.len() + line.len() < LOG_MAX {
             true
         } else {
             // Past the bound: only what judge() and the commit read.
-            let decides = line.contains("Success!") || line.contains("ERROR") || line.contains("Error");
+            let decides =
+                line.contains("Success!") || line.contains("ERROR") || line.contains("Error");
             decides && deciding + line.len() < LOG_DECIDING_MAX && {
                 deciding += line.len() + 1;
                 true
@@ -349,9 +366,15 @@ mod tests {
         assert_eq!(judge(&ok, 1), Verdict::Installed);
         // The workaround's Windows run succeeded, its Linux run did not.
         assert_eq!(judge(&ok, 2), Verdict::NotInstalled);
-        assert_eq!(judge(&format!("{ok}{SUCCESS_LINE}\n"), 2), Verdict::Installed);
+        assert_eq!(
+            judge(&format!("{ok}{SUCCESS_LINE}\n"), 2),
+            Verdict::Installed
+        );
         // A line that merely mentions it does not count.
-        assert_eq!(judge(&format!("echo {SUCCESS_LINE}\n"), 1), Verdict::NotInstalled);
+        assert_eq!(
+            judge(&format!("echo {SUCCESS_LINE}\n"), 1),
+            Verdict::NotInstalled
+        );
     }
 
     #[test]
@@ -360,7 +383,10 @@ mod tests {
         assert_eq!(judge(platform, 1), Verdict::InvalidPlatform);
         let login = "Logging in user 'op' to Steam Public...FAILED (Account Logon Denied)\n";
         assert_eq!(judge(login, 1), Verdict::LoginRefused);
-        assert_eq!(judge("Error! App '222860' state is 0x202 after update job.\n", 1), Verdict::NotInstalled);
+        assert_eq!(
+            judge("Error! App '222860' state is 0x202 after update job.\n", 1),
+            Verdict::NotInstalled
+        );
     }
 
     #[test]
@@ -370,13 +396,21 @@ mod tests {
             s,
             "@ShutdownOnFailedCommand 1\n@NoPromptForPassword 1\nforce_install_dir \"/run/x\"\nlogin op \"pw\"\n@sSteamCmdForcePlatformType linux\napp_update 222860\nquit\n"
         );
-        let w = script(Path::new("/run/x"), "login anonymous", &["windows", "linux"], true);
+        let w = script(
+            Path::new("/run/x"),
+            "login anonymous",
+            &["windows", "linux"],
+            true,
+        );
         assert!(w.contains("windows\napp_update 222860 validate\n@sSteamCmdForcePlatformType linux\napp_update 222860 validate\nquit"));
     }
 
     #[test]
     fn the_password_is_masked() {
-        assert_eq!(masked("login op hunter2", Some("hunter2")), "login op ********");
+        assert_eq!(
+            masked("login op hunter2", Some("hunter2")),
+            "login op ********"
+        );
         assert_eq!(masked("plain", None), "plain");
     }
 }

@@ -128,9 +128,9 @@ fn walk(
     mut leave: impl FnMut(BorrowedFd<'_>, usize, &Path) -> Result<()>,
 ) -> Result<()> {
     let dev = fsx::stat_fd(top, shown_top)?.st_dev;
-    let dir = top
-        .try_clone_to_owned()
-        .map_err(|e| Failure::os(shown_top, "dup", errno_of(&e)))?;
+    // Opened again, not dup'ed: a dup shares the directory's read offset,
+    // which an earlier walk over the same fd left at its end.
+    let dir = open_dir_at(top, c".", shown_top)?;
     let mut levels = vec![Level::new(dir, shown_top.to_path_buf())?];
     while let Some(level) = levels.last_mut() {
         let Some(name) = level.next_name()? else {
@@ -436,7 +436,11 @@ pub(crate) fn previous(top: BorrowedFd<'_>, shown: &Path) -> Result<Previous> {
 }
 
 /// Whether a regular file below `top` matches `pred`.
-pub(crate) fn any_file(top: BorrowedFd<'_>, shown: &Path, pred: impl Fn(&Stat) -> bool) -> Result<bool> {
+pub(crate) fn any_file(
+    top: BorrowedFd<'_>,
+    shown: &Path,
+    pred: impl Fn(&Stat) -> bool,
+) -> Result<bool> {
     let mut found = false;
     walk(
         top,
