@@ -30,7 +30,13 @@ in
       # A switch during a run would kill steamcmd; the next run uses the
       # new unit.
       restartIfChanged = false;
-      serviceConfig = lib.mkIf (cfg.update.enable && cfg.update.steamcmd.bubblewrap) {
+      serviceConfig = lib.mkMerge [
+        (lib.mkIf (cfg.update.credentialFile != null) {
+          # The path as given, never copied into the store.
+          ${if cfg.update.credentialEncrypted then "LoadCredentialEncrypted" else "LoadCredential"} =
+            "steam-login:${cfg.update.credentialFile}";
+        })
+        (lib.mkIf (cfg.update.enable && cfg.update.steamcmd.bubblewrap) {
         # Exception: bubblewrap (steam-run) needs a user and a mount
         # namespace, and mount/pivot_root/capset to set them up; the
         # canonical unit forbids all three. The allow list is the
@@ -42,7 +48,8 @@ in
           "@mount"
           "capset"
         ];
-      };
+        })
+      ];
     };
 
     systemd.timers.left4me-update = lib.mkIf cfg.update.timer.enable {
