@@ -185,7 +185,10 @@ in
         {
           assertion =
             cfg.update.credentialFile == null
-            || (lib.hasPrefix "/" cfg.update.credentialFile && !lib.hasPrefix builtins.storeDir cfg.update.credentialFile);
+            || (
+              lib.hasPrefix "/" cfg.update.credentialFile
+              && !lib.hasPrefix builtins.storeDir cfg.update.credentialFile
+            );
           message = "services.left4me.update.credentialFile: an absolute path outside the Nix store (a root-only file, docs/updates.md), as a string; the store is world-readable.";
         }
         {

@@ -37,17 +37,17 @@ in
             "steam-login:${cfg.update.credentialFile}";
         })
         (lib.mkIf (cfg.update.enable && cfg.update.steamcmd.bubblewrap) {
-        # Exception: bubblewrap (steam-run) needs a user and a mount
-        # namespace, and mount/pivot_root/capset to set them up; the
-        # canonical unit forbids all three. The allow list is the
-        # canonical @system-service plus those, without ~@privileged.
-        RestrictNamespaces = "user mnt";
-        SystemCallFilter = [
-          ""
-          "@system-service"
-          "@mount"
-          "capset"
-        ];
+          # Exception: bubblewrap (steam-run) needs a user and a mount
+          # namespace, and mount/pivot_root/capset to set them up; the
+          # canonical unit forbids all three. The allow list is the
+          # canonical @system-service plus those, without ~@privileged.
+          RestrictNamespaces = "user mnt";
+          SystemCallFilter = [
+            ""
+            "@system-service"
+            "@mount"
+            "capset"
+          ];
         })
       ];
     };
