@@ -721,3 +721,34 @@ root_test! {
         assert!(f.path(&format!("installations/{new}/srcds_run")).exists());
     }
 }
+
+root_test! {
+    /// A run of the same build on an unshared copy (copy mode) is a
+    /// verification: what validate repaired is reported, file by file, and
+    /// the repaired tree becomes a generation of its own; the damaged one is
+    /// never written.
+    fn a_validate_of_the_same_build_reports_and_commits_the_repair() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "7", "seven");
+        f.ok(&["generation", "commit"]);
+        let seven = current(&f);
+        let damaged = f.path(&format!("installations/{seven}/left4dead2/gameinfo.txt"));
+        fs::write(&damaged, "damaged\n").unwrap();
+        prepare(&f, &["--copy", "copy"]);
+        // What validate does to the copy: the file back as the depot has it, in place.
+        let next = f.path("installations/.next/left4dead2/gameinfo.txt");
+        assert!(as_builder(&format!("printf 'seven\\n' > {}", next.display())).status.success());
+        let out = f.helper_with(&["generation", "commit", "--json"], &[("LEFT4ME_LOG", "info")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("validate repaired 1 files"), "{err}");
+        assert!(err.contains("left4dead2/gameinfo.txt"), "{err}");
+        let repaired = current(&f);
+        assert_ne!(repaired, seven);
+        assert_eq!(f.read(&format!("installations/{repaired}/left4dead2/gameinfo.txt")), "seven\n");
+        assert_eq!(fs::read_to_string(&damaged).unwrap(), "damaged\n");
+    }
+}

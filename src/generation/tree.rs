@@ -494,6 +494,84 @@ pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<(usize,
     Ok((n, first))
 }
 
+/// The regular files of `top` (steamapps/ aside: Steam rewrites its
+/// bookkeeping every run) that are not the same file, or the same bytes,
+/// at the same path below `other`: what a `validate` of the same build
+/// repaired. Returns how many, and the first few as shown paths.
+pub(crate) fn differing(
+    top: BorrowedFd<'_>,
+    shown: &Path,
+    other: BorrowedFd<'_>,
+) -> Result<(usize, Vec<PathBuf>)> {
+    let (mut n, mut first) = (0, Vec::new());
+    walk(
+        top,
+        shown,
+        |v| match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR
+                if v.depth == 0 && v.name.to_bytes() == STEAM_METADATA.as_bytes() =>
+            {
+                Ok(None)
+            }
+            libc_mode::S_IFDIR => open_dir_at(v.dir, v.name, v.shown).map(Some),
+            libc_mode::S_IFREG => {
+                let rel = v.shown.strip_prefix(shown).unwrap_or(v.shown);
+                if !same_content(&v, other, rel)? {
+                    n += 1;
+                    if first.len() < 10 {
+                        first.push(v.shown.to_path_buf());
+                    }
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        },
+        nothing_to_leave,
+    )?;
+    Ok((n, first))
+}
+
+fn same_content(v: &Visit<'_>, other: BorrowedFd<'_>, rel: &Path) -> Result<bool> {
+    let theirs = match rustix::fs::openat2(other, rel, FILE_OPEN, Mode::empty(), fsx::BENEATH) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::XDEV) => return Ok(false),
+        Err(e) => return Err(Failure::os(v.shown, "open its counterpart", e)),
+    };
+    let st = fsx::stat_fd(&theirs, v.shown)?;
+    if fsx::file_type(&st) != libc_mode::S_IFREG || st.st_size != v.st.st_size {
+        return Ok(false);
+    }
+    if (st.st_dev, st.st_ino) == (v.st.st_dev, v.st.st_ino) {
+        return Ok(true);
+    }
+    let mine = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
+        .map_err(|e| Failure::os(v.shown, "open", e))?;
+    let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = read_full(&mine, &mut a, v.shown)?;
+        let m = read_full(&theirs, &mut b, v.shown)?;
+        if n != m || a[..n] != b[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(fd: &OwnedFd, buf: &mut [u8], shown: &Path) -> Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Failure::os(shown, "read", e)),
+        }
+    }
+    Ok(len)
+}
+
 /// What root may write, copying the update user's files, for one commit
 /// after `previous`: twice that generation and 1 GiB more (an update
 /// rewrites at most the whole game). The first install has no such budget;

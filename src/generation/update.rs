@@ -419,7 +419,27 @@ fn take_next(
         .and_then(|id| held.manifest_of(id))
         .and_then(|m| m.build_id);
     if let (Some(prev), Some(new), Some(prev_id)) = (&previous_build_id, &build_id, &previous) {
-        if prev == new {
+        // The same build: what steamcmd changed is what validate repaired
+        // (docs/updates.md, "Verification"). Nothing: switch nothing;
+        // something: the repaired tree becomes a generation of its own, the
+        // current one is never written.
+        let repaired = match builder {
+            Some(_) if prev == new => {
+                let (n, first) =
+                    tree::differing(next, &next_shown, held.open(prev_id.as_str())?.as_fd())?;
+                if n > 0 {
+                    tracing::warn!(
+                        build = %new,
+                        generation = %prev_id,
+                        first = %first.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                        "validate repaired {n} files that differ from generation {prev_id} of the same build; committing the repaired tree"
+                    );
+                }
+                n
+            }
+            _ => 0,
+        };
+        if prev == new && repaired == 0 {
             held.discard(NEXT)?;
             tracing::info!(build = %new, generation = %prev_id, "already at this build; nothing switched");
             return Ok(CommitOutcome {

@@ -10,7 +10,8 @@
 #       message;
 #     - a fresh host with the anonymous platform workaround: installs, and
 #       the Windows-only files are pruned at commit;
-#     - validate never runs on a hard-linked .next/, does in copy mode;
+#     - validate never runs on a hard-linked .next/, does in copy mode; the
+#       same build again in copy mode reports (and commits) what it repaired;
 #     - an exit-0 failure (partial install) fails, an exit-8 success commits.
 # budget: 240
 standard_overlays
@@ -127,6 +128,21 @@ fake_steamcmd_conf 302 ok
 run_update || fail "copy mode: the update failed: $(update_journal | tail -n 20)"
 grep -qE "validated [0-9]+ files" <<<"$(update_journal)" || fail "copy mode: validate did not run: $(update_journal | tail -n 20)"
 note "validate: skipped on hard links, run in copy mode"
+
+# Verification: the same build again on an unshared copy, with a file of the
+# current generation damaged: validate repairs the copy, commit reports the
+# file and makes the repaired tree a generation; the damaged one is untouched.
+g=$(gen_current)
+printf 'damaged\n' > "$GENS/$g/left4dead2/gameinfo.txt"
+fake_steamcmd_conf 302 ok
+run_update || fail "verify: the run failed: $(update_journal | tail -n 20)"
+journal=$(update_journal)
+grep -qF "validate repaired left4dead2/gameinfo.txt in place" <<<"$journal" || fail "verify: the fake did not repair: $journal"
+grep -qF "validate repaired 1 files that differ from generation $g" <<<"$journal" || fail "verify: commit did not report the file: $journal"
+[ "$(gen_current)" != "$g" ] || fail "verify: the repaired tree is not a generation"
+cmp -s "$(gen_dir)/left4dead2/gameinfo.txt" /usr/local/share/left4me-test/standin/left4dead2/gameinfo.txt || fail "verify: the new generation is not repaired"
+[ "$(cat "$GENS/$g/left4dead2/gameinfo.txt")" = damaged ] || fail "verify: the damaged generation was written"
+note "verify: $(grep -o 'validate repaired 1 files that differ from generation [^;]*' <<<"$journal")"
 
 # Exit status is not the judge: 0 after a partial install fails; 8 after a
 # full one commits.
