@@ -648,12 +648,17 @@ root_test! {
             std::os::unix::fs::chown(d, Some(BUILDER_UID), Some(BUILDER_UID)).unwrap();
         }
         std::os::unix::fs::chown(creds.join("steam-login"), Some(BUILDER_UID), Some(BUILDER_UID)).unwrap();
+        // steamcmd's home, with the client library steamcmd.sh links there.
+        let home = f.outside.join("home");
+        fs::create_dir_all(home.join(".steam/sdk32")).unwrap();
+        fs::write(home.join(".steam/sdk32/steamclient.so"), "client of this steamcmd\n").unwrap();
         let log = run.join("steamcmd.log");
         let fetch = |mode: &str, login: &str| {
             fs::write(bin.join("mode"), mode).unwrap();
             let _ = fs::remove_file(&log);
             as_builder(&format!(
-                "CREDENTIALS_DIRECTORY={creds} LEFT4ME_STEAM_LOGIN={login} LEFT4ME_STEAMCMD={bin}/steamcmd {helper} generation fetch --install-dir {next} --runtime-dir {run}",
+                "HOME={home} CREDENTIALS_DIRECTORY={creds} LEFT4ME_STEAM_LOGIN={login} LEFT4ME_STEAMCMD={bin}/steamcmd {helper} generation fetch --install-dir {next} --runtime-dir {run}",
+                home = home.display(),
                 creds = creds.display(),
                 bin = bin.display(),
                 helper = common::HELPER,
@@ -719,6 +724,8 @@ root_test! {
         assert!(!f.path(&format!("installations/{new}/srcds.exe")).exists());
         assert!(!f.path(&format!("installations/{new}/bin/Engine.DLL")).exists());
         assert!(f.path(&format!("installations/{new}/srcds_run")).exists());
+        // The generation carries the client library of the steamcmd that built it.
+        assert_eq!(f.read(&format!("installations/{new}/.left4me-steamclient.so")), "client of this steamcmd\n");
     }
 }
 

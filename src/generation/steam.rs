@@ -42,6 +42,8 @@ pub(crate) const SUCCESS_LINE: &str = "Success! App '222860' fully installed.";
 /// The credential (LoadCredential=steam-login:FILE): the account name on
 /// the first line, its password on the second (none: use the cached session).
 pub(crate) const CREDENTIAL: &str = "steam-login";
+/// steamcmd's own steamclient.so, in the generation it built.
+pub(crate) const CLIENT_COPY: &str = ".left4me-steamclient.so";
 /// Names in the unit's RuntimeDirectory.
 pub(crate) const LOG: &str = "steamcmd.log";
 const SCRIPT: &str = "steamcmd.script";
@@ -247,6 +249,7 @@ pub(crate) fn fetch(args: &FetchArgs<'_>) -> Result<FetchOutcome> {
     let name = account.as_ref().map_or("anonymous", |a| a.name.as_str());
     match judge(&output, platforms.len()) {
         Verdict::Installed => {
+            capture_client(args.install_dir);
             if !status.success() {
                 tracing::warn!(
                     "steamcmd ended with {status} but printed '{SUCCESS_LINE}'; the commit judges the app manifest"
@@ -274,6 +277,33 @@ pub(crate) fn fetch(args: &FetchArgs<'_>) -> Result<FetchOutcome> {
             format!("steamcmd ({status}) did not print '{SUCCESS_LINE}': the app is not installed"),
         )
         .hint("steamcmd's output is above in the journal (journalctl -u left4me-update); run the update again")),
+    }
+}
+
+/// The generation carries the Steam client library of the steamcmd that
+/// built it (a stale one from another build breaks servers after updates:
+/// 1zc/CS2-Pterodactyl#44): steamcmd.sh links ~/.steam/sdk32 to its own
+/// linux32/. The server unit links ~/.steam/sdk32/steamclient.so to the
+/// app's bin/steamclient.so, else to this copy. Written beside and renamed
+/// over, as Steam replaces files: the old one may be a hard link to a
+/// committed generation's.
+fn capture_client(dir: &Path) {
+    let Some(home) = std::env::var_os("HOME") else {
+        return;
+    };
+    let from = Path::new(&home).join(".steam/sdk32/steamclient.so");
+    let to = dir.join(CLIENT_COPY);
+    let tmp = dir.join(format!("{CLIENT_COPY}.tmp"));
+    let done = std::fs::copy(&from, &tmp).and_then(|_| std::fs::rename(&tmp, &to));
+    match done {
+        Ok(()) => tracing::info!("captured {} as {CLIENT_COPY}", from.display()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(
+                "steamcmd's client library {} not captured: {e}",
+                from.display()
+            );
+        }
     }
 }
 

@@ -114,6 +114,8 @@ journal=$(update_journal)
 grep -qF "removed 3 Windows-only files" <<<"$journal" || fail "workaround: no pruning logged: $journal"
 left=$(find "$GENS/$g" -iname '*.exe' -o -iname '*.dll')
 [ -z "$left" ] || fail "workaround: Windows-only files in $g: $left"
+cmp -s "$GENS/$g/.left4me-steamclient.so" /var/lib/left4me-update/Steam/linux32/steamclient.so ||
+    fail "workaround: $g does not carry the steamclient.so of the steamcmd that built it"
 note "workaround: fresh install $g, $(grep -o 'removed 3 Windows-only files' <<<"$journal")"
 
 # Hard links: no validate. An update after a commit shares the files.
