@@ -81,7 +81,7 @@ done
     fail "account: the install failed: $(update_journal | tail -n 20)"
 [ "$seen" = 1 ] || fail "never saw steamcmd run while scanning /proc"
 journal=$(update_journal)
-grep -qF "Using cached credentials" <<<"$journal" || fail "account: not logged in from the cached session: $journal"
+grep -qF "Logging in user 'op' [U:1:4242] to Steam Public...OK" <<<"$journal" || fail "account: no login without a Steam Guard code after the interactive one: $journal"
 grep -qF 'login op "********"' <<<"$journal" || fail "account: the echoed login line is not masked: $journal"
 g=$(gen_current)
 [ -x "$GENS/$g/srcds_run" ] || fail "account: the fresh install has no srcds_run"
