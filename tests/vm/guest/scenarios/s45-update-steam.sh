@@ -71,9 +71,8 @@ deadline=$(( $(now_ms) + 120000 ))
 # The start job of a oneshot lasts until the run ends.
 while [ -n "$(systemctl list-jobs --no-legend left4me-update.service)" ]; do
     [ "$(now_ms)" -lt "$deadline" ] || fail "account: the update still runs after 120 s"
-    for c in /proc/[0-9]*/cmdline; do
-        if tr '\0' ' ' 2>/dev/null < "$c" | grep -qF "$pw"; then fail "the password is in $c: $(tr '\0' ' ' < "$c")"; fi
-    done
+    hits=$(grep -alF "$pw" /proc/[0-9]*/cmdline 2>/dev/null || true)
+    [ -z "$hits" ] || fail "the password is in $hits: $(tr '\0' ' ' < "${hits%%$'\n'*}")"
     if pgrep -u left4me-update -f fake-steamcmd >/dev/null; then seen=1; fi
     sleep 0.2
 done
