@@ -64,6 +64,10 @@ printf '%s\n%s\n' "$pw" "$code" | systemd-run --pipe --wait --collect --quiet -p
 
 # Now non-interactive; the password never on a command line.
 fake_steamcmd_conf 200 ok account=op "password_sha256=$pwhash" "guard=$code" sleep=3
+# The pattern from a root-only file: on grep's own command line it would
+# be found in /proc.
+pat=$(mktemp)
+printf '%s\n' "$pw" > "$pat"
 update_mark
 systemctl start --no-block left4me-update.service
 seen=0
@@ -71,7 +75,7 @@ deadline=$(( $(now_ms) + 120000 ))
 # The start job of a oneshot lasts until the run ends.
 while [ -n "$(systemctl list-jobs --no-legend left4me-update.service)" ]; do
     [ "$(now_ms)" -lt "$deadline" ] || fail "account: the update still runs after 120 s"
-    hits=$(grep -alF "$pw" /proc/[0-9]*/cmdline 2>/dev/null || true)
+    hits=$(grep -alF -f "$pat" /proc/[0-9]*/cmdline 2>/dev/null || true)
     [ -z "$hits" ] || fail "the password is in $hits: $(tr '\0' ' ' < "${hits%%$'\n'*}")"
     if pgrep -u left4me-update -f fake-steamcmd >/dev/null; then seen=1; fi
     sleep 0.2
@@ -79,6 +83,7 @@ done
 [ "$(systemctl show -P ActiveState left4me-update.service)" = inactive ] ||
     fail "account: the install failed: $(update_journal | tail -n 20)"
 [ "$seen" = 1 ] || fail "never saw steamcmd run while scanning /proc"
+rm -f "$pat"
 journal=$(update_journal)
 grep -qF "Logging in user 'op' [U:1:4242] to Steam Public...OK" <<<"$journal" || fail "account: no login without a Steam Guard code after the interactive one: $journal"
 grep -qF 'login op "********"' <<<"$journal" || fail "account: the echoed login line is not masked: $journal"
