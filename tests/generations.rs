@@ -615,6 +615,8 @@ case $(cat "${0%/*}/mode") in
     ok) manifest; echo x > "$dir/srcds.exe"; mkdir -p "$dir/bin"; echo x > "$dir/bin/Engine.DLL"
         echo "Success! App '222860' fully installed."; exit 0 ;;
     exit8) manifest; echo "Success! App '222860' fully installed."; exit 8 ;;
+    linger) manifest; sleep 60 > /dev/null 2>&1 & echo $! > "${0%/*}/linger.pid"
+        echo "Success! App '222860' fully installed."; exit 0 ;;
     nosuccess) manifest; echo "Error! App '222860' state is 0x402 after update job."; exit 0 ;;
     platform) echo "ERROR! Failed to install app '222860' (Invalid platform)"; exit 0 ;;
     expired) echo "Logging in user 'op' [U:1:1] to Steam Public...FAILED (Expired)"; exit 0 ;;
@@ -701,8 +703,23 @@ root_test! {
         assert!(err.contains("has no line 'Success!"), "{err}");
         assert_eq!(current(&f), before);
 
-        // Non-zero exit with the success line: accepted, and judged by the manifest.
+        // A process steamcmd leaves behind, its output elsewhere, does not
+        // hold fetch (steamcmd has the pipe as stdout and stderr only).
         prepare(&f, &[]);
+        let t0 = std::time::Instant::now();
+        let out = fetch("linger", "account");
+        let lingering = fs::read_to_string(bin.join("linger.pid")).unwrap();
+        assert!(Command::new("kill").arg(lingering.trim()).status().unwrap().success());
+        let gone = std::path::Path::new("/proc").join(lingering.trim());
+        for _ in 0..500 {
+            if !gone.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "fetch waited for the leftover process");
+        // Non-zero exit with the success line: accepted, and judged by the manifest.
         let out = fetch("exit8", "account");
         assert!(out.status.success(), "{}", text(&out));
         assert!(text(&out).contains("ended with exit status: 8"), "{}", text(&out));

@@ -323,7 +323,9 @@ fn run_steamcmd(
     secret: Option<&str>,
 ) -> Result<(std::process::ExitStatus, String)> {
     // One pipe for both: their lines stay in the order steamcmd wrote them.
-    let (reader, writer) = nix::unistd::pipe()
+    // Close-on-exec: steamcmd gets it as stdout and stderr only, so the
+    // pipe ends when steamcmd and whatever still has those open are gone.
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| io_failure(log_path, "pipe for", std::io::Error::from(e)))?;
     let writer2 = writer
         .try_clone()
