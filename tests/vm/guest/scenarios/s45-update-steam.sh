@@ -13,7 +13,7 @@
 #     - validate never runs on a hard-linked .next/, does in copy mode; the
 #       same build again in copy mode reports (and commits) what it repaired;
 #     - an exit-0 failure (partial install) fails, an exit-8 success commits.
-# budget: 240
+# budget: 160
 standard_overlays
 install_fake_steamcmd
 # The generations are set aside for the fresh hosts below and come back.
