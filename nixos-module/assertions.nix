@@ -52,6 +52,7 @@ let
     "LEFT4ME_UPDATE_KEEP"
     "LEFT4ME_UPDATE_COPY"
     "LEFT4ME_STEAMCMD"
+    "LEFT4ME_STEAM_LOGIN"
   ];
 
   perInstanceServices = filter (
@@ -179,7 +180,16 @@ in
             concatStringsSep ", " (
               filter (k: builtins.elem k updateHostKeys) (builtins.attrNames cfg.hostSettings)
             )
-          }: set through services.left4me.update (restart, keep, copy, steamcmd.package).";
+          }: set through services.left4me.update (restart, keep, copy, login, steamcmd.package).";
+        }
+        {
+          assertion =
+            cfg.update.credentialFile == null
+            || (
+              lib.hasPrefix "/" cfg.update.credentialFile
+              && !lib.hasPrefix builtins.storeDir cfg.update.credentialFile
+            );
+          message = "services.left4me.update.credentialFile: an absolute path outside the Nix store (a root-only file, docs/updates.md), as a string; the store is world-readable.";
         }
         {
           assertion = !cfg.update.timer.enable || cfg.update.enable;

@@ -484,12 +484,57 @@ in
           that writes into existing files in place.
         '';
       };
+      login = mkOption {
+        type = types.enum [
+          "account"
+          "anonymous-platform-workaround"
+        ];
+        default = "account";
+        example = "anonymous-platform-workaround";
+        description = ''
+          `LEFT4ME_STEAM_LOGIN`: how steamcmd logs in (docs/updates.md,
+          "Installing the game"). Valve refuses an anonymous Linux install
+          of app 222860 since November 2024. `account`: a Steam account that
+          owns Left 4 Dead 2, from {option}`credentialFile`; Steam Guard needs
+          one interactive login first (docs/updates.md). `anonymous-platform-workaround`:
+          anonymous, `app_update` with the Windows platform forced, then with
+          Linux; the Windows-only files are removed at commit.
+        '';
+      };
+      credentialFile = mkOption {
+        # A string, not a path: a path would be copied into the
+        # world-readable Nix store.
+        type = types.nullOr types.str;
+        default = null;
+        example = "/etc/credstore.encrypted/left4me-steam-login";
+        description = ''
+          Root-only file with the account for {option}`login` = `account`:
+          its name on the first line, its password on the second (or no
+          second line, to use the session steamcmd cached). Loaded as the
+          systemd credential `steam-login` (`LoadCredential=`, or
+          `LoadCredentialEncrypted=` with {option}`credentialEncrypted`), so
+          it reaches only the unit's `$CREDENTIALS_DIRECTORY`. An absolute
+          path as a string, never a Nix path (that would copy the password
+          into the store). Make an encrypted one with
+          `systemd-creds encrypt --name=steam-login - FILE`.
+        '';
+      };
+      credentialEncrypted = mkOption {
+        type = types.bool;
+        default = false;
+        example = true;
+        description = ''
+          Whether {option}`credentialFile` is `systemd-creds encrypt` output
+          (`LoadCredentialEncrypted=`) rather than plain text (`LoadCredential=`).
+        '';
+      };
       steamcmd = {
         package = lib.mkPackageOption pkgs "steamcmd" {
           example = "pkgs.steamcmd.override { steamRoot = \"$HOME/steam\"; }";
           extraDescription = ''
-            It is run as `left4me-update` with steamcmd's command line
-            (`+force_install_dir DIR +login anonymous +app_update 222860 validate +quit`);
+            It is run as `left4me-update` by `left4me-overlay generation fetch`
+            as `steamcmd +runscript FILE` (the login and `app_update 222860`
+            in FILE, docs/updates.md);
             its {file}`bin/steamcmd` becomes `LEFT4ME_STEAMCMD` in the unit.
             Evaluated only when {option}`services.left4me.update.enable` is set
             (nixpkgs' steamcmd is unfree).

@@ -168,6 +168,7 @@ let
       "LEFT4ME_UPDATE_RESTART=${cfg.update.restart}"
       "LEFT4ME_UPDATE_KEEP=${toString cfg.update.keep}"
       "LEFT4ME_UPDATE_COPY=${cfg.update.copy}"
+      "LEFT4ME_STEAM_LOGIN=${cfg.update.login}"
     ]
     + lib.optionalString (cfg.hostSettings != { }) (
       section "services.left4me.hostSettings" (mapAttrsToList (k: v: "${k}=${quote v}") cfg.hostSettings)

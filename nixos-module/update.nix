@@ -30,19 +30,26 @@ in
       # A switch during a run would kill steamcmd; the next run uses the
       # new unit.
       restartIfChanged = false;
-      serviceConfig = lib.mkIf (cfg.update.enable && cfg.update.steamcmd.bubblewrap) {
-        # Exception: bubblewrap (steam-run) needs a user and a mount
-        # namespace, and mount/pivot_root/capset to set them up; the
-        # canonical unit forbids all three. The allow list is the
-        # canonical @system-service plus those, without ~@privileged.
-        RestrictNamespaces = "user mnt";
-        SystemCallFilter = [
-          ""
-          "@system-service"
-          "@mount"
-          "capset"
-        ];
-      };
+      serviceConfig = lib.mkMerge [
+        (lib.mkIf (cfg.update.credentialFile != null) {
+          # The path as given, never copied into the store.
+          ${if cfg.update.credentialEncrypted then "LoadCredentialEncrypted" else "LoadCredential"} =
+            "steam-login:${cfg.update.credentialFile}";
+        })
+        (lib.mkIf (cfg.update.enable && cfg.update.steamcmd.bubblewrap) {
+          # Exception: bubblewrap (steam-run) needs a user and a mount
+          # namespace, and mount/pivot_root/capset to set them up; the
+          # canonical unit forbids all three. The allow list is the
+          # canonical @system-service plus those, without ~@privileged.
+          RestrictNamespaces = "user mnt";
+          SystemCallFilter = [
+            ""
+            "@system-service"
+            "@mount"
+            "capset"
+          ];
+        })
+      ];
     };
 
     systemd.timers.left4me-update = lib.mkIf cfg.update.timer.enable {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::generation::{CopyMode, RestartPolicy};
+use crate::generation::{CopyMode, LoginMode, RestartPolicy};
 
 const LONG_ABOUT: &str = "\
 Assemble, tear down, reset and inspect one left4me instance's overlay.
@@ -108,6 +108,12 @@ pub(crate) enum GenerationCommand {
     Commit(CommitArgs),
     /// Discard installations/.next (after a failed update).
     Abort(JsonArg),
+    /// Run steamcmd into DIR (.next as the update unit shows it) as the
+    /// update user, not root: log in as LEFT4ME_STEAM_LOGIN says, app_update
+    /// 222860 (with validate only where DIR shares no file with a committed
+    /// generation), keep its output in RUNTIME/steamcmd.log, and succeed only
+    /// if it printed its success line. left4me-update.service runs it.
+    Fetch(FetchArgs),
     /// Copy a game tree installed by hand (steamcmd +force_install_dir DIR)
     /// into a new generation, as root's, and commit it.
     Import(ImportArgs),
@@ -124,6 +130,7 @@ impl GenerationCommand {
             GenerationCommand::Prepare(_) => "generation-prepare",
             GenerationCommand::Commit(_) => "generation-commit",
             GenerationCommand::Abort(_) => "generation-abort",
+            GenerationCommand::Fetch(_) => "generation-fetch",
             GenerationCommand::Import(_) => "generation-import",
             GenerationCommand::Gc(_) => "generation-gc",
         }
@@ -185,6 +192,34 @@ pub(crate) struct AfterArgs {
 pub(crate) struct CommitArgs {
     #[command(flatten)]
     pub(crate) after: AfterArgs,
+    /// steamcmd's output as generation fetch kept it: commit only if it
+    /// holds steamcmd's success line.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) steamcmd_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// The tree to install into (absolute: steamcmd's force_install_dir).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) install_dir: PathBuf,
+    /// The unit's private RuntimeDirectory: steamcmd's script and log.
+    #[arg(long, value_name = "RUNTIME")]
+    pub(crate) runtime_dir: PathBuf,
+    /// How steamcmd logs in: an owning account (the steam-login credential)
+    /// or anonymous with the Windows-then-Linux platform workaround.
+    #[arg(long, env = "LEFT4ME_STEAM_LOGIN", value_enum, default_value_t = LoginMode::Account)]
+    pub(crate) login: LoginMode,
+    /// steamcmd.
+    #[arg(
+        long,
+        env = "LEFT4ME_STEAMCMD",
+        default_value = "steamcmd",
+        value_name = "PATH"
+    )]
+    pub(crate) steamcmd: PathBuf,
     #[command(flatten)]
     pub(crate) json: JsonArg,
 }

@@ -31,6 +31,8 @@ pub(crate) enum Kind {
     ActionRefused,
     /// left4me-health query: no usable answer.
     NoAnswer,
+    /// generation fetch: steamcmd did not install the app.
+    Steam,
 }
 
 /// One row of the exit-code table.
@@ -55,7 +57,7 @@ pub(crate) const fn kind_row(kind: Kind, meaning: &'static str) -> ExitRow {
 }
 
 /// Every exit code the helper can end with, in docs/helper.md's order.
-pub(crate) const EXIT_CODES: [ExitRow; 14] = [
+pub(crate) const EXIT_CODES: [ExitRow; 15] = [
     row(0, "", "done (including the no-op cases)"),
     kind_row(
         Kind::Unexpected,
@@ -104,7 +106,11 @@ pub(crate) const EXIT_CODES: [ExitRow; 14] = [
     ),
     kind_row(
         Kind::Incomplete,
-        "a new generation is not a complete game: no srcds_run, or Steam's app manifest says the download stopped half-way",
+        "a new generation is not a complete game: no srcds_run, Steam's app manifest says the download stopped half-way, or steamcmd's output lacks its success line",
+    ),
+    kind_row(
+        Kind::Steam,
+        "steamcmd did not install the app (generation fetch): Steam refused the platform ('Invalid platform') or the login (an expired session), or no success line",
     ),
 ];
 
@@ -125,6 +131,7 @@ impl Kind {
             Kind::Incomplete => 20,
             Kind::ActionRefused => 21,
             Kind::NoAnswer => 22,
+            Kind::Steam => 25,
         }
     }
 
@@ -144,6 +151,7 @@ impl Kind {
             Kind::Incomplete => "incomplete",
             Kind::ActionRefused => "action-refused",
             Kind::NoAnswer => "no-answer",
+            Kind::Steam => "steam",
         }
     }
 }
@@ -272,7 +280,7 @@ pub(crate) mod tests {
 
     /// Every kind; the match below makes a new kind a compile error here
     /// until it is listed.
-    const ALL: [Kind; 14] = [
+    const ALL: [Kind; 15] = [
         Kind::Unexpected,
         Kind::InvalidName,
         Kind::InvalidConfig,
@@ -287,6 +295,7 @@ pub(crate) mod tests {
         Kind::Incomplete,
         Kind::ActionRefused,
         Kind::NoAnswer,
+        Kind::Steam,
     ];
 
     /// The kinds only left4me-health ends with (its own table, health::EXIT_CODES).
@@ -304,7 +313,8 @@ pub(crate) mod tests {
             | Kind::KernelLimit
             | Kind::NotPermitted
             | Kind::UnknownUser
-            | Kind::Incomplete => false,
+            | Kind::Incomplete
+            | Kind::Steam => false,
         }
     }
 

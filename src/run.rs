@@ -40,6 +40,7 @@ pub fn main() -> ExitCode {
                 GenerationCommand::Commit(a) => (g.verb(), a.json.json),
                 GenerationCommand::Import(a) => (g.verb(), a.json.json),
                 GenerationCommand::Gc(a) => (g.verb(), a.json.json),
+                GenerationCommand::Fetch(a) => (g.verb(), a.json.json),
             };
             (verb, None, json)
         }
@@ -75,6 +76,29 @@ pub fn main() -> ExitCode {
 /// Returns the exit code for outcomes already reported on stdout (status
 /// with broken instances); failures are left to the caller to report.
 fn run(cli: &Cli, command: &Command) -> Result<u8> {
+    // The one verb for the update user: it opens nothing of the state dir.
+    if let Command::Generation(GenerationCommand::Fetch(a)) = command {
+        let f = generation::fetch(&generation::FetchArgs {
+            install_dir: &a.install_dir,
+            runtime_dir: &a.runtime_dir,
+            steamcmd: &a.steamcmd,
+            login: a.login,
+            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(Into::into),
+        })?;
+        print_result(&f, a.json.json, || {
+            format!(
+                "installed ({}, {})\n",
+                if f.validated {
+                    "validated"
+                } else {
+                    "not validated"
+                },
+                f.exit_status
+                    .map_or("killed".to_owned(), |c| format!("steamcmd exit {c}"))
+            )
+        })?;
+        return Ok(0);
+    }
     if !rustix::process::geteuid().is_root() {
         return Err(
             Failure::new(Kind::NotPermitted, "left4me-overlay must run as root")
@@ -184,7 +208,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
             })
         }
         GenerationCommand::Commit(a) => {
-            let c = generation::commit(state, &after(&a.after))?;
+            let c = generation::commit(state, &after(&a.after), a.steamcmd_log.as_deref())?;
             print_result(&c, a.json.json, || commit_text(&c))
         }
         GenerationCommand::Import(a) => {
@@ -195,6 +219,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
             let c = generation::import(state, &args)?;
             print_result(&c, a.json.json, || commit_text(&c))
         }
+        GenerationCommand::Fetch(_) => unreachable!("run() handles fetch before the state dir"),
         GenerationCommand::Abort(a) => {
             let r = generation::abort(state)?;
             print_result(&r, a.json, || format!("{}\n", r.result))

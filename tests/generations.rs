@@ -274,6 +274,11 @@ root_test! {
         let text = fs::read_to_string(&manifest).unwrap().replace("\"4\"", "\"1026\"");
         assert!(as_builder(&format!("printf '%s' '{text}' > {}", manifest.display())).status.success());
         refused_commit(&f, 20, "not fully installed");
+        // No manifest at all: steamcmd never got to the app.
+        prepare(&f, &[]);
+        build_as_builder(&f, "5", "x");
+        assert!(as_builder(&format!("rm {}/steamapps/appmanifest_222860.acf", f.path("installations/.next").display())).status.success());
+        refused_commit(&f, 20, "no app manifest with a build id");
         // A process of the builder still running.
         prepare(&f, &[]);
         build_as_builder(&f, "5", "x");
@@ -498,6 +503,8 @@ root_test! {
             fs::create_dir_all(tree.join(format!("left4dead2/materials/d{i}"))).unwrap();
         }
         fs::write(tree.join("srcds_run"), "#!/bin/sh\n").unwrap();
+        fs::create_dir_all(tree.join("steamapps")).unwrap();
+        fs::write(tree.join("steamapps/appmanifest_222860.acf"), "\"StateFlags\" \"4\"\n\"buildid\" \"3\"\n").unwrap();
         f.ok(&["generation", "import", tree.to_str().unwrap(), "--restart", "never"]);
         prepare(&f, &[]);
         f.ok(&["generation", "commit", "--restart", "never"]);
@@ -600,5 +607,180 @@ root_test! {
         } else {
             refused_commit(&f, 13, "twice the current generation and 1 GiB");
         }
+    }
+}
+
+/// A steamcmd for `generation fetch`: prints its script (as the real one
+/// may echo it, password included), then does what `mode` in its directory
+/// says. Exit status deliberately unrelated to the outcome where the real
+/// one's is (LinuxGSM#719, steam-for-linux#4341).
+const FAKE_STEAMCMD: &str = r#"#!/bin/sh
+[ "$1" = +runscript ] || exit 2
+cat "$2"
+dir=$(sed -n 's/^force_install_dir "\(.*\)"$/\1/p' "$2")
+manifest() { mkdir -p "$dir/steamapps"; printf '"AppState"\n{\n\t"StateFlags"\t\t"4"\n\t"buildid"\t\t"9"\n}\n' > "$dir/steamapps/appmanifest_222860.acf.tmp"; mv "$dir/steamapps/appmanifest_222860.acf.tmp" "$dir/steamapps/appmanifest_222860.acf"; }
+case $(cat "${0%/*}/mode") in
+    ok) manifest; echo x > "$dir/srcds.exe"; mkdir -p "$dir/bin"; echo x > "$dir/bin/Engine.DLL"
+        echo "Success! App '222860' fully installed."; exit 0 ;;
+    exit8) manifest; echo "Success! App '222860' fully installed."; exit 8 ;;
+    linger) manifest; sleep 60 > /dev/null 2>&1 & echo $! > "${0%/*}/linger.pid"
+        echo "Success! App '222860' fully installed."; exit 0 ;;
+    nosuccess) manifest; echo "Error! App '222860' state is 0x402 after update job."; exit 0 ;;
+    platform) echo "ERROR! Failed to install app '222860' (Invalid platform)"; exit 0 ;;
+    expired) echo "Logging in user 'op' [U:1:1] to Steam Public...FAILED (Expired)"; exit 0 ;;
+esac
+exit 3
+"#;
+
+root_test! {
+    /// `generation fetch` as the update user: the login from the
+    /// credential, masked wherever steamcmd's output goes; validate only on
+    /// an unshared tree; success from the output, never the exit status;
+    /// then commit needs the success line in the kept log and prunes the
+    /// Windows-only files.
+    fn fetch_and_commit_judge_steamcmd_by_its_output() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        let before = current(&f);
+        let p = prepare(&f, &[]);
+        let shared = p["copy"]["hard_linked"].as_u64().unwrap() > 0;
+        let bin = f.outside.join("steamcmd-bin");
+        let creds = f.outside.join("creds");
+        let run = f.outside.join("run");
+        for d in [&bin, &creds, &run] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(bin.join("steamcmd"), FAKE_STEAMCMD).unwrap();
+        fs::set_permissions(bin.join("steamcmd"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(creds.join("steam-login"), "op\nhunter2 secret\n").unwrap();
+        for d in [&f.outside, &bin, &creds, &run] {
+            std::os::unix::fs::chown(d, Some(BUILDER_UID), Some(BUILDER_UID)).unwrap();
+        }
+        std::os::unix::fs::chown(creds.join("steam-login"), Some(BUILDER_UID), Some(BUILDER_UID)).unwrap();
+        // steamcmd's home, with the client library steamcmd.sh links there.
+        let home = f.outside.join("home");
+        fs::create_dir_all(home.join(".steam/sdk32")).unwrap();
+        fs::write(home.join(".steam/sdk32/steamclient.so"), "client of this steamcmd\n").unwrap();
+        let log = run.join("steamcmd.log");
+        let fetch = |mode: &str, login: &str| {
+            fs::write(bin.join("mode"), mode).unwrap();
+            let _ = fs::remove_file(&log);
+            as_builder(&format!(
+                "HOME={home} CREDENTIALS_DIRECTORY={creds} LEFT4ME_STEAM_LOGIN={login} LEFT4ME_STEAMCMD={bin}/steamcmd {helper} generation fetch --install-dir {next} --runtime-dir {run}",
+                home = home.display(),
+                creds = creds.display(),
+                bin = bin.display(),
+                helper = common::HELPER,
+                next = f.path("installations/.next").display(),
+                run = run.display()
+            ))
+        };
+        let text = |o: &std::process::Output| {
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        };
+
+        // Refusals with exit 0 from steamcmd are failures, each its own message.
+        for (mode, login, needle) in [
+            ("platform", "account", "LEFT4ME_STEAM_LOGIN=anonymous-platform-workaround"),
+            ("expired", "account", "systemd-run --pty"),
+            ("nosuccess", "account", "did not print 'Success! App '222860' fully installed.'"),
+            ("ok", "anonymous-platform-workaround", ""),
+        ] {
+            let out = fetch(mode, login);
+            let all = text(&out);
+            if needle.is_empty() {
+                // The workaround: two app_updates, one success line is not enough.
+                assert!(all.contains("@sSteamCmdForcePlatformType windows\napp_update 222860"), "{all}");
+                assert_eq!(out.status.code(), Some(25), "{all}");
+            } else {
+                assert_eq!(out.status.code(), Some(25), "{mode}: {all}");
+                assert!(all.contains(needle), "{mode}: wanted {needle:?} in {all}");
+            }
+            assert!(!all.contains("hunter2"), "{mode}: the password reached the output: {all}");
+            assert!(!run.join("steamcmd.script").exists(), "{mode}: the script with the login was left");
+        }
+        // The kept log of the last failure has no success line: commit refuses.
+        fs::write(bin.join("mode"), "nosuccess").unwrap();
+        let out = fetch("nosuccess", "account");
+        assert_eq!(out.status.code(), Some(25));
+        let logged = fs::read_to_string(&log).unwrap();
+        assert!(logged.contains("login op \"********\""), "{logged}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+        let err = f.fails(&["generation", "commit", "--steamcmd-log", log.to_str().unwrap()], 20);
+        assert!(err.contains("has no line 'Success!"), "{err}");
+        assert_eq!(current(&f), before);
+
+        // A process steamcmd leaves behind, its output elsewhere, does not
+        // hold fetch (steamcmd has the pipe as stdout and stderr only).
+        prepare(&f, &[]);
+        let t0 = std::time::Instant::now();
+        let out = fetch("linger", "account");
+        let lingering = fs::read_to_string(bin.join("linger.pid")).unwrap();
+        assert!(Command::new("kill").arg(lingering.trim()).status().unwrap().success());
+        let gone = std::path::Path::new("/proc").join(lingering.trim());
+        for _ in 0..500 {
+            if !gone.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "fetch waited for the leftover process");
+        // Non-zero exit with the success line: accepted, and judged by the manifest.
+        let out = fetch("exit8", "account");
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("ended with exit status: 8"), "{}", text(&out));
+        // validate only where no file is shared with a committed generation.
+        assert_eq!(!text(&out).contains("app_update 222860 validate"), shared, "{}", text(&out));
+        // A log that is a symlink is not followed.
+        let real = f.outside.join("elsewhere.log");
+        fs::rename(&log, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &log).unwrap();
+        f.fails(&["generation", "commit", "--steamcmd-log", log.to_str().unwrap()], 13);
+        assert_eq!(current(&f), before);
+
+        prepare(&f, &[]);
+        let out = fetch("ok", "account");
+        assert!(out.status.success(), "{}", text(&out));
+        f.ok(&["generation", "commit", "--steamcmd-log", log.to_str().unwrap()]);
+        let new = current(&f);
+        assert_ne!(new, before);
+        assert!(!f.path(&format!("installations/{new}/srcds.exe")).exists());
+        assert!(!f.path(&format!("installations/{new}/bin/Engine.DLL")).exists());
+        assert!(f.path(&format!("installations/{new}/srcds_run")).exists());
+        // The generation carries the client library of the steamcmd that built it.
+        assert_eq!(f.read(&format!("installations/{new}/.left4me-steamclient.so")), "client of this steamcmd\n");
+    }
+}
+
+root_test! {
+    /// A run of the same build on an unshared copy (copy mode) is a
+    /// verification: what validate repaired is reported, file by file, and
+    /// the repaired tree becomes a generation of its own; the damaged one is
+    /// never written.
+    fn a_validate_of_the_same_build_reports_and_commits_the_repair() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "7", "seven");
+        f.ok(&["generation", "commit"]);
+        let seven = current(&f);
+        let damaged = f.path(&format!("installations/{seven}/left4dead2/gameinfo.txt"));
+        fs::write(&damaged, "damaged\n").unwrap();
+        prepare(&f, &["--copy", "copy"]);
+        // What validate does to the copy: the file back as the depot has it, in place.
+        let next = f.path("installations/.next/left4dead2/gameinfo.txt");
+        assert!(as_builder(&format!("printf 'seven\\n' > {}", next.display())).status.success());
+        let out = f.helper_with(&["generation", "commit", "--json"], &[("LEFT4ME_LOG", "info")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("validate repaired 1 files"), "{err}");
+        assert!(err.contains("left4dead2/gameinfo.txt"), "{err}");
+        let repaired = current(&f);
+        assert_ne!(repaired, seven);
+        assert_eq!(f.read(&format!("installations/{repaired}/left4dead2/gameinfo.txt")), "seven\n");
+        assert_eq!(fs::read_to_string(&damaged).unwrap(), "damaged\n");
     }
 }

@@ -5,8 +5,10 @@
 //! instances use as their lowest layer, and switches `current` in one rename.
 //!
 //! This module is the layout and what mount, status and the update verbs
-//! read; `tree` copies and takes over trees; `update` holds the verbs.
+//! read; `tree` copies and takes over trees; `update` holds the verbs;
+//! `steam` runs steamcmd as the update user.
 
+mod steam;
 mod tree;
 mod update;
 
@@ -23,6 +25,7 @@ use crate::lock::{self, LockMode};
 use crate::name::InstanceName;
 use crate::state::{self, InstancePaths, State};
 
+pub(crate) use steam::{FetchArgs, LoginMode, fetch};
 pub(crate) use update::{
     After, CommitOutcome, CopyMode, ImportArgs, RestartPolicy, abort, commit, gc, import, list,
     prepare,

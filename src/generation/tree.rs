@@ -128,9 +128,9 @@ fn walk(
     mut leave: impl FnMut(BorrowedFd<'_>, usize, &Path) -> Result<()>,
 ) -> Result<()> {
     let dev = fsx::stat_fd(top, shown_top)?.st_dev;
-    let dir = top
-        .try_clone_to_owned()
-        .map_err(|e| Failure::os(shown_top, "dup", errno_of(&e)))?;
+    // Opened again, not dup'ed: a dup shares the directory's read offset,
+    // which an earlier walk over the same fd left at its end.
+    let dir = open_dir_at(top, c".", shown_top)?;
     let mut levels = vec![Level::new(dir, shown_top.to_path_buf())?];
     while let Some(level) = levels.last_mut() {
         let Some(name) = level.next_name()? else {
@@ -433,6 +433,143 @@ pub(crate) fn previous(top: BorrowedFd<'_>, shown: &Path) -> Result<Previous> {
         nothing_to_leave,
     )?;
     Ok(previous)
+}
+
+/// Whether a regular file below `top` matches `pred`.
+pub(crate) fn any_file(
+    top: BorrowedFd<'_>,
+    shown: &Path,
+    pred: impl Fn(&Stat) -> bool,
+) -> Result<bool> {
+    let mut found = false;
+    walk(
+        top,
+        shown,
+        |v| match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR if !found => open_dir_at(v.dir, v.name, v.shown).map(Some),
+            libc_mode::S_IFREG => {
+                found |= pred(v.st);
+                Ok(None)
+            }
+            _ => Ok(None),
+        },
+        nothing_to_leave,
+    )?;
+    Ok(found)
+}
+
+/// A file only the Windows server uses: its executables and libraries
+/// (srcds.exe, bin/*.dll, left4dead2/bin/*.dll). The Linux depot ships
+/// none (reasoned from the depots' platforms, docs/updates.md); the
+/// platform workaround's Windows run leaves them behind.
+fn windows_only(name: &CStr) -> bool {
+    let name = name.to_bytes();
+    [b".exe".as_slice(), b".dll".as_slice()].iter().any(|ext| {
+        name.len() > ext.len() && name[name.len() - ext.len()..].eq_ignore_ascii_case(ext)
+    })
+}
+
+/// Removes the Windows-only files from a tree root has taken over.
+/// Returns how many, and the first few as shown paths.
+pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<(usize, Vec<PathBuf>)> {
+    let (mut n, mut first) = (0, Vec::new());
+    walk(
+        top,
+        shown,
+        |v| match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR => open_dir_at(v.dir, v.name, v.shown).map(Some),
+            libc_mode::S_IFREG if windows_only(v.name) => {
+                rustix::fs::unlinkat(v.dir, v.name, AtFlags::empty())
+                    .map_err(|e| Failure::os(v.shown, "remove", e))?;
+                n += 1;
+                if first.len() < 10 {
+                    first.push(v.shown.to_path_buf());
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        },
+        nothing_to_leave,
+    )?;
+    Ok((n, first))
+}
+
+/// The regular files of `top` (steamapps/ aside: Steam rewrites its
+/// bookkeeping every run) that are not the same file, or the same bytes,
+/// at the same path below `other`: what a `validate` of the same build
+/// repaired. Returns how many, and the first few as shown paths.
+pub(crate) fn differing(
+    top: BorrowedFd<'_>,
+    shown: &Path,
+    other: BorrowedFd<'_>,
+) -> Result<(usize, Vec<PathBuf>)> {
+    let (mut n, mut first) = (0, Vec::new());
+    walk(
+        top,
+        shown,
+        |v| match fsx::file_type(v.st) {
+            libc_mode::S_IFDIR
+                if v.depth == 0 && v.name.to_bytes() == STEAM_METADATA.as_bytes() =>
+            {
+                Ok(None)
+            }
+            libc_mode::S_IFDIR => open_dir_at(v.dir, v.name, v.shown).map(Some),
+            libc_mode::S_IFREG => {
+                let rel = v.shown.strip_prefix(shown).unwrap_or(v.shown);
+                if !same_content(&v, other, rel)? {
+                    n += 1;
+                    if first.len() < 10 {
+                        first.push(v.shown.to_path_buf());
+                    }
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        },
+        nothing_to_leave,
+    )?;
+    Ok((n, first))
+}
+
+fn same_content(v: &Visit<'_>, other: BorrowedFd<'_>, rel: &Path) -> Result<bool> {
+    let theirs = match rustix::fs::openat2(other, rel, FILE_OPEN, Mode::empty(), fsx::BENEATH) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::XDEV) => return Ok(false),
+        Err(e) => return Err(Failure::os(v.shown, "open its counterpart", e)),
+    };
+    let st = fsx::stat_fd(&theirs, v.shown)?;
+    if fsx::file_type(&st) != libc_mode::S_IFREG || st.st_size != v.st.st_size {
+        return Ok(false);
+    }
+    if (st.st_dev, st.st_ino) == (v.st.st_dev, v.st.st_ino) {
+        return Ok(true);
+    }
+    let mine = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
+        .map_err(|e| Failure::os(v.shown, "open", e))?;
+    let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = read_full(&mine, &mut a, v.shown)?;
+        let m = read_full(&theirs, &mut b, v.shown)?;
+        if n != m || a[..n] != b[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(fd: &OwnedFd, buf: &mut [u8], shown: &Path) -> Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Failure::os(shown, "read", e)),
+        }
+    }
+    Ok(len)
 }
 
 /// What root may write, copying the update user's files, for one commit

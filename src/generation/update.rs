@@ -291,11 +291,21 @@ pub(crate) struct After {
 
 /// Takes .next/ over and makes it current (docs/updates.md, the six steps).
 /// On any refusal .next/ is discarded and `current` is not touched.
-pub(crate) fn commit(state: &State, after: &After) -> Result<CommitOutcome> {
-    commit_held(&Held::take(state, true)?, after)
+/// `steamcmd_log`: the output `generation fetch` kept, which must hold
+/// steamcmd's success line.
+pub(crate) fn commit(
+    state: &State,
+    after: &After,
+    steamcmd_log: Option<&Path>,
+) -> Result<CommitOutcome> {
+    commit_held(&Held::take(state, true)?, after, steamcmd_log)
 }
 
-fn commit_held(held: &Held<'_>, after: &After) -> Result<CommitOutcome> {
+fn commit_held(
+    held: &Held<'_>,
+    after: &After,
+    steamcmd_log: Option<&Path>,
+) -> Result<CommitOutcome> {
     let next_shown = held.shown(NEXT);
     let next = match fsx::open_dir_if_exists(held.fd(), NEXT, &next_shown)? {
         Some(fd) => fd,
@@ -309,7 +319,7 @@ fn commit_held(held: &Held<'_>, after: &After) -> Result<CommitOutcome> {
             ));
         }
     };
-    match take_next(held, next.as_fd(), after) {
+    match take_next(held, next.as_fd(), after, steamcmd_log) {
         Ok(outcome) => Ok(outcome),
         Err(f) => {
             if let Err(e) = held.discard(NEXT) {
@@ -320,7 +330,12 @@ fn commit_held(held: &Held<'_>, after: &After) -> Result<CommitOutcome> {
     }
 }
 
-fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<CommitOutcome> {
+fn take_next(
+    held: &Held<'_>,
+    next: BorrowedFd<'_>,
+    after: &After,
+    steamcmd_log: Option<&Path>,
+) -> Result<CommitOutcome> {
     let next_shown = held.shown(NEXT);
     let top = fsx::stat_fd(next, &next_shown)?;
     let builder = (top.st_uid != 0).then_some(top.st_uid);
@@ -339,6 +354,10 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
             )
             .hint("stop them (they belong to left4me-update.service's run); nothing was switched"));
         }
+    }
+    // The update user's processes are gone: its log no longer changes.
+    if let Some(log) = steamcmd_log {
+        require_success_line(log)?;
     }
     // Root's files in .next/ are hard links prepare made to the current
     // generation's; any other root file was linked in by someone else.
@@ -367,6 +386,16 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
     );
     held.discard(RENEW)?;
     let taken_over = taken_over?;
+    if builder.is_some() {
+        // The platform workaround's Windows run (docs/updates.md).
+        let (n, first) = tree::prune_windows(next, &next_shown)?;
+        if n > 0 {
+            tracing::info!(
+                first = %first.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                "removed {n} Windows-only files (*.exe, *.dll)"
+            );
+        }
+    }
     if !is_regular(next, "srcds_run") {
         return Err(Failure::new(
             Kind::Incomplete,
@@ -388,6 +417,16 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
         )
         .hint("run the update again; steamcmd continues where it stopped"));
     }
+    if builder.is_some() && manifest.as_ref().is_none_or(|m| m.build_id.is_none()) {
+        return Err(Failure::new(
+            Kind::Incomplete,
+            format!(
+                "{}: no app manifest with a build id: steamcmd did not install the app",
+                next_shown.join(super::MANIFEST).display()
+            ),
+        )
+        .hint("look at steamcmd's output in the journal (journalctl -u left4me-update)"));
+    }
     let build_id = manifest.and_then(|m| m.build_id);
     let previous = held.current()?;
     let previous_build_id = previous
@@ -395,7 +434,27 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
         .and_then(|id| held.manifest_of(id))
         .and_then(|m| m.build_id);
     if let (Some(prev), Some(new), Some(prev_id)) = (&previous_build_id, &build_id, &previous) {
-        if prev == new {
+        // The same build: what steamcmd changed is what validate repaired
+        // (docs/updates.md, "Verification"). Nothing: switch nothing;
+        // something: the repaired tree becomes a generation of its own, the
+        // current one is never written.
+        let repaired = match builder {
+            Some(_) if prev == new => {
+                let (n, first) =
+                    tree::differing(next, &next_shown, held.open(prev_id.as_str())?.as_fd())?;
+                if n > 0 {
+                    tracing::warn!(
+                        build = %new,
+                        generation = %prev_id,
+                        first = %first.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+                        "validate repaired {n} files that differ from generation {prev_id} of the same build; committing the repaired tree"
+                    );
+                }
+                n
+            }
+            _ => 0,
+        };
+        if prev == new && repaired == 0 {
             held.discard(NEXT)?;
             tracing::info!(build = %new, generation = %prev_id, "already at this build; nothing switched");
             return Ok(CommitOutcome {
@@ -547,7 +606,44 @@ pub(crate) fn import(state: &State, args: &ImportArgs<'_>) -> Result<CommitOutco
         held.discard(NEXT)?;
         return Err(f);
     }
-    commit_held(&held, &args.after)
+    commit_held(&held, &args.after, None)
+}
+
+/// steamcmd's output as `generation fetch` kept it, in the unit's
+/// RuntimeDirectory (the update user's, made fresh for every run, so only
+/// this run's output is there). Untrusted: opened without following a
+/// symlink, refused if it is not a regular file or has other hard links,
+/// read to a bound; only compared against the success line.
+fn require_success_line(log: &Path) -> Result<()> {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name().and_then(|n| n.to_str())) else {
+        return Err(Failure::new(
+            Kind::InvalidConfig,
+            format!("--steamcmd-log {} names no file", log.display()),
+        )
+        .hint("pass the log generation fetch wrote (left4me-update.service does)"));
+    };
+    let dir = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::os(dir, "open directory", e))?;
+    let text = fsx::read_small_file(dir.as_fd(), name, log, super::steam::LOG_MAX + (64 << 10))?;
+    let success = String::from_utf8_lossy(&text)
+        .lines()
+        .any(|l| l.trim() == super::steam::SUCCESS_LINE);
+    if !success {
+        return Err(Failure::new(
+            Kind::Incomplete,
+            format!(
+                "{}: steamcmd's output of this run has no line '{}'",
+                log.display(),
+                super::steam::SUCCESS_LINE
+            ),
+        )
+        .hint("look at steamcmd's output in the journal (journalctl -u left4me-update)"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -359,6 +359,9 @@ in
         );
         # The fake needs no namespaces: the canonical sandbox stays.
         steamcmd.bubblewrap = false;
+        # The fake refuses an anonymous Linux install, as Valve's steamcmd
+        # does since November 2024 (docs/updates.md).
+        login = "anonymous-platform-workaround";
         # The stand-in reports no players, so when-empty would move vs1
         # at once; this test shows that a running instance keeps its
         # generation.

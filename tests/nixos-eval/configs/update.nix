@@ -15,6 +15,8 @@
       restart = "now";
       keep = 3;
       copy = "copy";
+      login = "anonymous-platform-workaround";
+      credentialFile = "/etc/credstore/left4me-steam-login";
       steamcmd.package = pkgs.writeShellScriptBin "steamcmd" (
         builtins.readFile ../../vm/guest/fake-steamcmd
       );

@@ -165,13 +165,17 @@ install_fake_steamcmd() {
     cp -R "$SHARE/standin/installation" /usr/local/share/left4me-test/standin
     chown -R root:root /usr/local/share/left4me-test
     mkdir -p /run/systemd/system/left4me-update.service.d
-    printf '[Service]\nEnvironment=LEFT4ME_STEAMCMD=/usr/local/bin/fake-steamcmd\n' \
+    # The anonymous workaround unless host.env says otherwise (host.env's
+    # EnvironmentFile= beats Environment=): no credential to set up.
+    printf '[Service]\nEnvironment=LEFT4ME_STEAMCMD=/usr/local/bin/fake-steamcmd LEFT4ME_STEAM_LOGIN=anonymous-platform-workaround\n' \
         > /run/systemd/system/left4me-update.service.d/fake-steamcmd.conf
     systemctl daemon-reload
 }
+# fake_steamcmd_conf BUILD [MODE [KEY=VALUE...]]
 fake_steamcmd_conf() {
     mkdir -p "${FAKE_CONF%/*}"
     printf 'build=%s\nmode=%s\nsource=/usr/local/share/left4me-test/standin\n' "$1" "${2:-ok}" > "$FAKE_CONF"
+    if [ $# -gt 2 ]; then printf '%s\n' "${@:3}" >> "$FAKE_CONF"; fi
 }
 # host.env settings for one scenario: set_host_env KEY=VALUE...; the
 # package's file comes back with restore_host_env (trap it on EXIT).

@@ -31,7 +31,8 @@ done
 
 # "Update now": left4me may start the proxy left4me-update-now, which queues
 # the update unit; not the update unit itself, and no stop or restart.
-# No steamcmd is installed here, so the run fails, and must leave nothing.
+# No Steam account is set up here (LEFT4ME_STEAM_LOGIN=account, the default,
+# and no steam-login credential), so the run fails, and must leave nothing.
 cur=$(gen_current)
 systemctl reset-failed left4me-update.service 2>/dev/null || true
 update_mark
@@ -42,9 +43,10 @@ until [ "$(systemctl show -P ActiveState left4me-update.service)" = failed ]; do
     [ "$(now_ms)" -lt "$deadline" ] || fail "left4me-update.service is $(systemctl show -P ActiveState left4me-update.service) 60 s after the start"
     sleep 0.2
 done
-grep -q "/usr/games/steamcmd: not found" <<<"$(update_journal)" || fail "the failed update does not name the missing steamcmd: $(update_journal | tail -n 5)"
+missing="LEFT4ME_STEAM_LOGIN=account, but the unit has no credentials"
+grep -qF "$missing" <<<"$(update_journal)" || fail "the failed update does not name the missing credential: $(update_journal | tail -n 5)"
 [ "$(gen_current)" = "$cur" ] && [ ! -e "$GENS/.next" ] || fail "the failed update left .next/ or moved current"
-note "update without steamcmd, started as left4me: failed, $(update_journal | grep -m1 '/usr/games/steamcmd: not found')"
+note "update without a Steam account, started as left4me: failed, $(update_journal | grep -m1 -F "$missing")"
 for verb in stop restart; do
     if as_user systemctl "$verb" left4me-update.service 2>/dev/null; then fail "left4me could $verb left4me-update.service"; fi
     if as_user systemctl "$verb" left4me-update-now.service 2>/dev/null; then fail "left4me could $verb left4me-update-now.service"; fi
