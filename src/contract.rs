@@ -8,9 +8,11 @@
 
 use serde::Serialize;
 
+use crate::cpus;
 use crate::envfile;
 use crate::health::settings::{self, KnobKind};
 use crate::name;
+use crate::ports;
 
 /// Bumped when a consumer must change with the file, not when a value does.
 const FORMAT: u32 = 1;
@@ -58,6 +60,22 @@ struct EnvRule {
     key_examples: Examples,
     max_overlays: usize,
     port: Range,
+    ports: PortRule,
+    /// The key of the cpu list (src/cpus.rs).
+    cpus_key: &'static str,
+}
+
+/// The ports an instance binds besides L4D2_PORT (src/ports.rs): each key
+/// sets one explicitly, otherwise it is L4D2_PORT plus its offset. The
+/// SourceTV port is bound unless L4D2_ARGS has `no_tv_flag` (any case).
+/// Two instances may share none of their ports.
+#[derive(Debug, Serialize)]
+struct PortRule {
+    client_key: &'static str,
+    client_offset: u16,
+    tv_key: &'static str,
+    tv_offset: u16,
+    no_tv_flag: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -143,6 +161,14 @@ pub(crate) fn contract() -> Contract {
                 min: 1,
                 max: u32::from(u16::MAX),
             },
+            ports: PortRule {
+                client_key: ports::CLIENT_KEY,
+                client_offset: ports::CLIENT_OFFSET,
+                tv_key: ports::TV_KEY,
+                tv_offset: ports::TV_OFFSET,
+                no_tv_flag: ports::NO_TV_FLAG,
+            },
+            cpus_key: cpus::KEY,
         },
         srcds_args: ArgsRule {
             refused_characters: envfile::QUOTING

@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     NotPermitted,
     UnknownUser,
     Incomplete,
+    PortConflict,
+    UnknownCpu,
 }
 
 /// One row of the exit-code table.
@@ -42,7 +44,7 @@ pub(crate) const fn row(code: u8, label: &'static str, meaning: &'static str) ->
 }
 
 /// Every exit code the helper can end with, in the README's order.
-pub(crate) const EXIT_CODES: [ExitRow; 14] = [
+pub(crate) const EXIT_CODES: [ExitRow; 16] = [
     row(0, "", "done (including the no-op cases)"),
     row(
         1,
@@ -83,7 +85,7 @@ pub(crate) const EXIT_CODES: [ExitRow; 14] = [
     row(
         16,
         "lock-timeout",
-        "another left4me-overlay held a lock for 30 s: the instance's, or a host-wide one (the installations, the generation verbs)",
+        "another left4me-overlay held a lock for 30 s: the instance's, or a host-wide one (the installations, the generation verbs, the instances' ports)",
     ),
     row(
         17,
@@ -105,6 +107,16 @@ pub(crate) const EXIT_CODES: [ExitRow; 14] = [
         "incomplete",
         "a new generation is not a complete game: no srcds_run, or Steam's app manifest says the download stopped half-way",
     ),
+    row(
+        21,
+        "port-conflict",
+        "a mounted instance already uses one of the instance's ports (game, client or SourceTV; the message names the instance and the port)",
+    ),
+    row(
+        22,
+        "unknown-cpu",
+        "L4D2_CPUS names a CPU this host does not have online",
+    ),
 ];
 
 impl Kind {
@@ -122,6 +134,8 @@ impl Kind {
             Kind::NotPermitted => 18,
             Kind::UnknownUser => 19,
             Kind::Incomplete => 20,
+            Kind::PortConflict => 21,
+            Kind::UnknownCpu => 22,
         }
     }
 
@@ -252,7 +266,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    const KINDS: [Kind; 12] = [
+    const KINDS: [Kind; 14] = [
         Kind::Unexpected,
         Kind::InvalidName,
         Kind::InvalidConfig,
@@ -265,6 +279,8 @@ mod tests {
         Kind::NotPermitted,
         Kind::UnknownUser,
         Kind::Incomplete,
+        Kind::PortConflict,
+        Kind::UnknownCpu,
     ];
 
     #[test_log::test]
