@@ -140,7 +140,12 @@ mod tests {
     #[test_log::test]
     fn host_check_names_the_missing_cpus() {
         let host = CpuList::parse("0-1").unwrap();
-        assert!(CpuList::parse("1").unwrap().check_against(&host, "f").is_ok());
+        assert!(
+            CpuList::parse("1")
+                .unwrap()
+                .check_against(&host, "f")
+                .is_ok()
+        );
         let e = CpuList::parse("1-3,7")
             .unwrap()
             .check_against(&host, "f")

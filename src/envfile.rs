@@ -234,7 +234,9 @@ impl InstanceConfig {
             Some(a) => port_of(a)?,
         };
         let optional_port = |key: &str| -> Result<Option<(u16, usize)>, Failure> {
-            get(key).map(|a| port_of(a).map(|p| (p, a.line))).transpose()
+            get(key)
+                .map(|a| port_of(a).map(|p| (p, a.line)))
+                .transpose()
         };
         let client = optional_port(ports::CLIENT_KEY)?;
         let tv = optional_port(ports::TV_KEY)?;

@@ -63,9 +63,12 @@ impl Ports {
     /// The first port both use: (this one's use, the other's use).
     pub(crate) fn shared_with(&self, other: &Ports) -> Option<(Use, Use)> {
         let theirs = other.used();
-        self.used()
-            .into_iter()
-            .find_map(|mine| theirs.iter().find(|t| t.port == mine.port).map(|t| (mine, *t)))
+        self.used().into_iter().find_map(|mine| {
+            theirs
+                .iter()
+                .find(|t| t.port == mine.port)
+                .map(|t| (mine, *t))
+        })
     }
 
     /// From the game port, the optional explicit client and SourceTV ports
@@ -136,14 +139,22 @@ impl Ports {
 mod tests {
     use super::*;
 
-    fn ports(game: u16, client: Option<u16>, tv: Option<u16>, args: &str) -> Result<Ports, Failure> {
+    fn ports(
+        game: u16,
+        client: Option<u16>,
+        tv: Option<u16>,
+        args: &str,
+    ) -> Result<Ports, Failure> {
         Ports::resolve("f", game, client.map(|p| (p, 2)), tv.map(|p| (p, 3)), args)
     }
 
     #[test_log::test]
     fn defaults_follow_the_game_port() {
         let p = ports(27015, None, None, "").unwrap();
-        assert_eq!((p.game, p.client, p.tv, p.tv_enabled), (27015, 27115, 27215, true));
+        assert_eq!(
+            (p.game, p.client, p.tv, p.tv_enabled),
+            (27015, 27115, 27215, true)
+        );
         let p = ports(27015, Some(27005), None, "+map x -NoHLTV").unwrap();
         assert_eq!((p.client, p.tv, p.tv_enabled), (27005, 27215, false));
         assert_eq!(p.used().len(), 2);
@@ -152,7 +163,9 @@ mod tests {
     /// A hundred instances on consecutive game ports share nothing.
     #[test_log::test]
     fn consecutive_instances_never_share() {
-        let all: Vec<Ports> = (0..100).map(|i| ports(27015 + i, None, None, "").unwrap()).collect();
+        let all: Vec<Ports> = (0..100)
+            .map(|i| ports(27015 + i, None, None, "").unwrap())
+            .collect();
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_eq!(a.shared_with(b), None, "{a:?} {b:?}");
@@ -160,7 +173,10 @@ mod tests {
         }
         let next = ports(27115, None, None, "").unwrap();
         let (mine, theirs) = next.shared_with(&all[0]).unwrap();
-        assert_eq!((mine.what, theirs.what, mine.port), ("game port", "client port", 27115));
+        assert_eq!(
+            (mine.what, theirs.what, mine.port),
+            ("game port", "client port", 27115)
+        );
     }
 
     #[test_log::test]
@@ -176,7 +192,11 @@ mod tests {
     fn refused() {
         let e = ports(65500, None, None, "").unwrap_err();
         assert_eq!(e.kind, Kind::InvalidConfig);
-        assert!(e.message.contains("default L4D2_CLIENT_PORT"), "{}", e.message);
+        assert!(
+            e.message.contains("default L4D2_CLIENT_PORT"),
+            "{}",
+            e.message
+        );
         assert!(ports(65500, Some(1000), Some(1001), "").is_ok());
         let e = ports(27015, Some(27015), None, "").unwrap_err();
         assert_eq!(
@@ -184,7 +204,11 @@ mod tests {
             "f: the game port and the client port are both 27015; srcds would move one of them to another port"
         );
         let e = ports(27015, None, Some(27115), "").unwrap_err();
-        assert!(e.message.contains("client port and the SourceTV port"), "{}", e.message);
+        assert!(
+            e.message.contains("client port and the SourceTV port"),
+            "{}",
+            e.message
+        );
         assert!(ports(27015, None, Some(27115), "-nohltv").is_ok());
     }
 }

@@ -209,7 +209,10 @@ impl<'s> Locked<'s> {
             return Ok(None);
         };
         let merged = self.shown(&paths.part(MERGED));
-        if !matches!(instance::mounted_here(runtime_o.as_fd(), other, &merged), Ok(Some(_))) {
+        if !matches!(
+            instance::mounted_here(runtime_o.as_fd(), other, &merged),
+            Ok(Some(_))
+        ) {
             return Ok(None);
         }
         let copy = InstancePaths::in_helper_dir(&paths.own(Own::EnvCopy));
