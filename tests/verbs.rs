@@ -478,6 +478,8 @@ root_test! {
         f.ok(&["mount", "vs2"]);
         let copy = f.read("runtime/.left4me/vs2.env");
         assert!(copy.contains("L4D2_CLIENT_PORT=\"27016\"\nL4D2_TV_PORT=\"27017\"\n"), "{copy}");
+        assert_eq!(f.status("vs2")["ports"], serde_json::json!({"game": 27215, "client": 27016, "sourcetv": 27017}));
+        assert_eq!(f.status("vs1")["ports"], serde_json::json!({"game": 27015, "client": 27115, "sourcetv": null}));
         // A copy left by an instance that is not mounted does not count.
         f.ok(&["umount", "vs2"]);
         fs::write(f.path("runtime/.left4me/vs3.env"), "L4D2_PORT=\"27215\"\n").unwrap();
