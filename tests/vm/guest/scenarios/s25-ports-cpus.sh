@@ -18,6 +18,16 @@
 standard_overlays
 install -m 0755 "$SHARE/standin/bin/udp-proxy" /usr/local/bin/udp-proxy
 
+# journal_has UNIT SINCE TEXT: TEXT in UNIT's journal since SINCE, waiting
+# up to 10 s for journald to take in what the unit wrote.
+journal_has() {
+    local deadline=$(( $(now_ms) + 10000 ))
+    until journalctl --no-pager -o cat -u "$1" --since "$2" | grep -qF -- "$3"; do
+        [ "$(now_ms)" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+
 # --- Two instances, one port -------------------------------------------------
 remove_instance pa
 remove_instance pb
@@ -25,14 +35,13 @@ make_instance pa 27060 "base" "ports pa"
 make_instance pb 27160 "base" "ports pb"
 start_instance pa
 expect_a2s 27060 "ports pa"
-unit_journal pa | grep -q 'standin: ports: game 27060, client 27160, SourceTV 27260' ||
+journal_has "$(unit pa)" today 'standin: ports: game 27060, client 27160, SourceTV 27260' ||
     fail "srcds of pa did not get the derived client and SourceTV ports: $(unit_journal pa | grep 'ports:')"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start "$(unit pb)" 2>/dev/null && fail "pb started although its game port 27160 is pa's client port"
 [ "$(systemctl show -P ExecMainStatus "$(overlay_unit pb)")" = 21 ] ||
     fail "the overlay unit of pb ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pb)"), expected 21 (port-conflict)"
-UNIT=$(overlay_unit pb) unit_journal pb "$since" |
-    grep -F 'port 27160 (the game port of instance pb) is the client port of instance pa, which is running' ||
+journal_has "$(overlay_unit pb)" "$since" 'port 27160 (the game port of instance pb) is the client port of instance pa, which is running' ||
     fail "no message naming pa and the port: $(UNIT=$(overlay_unit pb) unit_journal pb "$since" | tail -n 5)"
 is_mounted pb && fail "pb is mounted although refused"
 [ "$(active_state pa)" = active ] || fail "pa is $(active_state pa) after pb's refusal"
@@ -45,10 +54,12 @@ remove_instance pa
 rm -rf /tmp/foreign
 cp -r "$(gen_dir)" /tmp/foreign
 chown -R nobody /tmp/foreign
-runuser -u nobody -- env HOME=/tmp/foreign /tmp/foreign/srcds_run -game left4dead2 +hostport 27080 +clientport 27081 -nohltv \
+# setpriv execs (runuser would stay the parent), so $! is the process.
+as_nobody() { setpriv --reuid nobody --regid nogroup --clear-groups -- "$@"; }
+HOME=/tmp/foreign as_nobody /tmp/foreign/srcds_run -game left4dead2 +hostport 27080 +clientport 27081 -nohltv \
     > "$OUT/s25-foreign.log" 2>&1 &
 foreign=$!
-runuser -u nobody -- udp-proxy 27070 27080 2>> "$OUT/s25-foreign.log" &
+as_nobody udp-proxy 27070 27080 2>> "$OUT/s25-foreign.log" &
 proxy=$!
 cleanup_foreign() { kill "$proxy" "$foreign" 2>/dev/null || true; }
 trap cleanup_foreign EXIT
@@ -72,7 +83,6 @@ done
 health_events pc failed-query | head -n 1
 health_events pc failed-query | grep -q 'answered by a server on port 27080' ||
     fail "the health check did not say which server answered: $(health_events pc failed-query | head -n 1)"
-[ "$(hfield pc consecutive_failures)" -ge 1 ] || fail "the record counts no failure: $(cat "$(health_record pc)")"
 health_events pc recovered | grep -q . && fail "the health check took the foreign answer as a recovery"
 note "foreign process on 27070: pc moved to 27071, its health check reports 'answered by a server on port 27080'"
 health_cleanup pc
@@ -118,7 +128,7 @@ since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start "$(unit pcpu)" 2>/dev/null && fail "pcpu started with CPU 7 on a 2-CPU guest"
 [ "$(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)")" = 22 ] ||
     fail "the overlay unit ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)"), expected 22 (unknown-cpu)"
-UNIT=$(overlay_unit pcpu) unit_journal pcpu "$since" | grep -F 'L4D2_CPUS=1,7 names CPU 7 that this host does not have (online: 0-1)' ||
+journal_has "$(overlay_unit pcpu)" "$since" 'L4D2_CPUS=1,7 names CPU 7 that this host does not have (online: 0-1)' ||
     fail "no message naming the CPU"
 systemctl reset-failed "$(unit pcpu)" "$(overlay_unit pcpu)"
 
