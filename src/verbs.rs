@@ -224,8 +224,16 @@ impl<'s> Locked<'s> {
             .split(|&b| b == b'\n')
             .filter(|l| l.starts_with(envfile::KEY_PREFIX.as_bytes()))
             .collect();
-        let config = InstanceConfig::parse(&lines.join(&b'\n'), &shown.display().to_string())?;
-        Ok(Some(config.ports))
+        // A copy an older helper wrote may hold what this one refuses
+        // (+tv_port in L4D2_ARGS): that instance's ports are then unknown,
+        // which must not stop every other instance from starting.
+        match InstanceConfig::parse(&lines.join(&b'\n'), &shown.display().to_string()) {
+            Ok(config) => Ok(Some(config.ports)),
+            Err(f) => {
+                tracing::warn!(instance = %other, "ports of running instance {other} unknown: {}", f.message);
+                Ok(None)
+            }
+        }
     }
 
     /// Whether this instance's overlay is on merged/.

@@ -484,6 +484,12 @@ root_test! {
         f.ok(&["umount", "vs2"]);
         fs::write(f.path("runtime/.left4me/vs3.env"), "L4D2_PORT=\"27215\"\n").unwrap();
         f.ok(&["mount", "vs2"]);
+        // A running instance's copy this helper would not write (an older
+        // helper's, with +tv_port in L4D2_ARGS): its ports are unknown, and
+        // it stops no other instance from starting.
+        f.ok(&["umount", "vs2"]);
+        fs::write(f.path("runtime/.left4me/vs1.env"), "L4D2_PORT=\"27015\"\nL4D2_ARGS=\"+tv_port 27215\"\n").unwrap();
+        f.ok(&["mount", "vs2"]);
         f.ok(&["umount", "vs1"]);
         f.ok(&["umount", "vs2"]);
     }
