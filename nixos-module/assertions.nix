@@ -45,7 +45,7 @@ let
     "L4D2_OVERLAYS"
     portRule.client_key
     portRule.tv_key
-    common.contract.instance_env.cpus_key
+    common.contract.instance_env.cpus.key
   ];
   reservedHostKeys = [
     "LEFT4ME_USER"

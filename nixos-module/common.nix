@@ -165,7 +165,7 @@ rec {
     ]
     ++ optional (inst.clientPort != null) "${portRule.client_key}=${toString inst.clientPort}"
     ++ optional (inst.tvPort != null) "${portRule.tv_key}=${toString inst.tvPort}"
-    ++ optional (inst.cpus != null) "${contract.instance_env.cpus_key}=${inst.cpus}"
+    ++ optional (inst.cpus != null) "${contract.instance_env.cpus.key}=${inst.cpus}"
     ++ optional (inst.args != null) "L4D2_ARGS=${quoteEnv (concatStringsSep " " inst.args)}"
     ++ healthLines inst.health;
 }

@@ -20,6 +20,7 @@ let
     instanceDropinName
     contract
     healthKeys
+    unanchored
     ;
 
   # One set of options, used host-wide (defaults: the binary's) and per
@@ -155,7 +156,7 @@ let
           '';
         };
         cpus = mkOption {
-          type = types.nullOr (types.strMatching "[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*");
+          type = types.nullOr (types.strMatching (unanchored contract.instance_env.cpus.pattern));
           default = null;
           example = "2-3";
           description = ''

@@ -61,8 +61,17 @@ struct EnvRule {
     max_overlays: usize,
     port: Range,
     ports: PortRule,
-    /// The key of the cpu list (src/cpus.rs).
-    cpus_key: &'static str,
+    cpus: CpusRule,
+}
+
+/// L4D2_CPUS (src/cpus.rs). The pattern is the list's syntax; a range that
+/// runs backwards or a CPU above the bound passes it and is refused by the
+/// helper, as is a CPU the host lacks (at mount).
+#[derive(Debug, Serialize)]
+struct CpusRule {
+    key: &'static str,
+    pattern: &'static str,
+    examples: Examples,
 }
 
 /// The ports an instance binds besides L4D2_PORT (src/ports.rs): each key
@@ -168,7 +177,14 @@ pub(crate) fn contract() -> Contract {
                 tv_offset: ports::TV_OFFSET,
                 no_tv_flag: ports::NO_TV_FLAG,
             },
-            cpus_key: cpus::KEY,
+            cpus: CpusRule {
+                key: cpus::KEY,
+                pattern: cpus::PATTERN,
+                examples: examples(
+                    &["1", "0-3", "0,2,4-5", "7,1"],
+                    &["", "1,", " 1", "-1", "a", "1 2", "0x1"],
+                ),
+            },
         },
         srcds_args: ArgsRule {
             refused_characters: envfile::QUOTING
@@ -277,6 +293,12 @@ mod tests {
         }
         for bad in &c.srcds_args.examples.refused {
             assert!(envfile::check_args(bad).is_err(), "{bad:?}");
+        }
+        for ok in &c.instance_env.cpus.examples.accepted {
+            assert!(crate::cpus::CpuList::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in &c.instance_env.cpus.examples.refused {
+            assert!(crate::cpus::CpuList::parse(bad).is_err(), "{bad:?}");
         }
         for ok in &c.instance_env.key_examples.accepted {
             assert!(envfile::is_allowed_key(ok), "{ok:?}");

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use crate::error::{Failure, Kind};
 
 pub(crate) const KEY: &str = "L4D2_CPUS";
+/// [`CpuList::parse`]'s syntax as a regular expression, for the contract.
+pub(crate) const PATTERN: &str = "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$";
 /// Where the kernel lists the CPUs it runs on now, in the same format.
 const HOST_ONLINE: &str = "/sys/devices/system/cpu/online";
 /// Far above any host; keeps a typo like `0-4000000000` from building a set
