@@ -64,7 +64,7 @@ let
   ) (builtins.attrNames config.systemd.services);
 
   # Every port of every instance, by the helper's rule; the helper refuses
-  # to mount an instance sharing one with a running instance (exit 21).
+  # to mount an instance sharing one with a running instance (exit 23).
   portUses = lib.concatLists (
     mapAttrsToList (
       name: inst: map (u: u // { owner = "the ${u.what} of ${quote name}"; }) (instancePorts inst)

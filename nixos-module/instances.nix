@@ -20,6 +20,26 @@ let
 
   declare = pkgs.writeShellScript "left4me-declare" (builtins.readFile ./left4me-declare.sh);
 
+  # An overlay's tree with every symlink resolved, by a Nix build: its
+  # sandbox shows nothing but the store, so a link that leaves the store
+  # (into a directory the service user writes, or to a root-only file)
+  # fails this build as an unprivileged build user, instead of being
+  # followed by root's copy in left4me-declare, which copies the result
+  # without following anything. The game sees no store path either way.
+  resolvedTree =
+    name: o:
+    pkgs.runCommand "left4me-overlay-${name}" { } ''
+      # find -L follows links: what is still a link leads out of the store
+      # or nowhere.
+      out_of_store=$(find -L ${o.source}/ -type l -printf '%P\n')
+      if [ -n "$out_of_store" ]; then
+        echo "services.left4me.overlays.${name}.source: symlinks that lead out of the Nix store (or nowhere), which left4me does not follow:" $out_of_store >&2
+        exit 1
+      fi
+      mkdir "$out"
+      cp -RL -- ${o.source}/. "$out"/
+    '';
+
   # What left4me-declare may write, and from where; tab-separated. Only
   # store paths and the environment files' paths: no secret is ever here.
   manifest = pkgs.writeText "left4me-declared" (
@@ -47,7 +67,7 @@ let
         ]
         + "\n"
       ) cfg.instances
-      ++ mapAttrsToList (name: o: "overlay\t${name}\t${o.source}\n") cfg.overlays
+      ++ mapAttrsToList (name: o: "overlay\t${name}\t${resolvedTree name o}\n") cfg.overlays
     )
   );
 

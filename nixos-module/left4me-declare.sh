@@ -288,9 +288,10 @@ install_overlay() { # NAME SOURCE
         return 1
     fi
     new=$(mktemp -d -- "$state/overlays/.$name.new.XXXXXX") || { fail "overlay $name: cannot create a directory in $state/overlays"; return 1; }
-    # Symlinks resolved: the tree must not point into the store, which the
-    # game may not see.
-    if ! { cp -RL -- "$src/." "$new/" && chmod -R u+rwX,go+rX,go-w -- "$new"; }; then
+    # The module resolved every symlink in a Nix build (instances.nix,
+    # resolvedTree): root follows none here (-P), so nothing outside the
+    # store decides what root copies.
+    if ! { cp -RP -- "$src/." "$new/" && chmod -R u+rwX,go+rX,go-w -- "$new"; }; then
         rm -rf -- "$new"
         fail "overlay $name: copying $src failed"
         return 1

@@ -163,7 +163,7 @@ let
             The CPUs this instance's game may run on (`L4D2_CPUS`, a cpu
             list such as `1`, `0-3` or `0,2,4-5`), applied as the server
             unit's `AllowedCPUs=`: no thread of the game can leave them. A
-            CPU the host does not have makes the start fail (exit 22).
+            CPU the host does not have makes the start fail (exit 24).
             `null`: every CPU.
           '';
         };

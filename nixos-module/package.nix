@@ -40,7 +40,7 @@ let
 
   # Files the crate's sources embed at compile time (include_str!,
   # include_bytes!, include!), found by reading src/ rather than listed by
-  # hand: the unit tests of error.rs and health/ compare README.md and
+  # hand: the unit tests of error.rs and health/ compare docs/helper.md and
   # docs/health.md with the code, and a file missing from `src` fails the
   # checkPhase with "couldn't read". Paths are relative to the including
   # file; Nix normalises the `..`. A macro whose argument is not one plain

@@ -221,7 +221,7 @@ pub(crate) struct InstanceArgs {
 pub(crate) struct StatusArgs {
     /// Instance name; all instances when omitted.
     pub(crate) instance: Option<String>,
-    /// Print the result as JSON on stdout (schema in the README).
+    /// Print the result as JSON on stdout (schema in docs/helper.md).
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -285,7 +285,7 @@ mod tests {
             help.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         for row in &crate::error::EXIT_CODES {
-            let line = format!(" {} {} ", row.code, row.meaning);
+            let line = crate::error::tests::shown_row(row);
             assert!(flat.contains(&line), "{line} missing from:\n{help}");
         }
     }

@@ -1,15 +1,18 @@
 //! Failures: each has a kind with its own exit code, a message saying what is
 //! wrong and where, and a hint saying what to do. The exit-code table below is
 //! the one definition of the contract: `--help`, the man page and the
-//! README's table are all checked against or generated from it.
+//! table in docs/helper.md are all checked against or generated from it.
 
 use std::fmt;
 use std::path::Path;
 
 use rustix::io::Errno;
 
-/// Why the helper failed. Exit codes are part of the contract (README, "Exit
-/// codes"): scripts and systemd's `status=` in the journal rely on them.
+/// Why a program of the crate failed. Exit codes are part of the contract
+/// (docs/helper.md and docs/health.md, "Exit codes"): scripts and systemd's `status=` in
+/// the journal rely on them. One enum for every binary, so no two programs
+/// give one code two meanings; each program's table lists the kinds it
+/// ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Unexpected,
@@ -24,6 +27,10 @@ pub(crate) enum Kind {
     NotPermitted,
     UnknownUser,
     Incomplete,
+    /// left4me-health run: systemctl refused the restart or stop.
+    ActionRefused,
+    /// left4me-health query: no usable answer.
+    NoAnswer,
     PortConflict,
     UnknownCpu,
 }
@@ -43,84 +50,76 @@ pub(crate) const fn row(code: u8, label: &'static str, meaning: &'static str) ->
     }
 }
 
-/// Every exit code the helper can end with, in the README's order.
+/// The row of a failure kind: its code and label from [`Kind`], the meaning
+/// in the words of the program whose table it is.
+pub(crate) const fn kind_row(kind: Kind, meaning: &'static str) -> ExitRow {
+    row(kind.exit_code(), kind.label(), meaning)
+}
+
+/// Every exit code the helper can end with, in docs/helper.md's order.
 pub(crate) const EXIT_CODES: [ExitRow; 16] = [
     row(0, "", "done (including the no-op cases)"),
-    row(
-        1,
-        "unexpected",
+    kind_row(
+        Kind::Unexpected,
         "an OS error nobody anticipated, e.g. a read-only or full filesystem (the message names the call and path)",
     ),
     row(2, "usage", "bad command line (clap)"),
-    row(
-        10,
-        "invalid-name",
+    kind_row(
+        Kind::InvalidName,
         "instance or overlay name outside the charset/length",
     ),
-    row(
-        11,
-        "invalid-config",
+    kind_row(
+        Kind::InvalidConfig,
         "instance.env malformed, too large, or with a key outside L4D2_* (the message has file:line)",
     ),
-    row(
-        12,
-        "missing",
+    kind_row(
+        Kind::Missing,
         "state dir, instance, overlay or installation does not exist",
     ),
-    row(
-        13,
-        "unsafe-path",
+    kind_row(
+        Kind::UnsafePath,
         "a symlink, FIFO, file, hard link or wrongly owned dir or layer where the layout needs something else",
     ),
-    row(
-        14,
-        "busy",
+    kind_row(
+        Kind::Busy,
         "umount got EBUSY (the message names the holders: cwd, open or mapped files, other mount namespaces still containing it); a discarded layer kept being refilled or moved while it was deleted (left for the next sweep)",
     ),
-    row(
-        15,
-        "conflict",
+    kind_row(
+        Kind::Conflict,
         "reset while mounted; mounted with another stack; a foreign mount on merged/; a commit while processes of the update user still run; an import while an update builds .next/",
     ),
-    row(
-        16,
-        "lock-timeout",
+    kind_row(
+        Kind::LockTimeout,
         "another left4me-overlay held a lock for 30 s: the instance's, or a host-wide one (the installations, the generation verbs, the instances' ports)",
     ),
-    row(
-        17,
-        "kernel-limit",
+    kind_row(
+        Kind::KernelLimit,
         "the kernel cannot do it: no overlay, no idmapped mounts, too many layers for this kernel",
     ),
-    row(
-        18,
-        "not-permitted",
+    kind_row(
+        Kind::NotPermitted,
         "not root, or the kernel refused root (EPERM/EACCES: a missing capability, an LSM, an immutable file)",
     ),
-    row(
-        19,
-        "unknown-user",
+    kind_row(
+        Kind::UnknownUser,
         "LEFT4ME_USER/LEFT4ME_GROUP do not exist, or are root (uid 0 or gid 0); the update user does not exist, or is root or the service user",
     ),
-    row(
-        20,
-        "incomplete",
+    kind_row(
+        Kind::Incomplete,
         "a new generation is not a complete game: no srcds_run, or Steam's app manifest says the download stopped half-way",
     ),
-    row(
-        21,
-        "port-conflict",
+    kind_row(
+        Kind::PortConflict,
         "a mounted instance already uses one of the instance's ports (game, client or SourceTV; the message names the instance and the port)",
     ),
-    row(
-        22,
-        "unknown-cpu",
+    kind_row(
+        Kind::UnknownCpu,
         "L4D2_CPUS names a CPU this host does not have online",
     ),
 ];
 
 impl Kind {
-    pub(crate) fn exit_code(self) -> u8 {
+    pub(crate) const fn exit_code(self) -> u8 {
         match self {
             Kind::Unexpected => 1,
             Kind::InvalidName => 10,
@@ -134,17 +133,32 @@ impl Kind {
             Kind::NotPermitted => 18,
             Kind::UnknownUser => 19,
             Kind::Incomplete => 20,
-            Kind::PortConflict => 21,
-            Kind::UnknownCpu => 22,
+            Kind::ActionRefused => 21,
+            Kind::NoAnswer => 22,
+            Kind::PortConflict => 23,
+            Kind::UnknownCpu => 24,
         }
     }
 
-    pub(crate) fn label(self) -> &'static str {
-        let code = self.exit_code();
-        EXIT_CODES
-            .iter()
-            .find(|r| r.code == code)
-            .map_or("unexpected", |r| r.label)
+    pub(crate) const fn label(self) -> &'static str {
+        match self {
+            Kind::Unexpected => "unexpected",
+            Kind::InvalidName => "invalid-name",
+            Kind::InvalidConfig => "invalid-config",
+            Kind::Missing => "missing",
+            Kind::UnsafePath => "unsafe-path",
+            Kind::Busy => "busy",
+            Kind::Conflict => "conflict",
+            Kind::LockTimeout => "lock-timeout",
+            Kind::KernelLimit => "kernel-limit",
+            Kind::NotPermitted => "not-permitted",
+            Kind::UnknownUser => "unknown-user",
+            Kind::Incomplete => "incomplete",
+            Kind::ActionRefused => "action-refused",
+            Kind::NoAnswer => "no-answer",
+            Kind::PortConflict => "port-conflict",
+            Kind::UnknownCpu => "unknown-cpu",
+        }
     }
 }
 
@@ -159,7 +173,11 @@ pub(crate) fn exit_codes_help() -> String {
 pub(crate) fn exit_table_help(rows: &[ExitRow]) -> String {
     let mut text = String::from("Exit codes:\n");
     for r in rows {
-        let mut line = format!("  {:<3}", r.code);
+        let mut line = if r.label.is_empty() {
+            format!("  {:<3}", r.code)
+        } else {
+            format!("  {:<3} {}:", r.code, r.label)
+        };
         for word in r.meaning.split(' ') {
             if line.len() + 1 + word.len() > 80 {
                 text += &line;
@@ -262,11 +280,13 @@ impl fmt::Display for Failure {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rstest::rstest;
 
-    const KINDS: [Kind; 14] = [
+    /// Every kind; the match below makes a new kind a compile error here
+    /// until it is listed.
+    const ALL: [Kind; 16] = [
         Kind::Unexpected,
         Kind::InvalidName,
         Kind::InvalidConfig,
@@ -279,13 +299,47 @@ mod tests {
         Kind::NotPermitted,
         Kind::UnknownUser,
         Kind::Incomplete,
+        Kind::ActionRefused,
+        Kind::NoAnswer,
         Kind::PortConflict,
         Kind::UnknownCpu,
     ];
 
+    /// The kinds only left4me-health ends with (its own table, health::EXIT_CODES).
+    fn health_only(kind: Kind) -> bool {
+        match kind {
+            Kind::ActionRefused | Kind::NoAnswer => true,
+            Kind::Unexpected
+            | Kind::InvalidName
+            | Kind::InvalidConfig
+            | Kind::Missing
+            | Kind::UnsafePath
+            | Kind::Busy
+            | Kind::Conflict
+            | Kind::LockTimeout
+            | Kind::KernelLimit
+            | Kind::NotPermitted
+            | Kind::UnknownUser
+            | Kind::Incomplete
+            | Kind::PortConflict
+            | Kind::UnknownCpu => false,
+        }
+    }
+
     #[test_log::test]
-    fn every_kind_has_its_own_row() {
-        for kind in KINDS {
+    fn no_two_kinds_share_a_code_or_label() {
+        for (i, a) in ALL.iter().enumerate() {
+            for b in &ALL[i + 1..] {
+                assert_ne!(a.exit_code(), b.exit_code(), "{a:?} {b:?}");
+                assert_ne!(a.label(), b.label(), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test_log::test]
+    fn every_kind_of_the_helper_has_its_own_row() {
+        let helpers: Vec<Kind> = ALL.into_iter().filter(|k| !health_only(*k)).collect();
+        for kind in &helpers {
             let rows: Vec<_> = EXIT_CODES
                 .iter()
                 .filter(|r| r.code == kind.exit_code())
@@ -294,18 +348,18 @@ mod tests {
             assert_eq!(rows[0].label, kind.label());
         }
         // Kinds plus the two codes that are not failures (0 done, 2 usage).
-        assert_eq!(EXIT_CODES.len(), KINDS.len() + 2);
+        assert_eq!(EXIT_CODES.len(), helpers.len() + 2);
     }
 
-    /// The README's table is the contract users read; it must say exactly
+    /// docs/helper.md's table is the contract users read; it must say exactly
     /// what the helper does.
     #[test_log::test]
     fn readme_table_matches_the_definition() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/helper.md");
         let section = readme
-            .split("### Exit codes\n")
+            .split("## Exit codes\n")
             .nth(1)
-            .expect("README has an Exit codes section");
+            .expect("docs/helper.md has an Exit codes section");
         let rows: Vec<(String, String, String)> = section
             .lines()
             .skip_while(|l| !l.starts_with('|'))
@@ -329,6 +383,15 @@ mod tests {
         assert_eq!(rows, expected);
     }
 
+    /// How a row reads in `--help` once its line breaks are undone.
+    pub(crate) fn shown_row(r: &ExitRow) -> String {
+        if r.label.is_empty() {
+            format!(" {} {} ", r.code, r.meaning)
+        } else {
+            format!(" {} {}: {} ", r.code, r.label, r.meaning)
+        }
+    }
+
     #[test_log::test]
     fn help_lists_every_code() {
         let help = exit_codes_help();
@@ -337,30 +400,31 @@ mod tests {
             help.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         for r in &EXIT_CODES {
-            assert!(
-                flat.contains(&format!(" {} {} ", r.code, r.meaning)),
-                "{help}"
-            );
+            assert!(flat.contains(&shown_row(r)), "{help}");
         }
         assert!(help.lines().all(|l| l.len() <= 80), "{help}");
     }
 
+    /// Each errno maps to its exit code and to the hint for that cause (what
+    /// the user should do), not to any hint.
     #[rstest]
-    #[case(Errno::NOENT, 12)]
-    #[case(Errno::LOOP, 13)]
-    #[case(Errno::NOTDIR, 13)]
-    #[case(Errno::PERM, 18)]
-    #[case(Errno::ACCESS, 18)]
-    #[case(Errno::ROFS, 1)]
-    #[case(Errno::NOSPC, 1)]
-    #[case(Errno::IO, 1)]
-    #[case(Errno::INVAL, 1)]
+    #[case(Errno::NOENT, 12, "check --state-dir")]
+    #[case(Errno::LOOP, 13, "remove the symlink")]
+    #[case(Errno::NOTDIR, 13, "remove whatever is there")]
+    #[case(Errno::PERM, 18, "run it as root")]
+    #[case(Errno::ACCESS, 18, "run it as root")]
+    #[case(Errno::ROFS, 1, "remount it read-write")]
+    #[case(Errno::NOSPC, 1, "the filesystem is full")]
+    #[case(Errno::DQUOT, 1, "the filesystem is full")]
+    #[case(Errno::IO, 1, "please report it")]
+    #[case(Errno::INVAL, 1, "please report it")]
     #[test_log::test]
-    fn errno_kinds(#[case] e: Errno, #[case] code: u8) {
+    fn errno_kinds(#[case] e: Errno, #[case] code: u8, #[case] hint: &str) {
         let f = Failure::os(Path::new("/s/runtime"), "mkdir", e);
         assert_eq!(f.kind.exit_code(), code, "{e:?}");
         assert!(f.message.starts_with("mkdir /s/runtime: "), "{}", f.message);
-        assert!(f.hint.is_some());
+        let got = f.hint.unwrap_or_default();
+        assert!(got.contains(hint), "{e:?}: {got}");
     }
 
     #[test_log::test]

@@ -1,6 +1,6 @@
 //! left4me-overlay: the privileged helper that assembles, tears down, resets
 //! and inspects one left4me instance's overlayfs mount. The binary is a thin
-//! shell over [`main`]; see the README for the contract and threat model.
+//! shell over [`main`]; see docs/helper.md for the contract and threat model.
 //! The crate's second program, the per-instance health check `left4me-health`
 //! (docs/health.md), is [`health_main`]; the root helper never calls it.
 //! Everything else is private to the crate, and `unsafe` lives in `sys` only.
@@ -26,6 +26,7 @@ mod name;
 mod namespace;
 mod overlay;
 mod ports;
+mod procs;
 mod run;
 mod state;
 mod status;

@@ -1,7 +1,5 @@
-//! What the kernel says is mounted (/proc/self/mountinfo), and who keeps a
-//! mount busy when umount fails with EBUSY.
+//! What the kernel says is mounted (/proc/self/mountinfo).
 
-use std::collections::BTreeMap;
 use std::fs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,84 +60,6 @@ fn unescape(field: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Everyone who keeps `mount_point` busy: processes with their cwd, root, an
-/// open file or a mapping inside it, and mount namespaces other than ours
-/// that still contain it (the failure the reference unit's commit describes:
-/// a process left in a service's private namespace pins the slave copy).
-pub(crate) fn holders(mount_point: &str) -> Vec<String> {
-    let inside = |p: &str| {
-        p == mount_point
-            || p.strip_prefix(mount_point)
-                .is_some_and(|r| r.starts_with('/'))
-    };
-    let own_ns = fs::read_link("/proc/self/ns/mnt").ok();
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    let mut namespaces: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for proc_entry in procs.flatten() {
-        let pid = proc_entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        let base = format!("/proc/{pid}");
-        let comm = fs::read_to_string(format!("{base}/comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        let who = format!("pid {pid} ({comm})");
-        let ns = fs::read_link(format!("{base}/ns/mnt")).ok();
-        if let Some(ns) = ns.filter(|ns| Some(ns) != own_ns.as_ref()) {
-            let ns_name = ns.to_string_lossy().into_owned();
-            if read_mountinfo(&format!("{base}/mountinfo"))
-                .iter()
-                .any(|m| inside(&m.mount_point))
-            {
-                namespaces.entry(ns_name).or_default().push(who.clone());
-            }
-            continue;
-        }
-        for (link, what) in [("cwd", "working directory"), ("root", "root directory")] {
-            let target = fs::read_link(format!("{base}/{link}"));
-            if let Some(target) = target.ok().filter(|t| inside(&t.to_string_lossy())) {
-                found.push(format!("{who}: {what} {}", target.display()));
-            }
-        }
-        let fds = fs::read_dir(format!("{base}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten();
-        for target in fds.filter_map(|fd| fs::read_link(fd.path()).ok()) {
-            if inside(&target.to_string_lossy()) {
-                found.push(format!("{who}: open file {}", target.display()));
-            }
-        }
-        let maps = fs::read_to_string(format!("{base}/maps")).unwrap_or_default();
-        let mapped = maps
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| inside(p));
-        if let Some(path) = mapped {
-            found.push(format!("{who}: mapped file {path}"));
-        }
-    }
-    for (ns, pids) in namespaces {
-        let shown: Vec<&str> = pids.iter().take(5).map(String::as_str).collect();
-        let more = if pids.len() > 5 {
-            format!(" and {} more", pids.len() - 5)
-        } else {
-            String::new()
-        };
-        found.push(format!(
-            "mount namespace {ns} still contains it, held by {}{more}",
-            shown.join(", ")
-        ));
-    }
-    found
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::mounts;
 use crate::name::InstanceName;
 use crate::overlay;
 use crate::ports::Ports;
+use crate::procs;
 use crate::state::{self, HOME, InstancePaths, MERGED, Own, ServiceUser, State, UPPER, WORK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -383,7 +384,7 @@ pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
         match rustix::mount::unmount(target.as_str(), UnmountFlags::NOFOLLOW) {
             Ok(()) => unmounted = true,
             Err(Errno::BUSY) => {
-                let holders = mounts::holders(&entry.mount_point);
+                let holders = procs::holders(&entry.mount_point);
                 let listing = if holders.is_empty() {
                     "no holder found in /proc (a kernel-internal reference, or a process that exited meanwhile)".to_owned()
                 } else {

@@ -141,7 +141,7 @@ root_test! {
 }
 
 root_test! {
-    fn hard_linked_files_cannot_be_written_in_place_only_replaced() {
+    fn a_prepared_file_written_in_place_never_changes_the_current_generation() {
         let _turn = one_at_a_time();
         let f = Fixture::new();
         f.ok(&["generation", "list"]);
@@ -157,15 +157,23 @@ root_test! {
         let next = f.path("installations/.next");
         assert_eq!(fs::metadata(&next).unwrap().uid(), BUILDER_UID);
         assert_eq!(fs::metadata(next.join("left4dead2")).unwrap().uid(), BUILDER_UID);
-        if stats["hard_linked"].as_u64().unwrap() > 0 {
-            // The shared inode stays root's: an in-place write fails, the old
-            // generation's file is unchanged.
-            let gameinfo = next.join("left4dead2/gameinfo.txt");
+        let gameinfo = next.join("left4dead2/gameinfo.txt");
+        let in_place = as_builder(&format!("echo patched >> {}", gameinfo.display()));
+        if stats["reflinked"].as_u64().unwrap() == files {
+            // xfs, btrfs: the builder owns its reflinked copy; writing it in
+            // place is allowed and leaves the shared extents' other owner,
+            // the current generation, as it was.
+            assert_eq!(fs::metadata(&gameinfo).unwrap().uid(), BUILDER_UID);
+            assert!(in_place.status.success(), "{in_place:?}");
+            assert_eq!(fs::read_to_string(&gameinfo).unwrap(), "installation\npatched\n");
+        } else {
+            // ext4: every file is a hard link to root's read-only inode; an
+            // in-place write fails.
+            assert_eq!(stats["hard_linked"].as_u64().unwrap(), files, "{p}");
             assert_eq!(fs::metadata(&gameinfo).unwrap().uid(), 0);
-            let out = as_builder(&format!("echo patched >> {}", gameinfo.display()));
-            assert!(!out.status.success(), "an in-place write into a shared file succeeded");
-            assert_eq!(f.read(&format!("installations/{first}/left4dead2/gameinfo.txt")), "installation\n");
+            assert!(!in_place.status.success(), "an in-place write into a shared file succeeded");
         }
+        assert_eq!(f.read(&format!("installations/{first}/left4dead2/gameinfo.txt")), "installation\n");
         // --copy copy: full copies the builder owns; writing them changes
         // nothing in the current generation.
         let p = prepare(&f, &["--copy", "copy"]);

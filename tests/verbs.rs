@@ -453,7 +453,7 @@ root_test! {
         // vs2's game port is vs1's client port (27015 + 100).
         f.write("instances/vs2/instance.env", "L4D2_PORT=27115\n");
         f.ok(&["mount", "vs1"]);
-        let err = f.fails(&["mount", "vs2"], 21);
+        let err = f.fails(&["mount", "vs2"], 23);
         assert!(
             err.contains("port 27115 (the game port of instance vs2) is the client port of instance vs1, which is running"),
             "{err}"
@@ -463,13 +463,13 @@ root_test! {
         assert!(!f.path("runtime/.left4me/vs2.env").exists());
         // What vs1's instance.env says now does not count: its copy does.
         f.write("instances/vs1/instance.env", "L4D2_PORT=40000\n");
-        f.fails(&["mount", "vs2"], 21);
+        f.fails(&["mount", "vs2"], 23);
         // Remounting vs1 itself is no conflict with itself.
         f.write("instances/vs1/instance.env", "L4D2_PORT=27015\n");
         assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
         // SourceTV off frees its port; explicit ports are what is checked.
         f.write("instances/vs2/instance.env", "L4D2_PORT=27215\nL4D2_CLIENT_PORT=27016\n");
-        let err = f.fails(&["mount", "vs2"], 21);
+        let err = f.fails(&["mount", "vs2"], 23);
         assert!(err.contains("is the SourceTV port of instance vs1"), "{err}");
         f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_ARGS=-nohltv\n");
         f.ok(&["umount", "vs1"]);
@@ -497,7 +497,7 @@ root_test! {
 
 root_test! {
     /// L4D2_CPUS: validated, checked against the host's CPUs at mount
-    /// (exit 22), written canonical for the overlay unit, removed at umount.
+    /// (exit 24), written canonical for the overlay unit, removed at umount.
     fn cpus_are_checked_against_the_host_and_written_for_the_unit() {
         let f = Fixture::new();
         let cpus = f.path("runtime/.left4me/vs1.cpus");
@@ -512,7 +512,7 @@ root_test! {
         f.ok(&["umount", "vs1"]);
         assert!(!cpus.exists());
         f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=0,8000\n");
-        let err = f.fails(&["mount", "vs1"], 22);
+        let err = f.fails(&["mount", "vs1"], 24);
         assert!(err.contains("instance.env:2: L4D2_CPUS=0,8000 names CPU 8000 that this host does not have (online: "), "{err}");
         assert!(!f.is_mounted("vs1"));
         f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=\"1 2\"\n");

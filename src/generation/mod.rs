@@ -169,7 +169,20 @@ pub(crate) fn current(state: &State) -> Result<Option<GenerationId>> {
 }
 
 fn read_current(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationId>> {
-    let shown = state.shown(&format!("{INSTALLATIONS}/{CURRENT}"));
+    read_current_in(dir, &state.shown(INSTALLATIONS))
+}
+
+/// The generation `current` in `dir` names; `None` when there is no
+/// `current`. The one reader of that file: root's (mount, status, the
+/// update verbs) through installations/, and the health check's through its
+/// unit's read-only view of the same directory. No symlink is followed, a
+/// FIFO cannot block, and the file is read whole from one open: it is
+/// replaced by rename(2), never rewritten, so no half-written id is seen.
+pub(crate) fn read_current_in(
+    dir: BorrowedFd<'_>,
+    shown_dir: &std::path::Path,
+) -> Result<Option<GenerationId>> {
+    let shown = shown_dir.join(CURRENT);
     let bytes = match fsx::read_small_file(dir, CURRENT, &shown, 256) {
         Ok(b) => b,
         Err(f) if f.kind == Kind::Missing => return Ok(None),
@@ -181,11 +194,15 @@ fn read_current(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationI
         .ok_or_else(|| {
             Failure::new(
                 Kind::InvalidConfig,
-                format!("{} does not name a generation: {:?}", shown.display(), text),
+                format!(
+                    "{} does not name a generation: {:?}",
+                    shown.display(),
+                    text.escape_debug().to_string()
+                ),
             )
             .hint(format!(
                 "write the name of a directory in {} to it, e.g. the newest (left4me-overlay generation list)",
-                state.shown(INSTALLATIONS).display()
+                shown_dir.display()
             ))
         })
 }
@@ -512,6 +529,71 @@ mod tests {
     #[case("-x", false)]
     fn generation_names(#[case] name: &str, #[case] ok: bool) {
         assert_eq!(GenerationId::parse(name).is_some(), ok, "{name}");
+    }
+
+    fn installations(content: Option<&[u8]>) -> (tempfile::TempDir, OwnedFd) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(c) = content {
+            std::fs::write(dir.path().join(CURRENT), c).unwrap();
+        }
+        let fd =
+            rustix::fs::open(dir.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        (dir, fd)
+    }
+
+    #[rstest]
+    #[case::with_newline(b"20261130T030000Z\n", "20261130T030000Z")]
+    #[case::without_newline(b"20261130T030000Z", "20261130T030000Z")]
+    #[case::two_newlines(b"20261130T030000Z\n\n", "20261130T030000Z")]
+    #[case::suffixed(b"20261201T040000Z-2\n", "20261201T040000Z-2")]
+    #[test_log::test]
+    fn reads_current(#[case] content: &[u8], #[case] expected: &str) {
+        let (dir, fd) = installations(Some(content));
+        let id = read_current_in(fd.as_fd(), dir.path()).unwrap().unwrap();
+        assert_eq!(id.as_str(), expected);
+    }
+
+    /// Each way `current` can be wrong, with the words that say so: none of
+    /// them is a generation, and none hangs or follows a link.
+    #[rstest]
+    #[case::empty(b"", "does not name a generation")]
+    #[case::newline_only(b"\n", "does not name a generation")]
+    #[case::two_lines(b"20261130T030000Z\n20261201T040000Z\n", "does not name a generation")]
+    #[case::spaces(b" 20261130T030000Z\n", "does not name a generation")]
+    #[case::path(b"../installation\n", "does not name a generation")]
+    #[case::binary(b"\xff\xfe\n", "does not name a generation")]
+    #[case::longest_allowed_but_no_id(&[b'a'; 256], "does not name a generation")]
+    #[case::too_large(&[b'a'; 257], "more than the 256")]
+    #[test_log::test]
+    fn malformed_current_is_no_generation(#[case] content: &[u8], #[case] why: &str) {
+        let (dir, fd) = installations(Some(content));
+        let err = read_current_in(fd.as_fd(), dir.path()).unwrap_err();
+        assert!(err.message.contains(why), "{err:?}");
+        assert!(
+            err.message
+                .contains(&dir.path().join(CURRENT).display().to_string()),
+            "{err:?}"
+        );
+    }
+
+    #[test_log::test]
+    fn missing_linked_and_odd_current_is_no_generation() {
+        let (dir, fd) = installations(None);
+        let path = dir.path().join(CURRENT);
+        assert_eq!(read_current_in(fd.as_fd(), dir.path()).unwrap(), None);
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "20261130T030000Z\n").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = read_current_in(fd.as_fd(), dir.path()).unwrap_err();
+        assert_eq!(err.kind, Kind::UnsafePath, "{err:?}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = read_current_in(fd.as_fd(), dir.path()).unwrap_err();
+        assert!(err.message.contains("not a regular file"), "{err:?}");
+        std::fs::remove_dir(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = read_current_in(fd.as_fd(), dir.path()).unwrap_err();
+        assert!(err.message.contains("not a regular file"), "{err:?}");
     }
 
     #[test_log::test]

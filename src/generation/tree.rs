@@ -726,37 +726,3 @@ fn same_inode(fd: &OwnedFd, st: &Stat, shown: &Path) -> Result<()> {
     }
     Ok(())
 }
-
-/// The processes with `uid` among their user ids (real, effective, saved or
-/// filesystem), as "PID (comm)".
-pub(crate) fn processes_of(uid: u32) -> Vec<String> {
-    let Ok(proc) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in proc.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        // Gone meanwhile: not running.
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-            continue;
-        };
-        let field = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap_or("")
-                .to_owned()
-        };
-        let uids = field("Uid:");
-        if uids.split_whitespace().any(|u| u.parse() == Ok(uid)) {
-            found.push(format!("{pid} ({})", field("Name:").trim()));
-        }
-    }
-    found
-}

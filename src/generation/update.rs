@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use rustix::fs::{Mode, OFlags, RenameFlags};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::tree::{self, CopyStats, Fallback, TakeOverStats};
 use super::{
@@ -19,6 +19,7 @@ use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::fsx;
 use crate::lock::{self, LockMode};
+use crate::procs;
 use crate::state::{self, ServiceUser, State};
 
 /// How `prepare` fills .next/ where the filesystem cannot reflink
@@ -32,16 +33,30 @@ pub(crate) enum CopyMode {
     Copy,
 }
 
-/// What happens to running instances after a switch (`LEFT4ME_UPDATE_RESTART`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+/// What happens to running instances after a switch
+/// (`LEFT4ME_UPDATE_RESTART`): the commit carries out `now`, each instance's
+/// health check `when-empty` (health::rollover); one type for both readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum RestartPolicy {
     /// They move at their next start.
     Never,
     /// Each health check restarts its server once no player is on it.
+    #[default]
     WhenEmpty,
     /// `systemctl try-restart` at once.
     Now,
+}
+
+impl RestartPolicy {
+    /// The setting's value, as clap and serde spell it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::WhenEmpty => "when-empty",
+            RestartPolicy::Now => "now",
+        }
+    }
 }
 
 /// The update user: neither root nor the service user, so neither the game
@@ -159,7 +174,7 @@ impl<'s> Held<'s> {
             let running = if uid == 0 {
                 Vec::new()
             } else {
-                tree::processes_of(uid)
+                procs::processes_of(uid)
             };
             if !running.is_empty() {
                 return Err(Failure::new(
@@ -313,7 +328,7 @@ fn take_next(held: &Held<'_>, next: BorrowedFd<'_>, after: &After) -> Result<Com
     fsx::chown_fd(next, 0, 0, &next_shown)?;
     fsx::chmod_fd(next, 0o700, &next_shown)?;
     if let Some(uid) = builder {
-        let left = tree::processes_of(uid);
+        let left = procs::processes_of(uid);
         if !left.is_empty() {
             return Err(Failure::new(
                 Kind::Conflict,
@@ -567,12 +582,12 @@ fn collect(held: &Held<'_>, keep: usize) -> Result<Collected> {
             instances = used.unknown.join(" "),
             "mounted without a recorded generation (by an older helper, or from installation/); removing nothing until they restart"
         );
-        out.kept = all.iter().map(ToString::to_string).collect();
-        return Ok(out);
     }
-    let newest: Vec<&GenerationId> = all.iter().rev().take(keep).collect();
-    for id in &all {
-        if Some(id) == current.as_ref() || newest.contains(&id) || used.by.contains_key(id) {
+    for (id, remove) in all
+        .iter()
+        .zip(to_remove(&all, current.as_ref(), &used, keep))
+    {
+        if !remove {
             out.kept.push(id.to_string());
             continue;
         }
@@ -583,6 +598,28 @@ fn collect(held: &Held<'_>, keep: usize) -> Result<Collected> {
     drop(switching);
     discard::sweep(held.fd(), &held.state.shown(INSTALLATIONS))?;
     Ok(out)
+}
+
+/// For each of `all` (oldest first), whether gc removes it: not the current
+/// one, not among the newest `keep`, not used by a mounted instance, and
+/// nothing at all while any mounted instance's generation is unknown (it
+/// might be any of them).
+fn to_remove(
+    all: &[GenerationId],
+    current: Option<&GenerationId>,
+    used: &InUse,
+    keep: usize,
+) -> Vec<bool> {
+    let newest = all.len().saturating_sub(keep);
+    all.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            used.unknown.is_empty()
+                && i < newest
+                && Some(id) != current
+                && !used.by.contains_key(id)
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -640,4 +677,56 @@ fn manifest_of(state: &State, dir: BorrowedFd<'_>, id: &GenerationId) -> Option<
     let shown = shown_id(state, id);
     let fd = fsx::open_dir(dir, id.as_str(), &shown).ok()?;
     read_manifest(fd.as_fd(), &shown).ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[test_log::test]
+    fn restart_policy_labels_are_clap_and_serde_names() {
+        for p in RestartPolicy::value_variants() {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.label());
+            assert_eq!(serde_json::to_value(p).unwrap(), p.label());
+        }
+    }
+
+    /// Generations g1 (oldest) .. g5; `current`, the ids mounted instances
+    /// use, and whether some mounted instance's generation is unknown.
+    /// `removed` lists what gc may remove, as a string of indexes.
+    #[rstest]
+    #[case::keeps_the_newest_two(2, Some(5), &[], false, "123")]
+    #[case::keeps_the_current_one_even_when_old(2, Some(1), &[], false, "23")]
+    #[case::keeps_what_a_mounted_instance_uses(2, Some(5), &[2], false, "13")]
+    #[case::keep_zero_still_keeps_current_and_used(0, Some(5), &[3], false, "124")]
+    #[case::keep_more_than_exist(9, Some(5), &[], false, "")]
+    #[case::no_current_yet(1, None, &[], false, "1234")]
+    #[case::an_unknown_generation_in_use_keeps_everything(0, Some(5), &[], true, "")]
+    #[test_log::test]
+    fn gc_removes_only_what_nothing_needs(
+        #[case] keep: usize,
+        #[case] current: Option<usize>,
+        #[case] used: &[usize],
+        #[case] unknown: bool,
+        #[case] removed: &str,
+    ) {
+        let id = |i: usize| GenerationId::parse(&format!("2026120{i}T000000Z")).unwrap();
+        let all: Vec<GenerationId> = (1..=5).map(id).collect();
+        let mut in_use = InUse::default();
+        for &i in used {
+            in_use.by.insert(id(i), vec![format!("inst{i}")]);
+        }
+        if unknown {
+            in_use.unknown.push("old".into());
+        }
+        let verdict = to_remove(&all, current.map(id).as_ref(), &in_use, keep);
+        let got: String = (1..=5)
+            .zip(verdict)
+            .filter(|(_, r)| *r)
+            .map(|(i, _)| i.to_string())
+            .collect();
+        assert_eq!(got, removed);
+    }
 }

@@ -12,13 +12,11 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use super::monitor::{self, Monitor};
 use super::rollover::Watcher;
 use super::settings::Settings;
-use super::{Problem, RUN_DIR, exit, now_ms, record, report};
+use super::{RUN_DIR, now_ms, record, report};
 use crate::cli::Generate;
-use crate::error::{Failure, Kind};
+use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
 use crate::{a2s, logging};
-
-type Result<T> = std::result::Result<T, Problem>;
 
 const LONG_ABOUT: &str = "\
 Health check of left4me instances over A2S_INFO, and its status.
@@ -124,19 +122,20 @@ pub fn main() -> ExitCode {
     };
     let to_journal = logging::init_as("left4me-health", verb, instance);
     match dispatch(&cli.run_dir, command) {
-        Ok(code) => ExitCode::from(code),
-        Err(problem) => {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let code = failure.kind.exit_code();
             if to_journal {
-                tracing::error!(exit_code = problem.code, "{problem}");
+                tracing::error!(exit_code = code, kind = failure.kind.label(), "{failure}");
             } else {
-                eprintln!("left4me-health {verb}: error: {problem}");
+                eprintln!("left4me-health {verb}: error: {failure}");
             }
-            ExitCode::from(problem.code)
+            ExitCode::from(code)
         }
     }
 }
 
-fn dispatch(run_dir: &Path, command: &Command) -> Result<u8> {
+fn dispatch(run_dir: &Path, command: &Command) -> Result<()> {
     match command {
         Command::Run(a) => {
             let instance = InstanceName::parse(&a.instance)?;
@@ -155,7 +154,7 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<u8> {
     }
 }
 
-fn status(run_dir: &Path, a: &StatusArgs) -> Result<u8> {
+fn status(run_dir: &Path, a: &StatusArgs) -> Result<()> {
     let names = match &a.instance {
         Some(raw) => vec![InstanceName::parse(raw)?],
         None => record_names(run_dir)?,
@@ -183,8 +182,7 @@ fn status(run_dir: &Path, a: &StatusArgs) -> Result<u8> {
             .map(|(record, running)| report::human(record, *running, now))
             .collect()
     };
-    crate::run::write_stdout(&text)?;
-    Ok(0)
+    crate::run::write_stdout(&text)
 }
 
 /// Instances with a record, sorted; a missing run dir means none yet.
@@ -196,8 +194,7 @@ fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
             return Err(Failure::new(
                 Kind::Missing,
                 format!("cannot list {}: {e}", run_dir.display()),
-            )
-            .into());
+            ));
         }
     };
     let mut names: Vec<InstanceName> = entries
@@ -209,7 +206,7 @@ fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
     Ok(names)
 }
 
-fn query(a: &QueryArgs) -> Result<u8> {
+fn query(a: &QueryArgs) -> Result<()> {
     if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 60.0) {
         return Err(Failure::new(
             Kind::InvalidConfig,
@@ -217,8 +214,7 @@ fn query(a: &QueryArgs) -> Result<u8> {
                 "--timeout {}: must be more than 0 and at most 60 seconds",
                 a.timeout
             ),
-        )
-        .into());
+        ));
     }
     let server = SocketAddr::new(a.host, a.port);
     match a2s::query(server, Duration::from_secs_f64(a.timeout)) {
@@ -242,12 +238,9 @@ fn query(a: &QueryArgs) -> Result<u8> {
                     i.name, i.map, i.players, i.max_players, i.bots
                 )
             };
-            crate::run::write_stdout(&text)?;
-            Ok(0)
+            crate::run::write_stdout(&text)
         }
-        Err(e) => {
-            eprintln!("left4me-health query: {server}: {e}");
-            Ok(exit::NO_ANSWER)
-        }
+        Err(e) => Err(Failure::new(Kind::NoAnswer, format!("{server}: {e}"))
+            .hint("is a server running there, and is the port its game port (+hostport)?")),
     }
 }

@@ -17,78 +17,37 @@ pub(crate) mod settings;
 
 pub use cli::main;
 
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{ExitRow, Failure, row};
+use crate::error::{ExitRow, Kind, kind_row, row};
 
 /// Where each instance's record lives: DIR/INSTANCE/status.json. The unit's
 /// RuntimeDirectory=left4me-health/%i creates it.
 pub(crate) const RUN_DIR: &str = "/run/left4me-health";
 
-/// Exit codes of left4me-health beyond the shared ones in [`crate::error::Kind`]
-/// (10 invalid name, 11 invalid setting, 12 no record).
-pub(crate) mod exit {
-    /// `run`: systemctl refused the restart or stop (polkit rule missing?).
-    pub(crate) const ACTION_REFUSED: u8 = 21;
-    /// `query`: no usable answer.
-    pub(crate) const NO_ANSWER: u8 = 22;
-}
-
 /// Every exit code of left4me-health: `--help`, the man page and
-/// docs/health.md are generated from or checked against this table.
+/// docs/health.md are generated from or checked against this table. Codes
+/// and labels are [`Kind`]'s, shared with the helper; the meanings are this
+/// program's.
 pub(crate) const EXIT_CODES: [ExitRow; 8] = [
     row(0, "", "done; status: every record read; query: answered"),
     row(2, "usage", "bad command line"),
-    row(10, "invalid-name", "invalid instance name"),
-    row(
-        11,
-        "invalid-setting",
+    kind_row(Kind::InvalidName, "invalid instance name"),
+    kind_row(
+        Kind::InvalidConfig,
         "invalid setting (the message names the variable), or an unreadable record",
     ),
-    row(
-        12,
-        "missing",
+    kind_row(
+        Kind::Missing,
         "status: no record for the instance (the check has not run since boot)",
     ),
-    row(
-        exit::ACTION_REFUSED,
-        "action-refused",
+    kind_row(
+        Kind::ActionRefused,
         "run: systemctl refused the restart or stop (check the polkit rule)",
     ),
-    row(exit::NO_ANSWER, "no-answer", "query: no usable answer"),
-    row(1, "unexpected", "anything else (unexpected)"),
+    kind_row(Kind::NoAnswer, "query: no usable answer"),
+    kind_row(Kind::Unexpected, "anything else (unexpected)"),
 ];
-
-/// Why left4me-health stops, with its exit code: the crate's Failures keep
-/// theirs (10 invalid name, 11 invalid setting, 12 missing), anything else
-/// (the record cannot be written, systemctl cannot be run) is 1.
-#[derive(Debug)]
-pub(crate) struct Problem {
-    pub(crate) code: u8,
-    pub(crate) text: String,
-}
-
-impl Problem {
-    pub(crate) fn unexpected(text: String) -> Problem {
-        Problem { code: 1, text }
-    }
-}
-
-impl From<Failure> for Problem {
-    fn from(f: Failure) -> Problem {
-        Problem {
-            code: f.kind.exit_code(),
-            text: f.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
 
 /// A duration as people write it in settings: "2 s", "0.5 s".
 pub(crate) fn secs(d: Duration) -> String {
@@ -110,17 +69,9 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
-    use crate::error::Kind;
 
     #[test_log::test]
-    fn the_shared_codes_are_the_helpers_and_none_repeats() {
-        let code = |label: &str| EXIT_CODES.iter().find(|r| r.label == label).map(|r| r.code);
-        assert_eq!(code("invalid-name"), Some(Kind::InvalidName.exit_code()));
-        assert_eq!(
-            code("invalid-setting"),
-            Some(Kind::InvalidConfig.exit_code())
-        );
-        assert_eq!(code("missing"), Some(Kind::Missing.exit_code()));
+    fn no_code_repeats() {
         let mut codes: Vec<u8> = EXIT_CODES.iter().map(|r| r.code).collect();
         codes.sort_unstable();
         codes.dedup();
@@ -135,7 +86,7 @@ mod tests {
             help.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         for r in &EXIT_CODES {
-            let line = format!(" {} {} ", r.code, r.meaning);
+            let line = crate::error::tests::shown_row(r);
             assert!(flat.contains(&line), "{line} missing from:\n{help}");
         }
         let doc = include_str!("../../docs/health.md");

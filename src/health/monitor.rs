@@ -16,12 +16,10 @@ use nix::unistd::Pid;
 use super::record::{Action, Record};
 use super::rollover::Watcher;
 use super::settings::Settings;
-use super::{Problem, exit, now_ms, secs, server_unit};
+use super::{now_ms, secs, server_unit};
 use crate::a2s;
-use crate::error::{Failure, Kind};
+use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
-
-type Result<T> = std::result::Result<T, Problem>;
 
 pub(crate) struct Monitor {
     pub instance: InstanceName,
@@ -32,9 +30,9 @@ pub(crate) struct Monitor {
 impl Monitor {
     /// Checks until the server needs restarting or stopping, asks systemd
     /// for that, and returns: the request restarts or stops this check too
-    /// (it is part of the server unit), so there is nothing left to do. The
-    /// returned code is the process's exit code.
-    pub(crate) fn run(&self, settings: Settings, mut watcher: Watcher) -> Result<u8> {
+    /// (it is part of the server unit), so there is nothing left to do. A
+    /// refused request is the failure the check ends with.
+    pub(crate) fn run(&self, settings: Settings, mut watcher: Watcher) -> Result<()> {
         let name = self.instance.as_str();
         let previous = match Record::load(&self.run_dir, name) {
             Ok(p) => p,
@@ -138,10 +136,13 @@ impl Monitor {
 
     fn save(&self, record: &Record) -> Result<()> {
         record.save(&self.run_dir).map_err(|e| {
-            Problem::unexpected(format!(
-                "cannot write the health record {}: {e}",
-                Record::path(&self.run_dir, record.instance.as_str()).display()
-            ))
+            Failure::new(
+                Kind::Unexpected,
+                format!(
+                    "cannot write the health record {}: {e}",
+                    Record::path(&self.run_dir, record.instance.as_str()).display()
+                ),
+            )
         })
     }
 
@@ -150,28 +151,32 @@ impl Monitor {
             .args(args)
             .output()
             .map_err(|e| {
-                Problem::unexpected(format!("cannot run {}: {e}", self.systemctl.display()))
+                Failure::new(
+                    Kind::Unexpected,
+                    format!("cannot run {}: {e}", self.systemctl.display()),
+                )
             })
     }
 
     /// `--no-block`: the job also restarts or stops this check, which must
     /// not sit waiting for a job that kills it. The record and the journal
     /// entry are written before, so being killed at any point loses nothing.
-    fn ask_systemd(&self, verb: &str) -> Result<u8> {
+    fn ask_systemd(&self, verb: &str) -> Result<()> {
         let unit = server_unit(self.instance.as_str());
         let out = self.systemctl(&["--no-ask-password", "--no-block", verb, &unit])?;
         if out.status.success() {
             tracing::info!("{verb} of {unit} queued; this check ends with it");
-            return Ok(0);
+            return Ok(());
         }
-        tracing::error!(
-            health_action = "refused",
-            "systemctl {verb} {unit} failed ({}): {}; check the polkit rule \
-             (left4me.rules) grants the service user {verb} on {unit}",
+        let why = format!(
+            "systemctl {verb} {unit} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
-        Ok(exit::ACTION_REFUSED)
+        tracing::error!(health_action = "refused", "{why}");
+        Err(Failure::new(Kind::ActionRefused, why).hint(format!(
+            "check that the polkit rule (left4me.rules) grants the service user {verb} on {unit}"
+        )))
     }
 
     /// Ends the server as `failed`: SIGSYS to its main process. The server
@@ -184,7 +189,7 @@ impl Monitor {
     /// signal, since the server's end stops this check too. If the PID
     /// cannot be read or signalled, a plain stop is the fallback: the server
     /// ends inactive rather than failed, and the journal says so.
-    fn give_up(&self, record: &mut Record, reason: String) -> Result<u8> {
+    fn give_up(&self, record: &mut Record, reason: String) -> Result<()> {
         let unit = server_unit(self.instance.as_str());
         let pid = self.server_main_pid();
         record.give_up(pid.as_ref().map_or(0, |p| *p), reason.clone(), now_ms());
@@ -200,7 +205,7 @@ impl Monitor {
                 .map_err(|e| format!("cannot send SIGSYS to {unit}'s main process {pid}: {e}"))
         });
         match sent {
-            Ok(()) => Ok(0),
+            Ok(()) => Ok(()),
             Err(why) => {
                 tracing::error!(
                     health_action = "refused",
@@ -245,9 +250,8 @@ pub(crate) fn load_for_status(run_dir: &Path, instance: &InstanceName) -> Result
         .hint(format!(
             "the health check has not run since boot; it starts with {}",
             server_unit(instance.as_str())
-        ))
-        .into()),
-        Err(e) => Err(Failure::new(Kind::InvalidConfig, e.to_string()).into()),
+        ))),
+        Err(e) => Err(Failure::new(Kind::InvalidConfig, e.to_string())),
     }
 }
 

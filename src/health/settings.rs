@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::rollover::Policy;
+use super::rollover::policy_from_lookup;
 use crate::error::{Failure, Kind};
+use crate::generation::RestartPolicy;
 
 pub(crate) const PORT: &str = "L4D2_PORT";
 pub(crate) const GRACE: &str = "L4D2_HEALTH_GRACE_SEC";
@@ -104,7 +105,7 @@ pub(crate) struct Settings {
     /// LEFT4ME_UPDATE_RESTART (host.env only). Records written before it
     /// existed read as the default.
     #[serde(default)]
-    pub update_restart: Policy,
+    pub update_restart: RestartPolicy,
 }
 
 impl Default for Settings {
@@ -117,7 +118,7 @@ impl Default for Settings {
             failures: knob(FAILURES).default as u32,
             restarts_max: knob(RESTARTS_MAX).default as u32,
             restarts_window_sec: knob(RESTARTS_WINDOW).default,
-            update_restart: Policy::WhenEmpty,
+            update_restart: RestartPolicy::WhenEmpty,
         }
     }
 }
@@ -152,7 +153,7 @@ impl Settings {
             failures: count(&lookup, knob(FAILURES))?,
             restarts_max: count(&lookup, knob(RESTARTS_MAX))?,
             restarts_window_sec: seconds(&lookup, knob(RESTARTS_WINDOW))?,
-            update_restart: Policy::from_lookup(&lookup)?,
+            update_restart: policy_from_lookup(&lookup)?,
         })
     }
 
@@ -282,7 +283,7 @@ mod tests {
             (crate::health::rollover::POLICY, "never"),
         ])
         .unwrap();
-        assert_eq!(s.update_restart, Policy::Never);
+        assert_eq!(s.update_restart, RestartPolicy::Never);
         assert_eq!(s.grace(), Duration::ZERO);
         assert_eq!(s.interval(), Duration::from_millis(500));
         assert_eq!(s.timeout(), Duration::from_millis(1250));

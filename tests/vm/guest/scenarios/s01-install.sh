@@ -36,6 +36,14 @@ for u in left4me-server@probe.service left4me-overlay@probe.service left4me-rese
     [ "$(systemctl show -P LoadState "$u")" = loaded ] || fail "$u does not load"
 done
 
+# All games together are capped (docs/unit.md, "Resources"): 90% of the
+# guest's RAM and 16384 tasks, however many instances the user creates.
+ram=$(awk '/^MemTotal:/ { print $2 * 1024 }' /proc/meminfo)
+slice_max=$(systemctl show -P MemoryMax l4d2-game.slice)
+[[ $slice_max =~ ^[0-9]+$ ]] && [ $((slice_max * 100 / ram)) -ge 89 ] && [ $((slice_max * 100 / ram)) -le 90 ] ||
+    fail "l4d2-game.slice MemoryMax=$slice_max, expected 90% of $ram"
+[ "$(systemctl show -P TasksMax l4d2-game.slice)" = 16384 ] || fail "l4d2-game.slice TasksMax=$(systemctl show -P TasksMax l4d2-game.slice), expected 16384"
+
 # The update unit: loads, verifies, its user exists, its timer is off.
 getent passwd left4me-update >/dev/null || fail "no left4me-update user"
 verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-update.service \

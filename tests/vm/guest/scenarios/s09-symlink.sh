@@ -9,15 +9,15 @@ stop_instance nine
 target=/var/tmp/left4me-planted
 rm -rf "$target"; mkdir -p "$target"; chown left4me: "$target"
 m=$(merged nine)
-# The service user first: the helper's directory modes should already stop it.
+# The service user first: runtime/nine is root:left4me 0750 (the helper
+# makes it so), so it can neither remove merged/ nor put a link in its place.
 if runuser -u left4me -- sh -c "rm -rf '$m' && ln -s '$target' '$m'" 2>/tmp/plant.err; then
-    note "left4me could replace $m with a symlink"
-else
-    note "left4me cannot plant the symlink: $(cat /tmp/plant.err)"
-    [ -d "$m" ] && [ ! -L "$m" ] || fail "$m changed although planting failed"
-    # Worst case anyway (a mistake in modes elsewhere): root plants it.
-    rm -rf "$m"; ln -s "$target" "$m"
+    fail "left4me replaced $m with a symlink: runtime/nine is writable by the service user"
 fi
+note "left4me cannot plant the symlink: $(cat /tmp/plant.err)"
+[ -d "$m" ] && [ ! -L "$m" ] || fail "$m changed although planting failed"
+# Worst case anyway (a mistake in modes elsewhere): root plants it.
+rm -rf "$m"; ln -s "$target" "$m"
 [ -L "$m" ] || fail "could not plant the symlink"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 if systemctl start "$(unit nine)" 2>/dev/null; then

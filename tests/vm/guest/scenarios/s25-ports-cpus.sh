@@ -1,7 +1,7 @@
 # 25. Ports and CPU placement (issue 22).
 #     Ports: srcds gets every port explicitly (game, client = game + 100,
 #     SourceTV = game + 200); a second instance whose game port is a running
-#     instance's client port is refused by its overlay unit (exit 21, the
+#     instance's client port is refused by its overlay unit (exit 23, the
 #     message names the other instance and the port), nothing mounted. A
 #     port held by a foreign process (a userspace forwarder like
 #     docker-proxy, relaying to a server of its own on another port): the
@@ -11,7 +11,7 @@
 #     failure, not as healthy.
 #     CPUs: L4D2_CPUS=1 on the 2-vCPU guest: every thread of the game stays
 #     on CPU 1, also the stand-in's threads that ask sched_setaffinity for
-#     every CPU and for CPU 0; a CPU the guest lacks is refused (exit 22);
+#     every CPU and for CPU 0; a CPU the guest lacks is refused (exit 24);
 #     without L4D2_CPUS the next start runs on every CPU again.
 # budget: 180
 . ./health-lib.sh
@@ -39,8 +39,8 @@ journal_has "$(unit pa)" today 'standin: ports: game 27060, client 27160, Source
     fail "srcds of pa did not get the derived client and SourceTV ports: $(unit_journal pa | grep 'ports:')"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start "$(unit pb)" 2>/dev/null && fail "pb started although its game port 27160 is pa's client port"
-[ "$(systemctl show -P ExecMainStatus "$(overlay_unit pb)")" = 21 ] ||
-    fail "the overlay unit of pb ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pb)"), expected 21 (port-conflict)"
+[ "$(systemctl show -P ExecMainStatus "$(overlay_unit pb)")" = 23 ] ||
+    fail "the overlay unit of pb ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pb)"), expected 23 (port-conflict)"
 journal_has "$(overlay_unit pb)" "$since" 'port 27160 (the game port of instance pb) is the client port of instance pa, which is running' ||
     fail "no message naming pa and the port: $(UNIT=$(overlay_unit pb) unit_journal pb "$since" | tail -n 5)"
 is_mounted pb && fail "pb is mounted although refused"
@@ -126,8 +126,8 @@ stop_instance pcpu
 sed -i 's/^L4D2_CPUS=1$/L4D2_CPUS=1,7/' "$STATE/instances/pcpu/instance.env"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start "$(unit pcpu)" 2>/dev/null && fail "pcpu started with CPU 7 on a 2-CPU guest"
-[ "$(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)")" = 22 ] ||
-    fail "the overlay unit ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)"), expected 22 (unknown-cpu)"
+[ "$(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)")" = 24 ] ||
+    fail "the overlay unit ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)"), expected 24 (unknown-cpu)"
 journal_has "$(overlay_unit pcpu)" "$since" 'L4D2_CPUS=1,7 names CPU 7 that this host does not have (online: 0-1)' ||
     fail "no message naming the CPU"
 systemctl reset-failed "$(unit pcpu)" "$(overlay_unit pcpu)"
