@@ -428,8 +428,10 @@ int main(int argc, char **argv)
         return 1;
     if (hltv && open_port("SourceTV", &tvport, 0) < 0)
         return 1;
-    logmsg("ports: game %d, client %d, SourceTV %s%d", port, clientport, hltv ? "" : "off, not ",
-           tvport);
+    if (hltv)
+        logmsg("ports: game %d, client %d, SourceTV %d", port, clientport, tvport);
+    else
+        logmsg("ports: game %d, client %d, SourceTV off (-nohltv)", port, clientport);
     /* SIGINT must reach the main thread's poll(), not a sleeping thread. */
     sigset_t intr, old;
     sigemptyset(&intr);
