@@ -13,7 +13,7 @@
 #     on CPU 1, also the stand-in's threads that ask sched_setaffinity for
 #     every CPU and for CPU 0; a CPU the guest lacks is refused (exit 24);
 #     without L4D2_CPUS the next start runs on every CPU again.
-# budget: 180
+# budget: 90
 . ./health-lib.sh
 standard_overlays
 install -m 0755 "$SHARE/standin/bin/udp-proxy" /usr/local/bin/udp-proxy
