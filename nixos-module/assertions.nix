@@ -27,6 +27,8 @@ let
     argRefusal
     isHealthKey
     updateUser
+    instancePorts
+    portRule
     ;
 
   hiddenFromUnits = [
@@ -41,6 +43,9 @@ let
     "L4D2_PORT"
     "L4D2_ARGS"
     "L4D2_OVERLAYS"
+    portRule.client_key
+    portRule.tv_key
+    common.contract.instance_env.cpus.key
   ];
   reservedHostKeys = [
     "LEFT4ME_USER"
@@ -59,10 +64,16 @@ let
     unit: builtins.match "left4me-(server|overlay|reset|health|declare)@.+" unit != null
   ) (builtins.attrNames config.systemd.services);
 
-  portOwners = lib.groupBy (name: toString cfg.instances.${name}.port) (
-    builtins.attrNames cfg.instances
+  # Every port of every instance, by the helper's rule; the helper refuses
+  # to mount an instance sharing one with a running instance (exit 23).
+  portUses = lib.concatLists (
+    mapAttrsToList (
+      name: inst: map (u: u // { owner = "the ${u.what} of ${quote name}"; }) (instancePorts inst)
+    ) cfg.instances
   );
-  duplicatePorts = filterAttrs (_: names: builtins.length names > 1) portOwners;
+  duplicatePorts = filterAttrs (_: uses: builtins.length uses > 1) (
+    lib.groupBy (u: toString u.port) portUses
+  );
 
   instanceAssertions = lib.concatLists (
     mapAttrsToList (name: inst: [
@@ -147,11 +158,21 @@ in
       ++ [
         {
           assertion = duplicatePorts == { };
-          message = "services.left4me.instances: each instance needs its own port; shared: ${
+          message = "services.left4me.instances: no two ports may be the same (client = port + ${toString portRule.client_offset}, SourceTV = port + ${toString portRule.tv_offset} unless set or -nohltv; docs/unit.md, \"Ports\"); shared: ${
             concatStringsSep "; " (
-              mapAttrsToList (port: names: "${port} by ${concatMapStringsSep ", " quote names}") duplicatePorts
+              mapAttrsToList (
+                port: uses: "${port} is ${concatMapStringsSep " and " (u: u.owner) uses}"
+              ) duplicatePorts
             )
           }.";
+        }
+        {
+          assertion = builtins.all (u: u.port <= 65535) portUses;
+          message = "services.left4me.instances: ${
+            concatMapStringsSep ", " (u: "${u.owner} would be ${toString u.port}") (
+              builtins.filter (u: u.port > 65535) portUses
+            )
+          }, past 65535; set clientPort/tvPort or use a lower port.";
         }
         {
           assertion = builtins.all (matches envKeyPattern) (builtins.attrNames cfg.hostSettings);

@@ -46,6 +46,36 @@ rec {
       "${(builtins.head flags).flag} cannot work in left4me's sandbox: ${(builtins.head flags).why}"
     else
       null;
+  # An instance's ports by the helper's rule (src/ports.rs, through the
+  # contract): the game port, the client port and, unless the instance's own
+  # args have -nohltv, SourceTV's; unset client and SourceTV ports are the
+  # game port plus the contract's offsets. Like the helper, which reads only
+  # instance.env, args = null counts SourceTV as on (host.env's default
+  # L4D2_ARGS is not the instance's); an L4D2_ARGS from environmentFile is
+  # not known here, and the helper judges it at start.
+  portRule = contract.instance_env.ports;
+  instancePorts =
+    inst:
+    let
+      args = if inst.args == null then [ ] else inst.args;
+      tvOn = !builtins.any (w: lib.toLower w == lib.toLower portRule.no_tv_flag) args;
+      orOffset = explicit: offset: if explicit != null then explicit else inst.port + offset;
+    in
+    [
+      {
+        port = inst.port;
+        what = "game port";
+      }
+      {
+        port = orOffset inst.clientPort portRule.client_offset;
+        what = "client port";
+      }
+    ]
+    ++ lib.optional tvOn {
+      port = orOffset inst.tvPort portRule.tv_offset;
+      what = "SourceTV port";
+    };
+
   # instance.env and host.env are read by systemd (EnvironmentFile=) and by
   # the helper, which accepts a strict subset of that syntax: values are
   # written double-quoted, so they must not need escaping.
@@ -133,6 +163,9 @@ rec {
       "L4D2_PORT=${toString inst.port}"
       "L4D2_OVERLAYS=${quote (concatStringsSep " " inst.overlays)}"
     ]
+    ++ optional (inst.clientPort != null) "${portRule.client_key}=${toString inst.clientPort}"
+    ++ optional (inst.tvPort != null) "${portRule.tv_key}=${toString inst.tvPort}"
+    ++ optional (inst.cpus != null) "${contract.instance_env.cpus.key}=${inst.cpus}"
     ++ optional (inst.args != null) "L4D2_ARGS=${quoteEnv (concatStringsSep " " inst.args)}"
     ++ healthLines inst.health;
 }

@@ -139,8 +139,10 @@ in
       filterAttrs (_: inst: inst.autoStart) cfg.instances
     );
 
-    networking.firewall.allowedUDPPorts = mapAttrsToList (_: inst: inst.port) (
-      filterAttrs (_: inst: inst.openFirewall) cfg.instances
+    networking.firewall.allowedUDPPorts = lib.concatLists (
+      mapAttrsToList (
+        _: inst: map (u: u.port) (builtins.filter (u: u.what != "client port") (common.instancePorts inst))
+      ) (filterAttrs (_: inst: inst.openFirewall) cfg.instances)
     );
   };
 }

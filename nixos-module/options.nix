@@ -20,6 +20,7 @@ let
     instanceDropinName
     contract
     healthKeys
+    unanchored
     ;
 
   # One set of options, used host-wide (defaults: the binary's) and per
@@ -131,7 +132,40 @@ let
           type = types.port;
           default = 27015;
           example = 27016;
-          description = "UDP/TCP game port (`L4D2_PORT`). Every instance needs its own.";
+          description = ''
+            UDP/TCP game port (`L4D2_PORT`). No port of an instance (game,
+            client, SourceTV) may be another's.
+          '';
+        };
+        clientPort = mkOption {
+          type = types.nullOr types.port;
+          default = null;
+          example = 27005;
+          description = ''
+            srcds' client port (`L4D2_CLIENT_PORT`, `+clientport`). `null`:
+            {option}`port` + 100 (docs/unit.md, "Ports").
+          '';
+        };
+        tvPort = mkOption {
+          type = types.nullOr types.port;
+          default = null;
+          example = 27020;
+          description = ''
+            The SourceTV port (`L4D2_TV_PORT`, `+tv_port`), bound unless
+            {option}`args` has `-nohltv`. `null`: {option}`port` + 200.
+          '';
+        };
+        cpus = mkOption {
+          type = types.nullOr (types.strMatching (unanchored contract.instance_env.cpus.pattern));
+          default = null;
+          example = "2-3";
+          description = ''
+            The CPUs this instance's game may run on (`L4D2_CPUS`, a cpu
+            list such as `1`, `0-3` or `0,2,4-5`), applied as the server
+            unit's `AllowedCPUs=`: no thread of the game can leave them. A
+            CPU the host does not have makes the start fail (exit 24).
+            `null`: every CPU.
+          '';
         };
         args = mkOption {
           type = types.nullOr (types.listOf types.str);
@@ -248,8 +282,13 @@ let
           defaultText = literalExpression "config.services.left4me.openFirewall";
           example = true;
           description = ''
-            Whether to open this instance's {option}`port` for UDP (game
-            traffic and server queries) in the firewall. TCP (RCON) stays closed.
+            Whether to open this instance's ports in the firewall: UDP
+            {option}`port` (game traffic and server queries) and, when
+            SourceTV is on (no `-nohltv` in {option}`args`), UDP
+            {option}`tvPort`. The client port needs no opening (srcds only
+            sends from it; replies pass as established traffic); TCP RCON
+            on {option}`port` stays closed (the console,
+            `/run/left4me/NAME.stdin`, is the local way in).
           '';
         };
       };

@@ -135,6 +135,11 @@ pub(crate) enum QueryError {
     Malformed(ParseError),
     /// The server answered every query with a new challenge.
     ChallengeLoop,
+    /// The answer names another game port (the extra data's 0x80 field):
+    /// whatever listens on the port asked is not the server expected there,
+    /// e.g. a proxy in front of a server that moved to another port because
+    /// this one was taken.
+    WrongPort(u16),
     Io(io::Error),
 }
 
@@ -152,6 +157,7 @@ impl fmt::Display for QueryError {
                     "answered {MAX_CHALLENGES} queries with a new challenge each"
                 )
             }
+            QueryError::WrongPort(p) => write!(f, "answered by a server on port {p}"),
             QueryError::Io(e) => write!(f, "socket error: {e}"),
         }
     }
@@ -179,9 +185,15 @@ pub(crate) fn request(challenge: Option<[u8; 4]>) -> Vec<u8> {
 }
 
 /// Sends A2S_INFO to `port` on the loopback address and waits at most
-/// `timeout` in total for the info, answering challenges on the way.
+/// `timeout` in total for the info, answering challenges on the way. An
+/// answer that names another game port is not this server's (a server that
+/// sends no port cannot be told apart and is taken at its word).
 pub(crate) fn query_local(port: u16, timeout: Duration) -> Result<Answer, QueryError> {
-    query(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), timeout)
+    let answer = query(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), timeout)?;
+    match answer.info.port {
+        Some(p) if p != port => Err(QueryError::WrongPort(p)),
+        _ => Ok(answer),
+    }
 }
 
 pub(crate) fn query(server: SocketAddr, timeout: Duration) -> Result<Answer, QueryError> {
@@ -589,6 +601,41 @@ mod tests {
         );
     }
 
+    fn local(port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    }
+
+    /// The health check asks its own port: an answer naming another game
+    /// port is another server's, one without a port is taken at its word.
+    #[test]
+    fn the_local_query_wants_its_own_port_in_the_answer() {
+        let (port, handle) = server(|_, _| Some(l4d2_full()), 1);
+        let err = query_local(port, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.to_string(), "answered by a server on port 27015");
+        handle.join().unwrap();
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            for reply in [
+                l4d2_core(550).byte(0x80).bytes(&port.to_le_bytes()).0,
+                l4d2_core(550).0,
+            ] {
+                let (_, peer) = socket.recv_from(&mut buf).unwrap();
+                socket.send_to(&reply, peer).unwrap();
+            }
+        });
+        assert_eq!(
+            query_local(port, Duration::from_secs(5)).unwrap().info.port,
+            Some(port)
+        );
+        assert_eq!(
+            query_local(port, Duration::from_secs(5)).unwrap().info.port,
+            None
+        );
+        handle.join().unwrap();
+    }
+
     /// A scripted server on a loopback port: answers each received query with
     /// what `script` returns (None: stay silent) and hands the queries back.
     fn server(
@@ -624,7 +671,7 @@ mod tests {
             },
             2,
         );
-        let answer = query_local(port, Duration::from_secs(5)).unwrap();
+        let answer = query(local(port), Duration::from_secs(5)).unwrap();
         assert_eq!(answer.info.map, "c2m1_highway");
         let seen = handle.join().unwrap();
         assert_eq!(seen[0], request(None));
@@ -634,7 +681,7 @@ mod tests {
     #[test]
     fn a_server_without_challenge_answers_at_once() {
         let (port, handle) = server(|_, _| Some(l4d2_full()), 1);
-        let answer = query_local(port, Duration::from_secs(5)).unwrap();
+        let answer = query(local(port), Duration::from_secs(5)).unwrap();
         assert_eq!(answer.info.players, 3);
         assert!(answer.latency < Duration::from_secs(5));
         handle.join().unwrap();
@@ -644,7 +691,7 @@ mod tests {
     fn silence_is_a_timeout_after_the_timeout() {
         let (port, handle) = server(|_, _| None, 1);
         let start = Instant::now();
-        let err = query_local(port, Duration::from_millis(300)).unwrap_err();
+        let err = query(local(port), Duration::from_millis(300)).unwrap_err();
         let took = start.elapsed();
         assert!(matches!(err, QueryError::Timeout(_)), "{err:?}");
         assert!(took >= Duration::from_millis(300), "{took:?}");
@@ -661,7 +708,7 @@ mod tests {
             },
             1,
         );
-        let answer = query_local(port, Duration::from_secs(2)).unwrap();
+        let answer = query(local(port), Duration::from_secs(2)).unwrap();
         assert!(answer.latency >= Duration::from_millis(200));
         handle.join().unwrap();
     }
@@ -669,7 +716,7 @@ mod tests {
     #[test]
     fn garbage_from_the_server_is_malformed() {
         let (port, handle) = server(|_, _| Some(b"\xff\xff\xff\xffI\x11trunc".to_vec()), 1);
-        let err = query_local(port, Duration::from_secs(2)).unwrap_err();
+        let err = query(local(port), Duration::from_secs(2)).unwrap_err();
         assert!(
             matches!(err, QueryError::Malformed(ParseError::Truncated { .. })),
             "{err:?}"
@@ -683,7 +730,7 @@ mod tests {
             |i, _| Some([&b"\xff\xff\xff\xffA"[..], &[i as u8; 4]].concat()),
             MAX_CHALLENGES + 1,
         );
-        let err = query_local(port, Duration::from_secs(5)).unwrap_err();
+        let err = query(local(port), Duration::from_secs(5)).unwrap_err();
         assert!(matches!(err, QueryError::ChallengeLoop), "{err:?}");
         handle.join().unwrap();
     }
@@ -696,7 +743,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = query_local(port, Duration::from_secs(2)).unwrap_err();
+        let err = query(local(port), Duration::from_secs(2)).unwrap_err();
         assert!(matches!(err, QueryError::Refused), "{err:?}");
     }
 }

@@ -8,9 +8,11 @@
 
 use serde::Serialize;
 
+use crate::cpus;
 use crate::envfile;
 use crate::health::settings::{self, KnobKind};
 use crate::name;
+use crate::ports;
 
 /// Bumped when a consumer must change with the file, not when a value does.
 const FORMAT: u32 = 1;
@@ -58,6 +60,31 @@ struct EnvRule {
     key_examples: Examples,
     max_overlays: usize,
     port: Range,
+    ports: PortRule,
+    cpus: CpusRule,
+}
+
+/// L4D2_CPUS (src/cpus.rs). The pattern is the list's syntax; a range that
+/// runs backwards or a CPU above the bound passes it and is refused by the
+/// helper, as is a CPU the host lacks (at mount).
+#[derive(Debug, Serialize)]
+struct CpusRule {
+    key: &'static str,
+    pattern: &'static str,
+    examples: Examples,
+}
+
+/// The ports an instance binds besides L4D2_PORT (src/ports.rs): each key
+/// sets one explicitly, otherwise it is L4D2_PORT plus its offset. The
+/// SourceTV port is bound unless L4D2_ARGS has `no_tv_flag` (any case).
+/// Two instances may share none of their ports.
+#[derive(Debug, Serialize)]
+struct PortRule {
+    client_key: &'static str,
+    client_offset: u16,
+    tv_key: &'static str,
+    tv_offset: u16,
+    no_tv_flag: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +169,21 @@ pub(crate) fn contract() -> Contract {
             port: Range {
                 min: 1,
                 max: u32::from(u16::MAX),
+            },
+            ports: PortRule {
+                client_key: ports::CLIENT_KEY,
+                client_offset: ports::CLIENT_OFFSET,
+                tv_key: ports::TV_KEY,
+                tv_offset: ports::TV_OFFSET,
+                no_tv_flag: ports::NO_TV_FLAG,
+            },
+            cpus: CpusRule {
+                key: cpus::KEY,
+                pattern: cpus::PATTERN,
+                examples: examples(
+                    &["1", "0-3", "0,2,4-5", "7,1"],
+                    &["", "1,", " 1", "-1", "a", "1 2", "0x1"],
+                ),
             },
         },
         srcds_args: ArgsRule {
@@ -251,6 +293,12 @@ mod tests {
         }
         for bad in &c.srcds_args.examples.refused {
             assert!(envfile::check_args(bad).is_err(), "{bad:?}");
+        }
+        for ok in &c.instance_env.cpus.examples.accepted {
+            assert!(crate::cpus::CpuList::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in &c.instance_env.cpus.examples.refused {
+            assert!(crate::cpus::CpuList::parse(bad).is_err(), "{bad:?}");
         }
         for ok in &c.instance_env.key_examples.accepted {
             assert!(envfile::is_allowed_key(ok), "{ok:?}");

@@ -7,8 +7,10 @@
 //! through a copy the helper re-serialises ([`render`]), never the file itself.
 //! Errors name the file, the line and the key, never a value.
 
+use crate::cpus::{self, CpuList};
 use crate::error::{Failure, Kind};
 use crate::name::OverlayName;
+use crate::ports::{self, Ports};
 
 /// instance.env is a few lines; anything this large is not one.
 pub(crate) const MAX_BYTES: usize = 64 * 1024;
@@ -34,7 +36,9 @@ pub(crate) struct Assignment {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InstanceConfig {
-    pub(crate) port: u16,
+    pub(crate) ports: Ports,
+    /// From L4D2_CPUS, with its line; `None`: every CPU.
+    pub(crate) cpus: Option<(CpuList, usize)>,
     /// Highest priority first.
     pub(crate) overlays: Vec<OverlayName>,
     /// Every variable, validated, in the order of their last assignment.
@@ -200,6 +204,25 @@ impl InstanceConfig {
     pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<Self, Failure> {
         let vars = parse_assignments(bytes, origin)?;
         let get = |key: &str| vars.iter().find(|a| a.key == key);
+        let port_of = |a: &Assignment| {
+            a.value
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| {
+                    Failure::new(
+                        Kind::InvalidConfig,
+                        format!(
+                            "{origin}:{}: {} must be a number from 1 to 65535",
+                            a.line, a.key
+                        ),
+                    )
+                    .hint(format!(
+                        "set it to a UDP port, e.g. {}=27015 (docs/unit.md, \"Ports\")",
+                        a.key
+                    ))
+                })
+        };
         let port = match get("L4D2_PORT") {
             None => {
                 return Err(Failure::new(
@@ -208,22 +231,26 @@ impl InstanceConfig {
                 )
                 .hint("add a line like L4D2_PORT=27015 (the UDP port srcds listens on)"));
             }
-            Some(a) => a
-                .value
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p > 0)
-                .ok_or_else(|| {
+            Some(a) => port_of(a)?,
+        };
+        let optional_port = |key: &str| -> Result<Option<(u16, usize)>, Failure> {
+            get(key)
+                .map(|a| port_of(a).map(|p| (p, a.line)))
+                .transpose()
+        };
+        let client = optional_port(ports::CLIENT_KEY)?;
+        let tv = optional_port(ports::TV_KEY)?;
+        let cpus = get(cpus::KEY)
+            .map(|a| {
+                CpuList::parse(&a.value).map(|c| (c, a.line)).map_err(|why| {
                     Failure::new(
                         Kind::InvalidConfig,
-                        format!(
-                            "{origin}:{}: L4D2_PORT must be a number from 1 to 65535",
-                            a.line
-                        ),
+                        format!("{origin}:{}: {}: {why}", a.line, cpus::KEY),
                     )
-                    .hint("set it to the UDP port srcds listens on, e.g. L4D2_PORT=27015")
-                })?,
-        };
+                    .hint("a cpu list: 1, 0-3 or 0,2,4-5 (CPU numbers as in /sys/devices/system/cpu/online)")
+                })
+            })
+            .transpose()?;
         let mut overlays: Vec<OverlayName> = Vec::new();
         if let Some(a) = get("L4D2_OVERLAYS") {
             let at = |why: String| {
@@ -263,8 +290,10 @@ impl InstanceConfig {
                 .hint(f.hint.unwrap_or_default())
             })?;
         }
+        let args = get("L4D2_ARGS").map_or("", |a| a.value.as_str());
         Ok(InstanceConfig {
-            port,
+            ports: Ports::resolve(origin, port, client, tv, args)?,
+            cpus,
             overlays,
             vars,
         })
@@ -282,7 +311,7 @@ pub(crate) const GLOBBING_WHY: &str =
 
 /// srcds_run flags that cannot work in the game unit's sandbox, and why.
 /// Matched without regard to case, as the engine reads its own flags.
-pub(crate) const REFUSED_FLAGS: [(&str, &str); 3] = [
+pub(crate) const REFUSED_FLAGS: [(&str, &str); 7] = [
     (
         "-debug",
         "srcds_run would run the server under gdb and write core files; gdb cannot attach (ptrace is not in the unit's syscall filter) and the game's directories are not the place for cores",
@@ -295,7 +324,12 @@ pub(crate) const REFUSED_FLAGS: [(&str, &str); 3] = [
         "-fork",
         "srcds would start several server processes in one unit, sharing its port, limits and restarts; run one instance per server instead",
     ),
+    ("-port", PORT_FLAG_WHY),
+    ("+hostport", PORT_FLAG_WHY),
+    ("+clientport", PORT_FLAG_WHY),
+    ("+tv_port", PORT_FLAG_WHY),
 ];
+const PORT_FLAG_WHY: &str = "the server unit passes the ports the helper checked (L4D2_PORT, L4D2_CLIENT_PORT, L4D2_TV_PORT); a second one here would bind a port nothing checked";
 
 /// L4D2_ARGS reaches srcds through two splitters: systemd splits `$L4D2_ARGS`
 /// at whitespace (honouring quotes), then Valve's srcds_run joins its
@@ -491,7 +525,7 @@ mod tests {
             body,
             ["L4D2_ARGS=\"a\"", "L4D2_PORT=\"2\"", "L4D2_HEALTH_X=\"y\""]
         );
-        assert_eq!(cfg.port, 2);
+        assert_eq!(cfg.ports.game, 2);
     }
 
     #[test_log::test]
@@ -508,11 +542,11 @@ mod tests {
     #[rstest]
     #[case("L4D2_PORT=27015", 27015, &[])]
     #[case("L4D2_PORT=1\nL4D2_OVERLAYS=\"sourcemod  confogl\"", 1, &["sourcemod", "confogl"])]
-    #[case("L4D2_PORT='65535'\nL4D2_OVERLAYS=", 65535, &[])]
+    #[case("L4D2_PORT='65535'\nL4D2_OVERLAYS=\nL4D2_CLIENT_PORT=1\nL4D2_TV_PORT=2", 65535, &[])]
     #[test_log::test]
     fn instance_config(#[case] text: &str, #[case] port: u16, #[case] overlays: &[&str]) {
         let cfg = InstanceConfig::parse(text.as_bytes(), "f").unwrap();
-        assert_eq!(cfg.port, port);
+        assert_eq!(cfg.ports.game, port);
         let names: Vec<String> = cfg.overlays.iter().map(OverlayName::to_string).collect();
         assert_eq!(names, overlays);
     }

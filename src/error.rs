@@ -31,6 +31,8 @@ pub(crate) enum Kind {
     ActionRefused,
     /// left4me-health query: no usable answer.
     NoAnswer,
+    PortConflict,
+    UnknownCpu,
     /// generation fetch: steamcmd did not install the app.
     Steam,
 }
@@ -57,7 +59,7 @@ pub(crate) const fn kind_row(kind: Kind, meaning: &'static str) -> ExitRow {
 }
 
 /// Every exit code the helper can end with, in docs/helper.md's order.
-pub(crate) const EXIT_CODES: [ExitRow; 15] = [
+pub(crate) const EXIT_CODES: [ExitRow; 17] = [
     row(0, "", "done (including the no-op cases)"),
     kind_row(
         Kind::Unexpected,
@@ -90,7 +92,7 @@ pub(crate) const EXIT_CODES: [ExitRow; 15] = [
     ),
     kind_row(
         Kind::LockTimeout,
-        "another left4me-overlay held a lock for 30 s: the instance's, or a host-wide one (the installations, the generation verbs)",
+        "another left4me-overlay held a lock for 30 s: the instance's, or a host-wide one (the installations, the generation verbs, the instances' ports)",
     ),
     kind_row(
         Kind::KernelLimit,
@@ -107,6 +109,14 @@ pub(crate) const EXIT_CODES: [ExitRow; 15] = [
     kind_row(
         Kind::Incomplete,
         "a new generation is not a complete game: no srcds_run, Steam's app manifest says the download stopped half-way, or steamcmd's output lacks its success line",
+    ),
+    kind_row(
+        Kind::PortConflict,
+        "a mounted instance already uses one of the instance's ports (game, client or SourceTV; the message names the instance and the port)",
+    ),
+    kind_row(
+        Kind::UnknownCpu,
+        "L4D2_CPUS names a CPU this host does not have online",
     ),
     kind_row(
         Kind::Steam,
@@ -131,6 +141,8 @@ impl Kind {
             Kind::Incomplete => 20,
             Kind::ActionRefused => 21,
             Kind::NoAnswer => 22,
+            Kind::PortConflict => 23,
+            Kind::UnknownCpu => 24,
             Kind::Steam => 25,
         }
     }
@@ -151,6 +163,8 @@ impl Kind {
             Kind::Incomplete => "incomplete",
             Kind::ActionRefused => "action-refused",
             Kind::NoAnswer => "no-answer",
+            Kind::PortConflict => "port-conflict",
+            Kind::UnknownCpu => "unknown-cpu",
             Kind::Steam => "steam",
         }
     }
@@ -280,7 +294,7 @@ pub(crate) mod tests {
 
     /// Every kind; the match below makes a new kind a compile error here
     /// until it is listed.
-    const ALL: [Kind; 15] = [
+    const ALL: [Kind; 17] = [
         Kind::Unexpected,
         Kind::InvalidName,
         Kind::InvalidConfig,
@@ -295,6 +309,8 @@ pub(crate) mod tests {
         Kind::Incomplete,
         Kind::ActionRefused,
         Kind::NoAnswer,
+        Kind::PortConflict,
+        Kind::UnknownCpu,
         Kind::Steam,
     ];
 
@@ -314,6 +330,8 @@ pub(crate) mod tests {
             | Kind::NotPermitted
             | Kind::UnknownUser
             | Kind::Incomplete
+            | Kind::PortConflict
+            | Kind::UnknownCpu
             | Kind::Steam => false,
         }
     }

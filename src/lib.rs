@@ -10,6 +10,7 @@
 mod a2s;
 mod cli;
 mod contract;
+mod cpus;
 mod discard;
 mod envfile;
 mod error;
@@ -24,6 +25,7 @@ mod mounts;
 mod name;
 mod namespace;
 mod overlay;
+mod ports;
 mod procs;
 mod run;
 mod state;

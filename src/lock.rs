@@ -29,6 +29,11 @@ pub(crate) const INSTALLATIONS: &str = ".installations.lock";
 /// through their long parts (copying or taking over a whole tree), which
 /// need no installations lock, so mounts never wait for them.
 pub(crate) const UPDATE: &str = ".update.lock";
+/// Held by a mount from comparing its ports with the mounted instances'
+/// until its own overlay is attached, so two mounts cannot both find the
+/// other not yet running. Taken last (after the instance's own lock and the
+/// installations lock), so it cannot deadlock with them.
+pub(crate) const PORTS: &str = ".ports.lock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockMode {
@@ -107,7 +112,7 @@ mod tests {
     use crate::name::InstanceName;
     use crate::state::{InstancePaths, Own};
 
-    const HOST_WIDE: [&str; 2] = [INSTALLATIONS, UPDATE];
+    const HOST_WIDE: [&str; 3] = [INSTALLATIONS, UPDATE, PORTS];
 
     /// An instance named like a host-wide lock (`installations`, `update`)
     /// once shared its file: its mount deadlocked on itself and every other

@@ -336,6 +336,15 @@ fn status_text(report: &status::Report) -> String {
             .map(|l| format!("{} {}", l.role.as_str(), l.path.display()))
             .collect();
         text += &format!("  layers, top first: {}\n", stack.join(" > "));
+        if let Some(p) = &i.ports {
+            let tv = p
+                .sourcetv
+                .map_or_else(|| "off".to_owned(), |t| t.to_string());
+            text += &format!(
+                "  ports: game {}, client {}, SourceTV {tv}\n",
+                p.game, p.client
+            );
+        }
         if let Some(g) = &i.generation {
             let note = match i.generation_current {
                 Some(true) => " (current)",

@@ -141,6 +141,9 @@ pub(crate) enum Own {
     EnvCopy,
     /// Held by the one background sweeper of the instance's discarded layers.
     Sweeper,
+    /// L4D2_CPUS validated, in canonical form (empty: every CPU), for the
+    /// overlay unit to hand to systemd as the server's AllowedCPUs=.
+    Cpus,
 }
 
 /// Where one instance's parts are: relative to the state dir (`*_rel`, to
@@ -191,6 +194,7 @@ impl InstancePaths {
             Own::Stage => "stage",
             Own::EnvCopy => "env",
             Own::Sweeper => "sweep",
+            Own::Cpus => "cpus",
         };
         format!("{}.{suffix}", self.name)
     }

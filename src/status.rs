@@ -55,7 +55,20 @@ pub(crate) struct InstanceStatus {
     pub(crate) upper: Option<Usage>,
     /// Discarded writable layers not deleted yet.
     pub(crate) discard_pending: usize,
+    /// The ports instance.env gives srcds (src/ports.rs), for firewall
+    /// rules; none without a valid instance.env.
+    pub(crate) ports: Option<PortsShown>,
     pub(crate) error: Option<ErrorReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PortsShown {
+    /// UDP game and queries; TCP rcon.
+    pub(crate) game: u16,
+    /// UDP, outgoing only.
+    pub(crate) client: u16,
+    /// UDP; none with -nohltv.
+    pub(crate) sourcetv: Option<u16>,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,9 +181,18 @@ fn instance(
         generation_current: None,
         upper: None,
         discard_pending: 0,
+        ports: None,
         error: None,
     };
-    let configured = instance::read_config(state, &paths)
+    let config = instance::read_config(state, &paths);
+    if let Ok(c) = &config {
+        status.ports = Some(PortsShown {
+            game: c.ports.game,
+            client: c.ports.client,
+            sourcetv: c.ports.tv_enabled.then_some(c.ports.tv),
+        });
+    }
+    let configured = config
         .and_then(|cfg| {
             let game = generation::layer_rel_if_installed(state)?;
             instance::layer_stack(state, &paths, &cfg, game.as_deref())

@@ -10,8 +10,9 @@ use rustix::io::Errno;
 use rustix::mount::UnmountFlags;
 use serde::Serialize;
 
+use crate::cpus::CpuList;
 use crate::discard;
-use crate::envfile::{self, InstanceConfig};
+use crate::envfile::{self, Assignment, InstanceConfig};
 use crate::error::{Failure, Kind, Result};
 use crate::fsx::{self, libc_mode};
 use crate::generation;
@@ -20,8 +21,9 @@ use crate::lock;
 use crate::mounts;
 use crate::name::InstanceName;
 use crate::overlay;
+use crate::ports::Ports;
 use crate::procs;
-use crate::state::{HOME, InstancePaths, MERGED, Own, ServiceUser, State, UPPER, WORK};
+use crate::state::{self, HOME, InstancePaths, MERGED, Own, ServiceUser, State, UPPER, WORK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -114,11 +116,25 @@ impl<'s> Locked<'s> {
 
     /// The game's environment from the config just validated, on every
     /// mount that succeeds: instance.env may have changed since the last.
-    /// `LEFT4ME_GENERATION` tells the health check which generation the
-    /// instance runs (the `when-empty` restart policy, docs/updates.md).
+    /// The client and SourceTV ports as resolved (ports.rs), so srcds gets
+    /// exactly the ports checked. `LEFT4ME_GENERATION` tells the health
+    /// check which generation the instance runs (the `when-empty` restart
+    /// policy, docs/updates.md). And the CPU list for the overlay unit.
     fn write_env_copy(&self, config: &InstanceConfig, stack: &[Layer]) -> Result<()> {
+        let resolved = config.ports.resolved_vars();
+        let mut vars: Vec<Assignment> = config
+            .vars
+            .iter()
+            .filter(|a| !resolved.iter().any(|(k, _)| *k == a.key))
+            .cloned()
+            .collect();
+        vars.extend(resolved.into_iter().map(|(key, value)| Assignment {
+            key: key.to_owned(),
+            value,
+            line: 0,
+        }));
         let env_copy = self.paths.own(Own::EnvCopy);
-        let mut text = envfile::render(&config.vars);
+        let mut text = envfile::render(&vars);
         if let Some(id) = generation::of_stack(stack) {
             text += &format!("LEFT4ME_GENERATION=\"{id}\"\n");
         }
@@ -127,7 +143,98 @@ impl<'s> Locked<'s> {
             &env_copy,
             text.as_bytes(),
             &self.in_helper_dir(&env_copy),
+        )?;
+        let cpus_file = self.paths.own(Own::Cpus);
+        let cpus = config
+            .cpus
+            .as_ref()
+            .map_or(String::new(), |(c, _)| c.render() + "\n");
+        fsx::write_replace(
+            self.helper_dir.as_fd(),
+            &cpus_file,
+            cpus.as_bytes(),
+            &self.in_helper_dir(&cpus_file),
         )
+    }
+
+    /// Refuses when a mounted instance uses one of `config`'s ports; the
+    /// returned lock is to be held until this mount is attached. What the
+    /// other instances use is read from the copies this helper wrote at
+    /// their mounts (root-only, validated then), never from their
+    /// instance.env, which may have changed since; a copy counts only while
+    /// its instance is mounted (a failed mount can leave one behind).
+    fn claim_ports(&self, config: &InstanceConfig) -> Result<lock::Lock> {
+        let lock = lock::lock(
+            self.helper_dir.as_fd(),
+            lock::PORTS,
+            lock::LockMode::Exclusive,
+            "the ports of the instances",
+            &self.in_helper_dir(lock::PORTS),
+        )?;
+        let mut others = self.state.names_in(state::HELPER_DIR)?;
+        others.sort();
+        for file in others {
+            let Some(other) = file
+                .strip_suffix(".env")
+                .and_then(|stem| InstanceName::parse(stem).ok())
+                .filter(|o| *o != self.name)
+            else {
+                continue;
+            };
+            let Some(theirs) = self.running_ports(&other)? else {
+                continue;
+            };
+            if let Some((mine, used)) = config.ports.shared_with(&theirs) {
+                return Err(Failure::new(
+                    Kind::PortConflict,
+                    format!(
+                        "port {} (the {} of instance {}) is the {} of instance {other}, which is running",
+                        mine.port, mine.what, self.name, used.what
+                    ),
+                )
+                .hint(format!(
+                    "give {} ports of its own (L4D2_PORT, L4D2_CLIENT_PORT, L4D2_TV_PORT; docs/unit.md, \"Ports\"), or stop left4me-server@{other} first",
+                    self.shown(&self.paths.env()).display()
+                )));
+            }
+        }
+        Ok(lock)
+    }
+
+    /// The ports of `other` as its copy records them, if it is mounted.
+    fn running_ports(&self, other: &InstanceName) -> Result<Option<Ports>> {
+        let paths = InstancePaths::new(other);
+        let rel = paths.runtime();
+        let Some(runtime_o) = fsx::open_dir_if_exists(self.state.fd(), &rel, &self.shown(&rel))?
+        else {
+            return Ok(None);
+        };
+        let merged = self.shown(&paths.part(MERGED));
+        if !matches!(
+            instance::mounted_here(runtime_o.as_fd(), other, &merged),
+            Ok(Some(_))
+        ) {
+            return Ok(None);
+        }
+        let copy = InstancePaths::in_helper_dir(&paths.own(Own::EnvCopy));
+        let shown = self.shown(&copy);
+        let bytes = fsx::read_small_file(self.state.fd(), &copy, &shown, envfile::MAX_BYTES)?;
+        // Only the L4D2_* lines: the copy also carries LEFT4ME_GENERATION,
+        // which instance.env may not set.
+        let lines: Vec<&[u8]> = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(envfile::KEY_PREFIX.as_bytes()))
+            .collect();
+        // A copy an older helper wrote may hold what this one refuses
+        // (+tv_port in L4D2_ARGS): that instance's ports are then unknown,
+        // which must not stop every other instance from starting.
+        match InstanceConfig::parse(&lines.join(&b'\n'), &shown.display().to_string()) {
+            Ok(config) => Ok(Some(config.ports)),
+            Err(f) => {
+                tracing::warn!(instance = %other, "ports of running instance {other} unknown: {}", f.message);
+                Ok(None)
+            }
+        }
     }
 
     /// Whether this instance's overlay is on merged/.
@@ -139,6 +246,10 @@ impl<'s> Locked<'s> {
 pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<Outcome> {
     let paths = InstancePaths::new(name);
     let config = instance::read_config(state, &paths)?;
+    if let Some((cpus, line)) = &config.cpus {
+        let origin = format!("{}:{line}", state.shown(&paths.env()).display());
+        cpus.check_against(&CpuList::host()?, &origin)?;
+    }
     let l = Locked::take(state, name)?;
     // root:<service group> 0750: the game reaches merged/ through its group;
     // other local users cannot read staged config (rcon passwords) through it.
@@ -158,6 +269,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
             .collect();
         let recorded = instance::read_record(l.helper_dir.as_fd(), &paths);
         if recorded.as_ref() == Some(&asked) {
+            let _ports = l.claim_ports(&config)?;
             l.write_env_copy(&config, &asked)?;
             tracing::info!("already mounted with the same layer stack");
             return Ok(l.outcome(Done::AlreadyMounted, &asked));
@@ -187,6 +299,8 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
     let (mnt, stack) = overlay::assemble(&state.root, name, &config, &game, user)?;
+    // Until attached: from here on this instance counts as running.
+    let _ports = l.claim_ports(&config)?;
     let record = paths.own(Own::Record);
     fsx::write_replace(
         l.helper_dir.as_fd(),
@@ -251,8 +365,10 @@ pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
     }
     let l = Locked::take(state, name)?;
     // Whatever happens below, no later start may read a stale environment.
-    let env_copy = l.paths.own(Own::EnvCopy);
-    fsx::remove_file(l.helper_dir.as_fd(), &env_copy, &l.in_helper_dir(&env_copy))?;
+    for own in [Own::EnvCopy, Own::Cpus] {
+        let file = l.paths.own(own);
+        fsx::remove_file(l.helper_dir.as_fd(), &file, &l.in_helper_dir(&file))?;
+    }
     let Some(runtime_i) = l.open_runtime_i()? else {
         return Ok(l.outcome(Done::NotMounted, &[]));
     };

@@ -345,16 +345,16 @@ root_test! {
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, 0, 0o600));
         let text = fs::read_to_string(&copy).unwrap();
         let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(body, ["L4D2_PORT=\"27016\"", r#"L4D2_MOTD="+map \"c1m1\" \$x \`y\` \\z""#, "L4D2_HEALTH_TIMEOUT=\"5\""]);
+        assert_eq!(body, ["L4D2_PORT=\"27016\"", r#"L4D2_MOTD="+map \"c1m1\" \$x \`y\` \\z""#, "L4D2_HEALTH_TIMEOUT=\"5\"", "L4D2_CLIENT_PORT=\"27116\"", "L4D2_TV_PORT=\"27216\""]);
         // Config changed, same stack: "already mounted", and the copy follows.
         f.write("instances/vs1/instance.env", "L4D2_PORT=27017\n");
         assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
         let text = fs::read_to_string(&copy).unwrap();
-        assert!(text.ends_with("\nL4D2_PORT=\"27017\"\n"), "{text}");
+        assert!(text.ends_with("\nL4D2_PORT=\"27017\"\nL4D2_CLIENT_PORT=\"27117\"\nL4D2_TV_PORT=\"27217\"\n"), "{text}");
         // An invalid config leaves the last good copy and the mount alone.
         f.write("instances/vs1/instance.env", "L4D2_PORT=27017\nLD_PRELOAD=/x.so\n");
         f.fails(&["mount", "vs1"], 11);
-        assert!(fs::read_to_string(&copy).unwrap().ends_with("\nL4D2_PORT=\"27017\"\n"));
+        assert!(fs::read_to_string(&copy).unwrap().contains("\nL4D2_PORT=\"27017\"\n"));
         f.ok(&["umount", "vs1"]);
         assert!(!copy.exists(), "a stale copy would feed the next start");
         f.ok(&["umount", "vs1"]);
@@ -440,5 +440,83 @@ root_test! {
         assert!(err.contains("hint: "), "{err}");
         let err = f.fails(&["mount", "nosuch"], 12);
         assert!(err.contains("hint: create"), "{err}");
+    }
+}
+
+root_test! {
+    /// Issue 22: a mount is refused while a mounted instance uses one of its
+    /// ports, judged by the copies root wrote at those mounts, not by what
+    /// their instance.env says now; explicit ports reach the copy.
+    fn a_mount_is_refused_while_a_running_instance_uses_one_of_its_ports() {
+        let f = Fixture::new();
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\n");
+        // vs2's game port is vs1's client port (27015 + 100).
+        f.write("instances/vs2/instance.env", "L4D2_PORT=27115\n");
+        f.ok(&["mount", "vs1"]);
+        let err = f.fails(&["mount", "vs2"], 23);
+        assert!(
+            err.contains("port 27115 (the game port of instance vs2) is the client port of instance vs1, which is running"),
+            "{err}"
+        );
+        assert!(err.contains("or stop left4me-server@vs1 first"), "{err}");
+        assert!(!f.is_mounted("vs2"));
+        assert!(!f.path("runtime/.left4me/vs2.env").exists());
+        // What vs1's instance.env says now does not count: its copy does.
+        f.write("instances/vs1/instance.env", "L4D2_PORT=40000\n");
+        f.fails(&["mount", "vs2"], 23);
+        // Remounting vs1 itself is no conflict with itself.
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\n");
+        assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
+        // SourceTV off frees its port; explicit ports are what is checked.
+        f.write("instances/vs2/instance.env", "L4D2_PORT=27215\nL4D2_CLIENT_PORT=27016\n");
+        let err = f.fails(&["mount", "vs2"], 23);
+        assert!(err.contains("is the SourceTV port of instance vs1"), "{err}");
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_ARGS=-nohltv\n");
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["mount", "vs1"]);
+        f.write("instances/vs2/instance.env", "L4D2_PORT=27215\nL4D2_CLIENT_PORT=27016\nL4D2_TV_PORT=27017\n");
+        f.ok(&["mount", "vs2"]);
+        let copy = f.read("runtime/.left4me/vs2.env");
+        assert!(copy.contains("L4D2_CLIENT_PORT=\"27016\"\nL4D2_TV_PORT=\"27017\"\n"), "{copy}");
+        assert_eq!(f.status("vs2")["ports"], serde_json::json!({"game": 27215, "client": 27016, "sourcetv": 27017}));
+        assert_eq!(f.status("vs1")["ports"], serde_json::json!({"game": 27015, "client": 27115, "sourcetv": null}));
+        // A copy left by an instance that is not mounted does not count.
+        f.ok(&["umount", "vs2"]);
+        fs::write(f.path("runtime/.left4me/vs3.env"), "L4D2_PORT=\"27215\"\n").unwrap();
+        f.ok(&["mount", "vs2"]);
+        // A running instance's copy this helper would not write (an older
+        // helper's, with +tv_port in L4D2_ARGS): its ports are unknown, and
+        // it stops no other instance from starting.
+        f.ok(&["umount", "vs2"]);
+        fs::write(f.path("runtime/.left4me/vs1.env"), "L4D2_PORT=\"27015\"\nL4D2_ARGS=\"+tv_port 27215\"\n").unwrap();
+        f.ok(&["mount", "vs2"]);
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["umount", "vs2"]);
+    }
+}
+
+root_test! {
+    /// L4D2_CPUS: validated, checked against the host's CPUs at mount
+    /// (exit 24), written canonical for the overlay unit, removed at umount.
+    fn cpus_are_checked_against_the_host_and_written_for_the_unit() {
+        let f = Fixture::new();
+        let cpus = f.path("runtime/.left4me/vs1.cpus");
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=0,0-0\n");
+        f.ok(&["mount", "vs1"]);
+        assert_eq!(fs::read_to_string(&cpus).unwrap(), "0\n");
+        let meta = fs::metadata(&cpus).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600));
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\n");
+        f.ok(&["mount", "vs1"]);
+        assert_eq!(fs::read_to_string(&cpus).unwrap(), "", "no L4D2_CPUS: every CPU");
+        f.ok(&["umount", "vs1"]);
+        assert!(!cpus.exists());
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=0,8000\n");
+        let err = f.fails(&["mount", "vs1"], 24);
+        assert!(err.contains("instance.env:2: L4D2_CPUS=0,8000 names CPU 8000 that this host does not have (online: "), "{err}");
+        assert!(!f.is_mounted("vs1"));
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=\"1 2\"\n");
+        let err = f.fails(&["mount", "vs1"], 11);
+        assert!(err.contains("instance.env:2: L4D2_CPUS: item 1 (\"1 2\") is not a CPU number"), "{err}");
     }
 }

@@ -88,6 +88,9 @@ pub struct Fixture {
     pub root: PathBuf,
     /// A directory outside the state dir that no verb may ever touch.
     pub outside: PathBuf,
+    /// The game port [`Fixture::instance`] gives next: each instance its
+    /// own, so instances mounted together never share one (exit 21).
+    next_port: std::cell::Cell<u16>,
 }
 
 impl Fixture {
@@ -116,6 +119,7 @@ impl Fixture {
             _dir: dir,
             root,
             outside,
+            next_port: std::cell::Cell::new(27015),
         };
         f.write("installation/srcds_run", "#!/bin/sh\n");
         f.write("installation/left4dead2/gameinfo.txt", "installation\n");
@@ -148,10 +152,12 @@ impl Fixture {
     }
 
     pub fn instance(&self, name: &str, overlays: &[&str]) {
+        let port = self.next_port.get();
+        self.next_port.set(port + 1);
         self.write(
             &format!("instances/{name}/instance.env"),
             &format!(
-                "L4D2_PORT=27015\nL4D2_ARGS=\"+map c1m1_hotel\"\nL4D2_OVERLAYS=\"{}\"\n",
+                "L4D2_PORT={port}\nL4D2_ARGS=\"+map c1m1_hotel\"\nL4D2_OVERLAYS=\"{}\"\n",
                 overlays.join(" ")
             ),
         );

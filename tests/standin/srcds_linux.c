@@ -10,6 +10,28 @@
  * Behaviour that the VM scenarios rely on:
  *   -game DIR         game dir, relative to the cwd srcds_run chdir'd into
  *   +hostport N       UDP port for A2S queries (all IPv4 addresses)
+ *   +clientport N     UDP client port (default 27005), bound and kept open
+ *   +tv_port N        UDP SourceTV port (default 27020), bound and kept
+ *                     open unless -nohltv; it does not answer queries
+ *                     (the real SourceTV does)
+ *                     Each port, like srcds (Source SDK 2013,
+ *                     engine/net_ws.cpp, NET_OpenSocket): without
+ *                     SO_REUSEADDR (srcds sets it only with -reuse); when
+ *                     the port is taken (EADDRINUSE), the next of
+ *                     PORT_TRY_MAX = 10 ports, logging "Socket bound to
+ *                     non-default port N because original port was already
+ *                     in use."; when all ten are taken the client port
+ *                     falls back to any port (OpenSocketInternal's bTryAny),
+ *                     the others end the process ("Couldn't allocate any
+ *                     server IP port"). A2S_INFO's extra data reports the
+ *                     game port actually bound, as srcds's
+ *                     net_sockets[].nPort does.
+ *   threads           two threads, like the engine's worker threads that
+ *                     set their own affinity: one asks sched_setaffinity
+ *                     for every CPU, one for CPU 0 alone; each logs what it
+ *                     asked, the result and the CPUs it then runs on, and
+ *                     stays alive, so /proc/PID/task shows where every
+ *                     thread may run (the L4D2_CPUS scenario)
  *   +map NAME         map reported in A2S_INFO (default c1m1_hotel)
  *   DIR/gameinfo.txt  must exist, else exit 1 (like a broken install)
  *   DIR/cfg/server.cfg  `hostname "..."` is the name A2S_INFO reports
@@ -49,7 +71,10 @@
  *                     "dlopen failed trying to load" when it cannot), and
  *                     writes ~/.standin-home, so a read-only home shows.
  */
+#define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -59,6 +84,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -272,10 +298,91 @@ static void hang_forever(void)
         pause();
 }
 
+#define PORT_TRY_MAX 10
+
+/* NET_OpenSocket: bind `port` or, while EADDRINUSE, the next ones; `any`:
+ * then any port. Returns the socket, with *port updated, or -1. */
+static int open_port(const char *what, int *port, int any)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        logmsg("socket: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    for (int off = 0; off < PORT_TRY_MAX; off++) {
+        addr.sin_port = htons((uint16_t)(*port + off));
+        if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
+            if (off) {
+                *port += off;
+                logmsg("Socket bound to non-default port %d because original port was already in use.",
+                       *port);
+            }
+            return fd;
+        }
+        if (errno != EADDRINUSE) {
+            logmsg("WARNING: NET_OpenSocket: bind %s %d: %s", what, *port + off, strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
+    if (any) {
+        socklen_t len = sizeof addr;
+        addr.sin_port = 0;
+        if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+            getsockname(fd, (struct sockaddr *)&addr, &len) == 0) {
+            *port = ntohs(addr.sin_port);
+            logmsg("%s port: any port, %d", what, *port);
+            return fd;
+        }
+    }
+    logmsg("WARNING: UDP_OpenSocket: unable to bind socket");
+    logmsg("Couldn't allocate any %s IP port", what);
+    close(fd);
+    return -1;
+}
+
+static void cpu_list(char *out, size_t len)
+{
+    cpu_set_t set;
+    size_t o = 0;
+    out[0] = '\0';
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return;
+    for (int c = 0; c < CPU_SETSIZE && o + 8 < len; c++)
+        if (CPU_ISSET(c, &set))
+            o += (size_t)snprintf(out + o, len - o, "%s%d", o ? "," : "", c);
+}
+
+/* NULL: every CPU the kernel knows; otherwise CPU 0 alone. */
+static void *affinity_thread(void *arg)
+{
+    int only_cpu0 = arg != NULL;
+    cpu_set_t set;
+    char now[256];
+    CPU_ZERO(&set);
+    if (only_cpu0)
+        CPU_SET(0, &set);
+    else
+        for (int c = 0; c < CPU_SETSIZE; c++)
+            CPU_SET(c, &set);
+    int rc = sched_setaffinity(0, sizeof set, &set);
+    int err = errno;
+    cpu_list(now, sizeof now);
+    logmsg("affinity: thread asked for %s: %s; runs on CPUs %s", only_cpu0 ? "CPU 0" : "every CPU",
+           rc == 0 ? "ok" : strerror(err), now);
+    for (;;)
+        pause();
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     const char *game = NULL;
-    int port = 27015;
+    int port = 27015, clientport = 27005, tvport = 27020, hltv = 1;
     char path[4096], hostname[256] = "left4me stand-in";
 
     for (int i = 1; i < argc; i++) {
@@ -283,6 +390,12 @@ int main(int argc, char **argv)
             game = argv[++i];
         else if (!strcmp(argv[i], "+hostport") && i + 1 < argc)
             port = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "+clientport") && i + 1 < argc)
+            clientport = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "+tv_port") && i + 1 < argc)
+            tvport = atoi(argv[++i]);
+        else if (!strcasecmp(argv[i], "-nohltv"))
+            hltv = 0;
         else if (!strcmp(argv[i], "+map") && i + 1 < argc)
             snprintf(map, sizeof map, "%s", argv[++i]);
     }
@@ -326,22 +439,27 @@ int main(int argc, char **argv)
     sa.sa_handler = on_sigint; /* no SA_RESTART: recvfrom must return EINTR */
     sigaction(SIGINT, &sa, NULL);
 
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) {
-        logmsg("socket: %s", strerror(errno));
+    /* NET_OpenSockets' order: server, client, SourceTV. */
+    int fd = open_port("server", &port, 0);
+    if (fd < 0)
         return 1;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-    addr.sin_port = htons((uint16_t)port);
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        logmsg("bind udp %d: %s", port, strerror(errno));
+    if (open_port("client", &clientport, 1) < 0)
         return 1;
-    }
+    if (hltv && open_port("SourceTV", &tvport, 0) < 0)
+        return 1;
+    if (hltv)
+        logmsg("ports: game %d, client %d, SourceTV %d", port, clientport, tvport);
+    else
+        logmsg("ports: game %d, client %d, SourceTV off (-nohltv)", port, clientport);
+    /* SIGINT must reach the main thread's poll(), not a sleeping thread. */
+    sigset_t intr, old;
+    sigemptyset(&intr);
+    sigaddset(&intr, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &intr, &old);
+    pthread_t t;
+    pthread_create(&t, NULL, affinity_thread, NULL);
+    pthread_create(&t, NULL, affinity_thread, (void *)1);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     /* Per-process challenge, as servers since the 2020 change require. */
     uint32_t challenge = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x5a5aa5a5u;
