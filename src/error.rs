@@ -125,6 +125,12 @@ impl Kind {
         }
     }
 
+    /// The kind a helper run ended with, from its exit status (the admin
+    /// command reports a failed unit's helper run this way).
+    pub(crate) fn from_exit_code(code: u8) -> Option<Kind> {
+        ALL_KINDS.into_iter().find(|k| k.exit_code() == code)
+    }
+
     pub(crate) fn label(self) -> &'static str {
         let code = self.exit_code();
         EXIT_CODES
@@ -133,6 +139,21 @@ impl Kind {
             .map_or("unexpected", |r| r.label)
     }
 }
+
+const ALL_KINDS: [Kind; 12] = [
+    Kind::Unexpected,
+    Kind::InvalidName,
+    Kind::InvalidConfig,
+    Kind::Missing,
+    Kind::UnsafePath,
+    Kind::Busy,
+    Kind::Conflict,
+    Kind::LockTimeout,
+    Kind::KernelLimit,
+    Kind::NotPermitted,
+    Kind::UnknownUser,
+    Kind::Incomplete,
+];
 
 /// The exit-code section of `--help` and the man page.
 /// Each meaning is wrapped at 80 columns under its code.
@@ -252,20 +273,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    const KINDS: [Kind; 12] = [
-        Kind::Unexpected,
-        Kind::InvalidName,
-        Kind::InvalidConfig,
-        Kind::Missing,
-        Kind::UnsafePath,
-        Kind::Busy,
-        Kind::Conflict,
-        Kind::LockTimeout,
-        Kind::KernelLimit,
-        Kind::NotPermitted,
-        Kind::UnknownUser,
-        Kind::Incomplete,
-    ];
+    const KINDS: [Kind; 12] = ALL_KINDS;
 
     #[test_log::test]
     fn every_kind_has_its_own_row() {
@@ -276,6 +284,7 @@ mod tests {
                 .collect();
             assert_eq!(rows.len(), 1, "{kind:?}");
             assert_eq!(rows[0].label, kind.label());
+            assert_eq!(Kind::from_exit_code(kind.exit_code()), Some(kind));
         }
         // Kinds plus the two codes that are not failures (0 done, 2 usage).
         assert_eq!(EXIT_CODES.len(), KINDS.len() + 2);
