@@ -116,6 +116,9 @@ pub(crate) struct CreateArgs {
     /// Extra arguments of srcds (L4D2_ARGS), e.g. "+map c1m1_hotel".
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     pub(crate) args: Option<String>,
+    /// Any other L4D2_* variable, e.g. L4D2_HEALTH_GRACE_SEC=30 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub(crate) set: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -56,13 +56,7 @@ fn run(state_dir: &Path, command: &Command) -> Result<()> {
             };
             out(&text)
         }
-        Command::Create(a) => create(
-            state_dir,
-            &a.name,
-            &a.port,
-            a.overlays.as_deref(),
-            a.args.as_deref(),
-        ),
+        Command::Create(a) => create(state_dir, a),
         Command::Delete(a) => delete(state_dir, &a.name, a.yes),
         Command::Start(a) => {
             let name = InstanceName::parse(&a.name)?;
@@ -265,7 +259,8 @@ fn journalctl_units(name: &InstanceName) -> Vec<String> {
 
 fn logs(name: &InstanceName, follow: bool) -> Result<()> {
     let mut cmd = Process::new("journalctl");
-    cmd.arg("--no-hostname").args(journalctl_units(name));
+    cmd.args(["--no-hostname", "--no-pager"])
+        .args(journalctl_units(name));
     if follow {
         cmd.arg("-f");
     } else {
@@ -332,6 +327,7 @@ fn instance_env(
     port: &str,
     overlays: Option<&str>,
     args: Option<&str>,
+    set: &[String],
 ) -> Result<String> {
     let mut vars = vec![("L4D2_PORT", port)];
     if let Some(o) = overlays {
@@ -339,6 +335,15 @@ fn instance_env(
     }
     if let Some(a) = args {
         vars.push(("L4D2_ARGS", a));
+    }
+    for kv in set {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(
+                Failure::new(Kind::InvalidConfig, format!("--set {kv}: no '='"))
+                    .hint("write --set L4D2_KEY=value"),
+            );
+        };
+        vars.push((k, v));
     }
     let vars: Vec<Assignment> = vars
         .into_iter()
@@ -358,15 +363,15 @@ fn instance_env(
     Ok(text)
 }
 
-fn create(
-    state_dir: &Path,
-    raw: &str,
-    port: &str,
-    overlays: Option<&str>,
-    args: Option<&str>,
-) -> Result<()> {
-    let name = InstanceName::parse(raw)?;
-    let text = instance_env(&name, port, overlays, args)?;
+fn create(state_dir: &Path, a: &cli::CreateArgs) -> Result<()> {
+    let name = InstanceName::parse(&a.name)?;
+    let text = instance_env(
+        &name,
+        &a.port,
+        a.overlays.as_deref(),
+        a.args.as_deref(),
+        &a.set,
+    )?;
     let config = InstanceConfig::parse(text.as_bytes(), "instance.env")?;
     for o in &config.overlays {
         let dir = state_dir.join("overlays").join(o.to_string());
@@ -414,7 +419,9 @@ fn create(
         .custom_flags(libc_nofollow())
         .open(&env)
         .map_err(|e| io_failure(&env, "create", &e))?;
-    f.write_all(text.as_bytes())
+    // Not left to the umask: the group edits it too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o660))
+        .and_then(|()| f.write_all(text.as_bytes()))
         .and_then(|()| f.sync_all())
         .map_err(|e| io_failure(&env, "write", &e))?;
     println!("created {}", env.display());
@@ -550,6 +557,7 @@ mod tests {
             "27015",
             Some("base sm"),
             Some("+map c1m1_hotel \"x\""),
+            &[],
         )
         .unwrap_err();
         assert_eq!(
@@ -562,6 +570,7 @@ mod tests {
             "27015",
             Some("base sm"),
             Some("+map c1m1_hotel $x"),
+            &["L4D2_HEALTH_GRACE_SEC=3".into()],
         )
         .unwrap();
         let c = InstanceConfig::parse(text.as_bytes(), "t").unwrap();
@@ -569,6 +578,11 @@ mod tests {
         assert_eq!(c.overlays.len(), 2);
         let args = c.vars.iter().find(|a| a.key == "L4D2_ARGS").unwrap();
         assert_eq!(args.value, "+map c1m1_hotel $x");
+        assert!(
+            c.vars
+                .iter()
+                .any(|a| a.key == "L4D2_HEALTH_GRACE_SEC" && a.value == "3")
+        );
     }
 
     #[test_log::test]
@@ -579,8 +593,12 @@ mod tests {
             ("27015", Some("../etc")),
             ("27015", Some("a a")),
         ] {
-            let f = instance_env(&name(), port, overlays, None).unwrap_err();
+            let f = instance_env(&name(), port, overlays, None, &[]).unwrap_err();
             assert_eq!(f.kind, Kind::InvalidConfig, "{port} {overlays:?}: {f}");
+        }
+        for set in ["PATH=/tmp", "L4D2_X", "LD_PRELOAD=/x.so"] {
+            let f = instance_env(&name(), "27015", None, None, &[set.into()]).unwrap_err();
+            assert_eq!(f.kind, Kind::InvalidConfig, "{set}: {f}");
         }
     }
 }
