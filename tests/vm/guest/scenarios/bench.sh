@@ -15,6 +15,9 @@ install_standin
 make_overlay base "left4dead2/cfg/server.cfg=hostname \"bench base\""
 remove_instance bench
 make_instance bench 27040 "base" "bench"
+# The instance dir as the web app makes it: the service user's, so it can
+# ask for the one-request reset (instances/bench/reset-at-start).
+chown left4me:left4me "$STATE/instances/bench"
 m=$(merged bench)
 as_user() { runuser -u left4me -- "$@"; }
 baseline=baseline-seed-design@bench.service
