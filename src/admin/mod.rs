@@ -493,7 +493,17 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
                 .hint("answer y, or pass --yes"));
         }
     }
-    systemd::systemctl(&["start", &format!("left4me-disable@{name}.service")])?;
+    // Boot start off first. On NixOS the proxy fails (boot starts are
+    // declared there, /etc/systemd/system is read-only): say so, go on.
+    if let Err(f) = systemd::systemctl(&["start", &format!("left4me-disable@{name}.service")]) {
+        if f.kind == Kind::NotPermitted {
+            return Err(f);
+        }
+        eprintln!(
+            "left4me: warning: boot start of {name} not disabled: {}",
+            f.message
+        );
+    }
     if root {
         if crate::mounts::read_mountinfo("/proc/self/mountinfo")
             .iter()
