@@ -495,7 +495,11 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
     }
     // Boot start off first. On NixOS the proxy fails (boot starts are
     // declared there, /etc/systemd/system is read-only): say so, go on.
-    if let Err(f) = systemd::systemctl(&["start", &format!("left4me-disable@{name}.service")]) {
+    if let Err(f) = systemd::systemctl(&[
+        "start",
+        "--wait",
+        &format!("left4me-disable@{name}.service"),
+    ]) {
         if f.kind == Kind::NotPermitted {
             return Err(f);
         }
