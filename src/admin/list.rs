@@ -1,6 +1,7 @@
 //! `left4me list`: every instance with what systemd, the health check's
-//! record and the disk say about it. One `systemctl show` for all units;
-//! everything else is read from files, so 32 instances cost one fork.
+//! record and the disk say about it. One `systemctl list-units` for all
+//! units (one D-Bus call); everything else is read from files, so 32
+//! instances cost one fork.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::systemd::{self, Unit};
+use super::systemd;
 use crate::envfile::InstanceConfig;
 use crate::error::Result;
 use crate::health::RUN_DIR;
@@ -34,7 +35,6 @@ pub(crate) struct Line {
     /// systemd's ActiveState and SubState of left4me-server@NAME.
     pub(crate) active_state: String,
     pub(crate) sub_state: String,
-    pub(crate) main_pid: Option<u64>,
     /// L4D2_PORT of instance.env; none when it is missing, unreadable to
     /// the caller or invalid (`config_error` says which).
     pub(crate) port: Option<u16>,
@@ -50,7 +50,9 @@ pub(crate) struct Line {
     pub(crate) upper_bytes: Option<u64>,
     /// The walk stopped at its limit: upper_bytes is a lower bound.
     pub(crate) upper_truncated: bool,
-    /// Seconds since the server unit became active.
+    /// Seconds since this start of the server, as its health check
+    /// recorded it (the check starts and restarts with the server); none
+    /// without a health check.
     pub(crate) uptime_s: Option<u64>,
 }
 
@@ -71,48 +73,44 @@ fn names(state_dir: &Path) -> Vec<String> {
 
 pub(crate) fn listing(state_dir: &Path) -> Result<Listing> {
     let names = names(state_dir);
-    let units: Vec<String> = names.iter().map(|n| systemd::server(n)).collect();
-    let shown = systemd::show(&units)?;
-    let now_mono_us = monotonic_us();
+    let units = if names.is_empty() {
+        Default::default()
+    } else {
+        systemd::list_units(&systemd::server("*"))?
+    };
     let now_ms = crate::health::now_ms();
     let instances = names
         .iter()
         .map(|name| {
-            let unit = shown
+            let (active, sub) = units
                 .get(&systemd::server(name))
-                .cloned()
-                .unwrap_or_default();
-            line(state_dir, name, &unit, now_mono_us, now_ms)
+                .map_or(("inactive", "dead"), |(a, s)| (a.as_str(), s.as_str()));
+            line(state_dir, name, active, sub, now_ms)
         })
         .collect();
     Ok(Listing { instances })
 }
 
-fn monotonic_us() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1000
-}
-
-fn line(state_dir: &Path, name: &str, unit: &Unit, now_mono_us: u64, now_ms: u64) -> Line {
+fn line(state_dir: &Path, name: &str, active: &str, sub: &str, now_ms: u64) -> Line {
     let (port, config_error) = match read_config(state_dir, name) {
         Ok(c) => (Some(c.port), None),
         Err(e) => (None, Some(e)),
     };
     let record = Record::load(Path::new(RUN_DIR), name).ok().flatten();
-    let active = unit.get("ActiveState");
-    let since_us = unit
-        .number("ActiveEnterTimestampMonotonic")
-        .filter(|_| active == "active" || active == "reloading");
-    let uptime_s = since_us.map(|t| now_mono_us.saturating_sub(t) / 1_000_000);
-    // The unit's activation as wall-clock milliseconds, to tell an answer of
-    // this run from one of an earlier run in the record.
-    let since_ms = uptime_s.map(|up| now_ms.saturating_sub(up * 1000 + 1000));
-    let answered = match (&record, since_ms) {
-        (Some(r), Some(since)) => r.last_answer.as_ref().is_some_and(|a| a.time_ms >= since),
+    let up = matches!(active, "active" | "reloading");
+    // An answer of this start, not of an earlier one kept in the record.
+    let answered = match &record {
+        Some(r) => r
+            .last_answer
+            .as_ref()
+            .is_some_and(|a| a.time_ms >= r.started_ms),
         // No record: no health check runs for it; systemd's word is all.
-        (None, _) => true,
-        _ => false,
+        None => true,
     };
+    let uptime_s = record
+        .as_ref()
+        .filter(|_| up)
+        .map(|r| now_ms.saturating_sub(r.started_ms) / 1000);
     let state = match active {
         "active" | "reloading" if answered => "running",
         "active" | "reloading" | "activating" => "starting",
@@ -131,8 +129,7 @@ fn line(state_dir: &Path, name: &str, unit: &Unit, now_mono_us: u64, now_ms: u64
         name: name.to_owned(),
         state,
         active_state: active.to_owned(),
-        sub_state: unit.get("SubState").to_owned(),
-        main_pid: unit.number("MainPID"),
+        sub_state: sub.to_owned(),
         port,
         config_error,
         generation: record.as_ref().and_then(|r| r.generation.clone()),

@@ -61,7 +61,7 @@ for who in root ops; do
     for n in adm1 adm2; do
         u=$(unit "$n")
         [ "$(jq_of "$json" "$n" active_state)" = "$(systemctl show -P ActiveState "$u")" ] || fail "$who: active_state of $n"
-        [ "$(jq_of "$json" "$n" main_pid)" = "$(systemctl show -P MainPID "$u")" ] || fail "$who: main_pid of $n"
+        [ "$(jq_of "$json" "$n" sub_state)" = "$(systemctl show -P SubState "$u")" ] || fail "$who: sub_state of $n"
         rec=/run/left4me-health/$n/status.json
         [ "$(jq_of "$json" "$n" map)" = "$(jq -r .last_answer.map "$rec")" ] || fail "$who: map of $n"
         [ "$(jq_of "$json" "$n" players)" = "$(jq -r .last_answer.players "$rec")" ] || fail "$who: players of $n"
@@ -69,6 +69,8 @@ for who in root ops; do
         [ "$(jq_of "$json" "$n" restarts_by_check)" = "$(jq -r '.restarts_ms | length' "$rec")" ] || fail "$who: restarts of $n"
         [ "$(jq_of "$json" "$n" generation)" = "$(gen_current)" ] || fail "$who: $n runs $(jq_of "$json" "$n" generation), current is $(gen_current)"
         up=$(jq_of "$json" "$n" uptime_s)
+        [ "$up" = "$(( ($(now_ms) - $(jq -r .started_ms "$rec")) / 1000 ))" ] ||
+            [ "$up" = "$(( ($(now_ms) - $(jq -r .started_ms "$rec")) / 1000 - 1 ))" ] || fail "$who: uptime of $n is not the record's"
         { [[ $up =~ ^[0-9]+$ ]] && [ "$up" -lt 300 ]; } || fail "$who: uptime of $n is '$up'"
         [[ $(jq_of "$json" "$n" upper_bytes) =~ ^[0-9]+$ ]] || fail "$who: no upper size of $n"
     done
