@@ -127,6 +127,13 @@ rustPlatform.buildRustPackage {
       --fish <("$helper" --generate complete-fish)
     "$out/bin/left4me-health" --generate man > left4me-health.8
     installManPage left4me-health.8
+    # The admin command (docs/admin.md): bin/left4me.
+    "$out/bin/left4me" --generate man > left4me.8
+    installManPage left4me.8
+    installShellCompletion --cmd left4me \
+      --bash <("$out/bin/left4me" --generate complete-bash) \
+      --zsh <("$out/bin/left4me" --generate complete-zsh) \
+      --fish <("$out/bin/left4me" --generate complete-fish)
   '';
 
   meta = {

@@ -134,6 +134,14 @@ pub(crate) fn render(vars: &[Assignment]) -> String {
     let mut out = String::from(
         "# Written by left4me-overlay at each mount from the instance's instance.env;\n# edit that file, not this one.\n",
     );
+    out += &render_assignments(vars);
+    out
+}
+
+/// `vars` as KEY="value" lines, quoted so that [`parse_assignments`] and
+/// systemd both read back exactly `value`.
+pub(crate) fn render_assignments(vars: &[Assignment]) -> String {
+    let mut out = String::new();
     for a in vars {
         out.push_str(&a.key);
         out.push_str("=\"");

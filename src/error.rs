@@ -147,6 +147,12 @@ impl Kind {
         }
     }
 
+    /// The kind a helper run ended with, from its exit status (the admin
+    /// command reports a failed unit's helper run this way).
+    pub(crate) fn from_exit_code(code: u8) -> Option<Kind> {
+        ALL_KINDS.into_iter().find(|k| k.exit_code() == code)
+    }
+
     pub(crate) const fn label(self) -> &'static str {
         match self {
             Kind::Unexpected => "unexpected",
@@ -169,6 +175,28 @@ impl Kind {
         }
     }
 }
+
+/// Every kind. A new kind must be added here too; the tests' exhaustive
+/// match (`health_only`) stops compiling until someone looks.
+const ALL_KINDS: [Kind; 17] = [
+    Kind::Unexpected,
+    Kind::InvalidName,
+    Kind::InvalidConfig,
+    Kind::Missing,
+    Kind::UnsafePath,
+    Kind::Busy,
+    Kind::Conflict,
+    Kind::LockTimeout,
+    Kind::KernelLimit,
+    Kind::NotPermitted,
+    Kind::UnknownUser,
+    Kind::Incomplete,
+    Kind::ActionRefused,
+    Kind::NoAnswer,
+    Kind::PortConflict,
+    Kind::UnknownCpu,
+    Kind::Steam,
+];
 
 /// The exit-code section of `--help` and the man page.
 /// Each meaning is wrapped at 80 columns under its code.
@@ -292,28 +320,6 @@ pub(crate) mod tests {
     use super::*;
     use rstest::rstest;
 
-    /// Every kind; the match below makes a new kind a compile error here
-    /// until it is listed.
-    const ALL: [Kind; 17] = [
-        Kind::Unexpected,
-        Kind::InvalidName,
-        Kind::InvalidConfig,
-        Kind::Missing,
-        Kind::UnsafePath,
-        Kind::Busy,
-        Kind::Conflict,
-        Kind::LockTimeout,
-        Kind::KernelLimit,
-        Kind::NotPermitted,
-        Kind::UnknownUser,
-        Kind::Incomplete,
-        Kind::ActionRefused,
-        Kind::NoAnswer,
-        Kind::PortConflict,
-        Kind::UnknownCpu,
-        Kind::Steam,
-    ];
-
     /// The kinds only left4me-health ends with (its own table, health::EXIT_CODES).
     fn health_only(kind: Kind) -> bool {
         match kind {
@@ -338,8 +344,8 @@ pub(crate) mod tests {
 
     #[test_log::test]
     fn no_two_kinds_share_a_code_or_label() {
-        for (i, a) in ALL.iter().enumerate() {
-            for b in &ALL[i + 1..] {
+        for (i, a) in ALL_KINDS.iter().enumerate() {
+            for b in &ALL_KINDS[i + 1..] {
                 assert_ne!(a.exit_code(), b.exit_code(), "{a:?} {b:?}");
                 assert_ne!(a.label(), b.label(), "{a:?} {b:?}");
             }
@@ -348,7 +354,7 @@ pub(crate) mod tests {
 
     #[test_log::test]
     fn every_kind_of_the_helper_has_its_own_row() {
-        let helpers: Vec<Kind> = ALL.into_iter().filter(|k| !health_only(*k)).collect();
+        let helpers: Vec<Kind> = ALL_KINDS.into_iter().filter(|k| !health_only(*k)).collect();
         for kind in &helpers {
             let rows: Vec<_> = EXIT_CODES
                 .iter()
@@ -356,6 +362,7 @@ pub(crate) mod tests {
                 .collect();
             assert_eq!(rows.len(), 1, "{kind:?}");
             assert_eq!(rows[0].label, kind.label());
+            assert_eq!(Kind::from_exit_code(kind.exit_code()), Some(*kind));
         }
         // Kinds plus the two codes that are not failures (0 done, 2 usage).
         assert_eq!(EXIT_CODES.len(), helpers.len() + 2);

@@ -3,11 +3,14 @@
 //! shell over [`main`]; see docs/helper.md for the contract and threat model.
 //! The crate's second program, the per-instance health check `left4me-health`
 //! (docs/health.md), is [`health_main`]; the root helper never calls it.
+//! The third, the admin command `left4me` (docs/admin.md), is [`admin_main`]:
+//! it acts through systemd and is never run by a root unit.
 //! Everything else is private to the crate, and `unsafe` lives in `sys` only.
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod a2s;
+mod admin;
 mod cli;
 mod contract;
 mod cpus;
@@ -34,6 +37,8 @@ mod status;
 mod sys;
 mod verbs;
 
+/// left4me's program (src/bin/left4me.rs).
+pub use admin::main as admin_main;
 /// left4me-health's program (src/bin/left4me-health.rs).
 pub use health::main as health_main;
 pub use run::main;

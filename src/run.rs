@@ -110,7 +110,11 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
         Command::Mount(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            print_outcome(&verbs::mount(&state, &name, &user)?, args.json)?;
+            let done = verbs::mount(&state, &name, &user)?;
+            print_outcome(&done.outcome, args.json)?;
+            if let Some(background) = done.discard {
+                discard::in_background(background);
+            }
         }
         Command::Umount(args) => {
             let name = InstanceName::parse(&args.instance)?;

@@ -171,6 +171,11 @@ impl InstancePaths {
         format!("{INSTANCES}/{}/instance.env", self.name)
     }
 
+    /// The one-request reset (docs/unit.md, "Reset at the next start"):
+    /// while this name exists, the next mount starts from an empty writable
+    /// layer. Only its existence is looked at, never its content or type.
+    pub(crate) const RESET_MARKER: &'static str = "reset-at-start";
+
     /// The optional per-instance layer.
     pub(crate) fn layer(&self) -> String {
         format!("{INSTANCES}/{}/layer", self.name)

@@ -243,7 +243,14 @@ impl<'s> Locked<'s> {
     }
 }
 
-pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<Outcome> {
+/// A finished mount, and what a reset the user asked for at this start set
+/// aside, to delete once the lock is released.
+pub(crate) struct MountDone {
+    pub(crate) outcome: Outcome,
+    pub(crate) discard: Option<discard::Background>,
+}
+
+pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<MountDone> {
     let paths = InstancePaths::new(name);
     let config = instance::read_config(state, &paths)?;
     if let Some((cpus, line)) = &config.cpus {
@@ -272,7 +279,10 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
             let _ports = l.claim_ports(&config)?;
             l.write_env_copy(&config, &asked)?;
             tracing::info!("already mounted with the same layer stack");
-            return Ok(l.outcome(Done::AlreadyMounted, &asked));
+            return Ok(MountDone {
+                outcome: l.outcome(Done::AlreadyMounted, &asked),
+                discard: None,
+            });
         }
         let rels = |layers: &[Layer]| {
             layers
@@ -295,7 +305,12 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         )));
     }
 
-    prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
+    let discard = if reset_asked(state, &paths)? {
+        Some(discard_writable_layer(&runtime_i, &l, user)?)
+    } else {
+        prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
+        None
+    };
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
     let (mnt, stack) = overlay::assemble(&state.root, name, &config, &game, user)?;
@@ -312,7 +327,77 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     overlay::attach(mnt.as_fd(), merged.as_fd())
         .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))?;
     tracing::info!(layers = stack.len(), "mounted");
-    Ok(l.outcome(Done::Mounted, &stack))
+    Ok(MountDone {
+        outcome: l.outcome(Done::Mounted, &stack),
+        discard,
+    })
+}
+
+/// Whether the user asked for this start to begin with an empty writable
+/// layer (instances/NAME/reset-at-start), consuming the request: the marker
+/// is removed before anything is discarded, so a marker root cannot remove
+/// (a non-empty directory) fails the mount instead of resetting every start.
+/// It is user-written data: the instance dir is opened beneath the state
+/// dir without following a symlink, and of the marker only its existence
+/// counts (statx without following; never opened or read).
+fn reset_asked(state: &State, paths: &InstancePaths) -> Result<bool> {
+    let rel = paths.dir();
+    let shown = state.shown(&rel);
+    let Some(dir) = fsx::open_dir_if_exists(state.fd(), &rel, &shown)? else {
+        return Ok(false);
+    };
+    let marker = InstancePaths::RESET_MARKER;
+    let marker_shown = shown.join(marker);
+    match fsx::entry(dir.as_fd(), marker) {
+        Ok(None) => return Ok(false),
+        Ok(Some(_)) => {}
+        Err(e) => return Err(Failure::os(&marker_shown, "stat", e)),
+    }
+    match rustix::fs::unlinkat(dir.as_fd(), marker, rustix::fs::AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(Errno::ISDIR) | Err(Errno::PERM) => {
+            match rustix::fs::unlinkat(dir.as_fd(), marker, rustix::fs::AtFlags::REMOVEDIR) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(Failure::os(&marker_shown, "remove", e).hint(
+                        "make it an empty file (touch); it asks for a reset at the next start",
+                    ));
+                }
+            }
+        }
+        Err(e) => return Err(Failure::os(&marker_shown, "remove", e)),
+    }
+    tracing::info!("reset at start asked for by {}", marker_shown.display());
+    Ok(true)
+}
+
+/// Sets upper/, work/ and home/ aside and puts empty ones in their place;
+/// what was set aside is for [`discard::in_background`] once the lock is
+/// released. The instance must not be mounted.
+fn discard_writable_layer(
+    runtime_i: &OwnedFd,
+    l: &Locked<'_>,
+    user: &ServiceUser,
+) -> Result<discard::Background> {
+    // home/ too: what Steam and the game wrote to $HOME is part of the
+    // instance's state, and a reset means a clean one.
+    for part in [UPPER, WORK, HOME] {
+        let shown = l.shown(&l.paths.part(part));
+        refuse_symlink_swap(runtime_i.as_fd(), part, &shown)?;
+        discard::set_aside(runtime_i.as_fd(), part, &shown)?;
+    }
+    prepare_writable_layer(runtime_i.as_fd(), l, user)?;
+    tracing::info!("writable layer replaced by an empty one");
+    let sweeper = l.paths.own(Own::Sweeper);
+    let sweeper_lock = lock::open(l.helper_dir.as_fd(), &sweeper, &l.in_helper_dir(&sweeper))?;
+    let shown = l.shown(&l.paths.runtime());
+    Ok(discard::Background {
+        runtime_i: runtime_i.try_clone().map_err(|e| {
+            Failure::os(&shown, "dup", Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        })?,
+        shown,
+        sweeper_lock,
+    })
 }
 
 /// upper/ (the service user's; its owner and mode become merged/'s),
@@ -470,24 +555,9 @@ pub(crate) fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         )
         .hint(format!("systemctl stop left4me-server@{name} first")));
     }
-    // home/ too: what Steam and the game wrote to $HOME is part of the
-    // instance's state, and a reset means a clean one.
-    for part in [UPPER, WORK, HOME] {
-        let shown = l.shown(&l.paths.part(part));
-        refuse_symlink_swap(runtime_i.as_fd(), part, &shown)?;
-        discard::set_aside(runtime_i.as_fd(), part, &shown)?;
-    }
-    prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
-    tracing::info!("writable layer replaced by an empty one");
-    let sweeper = l.paths.own(Own::Sweeper);
-    let sweeper_lock = lock::open(l.helper_dir.as_fd(), &sweeper, &l.in_helper_dir(&sweeper))?;
     Ok(ResetDone {
         outcome,
-        discard: Some(discard::Background {
-            runtime_i,
-            shown: rt_shown,
-            sweeper_lock,
-        }),
+        discard: Some(discard_writable_layer(&runtime_i, &l, user)?),
     })
 }
 

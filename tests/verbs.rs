@@ -117,6 +117,44 @@ root_test! {
 }
 
 root_test! {
+    /// The web app's one-request reset: a marker in the instance dir, then
+    /// one `systemctl restart` (umount, mount). Only the marker's existence
+    /// counts, whatever it is; a symlink is not followed (its target stays).
+    fn a_marker_makes_the_next_mount_start_from_an_empty_layer() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        let m = f.merged("vs1");
+        fs::write(m.join("left4dead2/logs/game.log"), "played").unwrap();
+        fs::write(f.path("instances/vs1/reset-at-start"), "").unwrap();
+        assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
+        assert!(m.join("left4dead2/logs/game.log").exists(), "a live layer is never reset");
+        assert!(f.path("instances/vs1/reset-at-start").exists(), "the request waits for the next mount");
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["mount", "vs1"]);
+        assert!(!m.join("left4dead2/logs/game.log").exists(), "the marked start begins empty");
+        assert!(!f.path("instances/vs1/reset-at-start").exists(), "the request is consumed");
+        fs::write(m.join("left4dead2/logs/game.log"), "played again").unwrap();
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["mount", "vs1"]);
+        assert!(m.join("left4dead2/logs/game.log").exists(), "an unmarked start keeps the layer");
+        f.ok(&["umount", "vs1"]);
+        let target = f.path("outside");
+        fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, f.path("instances/vs1/reset-at-start")).unwrap();
+        f.ok(&["mount", "vs1"]);
+        assert!(!m.join("left4dead2/logs/game.log").exists(), "a symlink counts as the marker");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep", "and is never followed");
+        assert!(fs::symlink_metadata(f.path("instances/vs1/reset-at-start")).is_err());
+        f.ok(&["umount", "vs1"]);
+        fs::create_dir_all(f.path("instances/vs1/reset-at-start/full")).unwrap();
+        let err = f.fails(&["mount", "vs1"], 1);
+        assert!(err.contains("reset-at-start") && err.contains("touch"), "{err}");
+        assert!(!f.is_mounted("vs1"));
+    }
+}
+
+root_test! {
     fn mount_makes_a_private_home_and_reset_empties_it() {
         let f = Fixture::new();
         f.instance("vs1", &[]);

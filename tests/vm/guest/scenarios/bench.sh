@@ -4,8 +4,10 @@
 #   as the web app does (left4me through polkit), the same as root, and the
 #   pre-split unit (tests/vm/guest/baseline-seed-design@.service, as root);
 # - the reset cycle (stop, reset, start, first A2S answer), 10 cycles: as the
-#   web app (polkit, left4me-reset@) vs the pre-split unit with the helper's
-#   reset run directly;
+#   web app in one request (marker + restart) and in three (polkit,
+#   left4me-reset@) vs the pre-split unit with the helper's reset run
+#   directly, with where the one-request cycle's time goes;
+# - `left4me list` over 32 running instances (must stay under 0.5 s);
 # - 32 instances started together until all answer A2S, then stopped together
 #   until all are unmounted (as root, see below).
 # budget: 3600
@@ -13,6 +15,9 @@ install_standin
 make_overlay base "left4dead2/cfg/server.cfg=hostname \"bench base\""
 remove_instance bench
 make_instance bench 27040 "base" "bench"
+# The instance dir as the web app makes it: the service user's, so it can
+# ask for the one-request reset (instances/bench/reset-at-start).
+chown left4me:left4me "$STATE/instances/bench"
 m=$(merged bench)
 as_user() { runuser -u left4me -- "$@"; }
 baseline=baseline-seed-design@bench.service
@@ -79,10 +84,59 @@ for v in "${web[@]}" "${root[@]}" "${bare[@]}" "${seed[@]}"; do
 done
 [ ${#web[@]} -eq 20 ] && [ ${#root[@]} -eq 20 ] && [ ${#bare[@]} -eq 20 ] && [ ${#seed[@]} -eq 20 ] || fail "stop-to-unmounted: cycles missing"
 
-web_reset=() seed_reset=()
+# ts_us UNIT PROPERTY: a timestamp property of UNIT in epoch microseconds.
+ts_us() {
+    local v
+    v=$(systemctl show --timestamp=us+utc -P "$2" "$1")
+    [ -n "$v" ] || { echo 0; return; }
+    date -d "$v" +%s%6N
+}
+ms_between() { echo $(( ($2 - $1) / 1000 )); }
+
+# polkit's share: a start of a unit that is already active is a no-op job,
+# so the same request as the service user and as root differ by the
+# authorisation only.
+as_user systemctl start "$(unit bench)" || fail "start for the polkit figure failed"
+pk_user=() pk_root=()
+for i in $(seq 10); do
+    t0=${EPOCHREALTIME/./}; as_user systemctl start "$(unit bench)"; pk_user+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+    t0=${EPOCHREALTIME/./}; systemctl start "$(unit bench)"; pk_root+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+done
+systemctl stop "$(unit bench)"; wait_unmounted bench 30
+
+# The reset cycle (stop, reset, start, first A2S answer) three ways, each
+# cycle of one way beside one of the others under the same load:
+# - web app, one request (the shipped design): the service user creates
+#   instances/bench/reset-at-start and asks for one restart; the overlay
+#   unit's umount and mount run in that transaction and the mount starts
+#   from an empty writable layer;
+# - web app, three requests: stop, `systemctl start --wait left4me-reset@`,
+#   start, each through polkit;
+# - the pre-split unit with the helper's reset run directly (the seed).
+# For the one-request cycle, where the time goes, from systemd's own
+# timestamps: request to umount done (polkit, the game's SIGINT exit, the
+# umount), the mount (with the reset), from the mount to the game's exec
+# (the job), and from the exec to the first A2S answer (the game's start).
+web_one=() web_reset=() seed_reset=() ph_stop=() ph_mount=() ph_job=() ph_game=()
 for i in $(seq 10); do
     as_user systemctl start "$(unit bench)" || fail "reset cycle $i: start failed"
     a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: not answering before"
+    as_user sh -c "echo played > $m/left4dead2/bench-written.txt"
+    t0=${EPOCHREALTIME/./}
+    as_user sh -c ": > $STATE/instances/bench/reset-at-start"
+    as_user systemctl restart "$(unit bench)" || fail "reset cycle $i: the restart was refused"
+    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: no A2S answer after the one-request reset"
+    t1=${EPOCHREALTIME/./}
+    web_one+=($(( (t1 - t0) / 1000 )))
+    [ ! -e "$m/left4dead2/bench-written.txt" ] || fail "reset cycle $i: the one-request reset kept the game's file"
+    [ ! -e "$STATE/instances/bench/reset-at-start" ] || fail "reset cycle $i: the marker was not consumed"
+    umounted=$(ts_us "$(overlay_unit bench)" InactiveEnterTimestamp)
+    mount0=$(ts_us "$(overlay_unit bench)" ExecMainStartTimestamp)
+    mount1=$(ts_us "$(overlay_unit bench)" ExecMainExitTimestamp)
+    game0=$(ts_us "$(unit bench)" ExecMainStartTimestamp)
+    ph_stop+=("$(ms_between "$t0" "$umounted")"); ph_mount+=("$(ms_between "$mount0" "$mount1")")
+    ph_job+=("$(ms_between "$mount1" "$game0")"); ph_game+=("$(ms_between "$game0" "$t1")")
+
     t0=${EPOCHREALTIME/./}
     as_user systemctl stop "$(unit bench)"
     as_user systemctl start --wait "$(reset_unit bench)" || fail "reset cycle $i: left4me-reset@bench failed"
@@ -108,6 +162,7 @@ systemctl daemon-reload
 mw=$(printf '%s\n' "${web[@]}" | median); mr=$(printf '%s\n' "${root[@]}" | median)
 ms=$(printf '%s\n' "${seed[@]}" | median)
 rw=$(printf '%s\n' "${web_reset[@]}" | median); rs=$(printf '%s\n' "${seed_reset[@]}" | median)
+r1=$(printf '%s\n' "${web_one[@]}" | median)
 {
     echo "stop-to-unmounted, web app (left4me, polkit): $(printf '%s\n' "${web[@]}" | stats)"
     echo "stop-to-unmounted, root:                      $(printf '%s\n' "${root[@]}" | stats)"
@@ -118,6 +173,11 @@ rw=$(printf '%s\n' "${web_reset[@]}" | median); rs=$(printf '%s\n' "${seed_reset
     echo "reset cycle, web app (polkit, left4me-reset@): $(printf '%s\n' "${web_reset[@]}" | stats)"
     echo "reset cycle, pre-split unit + helper reset:    $(printf '%s\n' "${seed_reset[@]}" | stats)"
     echo "reset cycle ratio (median) web/baseline $(ratio "$rw" "$rs"), median of paired cycles $(paired_ratio "${web_reset[*]}" "${seed_reset[*]}")"
+    echo "reset cycle, web app, one request (marker + restart): $(printf '%s\n' "${web_one[@]}" | stats)"
+    echo "reset cycle ratio (median) one request/baseline $(ratio "$r1" "$rs"), median of paired cycles $(paired_ratio "${web_one[*]}" "${seed_reset[*]}") (goal <= 1.0, 0.5 ideal)"
+    echo "  where it goes (medians): request to unmounted $(printf '%s\n' "${ph_stop[@]}" | median) ms; mount with reset $(printf '%s\n' "${ph_mount[@]}" | median) ms; mount to game exec (job) $(printf '%s\n' "${ph_job[@]}" | median) ms; exec to first A2S answer $(printf '%s\n' "${ph_game[@]}" | median) ms"
+    echo "  polkit: a no-op start as the service user $(printf '%s\n' "${pk_user[@]}" | median) ms vs as root $(printf '%s\n' "${pk_root[@]}" | median) ms (medians of 10)"
+    echo "raw one-request reset cycle ms: ${web_one[*]}"
     echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; root, health masked ${bare[*]}; baseline ${seed[*]}"
     echo "raw reset cycle ms: web ${web_reset[*]}; baseline ${seed_reset[*]}"
 } | tee "$OUT/bench.txt"
@@ -140,6 +200,18 @@ for i in $(seq 32); do
     a2s-query 127.0.0.1 $((27200 + i)) --timeout 300 >/dev/null || fail "many$i does not answer within 300 s of the start request"
 done
 t_up=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+# `left4me list` over the 32 running instances: one systemctl call for all.
+list_ms=()
+for i in $(seq 5); do
+    t0=${EPOCHREALTIME/./}
+    n=$(left4me list | grep -c '^many[0-9]* ') || fail "left4me list failed"
+    list_ms+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+    [ "$n" = 32 ] || fail "left4me list shows $n of the 32 instances"
+done
+left4me list --json | grep -q '"name": "many32"' || fail "left4me list --json lacks many32"
+t_list=$(printf '%s\n' "${list_ms[@]}" | median)
+echo "left4me list, 32 running instances: $(printf '%s\n' "${list_ms[@]}" | stats)" | tee -a "$OUT/bench.txt"
+[ "$t_list" -lt 500 ] || fail "left4me list with 32 instances took $t_list ms (median), over 0.5 s"
 t0=${EPOCHREALTIME/./}
 pids=()
 for u in "${units[@]}"; do systemctl stop --no-block "$u" & pids+=($!); done

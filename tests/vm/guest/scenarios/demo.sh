@@ -5,10 +5,10 @@ install_standin
 make_overlay demo-cfg "left4dead2/cfg/server.cfg=hostname \"left4me demo server\"" \
     "left4dead2/addons/demo-plugin.txt=a plugin from the demo-cfg overlay"
 remove_instance demo
-make_instance demo 27015 "demo-cfg"
 echo
-echo "### instance.env"
-cat "$STATE/instances/demo/instance.env"
+echo "### left4me create demo --port 27015 --overlays demo-cfg --args \"+map c1m1_hotel -console\""
+left4me create demo --port 27015 --overlays demo-cfg --args "+map c1m1_hotel -console" ||
+    fail "left4me create failed"
 
 echo; echo "### systemctl start left4me-server@demo"
 t=$(now_ms); start_instance demo; t_start=$(ms_since "$t")
@@ -17,6 +17,10 @@ name=$(a2s-query 127.0.0.1 27015 --timeout 30) || fail "demo server does not ans
 t_a2s=$(ms_since "$t")
 echo "A2S_INFO 127.0.0.1:27015 -> hostname \"$name\", map \"$(a2s-query 127.0.0.1 27015 --map)\""
 
+echo; echo "### left4me list"
+left4me list
+left4me list | grep -q '^demo ' || fail "left4me list does not show demo"
+
 echo; echo "### left4me-overlay status demo"
 "$HELPER" status demo
 
@@ -24,20 +28,21 @@ echo; echo "### the game writes into its dir (lands in the upper layer)"
 runuser -u left4me -- sh -c "echo 'player data' > $(merged demo)/left4dead2/written-by-game.txt"
 ls -l "$STATE/runtime/demo/upper/left4dead2/"
 
-echo; echo "### stop, reset (left4me-reset@demo, as the web app), start"
-t=$(now_ms); stop_instance demo; t_stop=$(ms_since "$t")
-t=$(now_ms); runuser -u left4me -- systemctl start --wait left4me-reset@demo; t_reset=$(ms_since "$t")
-t=$(now_ms); start_instance demo
+echo; echo "### reset, as the web app: the marker instances/demo/reset-at-start, one restart"
+t=$(now_ms)
+runuser -u left4me -- sh -c ": > $STATE/instances/demo/reset-at-start"
+runuser -u left4me -- systemctl restart left4me-server@demo || fail "the restart was refused"
 a2s-query 127.0.0.1 27015 --timeout 30 >/dev/null || fail "no answer after reset"
 t_restart=$(ms_since "$t")
 [ ! -e "$(merged demo)/left4dead2/written-by-game.txt" ] || fail "reset left the game's file"
 echo "written-by-game.txt is gone; instance.env and the overlay are untouched"
 "$HELPER" status demo
-stop_instance demo
+echo; echo "### left4me stop demo"
+t=$(now_ms); left4me stop demo || fail "left4me stop failed"; t_stop=$(ms_since "$t")
+wait_unmounted demo 15
 
 echo; echo "### timings (this VM, $(systemd-detect-virt 2>/dev/null || echo vm))"
 echo "start (mount + exec):           $t_start ms"
 echo "first A2S answer after start:   $t_a2s ms"
-echo "stop (SIGINT + umount):         $t_stop ms"
-echo "reset:                          $t_reset ms"
-echo "start + first answer after reset: $t_restart ms"
+echo "stop (SIGINT; umount queued):   $t_stop ms"
+echo "reset (one restart) + first answer: $t_restart ms"

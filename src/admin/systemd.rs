@@ -1,0 +1,245 @@
+//! What `left4me` asks of systemd: `systemctl` as the caller (polkit decides
+//! for a non-root caller, as for the web app), and one `systemctl show` for
+//! any number of units.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Failure, Kind, Result};
+
+pub(crate) fn server(name: &str) -> String {
+    format!("left4me-server@{name}.service")
+}
+
+pub(crate) fn overlay(name: &str) -> String {
+    format!("left4me-overlay@{name}.service")
+}
+
+pub(crate) fn reset(name: &str) -> String {
+    format!("left4me-reset@{name}.service")
+}
+
+/// One unit as `systemctl show` reports it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Unit {
+    pub(crate) props: HashMap<String, String>,
+}
+
+impl Unit {
+    pub(crate) fn get(&self, key: &str) -> &str {
+        self.props.get(key).map_or("", String::as_str)
+    }
+}
+
+pub(crate) const SHOW_PROPERTIES: &str =
+    "Id,ActiveState,SubState,Result,ExecMainStatus,InvocationID";
+
+/// The properties of `units`, by unit name, from one `systemctl show` call:
+/// however many units, one fork (a unit that is not loaded is reported as
+/// inactive by systemd itself).
+pub(crate) fn show(units: &[String]) -> Result<HashMap<String, Unit>> {
+    if units.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let out = Command::new("systemctl")
+        .args(["show", "--no-pager", "--property", SHOW_PROPERTIES, "--"])
+        .args(units)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_failure("systemctl", &e))?;
+    if !out.status.success() {
+        return Err(refused(
+            "systemctl show",
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(parse_show(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `systemctl show`'s output: blocks of KEY=VALUE separated by empty lines.
+pub(crate) fn parse_show(text: &str) -> HashMap<String, Unit> {
+    let mut units = HashMap::new();
+    let mut unit = Unit::default();
+    for line in text.lines().chain(std::iter::once("")) {
+        if line.is_empty() {
+            let done = std::mem::take(&mut unit);
+            if let Some(id) = done.props.get("Id").cloned() {
+                units.insert(id, done);
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            unit.props.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    units
+}
+
+/// ActiveState and SubState of every loaded unit matching `pattern`, from
+/// one `systemctl list-units` (one ListUnitsByPatterns call to PID 1). Not
+/// `systemctl show`: that fetches every property of each unit, one D-Bus
+/// call per unit, which cost about 30 ms per instance under emulation in the
+/// VM bench. A unit that is not loaded is inactive.
+pub(crate) fn list_units(pattern: &str) -> Result<HashMap<String, (String, String)>> {
+    let out = Command::new("systemctl")
+        .args([
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "--full",
+            "--no-pager",
+            "--",
+            pattern,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_failure("systemctl", &e))?;
+    if !out.status.success() {
+        return Err(refused(
+            "systemctl list-units",
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(parse_list_units(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `UNIT LOAD ACTIVE SUB DESCRIPTION...` lines.
+pub(crate) fn parse_list_units(text: &str) -> HashMap<String, (String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (unit, _load, active, sub) = (w.next()?, w.next()?, w.next()?, w.next()?);
+            Some((unit.to_owned(), (active.to_owned(), sub.to_owned())))
+        })
+        .collect()
+}
+
+pub(crate) fn show_one(unit: &str) -> Result<Unit> {
+    Ok(show(&[unit.to_owned()])?.remove(unit).unwrap_or_default())
+}
+
+fn spawn_failure(what: &str, e: &std::io::Error) -> Failure {
+    Failure::new(Kind::Unexpected, format!("cannot run {what}: {e}"))
+        .hint("left4me needs systemd's systemctl and journalctl on PATH")
+}
+
+/// A refused or failed systemctl call, with polkit's refusal as its own kind.
+fn refused(what: &str, stderr: &str) -> Failure {
+    let text = stderr.trim();
+    if text.contains("Access denied") || text.contains("authentication required") {
+        let group = std::env::var("LEFT4ME_GROUP").unwrap_or_else(|_| "left4me".into());
+        return Failure::new(Kind::NotPermitted, format!("{what}: {text}")).hint(format!(
+            "run left4me as root, or as a member of the group {group} (polkit grants the \
+             instances' units to it: /usr/share/polkit-1/rules.d/left4me.rules)"
+        ));
+    }
+    Failure::new(Kind::Unexpected, format!("{what}: {text}"))
+}
+
+/// `systemctl ARGS`, waiting for it; a refusal or failure as a Failure.
+pub(crate) fn systemctl(args: &[&str]) -> Result<()> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_failure("systemctl", &e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(refused(
+        &format!("systemctl {}", args.join(" ")),
+        &String::from_utf8_lossy(&out.stderr),
+    ))
+}
+
+/// Runs `work`, and once it takes longer than a second shows that it is
+/// still at it (a counter on a terminal, one line otherwise). Returns its
+/// result and how long it took.
+pub(crate) fn with_progress<T>(label: &str, work: impl FnOnce() -> T) -> (T, Duration) {
+    use std::io::IsTerminal;
+    let t0 = Instant::now();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let label_owned = label.to_owned();
+    let tty = std::io::stderr().is_terminal();
+    let ticker = std::thread::spawn(move || {
+        let mut shown = false;
+        let mut wait = Duration::from_secs(1);
+        while let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(wait) {
+            if tty {
+                eprint!("\r{label_owned}... {:.0} s", t0.elapsed().as_secs_f64());
+            } else if !shown {
+                eprintln!("{label_owned}...");
+            }
+            shown = true;
+            wait = Duration::from_millis(500);
+        }
+        if shown && tty {
+            eprint!("\r\x1b[K");
+        }
+    });
+    let result = work();
+    let took = t0.elapsed();
+    let _ = done_tx.send(());
+    let _ = ticker.join();
+    (result, took)
+}
+
+/// The failure of a start whose job failed: the root helper's exit status
+/// (its table's kind) when the overlay unit failed, else the server's.
+pub(crate) fn start_failure(name: &str, refusal: Failure) -> Failure {
+    if refusal.kind == Kind::NotPermitted {
+        return refusal;
+    }
+    let ov = show_one(&overlay(name)).unwrap_or_default();
+    let code = ov.get("ExecMainStatus").parse::<u8>().unwrap_or(0);
+    if ov.get("Result") != "success" && code != 0 {
+        let kind = Kind::from_exit_code(code).unwrap_or(Kind::Unexpected);
+        return Failure::new(
+            kind,
+            format!(
+                "{} failed: left4me-overlay exited {code} ({})",
+                overlay(name),
+                kind.label()
+            ),
+        )
+        .hint(format!("left4me logs {name} shows the helper's message"));
+    }
+    refusal.hint(format!("left4me logs {name} shows why"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test_log::test]
+    fn list_units_lines_give_active_and_sub_state() {
+        let text = "left4me-server@a.service loaded active running left4me server instance a\n\
+                    left4me-server@b-1.service loaded failed failed left4me server instance b-1\n";
+        let units = parse_list_units(text);
+        assert_eq!(
+            units["left4me-server@a.service"],
+            ("active".into(), "running".into())
+        );
+        assert_eq!(
+            units["left4me-server@b-1.service"],
+            ("failed".into(), "failed".into())
+        );
+    }
+
+    #[test_log::test]
+    fn show_blocks_are_split_by_empty_lines_and_keyed_by_id() {
+        let text = "Id=left4me-server@a.service\nActiveState=active\nMainPID=12\n\n\
+                    Id=left4me-server@b.service\nActiveState=inactive\nMainPID=0\n";
+        let units = parse_show(text);
+        assert_eq!(units.len(), 2);
+        assert_eq!(
+            units["left4me-server@a.service"].get("ActiveState"),
+            "active"
+        );
+        assert_eq!(units["left4me-server@a.service"].get("MainPID"), "12");
+        assert_eq!(units["left4me-server@b.service"].get("Result"), "");
+    }
+}
