@@ -146,6 +146,29 @@ pub(crate) enum Own {
     Cpus,
 }
 
+impl Own {
+    /// Every entry, for whoever removes an instance's (`left4me delete`).
+    pub(crate) const ALL: [Own; 6] = [
+        Own::Lock,
+        Own::Record,
+        Own::Stage,
+        Own::EnvCopy,
+        Own::Sweeper,
+        Own::Cpus,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Own::Lock => "lock",
+            Own::Record => "stack",
+            Own::Stage => "stage",
+            Own::EnvCopy => "env",
+            Own::Sweeper => "sweep",
+            Own::Cpus => "cpus",
+        }
+    }
+}
+
 /// Where one instance's parts are: relative to the state dir (`*_rel`, to
 /// open beneath it and to name in messages), or by name inside
 /// runtime/.left4me/ (`*_name`, to open relative to that dir's fd).
@@ -193,15 +216,7 @@ impl InstancePaths {
 
     /// This instance's file `<i>.<kind>` in runtime/.left4me/.
     pub(crate) fn own(&self, kind: Own) -> String {
-        let suffix = match kind {
-            Own::Lock => "lock",
-            Own::Record => "stack",
-            Own::Stage => "stage",
-            Own::EnvCopy => "env",
-            Own::Sweeper => "sweep",
-            Own::Cpus => "cpus",
-        };
-        format!("{}.{suffix}", self.name)
+        format!("{}.{}", self.name, kind.suffix())
     }
 
     /// A `*_name` inside runtime/.left4me/, relative to the state dir.

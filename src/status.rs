@@ -255,8 +255,11 @@ fn instance(
 }
 
 const MAX_DEPTH: usize = 64;
+/// Entries counted at most: a layer the game filled with millions of files
+/// must not make `status` (or `left4me list`) slow.
+const MAX_ENTRIES: u64 = 100_000;
 
-fn usage(dir: BorrowedFd<'_>) -> Usage {
+pub(crate) fn usage(dir: BorrowedFd<'_>) -> Usage {
     let mut total = Usage::default();
     add_usage(dir, 0, &mut total);
     total
@@ -270,6 +273,10 @@ fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
         let name = entry.file_name();
         if name == c"." || name == c".." {
             continue;
+        }
+        if total.files + total.dirs >= MAX_ENTRIES {
+            total.truncated = true;
+            return;
         }
         // The user's tree: one statx that asks no filesystem server
         // (AT_STATX_DONT_SYNC: a FUSE server of the user's may never

@@ -218,7 +218,17 @@ impl<'s> Locked<'s> {
         }
         let copy = InstancePaths::in_helper_dir(&paths.own(Own::EnvCopy));
         let shown = self.shown(&copy);
-        let bytes = fsx::read_small_file(self.state.fd(), &copy, &shown, envfile::MAX_BYTES)?;
+        // No copy while still mounted: an umount removed it and then found
+        // the mount busy (a process of the user's kept its cwd there). The
+        // game is gone, so are its ports; and nothing the user can arrange
+        // for one instance may stop every other instance from starting.
+        let bytes = match fsx::read_small_file(self.state.fd(), &copy, &shown, envfile::MAX_BYTES) {
+            Ok(bytes) => bytes,
+            Err(f) => {
+                tracing::warn!(instance = %other, "ports of mounted instance {other} unknown: {}", f.message);
+                return Ok(None);
+            }
+        };
         // Only the L4D2_* lines: the copy also carries LEFT4ME_GENERATION,
         // which instance.env may not set.
         let lines: Vec<&[u8]> = bytes
@@ -241,6 +251,33 @@ impl<'s> Locked<'s> {
     fn mounted(&self, runtime_i: BorrowedFd<'_>) -> Result<Option<mounts::MountEntry>> {
         instance::mounted_here(runtime_i, &self.name, &self.shown(&self.paths.part(MERGED)))
     }
+}
+
+/// Runs `remove` (`left4me delete`, as root) under the instance's lock once
+/// the instance is not mounted, so no start can mount it in between and
+/// have root's removal walk into a live merged/.
+pub(crate) fn while_unmounted<T>(
+    state: &State,
+    name: &InstanceName,
+    remove: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let l = Locked::take(state, name)?;
+    let rel = l.paths.runtime();
+    if let Some(runtime_i) = fsx::open_dir_if_exists(state.fd(), &rel, &l.shown(&rel))? {
+        if l.mounted(runtime_i.as_fd())?.is_some() {
+            return Err(Failure::new(
+                Kind::Busy,
+                format!(
+                    "{} is still mounted",
+                    l.shown(&l.paths.part(MERGED)).display()
+                ),
+            )
+            .hint(format!(
+                "wait for left4me-overlay@{name} to stop, then delete again"
+            )));
+        }
+    }
+    remove()
 }
 
 /// A finished mount, and what a reset the user asked for at this start set

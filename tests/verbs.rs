@@ -528,6 +528,12 @@ root_test! {
         f.ok(&["umount", "vs2"]);
         fs::write(f.path("runtime/.left4me/vs1.env"), "L4D2_PORT=\"27015\"\nL4D2_ARGS=\"+tv_port 27215\"\n").unwrap();
         f.ok(&["mount", "vs2"]);
+        // A mounted instance without a copy (an umount removed it, then
+        // found the mount busy): its ports are unknown, and it stops no
+        // other instance from starting either.
+        f.ok(&["umount", "vs2"]);
+        fs::remove_file(f.path("runtime/.left4me/vs1.env")).unwrap();
+        f.ok(&["mount", "vs2"]);
         f.ok(&["umount", "vs1"]);
         f.ok(&["umount", "vs2"]);
     }

@@ -4,22 +4,20 @@
 //! instances cost one fork.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::systemd;
 use crate::envfile::InstanceConfig;
 use crate::error::Result;
+use crate::fsx;
 use crate::health::RUN_DIR;
 use crate::health::record::Record;
 use crate::name::InstanceName;
 use crate::state::{INSTANCES, RUNTIME, UPPER};
-
-/// Entries the size walk of one writable layer counts at most: a layer the
-/// game filled with millions of files must not make `list` slow.
-const WALK_LIMIT: u64 = 100_000;
+use crate::status;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Listing {
@@ -127,8 +125,7 @@ fn line(state_dir: &Path, name: &str, active: &str, sub: &str, now_ms: u64) -> L
         .as_ref()
         .and_then(|r| r.last_answer.as_ref())
         .filter(|_| running);
-    let (upper_bytes, upper_truncated) =
-        upper_usage(&state_dir.join(RUNTIME).join(name).join(UPPER));
+    let (upper_bytes, upper_truncated) = upper_usage(state_dir, name);
     Line {
         name: name.to_owned(),
         state,
@@ -149,47 +146,32 @@ fn line(state_dir: &Path, name: &str, active: &str, sub: &str, now_ms: u64) -> L
     }
 }
 
-/// instance.env through the helper's own parser (the caller may not be
-/// allowed to read it: then only the port is unknown).
+/// instance.env through the helper's own reader and parser (the caller may
+/// not be allowed to read it: then only the ports are unknown).
 fn read_config(state_dir: &Path, name: &str) -> std::result::Result<InstanceConfig, String> {
-    let path = state_dir.join(INSTANCES).join(name).join("instance.env");
-    let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    InstanceConfig::parse(&bytes, &path.display().to_string()).map_err(|f| f.message)
+    super::read_instance_env(state_dir, name).map_err(|f| f.message)
 }
 
-/// Allocated bytes below `dir` (as du counts them), without following a
-/// symlink or crossing into another file system, at most WALK_LIMIT entries.
-fn upper_usage(dir: &Path) -> (Option<u64>, bool) {
-    let Ok(top) = fs::symlink_metadata(dir) else {
-        return (None, false);
-    };
-    if !top.is_dir() {
-        return (None, false);
-    }
-    let dev = top.dev();
-    let mut bytes = top.blocks() * 512;
-    let mut seen = 0u64;
-    let mut stack: Vec<PathBuf> = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            seen += 1;
-            if seen > WALK_LIMIT {
-                return (Some(bytes), true);
-            }
-            let Ok(m) = e.metadata() else { continue };
-            if m.dev() != dev {
-                continue;
-            }
-            bytes += m.blocks() * 512;
-            if m.is_dir() {
-                stack.push(e.path());
-            }
+/// runtime/NAME/upper's size, walked as the helper's `status` walks it
+/// (an admin may run this as root over a tree the game writes): opened
+/// beneath the state dir without following a symlink or entering a mount,
+/// one statx per entry that asks no filesystem server, no mount point
+/// entered, at most 64 levels deep and 100,000 entries.
+fn upper_usage(state_dir: &Path, name: &str) -> (Option<u64>, bool) {
+    let rel = format!("{RUNTIME}/{name}/{UPPER}");
+    let shown = state_dir.join(&rel);
+    let upper = super::open_state_dir(state_dir).ok().and_then(|state| {
+        fsx::open_dir_if_exists(state.as_fd(), &rel, &shown)
+            .ok()
+            .flatten()
+    });
+    match upper {
+        Some(fd) => {
+            let usage = status::usage(fd.as_fd());
+            (Some(usage.bytes), usage.truncated)
         }
+        None => (None, false),
     }
-    (Some(bytes), false)
 }
 
 fn human_bytes(b: u64) -> String {
@@ -214,6 +196,22 @@ fn human_duration(s: u64) -> String {
         3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
     }
+}
+
+/// `text` for a terminal: the map and the generation come from the health
+/// record, which the service user can write, and a map name from A2S may
+/// hold any byte; an admin may read this as root, so control characters
+/// (C0, DEL, C1: escape sequences, cursor moves) are shown escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn table(listing: &Listing) -> String {
@@ -243,12 +241,12 @@ pub(crate) fn table(listing: &Listing) -> String {
                 }
                 _ => dash(),
             },
-            l.generation.clone().unwrap_or_else(dash),
+            l.generation.as_deref().map_or_else(dash, printable),
             match (l.players, l.max_players) {
                 (Some(p), Some(m)) => format!("{p}/{m}"),
                 _ => dash(),
             },
-            l.map.clone().unwrap_or_else(dash),
+            l.map.as_deref().map_or_else(dash, printable),
             l.restarts_by_check.map_or_else(dash, |r| r.to_string()),
             l.upper_bytes.map_or_else(dash, |b| {
                 human_bytes(b) + if l.upper_truncated { "+" } else { "" }
@@ -287,14 +285,31 @@ mod tests {
     }
 
     #[test_log::test]
-    fn the_walk_counts_a_tree_and_stops_at_its_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("d")).unwrap();
-        std::fs::write(dir.path().join("d/f"), vec![1u8; 10000]).unwrap();
-        std::os::unix::fs::symlink("/", dir.path().join("d/up")).unwrap();
-        let (bytes, truncated) = upper_usage(dir.path());
-        assert!(bytes.unwrap() >= 10000, "{bytes:?}");
+    fn control_characters_from_the_record_are_shown_escaped() {
+        assert_eq!(printable("c1m1_hotel"), "c1m1_hotel");
+        assert_eq!(
+            printable("x\u{1b}]52;c;AAAA\u{7}y"),
+            "x\\u{1b}]52;c;AAAA\\u{7}y"
+        );
+        assert_eq!(printable("a\u{9b}2Jb"), "a\\u{9b}2Jb");
+        assert_eq!(printable("ä\tb"), "ä\\tb");
+    }
+
+    #[test_log::test]
+    fn the_walk_counts_a_tree_and_follows_no_link() {
+        let state = tempfile::tempdir().unwrap();
+        let upper = state.path().join("runtime/i/upper");
+        std::fs::create_dir_all(upper.join("d")).unwrap();
+        std::fs::write(upper.join("d/f"), vec![1u8; 10000]).unwrap();
+        std::os::unix::fs::symlink("/", upper.join("d/up")).unwrap();
+        let (bytes, truncated) = upper_usage(state.path(), "i");
+        let bytes = bytes.unwrap();
+        assert!((10000..1_000_000).contains(&bytes), "{bytes}");
         assert!(!truncated);
-        assert_eq!(upper_usage(&dir.path().join("missing")), (None, false));
+        assert_eq!(upper_usage(state.path(), "missing"), (None, false));
+        // upper/ itself a symlink: not followed, no size.
+        std::fs::rename(&upper, state.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(state.path().join("elsewhere"), &upper).unwrap();
+        assert_eq!(upper_usage(state.path(), "i"), (None, false));
     }
 }

@@ -7,17 +7,20 @@ mod list;
 mod systemd;
 
 use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command as Process, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
+use rustix::fs::{Mode, OFlags};
 
-use crate::envfile::{Assignment, InstanceConfig, render_assignments};
+use crate::envfile::{self, Assignment, InstanceConfig, render_assignments};
 use crate::error::{Failure, Kind, Result};
+use crate::fsx;
 use crate::name::InstanceName;
-use crate::state::{INSTANCES, InstancePaths, RUNTIME, ServiceUser};
+use crate::state::{INSTANCES, InstancePaths, Own, RUNTIME, ServiceUser, State};
 use cli::{Cli, Command};
 
 /// How long start, restart and reset wait for the first A2S answer.
@@ -90,11 +93,33 @@ fn secs(d: Duration) -> String {
 /// The instance's game port, for waiting on its answer; None when the
 /// caller cannot read instance.env (the wait is then skipped).
 fn port_of(state_dir: &Path, name: &str) -> Option<u16> {
-    let path = state_dir.join(INSTANCES).join(name).join("instance.env");
-    let bytes = std::fs::read(&path).ok()?;
-    InstanceConfig::parse(&bytes, &path.display().to_string())
+    read_instance_env(state_dir, name)
         .ok()
         .map(|c| c.ports.game)
+}
+
+/// The state dir, to open what is below it without following a symlink.
+fn open_state_dir(state_dir: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        state_dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::os(state_dir, "open", e))
+}
+
+/// instances/NAME/instance.env, read as the helper reads it, since an
+/// admin may run this as root over a file the service user writes: beneath
+/// the state dir without following a symlink or entering a mount, a
+/// regular file of one link (never a FIFO that would block, never a device),
+/// at most 64 KiB, then the helper's parser.
+fn read_instance_env(state_dir: &Path, name: &str) -> Result<InstanceConfig> {
+    let name = InstanceName::parse(name)?;
+    let rel = InstancePaths::new(&name).env();
+    let shown = state_dir.join(&rel);
+    let state = open_state_dir(state_dir)?;
+    let bytes = fsx::read_small_file(state.as_fd(), &rel, &shown, envfile::MAX_BYTES)?;
+    InstanceConfig::parse(&bytes, &shown.display().to_string())
 }
 
 /// Waits for the first A2S answer on `port`; prints how long it took.
@@ -509,26 +534,19 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
         );
     }
     if root {
-        if crate::mounts::read_mountinfo("/proc/self/mountinfo")
-            .iter()
-            .any(|m| Path::new(&m.mount_point).starts_with(&runtime))
-        {
-            return Err(Failure::new(
-                Kind::Busy,
-                format!("{} is still mounted", runtime.display()),
-            )
-            .hint(format!(
-                "wait for {} to stop, then delete again",
-                systemd::overlay(name.as_str())
-            )));
-        }
-        // remove_dir_all opens every directory without following a symlink
-        // (Rust 1.58.1+): nothing the game left in upper/ redirects it.
-        remove_tree(&runtime)?;
+        let state = State::open(state_dir)?;
+        let paths = InstancePaths::new(&name);
         let helper_dir = state_dir.join(RUNTIME).join(".left4me");
-        for suffix in ["env", "stack", "stage", "sweep", "lock"] {
-            let _ = std::fs::remove_file(helper_dir.join(format!("{name}.{suffix}")));
-        }
+        crate::verbs::while_unmounted(&state, &name, || {
+            // remove_dir_all opens every directory without following a
+            // symlink (Rust 1.58.1+): nothing the game left in upper/
+            // redirects it.
+            remove_tree(&runtime)?;
+            for own in Own::ALL {
+                let _ = std::fs::remove_file(helper_dir.join(paths.own(own)));
+            }
+            Ok(())
+        })?;
     } else {
         // runtime/NAME is root's: discard what the game wrote through the
         // reset unit, and leave the empty layer for root to remove.
@@ -614,5 +632,34 @@ mod tests {
             let f = instance_env(&name(), "27015", None, None, &[set.into()]).unwrap_err();
             assert_eq!(f.kind, Kind::InvalidConfig, "{set}: {f}");
         }
+    }
+
+    /// An admin may run the command as root over instance.env, which the
+    /// service user writes: a FIFO there must not block it, a link must not
+    /// be followed (to /dev/zero, or a watchdog device), and only a plain
+    /// file is parsed.
+    #[test_log::test]
+    fn instance_env_is_read_as_the_helper_reads_it() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path().join("instances/vs1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = dir.join("instance.env");
+        std::fs::write(&env, "L4D2_PORT=27015\n").unwrap();
+        assert_eq!(
+            read_instance_env(state.path(), "vs1").unwrap().ports.game,
+            27015
+        );
+        std::fs::remove_file(&env).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &env).unwrap();
+        let f = read_instance_env(state.path(), "vs1").unwrap_err();
+        assert_eq!(f.kind, Kind::UnsafePath, "{f:?}");
+        std::fs::remove_file(&env).unwrap();
+        nix::unistd::mkfifo(&env, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let f = read_instance_env(state.path(), "vs1").unwrap_err();
+        assert!(f.message.contains("not a regular file"), "{f:?}");
+        assert_eq!(
+            read_instance_env(state.path(), "../x").unwrap_err().kind,
+            Kind::InvalidName
+        );
     }
 }
