@@ -49,7 +49,7 @@ plus=$(grep -E '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-updat
 while IFS= read -r line; do
     case $line in
         "ExecStartPre=+$HELPER --state-dir $STATE generation prepare --owner left4me-update" | \
-        "ExecStartPost=+$HELPER --state-dir $STATE generation commit" | \
+        "ExecStartPost=+$HELPER --state-dir $STATE generation commit --steamcmd-log /run/left4me-update/steamcmd.log" | \
         "ExecStopPost=+/bin/sh -c '[ \"\$\$SERVICE_RESULT\" = success ] || exec \"\$\$0\" --state-dir $STATE generation abort' $HELPER") ;;
         *) fail "left4me-update.service has an unexpected privileged line: $line" ;;
     esac
