@@ -175,39 +175,52 @@ fn read_current(state: &State, dir: BorrowedFd<'_>) -> Result<Option<GenerationI
     read_current_in(dir, &state.shown(INSTALLATIONS))
 }
 
+/// `current` holds one id and a newline; anything much larger was not
+/// written by the helper.
+pub(crate) const MAX_CURRENT_BYTES: usize = 256;
+
 /// The generation `current` in `dir` names; `None` when there is no
-/// `current`. The one reader of that file: root's (mount, status, the
-/// update verbs) through installations/, and the health check's through its
-/// unit's read-only view of the same directory. No symlink is followed, a
-/// FIFO cannot block, and the file is read whole from one open: it is
-/// replaced by rename(2), never rewritten, so no half-written id is seen.
+/// `current`. Root's reader (mount, status, the update verbs): no symlink
+/// is followed, a FIFO cannot block, and the file is read whole from one
+/// open: it is replaced by rename(2), never rewritten, so no half-written
+/// id is seen. The health check opens the file its own way (its sandbox
+/// refuses openat2) and shares [`parse_current`].
 pub(crate) fn read_current_in(
     dir: BorrowedFd<'_>,
     shown_dir: &std::path::Path,
 ) -> Result<Option<GenerationId>> {
     let shown = shown_dir.join(CURRENT);
-    let bytes = match fsx::read_small_file(dir, CURRENT, &shown, 256) {
+    let bytes = match fsx::read_small_file(dir, CURRENT, &shown, MAX_CURRENT_BYTES) {
         Ok(b) => b,
         Err(f) if f.kind == Kind::Missing => return Ok(None),
         Err(f) => return Err(f),
     };
-    let text = String::from_utf8_lossy(&bytes);
-    GenerationId::parse(text.trim_end_matches('\n'))
-        .map(Some)
-        .ok_or_else(|| {
-            Failure::new(
-                Kind::InvalidConfig,
-                format!(
-                    "{} does not name a generation: {:?}",
-                    shown.display(),
-                    text.escape_debug().to_string()
-                ),
-            )
-            .hint(format!(
-                "write the name of a directory in {} to it, e.g. the newest (left4me-overlay generation list)",
-                shown_dir.display()
-            ))
-        })
+    parse_current(&bytes, &shown, shown_dir).map(Some)
+}
+
+/// The one rule for what `current` may hold: a generation id, then
+/// newlines. `shown` is the file, `shown_dir` installations/, for the
+/// message.
+pub(crate) fn parse_current(
+    bytes: &[u8],
+    shown: &std::path::Path,
+    shown_dir: &std::path::Path,
+) -> Result<GenerationId> {
+    let text = String::from_utf8_lossy(bytes);
+    GenerationId::parse(text.trim_end_matches('\n')).ok_or_else(|| {
+        Failure::new(
+            Kind::InvalidConfig,
+            format!(
+                "{} does not name a generation: {:?}",
+                shown.display(),
+                text.escape_debug().to_string()
+            ),
+        )
+        .hint(format!(
+            "write the name of a directory in {} to it, e.g. the newest (left4me-overlay generation list)",
+            shown_dir.display()
+        ))
+    })
 }
 
 /// The installation layer the next mount uses, relative to the state dir:

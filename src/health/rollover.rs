@@ -10,10 +10,10 @@
 //! (the mount did not move, say), the same move is not tried again: a loop
 //! of restarts would be worse than a server that stays on the old build.
 
-use std::os::fd::AsFd;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-
-use rustix::fs::{Mode, OFlags};
 
 use serde::{Deserialize, Serialize};
 
@@ -128,25 +128,42 @@ pub(crate) fn decide<'a>(
     }
 }
 
-/// The generation `installations/current` names, read through the same
-/// reader as root's (generation::read_current_in); why there is none, as
-/// text for the journal, otherwise. The health unit binds installations/
-/// read-only into its sandbox, which otherwise hides the whole state dir.
+/// The generation `installations/current` names, by the helper's rule
+/// (generation::parse_current); why there is none, as text for the
+/// journal, otherwise. The health unit binds installations/ read-only into
+/// its sandbox, which otherwise hides the whole state dir; its system call
+/// filter refuses openat2 (ENOSYS, seen in the trixie VM), so this opens
+/// with openat: no symlink followed (O_NOFOLLOW), a FIFO cannot block
+/// (O_NONBLOCK), a regular file only, read whole from one open, at most
+/// [`generation::MAX_CURRENT_BYTES`].
 pub(crate) fn read_current(installations: &Path) -> Result<GenerationId, String> {
-    let dir = rustix::fs::open(
-        installations,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("{}: {e}", installations.display()))?;
-    match generation::read_current_in(dir.as_fd(), installations) {
-        Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(format!(
-            "{} does not exist",
-            installations.join("current").display()
-        )),
-        Err(f) => Err(f.message),
+    let path = installations.join("current");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
+            _ => format!("{}: {e}", path.display()),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
     }
+    let mut bytes = Vec::new();
+    file.take(generation::MAX_CURRENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > generation::MAX_CURRENT_BYTES {
+        return Err(format!(
+            "{} is larger than {} bytes",
+            path.display(),
+            generation::MAX_CURRENT_BYTES
+        ));
+    }
+    generation::parse_current(&bytes, &path, installations).map_err(|f| f.message)
 }
 
 /// The policy at work in one run of the check: it reads `current` after
@@ -474,6 +491,41 @@ mod tests {
             fs::write(dir.path().join("installations/current"), c).unwrap();
         }
         dir
+    }
+
+    /// The check's own opener (no openat2 in its sandbox): the helper's
+    /// rule for the content, and no link, FIFO or large file taken.
+    #[test_log::test]
+    fn the_checks_reader_follows_no_link_and_blocks_on_no_fifo() {
+        let dir = state(Some(b"20261130T030000Z\n"));
+        let inst = dir.path().join("installations");
+        assert_eq!(read_current(&inst).unwrap().as_str(), OLD);
+        let current = inst.join("current");
+        fs::write(&current, vec![b'a'; 257]).unwrap();
+        assert!(
+            read_current(&inst)
+                .unwrap_err()
+                .contains("larger than 256 bytes")
+        );
+        fs::write(&current, "../installation\n").unwrap();
+        assert!(
+            read_current(&inst)
+                .unwrap_err()
+                .contains("does not name a generation")
+        );
+        fs::remove_file(&current).unwrap();
+        assert!(read_current(&inst).unwrap_err().ends_with("does not exist"));
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, "20261130T030000Z\n").unwrap();
+        std::os::unix::fs::symlink(&target, &current).unwrap();
+        assert!(read_current(&inst).is_err(), "a symlink was followed");
+        fs::remove_file(&current).unwrap();
+        nix::unistd::mkfifo(&current, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(
+            read_current(&inst)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
     }
 
     #[test_log::test]
