@@ -110,7 +110,7 @@ waits=$(health_events rf | grep -c "generation $new is current, rf runs $old: re
 printf 'not a generation\n' > "$STATE/installations/.current-s34"
 mv -f "$STATE/installations/.current-s34" "$STATE/installations/current"
 wait_health_checks rf $(( $(hfield rf checks) + 4 )) 30
-warns=$(health_events rf | grep -c 'installations/current: malformed' || true)
+warns=$(health_events rf | grep -c 'installations/current does not name a generation' || true)
 [ "$warns" = 1 ] || fail "expected one warning about the malformed current, found $warns"
 set_current "$new"
 
