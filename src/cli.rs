@@ -2,6 +2,7 @@
 //! shell completions are all generated from it.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -61,6 +62,16 @@ pub(crate) struct Cli {
 
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
+}
+
+impl Program for Cli {
+    type Verb = Command;
+    fn generate(&self) -> Option<Generate> {
+        self.generate
+    }
+    fn verb(&self) -> Option<&Command> {
+        self.command.as_ref()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +284,30 @@ pub(crate) enum Generate {
     /// The rules of names, instance.env and settings as JSON
     /// (dist/contract.json, src/contract.rs).
     Contract,
+}
+
+/// What each program of the crate has on its command line besides its own
+/// arguments: `--generate`, and a verb that may be missing.
+pub(crate) trait Program: Parser {
+    type Verb;
+    fn generate(&self) -> Option<Generate>;
+    fn verb(&self) -> Option<&Self::Verb>;
+}
+
+/// How every program starts, before `main` sees its verb: a closed pipe
+/// ends it quietly (SIGPIPE's default), `--generate` prints its man page or
+/// a completion, and no verb prints the help and exits 2.
+pub(crate) fn start<P: Program>(main: impl FnOnce(&P, &P::Verb) -> ExitCode) -> ExitCode {
+    crate::sys::default_sigpipe();
+    let cli = P::parse();
+    if let Some(kind) = cli.generate() {
+        return generate(P::command(), kind);
+    }
+    let Some(verb) = cli.verb() else {
+        let _ = P::command().print_help();
+        return ExitCode::from(2);
+    };
+    main(&cli, verb)
 }
 
 /// Prints the man page or a shell completion of `cmd` (either binary's one

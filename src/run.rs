@@ -4,8 +4,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-
 use crate::cli::{AfterArgs, Cli, Command, GenerationCommand};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
@@ -14,63 +12,55 @@ use crate::logging;
 use crate::name::InstanceName;
 use crate::state::{ServiceUser, State};
 use crate::status;
-use crate::sys;
 use crate::verbs::{self, Outcome};
 
 /// The whole of `left4me-overlay`.
 pub fn main() -> ExitCode {
-    sys::default_sigpipe();
-    let cli = Cli::parse();
-    if let Some(kind) = cli.generate {
-        return crate::cli::generate(Cli::command(), kind);
-    }
-    let Some(command) = &cli.command else {
-        let _ = Cli::command().print_help();
-        return ExitCode::from(2);
-    };
-    let (verb, instance, json) = match command {
-        Command::Mount(a) => ("mount", Some(a.instance.as_str()), a.json),
-        Command::Umount(a) => ("umount", Some(a.instance.as_str()), a.json),
-        Command::Reset(a) => ("reset", Some(a.instance.as_str()), a.json),
-        Command::Status(a) => ("status", a.instance.as_deref(), a.json),
-        Command::Generation(g) => {
-            let (verb, json) = match g {
-                GenerationCommand::List(a) | GenerationCommand::Abort(a) => (g.verb(), a.json),
-                GenerationCommand::Prepare(a) => (g.verb(), a.json.json),
-                GenerationCommand::Commit(a) => (g.verb(), a.json.json),
-                GenerationCommand::Import(a) => (g.verb(), a.json.json),
-                GenerationCommand::Gc(a) => (g.verb(), a.json.json),
-                GenerationCommand::Fetch(a) => (g.verb(), a.json.json),
-            };
-            (verb, None, json)
-        }
-    };
-    let to_journal = logging::init(verb, instance);
-    match run(&cli, command) {
-        Ok(code) => ExitCode::from(code),
-        Err(failure) => {
-            let code = failure.kind.exit_code();
-            // One report per error: a structured journal entry under systemd,
-            // a plain line on a terminal.
-            if to_journal {
-                tracing::error!(exit_code = code, kind = failure.kind.label(), "{failure}");
-            } else {
-                eprintln!("left4me-overlay {verb}: error: {failure}");
+    crate::cli::start(|cli: &Cli, command| {
+        let (verb, instance, json) = match command {
+            Command::Mount(a) => ("mount", Some(a.instance.as_str()), a.json),
+            Command::Umount(a) => ("umount", Some(a.instance.as_str()), a.json),
+            Command::Reset(a) => ("reset", Some(a.instance.as_str()), a.json),
+            Command::Status(a) => ("status", a.instance.as_deref(), a.json),
+            Command::Generation(g) => {
+                let (verb, json) = match g {
+                    GenerationCommand::List(a) | GenerationCommand::Abort(a) => (g.verb(), a.json),
+                    GenerationCommand::Prepare(a) => (g.verb(), a.json.json),
+                    GenerationCommand::Commit(a) => (g.verb(), a.json.json),
+                    GenerationCommand::Import(a) => (g.verb(), a.json.json),
+                    GenerationCommand::Gc(a) => (g.verb(), a.json.json),
+                    GenerationCommand::Fetch(a) => (g.verb(), a.json.json),
+                };
+                (verb, None, json)
             }
-            if json {
-                let report = serde_json::json!({
-                    "error": {
-                        "kind": failure.kind.label(),
-                        "exit_code": code,
-                        "message": failure.message,
-                        "hint": failure.hint,
-                    }
-                });
-                println!("{report}");
+        };
+        let to_journal = logging::init(verb, instance);
+        match run(cli, command) {
+            Ok(code) => ExitCode::from(code),
+            Err(failure) => {
+                let code = failure.kind.exit_code();
+                // One report per error: a structured journal entry under systemd,
+                // a plain line on a terminal.
+                if to_journal {
+                    tracing::error!(exit_code = code, kind = failure.kind.label(), "{failure}");
+                } else {
+                    eprintln!("left4me-overlay {verb}: error: {failure}");
+                }
+                if json {
+                    let report = serde_json::json!({
+                        "error": {
+                            "kind": failure.kind.label(),
+                            "exit_code": code,
+                            "message": failure.message,
+                            "hint": failure.hint,
+                        }
+                    });
+                    println!("{report}");
+                }
+                ExitCode::from(code)
             }
-            ExitCode::from(code)
         }
-    }
+    })
 }
 
 /// Returns the exit code for outcomes already reported on stdout (status

@@ -58,6 +58,16 @@ pub(crate) struct Cli {
     pub(crate) command: Option<Command>,
 }
 
+impl crate::cli::Program for Cli {
+    type Verb = Command;
+    fn generate(&self) -> Option<crate::cli::Generate> {
+        self.generate
+    }
+    fn verb(&self) -> Option<&Command> {
+        self.command.as_ref()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// One line per instance: state (running: answering the health check;

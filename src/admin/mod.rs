@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::{Command as Process, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::{CommandFactory, Parser};
 use rustix::fs::{Mode, OFlags};
 
 use crate::envfile::{self, Assignment, InstanceConfig, render_assignments};
@@ -28,22 +27,13 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The whole of `left4me`.
 pub fn main() -> ExitCode {
-    crate::sys::default_sigpipe();
-    let cli = Cli::parse();
-    if let Some(kind) = cli.generate {
-        return crate::cli::generate(Cli::command(), kind);
-    }
-    let Some(command) = &cli.command else {
-        let _ = Cli::command().print_help();
-        return ExitCode::from(2);
-    };
-    match run(&cli.state_dir, command) {
+    crate::cli::start(|cli: &Cli, command| match run(&cli.state_dir, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("left4me: error: {f}");
             ExitCode::from(f.kind.exit_code())
         }
-    }
+    })
 }
 
 fn run(state_dir: &Path, command: &Command) -> Result<()> {

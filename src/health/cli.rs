@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use super::monitor::{self, Monitor};
 use super::rollover::Watcher;
@@ -61,8 +61,18 @@ pub(crate) struct Cli {
     command: Option<Command>,
 }
 
+impl crate::cli::Program for Cli {
+    type Verb = Command;
+    fn generate(&self) -> Option<crate::cli::Generate> {
+        self.generate
+    }
+    fn verb(&self) -> Option<&Command> {
+        self.command.as_ref()
+    }
+}
+
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Check INSTANCE until it needs a restart (left4me-health@.service's ExecStart).
     Run(RunArgs),
     /// Show the last answer and the check's state of one or all instances.
@@ -72,7 +82,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// Instance name: 1-32 of [A-Za-z0-9_-], starting with a letter or digit.
     instance: String,
     /// systemctl to restart the server with and read its main PID.
@@ -86,7 +96,7 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Instance name; every instance with a record when omitted.
     instance: Option<String>,
     /// Print the records as JSON on stdout (schema in docs/health.md).
@@ -95,7 +105,7 @@ struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
-struct QueryArgs {
+pub(crate) struct QueryArgs {
     /// UDP port of the server.
     port: u16,
     /// Address of the server.
@@ -111,33 +121,26 @@ struct QueryArgs {
 
 /// The whole program; src/bin/left4me-health.rs only calls this.
 pub fn main() -> ExitCode {
-    crate::sys::default_sigpipe();
-    let cli = Cli::parse();
-    if let Some(kind) = cli.generate {
-        return crate::cli::generate(Cli::command(), kind);
-    }
-    let Some(command) = &cli.command else {
-        let _ = Cli::command().print_help();
-        return ExitCode::from(2);
-    };
-    let (verb, instance) = match command {
-        Command::Run(a) => ("run", Some(a.instance.as_str())),
-        Command::Status(a) => ("status", a.instance.as_deref()),
-        Command::Query(_) => ("query", None),
-    };
-    let to_journal = logging::init_as("left4me-health", verb, instance);
-    match dispatch(&cli.run_dir, command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            let code = failure.kind.exit_code();
-            if to_journal {
-                tracing::error!(exit_code = code, kind = failure.kind.label(), "{failure}");
-            } else {
-                eprintln!("left4me-health {verb}: error: {failure}");
+    crate::cli::start(|cli: &Cli, command| {
+        let (verb, instance) = match command {
+            Command::Run(a) => ("run", Some(a.instance.as_str())),
+            Command::Status(a) => ("status", a.instance.as_deref()),
+            Command::Query(_) => ("query", None),
+        };
+        let to_journal = logging::init_as("left4me-health", verb, instance);
+        match dispatch(&cli.run_dir, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                let code = failure.kind.exit_code();
+                if to_journal {
+                    tracing::error!(exit_code = code, kind = failure.kind.label(), "{failure}");
+                } else {
+                    eprintln!("left4me-health {verb}: error: {failure}");
+                }
+                ExitCode::from(code)
             }
-            ExitCode::from(code)
         }
-    }
+    })
 }
 
 fn dispatch(run_dir: &Path, command: &Command) -> Result<()> {
