@@ -9,8 +9,10 @@
 //! docs/health.md has the design and the reasons for it.
 
 mod cli;
+pub(crate) mod launch;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
+pub(crate) mod output;
 pub(crate) mod record;
 pub(crate) mod report;
 pub(crate) mod rollover;
@@ -18,6 +20,10 @@ pub(crate) mod settings;
 
 pub use cli::main;
 
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{ExitRow, Kind, kind_row, row};
@@ -59,6 +65,40 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The bytes of a small file the check reads from a directory the service
+/// user writes (its record, `installations/current` through a bind, the
+/// game's events), as root's `status` and the check read them: no symlink
+/// followed (O_NOFOLLOW), a FIFO cannot block (O_NONBLOCK), a regular file
+/// only, at most `max` bytes, from one open. None when it does not exist.
+/// openat, not openat2: the health unit's system call filter refuses
+/// openat2 (ENOSYS, seen in the trixie VM).
+pub(crate) fn read_small_file(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    };
+    let refused = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {why}", path.display()),
+        )
+    };
+    if !file.metadata()?.is_file() {
+        return Err(refused("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(refused(&format!("larger than {max} bytes")));
+    }
+    Ok(Some(bytes))
 }
 
 pub(crate) fn server_unit(instance: &str) -> String {
