@@ -58,8 +58,8 @@
  *                     milliseconds the file holds, printing nothing: a
  *                     silence without a map change (see stall())
  *   DIR/steam-update  print Steam's "needs to be restarted" notice, as
- *                     the engine does when Steam has a newer build (see
- *                     steam_notice())
+ *                     the engine does when Steam has a newer build, again
+ *                     every so many milliseconds (see steam_notice())
  *   DIR/players       the player count A2S_INFO reports: "N" is N players,
  *                     no bots; "N B" is N+B players of which B are bots
  *                     (Source counts bots among the players); missing,
@@ -274,16 +274,22 @@ static void stall(long ms)
  * the master server's request, "Your server needs to be restarted in order
  * to receive the latest update." with Msg() and the same text through
  * Log() (Source SDK 2013 engine/baseserver.cpp; ReHLDS prints it the same
- * way), and repeats it while the request stands; here once a minute. */
+ * way), and repeats it while the request stands (at the master server's
+ * heartbeat, minutes apart); here at a query, at most once per the
+ * milliseconds the file holds (empty: 1000). */
 static void steam_notice(void)
 {
-    static time_t last;
-    time_t now = time(NULL);
-    if (!switch_on("steam-update") || (last && now - last < 60))
+    static struct timespec last;
+    long every = file_ms("steam-update");
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long since = (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
+    if (every <= 0 || (last.tv_sec && since < every))
         return;
     last = now;
+    time_t t = time(NULL);
     struct tm tm;
-    localtime_r(&now, &tm);
+    localtime_r(&t, &tm);
     char stamp[64];
     strftime(stamp, sizeof stamp, "L %m/%d/%Y - %H:%M:%S: ", &tm);
     printf("Your server needs to be restarted in order to receive the latest update.\n"
