@@ -46,7 +46,25 @@ fn after_help() -> String {
     after_long_help = after_help()
 )]
 pub(crate) struct Cli {
-    /// State directory holding installation/, overlays/, instances/ and runtime/.
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    #[command(flatten)]
+    generate: GenerateArg,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+impl Program for Cli {
+    type Verb = Command;
+    fn parts(&self) -> (Option<Generate>, Option<&Command>) {
+        (self.generate.generate, self.command.as_ref())
+    }
+}
+
+/// `--state-dir`, as the helper and the admin command take it.
+#[derive(Debug, Args)]
+pub(crate) struct StateDirArg {
+    /// State directory holding installations/, overlays/, instances/ and runtime/.
     #[arg(
         long,
         global = true,
@@ -55,23 +73,14 @@ pub(crate) struct Cli {
         value_name = "DIR"
     )]
     pub(crate) state_dir: PathBuf,
+}
 
+/// `--generate`, hidden: how the packages make the man page and completions.
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArg {
     /// Print a generated artifact (man page or shell completion) and exit.
     #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
     pub(crate) generate: Option<Generate>,
-
-    #[command(subcommand)]
-    pub(crate) command: Option<Command>,
-}
-
-impl Program for Cli {
-    type Verb = Command;
-    fn generate(&self) -> Option<Generate> {
-        self.generate
-    }
-    fn verb(&self) -> Option<&Command> {
-        self.command.as_ref()
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,8 +299,8 @@ pub(crate) enum Generate {
 /// arguments: `--generate`, and a verb that may be missing.
 pub(crate) trait Program: Parser {
     type Verb;
-    fn generate(&self) -> Option<Generate>;
-    fn verb(&self) -> Option<&Self::Verb>;
+    /// The parsed `--generate` and verb.
+    fn parts(&self) -> (Option<Generate>, Option<&Self::Verb>);
 }
 
 /// How every program starts, before `main` sees its verb: a closed pipe
@@ -300,10 +309,11 @@ pub(crate) trait Program: Parser {
 pub(crate) fn start<P: Program>(main: impl FnOnce(&P, &P::Verb) -> ExitCode) -> ExitCode {
     crate::sys::default_sigpipe();
     let cli = P::parse();
-    if let Some(kind) = cli.generate() {
+    let (kind, verb) = cli.parts();
+    if let Some(kind) = kind {
         return generate(P::command(), kind);
     }
-    let Some(verb) = cli.verb() else {
+    let Some(verb) = verb else {
         let _ = P::command().print_help();
         return ExitCode::from(2);
     };

@@ -1,11 +1,9 @@
 //! The one definition of `left4me`'s command line: `--help`, the man page and
 //! the shell completions are generated from it.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand};
 
-use crate::cli::{Generate, STATE_DIR_DEFAULT};
+use crate::cli::{GenerateArg, StateDirArg};
 
 const LONG_ABOUT: &str = "\
 Run the left4me instances of this host from a shell: list them with what they
@@ -40,31 +38,18 @@ fn after_help() -> String {
     after_long_help = after_help()
 )]
 pub(crate) struct Cli {
-    /// State directory holding instances/, overlays/ and runtime/.
-    #[arg(
-        long,
-        global = true,
-        env = "LEFT4ME_STATE_DIR",
-        default_value = STATE_DIR_DEFAULT,
-        value_name = "DIR"
-    )]
-    pub(crate) state_dir: PathBuf,
-
-    /// Print a generated artifact (man page or shell completion) and exit.
-    #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
-    pub(crate) generate: Option<Generate>,
-
+    #[command(flatten)]
+    pub(crate) state: StateDirArg,
+    #[command(flatten)]
+    generate: GenerateArg,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
 
 impl crate::cli::Program for Cli {
     type Verb = Command;
-    fn generate(&self) -> Option<crate::cli::Generate> {
-        self.generate
-    }
-    fn verb(&self) -> Option<&Command> {
-        self.command.as_ref()
+    fn parts(&self) -> (Option<crate::cli::Generate>, Option<&Command>) {
+        (self.generate.generate, self.command.as_ref())
     }
 }
 

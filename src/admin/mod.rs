@@ -27,13 +27,15 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The whole of `left4me`.
 pub fn main() -> ExitCode {
-    crate::cli::start(|cli: &Cli, command| match run(&cli.state_dir, command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("left4me: error: {f}");
-            ExitCode::from(f.kind.exit_code())
-        }
-    })
+    crate::cli::start(
+        |cli: &Cli, command| match run(&cli.state.state_dir, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => {
+                eprintln!("left4me: error: {f}");
+                ExitCode::from(f.kind.exit_code())
+            }
+        },
+    )
 }
 
 fn run(state_dir: &Path, command: &Command) -> Result<()> {

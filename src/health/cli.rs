@@ -14,7 +14,7 @@ use super::monitor::{self, Monitor, Systemctl};
 use super::rollover::Watcher;
 use super::settings::Settings;
 use super::{RUN_DIR, now_ms, record, report};
-use crate::cli::Generate;
+use crate::cli::{Generate, GenerateArg};
 use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
 use crate::{a2s, logging};
@@ -61,9 +61,8 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "LEFT4ME_HEALTH_RUN_DIR", default_value = RUN_DIR, value_name = "DIR")]
     run_dir: PathBuf,
 
-    /// Print a generated artifact (man page or shell completion) and exit.
-    #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
-    generate: Option<Generate>,
+    #[command(flatten)]
+    generate: GenerateArg,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -71,11 +70,8 @@ pub(crate) struct Cli {
 
 impl crate::cli::Program for Cli {
     type Verb = Command;
-    fn generate(&self) -> Option<crate::cli::Generate> {
-        self.generate
-    }
-    fn verb(&self) -> Option<&Command> {
-        self.command.as_ref()
+    fn parts(&self) -> (Option<Generate>, Option<&Command>) {
+        (self.generate.generate, self.command.as_ref())
     }
 }
 
