@@ -22,6 +22,7 @@ mod generation;
 mod health;
 mod idmap;
 mod instance;
+mod last_failure;
 mod lock;
 mod logging;
 mod mounts;

@@ -8,6 +8,7 @@ use crate::cli::{AfterArgs, Cli, Command, GenerationCommand};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::generation;
+use crate::last_failure;
 use crate::logging;
 use crate::name::InstanceName;
 use crate::state::{ServiceUser, State};
@@ -100,7 +101,13 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
         Command::Mount(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            let done = verbs::mount(&state, &name, &user)?;
+            let done = last_failure::kept(
+                &state,
+                &name,
+                &user,
+                "mount",
+                verbs::mount(&state, &name, &user),
+            )?;
             print_outcome(&done.outcome, args.json)?;
             if let Some(background) = done.discard {
                 discard::in_background(background);
@@ -113,7 +120,13 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
         Command::Reset(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            let done = verbs::reset(&state, &name, &user)?;
+            let done = last_failure::kept(
+                &state,
+                &name,
+                &user,
+                "reset",
+                verbs::reset(&state, &name, &user),
+            )?;
             print_outcome(&done.outcome, args.json)?;
             if let Some(background) = done.discard {
                 discard::in_background(background);

@@ -142,12 +142,21 @@ fn wait_answer(name: &str, port: u16) -> Result<Duration> {
     Ok(took)
 }
 
+/// Now in Unix seconds, less one: a record written in the same second as
+/// the request counts as the request's.
+fn since_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(1))
+}
+
 fn start(state_dir: &Path, name: &str, verb: &str) -> Result<()> {
     let unit = systemd::server(name);
+    let since = since_now();
     let (r, took) = systemd::with_progress(&format!("{verb} {unit}"), || {
         systemd::systemctl(&[verb, &unit])
     });
-    r.map_err(|f| systemd::start_failure(name, f))?;
+    r.map_err(|f| systemd::start_failure(state_dir, name, since, f))?;
     println!("{verb} {unit}: {}", secs(took));
     if let Some(port) = port_of(state_dir, name) {
         let took = wait_answer(name, port)?;
@@ -171,25 +180,11 @@ fn reset(state_dir: &Path, name: &InstanceName) -> Result<()> {
     let t0 = Instant::now();
     stop(name.as_str())?;
     let unit = systemd::reset(name.as_str());
+    let since = since_now();
     let (r, took) = systemd::with_progress(&format!("reset {name}"), || {
         systemd::systemctl(&["start", "--wait", &unit])
     });
-    if let Err(f) = r {
-        if f.kind == Kind::NotPermitted {
-            return Err(f);
-        }
-        let u = systemd::show_one(&unit).unwrap_or_default();
-        let code = u.get("ExecMainStatus").parse::<u8>().unwrap_or(1);
-        let kind = Kind::from_exit_code(code).unwrap_or(Kind::Unexpected);
-        return Err(Failure::new(
-            kind,
-            format!(
-                "{unit} failed: left4me-overlay reset exited {code} ({})",
-                kind.label()
-            ),
-        )
-        .hint(format!("left4me logs {name} shows the helper's message")));
-    }
+    r.map_err(|f| systemd::start_failure(state_dir, name.as_str(), since, f))?;
     println!("reset {unit}: {}", secs(took));
     start(state_dir, name.as_str(), "start")?;
     println!("reset cycle of {name}: {}", secs(t0.elapsed()));

@@ -3,6 +3,7 @@
 //! any number of units.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -187,27 +188,28 @@ pub(crate) fn with_progress<T>(label: &str, work: impl FnOnce() -> T) -> (T, Dur
     (result, took)
 }
 
-/// The failure of a start whose job failed: the root helper's exit status
-/// (its table's kind) when the overlay unit failed, else the server's.
-pub(crate) fn start_failure(name: &str, refusal: Failure) -> Failure {
+/// Why a start or reset of `name` that systemctl reported failed did: the
+/// helper's own record of its last mount or reset (crate::last_failure:
+/// the failed unit itself is collected by PID 1, its exit status with it),
+/// when written since `since` (Unix seconds); else systemctl's refusal.
+pub(crate) fn start_failure(state_dir: &Path, name: &str, since: u64, refusal: Failure) -> Failure {
     if refusal.kind == Kind::NotPermitted {
         return refusal;
     }
-    let ov = show_one(&overlay(name)).unwrap_or_default();
-    let code = ov.get("ExecMainStatus").parse::<u8>().unwrap_or(0);
-    if ov.get("Result") != "success" && code != 0 {
-        let kind = Kind::from_exit_code(code).unwrap_or(Kind::Unexpected);
-        return Failure::new(
-            kind,
-            format!(
-                "{} failed: left4me-overlay exited {code} ({})",
-                overlay(name),
-                kind.label()
-            ),
-        )
-        .hint(format!("left4me logs {name} shows the helper's message"));
+    match crate::last_failure::read(state_dir, name, since) {
+        Some(r) => {
+            let kind = Kind::from_exit_code(r.exit_code).unwrap_or(Kind::Unexpected);
+            let f = Failure::new(
+                kind,
+                format!("left4me-overlay {} {name} failed: {}", r.verb, r.message),
+            );
+            match r.hint {
+                Some(h) => f.hint(h),
+                None => f.hint(format!("left4me logs {name} shows the helper's message")),
+            }
+        }
+        None => refusal.hint(format!("left4me logs {name} shows why")),
     }
-    refusal.hint(format!("left4me logs {name} shows why"))
 }
 
 #[cfg(test)]
