@@ -97,7 +97,17 @@ pub(crate) enum Command {
     Logs(LogsArgs),
     /// Start a game update (left4me-update.service) and follow its journal
     /// until it ends.
-    Update,
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// Verify instead (left4me-verify.service, root only): validate a full
+    /// copy of the current generation against Steam, report the files that
+    /// differ and commit the repaired tree; refused (exit 15) when Steam has
+    /// another build than the current generation.
+    #[arg(long)]
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Args)]
