@@ -784,3 +784,87 @@ root_test! {
         assert_eq!(fs::read_to_string(&damaged).unwrap(), "damaged\n");
     }
 }
+
+root_test! {
+    /// `--verify` (left4me-verify.service): prepare copies in full whatever
+    /// LEFT4ME_UPDATE_COPY says and only an existing current generation;
+    /// fetch refuses a shared tree; commit reports what differs and commits
+    /// the repair, says so when nothing differs, and refuses another build.
+    fn a_verification_reports_commits_the_repair_and_never_updates() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        fs::remove_dir_all(f.path("installation")).unwrap();
+        let err = f.fails(&["generation", "prepare", "--verify", "--owner", BUILDER], 12);
+        assert!(err.contains("nothing to verify"), "{err}");
+        assert!(!f.path("installations/.next").exists());
+
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        prepare(&f, &[]);
+        build_as_builder(&f, "7", "seven");
+        f.ok(&["generation", "commit"]);
+        let seven = current(&f);
+
+        // A hard-linked .next/ is no place for validate.
+        let p = prepare(&f, &[]);
+        if p["copy"]["hard_linked"].as_u64().unwrap() > 0 {
+            let out = as_builder(&format!(
+                "{} generation fetch --verify --install-dir {} --runtime-dir /nonexistent",
+                common::HELPER,
+                f.path("installations/.next").display()
+            ));
+            assert_eq!(out.status.code(), Some(15), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("must validate an unshared copy"));
+        }
+        f.ok(&["generation", "abort"]);
+
+        // Nothing differs: said so, nothing switched, the tree discarded.
+        let verify_prepare = |f: &Fixture| {
+            let out = f.helper_with(
+                &["generation", "prepare", "--verify", "--owner", BUILDER, "--json"],
+                &[("LEFT4ME_UPDATE_COPY", "auto")],
+            );
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let p = json(&String::from_utf8_lossy(&out.stdout));
+            assert_eq!(p["copy"]["hard_linked"], 0, "{p}");
+            assert_eq!(p["copy"]["reflinked"].as_u64().unwrap() + p["copy"]["copied"].as_u64().unwrap(), p["copy"]["files"].as_u64().unwrap(), "{p}");
+        };
+        verify_prepare(&f);
+        let out = f.ok(&["generation", "commit", "--verify"]);
+        assert_eq!(out, format!("verified: no file differs from generation {seven} (build 7); nothing switched\n"));
+        assert_eq!(current(&f), seven);
+        assert!(!f.path("installations/.next").exists());
+
+        // A damaged file: validate repairs the copy, commit names it and
+        // commits the repaired tree; the damaged generation is not written.
+        let damaged = f.path(&format!("installations/{seven}/left4dead2/gameinfo.txt"));
+        fs::write(&damaged, "damaged\n").unwrap();
+        verify_prepare(&f);
+        let next = f.path("installations/.next/left4dead2/gameinfo.txt");
+        assert!(as_builder(&format!("printf 'seven\\n' > {}", next.display())).status.success());
+        let out = f.ok(&["generation", "commit", "--verify", "--json"]);
+        let c = json(&out);
+        assert_eq!(c["result"], "repaired", "{c}");
+        assert_eq!(c["differing"]["count"], 1, "{c}");
+        assert_eq!(c["differing"]["first"], serde_json::json!(["left4dead2/gameinfo.txt"]), "{c}");
+        let repaired = current(&f);
+        assert_ne!(repaired, seven);
+        assert_eq!(f.read(&format!("installations/{repaired}/left4dead2/gameinfo.txt")), "seven\n");
+        assert_eq!(fs::read_to_string(&damaged).unwrap(), "damaged\n");
+        // The summary line for a person.
+        fs::write(f.path(&format!("installations/{repaired}/left4dead2/gameinfo.txt")), "damaged\n").unwrap();
+        verify_prepare(&f);
+        assert!(as_builder(&format!("printf 'seven\\n' > {}", next.display())).status.success());
+        let out = f.ok(&["generation", "commit", "--verify"]);
+        assert!(out.starts_with(&format!("verified: 1 files differed from generation {repaired} (build 7), first: left4dead2/gameinfo.txt; committed the repaired tree as generation ")), "{out}");
+        let repaired = current(&f);
+
+        // Steam has moved on: refused with exit 15, nothing committed.
+        verify_prepare(&f);
+        build_as_builder(&f, "8", "eight");
+        let err = f.fails(&["generation", "commit", "--verify"], 15);
+        assert!(err.contains(&format!("not verified: Steam has build 8, generation {repaired} is build 7")), "{err}");
+        assert_eq!(current(&f), repaired);
+        assert!(!f.path("installations/.next").exists());
+    }
+}

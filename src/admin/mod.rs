@@ -312,14 +312,18 @@ fn update(verify: bool) -> Result<()> {
         &["start", start]
     };
     let result = systemd::systemctl(args).and_then(|()| {
+        // Once this run was seen, its end is the unit's next inactive or
+        // failed state: systemd clears the InvocationID of a oneshot that
+        // ended successfully.
+        let mut seen = false;
         loop {
             std::thread::sleep(Duration::from_millis(500));
             let u = systemd::show_one(unit)?;
-            let fresh = u.get("InvocationID") != before && !u.get("InvocationID").is_empty();
-            if fresh && matches!(u.get("ActiveState"), "inactive" | "failed") {
+            seen |= u.get("InvocationID") != before && !u.get("InvocationID").is_empty();
+            if seen && matches!(u.get("ActiveState"), "inactive" | "failed") {
                 break Ok(u);
             }
-            if !fresh && t0.elapsed() > Duration::from_secs(30) {
+            if !seen && t0.elapsed() > Duration::from_secs(30) {
                 break Err(Failure::new(
                     Kind::Unexpected,
                     format!("{unit} did not start within 30 s"),

@@ -471,8 +471,36 @@ fn windows_only(name: &CStr) -> bool {
 
 /// Removes the Windows-only files from a tree root has taken over.
 /// Returns how many, and the first few as shown paths.
-pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<(usize, Vec<PathBuf>)> {
-    let (mut n, mut first) = (0, Vec::new());
+/// How many paths a walk found, and the first [`Tally::FIRST`] of them for
+/// a log line or a report.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) count: usize,
+    pub(crate) first: Vec<PathBuf>,
+}
+
+impl Tally {
+    const FIRST: usize = 10;
+
+    fn add(&mut self, path: &Path) {
+        self.count += 1;
+        if self.first.len() < Self::FIRST {
+            self.first.push(path.to_path_buf());
+        }
+    }
+
+    /// The first paths, space-separated.
+    pub(crate) fn first_words(&self) -> String {
+        self.first
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<Tally> {
+    let mut removed = Tally::default();
     walk(
         top,
         shown,
@@ -481,29 +509,26 @@ pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<(usize,
             libc_mode::S_IFREG if windows_only(v.name) => {
                 rustix::fs::unlinkat(v.dir, v.name, AtFlags::empty())
                     .map_err(|e| Failure::os(v.shown, "remove", e))?;
-                n += 1;
-                if first.len() < 10 {
-                    first.push(v.shown.to_path_buf());
-                }
+                removed.add(v.shown);
                 Ok(None)
             }
             _ => Ok(None),
         },
         nothing_to_leave,
     )?;
-    Ok((n, first))
+    Ok(removed)
 }
 
 /// The regular files of `top` (steamapps/ aside: Steam rewrites its
 /// bookkeeping every run) that are not the same file, or the same bytes,
 /// at the same path below `other`: what a `validate` of the same build
-/// repaired. Returns how many, and the first few as shown paths.
+/// repaired. Returns how many, and the first few relative to `top`.
 pub(crate) fn differing(
     top: BorrowedFd<'_>,
     shown: &Path,
     other: BorrowedFd<'_>,
-) -> Result<(usize, Vec<PathBuf>)> {
-    let (mut n, mut first) = (0, Vec::new());
+) -> Result<Tally> {
+    let mut differ = Tally::default();
     walk(
         top,
         shown,
@@ -517,10 +542,7 @@ pub(crate) fn differing(
             libc_mode::S_IFREG => {
                 let rel = v.shown.strip_prefix(shown).unwrap_or(v.shown);
                 if !same_content(&v, other, rel)? {
-                    n += 1;
-                    if first.len() < 10 {
-                        first.push(v.shown.to_path_buf());
-                    }
+                    differ.add(rel);
                 }
                 Ok(None)
             }
@@ -528,7 +550,7 @@ pub(crate) fn differing(
         },
         nothing_to_leave,
     )?;
-    Ok((n, first))
+    Ok(differ)
 }
 
 fn same_content(v: &Visit<'_>, other: BorrowedFd<'_>, rel: &Path) -> Result<bool> {

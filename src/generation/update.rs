@@ -426,11 +426,12 @@ fn take_next(
     let taken_over = taken_over?;
     if builder.is_some() {
         // The platform workaround's Windows run (docs/updates.md).
-        let (n, first) = tree::prune_windows(next, &next_shown)?;
-        if n > 0 {
+        let removed = tree::prune_windows(next, &next_shown)?;
+        if removed.count > 0 {
             tracing::info!(
-                first = %first.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
-                "removed {n} Windows-only files (*.exe, *.dll)"
+                first = %removed.first_words(),
+                "removed {} Windows-only files (*.exe, *.dll)",
+                removed.count
             );
         }
     }
@@ -485,18 +486,25 @@ fn take_next(
         // something: the repaired tree becomes a generation of its own, the
         // current one is never written.
         if (builder.is_some() || verify) && prev == new {
-            let (count, first) =
+            let differ =
                 tree::differing(next, &next_shown, held.open(prev_id.as_str())?.as_fd())?;
-            let first: Vec<String> = first.iter().map(|p| p.display().to_string()).collect();
-            if count > 0 {
+            if differ.count > 0 {
                 tracing::warn!(
                     build = %new,
                     generation = %prev_id,
-                    first = %first.join(" "),
-                    "validate repaired {count} files that differ from generation {prev_id} of the same build; committing the repaired tree"
+                    first = %differ.first_words(),
+                    "validate repaired {} files that differ from generation {prev_id} of the same build; committing the repaired tree",
+                    differ.count
                 );
             }
-            differing = Some(Differing { count, first });
+            differing = Some(Differing {
+                count: differ.count,
+                first: differ
+                    .first
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            });
         }
         if prev == new && differing.as_ref().is_none_or(|d| d.count == 0) {
             held.discard(NEXT)?;
