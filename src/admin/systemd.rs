@@ -156,7 +156,12 @@ pub(crate) fn parse_failed_status(text: &str) -> Option<u8> {
             "ExecMainStatus" => value.trim().parse().ok(),
             "ExecStartPre" | "ExecStartPost" => value
                 .split(" ; ")
-                .find_map(|f| f.trim().trim_end_matches('}').trim().strip_prefix("status="))
+                .find_map(|f| {
+                    f.trim()
+                        .trim_end_matches('}')
+                        .trim()
+                        .strip_prefix("status=")
+                })
                 .and_then(|v| v.split('/').next()?.parse().ok()),
             _ => None,
         }
@@ -266,10 +271,22 @@ mod tests {
     use super::*;
 
     #[rstest::rstest]
-    #[case::prepare_refused("ExecStartPre={ path=/h ; argv[]=/h generation prepare ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=9 ; code=exited ; status=12 }\nExecMainStatus=0\nExecStartPost={ path=/h ; argv[]=/h ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\n", Some(12))]
-    #[case::fetch_failed("ExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\nExecMainStatus=25\nExecStartPost={ path=/h ; pid=0 ; code=(null) ; status=0/0 }\n", Some(25))]
-    #[case::commit_refused("ExecStartPost={ path=/h ; pid=11 ; code=exited ; status=15/n/a }\nExecMainStatus=0\nExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\n", Some(15))]
-    #[case::nothing_failed("ExecStartPre={ path=/h ; code=exited ; status=0/SUCCESS }\nExecMainStatus=0\n", None)]
+    #[case::prepare_refused(
+        "ExecStartPre={ path=/h ; argv[]=/h generation prepare ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=9 ; code=exited ; status=12 }\nExecMainStatus=0\nExecStartPost={ path=/h ; argv[]=/h ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\n",
+        Some(12)
+    )]
+    #[case::fetch_failed(
+        "ExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\nExecMainStatus=25\nExecStartPost={ path=/h ; pid=0 ; code=(null) ; status=0/0 }\n",
+        Some(25)
+    )]
+    #[case::commit_refused(
+        "ExecStartPost={ path=/h ; pid=11 ; code=exited ; status=15/n/a }\nExecMainStatus=0\nExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\n",
+        Some(15)
+    )]
+    #[case::nothing_failed(
+        "ExecStartPre={ path=/h ; code=exited ; status=0/SUCCESS }\nExecMainStatus=0\n",
+        None
+    )]
     #[test_log::test]
     fn the_failed_step_of_a_oneshot_gives_the_status(#[case] text: &str, #[case] want: Option<u8>) {
         assert_eq!(parse_failed_status(text), want);

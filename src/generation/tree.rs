@@ -523,11 +523,7 @@ pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<Tally> 
 /// bookkeeping every run) that are not the same file, or the same bytes,
 /// at the same path below `other`: what a `validate` of the same build
 /// repaired. Returns how many, and the first few relative to `top`.
-pub(crate) fn differing(
-    top: BorrowedFd<'_>,
-    shown: &Path,
-    other: BorrowedFd<'_>,
-) -> Result<Tally> {
+pub(crate) fn differing(top: BorrowedFd<'_>, shown: &Path, other: BorrowedFd<'_>) -> Result<Tally> {
     let mut differ = Tally::default();
     walk(
         top,

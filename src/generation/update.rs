@@ -195,9 +195,7 @@ impl<'s> Held<'s> {
                         running.join(", ")
                     ),
                 )
-                .hint(
-                    "wait for it to finish (systemctl status left4me-update left4me-verify)",
-                ));
+                .hint("wait for it to finish (systemctl status left4me-update left4me-verify)"));
             }
         }
         Ok(())
@@ -486,8 +484,7 @@ fn take_next(
         // something: the repaired tree becomes a generation of its own, the
         // current one is never written.
         if (builder.is_some() || verify) && prev == new {
-            let differ =
-                tree::differing(next, &next_shown, held.open(prev_id.as_str())?.as_fd())?;
+            let differ = tree::differing(next, &next_shown, held.open(prev_id.as_str())?.as_fd())?;
             if differ.count > 0 {
                 tracing::warn!(
                     build = %new,
@@ -580,11 +577,10 @@ fn refuse_another_build(
     fetched: Option<&str>,
 ) -> Result<()> {
     let Some(current) = current else {
-        return Err(Failure::new(
-            Kind::Missing,
-            "nothing to verify: no current generation",
-        )
-        .hint("install the game first (systemctl start left4me-update.service)"));
+        return Err(
+            Failure::new(Kind::Missing, "nothing to verify: no current generation")
+                .hint("install the game first (systemctl start left4me-update.service)"),
+        );
     };
     match (current_build, fetched) {
         (Some(c), Some(f)) if c == f => Ok(()),
