@@ -9,12 +9,14 @@ use clap::ValueEnum;
 use rustix::fs::{Mode, OFlags, RenameFlags};
 use serde::{Deserialize, Serialize};
 
-use super::tree::{self, CopyStats, Fallback, TakeOverStats};
-use super::{
-    CURRENT, GenerationId, INSTALLATIONS, InUse, Manifest, NEXT, RENEW, committed, in_use, is_dir,
-    is_regular, lock_installations, lock_updates, migrate, now_secs, read_current, read_manifest,
-    shown_id, write_current,
+use super::current::{
+    CURRENT, NEXT, RENEW, committed, is_dir, is_regular, lock_installations, lock_updates, migrate,
+    now_secs, read_current, shown_id, write_current,
 };
+use super::id::{GenerationId, INSTALLATIONS};
+use super::in_use::{InUse, in_use};
+use super::manifest::{MANIFEST, Manifest, read_manifest};
+use super::tree::{self, CopyStats, Fallback, TakeOverStats};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::fsx;
@@ -449,7 +451,7 @@ fn take_next(
             Kind::Incomplete,
             format!(
                 "{}: the app is not fully installed (StateFlags is not 4): the download stopped half-way",
-                next_shown.join(super::MANIFEST).display()
+                next_shown.join(MANIFEST).display()
             ),
         )
         .hint("run the update again; steamcmd continues where it stopped"));
@@ -459,7 +461,7 @@ fn take_next(
             Kind::Incomplete,
             format!(
                 "{}: no app manifest with a build id: steamcmd did not install the app",
-                next_shown.join(super::MANIFEST).display()
+                next_shown.join(MANIFEST).display()
             ),
         )
         .hint("look at steamcmd's output in the journal (journalctl -u left4me-update)"));
@@ -826,11 +828,11 @@ pub(crate) struct Listing {
 /// Every generation, oldest first. Migrates a legacy installation/ first,
 /// so an admin who looks sees the new layout.
 pub(crate) fn list(state: &State) -> Result<Listing> {
-    if super::current(state)?.is_none() {
+    if super::current::current(state)?.is_none() {
         drop(Held::take(state, false)?);
     }
     let used = in_use(state)?;
-    let Some(dir) = super::open_dir(state)? else {
+    let Some(dir) = super::current::open_dir(state)? else {
         return Ok(Listing {
             current: None,
             generations: Vec::new(),
