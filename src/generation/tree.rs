@@ -636,7 +636,7 @@ impl Entry {
             kind: fsx::file_type(st),
             size: st.st_size as u64,
             blocks: st.st_blocks as u64,
-            nlink: st.st_nlink as u64,
+            nlink: st.st_nlink,
             shared: previous.is_none_or(|p| p.inodes.contains(&(st.st_dev, st.st_ino))),
         }
     }
@@ -1008,11 +1008,7 @@ mod tests {
         None,
         Verdict::Refuse(Refusal::ThirdOwner)
     )]
-    #[case::fifo(
-        entry(BUILDER, FIFO),
-        Some(BUILDER),
-        Verdict::Refuse(Refusal::Special)
-    )]
+    #[case::fifo(entry(BUILDER, FIFO), Some(BUILDER), Verdict::Refuse(Refusal::Special))]
     #[case::roots_socket(entry(0, SOCKET), Some(BUILDER), Verdict::Refuse(Refusal::Special))]
     #[case::device(
         entry(BUILDER, CHAR_DEVICE),
