@@ -10,7 +10,7 @@ use crate::cli::{Generate, STATE_DIR_DEFAULT};
 const LONG_ABOUT: &str = "\
 Run the left4me instances of this host from a shell: list them with what they
 are doing, create and delete them, start, stop, restart and reset them, send a
-command to a game's console, read their logs, and update the game.
+command to a game's console, read their logs, and update or verify the game.
 
 For a host without the web app. Run it as root, or as a member of the service
 group: it asks systemd for every start and stop, as the web app does, and polkit
