@@ -878,6 +878,31 @@ mod tests {
         }
     }
 
+    /// A verification commits only at the current generation's build.
+    #[rstest]
+    #[case::same_build(Some("7"), Some("7"), None)]
+    #[case::steam_moved_on(Some("7"), Some("8"), Some(Kind::Conflict))]
+    #[case::current_without_a_build(None, Some("8"), Some(Kind::Conflict))]
+    #[case::tree_without_a_build(Some("7"), None, Some(Kind::Conflict))]
+    #[test_log::test]
+    fn a_verification_takes_only_the_current_build(
+        #[case] current_build: Option<&str>,
+        #[case] fetched: Option<&str>,
+        #[case] refused: Option<Kind>,
+    ) {
+        let id = GenerationId::parse("20261201T000000Z").unwrap();
+        let got = refuse_another_build(Some(&id), current_build, fetched).err();
+        assert_eq!(got.as_ref().map(|f| f.kind), refused, "{got:?}");
+        if let Some(f) = got {
+            assert!(
+                f.message.starts_with("not verified: Steam has build"),
+                "{f:?}"
+            );
+        }
+        let none = refuse_another_build(None, Some("7"), Some("7")).unwrap_err();
+        assert_eq!(none.kind, Kind::Missing);
+    }
+
     /// Generations g1 (oldest) .. g5; `current`, the ids mounted instances
     /// use, and whether some mounted instance's generation is unknown.
     /// `removed` lists what gc may remove, as a string of indexes.
