@@ -32,6 +32,9 @@ pw=Sekr1t-s45-pw
 pwhash=$(printf '%s' "$pw" | sha256sum | cut -d' ' -f1)
 code=G7K2Q
 
+# The update user's home as the unit's StateDirectory= makes it at its first
+# start (here no update may have run yet: s45 right after s01).
+install -d -m 0700 -o left4me-update -g left4me-update /var/lib/left4me-update
 # An anonymous Linux install is refused with exit 0, as the real one does.
 printf 'force_install_dir "/tmp"\nlogin anonymous\napp_update 222860\nquit\n' > /tmp/s45.script
 chmod 0644 /tmp/s45.script
