@@ -126,7 +126,8 @@ pub(crate) enum GenerationCommand {
     /// switches nothing. On any refusal .next is discarded and current is
     /// untouched.
     Commit(CommitArgs),
-    /// Discard installations/.next (after a failed update).
+    /// Discard installations/.next (after a failed update); left alone
+    /// while processes of its builder run (another update or verification).
     Abort(JsonArg),
     /// Run steamcmd into DIR (.next as the update unit shows it) as the
     /// update user, not root: log in as LEFT4ME_STEAM_LOGIN says, app_update
@@ -178,7 +179,20 @@ pub(crate) struct PrepareArgs {
     #[arg(long, env = "LEFT4ME_UPDATE_COPY", value_enum, default_value_t = CopyMode::Auto)]
     pub(crate) copy: CopyMode,
     #[command(flatten)]
+    pub(crate) verify: VerifyArg,
+    #[command(flatten)]
     pub(crate) json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArg {
+    /// A verification (left4me-verify.service): prepare copies the current
+    /// generation in full whatever --copy says, fetch validates, and commit
+    /// takes only the same build: it reports what differed and commits the
+    /// repaired tree, and refuses (exit 15) when Steam has another build.
+    /// Refused without a current generation.
+    #[arg(long)]
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +231,8 @@ pub(crate) struct CommitArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) steamcmd_log: Option<PathBuf>,
     #[command(flatten)]
+    pub(crate) verify: VerifyArg,
+    #[command(flatten)]
     pub(crate) json: JsonArg,
 }
 
@@ -240,6 +256,8 @@ pub(crate) struct FetchArgs {
         value_name = "PATH"
     )]
     pub(crate) steamcmd: PathBuf,
+    #[command(flatten)]
+    pub(crate) verify: VerifyArg,
     #[command(flatten)]
     pub(crate) json: JsonArg,
 }

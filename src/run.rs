@@ -75,6 +75,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
             steamcmd: &a.steamcmd,
             login: a.login,
             credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(Into::into),
+            verify: a.verify.verify,
         })?;
         print_result(&f, a.json.json, || {
             format!(
@@ -198,7 +199,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
         }
         GenerationCommand::Prepare(a) => {
             let service = ServiceUser::from_env()?;
-            let p = generation::prepare(state, &a.owner, a.copy, &service)?;
+            let p = generation::prepare(state, &a.owner, a.copy, a.verify.verify, &service)?;
             print_result(&p, a.json.json, || {
                 format!(
                     "{} prepared for {} from {}: {} files ({} reflinked, {} hard-linked, {} copied), {} directories, {} symlinks\n",
@@ -215,7 +216,12 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
             })
         }
         GenerationCommand::Commit(a) => {
-            let c = generation::commit(state, &after(&a.after), a.steamcmd_log.as_deref())?;
+            let c = generation::commit(
+                state,
+                &after(&a.after),
+                a.steamcmd_log.as_deref(),
+                a.verify.verify,
+            )?;
             print_result(&c, a.json.json, || commit_text(&c))
         }
         GenerationCommand::Import(a) => {
@@ -258,6 +264,27 @@ fn words(list: &[String]) -> String {
 
 fn commit_text(c: &generation::CommitOutcome) -> String {
     let build = |b: &Option<String>| b.clone().unwrap_or_else(|| "unknown".into());
+    let (differed, first) = c
+        .differing
+        .as_ref()
+        .map_or((0, String::new()), |d| (d.count, d.first.join(" ")));
+    if c.result == "verified" {
+        return format!(
+            "verified: no file differs from generation {} (build {}); nothing switched\n",
+            c.generation,
+            build(&c.build_id)
+        );
+    }
+    if c.result == "repaired" {
+        return format!(
+            "verified: {differed} files differed from generation {} (build {}), first: {first}; committed the repaired tree as generation {}; removed: {}; restarting now: {}\n",
+            c.previous.as_deref().unwrap_or("none"),
+            build(&c.build_id),
+            c.generation,
+            words(&c.removed),
+            words(&c.restarted)
+        );
+    }
     if c.result == "unchanged" {
         return format!(
             "unchanged: already at build {} (generation {}); nothing switched\n",

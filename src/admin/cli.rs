@@ -8,7 +8,7 @@ use crate::cli::{GenerateArg, StateDirArg};
 const LONG_ABOUT: &str = "\
 Run the left4me instances of this host from a shell: list them with what they
 are doing, create and delete them, start, stop, restart and reset them, send a
-command to a game's console, read their logs, and update the game.
+command to a game's console, read their logs, and update or verify the game.
 
 For a host without the web app. Run it as root, or as a member of the service
 group: it asks systemd for every start and stop, as the web app does, and polkit
@@ -82,7 +82,17 @@ pub(crate) enum Command {
     Logs(LogsArgs),
     /// Start a game update (left4me-update.service) and follow its journal
     /// until it ends.
-    Update,
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// Verify instead (left4me-verify.service, root only): validate a full
+    /// copy of the current generation against Steam, report the files that
+    /// differ and commit the repaired tree; refused (exit 15) when Steam has
+    /// another build than the current generation.
+    #[arg(long)]
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Args)]

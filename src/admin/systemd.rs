@@ -122,6 +122,62 @@ pub(crate) fn show_one(unit: &str) -> Result<Unit> {
     Ok(show(&[unit.to_owned()])?.remove(unit).unwrap_or_default())
 }
 
+/// The exit status a failed run of a oneshot `unit` ended with: its
+/// ExecMainStatus is only ExecStart='s, so the first non-zero one of
+/// ExecStartPre=, ExecStart= and ExecStartPost= (an update's prepare and
+/// commit run there).
+pub(crate) fn failed_status(unit: &str) -> Result<Option<u8>> {
+    let out = Command::new("systemctl")
+        .args([
+            "show",
+            "--no-pager",
+            "--property",
+            "ExecStartPre,ExecMainStatus,ExecStartPost",
+            "--",
+            unit,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_failure("systemctl", &e))?;
+    if !out.status.success() {
+        return Err(refused(
+            "systemctl show",
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(parse_failed_status(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `ExecStartPre={ path=... ; code=exited ; status=12 }` lines (one per
+/// command) and `ExecMainStatus=N`, in the order the commands ran.
+pub(crate) fn parse_failed_status(text: &str) -> Option<u8> {
+    let status = |line: &str| -> Option<u8> {
+        let (key, value) = line.split_once('=')?;
+        match key {
+            "ExecMainStatus" => value.trim().parse().ok(),
+            "ExecStartPre" | "ExecStartPost" => value
+                .split(" ; ")
+                .find_map(|f| {
+                    f.trim()
+                        .trim_end_matches('}')
+                        .trim()
+                        .strip_prefix("status=")
+                })
+                .and_then(|v| v.split('/').next()?.parse().ok()),
+            _ => None,
+        }
+    };
+    let order = ["ExecStartPre", "ExecMainStatus", "ExecStartPost"];
+    order
+        .iter()
+        .flat_map(|key| {
+            text.lines()
+                .filter(move |l| l.split_once('=').is_some_and(|(k, _)| k == *key))
+        })
+        .filter_map(status)
+        .find(|&s| s != 0)
+}
+
 fn spawn_failure(what: &str, e: &std::io::Error) -> Failure {
     Failure::new(Kind::Unexpected, format!("cannot run {what}: {e}"))
         .hint("left4me needs systemd's systemctl and journalctl on PATH")
@@ -215,6 +271,28 @@ pub(crate) fn start_failure(state_dir: &Path, name: &str, since: u64, refusal: F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case::prepare_refused(
+        "ExecStartPre={ path=/h ; argv[]=/h generation prepare ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=9 ; code=exited ; status=12 }\nExecMainStatus=0\nExecStartPost={ path=/h ; argv[]=/h ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\n",
+        Some(12)
+    )]
+    #[case::fetch_failed(
+        "ExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\nExecMainStatus=25\nExecStartPost={ path=/h ; pid=0 ; code=(null) ; status=0/0 }\n",
+        Some(25)
+    )]
+    #[case::commit_refused(
+        "ExecStartPost={ path=/h ; pid=11 ; code=exited ; status=15/n/a }\nExecMainStatus=0\nExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\n",
+        Some(15)
+    )]
+    #[case::nothing_failed(
+        "ExecStartPre={ path=/h ; code=exited ; status=0/SUCCESS }\nExecMainStatus=0\n",
+        None
+    )]
+    #[test_log::test]
+    fn the_failed_step_of_a_oneshot_gives_the_status(#[case] text: &str, #[case] want: Option<u8>) {
+        assert_eq!(parse_failed_status(text), want);
+    }
 
     #[test_log::test]
     fn list_units_lines_give_active_and_sub_state() {
