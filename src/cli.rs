@@ -47,9 +47,7 @@ fn after_help() -> String {
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
-    pub(crate) state: StateDirArg,
-    #[command(flatten)]
-    generate: GenerateArg,
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -57,13 +55,14 @@ pub(crate) struct Cli {
 impl Program for Cli {
     type Verb = Command;
     fn parts(&self) -> (Option<Generate>, Option<&Command>) {
-        (self.generate.generate, self.command.as_ref())
+        (self.global.generate.generate, self.command.as_ref())
     }
 }
 
-/// `--state-dir`, as the helper and the admin command take it.
+/// `--state-dir` and `--generate`, as the helper and the admin command
+/// take them.
 #[derive(Debug, Args)]
-pub(crate) struct StateDirArg {
+pub(crate) struct GlobalArgs {
     /// State directory holding installations/, overlays/, instances/ and runtime/.
     #[arg(
         long,
@@ -73,6 +72,8 @@ pub(crate) struct StateDirArg {
         value_name = "DIR"
     )]
     pub(crate) state_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) generate: GenerateArg,
 }
 
 /// `--generate`, hidden: how the packages make the man page and completions.

@@ -97,7 +97,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 .hint("systemd runs it from its root units; by hand use sudo"),
         );
     }
-    let state = State::open(&cli.state.state_dir)?;
+    let state = State::open(&cli.global.state_dir)?;
     match command {
         Command::Mount(args) => {
             let name = InstanceName::parse(&args.instance)?;

@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cli::{GenerateArg, StateDirArg};
+use crate::cli::GlobalArgs;
 
 const LONG_ABOUT: &str = "\
 Run the left4me instances of this host from a shell: list them with what they
@@ -39,9 +39,7 @@ fn after_help() -> String {
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
-    pub(crate) state: StateDirArg,
-    #[command(flatten)]
-    generate: GenerateArg,
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -49,7 +47,7 @@ pub(crate) struct Cli {
 impl crate::cli::Program for Cli {
     type Verb = Command;
     fn parts(&self) -> (Option<crate::cli::Generate>, Option<&Command>) {
-        (self.generate.generate, self.command.as_ref())
+        (self.global.generate.generate, self.command.as_ref())
     }
 }
 

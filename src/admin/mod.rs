@@ -28,7 +28,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 /// The whole of `left4me`.
 pub fn main() -> ExitCode {
     crate::cli::start(
-        |cli: &Cli, command| match run(&cli.state.state_dir, command) {
+        |cli: &Cli, command| match run(&cli.global.state_dir, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(f) => {
                 eprintln!("left4me: error: {f}");

@@ -44,19 +44,9 @@ pub(crate) fn show(units: &[String]) -> Result<HashMap<String, Unit>> {
     if units.is_empty() {
         return Ok(HashMap::new());
     }
-    let out = Command::new("systemctl")
-        .args(["show", "--no-pager", "--property", SHOW_PROPERTIES, "--"])
-        .args(units)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| spawn_failure("systemctl", &e))?;
-    if !out.status.success() {
-        return Err(refused(
-            "systemctl show",
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    Ok(parse_show(&String::from_utf8_lossy(&out.stdout)))
+    let mut args = vec!["show", "--no-pager", "--property", SHOW_PROPERTIES, "--"];
+    args.extend(units.iter().map(String::as_str));
+    Ok(parse_show(&output(&args)?))
 }
 
 /// `systemctl show`'s output: blocks of KEY=VALUE separated by empty lines.
@@ -84,27 +74,16 @@ pub(crate) fn parse_show(text: &str) -> HashMap<String, Unit> {
 /// call per unit, which cost about 30 ms per instance under emulation in the
 /// VM bench. A unit that is not loaded is inactive.
 pub(crate) fn list_units(pattern: &str) -> Result<HashMap<String, (String, String)>> {
-    let out = Command::new("systemctl")
-        .args([
-            "list-units",
-            "--all",
-            "--plain",
-            "--no-legend",
-            "--full",
-            "--no-pager",
-            "--",
-            pattern,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| spawn_failure("systemctl", &e))?;
-    if !out.status.success() {
-        return Err(refused(
-            "systemctl list-units",
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    Ok(parse_list_units(&String::from_utf8_lossy(&out.stdout)))
+    Ok(parse_list_units(&output(&[
+        "list-units",
+        "--all",
+        "--plain",
+        "--no-legend",
+        "--full",
+        "--no-pager",
+        "--",
+        pattern,
+    ])?))
 }
 
 /// `UNIT LOAD ACTIVE SUB DESCRIPTION...` lines.
@@ -127,25 +106,14 @@ pub(crate) fn show_one(unit: &str) -> Result<Unit> {
 /// ExecStartPre=, ExecStart= and ExecStartPost= (an update's prepare and
 /// commit run there).
 pub(crate) fn failed_status(unit: &str) -> Result<Option<u8>> {
-    let out = Command::new("systemctl")
-        .args([
-            "show",
-            "--no-pager",
-            "--property",
-            "ExecStartPre,ExecMainStatus,ExecStartPost",
-            "--",
-            unit,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| spawn_failure("systemctl", &e))?;
-    if !out.status.success() {
-        return Err(refused(
-            "systemctl show",
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    Ok(parse_failed_status(&String::from_utf8_lossy(&out.stdout)))
+    Ok(parse_failed_status(&output(&[
+        "show",
+        "--no-pager",
+        "--property",
+        "ExecStartPre,ExecMainStatus,ExecStartPost",
+        "--",
+        unit,
+    ])?))
 }
 
 /// `ExecStartPre={ path=... ; code=exited ; status=12 }` lines (one per
@@ -198,13 +166,19 @@ fn refused(what: &str, stderr: &str) -> Failure {
 
 /// `systemctl ARGS`, waiting for it; a refusal or failure as a Failure.
 pub(crate) fn systemctl(args: &[&str]) -> Result<()> {
+    output(args).map(drop)
+}
+
+/// `systemctl ARGS`'s standard output; a refusal or failure as a Failure
+/// naming the command.
+fn output(args: &[&str]) -> Result<String> {
     let out = Command::new("systemctl")
         .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| spawn_failure("systemctl", &e))?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     Err(refused(
         &format!("systemctl {}", args.join(" ")),
