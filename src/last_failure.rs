@@ -12,7 +12,7 @@
 //! next mount or reset that succeeds.
 
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -104,18 +104,17 @@ fn keep(
     )
 }
 
-/// Where the record of `name` is below `state_dir`.
-pub(crate) fn path(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join("runtime").join(name).join(FILE)
-}
-
 /// The record of `name`, if there is one written at or after `since`
 /// (Unix seconds): for root or a member of the service group, in a
 /// directory only root writes. Unreadable or malformed reads as none.
 pub(crate) fn read(state_dir: &Path, name: &str, since: u64) -> Option<LastFailure> {
-    let bytes = crate::health::read_small_file(&path(state_dir, name), MAX_BYTES)
-        .ok()
-        .flatten()?;
+    let bytes = crate::health::read_small_file(
+        &state_dir.join("runtime"),
+        &format!("{name}/{FILE}"),
+        MAX_BYTES,
+    )
+    .ok()
+    .flatten()?;
     serde_json::from_slice::<LastFailure>(&bytes)
         .ok()
         .filter(|r| r.time >= since)

@@ -229,12 +229,18 @@ pub(crate) fn start_failure(state_dir: &Path, name: &str, since: u64, refusal: F
     match crate::last_failure::read(state_dir, name, since) {
         Some(r) => {
             let kind = Kind::from_exit_code(r.exit_code).unwrap_or(Kind::Unexpected);
+            // The helper's own words, but read from a file: shown as the
+            // table shows the health record's strings.
             let f = Failure::new(
                 kind,
-                format!("left4me-overlay {} {name} failed: {}", r.verb, r.message),
+                format!(
+                    "left4me-overlay {} {name} failed: {}",
+                    super::list::printable(&r.verb),
+                    super::list::printable(&r.message)
+                ),
             );
             match r.hint {
-                Some(h) => f.hint(h),
+                Some(h) => f.hint(super::list::printable(&h)),
                 None => f.hint(format!("left4me logs {name} shows the helper's message")),
             }
         }

@@ -254,10 +254,14 @@ fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
             ));
         }
     };
+    // The directory entry's own type (readdir's d_type), never a stat below
+    // it: a directory may be a mount point of the service user's (a FUSE
+    // server that never answers); Record::load refuses those.
     let mut names: Vec<InstanceName> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(record::FILE).is_file())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| InstanceName::parse(&e.file_name().to_string_lossy()).ok())
+        .filter(|n| matches!(record::Record::load(run_dir, n.as_str()), Ok(Some(_))))
         .collect();
     names.sort();
     Ok(names)

@@ -22,7 +22,6 @@ pub use cli::main;
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,27 +66,59 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The bytes of a small file the check reads from a directory the service
-/// user writes (its record, `installations/current` through a bind, the
-/// game's events), as root's `status` and the check read them: no symlink
-/// followed (O_NOFOLLOW), a FIFO cannot block (O_NONBLOCK), a regular file
-/// only, at most `max` bytes, from one open. None when it does not exist.
-/// openat, not openat2: the health unit's system call filter refuses
-/// openat2 (ENOSYS, seen in the trixie VM).
-pub(crate) fn read_small_file(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+/// The bytes of a small file below `dir` (`rel`, which may have several
+/// components) that the service user can write: its record, the game's
+/// events, `installations/current` through the check's bind. Root reads the
+/// records too (`left4me-health status`, `left4me list`), so nothing below
+/// `dir` is followed: no symlink, no mount point (`openat2` with
+/// `RESOLVE_BENEATH|RESOLVE_NO_XDEV|RESOLVE_NO_SYMLINKS`, which refuses a
+/// user's FUSE mount on `NAME/` before the filesystem is asked: a server that
+/// never answers would hold the reader in the kernel, unkillable), a FIFO
+/// cannot block (O_NONBLOCK), a regular file only, at most `max` bytes, from
+/// one open. None when it does not exist. The health unit's system call
+/// filter refuses openat2 (ENOSYS seen in the trixie VM, EPERM by the
+/// filter's errno): there, as the service user reading its own files, the
+/// check falls back to `openat` with O_NOFOLLOW.
+pub(crate) fn read_small_file(dir: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let shown = dir.join(rel);
+    let with = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown.display()));
+    let base = match rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(with(e.into())),
+    };
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_XDEV | ResolveFlags::NO_SYMLINKS;
+    let opened = match rustix::fs::openat2(&base, rel, flags, Mode::empty(), resolve) {
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+            rustix::fs::openat(&base, rel, flags, Mode::empty())
+        }
+        other => other,
+    };
+    let file = match opened {
+        Ok(fd) => fs::File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::XDEV) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: on another mount (something is mounted below {}): not read",
+                    shown.display(),
+                    dir.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(with(e.into())),
     };
     let refused = |why: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{}: {why}", path.display()),
+            format!("{}: {why}", shown.display()),
         )
     };
     if !file.metadata()?.is_file() {

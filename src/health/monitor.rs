@@ -333,9 +333,14 @@ impl<S: Systemd> Monitor<S> {
     fn on_update_notice(&self, record: &mut Record, events: &Events, too_soon_logged: &mut bool) {
         let name = self.instance.as_str();
         let every = record.settings.steam_update_sec;
+        let (notice, handled) = (events.update_notice_ms, record.update_notice_handled_ms);
+        // No question to PID 1 while no notice waits.
+        if on_notice(notice, handled, every, None, now_ms()) == Notice::Nothing {
+            return;
+        }
         let decision = on_notice(
-            events.update_notice_ms,
-            record.update_notice_handled_ms,
+            notice,
+            handled,
             every,
             self.systemd.last_start_s(UPDATE_UNIT),
             now_ms(),

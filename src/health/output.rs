@@ -74,7 +74,11 @@ impl Events {
     /// anything unreadable is said once per check in the journal by the
     /// caller and read as nothing seen.
     pub(crate) fn read(path: &Path) -> io::Result<Events> {
-        match read_small_file(path, MAX_EVENTS_BYTES)? {
+        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => return Ok(Events::default()),
+        };
+        match read_small_file(dir, name, MAX_EVENTS_BYTES)? {
             None => Ok(Events::default()),
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::new(

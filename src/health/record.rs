@@ -340,7 +340,8 @@ impl Record {
     /// `status` as root: read as [`read_small_file`] reads.
     pub(crate) fn load(run_dir: &Path, instance: &str) -> io::Result<Option<Record>> {
         let path = Record::path(run_dir, instance);
-        let Some(bytes) = read_small_file(&path, MAX_RECORD_BYTES)? else {
+        let rel = format!("{instance}/{FILE}");
+        let Some(bytes) = read_small_file(run_dir, &rel, MAX_RECORD_BYTES)? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {

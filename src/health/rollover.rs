@@ -133,7 +133,11 @@ pub(crate) fn decide<'a>(
 /// [`read_small_file`] reads, at most [`generation::MAX_CURRENT_BYTES`].
 pub(crate) fn read_current(installations: &Path) -> Result<GenerationId, String> {
     let path = installations.join("current");
-    match read_small_file(&path, generation::MAX_CURRENT_BYTES as u64) {
+    match read_small_file(
+        installations,
+        "current",
+        generation::MAX_CURRENT_BYTES as u64,
+    ) {
         Ok(Some(bytes)) => {
             generation::parse_current(&bytes, &path, installations).map_err(|f| f.message)
         }

@@ -102,4 +102,18 @@ if as_user systemctl start "$(unit x)" 2>/dev/null; then fail "x started with a 
 why=$(as_user cat "$STATE/runtime/x/last-failure.json") || fail "left4me cannot read runtime/x/last-failure.json"
 if ! grep -q "\"exit_code\":11" <<< "$why" || ! grep -q -- -debug <<< "$why"; then fail "last-failure.json does not say why: $why"; fi
 note "invented names: nothing loaded; x's failed start: $why"
+# At most 256 instances enabled for boot: renaming its instance dir between
+# enables, the user could otherwise enable names without end (three units
+# each at the next boot). 256 links of other names: x is refused, exit 15.
+sed -i '/^L4D2_ARGS="-debug"$/d' "$STATE/instances/x/instance.env"
+w=/etc/systemd/system/multi-user.target.wants
+mkdir -p "$w"
+for i in $(seq 1 256); do ln -sf /usr/lib/systemd/system/left4me-server@.service "$w/left4me-server@cap$i.service"; done
+if as_user systemctl start --wait left4me-enable@x.service 2>/dev/null; then fail "a 257th instance could be enabled"; fi
+[ ! -e "$w/left4me-server@x.service" ] || fail "x was enabled past the limit"
+rm -f "$w"/left4me-server@cap*.service
+as_user systemctl start --wait left4me-enable@x.service || fail "x cannot be enabled below the limit"
+[ -L "$w/left4me-server@x.service" ] || fail "enable@x left no link"
+as_user systemctl start --wait left4me-disable@x.service || fail "x cannot be disabled"
+note "256 enabled instances: the next is refused, below that it is enabled"
 remove_instance x
