@@ -81,6 +81,10 @@ remove_instance() {
     rm -rf "$STATE/instances/$1" "$STATE/runtime/$1"
 }
 
+# The helper's exit code for NAME's last failed mount or reset, from its own
+# record: PID 1 unloads the failed overlay and reset units
+# (CollectMode=inactive-or-failed), their ExecMainStatus with them.
+last_failure_code() { sed -n 's/.*"exit_code":\([0-9]*\).*/\1/p' "$STATE/runtime/$1/last-failure.json" 2>/dev/null; }
 active_state() { systemctl show -P ActiveState "$(unit "$1")"; }
 
 # wait_state INSTANCE STATE TIMEOUT_S

@@ -27,8 +27,8 @@ start_instance four
 runuser -u left4me -- sh -c "echo keep > $(merged four)/left4dead2/keep.txt"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 if systemctl start --wait "$(reset_unit four)" 2>/dev/null; then fail "reset succeeded while four runs"; fi
-[ "$(systemctl show -P ExecMainStatus "$(reset_unit four)")" = 15 ] ||
-    fail "reset while running exited $(systemctl show -P ExecMainStatus "$(reset_unit four)"), expected 15"
+[ "$(last_failure_code four)" = 15 ] ||
+    fail "reset while running exited $(last_failure_code four), expected 15"
 UNIT=$(reset_unit four) unit_journal four "$since" | grep -i 'mounted' ||
     fail "the reset unit's journal does not say the instance is mounted"
 [ "$(active_state four)" = active ] || fail "the refused reset stopped the game"

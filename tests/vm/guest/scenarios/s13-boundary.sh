@@ -69,9 +69,10 @@ for bad in "LD_PRELOAD=$probe" "LEFT4ME_USER=www-data" "LEFT4ME_GROUP=root" "LD_
     chown -R left4me: "$STATE/instances/bnd"
     as_user sh -c "echo '$bad' >> $STATE/instances/bnd/instance.env" || fail "cannot append to instance.env as left4me"
     since=$(date '+%Y-%m-%d %H:%M:%S')
+    rm -f "$STATE/runtime/bnd/last-failure.json"
     if as_user systemctl start "$(unit bnd)" 2>/dev/null; then fail "the instance started with $bad"; fi
-    [ "$(systemctl show -P ExecMainStatus "$(overlay_unit bnd)")" = 11 ] ||
-        fail "$bad: helper exited $(systemctl show -P ExecMainStatus "$(overlay_unit bnd)"), expected 11"
+    [ "$(last_failure_code bnd)" = 11 ] ||
+        fail "$bad: helper exited $(last_failure_code bnd), expected 11"
     key=${bad%%=*}
     UNIT=$(overlay_unit bnd) unit_journal bnd "$since" | grep -F "$key" ||
         fail "$bad: the overlay unit's journal does not name $key"

@@ -105,8 +105,8 @@ systemctl daemon-reload
 # srcds_run flags that cannot work here are refused before anything mounts.
 sed -i 's/^L4D2_ARGS=.*/L4D2_ARGS="+map c1m1_hotel -autoupdate"/' "$STATE/instances/sbx/instance.env"
 if systemctl start "$(unit sbx)" 2>/dev/null; then fail "sbx started with -autoupdate"; fi
-[ "$(systemctl show -P ExecMainStatus "$(overlay_unit sbx)")" = 11 ] ||
-    fail "overlay unit exit status $(systemctl show -P ExecMainStatus "$(overlay_unit sbx)"), expected 11"
+[ "$(last_failure_code sbx)" = 11 ] ||
+    fail "overlay unit exit status $(last_failure_code sbx), expected 11"
 journal=$(UNIT=$(overlay_unit sbx) unit_journal sbx)
 grep -q 'L4D2_ARGS: -autoupdate cannot work in left4me' <<<"$journal" ||
     fail "the journal does not say why -autoupdate was refused"

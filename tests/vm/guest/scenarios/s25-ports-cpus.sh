@@ -39,8 +39,8 @@ journal_has "$(unit pa)" today 'standin: ports: game 27060, client 27160, Source
     fail "srcds of pa did not get the derived client and SourceTV ports: $(unit_journal pa | grep 'ports:')"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start "$(unit pb)" 2>/dev/null && fail "pb started although its game port 27160 is pa's client port"
-[ "$(systemctl show -P ExecMainStatus "$(overlay_unit pb)")" = 23 ] ||
-    fail "the overlay unit of pb ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pb)"), expected 23 (port-conflict)"
+[ "$(last_failure_code pb)" = 23 ] ||
+    fail "the overlay unit of pb ended with $(last_failure_code pb), expected 23 (port-conflict)"
 journal_has "$(overlay_unit pb)" "$since" 'port 27160 (the game port of instance pb) is the client port of instance pa, which is running' ||
     fail "no message naming pa and the port: $(UNIT=$(overlay_unit pb) unit_journal pb "$since" | tail -n 5)"
 is_mounted pb && fail "pb is mounted although refused"
@@ -126,8 +126,8 @@ stop_instance pcpu
 sed -i 's/^L4D2_CPUS=1$/L4D2_CPUS=1,7/' "$STATE/instances/pcpu/instance.env"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start "$(unit pcpu)" 2>/dev/null && fail "pcpu started with CPU 7 on a 2-CPU guest"
-[ "$(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)")" = 24 ] ||
-    fail "the overlay unit ended with $(systemctl show -P ExecMainStatus "$(overlay_unit pcpu)"), expected 24 (unknown-cpu)"
+[ "$(last_failure_code pcpu)" = 24 ] ||
+    fail "the overlay unit ended with $(last_failure_code pcpu), expected 24 (unknown-cpu)"
 journal_has "$(overlay_unit pcpu)" "$since" 'L4D2_CPUS=1,7 names CPU 7 that this host does not have (online: 0-1)' ||
     fail "no message naming the CPU"
 systemctl reset-failed "$(unit pcpu)" "$(overlay_unit pcpu)"
