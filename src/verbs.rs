@@ -10,6 +10,7 @@ use rustix::io::Errno;
 use rustix::mount::UnmountFlags;
 use serde::Serialize;
 
+use crate::console;
 use crate::cpus::CpuList;
 use crate::discard;
 use crate::envfile::{self, Assignment, InstanceConfig};
@@ -119,7 +120,7 @@ impl<'s> Locked<'s> {
     /// The client and SourceTV ports as resolved (ports.rs), so srcds gets
     /// exactly the ports checked. `LEFT4ME_GENERATION` tells the health
     /// check which generation the instance runs (the `when-empty` restart
-    /// policy, docs/updates.md). And the CPU list for the overlay unit.
+    /// policy, docs/updates.md).
     fn write_env_copy(&self, config: &InstanceConfig, stack: &[Layer]) -> Result<()> {
         let resolved = config.ports.resolved_vars();
         let mut vars: Vec<Assignment> = config
@@ -143,17 +144,6 @@ impl<'s> Locked<'s> {
             &env_copy,
             text.as_bytes(),
             &self.in_helper_dir(&env_copy),
-        )?;
-        let cpus_file = self.paths.own(Own::Cpus);
-        let cpus = config
-            .cpus
-            .as_ref()
-            .map_or(String::new(), |(c, _)| c.render() + "\n");
-        fsx::write_replace(
-            self.helper_dir.as_fd(),
-            &cpus_file,
-            cpus.as_bytes(),
-            &self.in_helper_dir(&cpus_file),
         )
     }
 
@@ -287,7 +277,21 @@ pub(crate) struct MountDone {
     pub(crate) discard: Option<discard::Background>,
 }
 
-pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<MountDone> {
+/// What the mount does besides the overlay, for the server unit: both
+/// paths come from root (the overlay unit's command line).
+pub(crate) struct ForServer<'a> {
+    /// Where the console FIFO goes (console::DIR in the units).
+    pub(crate) console_dir: &'a Path,
+    /// For the server unit's AllowedCPUs= (cpus::apply).
+    pub(crate) systemctl: &'a Path,
+}
+
+pub(crate) fn mount(
+    state: &State,
+    name: &InstanceName,
+    user: &ServiceUser,
+    server: &ForServer<'_>,
+) -> Result<MountDone> {
     let paths = InstancePaths::new(name);
     let config = instance::read_config(state, &paths)?;
     if let Some((cpus, line)) = &config.cpus {
@@ -295,6 +299,15 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         cpus.check_against(&CpuList::host()?, &origin)?;
     }
     let l = Locked::take(state, name)?;
+    let cpus_record = paths.own(Own::Cpus);
+    crate::cpus::apply(
+        l.helper_dir.as_fd(),
+        &cpus_record,
+        &l.in_helper_dir(&cpus_record),
+        &format!("left4me-server@{name}.service"),
+        config.cpus.as_ref().map(|(c, _)| c),
+        server.systemctl,
+    )?;
     // root:<service group> 0750: the game reaches merged/ through its group;
     // other local users cannot read staged config (rcon passwords) through it.
     let rt_shown = l.shown(&paths.runtime());
@@ -315,6 +328,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         if recorded.as_ref() == Some(&asked) {
             let _ports = l.claim_ports(&config)?;
             l.write_env_copy(&config, &asked)?;
+            console::make(server.console_dir, name, user.gid, false)?;
             tracing::info!("already mounted with the same layer stack");
             return Ok(MountDone {
                 outcome: l.outcome(Done::AlreadyMounted, &asked),
@@ -361,8 +375,15 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         &l.in_helper_dir(&record),
     )?;
     l.write_env_copy(&config, &stack)?;
-    overlay::attach(mnt.as_fd(), merged.as_fd())
-        .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))?;
+    // Before the attach, the last step that can fail: a mount is never left
+    // behind by a failed start, whose unit runs no ExecStop= to undo it.
+    console::make(server.console_dir, name, user.gid, true)?;
+    if let Err(e) = overlay::attach(mnt.as_fd(), merged.as_fd()) {
+        if let Err(f) = console::remove(server.console_dir, name) {
+            tracing::warn!(error = %f, "console left behind");
+        }
+        return Err(Failure::os(&merged_shown, "move_mount onto", e));
+    }
     tracing::info!(layers = stack.len(), "mounted");
     Ok(MountDone {
         outcome: l.outcome(Done::Mounted, &stack),
@@ -475,7 +496,13 @@ fn exists(state: &State, paths: &InstancePaths) -> Result<bool> {
     Ok(false)
 }
 
-pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
+pub(crate) fn umount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Outcome> {
+    // First, whatever happens below: no command reaches a stopped game, and
+    // no writer waits for one (console::remove). Not a reason to keep the
+    // overlay mounted if it fails.
+    if let Err(f) = console::remove(console_dir, name) {
+        tracing::warn!(error = %f, "console not removed");
+    }
     let paths = InstancePaths::new(name);
     if !exists(state, &paths)? {
         return Ok(Outcome {
@@ -487,10 +514,8 @@ pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
     }
     let l = Locked::take(state, name)?;
     // Whatever happens below, no later start may read a stale environment.
-    for own in [Own::EnvCopy, Own::Cpus] {
-        let file = l.paths.own(own);
-        fsx::remove_file(l.helper_dir.as_fd(), &file, &l.in_helper_dir(&file))?;
-    }
+    let env_copy = l.paths.own(Own::EnvCopy);
+    fsx::remove_file(l.helper_dir.as_fd(), &env_copy, &l.in_helper_dir(&env_copy))?;
     let Some(runtime_i) = l.open_runtime_i()? else {
         return Ok(l.outcome(Done::NotMounted, &[]));
     };
