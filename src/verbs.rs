@@ -163,6 +163,10 @@ impl<'s> Locked<'s> {
         )?;
         let mut others = self.state.names_in(state::HELPER_DIR)?;
         others.sort();
+        // Read once for all of them: every instance starting at the same
+        // time waits for this lock, so what it covers must not grow with
+        // the square of their number.
+        let table = mounts::read_mountinfo("/proc/self/mountinfo");
         for file in others {
             let Some(other) = file
                 .strip_suffix(".env")
@@ -171,7 +175,7 @@ impl<'s> Locked<'s> {
             else {
                 continue;
             };
-            let Some(theirs) = self.running_ports(&other)? else {
+            let Some(theirs) = self.running_ports(&other, &table)? else {
                 continue;
             };
             if let Some((mine, used)) = config.ports.shared_with(&theirs) {
@@ -192,18 +196,18 @@ impl<'s> Locked<'s> {
     }
 
     /// The ports of `other` as its copy records them, if it is mounted.
-    fn running_ports(&self, other: &InstanceName) -> Result<Option<Ports>> {
+    fn running_ports(
+        &self,
+        other: &InstanceName,
+        table: &[mounts::MountEntry],
+    ) -> Result<Option<Ports>> {
         let paths = InstancePaths::new(other);
         let rel = paths.runtime();
         let Some(runtime_o) = fsx::open_dir_if_exists(self.state.fd(), &rel, &self.shown(&rel))?
         else {
             return Ok(None);
         };
-        let merged = self.shown(&paths.part(MERGED));
-        if !matches!(
-            instance::mounted_here(runtime_o.as_fd(), other, &merged),
-            Ok(Some(_))
-        ) {
+        if !instance::mounted_per(table, runtime_o.as_fd(), other) {
             return Ok(None);
         }
         let copy = InstancePaths::in_helper_dir(&paths.own(Own::EnvCopy));
@@ -365,24 +369,29 @@ pub(crate) fn mount(
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
     let (mnt, stack) = overlay::assemble(&state.root, name, &config, &game, user)?;
-    // Until attached: from here on this instance counts as running.
-    let _ports = l.claim_ports(&config)?;
-    let record = paths.own(Own::Record);
-    fsx::write_replace(
-        l.helper_dir.as_fd(),
-        &record,
-        instance::render_record(&stack).as_bytes(),
-        &l.in_helper_dir(&record),
-    )?;
-    l.write_env_copy(&config, &stack)?;
-    // Before the attach, the last step that can fail: a mount is never left
-    // behind by a failed start, whose unit runs no ExecStop= to undo it.
+    // Before the attach, the last step that can fail (a failed start's unit
+    // runs no ExecStop= to undo a mount), and outside the ports lock, for
+    // which every instance starting at the same time queues.
     console::make(server.console_dir, name, user.gid, true)?;
-    if let Err(e) = overlay::attach(mnt.as_fd(), merged.as_fd()) {
-        if let Err(f) = console::remove(server.console_dir, name) {
-            tracing::warn!(error = %f, "console left behind");
+    let attached = (|| {
+        // Until attached: from here on this instance counts as running.
+        let _ports = l.claim_ports(&config)?;
+        let record = paths.own(Own::Record);
+        fsx::write_replace(
+            l.helper_dir.as_fd(),
+            &record,
+            instance::render_record(&stack).as_bytes(),
+            &l.in_helper_dir(&record),
+        )?;
+        l.write_env_copy(&config, &stack)?;
+        overlay::attach(mnt.as_fd(), merged.as_fd())
+            .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))
+    })();
+    if let Err(f) = attached {
+        if let Err(e) = console::remove(server.console_dir, name) {
+            tracing::warn!(error = %e, "console left behind");
         }
-        return Err(Failure::os(&merged_shown, "move_mount onto", e));
+        return Err(f);
     }
     tracing::info!(layers = stack.len(), "mounted");
     Ok(MountDone {

@@ -500,6 +500,9 @@ root_test! {
         assert!(err.contains("or stop left4me-server@vs1 first"), "{err}");
         assert!(!f.is_mounted("vs2"));
         assert!(!f.path("runtime/.left4me/vs2.env").exists());
+        // Nor a console: it lives as long as the mount.
+        assert!(fs::symlink_metadata(f.console.join("vs2.stdin")).is_err());
+        assert!(f.console.join("vs1.stdin").exists());
         // What vs1's instance.env says now does not count: its copy does.
         f.write("instances/vs1/instance.env", "L4D2_PORT=40000\n");
         f.fails(&["mount", "vs2"], 23);
