@@ -134,6 +134,8 @@ rec {
     failures = "L4D2_HEALTH_FAILURES";
     restartsMax = "L4D2_HEALTH_RESTARTS_MAX";
     restartsWindowSec = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
+    mapLoadSec = "L4D2_HEALTH_MAP_LOAD_SEC";
+    steamUpdateSec = "L4D2_HEALTH_STEAM_UPDATE_SEC";
   };
   # The binary reads digits with an optional fraction only; Nix prints a
   # float with six decimals, which it accepts.

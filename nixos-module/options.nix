@@ -66,6 +66,8 @@ let
       failures = setting "failures" "Failed queries in a row that restart the server (one lost datagram is one failure).";
       restartsMax = setting "restartsMax" "Restarts by the health check within {option}`restartsWindowSec`; one more would be due, the check ends the server as `failed` instead (0: at the first hang).";
       restartsWindowSec = setting "restartsWindowSec" "The window of that restart budget, in seconds.";
+      mapLoadSec = setting "mapLoadSec" "Seconds after the game logs a map change (`---- Host_Changelevel ----`) during which its silence is a map load, not a failure (0: no map change is told apart).";
+      steamUpdateSec = setting "steamUpdateSec" "When the game logs Steam's \"needs to be restarted\" notice, the check queues `left4me-update.service` unless it started less than this many seconds ago (0: never).";
     };
 
   # systemd's memory sizes (systemd.resource-control(5)): bytes with an

@@ -1,6 +1,7 @@
 # Game updates (docs/updates.md): the update user, and drop-ins on the
-# rendered left4me-update.service and .timer (installed by ./units.nix
-# whatever these settings say, as on Debian).
+# rendered left4me-update.service, left4me-verify.service and
+# left4me-update.timer (installed by ./units.nix whatever these settings
+# say, as on Debian).
 {
   config,
   lib,
@@ -25,7 +26,9 @@ in
     };
     users.groups.${updateUser} = { };
 
-    systemd.services.left4me-update = {
+    # The update and the verification (the same steps with --verify, root's
+    # alone) run steamcmd alike: the same login and the same exceptions.
+    systemd.services = lib.genAttrs [ "left4me-update" "left4me-verify" ] (_: {
       overrideStrategy = "asDropin";
       # A switch during a run would kill steamcmd; the next run uses the
       # new unit.
@@ -50,7 +53,7 @@ in
           ];
         })
       ];
-    };
+    });
 
     systemd.timers.left4me-update = lib.mkIf cfg.update.timer.enable {
       overrideStrategy = "asDropin";

@@ -46,7 +46,24 @@ fn after_help() -> String {
     after_long_help = after_help()
 )]
 pub(crate) struct Cli {
-    /// State directory holding installation/, overlays/, instances/ and runtime/.
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+impl Program for Cli {
+    type Verb = Command;
+    fn parts(&self) -> (Option<Generate>, Option<&Command>) {
+        (self.global.generate.generate, self.command.as_ref())
+    }
+}
+
+/// `--state-dir` and `--generate`, as the helper and the admin command
+/// take them.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// State directory holding installations/, overlays/, instances/ and runtime/.
     #[arg(
         long,
         global = true,
@@ -55,23 +72,16 @@ pub(crate) struct Cli {
         value_name = "DIR"
     )]
     pub(crate) state_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) generate: GenerateArg,
+}
 
+/// `--generate`, hidden: how the packages make the man page and completions.
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArg {
     /// Print a generated artifact (man page or shell completion) and exit.
     #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
     pub(crate) generate: Option<Generate>,
-
-    #[command(subcommand)]
-    pub(crate) command: Option<Command>,
-}
-
-impl Program for Cli {
-    type Verb = Command;
-    fn generate(&self) -> Option<Generate> {
-        self.generate
-    }
-    fn verb(&self) -> Option<&Command> {
-        self.command.as_ref()
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,7 +131,8 @@ pub(crate) enum GenerationCommand {
     /// switches nothing. On any refusal .next is discarded and current is
     /// untouched.
     Commit(CommitArgs),
-    /// Discard installations/.next (after a failed update).
+    /// Discard installations/.next (after a failed update); left alone
+    /// while processes of its builder run (another update or verification).
     Abort(JsonArg),
     /// Run steamcmd into DIR (.next as the update unit shows it) as the
     /// update user, not root: log in as LEFT4ME_STEAM_LOGIN says, app_update
@@ -173,7 +184,20 @@ pub(crate) struct PrepareArgs {
     #[arg(long, env = "LEFT4ME_UPDATE_COPY", value_enum, default_value_t = CopyMode::Auto)]
     pub(crate) copy: CopyMode,
     #[command(flatten)]
+    pub(crate) verify: VerifyArg,
+    #[command(flatten)]
     pub(crate) json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArg {
+    /// A verification (left4me-verify.service): prepare copies the current
+    /// generation in full whatever --copy says, fetch validates, and commit
+    /// takes only the same build: it reports what differed and commits the
+    /// repaired tree, and refuses (exit 15) when Steam has another build.
+    /// Refused without a current generation.
+    #[arg(long)]
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +236,8 @@ pub(crate) struct CommitArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) steamcmd_log: Option<PathBuf>,
     #[command(flatten)]
+    pub(crate) verify: VerifyArg,
+    #[command(flatten)]
     pub(crate) json: JsonArg,
 }
 
@@ -235,6 +261,8 @@ pub(crate) struct FetchArgs {
         value_name = "PATH"
     )]
     pub(crate) steamcmd: PathBuf,
+    #[command(flatten)]
+    pub(crate) verify: VerifyArg,
     #[command(flatten)]
     pub(crate) json: JsonArg,
 }
@@ -331,8 +359,8 @@ pub(crate) enum Generate {
 /// arguments: `--generate`, and a verb that may be missing.
 pub(crate) trait Program: Parser {
     type Verb;
-    fn generate(&self) -> Option<Generate>;
-    fn verb(&self) -> Option<&Self::Verb>;
+    /// The parsed `--generate` and verb.
+    fn parts(&self) -> (Option<Generate>, Option<&Self::Verb>);
 }
 
 /// How every program starts, before `main` sees its verb: a closed pipe
@@ -341,10 +369,11 @@ pub(crate) trait Program: Parser {
 pub(crate) fn start<P: Program>(main: impl FnOnce(&P, &P::Verb) -> ExitCode) -> ExitCode {
     crate::sys::default_sigpipe();
     let cli = P::parse();
-    if let Some(kind) = cli.generate() {
+    let (kind, verb) = cli.parts();
+    if let Some(kind) = kind {
         return generate(P::command(), kind);
     }
-    let Some(verb) = cli.verb() else {
+    let Some(verb) = verb else {
         let _ = P::command().print_help();
         return ExitCode::from(2);
     };

@@ -412,13 +412,38 @@ pub(crate) fn write_replace(
     bytes: &[u8],
     shown: &Path,
 ) -> Result<(), Failure> {
+    write_replace_as(dir, name, bytes, 0o600, None, shown)
+}
+
+/// As [`write_replace`], readable by group `gid` too (root:gid 0640).
+pub(crate) fn write_replace_shared(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    bytes: &[u8],
+    gid: u32,
+    shown: &Path,
+) -> Result<(), Failure> {
+    write_replace_as(dir, name, bytes, 0o640, Some(gid), shown)
+}
+
+fn write_replace_as(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    gid: Option<u32>,
+    shown: &Path,
+) -> Result<(), Failure> {
     let tmp = format!("{name}.tmp");
     let flags =
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o600))
         .map_err(|e| Failure::os(shown, "create", e))?;
+    if let Some(gid) = gid {
+        chown_fd(fd.as_fd(), 0, gid, shown)?;
+    }
     // An earlier file of that name may have been created with another mode.
-    chmod_fd(fd.as_fd(), 0o600, shown)?;
+    chmod_fd(fd.as_fd(), mode, shown)?;
     write_all(&fd, bytes, shown)?;
     rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| Failure::os(shown, "rename", e))
 }

@@ -23,6 +23,7 @@ mod generation;
 mod health;
 mod idmap;
 mod instance;
+mod last_failure;
 mod lock;
 mod logging;
 mod mounts;

@@ -8,6 +8,7 @@ use crate::cli::{AfterArgs, Cli, Command, GenerationCommand};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::generation;
+use crate::last_failure;
 use crate::logging;
 use crate::name::InstanceName;
 use crate::state::{ServiceUser, State};
@@ -74,6 +75,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
             steamcmd: &a.steamcmd,
             login: a.login,
             credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(Into::into),
+            verify: a.verify.verify,
         })?;
         print_result(&f, a.json.json, || {
             format!(
@@ -95,7 +97,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 .hint("systemd runs it from its root units; by hand use sudo"),
         );
     }
-    let state = State::open(&cli.state_dir)?;
+    let state = State::open(&cli.global.state_dir)?;
     match command {
         Command::Mount(args) => {
             let name = InstanceName::parse(&args.target.instance)?;
@@ -104,7 +106,13 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 console_dir: &args.console.console_dir,
                 systemctl: &args.systemctl,
             };
-            let done = verbs::mount(&state, &name, &user, &server)?;
+            let done = last_failure::kept(
+                &state,
+                &name,
+                &user,
+                "mount",
+                verbs::mount(&state, &name, &user, &server),
+            )?;
             print_outcome(&done.outcome, args.target.json)?;
             if let Some(background) = done.discard {
                 discard::in_background(background);
@@ -120,7 +128,13 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
         Command::Reset(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            let done = verbs::reset(&state, &name, &user)?;
+            let done = last_failure::kept(
+                &state,
+                &name,
+                &user,
+                "reset",
+                verbs::reset(&state, &name, &user),
+            )?;
             print_outcome(&done.outcome, args.json)?;
             if let Some(background) = done.discard {
                 discard::in_background(background);
@@ -192,7 +206,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
         }
         GenerationCommand::Prepare(a) => {
             let service = ServiceUser::from_env()?;
-            let p = generation::prepare(state, &a.owner, a.copy, &service)?;
+            let p = generation::prepare(state, &a.owner, a.copy, a.verify.verify, &service)?;
             print_result(&p, a.json.json, || {
                 format!(
                     "{} prepared for {} from {}: {} files ({} reflinked, {} hard-linked, {} copied), {} directories, {} symlinks\n",
@@ -209,7 +223,12 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
             })
         }
         GenerationCommand::Commit(a) => {
-            let c = generation::commit(state, &after(&a.after), a.steamcmd_log.as_deref())?;
+            let c = generation::commit(
+                state,
+                &after(&a.after),
+                a.steamcmd_log.as_deref(),
+                a.verify.verify,
+            )?;
             print_result(&c, a.json.json, || commit_text(&c))
         }
         GenerationCommand::Import(a) => {
@@ -252,6 +271,27 @@ fn words(list: &[String]) -> String {
 
 fn commit_text(c: &generation::CommitOutcome) -> String {
     let build = |b: &Option<String>| b.clone().unwrap_or_else(|| "unknown".into());
+    let (differed, first) = c
+        .differing
+        .as_ref()
+        .map_or((0, String::new()), |d| (d.count, d.first.join(" ")));
+    if c.result == "verified" {
+        return format!(
+            "verified: no file differs from generation {} (build {}); nothing switched\n",
+            c.generation,
+            build(&c.build_id)
+        );
+    }
+    if c.result == "repaired" {
+        return format!(
+            "verified: {differed} files differed from generation {} (build {}), first: {first}; committed the repaired tree as generation {}; removed: {}; restarting now: {}\n",
+            c.previous.as_deref().unwrap_or("none"),
+            build(&c.build_id),
+            c.generation,
+            words(&c.removed),
+            words(&c.restarted)
+        );
+    }
     if c.result == "unchanged" {
         return format!(
             "unchanged: already at build {} (generation {}); nothing switched\n",

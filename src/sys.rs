@@ -19,6 +19,24 @@ pub(crate) fn default_sigpipe() {
     unsafe { nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL) };
 }
 
+/// Ignores SIGINT, SIGTERM and SIGHUP (systemd's stop signals) and
+/// SIGPIPE: for the game's output relay, which must outlive the game's own
+/// shutdown messages and end at end of input, not at the stop signal that
+/// reaches every process of the unit.
+pub(crate) fn ignore_stop_signals() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code, so nothing can run in a
+        // signal context; the call cannot fail for these signals.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+}
+
 /// Which side of a [`fork`] this is.
 pub(crate) enum Forked {
     /// The child: it must leave through [`exit_child`], never by returning

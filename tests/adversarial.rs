@@ -791,3 +791,40 @@ root_test! {
         assert_eq!(before, after, "files appeared in runtime/.left4me");
     }
 }
+
+root_test! {
+    /// The health records' directories are the service user's
+    /// (RuntimeDirectory=left4me-health/NAME), and root reads them:
+    /// `left4me-health status`, `left4me list`. A FUSE server of the user's
+    /// that never answers, mounted on one, once held root's `status` in the
+    /// kernel, unkillable (red-team review). The record is opened beneath
+    /// the run dir without crossing a mount, so the filesystem is never
+    /// asked.
+    fn a_users_fuse_server_on_a_health_record_dir_holds_no_root_reader() {
+        let run = tempfile::tempdir().unwrap();
+        let health = |args: &[&str]| {
+            let t0 = std::time::Instant::now();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_left4me-health"))
+                .arg("--run-dir")
+                .arg(run.path())
+                .args(args)
+                .env_remove("JOURNAL_STREAM")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            while child.try_wait().unwrap().is_none() {
+                assert!(t0.elapsed().as_secs() < 10, "left4me-health {args:?} still waits after 10 s");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let out = child.wait_with_output().unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let _fuse = common::StallingFuse::mount(&run.path().join("vs1"));
+        let (code, _) = health(&["status"]);
+        assert_eq!(code, Some(0), "status of all skips the mounted one");
+        let (code, err) = health(&["status", "vs1"]);
+        assert_eq!(code, Some(11), "{err}");
+        assert!(err.contains("another mount"), "{err}");
+    }
+}

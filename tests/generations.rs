@@ -53,13 +53,36 @@ fn build_as_builder(f: &Fixture, build_id: &str, gameinfo: &str) {
     );
 }
 
+/// On `f`: a fresh .next/ (prepare, hard links where it can) that the
+/// builder has built as `build_id`.
+fn next_built(f: &Fixture, build_id: &str, gameinfo: &str) {
+    prepare(f, &[]);
+    build_as_builder(f, build_id, gameinfo);
+}
+
+/// The fixture most tests start from: a host with one generation (the
+/// stand-in installation, migrated) and a .next/ the builder has built as
+/// `build_id`.
+fn host_with_next(build_id: &str, gameinfo: &str) -> Fixture {
+    let f = Fixture::new();
+    f.ok(&["generation", "list"]);
+    next_built(&f, build_id, gameinfo);
+    f
+}
+
+/// A host whose current generation is `build_id`, committed from the
+/// builder's tree; returns it and that generation's id.
+fn host_at_build(build_id: &str, gameinfo: &str) -> (Fixture, String) {
+    let f = host_with_next(build_id, gameinfo);
+    f.ok(&["generation", "commit"]);
+    let id = current(&f);
+    (f, id)
+}
+
 /// A host with one generation and a .next/ the builder has built (build 2),
 /// in which `script` then runs as the builder (its cwd).
 fn next_built_then(script: &str) -> Fixture {
-    let f = Fixture::new();
-    f.ok(&["generation", "list"]);
-    prepare(&f, &[]);
-    build_as_builder(&f, "2", "x");
+    let f = host_with_next("2", "x");
     let next = f.path("installations/.next");
     let out = as_builder(&format!("set -e; cd {}; {script}", next.display()));
     assert!(
@@ -241,47 +264,38 @@ fn refused_commit(f: &Fixture, code: i32, needle: &str) {
 root_test! {
     fn commit_refuses_what_is_not_a_game_tree_and_switches_nothing() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
         // A FIFO.
-        prepare(&f, &[]);
-        build_as_builder(&f, "5", "x");
+        let f = host_with_next("5", "x");
         assert!(as_builder(&format!("mkfifo {}/pipe", f.path("installations/.next").display())).status.success());
         refused_commit(&f, 13, "FIFO");
         // Another account's file (made by root here; the builder cannot).
-        prepare(&f, &[]);
-        build_as_builder(&f, "5", "x");
+        next_built(&f, "5", "x");
         let other = f.path("installations/.next/other");
         fs::write(&other, "x").unwrap();
         std::os::unix::fs::chown(&other, Some(3), Some(3)).unwrap();
         refused_commit(&f, 13, "belongs to uid 3");
         // A root-owned set-id file that no generation has.
-        prepare(&f, &[]);
-        build_as_builder(&f, "5", "x");
+        next_built(&f, "5", "x");
         let suid = f.path("installations/.next/rootsuid");
         fs::write(&suid, "x").unwrap();
         fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
         refused_commit(&f, 13, "is root's but is not a file of the current generation");
         // No srcds_run.
-        prepare(&f, &[]);
-        build_as_builder(&f, "5", "x");
+        next_built(&f, "5", "x");
         assert!(as_builder(&format!("rm {}/srcds_run", f.path("installations/.next").display())).status.success());
         refused_commit(&f, 20, "has no srcds_run");
         // A download that stopped half-way.
-        prepare(&f, &[]);
-        build_as_builder(&f, "5", "x");
+        next_built(&f, "5", "x");
         let manifest = f.path("installations/.next/steamapps/appmanifest_222860.acf");
         let text = fs::read_to_string(&manifest).unwrap().replace("\"4\"", "\"1026\"");
         assert!(as_builder(&format!("printf '%s' '{text}' > {}", manifest.display())).status.success());
         refused_commit(&f, 20, "not fully installed");
         // No manifest at all: steamcmd never got to the app.
-        prepare(&f, &[]);
-        build_as_builder(&f, "5", "x");
+        next_built(&f, "5", "x");
         assert!(as_builder(&format!("rm {}/steamapps/appmanifest_222860.acf", f.path("installations/.next").display())).status.success());
         refused_commit(&f, 20, "no app manifest with a build id");
         // A process of the builder still running.
-        prepare(&f, &[]);
-        build_as_builder(&f, "5", "x");
+        next_built(&f, "5", "x");
         let mut sleeper = Command::new("setpriv")
             .args(["--reuid", BUILDER, "--regid", BUILDER, "--clear-groups", "sleep", "60"])
             .spawn()
@@ -298,12 +312,7 @@ root_test! {
 root_test! {
     fn the_same_build_switches_nothing() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
-        prepare(&f, &[]);
-        build_as_builder(&f, "7", "seven");
-        f.ok(&["generation", "commit"]);
-        let seven = current(&f);
+        let (f, seven) = host_at_build("7", "seven");
         prepare(&f, &[]);
         let c = json(&f.ok(&["generation", "commit", "--json"]));
         assert_eq!(c["result"], "unchanged");
@@ -322,8 +331,7 @@ root_test! {
         f.ok(&["mount", "vs1"]);
         let mut ids = vec![g1.clone()];
         for build in ["11", "12", "13"] {
-            prepare(&f, &[]);
-            build_as_builder(&f, build, build);
+            next_built(&f, build, build);
             let c = json(&f.ok(&["generation", "commit", "--keep", "2", "--json"]));
             ids.push(current(&f));
             // g1 is in use by vs1 throughout.
@@ -354,8 +362,7 @@ root_test! {
         let fake = f.outside.join("systemctl");
         fs::write(&fake, format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display())).unwrap();
         fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-        prepare(&f, &[]);
-        build_as_builder(&f, "21", "x");
+        next_built(&f, "21", "x");
         let c = json(&f.ok(&["generation", "commit", "--restart", "now", "--systemctl", fake.to_str().unwrap(), "--json"]));
         assert_eq!(c["restarted"], serde_json::json!(["vs1"]));
         assert_eq!(fs::read_to_string(&calls).unwrap(), "try-restart --no-block left4me-server@vs1.service\n");
@@ -468,10 +475,7 @@ root_test! {
     /// it); commit accepts root's files only as the current generation's.
     fn a_root_file_linked_into_next_from_elsewhere_is_refused() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
-        prepare(&f, &[]);
-        build_as_builder(&f, "2", "x");
+        let f = host_with_next("2", "x");
         let secret = f.outside.join("root-only-secret");
         fs::write(&secret, "root's secret\n").unwrap();
         fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
@@ -761,12 +765,7 @@ root_test! {
     /// never written.
     fn a_validate_of_the_same_build_reports_and_commits_the_repair() {
         let _turn = one_at_a_time();
-        let f = Fixture::new();
-        f.ok(&["generation", "list"]);
-        prepare(&f, &[]);
-        build_as_builder(&f, "7", "seven");
-        f.ok(&["generation", "commit"]);
-        let seven = current(&f);
+        let (f, seven) = host_at_build("7", "seven");
         let damaged = f.path(&format!("installations/{seven}/left4dead2/gameinfo.txt"));
         fs::write(&damaged, "damaged\n").unwrap();
         prepare(&f, &["--copy", "copy"]);
@@ -782,5 +781,100 @@ root_test! {
         assert_ne!(repaired, seven);
         assert_eq!(f.read(&format!("installations/{repaired}/left4dead2/gameinfo.txt")), "seven\n");
         assert_eq!(fs::read_to_string(&damaged).unwrap(), "damaged\n");
+    }
+}
+
+root_test! {
+    /// `--verify` (left4me-verify.service): prepare copies in full whatever
+    /// LEFT4ME_UPDATE_COPY says and only an existing current generation;
+    /// fetch refuses a shared tree; commit reports what differs and commits
+    /// the repair, says so when nothing differs, and refuses another build.
+    fn a_verification_reports_commits_the_repair_and_never_updates() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        fs::remove_dir_all(f.path("installation")).unwrap();
+        let err = f.fails(&["generation", "prepare", "--verify", "--owner", BUILDER], 12);
+        assert!(err.contains("nothing to verify"), "{err}");
+        assert!(!f.path("installations/.next").exists());
+
+        let (f, seven) = host_at_build("7", "seven");
+
+        // A hard-linked .next/ is no place for validate.
+        let p = prepare(&f, &[]);
+        if p["copy"]["hard_linked"].as_u64().unwrap() > 0 {
+            let out = as_builder(&format!(
+                "{} generation fetch --verify --install-dir {} --runtime-dir /nonexistent",
+                common::HELPER,
+                f.path("installations/.next").display()
+            ));
+            assert_eq!(out.status.code(), Some(15), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("must validate an unshared copy"));
+        }
+        f.ok(&["generation", "abort"]);
+
+        // Nothing differs: said so, nothing switched, the tree discarded.
+        let verify_prepare = |f: &Fixture| {
+            let out = f.helper_with(
+                &["generation", "prepare", "--verify", "--owner", BUILDER, "--json"],
+                &[("LEFT4ME_UPDATE_COPY", "auto")],
+            );
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let p = json(&String::from_utf8_lossy(&out.stdout));
+            assert_eq!(p["copy"]["hard_linked"], 0, "{p}");
+            assert_eq!(p["copy"]["reflinked"].as_u64().unwrap() + p["copy"]["copied"].as_u64().unwrap(), p["copy"]["files"].as_u64().unwrap(), "{p}");
+        };
+        verify_prepare(&f);
+        let out = f.ok(&["generation", "commit", "--verify"]);
+        assert_eq!(out, format!("verified: no file differs from generation {seven} (build 7); nothing switched\n"));
+        assert_eq!(current(&f), seven);
+        assert!(!f.path("installations/.next").exists());
+
+        // A damaged file: validate repairs the copy, commit names it and
+        // commits the repaired tree; the damaged generation is not written.
+        let damaged = f.path(&format!("installations/{seven}/left4dead2/gameinfo.txt"));
+        fs::write(&damaged, "damaged\n").unwrap();
+        verify_prepare(&f);
+        let next = f.path("installations/.next/left4dead2/gameinfo.txt");
+        assert!(as_builder(&format!("printf 'seven\\n' > {}", next.display())).status.success());
+        let out = f.ok(&["generation", "commit", "--verify", "--json"]);
+        let c = json(&out);
+        assert_eq!(c["result"], "repaired", "{c}");
+        assert_eq!(c["differing"]["count"], 1, "{c}");
+        assert_eq!(c["differing"]["first"], serde_json::json!(["left4dead2/gameinfo.txt"]), "{c}");
+        let repaired = current(&f);
+        assert_ne!(repaired, seven);
+        assert_eq!(f.read(&format!("installations/{repaired}/left4dead2/gameinfo.txt")), "seven\n");
+        assert_eq!(fs::read_to_string(&damaged).unwrap(), "damaged\n");
+        // The summary line for a person.
+        fs::write(f.path(&format!("installations/{repaired}/left4dead2/gameinfo.txt")), "damaged\n").unwrap();
+        verify_prepare(&f);
+        assert!(as_builder(&format!("printf 'seven\\n' > {}", next.display())).status.success());
+        let out = f.ok(&["generation", "commit", "--verify"]);
+        assert!(out.starts_with(&format!("verified: 1 files differed from generation {repaired} (build 7), first: left4dead2/gameinfo.txt; committed the repaired tree as generation ")), "{out}");
+        let repaired = current(&f);
+
+        // Steam has moved on: refused with exit 15, nothing committed.
+        verify_prepare(&f);
+        build_as_builder(&f, "8", "eight");
+        let err = f.fails(&["generation", "commit", "--verify"], 15);
+        assert!(err.contains(&format!("not verified: Steam has build 8, generation {repaired} is build 7")), "{err}");
+        assert_eq!(current(&f), repaired);
+        assert!(!f.path("installations/.next").exists());
+
+        // The other unit's run while this one's steamcmd runs: its prepare
+        // is refused and its abort leaves the tree alone.
+        verify_prepare(&f);
+        let mut steamcmd = Command::new("setpriv")
+            .args(["--reuid", BUILDER, "--regid", BUILDER, "--clear-groups", "sleep", "60"])
+            .spawn()
+            .unwrap();
+        let err = f.fails(&["generation", "prepare", "--owner", BUILDER], 15);
+        assert!(err.contains("an update or verification is building"), "{err}");
+        assert_eq!(f.ok(&["generation", "abort"]), "still-building\n");
+        assert!(f.path("installations/.next").exists());
+        steamcmd.kill().unwrap();
+        steamcmd.wait().unwrap();
+        assert_eq!(f.ok(&["generation", "abort"]), "discarded\n");
+        assert!(!f.path("installations/.next").exists());
     }
 }

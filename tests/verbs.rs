@@ -671,3 +671,31 @@ root_test! {
         assert!(!f.is_mounted("vs1"));
     }
 }
+
+root_test! {
+    fn a_failed_mount_of_an_instance_is_kept_for_the_group_and_cleared_by_the_next_success() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        let record = "runtime/vs1/last-failure.json";
+        // A refused flag: exit 11, the helper's message, kept root:group 0640.
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_ARGS=\"-debug\"\n");
+        f.fails(&["mount", "vs1"], 11);
+        let kept: serde_json::Value = serde_json::from_str(&f.read(record)).unwrap();
+        assert_eq!((kept["verb"].as_str(), kept["exit_code"].as_u64(), kept["kind"].as_str()), (Some("mount"), Some(11), Some("invalid-config")));
+        assert!(kept["message"].as_str().unwrap().contains("-debug"), "{kept}");
+        let meta = fs::metadata(f.path(record)).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, common::SERVICE_GID, 0o640));
+        // The group reads it, nobody else does.
+        assert!(as_service_user(&format!("cat {}", f.path(record).display())).status.success());
+        assert!(!common::run_as("nobody", &format!("cat {}", f.path(record).display())).status.success());
+        // Fixed: the next mount removes it.
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\n");
+        f.ok(&["mount", "vs1"]);
+        assert!(!f.path(record).exists(), "the record outlived a successful mount");
+        f.ok(&["umount", "vs1"]);
+        // An invented name leaves nothing behind, not even runtime/NAME.
+        f.fails(&["mount", "Zq9xk2"], 12);
+        f.fails(&["reset", "Zq9xk2"], 12);
+        assert!(!f.path("runtime/Zq9xk2").exists(), "an invented name left runtime/Zq9xk2");
+    }
+}

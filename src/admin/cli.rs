@@ -1,16 +1,14 @@
 //! The one definition of `left4me`'s command line: `--help`, the man page and
 //! the shell completions are generated from it.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand};
 
-use crate::cli::{Generate, STATE_DIR_DEFAULT};
+use crate::cli::GlobalArgs;
 
 const LONG_ABOUT: &str = "\
 Run the left4me instances of this host from a shell: list them with what they
 are doing, create and delete them, start, stop, restart and reset them, send a
-command to a game's console, read their logs, and update the game.
+command to a game's console, read their logs, and update or verify the game.
 
 For a host without the web app. Run it as root, or as a member of the service
 group: it asks systemd for every start and stop, as the web app does, and polkit
@@ -40,31 +38,16 @@ fn after_help() -> String {
     after_long_help = after_help()
 )]
 pub(crate) struct Cli {
-    /// State directory holding instances/, overlays/ and runtime/.
-    #[arg(
-        long,
-        global = true,
-        env = "LEFT4ME_STATE_DIR",
-        default_value = STATE_DIR_DEFAULT,
-        value_name = "DIR"
-    )]
-    pub(crate) state_dir: PathBuf,
-
-    /// Print a generated artifact (man page or shell completion) and exit.
-    #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
-    pub(crate) generate: Option<Generate>,
-
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
 
 impl crate::cli::Program for Cli {
     type Verb = Command;
-    fn generate(&self) -> Option<crate::cli::Generate> {
-        self.generate
-    }
-    fn verb(&self) -> Option<&Command> {
-        self.command.as_ref()
+    fn parts(&self) -> (Option<crate::cli::Generate>, Option<&Command>) {
+        (self.global.generate.generate, self.command.as_ref())
     }
 }
 
@@ -97,7 +80,17 @@ pub(crate) enum Command {
     Logs(LogsArgs),
     /// Start a game update (left4me-update.service) and follow its journal
     /// until it ends.
-    Update,
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// Verify instead (left4me-verify.service, root only): validate a full
+    /// copy of the current generation against Steam, report the files that
+    /// differ and commit the repaired tree; refused (exit 15) when Steam has
+    /// another build than the current generation.
+    #[arg(long)]
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Args)]

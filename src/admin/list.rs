@@ -202,7 +202,7 @@ fn human_duration(s: u64) -> String {
 /// record, which the service user can write, and a map name from A2S may
 /// hold any byte; an admin may read this as root, so control characters
 /// (C0, DEL, C1: escape sequences, cursor moves) are shown escaped.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() {

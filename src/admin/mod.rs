@@ -27,13 +27,15 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The whole of `left4me`.
 pub fn main() -> ExitCode {
-    crate::cli::start(|cli: &Cli, command| match run(&cli.state_dir, command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("left4me: error: {f}");
-            ExitCode::from(f.kind.exit_code())
-        }
-    })
+    crate::cli::start(
+        |cli: &Cli, command| match run(&cli.global.state_dir, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => {
+                eprintln!("left4me: error: {f}");
+                ExitCode::from(f.kind.exit_code())
+            }
+        },
+    )
 }
 
 fn run(state_dir: &Path, command: &Command) -> Result<()> {
@@ -66,7 +68,7 @@ fn run(state_dir: &Path, command: &Command) -> Result<()> {
         Command::Reset(a) => reset(state_dir, &InstanceName::parse(&a.name)?),
         Command::Console(a) => console(&InstanceName::parse(&a.name)?, &a.command),
         Command::Logs(a) => logs(&InstanceName::parse(&a.name)?, a.follow),
-        Command::Update => update(),
+        Command::Update(a) => update(a.verify),
     }
 }
 
@@ -140,12 +142,21 @@ fn wait_answer(name: &str, port: u16) -> Result<Duration> {
     Ok(took)
 }
 
+/// Now in Unix seconds, less one: a record written in the same second as
+/// the request counts as the request's.
+fn since_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(1))
+}
+
 fn start(state_dir: &Path, name: &str, verb: &str) -> Result<()> {
     let unit = systemd::server(name);
+    let since = since_now();
     let (r, took) = systemd::with_progress(&format!("{verb} {unit}"), || {
         systemd::systemctl(&[verb, &unit])
     });
-    r.map_err(|f| systemd::start_failure(name, f))?;
+    r.map_err(|f| systemd::start_failure(state_dir, name, since, f))?;
     println!("{verb} {unit}: {}", secs(took));
     if let Some(port) = port_of(state_dir, name) {
         let took = wait_answer(name, port)?;
@@ -169,25 +180,11 @@ fn reset(state_dir: &Path, name: &InstanceName) -> Result<()> {
     let t0 = Instant::now();
     stop(name.as_str())?;
     let unit = systemd::reset(name.as_str());
+    let since = since_now();
     let (r, took) = systemd::with_progress(&format!("reset {name}"), || {
         systemd::systemctl(&["start", "--wait", &unit])
     });
-    if let Err(f) = r {
-        if f.kind == Kind::NotPermitted {
-            return Err(f);
-        }
-        let u = systemd::show_one(&unit).unwrap_or_default();
-        let code = u.get("ExecMainStatus").parse::<u8>().unwrap_or(1);
-        let kind = Kind::from_exit_code(code).unwrap_or(Kind::Unexpected);
-        return Err(Failure::new(
-            kind,
-            format!(
-                "{unit} failed: left4me-overlay reset exited {code} ({})",
-                kind.label()
-            ),
-        )
-        .hint(format!("left4me logs {name} shows the helper's message")));
-    }
+    r.map_err(|f| systemd::start_failure(state_dir, name.as_str(), since, f))?;
     println!("reset {unit}: {}", secs(took));
     start(state_dir, name.as_str(), "start")?;
     println!("reset cycle of {name}: {}", secs(t0.elapsed()));
@@ -290,10 +287,15 @@ fn logs(name: &InstanceName, follow: bool) -> Result<()> {
     ))
 }
 
-/// Queues the update (the proxy unit the web app also starts), follows the
-/// update's journal and waits until that run of the unit ends.
-fn update() -> Result<()> {
-    let unit = "left4me-update.service";
+/// Queues the update (the proxy unit the web app also starts) or the
+/// verification (root's own start: no proxy, polkit grants nobody that
+/// unit), follows the unit's journal and waits until that run ends.
+fn update(verify: bool) -> Result<()> {
+    let (unit, start) = if verify {
+        ("left4me-verify.service", "left4me-verify.service")
+    } else {
+        ("left4me-update.service", "left4me-update-now.service")
+    };
     let before = systemd::show_one(unit)?.get("InvocationID").to_owned();
     let mut journal = Process::new("journalctl")
         .args(["--no-hostname", "-f", "-n", "0", "-u", unit])
@@ -301,20 +303,31 @@ fn update() -> Result<()> {
         .spawn()
         .map_err(|e| Failure::new(Kind::Unexpected, format!("cannot run journalctl: {e}")))?;
     let t0 = Instant::now();
-    let result = systemd::systemctl(&["start", "left4me-update-now.service"]).and_then(|()| {
+    // The proxy is done once it queued the update; the verification's own
+    // start job would last the whole run.
+    let args: &[&str] = if verify {
+        &["start", "--no-block", start]
+    } else {
+        &["start", start]
+    };
+    let result = systemd::systemctl(args).and_then(|()| {
+        // Once this run was seen, its end is the unit's next inactive or
+        // failed state: systemd clears the InvocationID of a oneshot that
+        // ended successfully.
+        let mut seen = false;
         loop {
             std::thread::sleep(Duration::from_millis(500));
             let u = systemd::show_one(unit)?;
-            let fresh = u.get("InvocationID") != before && !u.get("InvocationID").is_empty();
-            if fresh && matches!(u.get("ActiveState"), "inactive" | "failed") {
+            seen |= u.get("InvocationID") != before && !u.get("InvocationID").is_empty();
+            if seen && matches!(u.get("ActiveState"), "inactive" | "failed") {
                 break Ok(u);
             }
-            if !fresh && t0.elapsed() > Duration::from_secs(30) {
+            if !seen && t0.elapsed() > Duration::from_secs(30) {
                 break Err(Failure::new(
                     Kind::Unexpected,
                     format!("{unit} did not start within 30 s"),
                 )
-                .hint("systemctl status left4me-update-now.service left4me-update.service"));
+                .hint(format!("systemctl status {start} {unit}")));
             }
         }
     });
@@ -326,7 +339,7 @@ fn update() -> Result<()> {
         println!("{unit} done in {}", secs(t0.elapsed()));
         return Ok(());
     }
-    let code = u.get("ExecMainStatus").parse::<u8>().unwrap_or(1);
+    let code = systemd::failed_status(unit)?.unwrap_or(1);
     Err(Failure::new(
         Kind::from_exit_code(code).unwrap_or(Kind::Unexpected),
         format!(
@@ -335,7 +348,7 @@ fn update() -> Result<()> {
             secs(t0.elapsed())
         ),
     )
-    .hint("journalctl -u left4me-update.service has the whole run"))
+    .hint(format!("journalctl -u {unit} has the whole run")))
 }
 
 /// The instance.env `create` writes, checked by the helper's own parser.

@@ -3,6 +3,7 @@
 //! any number of units.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -43,19 +44,9 @@ pub(crate) fn show(units: &[String]) -> Result<HashMap<String, Unit>> {
     if units.is_empty() {
         return Ok(HashMap::new());
     }
-    let out = Command::new("systemctl")
-        .args(["show", "--no-pager", "--property", SHOW_PROPERTIES, "--"])
-        .args(units)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| spawn_failure("systemctl", &e))?;
-    if !out.status.success() {
-        return Err(refused(
-            "systemctl show",
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    Ok(parse_show(&String::from_utf8_lossy(&out.stdout)))
+    let mut args = vec!["show", "--no-pager", "--property", SHOW_PROPERTIES, "--"];
+    args.extend(units.iter().map(String::as_str));
+    Ok(parse_show(&output(&args)?))
 }
 
 /// `systemctl show`'s output: blocks of KEY=VALUE separated by empty lines.
@@ -83,27 +74,16 @@ pub(crate) fn parse_show(text: &str) -> HashMap<String, Unit> {
 /// call per unit, which cost about 30 ms per instance under emulation in the
 /// VM bench. A unit that is not loaded is inactive.
 pub(crate) fn list_units(pattern: &str) -> Result<HashMap<String, (String, String)>> {
-    let out = Command::new("systemctl")
-        .args([
-            "list-units",
-            "--all",
-            "--plain",
-            "--no-legend",
-            "--full",
-            "--no-pager",
-            "--",
-            pattern,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| spawn_failure("systemctl", &e))?;
-    if !out.status.success() {
-        return Err(refused(
-            "systemctl list-units",
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    Ok(parse_list_units(&String::from_utf8_lossy(&out.stdout)))
+    Ok(parse_list_units(&output(&[
+        "list-units",
+        "--all",
+        "--plain",
+        "--no-legend",
+        "--full",
+        "--no-pager",
+        "--",
+        pattern,
+    ])?))
 }
 
 /// `UNIT LOAD ACTIVE SUB DESCRIPTION...` lines.
@@ -119,6 +99,51 @@ pub(crate) fn parse_list_units(text: &str) -> HashMap<String, (String, String)> 
 
 pub(crate) fn show_one(unit: &str) -> Result<Unit> {
     Ok(show(&[unit.to_owned()])?.remove(unit).unwrap_or_default())
+}
+
+/// The exit status a failed run of a oneshot `unit` ended with: its
+/// ExecMainStatus is only ExecStart='s, so the first non-zero one of
+/// ExecStartPre=, ExecStart= and ExecStartPost= (an update's prepare and
+/// commit run there).
+pub(crate) fn failed_status(unit: &str) -> Result<Option<u8>> {
+    Ok(parse_failed_status(&output(&[
+        "show",
+        "--no-pager",
+        "--property",
+        "ExecStartPre,ExecMainStatus,ExecStartPost",
+        "--",
+        unit,
+    ])?))
+}
+
+/// `ExecStartPre={ path=... ; code=exited ; status=12 }` lines (one per
+/// command) and `ExecMainStatus=N`, in the order the commands ran.
+pub(crate) fn parse_failed_status(text: &str) -> Option<u8> {
+    let status = |line: &str| -> Option<u8> {
+        let (key, value) = line.split_once('=')?;
+        match key {
+            "ExecMainStatus" => value.trim().parse().ok(),
+            "ExecStartPre" | "ExecStartPost" => value
+                .split(" ; ")
+                .find_map(|f| {
+                    f.trim()
+                        .trim_end_matches('}')
+                        .trim()
+                        .strip_prefix("status=")
+                })
+                .and_then(|v| v.split('/').next()?.parse().ok()),
+            _ => None,
+        }
+    };
+    let order = ["ExecStartPre", "ExecMainStatus", "ExecStartPost"];
+    order
+        .iter()
+        .flat_map(|key| {
+            text.lines()
+                .filter(move |l| l.split_once('=').is_some_and(|(k, _)| k == *key))
+        })
+        .filter_map(status)
+        .find(|&s| s != 0)
 }
 
 fn spawn_failure(what: &str, e: &std::io::Error) -> Failure {
@@ -141,13 +166,19 @@ fn refused(what: &str, stderr: &str) -> Failure {
 
 /// `systemctl ARGS`, waiting for it; a refusal or failure as a Failure.
 pub(crate) fn systemctl(args: &[&str]) -> Result<()> {
+    output(args).map(drop)
+}
+
+/// `systemctl ARGS`'s standard output; a refusal or failure as a Failure
+/// naming the command.
+fn output(args: &[&str]) -> Result<String> {
     let out = Command::new("systemctl")
         .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| spawn_failure("systemctl", &e))?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     Err(refused(
         &format!("systemctl {}", args.join(" ")),
@@ -187,32 +218,61 @@ pub(crate) fn with_progress<T>(label: &str, work: impl FnOnce() -> T) -> (T, Dur
     (result, took)
 }
 
-/// The failure of a start whose job failed: the root helper's exit status
-/// (its table's kind) when the overlay unit failed, else the server's.
-pub(crate) fn start_failure(name: &str, refusal: Failure) -> Failure {
+/// Why a start or reset of `name` that systemctl reported failed did: the
+/// helper's own record of its last mount or reset (crate::last_failure:
+/// the failed unit itself is collected by PID 1, its exit status with it),
+/// when written since `since` (Unix seconds); else systemctl's refusal.
+pub(crate) fn start_failure(state_dir: &Path, name: &str, since: u64, refusal: Failure) -> Failure {
     if refusal.kind == Kind::NotPermitted {
         return refusal;
     }
-    let ov = show_one(&overlay(name)).unwrap_or_default();
-    let code = ov.get("ExecMainStatus").parse::<u8>().unwrap_or(0);
-    if ov.get("Result") != "success" && code != 0 {
-        let kind = Kind::from_exit_code(code).unwrap_or(Kind::Unexpected);
-        return Failure::new(
-            kind,
-            format!(
-                "{} failed: left4me-overlay exited {code} ({})",
-                overlay(name),
-                kind.label()
-            ),
-        )
-        .hint(format!("left4me logs {name} shows the helper's message"));
+    match crate::last_failure::read(state_dir, name, since) {
+        Some(r) => {
+            let kind = Kind::from_exit_code(r.exit_code).unwrap_or(Kind::Unexpected);
+            // The helper's own words, but read from a file: shown as the
+            // table shows the health record's strings.
+            let f = Failure::new(
+                kind,
+                format!(
+                    "left4me-overlay {} {name} failed: {}",
+                    super::list::printable(&r.verb),
+                    super::list::printable(&r.message)
+                ),
+            );
+            match r.hint {
+                Some(h) => f.hint(super::list::printable(&h)),
+                None => f.hint(format!("left4me logs {name} shows the helper's message")),
+            }
+        }
+        None => refusal.hint(format!("left4me logs {name} shows why")),
     }
-    refusal.hint(format!("left4me logs {name} shows why"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case::prepare_refused(
+        "ExecStartPre={ path=/h ; argv[]=/h generation prepare ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=9 ; code=exited ; status=12 }\nExecMainStatus=0\nExecStartPost={ path=/h ; argv[]=/h ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\n",
+        Some(12)
+    )]
+    #[case::fetch_failed(
+        "ExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\nExecMainStatus=25\nExecStartPost={ path=/h ; pid=0 ; code=(null) ; status=0/0 }\n",
+        Some(25)
+    )]
+    #[case::commit_refused(
+        "ExecStartPost={ path=/h ; pid=11 ; code=exited ; status=15/n/a }\nExecMainStatus=0\nExecStartPre={ path=/h ; pid=9 ; code=exited ; status=0/SUCCESS }\n",
+        Some(15)
+    )]
+    #[case::nothing_failed(
+        "ExecStartPre={ path=/h ; code=exited ; status=0/SUCCESS }\nExecMainStatus=0\n",
+        None
+    )]
+    #[test_log::test]
+    fn the_failed_step_of_a_oneshot_gives_the_status(#[case] text: &str, #[case] want: Option<u8>) {
+        assert_eq!(parse_failed_status(text), want);
+    }
 
     #[test_log::test]
     fn list_units_lines_give_active_and_sub_state() {

@@ -71,6 +71,8 @@ pub(crate) struct FetchArgs<'a> {
     pub(crate) steamcmd: &'a Path,
     pub(crate) login: LoginMode,
     pub(crate) credentials_dir: Option<PathBuf>,
+    /// A verification: validate, or fail.
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -204,6 +206,16 @@ pub(crate) fn fetch(args: &FetchArgs<'_>) -> Result<FetchOutcome> {
         .hint("steamcmd's force_install_dir needs an absolute path"));
     }
     let validate = !shares_files(args.install_dir)?;
+    if args.verify && !validate {
+        return Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "{} shares files with a committed generation: a verification must validate an unshared copy, and validate would write through them",
+                args.install_dir.display()
+            ),
+        )
+        .hint("prepare it with generation prepare --verify (left4me-verify.service does)"));
+    }
     let (login, platforms, account) = match args.login {
         LoginMode::Account => {
             let a = read_account(args.credentials_dir.as_deref())?;

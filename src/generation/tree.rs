@@ -471,8 +471,36 @@ fn windows_only(name: &CStr) -> bool {
 
 /// Removes the Windows-only files from a tree root has taken over.
 /// Returns how many, and the first few as shown paths.
-pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<(usize, Vec<PathBuf>)> {
-    let (mut n, mut first) = (0, Vec::new());
+/// How many paths a walk found, and the first [`Tally::FIRST`] of them for
+/// a log line or a report.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) count: usize,
+    pub(crate) first: Vec<PathBuf>,
+}
+
+impl Tally {
+    const FIRST: usize = 10;
+
+    fn add(&mut self, path: &Path) {
+        self.count += 1;
+        if self.first.len() < Self::FIRST {
+            self.first.push(path.to_path_buf());
+        }
+    }
+
+    /// The first paths, space-separated.
+    pub(crate) fn first_words(&self) -> String {
+        self.first
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<Tally> {
+    let mut removed = Tally::default();
     walk(
         top,
         shown,
@@ -481,29 +509,22 @@ pub(crate) fn prune_windows(top: BorrowedFd<'_>, shown: &Path) -> Result<(usize,
             libc_mode::S_IFREG if windows_only(v.name) => {
                 rustix::fs::unlinkat(v.dir, v.name, AtFlags::empty())
                     .map_err(|e| Failure::os(v.shown, "remove", e))?;
-                n += 1;
-                if first.len() < 10 {
-                    first.push(v.shown.to_path_buf());
-                }
+                removed.add(v.shown);
                 Ok(None)
             }
             _ => Ok(None),
         },
         nothing_to_leave,
     )?;
-    Ok((n, first))
+    Ok(removed)
 }
 
 /// The regular files of `top` (steamapps/ aside: Steam rewrites its
 /// bookkeeping every run) that are not the same file, or the same bytes,
 /// at the same path below `other`: what a `validate` of the same build
-/// repaired. Returns how many, and the first few as shown paths.
-pub(crate) fn differing(
-    top: BorrowedFd<'_>,
-    shown: &Path,
-    other: BorrowedFd<'_>,
-) -> Result<(usize, Vec<PathBuf>)> {
-    let (mut n, mut first) = (0, Vec::new());
+/// repaired. Returns how many, and the first few relative to `top`.
+pub(crate) fn differing(top: BorrowedFd<'_>, shown: &Path, other: BorrowedFd<'_>) -> Result<Tally> {
+    let mut differ = Tally::default();
     walk(
         top,
         shown,
@@ -517,10 +538,7 @@ pub(crate) fn differing(
             libc_mode::S_IFREG => {
                 let rel = v.shown.strip_prefix(shown).unwrap_or(v.shown);
                 if !same_content(&v, other, rel)? {
-                    n += 1;
-                    if first.len() < 10 {
-                        first.push(v.shown.to_path_buf());
-                    }
+                    differ.add(rel);
                 }
                 Ok(None)
             }
@@ -528,7 +546,7 @@ pub(crate) fn differing(
         },
         nothing_to_leave,
     )?;
-    Ok((n, first))
+    Ok(differ)
 }
 
 fn same_content(v: &Visit<'_>, other: BorrowedFd<'_>, rel: &Path) -> Result<bool> {
@@ -596,6 +614,133 @@ pub(crate) struct TakeOverStats {
     pub(crate) bytes: u64,
 }
 
+/// One entry of a tree being taken over, as its stat says.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    uid: u32,
+    /// The file type bits (`libc_mode::S_IF*`).
+    kind: u32,
+    size: u64,
+    /// 512-byte blocks allocated.
+    blocks: u64,
+    nlink: u64,
+    /// A regular file whose inode is one of the previous generation's (or
+    /// root built the tree: no previous generation to compare with).
+    shared: bool,
+}
+
+impl Entry {
+    fn of(st: &Stat, previous: Option<&Previous>) -> Entry {
+        Entry {
+            uid: st.st_uid,
+            kind: fsx::file_type(st),
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            nlink: st.st_nlink,
+            shared: previous.is_none_or(|p| p.inodes.contains(&(st.st_dev, st.st_ino))),
+        }
+    }
+}
+
+/// What the take-over does with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// A directory: made root's 0755 and walked (it cannot be a hard link,
+    /// so it is this tree's alone whoever made it).
+    TakeDir,
+    /// The builder's regular file: a new root-owned inode renamed over it.
+    Renew,
+    /// Root's regular file, a hard link prepare made: kept as it is.
+    Shared,
+    /// The builder's symlink: made root's, never followed.
+    TakeLink,
+    /// Root's symlink: kept.
+    KeepLink,
+    Refuse(Refusal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Neither root's nor the builder's.
+    ThirdOwner,
+    /// Root's, but no file of the previous generation.
+    ForeignRootFile,
+    /// A FIFO, socket or device.
+    Special,
+    /// The builder's file with more than [`SPARSE_SLACK`] of holes.
+    Sparse,
+    /// The builder's file with more than one name.
+    ManyNames,
+}
+
+/// The verdict on one entry of a tree `builder` built (`None`: root did).
+fn verdict(e: &Entry, builder: Option<u32>) -> Verdict {
+    let builders = Some(e.uid) == builder;
+    if e.uid != 0 && !builders {
+        return Verdict::Refuse(Refusal::ThirdOwner);
+    }
+    match e.kind {
+        libc_mode::S_IFDIR => Verdict::TakeDir,
+        libc_mode::S_IFREG if builders => {
+            if e.size.saturating_sub(e.blocks * 512) > SPARSE_SLACK {
+                Verdict::Refuse(Refusal::Sparse)
+            } else if e.nlink != 1 {
+                // One copy per name would let a file of N names cost root N copies.
+                Verdict::Refuse(Refusal::ManyNames)
+            } else {
+                Verdict::Renew
+            }
+        }
+        libc_mode::S_IFREG if e.shared => Verdict::Shared,
+        libc_mode::S_IFREG => Verdict::Refuse(Refusal::ForeignRootFile),
+        libc_mode::S_IFLNK if builders => Verdict::TakeLink,
+        libc_mode::S_IFLNK => Verdict::KeepLink,
+        _ => Verdict::Refuse(Refusal::Special),
+    }
+}
+
+/// The failure a refusal is, for the entry at `shown`.
+fn refused(r: Refusal, e: &Entry, shown: &Path) -> Failure {
+    let shown = shown.display();
+    let (message, hint) = match r {
+        Refusal::ThirdOwner => (
+            format!(
+                "{shown} belongs to uid {}, neither root nor the update user",
+                e.uid
+            ),
+            "only the update user writes the new generation; look at what else did",
+        ),
+        Refusal::ForeignRootFile => (
+            format!(
+                "{shown} is root's but is not a file of the current generation: a hard link to some other root file"
+            ),
+            "look at what linked it there; only prepare puts root's files in .next",
+        ),
+        Refusal::Special => (
+            format!(
+                "{shown} is a FIFO, socket or device; a game installation holds only directories, files and symlinks"
+            ),
+            "look at what wrote this tree",
+        ),
+        Refusal::Sparse => (
+            format!(
+                "{shown} is sparse ({} bytes long, {} allocated); the game has no sparse files",
+                e.size,
+                e.blocks * 512
+            ),
+            "look at what wrote this tree",
+        ),
+        Refusal::ManyNames => (
+            format!(
+                "{shown} has {} names (hard links); steamcmd makes none, and root would copy it once per name",
+                e.nlink
+            ),
+            "look at what wrote this tree",
+        ),
+    };
+    Failure::new(Kind::UnsafePath, message).hint(hint)
+}
+
 /// Makes the tree under `top` a generation. Every entry of `builder` (the
 /// update user; `None` when root built it) becomes root's, with set-id bits
 /// and group/other write bits cleared, and each of its regular files gets a
@@ -636,30 +781,16 @@ pub(crate) fn take_over(
         by_depth: Vec::new(),
         shown_staging: staging.1.to_path_buf(),
     });
-    let shared = |st: &Stat| previous.is_none_or(|p| p.inodes.contains(&(st.st_dev, st.st_ino)));
     let mut taken = 0;
     walk(
         top,
         shown_top,
         |v| {
-            let uid = v.st.st_uid;
-            let builders = Some(uid) == builder;
-            if uid != 0 && !builders {
-                return Err(Failure::new(
-                    Kind::UnsafePath,
-                    format!(
-                        "{} belongs to uid {uid}, neither root nor the update user",
-                        v.shown.display()
-                    ),
-                )
-                .hint("only the update user writes the new generation; look at what else did"));
-            }
-            match fsx::file_type(v.st) {
-                libc_mode::S_IFDIR => {
-                    // Directories cannot be hard links: whoever made it, it is
-                    // this tree's alone and can be made root's 0755. Permission
-                    // to write in a directory is checked at each call, so a
-                    // descriptor opened earlier gains nothing.
+            let entry = Entry::of(v.st, previous);
+            match verdict(&entry, builder) {
+                Verdict::TakeDir => {
+                    // Permission to write in a directory is checked at each
+                    // call, so a descriptor opened earlier gains nothing.
                     let child = open_dir_at(v.dir, v.name, v.shown)?;
                     same_inode(&child, v.st, v.shown)?;
                     fsx::chown_fd(child.as_fd(), 0, 0, v.shown)?;
@@ -667,47 +798,32 @@ pub(crate) fn take_over(
                     taken += 1;
                     Ok(Some(child))
                 }
-                libc_mode::S_IFREG => {
+                Verdict::Renew => {
                     let mut renewer = renewer.borrow_mut();
-                    renewer.stats.bytes += v.st.st_size as u64;
-                    if builders {
-                        renewer.stage(&v)?;
-                    } else if !shared(v.st) {
-                        return Err(Failure::new(
-                            Kind::UnsafePath,
-                            format!(
-                                "{} is root's but is not a file of the current generation: a hard link to some other root file",
-                                v.shown.display()
-                            ),
-                        )
-                        .hint("look at what linked it there; only prepare puts root's files in .next"));
-                    } else {
-                        renewer.stats.shared += 1;
-                    }
+                    renewer.stats.bytes += entry.size;
+                    renewer.stage(&v)?;
                     Ok(None)
                 }
-                libc_mode::S_IFLNK => {
-                    if builders {
-                        rustix::fs::chownat(
-                            v.dir,
-                            v.name,
-                            Some(Uid::ROOT),
-                            Some(Gid::ROOT),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        )
-                        .map_err(|e| Failure::os(v.shown, "chown", e))?;
-                        taken += 1;
-                    }
+                Verdict::Shared => {
+                    let mut renewer = renewer.borrow_mut();
+                    renewer.stats.bytes += entry.size;
+                    renewer.stats.shared += 1;
                     Ok(None)
                 }
-                _ => Err(Failure::new(
-                    Kind::UnsafePath,
-                    format!(
-                        "{} is a FIFO, socket or device; a game installation holds only directories, files and symlinks",
-                        v.shown.display()
-                    ),
-                )
-                .hint("look at what wrote this tree")),
+                Verdict::TakeLink => {
+                    rustix::fs::chownat(
+                        v.dir,
+                        v.name,
+                        Some(Uid::ROOT),
+                        Some(Gid::ROOT),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| Failure::os(v.shown, "chown", e))?;
+                    taken += 1;
+                    Ok(None)
+                }
+                Verdict::KeepLink => Ok(None),
+                Verdict::Refuse(r) => Err(refused(r, &entry, v.shown)),
             }
         },
         |dir, depth, shown| renewer.borrow_mut().rename_staged(dir, depth, shown),
@@ -739,32 +855,9 @@ impl Renewer<'_> {
         Ok(self.by_depth[depth].as_fd())
     }
 
-    /// Puts a root-owned copy of the builder's file `v` in staging.
+    /// Puts a root-owned copy of the builder's file `v` in staging (its
+    /// [`verdict`] was [`Verdict::Renew`]).
     fn stage(&mut self, v: &Visit<'_>) -> Result<()> {
-        let allocated = v.st.st_blocks as u64 * 512;
-        if (v.st.st_size as u64).saturating_sub(allocated) > SPARSE_SLACK {
-            return Err(Failure::new(
-                Kind::UnsafePath,
-                format!(
-                    "{} is sparse ({} bytes long, {allocated} allocated); the game has no sparse files",
-                    v.shown.display(),
-                    v.st.st_size
-                ),
-            )
-            .hint("look at what wrote this tree"));
-        }
-        // One copy per name would let a file of N names cost root N copies.
-        if v.st.st_nlink != 1 {
-            return Err(Failure::new(
-                Kind::UnsafePath,
-                format!(
-                    "{} has {} names (hard links); steamcmd makes none, and root would copy it once per name",
-                    v.shown.display(),
-                    v.st.st_nlink
-                ),
-            )
-            .hint("look at what wrote this tree"));
-        }
         let old = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
             .map_err(|e| Failure::os(v.shown, "open", e))?;
         same_inode(&old, v.st, v.shown)?;
@@ -862,4 +955,108 @@ fn same_inode(fd: &OwnedFd, st: &Stat, shown: &Path) -> Result<()> {
         .hint("something still writes into the new generation; stop it and update again"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    const BUILDER: u32 = 500;
+    const REG: u32 = libc_mode::S_IFREG;
+    // The other file types (fsx::libc_mode names only the three a tree may hold).
+    const FIFO: u32 = 0o010000;
+    const SOCKET: u32 = 0o140000;
+    const CHAR_DEVICE: u32 = 0o020000;
+
+    fn entry(uid: u32, kind: u32) -> Entry {
+        Entry {
+            uid,
+            kind,
+            size: 4096,
+            blocks: 8,
+            nlink: 1,
+            shared: false,
+        }
+    }
+
+    /// Each kind of entry, by whom, against the verdict. `builder` None:
+    /// root built the tree (import), whose root files count as shared.
+    #[rstest]
+    #[case::builders_dir(entry(BUILDER, libc_mode::S_IFDIR), Some(BUILDER), Verdict::TakeDir)]
+    #[case::roots_dir(entry(0, libc_mode::S_IFDIR), Some(BUILDER), Verdict::TakeDir)]
+    #[case::builders_file(entry(BUILDER, REG), Some(BUILDER), Verdict::Renew)]
+    #[case::builders_file_even_if_shared(Entry { shared: true, ..entry(BUILDER, REG) }, Some(BUILDER), Verdict::Renew)]
+    #[case::roots_hard_link_from_prepare(Entry { shared: true, ..entry(0, REG) }, Some(BUILDER), Verdict::Shared)]
+    #[case::roots_file_from_elsewhere(
+        entry(0, REG),
+        Some(BUILDER),
+        Verdict::Refuse(Refusal::ForeignRootFile)
+    )]
+    #[case::roots_file_of_an_import(Entry { shared: true, ..entry(0, REG) }, None, Verdict::Shared)]
+    #[case::builders_link(entry(BUILDER, libc_mode::S_IFLNK), Some(BUILDER), Verdict::TakeLink)]
+    #[case::roots_link(entry(0, libc_mode::S_IFLNK), Some(BUILDER), Verdict::KeepLink)]
+    #[case::third_owners_file(entry(1, REG), Some(BUILDER), Verdict::Refuse(Refusal::ThirdOwner))]
+    #[case::third_owners_dir(
+        entry(1, libc_mode::S_IFDIR),
+        Some(BUILDER),
+        Verdict::Refuse(Refusal::ThirdOwner)
+    )]
+    #[case::the_builder_of_an_import_is_nobody(
+        entry(BUILDER, REG),
+        None,
+        Verdict::Refuse(Refusal::ThirdOwner)
+    )]
+    #[case::fifo(entry(BUILDER, FIFO), Some(BUILDER), Verdict::Refuse(Refusal::Special))]
+    #[case::roots_socket(entry(0, SOCKET), Some(BUILDER), Verdict::Refuse(Refusal::Special))]
+    #[case::device(
+        entry(BUILDER, CHAR_DEVICE),
+        Some(BUILDER),
+        Verdict::Refuse(Refusal::Special)
+    )]
+    #[case::sparse(Entry { size: (2 << 20) + 4096, ..entry(BUILDER, REG) }, Some(BUILDER), Verdict::Refuse(Refusal::Sparse))]
+    #[case::holes_within_the_slack(Entry { size: (1 << 20) + 4096, ..entry(BUILDER, REG) }, Some(BUILDER), Verdict::Renew)]
+    #[case::two_names(Entry { nlink: 2, ..entry(BUILDER, REG) }, Some(BUILDER), Verdict::Refuse(Refusal::ManyNames))]
+    #[case::roots_shared_file_has_many_names(Entry { nlink: 3, shared: true, ..entry(0, REG) }, Some(BUILDER), Verdict::Shared)]
+    #[test_log::test]
+    fn the_verdict_on_one_entry(
+        #[case] e: Entry,
+        #[case] builder: Option<u32>,
+        #[case] want: Verdict,
+    ) {
+        assert_eq!(verdict(&e, builder), want);
+    }
+
+    #[test_log::test]
+    fn a_refusal_names_the_entry_and_what_is_wrong() {
+        let e = Entry {
+            nlink: 201,
+            ..entry(BUILDER, REG)
+        };
+        let f = refused(
+            Refusal::ManyNames,
+            &e,
+            Path::new("/s/installations/.next/x"),
+        );
+        assert_eq!(f.kind, Kind::UnsafePath);
+        assert!(
+            f.message
+                .starts_with("/s/installations/.next/x has 201 names"),
+            "{f:?}"
+        );
+        let f = refused(Refusal::ThirdOwner, &entry(7, REG), Path::new("x"));
+        assert!(f.message.contains("uid 7"), "{f:?}");
+    }
+
+    #[test_log::test]
+    fn a_tally_counts_all_and_keeps_the_first_ten() {
+        let mut t = Tally::default();
+        for i in 0..12 {
+            t.add(Path::new(&format!("f{i}")));
+        }
+        assert_eq!(t.count, 12);
+        assert_eq!(t.first.len(), Tally::FIRST);
+        assert_eq!(t.first_words().split(' ').next_back(), Some("f9"));
+    }
 }

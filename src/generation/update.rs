@@ -9,12 +9,14 @@ use clap::ValueEnum;
 use rustix::fs::{Mode, OFlags, RenameFlags};
 use serde::{Deserialize, Serialize};
 
-use super::tree::{self, CopyStats, Fallback, TakeOverStats};
-use super::{
-    CURRENT, GenerationId, INSTALLATIONS, InUse, Manifest, NEXT, RENEW, committed, in_use, is_dir,
-    is_regular, lock_installations, lock_updates, migrate, now_secs, read_current, read_manifest,
-    shown_id, write_current,
+use super::current::{
+    CURRENT, NEXT, RENEW, committed, is_dir, is_regular, lock_installations, lock_updates, migrate,
+    now_secs, read_current, shown_id, write_current,
 };
+use super::id::{GenerationId, INSTALLATIONS};
+use super::in_use::{InUse, in_use};
+use super::manifest::{MANIFEST, Manifest, read_manifest};
+use super::tree::{self, CopyStats, Fallback, TakeOverStats};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::fsx;
@@ -169,6 +171,16 @@ impl<'s> Held<'s> {
     /// runs (its builder has processes): an import must not pull the tree
     /// from under a running steamcmd.
     fn discard_stale_next(&self) -> Result<()> {
+        self.refuse_while_building()?;
+        if self.discard(NEXT)? {
+            tracing::info!("discarded the .next/ an earlier update left");
+        }
+        Ok(())
+    }
+
+    /// Refuses while the builder of .next/ has processes: an update or a
+    /// verification (two units, one update user) is building it.
+    fn refuse_while_building(&self) -> Result<()> {
         if let Ok(Some(next)) = fsx::open_dir_if_exists(self.fd(), NEXT, &self.shown(NEXT)) {
             let uid = fsx::stat_fd(&next, &self.shown(NEXT))?.st_uid;
             let running = if uid == 0 {
@@ -180,18 +192,13 @@ impl<'s> Held<'s> {
                 return Err(Failure::new(
                     Kind::Conflict,
                     format!(
-                        "an update is building {} (processes of uid {uid}: {})",
+                        "an update or verification is building {} (processes of uid {uid}: {})",
                         self.shown(NEXT).display(),
                         running.join(", ")
                     ),
                 )
-                .hint(
-                    "wait for left4me-update.service to finish (systemctl status left4me-update)",
-                ));
+                .hint("wait for it to finish (systemctl status left4me-update left4me-verify)"));
             }
-        }
-        if self.discard(NEXT)? {
-            tracing::info!("discarded the .next/ an earlier update left");
         }
         Ok(())
     }
@@ -212,16 +219,30 @@ pub(crate) struct PrepareOutcome {
 }
 
 /// (Re)creates .next/ for `owner` as a copy of the current generation.
+/// `verify`: a verification's copy, in full whatever `mode` says, and only
+/// of an existing current generation.
 pub(crate) fn prepare(
     state: &State,
     owner: &str,
     mode: CopyMode,
+    verify: bool,
     service: &ServiceUser,
 ) -> Result<PrepareOutcome> {
     let user = UpdateUser::resolve(owner, service)?;
     let held = Held::take(state, true)?;
     held.discard_stale_next()?;
     let from = held.current()?;
+    if verify && from.is_none() {
+        return Err(Failure::new(
+            Kind::Missing,
+            format!(
+                "nothing to verify: {} names no generation",
+                held.shown(CURRENT).display()
+            ),
+        )
+        .hint("install the game first (systemctl start left4me-update.service)"));
+    }
+    let mode = if verify { CopyMode::Copy } else { mode };
     rustix::fs::mkdirat(held.fd(), NEXT, Mode::from_raw_mode(0o700))
         .map_err(|e| Failure::os(&held.shown(NEXT), "create directory", e))?;
     let next = held.open(NEXT)?;
@@ -270,7 +291,9 @@ pub(crate) fn prepare(
 
 #[derive(Debug, Serialize)]
 pub(crate) struct CommitOutcome {
-    /// "committed", or "unchanged" when the build equals the current one.
+    /// "committed", or "unchanged" when the build equals the current one;
+    /// a verification: "verified" (nothing differs) or "repaired" (the
+    /// repaired tree committed).
     pub(crate) result: &'static str,
     pub(crate) generation: String,
     pub(crate) previous: Option<String>,
@@ -280,6 +303,16 @@ pub(crate) struct CommitOutcome {
     pub(crate) removed: Vec<String>,
     /// Instances asked to restart onto it (policy `now`).
     pub(crate) restarted: Vec<String>,
+    /// The same build as `previous`: the files of the tree that differ from
+    /// it (what validate repaired).
+    pub(crate) differing: Option<Differing>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Differing {
+    pub(crate) count: usize,
+    /// The first ten, relative to the tree.
+    pub(crate) first: Vec<String>,
 }
 
 /// What happens after the switch.
@@ -293,18 +326,22 @@ pub(crate) struct After {
 /// On any refusal .next/ is discarded and `current` is not touched.
 /// `steamcmd_log`: the output `generation fetch` kept, which must hold
 /// steamcmd's success line.
+/// `verify`: a verification's tree, which commits only at the current
+/// generation's build (docs/updates.md, "Verification").
 pub(crate) fn commit(
     state: &State,
     after: &After,
     steamcmd_log: Option<&Path>,
+    verify: bool,
 ) -> Result<CommitOutcome> {
-    commit_held(&Held::take(state, true)?, after, steamcmd_log)
+    commit_held(&Held::take(state, true)?, after, steamcmd_log, verify)
 }
 
 fn commit_held(
     held: &Held<'_>,
     after: &After,
     steamcmd_log: Option<&Path>,
+    verify: bool,
 ) -> Result<CommitOutcome> {
     let next_shown = held.shown(NEXT);
     let next = match fsx::open_dir_if_exists(held.fd(), NEXT, &next_shown)? {
@@ -319,7 +356,7 @@ fn commit_held(
             ));
         }
     };
-    match take_next(held, next.as_fd(), after, steamcmd_log) {
+    match take_next(held, next.as_fd(), after, steamcmd_log, verify) {
         Ok(outcome) => Ok(outcome),
         Err(f) => {
             if let Err(e) = held.discard(NEXT) {
@@ -335,6 +372,7 @@ fn take_next(
     next: BorrowedFd<'_>,
     after: &After,
     steamcmd_log: Option<&Path>,
+    verify: bool,
 ) -> Result<CommitOutcome> {
     let next_shown = held.shown(NEXT);
     let top = fsx::stat_fd(next, &next_shown)?;
@@ -388,11 +426,12 @@ fn take_next(
     let taken_over = taken_over?;
     if builder.is_some() {
         // The platform workaround's Windows run (docs/updates.md).
-        let (n, first) = tree::prune_windows(next, &next_shown)?;
-        if n > 0 {
+        let removed = tree::prune_windows(next, &next_shown)?;
+        if removed.count > 0 {
             tracing::info!(
-                first = %first.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
-                "removed {n} Windows-only files (*.exe, *.dll)"
+                first = %removed.first_words(),
+                "removed {} Windows-only files (*.exe, *.dll)",
+                removed.count
             );
         }
     }
@@ -412,7 +451,7 @@ fn take_next(
             Kind::Incomplete,
             format!(
                 "{}: the app is not fully installed (StateFlags is not 4): the download stopped half-way",
-                next_shown.join(super::MANIFEST).display()
+                next_shown.join(MANIFEST).display()
             ),
         )
         .hint("run the update again; steamcmd continues where it stopped"));
@@ -422,7 +461,7 @@ fn take_next(
             Kind::Incomplete,
             format!(
                 "{}: no app manifest with a build id: steamcmd did not install the app",
-                next_shown.join(super::MANIFEST).display()
+                next_shown.join(MANIFEST).display()
             ),
         )
         .hint("look at steamcmd's output in the journal (journalctl -u left4me-update)"));
@@ -433,32 +472,44 @@ fn take_next(
         .as_ref()
         .and_then(|id| held.manifest_of(id))
         .and_then(|m| m.build_id);
+    if verify {
+        refuse_another_build(
+            previous.as_ref(),
+            previous_build_id.as_deref(),
+            build_id.as_deref(),
+        )?;
+    }
+    let mut differing = None;
     if let (Some(prev), Some(new), Some(prev_id)) = (&previous_build_id, &build_id, &previous) {
         // The same build: what steamcmd changed is what validate repaired
         // (docs/updates.md, "Verification"). Nothing: switch nothing;
         // something: the repaired tree becomes a generation of its own, the
         // current one is never written.
-        let repaired = match builder {
-            Some(_) if prev == new => {
-                let (n, first) =
-                    tree::differing(next, &next_shown, held.open(prev_id.as_str())?.as_fd())?;
-                if n > 0 {
-                    tracing::warn!(
-                        build = %new,
-                        generation = %prev_id,
-                        first = %first.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
-                        "validate repaired {n} files that differ from generation {prev_id} of the same build; committing the repaired tree"
-                    );
-                }
-                n
+        if (builder.is_some() || verify) && prev == new {
+            let differ = tree::differing(next, &next_shown, held.open(prev_id.as_str())?.as_fd())?;
+            if differ.count > 0 {
+                tracing::warn!(
+                    build = %new,
+                    generation = %prev_id,
+                    first = %differ.first_words(),
+                    "validate repaired {} files that differ from generation {prev_id} of the same build; committing the repaired tree",
+                    differ.count
+                );
             }
-            _ => 0,
-        };
-        if prev == new && repaired == 0 {
+            differing = Some(Differing {
+                count: differ.count,
+                first: differ
+                    .first
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            });
+        }
+        if prev == new && differing.as_ref().is_none_or(|d| d.count == 0) {
             held.discard(NEXT)?;
             tracing::info!(build = %new, generation = %prev_id, "already at this build; nothing switched");
             return Ok(CommitOutcome {
-                result: "unchanged",
+                result: if verify { "verified" } else { "unchanged" },
                 generation: prev_id.to_string(),
                 previous: Some(prev_id.to_string()),
                 build_id,
@@ -466,6 +517,7 @@ fn take_next(
                 taken_over,
                 removed: Vec::new(),
                 restarted: Vec::new(),
+                differing,
             });
         }
     }
@@ -506,7 +558,7 @@ fn take_next(
         RestartPolicy::Never | RestartPolicy::WhenEmpty => Vec::new(),
     };
     Ok(CommitOutcome {
-        result: "committed",
+        result: if verify { "repaired" } else { "committed" },
         generation: id.to_string(),
         previous: previous.map(|p| p.to_string()),
         build_id,
@@ -514,7 +566,36 @@ fn take_next(
         taken_over,
         removed,
         restarted,
+        differing,
     })
+}
+
+/// A verification commits only a tree of the build `current` has: a newer
+/// build from Steam would make it an update nobody asked for, and without
+/// a build id on either side nothing can be compared.
+fn refuse_another_build(
+    current: Option<&GenerationId>,
+    current_build: Option<&str>,
+    fetched: Option<&str>,
+) -> Result<()> {
+    let Some(current) = current else {
+        return Err(
+            Failure::new(Kind::Missing, "nothing to verify: no current generation")
+                .hint("install the game first (systemctl start left4me-update.service)"),
+        );
+    };
+    match (current_build, fetched) {
+        (Some(c), Some(f)) if c == f => Ok(()),
+        (c, f) => Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "not verified: Steam has build {}, generation {current} is build {}; a verification does not update, so nothing was committed or switched",
+                f.unwrap_or("unknown"),
+                c.unwrap_or("unknown")
+            ),
+        )
+        .hint("update first (left4me update, or systemctl start left4me-update.service), then verify the new generation")),
+    }
 }
 
 /// `systemctl try-restart --no-block` for every mounted instance on another
@@ -555,13 +636,21 @@ fn restart_onto(state: &State, id: &GenerationId, systemctl: &Path) -> Vec<Strin
 
 #[derive(Debug, Serialize)]
 pub(crate) struct AbortOutcome {
-    /// "discarded" or "nothing-to-discard".
+    /// "discarded", "nothing-to-discard" or "still-building".
     pub(crate) result: &'static str,
 }
 
-/// Discards .next/: the cleanup after a failed build.
+/// Discards .next/: the cleanup after a failed build. Not while its
+/// builder has processes: then the failed run is not the one building it
+/// (an update refused while a verification builds, or the other way round).
 pub(crate) fn abort(state: &State) -> Result<AbortOutcome> {
     let held = Held::take(state, false)?;
+    if let Err(f) = held.refuse_while_building() {
+        tracing::warn!(error = %f, "left .next/ alone");
+        return Ok(AbortOutcome {
+            result: "still-building",
+        });
+    }
     let found = held.discard(NEXT)?;
     if found {
         tracing::info!("discarded .next/");
@@ -606,7 +695,7 @@ pub(crate) fn import(state: &State, args: &ImportArgs<'_>) -> Result<CommitOutco
         held.discard(NEXT)?;
         return Err(f);
     }
-    commit_held(&held, &args.after, None)
+    commit_held(&held, &args.after, None, false)
 }
 
 /// steamcmd's output as `generation fetch` kept it, in the unit's
@@ -739,11 +828,11 @@ pub(crate) struct Listing {
 /// Every generation, oldest first. Migrates a legacy installation/ first,
 /// so an admin who looks sees the new layout.
 pub(crate) fn list(state: &State) -> Result<Listing> {
-    if super::current(state)?.is_none() {
+    if super::current::current(state)?.is_none() {
         drop(Held::take(state, false)?);
     }
     let used = in_use(state)?;
-    let Some(dir) = super::open_dir(state)? else {
+    let Some(dir) = super::current::open_dir(state)? else {
         return Ok(Listing {
             current: None,
             generations: Vec::new(),
@@ -787,6 +876,31 @@ mod tests {
             assert_eq!(p.to_possible_value().unwrap().get_name(), p.label());
             assert_eq!(serde_json::to_value(p).unwrap(), p.label());
         }
+    }
+
+    /// A verification commits only at the current generation's build.
+    #[rstest]
+    #[case::same_build(Some("7"), Some("7"), None)]
+    #[case::steam_moved_on(Some("7"), Some("8"), Some(Kind::Conflict))]
+    #[case::current_without_a_build(None, Some("8"), Some(Kind::Conflict))]
+    #[case::tree_without_a_build(Some("7"), None, Some(Kind::Conflict))]
+    #[test_log::test]
+    fn a_verification_takes_only_the_current_build(
+        #[case] current_build: Option<&str>,
+        #[case] fetched: Option<&str>,
+        #[case] refused: Option<Kind>,
+    ) {
+        let id = GenerationId::parse("20261201T000000Z").unwrap();
+        let got = refuse_another_build(Some(&id), current_build, fetched).err();
+        assert_eq!(got.as_ref().map(|f| f.kind), refused, "{got:?}");
+        if let Some(f) = got {
+            assert!(
+                f.message.starts_with("not verified: Steam has build"),
+                "{f:?}"
+            );
+        }
+        let none = refuse_another_build(None, Some("7"), Some("7")).unwrap_err();
+        assert_eq!(none.kind, Kind::Missing);
     }
 
     /// Generations g1 (oldest) .. g5; `current`, the ids mounted instances

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::monitor::{self, Monitor};
+use super::launch::Launch;
+use super::monitor::{self, Monitor, Systemctl};
 use super::rollover::Watcher;
 use super::settings::Settings;
 use super::{RUN_DIR, now_ms, record, report};
-use crate::cli::Generate;
+use crate::cli::{Generate, GenerateArg};
 use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
 use crate::{a2s, logging};
@@ -30,11 +31,18 @@ With LEFT4ME_UPDATE_RESTART=when-empty (the default) it also restarts the
 server, outside that budget, once STATE_DIR/installations/current names
 another generation than LEFT4ME_GENERATION (the one the instance was mounted
 with) and an answer reports no human players.
+With --events, silence after the game logged a map change is a map load for
+L4D2_HEALTH_MAP_LOAD_SEC, not a failure, and Steam's \"needs to be restarted\"
+notice queues left4me-update.service through polkit, at most once per
+L4D2_HEALTH_STEAM_UPDATE_SEC. `launch` is the game's start (the server
+unit's ExecStart): it makes the console FIFO the game's stdin and relays the
+game's output to the journal, writing those events for the check.
 `status` shows the last answer (time, latency, map, players) and the last such
 rollover. Settings come from the environment (host.env, then the instance's
 instance.env): L4D2_HEALTH_GRACE_SEC (120), L4D2_HEALTH_INTERVAL_SEC (10),
-L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (7),
-L4D2_HEALTH_RESTARTS_MAX (3), L4D2_HEALTH_RESTARTS_WINDOW_SEC (3600); from
+L4D2_HEALTH_TIMEOUT_SEC (2), L4D2_HEALTH_FAILURES (4),
+L4D2_HEALTH_RESTARTS_MAX (3), L4D2_HEALTH_RESTARTS_WINDOW_SEC (3600),
+L4D2_HEALTH_MAP_LOAD_SEC (120), L4D2_HEALTH_STEAM_UPDATE_SEC (3600); from
 host.env only: LEFT4ME_UPDATE_RESTART (never, when-empty, now) and
 LEFT4ME_STATE_DIR (/var/lib/left4me). LEFT4ME_GENERATION comes from the
 environment copy left4me-overlay mount writes.";
@@ -53,9 +61,8 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "LEFT4ME_HEALTH_RUN_DIR", default_value = RUN_DIR, value_name = "DIR")]
     run_dir: PathBuf,
 
-    /// Print a generated artifact (man page or shell completion) and exit.
-    #[arg(long, value_name = "KIND", hide = true, exclusive = true)]
-    generate: Option<Generate>,
+    #[command(flatten)]
+    generate: GenerateArg,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -63,11 +70,8 @@ pub(crate) struct Cli {
 
 impl crate::cli::Program for Cli {
     type Verb = Command;
-    fn generate(&self) -> Option<crate::cli::Generate> {
-        self.generate
-    }
-    fn verb(&self) -> Option<&Command> {
-        self.command.as_ref()
+    fn parts(&self) -> (Option<Generate>, Option<&Command>) {
+        (self.generate.generate, self.command.as_ref())
     }
 }
 
@@ -75,6 +79,9 @@ impl crate::cli::Program for Cli {
 pub(crate) enum Command {
     /// Check INSTANCE until it needs a restart (left4me-health@.service's ExecStart).
     Run(RunArgs),
+    /// Start INSTANCE's game with its console and output relay
+    /// (left4me-server@.service's ExecStart).
+    Launch(LaunchArgs),
     /// Show the last answer and the check's state of one or all instances.
     Status(StatusArgs),
     /// Send one A2S_INFO query and print the answer.
@@ -93,6 +100,28 @@ pub(crate) struct RunArgs {
     /// (docs/metrics.md). Nothing is written when DIR does not exist.
     #[arg(long, default_value = super::metrics::DIR, value_name = "DIR")]
     metrics_dir: PathBuf,
+    /// The game's events file, written by `launch --events`: map changes
+    /// and Steam's update notices. Without it neither is seen.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LaunchArgs {
+    /// Instance name: 1-32 of [A-Za-z0-9_-], starting with a letter or digit.
+    instance: String,
+    /// The instance's merged/ directory: srcds_run is run from there.
+    #[arg(long, value_name = "DIR")]
+    merged: PathBuf,
+    /// The console FIFO the overlay unit made: the game's stdin.
+    #[arg(long, value_name = "FIFO")]
+    console: PathBuf,
+    /// Where the output relay records map changes and update notices.
+    #[arg(long, value_name = "FILE")]
+    events: PathBuf,
+    /// srcds_run's arguments.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +153,7 @@ pub fn main() -> ExitCode {
     crate::cli::start(|cli: &Cli, command| {
         let (verb, instance) = match command {
             Command::Run(a) => ("run", Some(a.instance.as_str())),
+            Command::Launch(a) => ("launch", Some(a.instance.as_str())),
             Command::Status(a) => ("status", a.instance.as_deref()),
             Command::Query(_) => ("query", None),
         };
@@ -153,10 +183,28 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<()> {
             Monitor {
                 instance,
                 run_dir: run_dir.to_owned(),
+                systemd: Systemctl(a.systemctl.clone()),
                 systemctl: a.systemctl.clone(),
                 metrics_dir: a.metrics_dir.clone(),
+                events: a.events.clone(),
             }
             .run(settings, watcher)
+        }
+        Command::Launch(a) => {
+            InstanceName::parse(&a.instance)?;
+            let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+                Failure::new(Kind::InvalidConfig, "HOME is not set: the game has no home")
+                    .hint("left4me-server@.service sets HOME=STATE_DIR/runtime/INSTANCE/home")
+            })?;
+            Launch {
+                merged: a.merged.clone(),
+                console: a.console.clone(),
+                events: a.events.clone(),
+                home,
+                args: a.args.clone(),
+            }
+            .exec()
+            .map(|never| match never {})
         }
         Command::Status(a) => status(run_dir, a),
         Command::Query(a) => query(a),
@@ -206,10 +254,14 @@ fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
             ));
         }
     };
+    // The directory entry's own type (readdir's d_type), never a stat below
+    // it: a directory may be a mount point of the service user's (a FUSE
+    // server that never answers); Record::load refuses those.
     let mut names: Vec<InstanceName> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(record::FILE).is_file())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| InstanceName::parse(&e.file_name().to_string_lossy()).ok())
+        .filter(|n| matches!(record::Record::load(run_dir, n.as_str()), Ok(Some(_))))
         .collect();
     names.sort();
     Ok(names)

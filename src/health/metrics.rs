@@ -115,11 +115,13 @@ fn show(systemctl: &Path, unit: &str, props: &str) -> HashMap<String, String> {
 
 /// The state shown as `left4me_health_state{state=...}`: one is 1.
 /// "silent" is a server that stopped answering but has not reached
-/// L4D2_HEALTH_FAILURES yet: a map load looks exactly like this.
-pub(crate) const STATES: [&str; 6] = [
+/// L4D2_HEALTH_FAILURES yet; "changing-map" one that stopped answering after
+/// it logged a map change, within L4D2_HEALTH_MAP_LOAD_SEC.
+pub(crate) const STATES: [&str; 7] = [
     "grace",
     "answering",
     "silent",
+    "changing-map",
     "restarting",
     "gave-up",
     "rolling-over",
@@ -133,6 +135,7 @@ fn state(record: &Record) -> &'static str {
         Phase::Restarting => "restarting",
         Phase::GaveUp => "gave-up",
         Phase::RollingOver => "rolling-over",
+        Phase::ChangingMap => "changing-map",
     }
 }
 
@@ -289,6 +292,12 @@ pub(crate) fn render_instance(
             "counter",
             "Times the restart budget was spent and the server ended failed, since boot.",
             record.gave_up_total,
+        ),
+        (
+            "left4me_health_updates_queued_total",
+            "counter",
+            "Updates the health check queued because the game logged Steam's \"needs to be restarted\" notice, since boot.",
+            record.updates_queued_total,
         ),
         (
             "left4me_health_restart_budget_remaining",
@@ -661,7 +670,7 @@ mod tests {
             info: info.clone(),
             latency: Duration::from_micros(1500),
         };
-        r.observe(&Ok(a), 10);
+        r.observe(&Ok(a), 10, None);
         let mut h = Histogram::default();
         h.observe(0.0015);
         (r, info, h)
@@ -698,7 +707,7 @@ mod tests {
     #[test]
     fn silence_is_down_but_not_yet_a_restart() {
         let (mut r, info, h) = answered(0, 0);
-        r.observe(&Err(QueryError::Timeout(Duration::from_secs(2))), 20);
+        r.observe(&Err(QueryError::Timeout(Duration::from_secs(2))), 20, None);
         let t = render_instance(&r, Some(&info), &h, &Unit::default());
         assert!(
             t.contains("a2s_server_up{left4me_instance=\"vs1\"} 0\n"),
@@ -730,9 +739,9 @@ mod tests {
         };
         let timeout = Err(QueryError::Timeout(Duration::from_secs(2)));
         let mut r = Record::start("vs1", 1, s.clone(), None, None, 0);
-        r.observe(&timeout, 1);
+        r.observe(&timeout, 1, None);
         let mut r = Record::start("vs1", 2, s.clone(), None, Some(r), 2);
-        r.observe(&timeout, 3);
+        r.observe(&timeout, 3, None);
         r.give_up(9, "spent".into(), 3);
         let r = Record::start("vs1", 3, s, None, Some(r), 4);
         let t = render_instance(&r, None, &Histogram::default(), &Unit::default());
@@ -886,6 +895,7 @@ mod tests {
                     latency: Duration::from_micros(i),
                 }),
                 i,
+                None,
             );
             h.observe(i as f64 / 1e6);
             let t = render_instance(&r, Some(&info), &h, &Unit::default());

@@ -9,8 +9,10 @@
 //! docs/health.md has the design and the reasons for it.
 
 mod cli;
+pub(crate) mod launch;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
+pub(crate) mod output;
 pub(crate) mod record;
 pub(crate) mod report;
 pub(crate) mod rollover;
@@ -18,6 +20,9 @@ pub(crate) mod settings;
 
 pub use cli::main;
 
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{ExitRow, Kind, kind_row, row};
@@ -59,6 +64,72 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The bytes of a small file below `dir` (`rel`, which may have several
+/// components) that the service user can write: its record, the game's
+/// events, `installations/current` through the check's bind. Root reads the
+/// records too (`left4me-health status`, `left4me list`), so nothing below
+/// `dir` is followed: no symlink, no mount point (`openat2` with
+/// `RESOLVE_BENEATH|RESOLVE_NO_XDEV|RESOLVE_NO_SYMLINKS`, which refuses a
+/// user's FUSE mount on `NAME/` before the filesystem is asked: a server that
+/// never answers would hold the reader in the kernel, unkillable), a FIFO
+/// cannot block (O_NONBLOCK), a regular file only, at most `max` bytes, from
+/// one open. None when it does not exist. The health unit's system call
+/// filter refuses openat2 (ENOSYS seen in the trixie VM, EPERM by the
+/// filter's errno): there, as the service user reading its own files, the
+/// check falls back to `openat` with O_NOFOLLOW.
+pub(crate) fn read_small_file(dir: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let shown = dir.join(rel);
+    let with = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown.display()));
+    let base = match rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(with(e.into())),
+    };
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_XDEV | ResolveFlags::NO_SYMLINKS;
+    let opened = match rustix::fs::openat2(&base, rel, flags, Mode::empty(), resolve) {
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+            rustix::fs::openat(&base, rel, flags, Mode::empty())
+        }
+        other => other,
+    };
+    let file = match opened {
+        Ok(fd) => fs::File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::XDEV) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: on another mount (something is mounted below {}): not read",
+                    shown.display(),
+                    dir.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(with(e.into())),
+    };
+    let refused = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {why}", shown.display()),
+        )
+    };
+    if !file.metadata()?.is_file() {
+        return Err(refused("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(refused(&format!("larger than {max} bytes")));
+    }
+    Ok(Some(bytes))
 }
 
 pub(crate) fn server_unit(instance: &str) -> String {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::read_small_file;
 use super::rollover::Rollover;
 use super::settings::Settings;
 use crate::a2s::{Answer, QueryError};
@@ -32,6 +33,9 @@ pub(crate) enum Phase {
     GaveUp,
     /// Asked systemd to restart the empty server onto the current generation.
     RollingOver,
+    /// Not answering since the game logged a map change, within
+    /// L4D2_HEALTH_MAP_LOAD_SEC of it: loading, not hung.
+    ChangingMap,
 }
 
 impl Phase {
@@ -42,6 +46,7 @@ impl Phase {
             Phase::Restarting => "restarting",
             Phase::GaveUp => "gave-up",
             Phase::RollingOver => "rolling-over",
+            Phase::ChangingMap => "changing-map",
         }
     }
 }
@@ -109,6 +114,16 @@ pub(crate) struct Record {
     pub restarts_total: u64,
     #[serde(default)]
     pub gave_up_total: u64,
+    /// While changing map: when the game logged the change.
+    #[serde(default)]
+    pub map_change_ms: Option<u64>,
+    /// Kept across restarts: the newest "needs to be restarted" notice the
+    /// check has handled (queued an update for, or found too soon after
+    /// the last one), and how many updates it queued until boot.
+    #[serde(default)]
+    pub update_notice_handled_ms: Option<u64>,
+    #[serde(default)]
+    pub updates_queued_total: u64,
 }
 
 /// What the check does after a query.
@@ -121,6 +136,12 @@ pub(crate) enum Action {
     },
     /// A failure that does not yet reach the threshold.
     Failing,
+    /// No answer while the game loads the map it logged a change to at
+    /// `since_ms`: not counted; `first` for the first such query.
+    LoadingMap {
+        since_ms: u64,
+        first: bool,
+    },
     /// Threshold reached, budget left: restart (already counted in the budget).
     Restart {
         reason: String,
@@ -154,6 +175,10 @@ impl Record {
         let totals = previous
             .as_ref()
             .map_or((0, 0), |p| (p.restarts_total, p.gave_up_total));
+        let (update_notice_handled_ms, updates_queued_total) =
+            previous.as_ref().map_or((None, 0), |p| {
+                (p.update_notice_handled_ms, p.updates_queued_total)
+            });
         let (last_answer, mut restarts_ms) = match previous {
             Some(p) if p.gave_up.is_none() => (p.last_answer, p.restarts_ms),
             Some(p) => (p.last_answer, Vec::new()),
@@ -179,14 +204,30 @@ impl Record {
             last_rollover,
             restarts_total: totals.0,
             gave_up_total: totals.1,
+            map_change_ms: None,
+            update_notice_handled_ms,
+            updates_queued_total,
         }
     }
 
-    /// Takes one query's outcome and decides what follows.
-    pub(crate) fn observe(&mut self, outcome: &Result<Answer, QueryError>, now_ms: u64) -> Action {
+    /// Takes one query's outcome and decides what follows. `map_change_ms`
+    /// is when the game last logged a map change (the relay's events file).
+    /// A failed query is a map load, not counted, when that change came
+    /// after the newest answer and less than L4D2_HEALTH_MAP_LOAD_SEC ago;
+    /// once that has passed, failures count from zero, so a server that
+    /// hangs in a load is restarted that much later than one that hangs
+    /// while playing.
+    pub(crate) fn observe(
+        &mut self,
+        outcome: &Result<Answer, QueryError>,
+        now_ms: u64,
+        map_change_ms: Option<u64>,
+    ) -> Action {
+        let was_loading = self.phase == Phase::ChangingMap;
         self.phase = Phase::Checking;
         self.updated_ms = now_ms;
         self.checks += 1;
+        self.map_change_ms = None;
         match outcome {
             Ok(answer) => {
                 let latency_ms = answer.latency.as_secs_f64() * 1000.0;
@@ -214,13 +255,25 @@ impl Record {
             }
             Err(err) => {
                 self.failed_checks += 1;
-                self.consecutive_failures += 1;
                 self.last_check = Some(Check {
                     time_ms: now_ms,
                     ok: false,
                     latency_ms: None,
                     error: Some(err.to_string()),
                 });
+                let answered_ms = self.last_answer.as_ref().map_or(0, |a| a.time_ms);
+                if let Some(since_ms) = map_change_ms.filter(|&m| {
+                    m >= answered_ms && m <= now_ms && now_ms - m < self.settings.map_load_ms()
+                }) {
+                    self.phase = Phase::ChangingMap;
+                    self.map_change_ms = Some(since_ms);
+                    self.consecutive_failures = 0;
+                    return Action::LoadingMap {
+                        since_ms,
+                        first: !was_loading,
+                    };
+                }
+                self.consecutive_failures += 1;
                 if self.consecutive_failures < self.settings.failures {
                     return Action::Failing;
                 }
@@ -284,35 +337,13 @@ impl Record {
 
     /// None when there is no record (the check never ran since boot).
     /// The record's directory belongs to the service user and an admin runs
-    /// `status` as root: no symlink is followed, a FIFO cannot block the
-    /// read, and only a regular file of at most MAX_RECORD_BYTES is read.
+    /// `status` as root: read as [`read_small_file`] reads.
     pub(crate) fn load(run_dir: &Path, instance: &str) -> io::Result<Option<Record>> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = Record::path(run_dir, instance);
-        let file = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let rel = format!("{instance}/{FILE}");
+        let Some(bytes) = read_small_file(run_dir, &rel, MAX_RECORD_BYTES)? else {
+            return Ok(None);
         };
-        let not_a_record = |why: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: not a health record: {why}", path.display()),
-            )
-        };
-        if !file.metadata()?.is_file() {
-            return Err(not_a_record("not a regular file"));
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > MAX_RECORD_BYTES {
-            return Err(not_a_record("too large"));
-        }
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -370,12 +401,18 @@ mod tests {
     #[test]
     fn one_lost_answer_is_not_a_restart() {
         let mut r = Record::start("vs1", 1, settings(), None, None, 0);
-        assert_eq!(r.observe(&answer("m1"), 10), Action::Nothing);
-        assert_eq!(r.observe(&timeout(), 20), Action::Failing);
-        assert_eq!(r.observe(&answer("m1"), 30), Action::Recovered { after: 1 });
-        assert_eq!(r.observe(&timeout(), 40), Action::Failing);
-        assert_eq!(r.observe(&timeout(), 50), Action::Failing);
-        assert_eq!(r.observe(&answer("m2"), 60), Action::Recovered { after: 2 });
+        assert_eq!(r.observe(&answer("m1"), 10, None), Action::Nothing);
+        assert_eq!(r.observe(&timeout(), 20, None), Action::Failing);
+        assert_eq!(
+            r.observe(&answer("m1"), 30, None),
+            Action::Recovered { after: 1 }
+        );
+        assert_eq!(r.observe(&timeout(), 40, None), Action::Failing);
+        assert_eq!(r.observe(&timeout(), 50, None), Action::Failing);
+        assert_eq!(
+            r.observe(&answer("m2"), 60, None),
+            Action::Recovered { after: 2 }
+        );
         assert_eq!((r.checks, r.failed_checks), (6, 3));
         let last = r.last_answer.as_ref().unwrap();
         assert_eq!((last.map.as_str(), last.time_ms), ("m2", 60));
@@ -383,12 +420,101 @@ mod tests {
         assert!(r.restarts_ms.is_empty());
     }
 
+    /// Silence after a logged map change: (query time, map change time) in
+    /// seconds, answered at 10 s, failures 3, map load 60 s.
+    #[rstest::rstest]
+    #[case::loading(20, Some(15), "loading")]
+    #[case::change_before_the_answer_is_old_news(20, Some(5), "failing")]
+    #[case::change_at_the_answer(20, Some(10), "loading")]
+    #[case::window_passed(80, Some(15), "failing")]
+    #[case::just_inside(74, Some(15), "loading")]
+    #[case::from_the_future(20, Some(30), "failing")]
+    #[case::none(20, None, "failing")]
+    fn silence_after_a_map_change_is_a_load_within_the_window(
+        #[case] at_s: u64,
+        #[case] change_s: Option<u64>,
+        #[case] expected: &str,
+    ) {
+        let mut r = Record::start(
+            "vs1",
+            1,
+            Settings {
+                map_load_sec: 60.0,
+                ..settings()
+            },
+            None,
+            None,
+            0,
+        );
+        r.observe(&answer("m1"), 10_000, None);
+        let action = r.observe(&timeout(), at_s * 1000, change_s.map(|c| c * 1000));
+        let got = match action {
+            Action::LoadingMap { since_ms, first } => {
+                assert_eq!(Some(since_ms), change_s.map(|c| c * 1000));
+                assert!(first);
+                assert_eq!((r.phase, r.consecutive_failures), (Phase::ChangingMap, 0));
+                "loading"
+            }
+            Action::Failing => {
+                assert_eq!(r.consecutive_failures, 1);
+                "failing"
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, expected);
+        assert_eq!(
+            r.failed_checks, 1,
+            "a load's queries still count as failed queries"
+        );
+    }
+
+    #[test]
+    fn a_hang_in_a_map_load_is_restarted_once_the_window_has_passed() {
+        let s = Settings {
+            map_load_sec: 60.0,
+            ..settings()
+        };
+        let mut r = Record::start("vs1", 1, s, None, None, 0);
+        r.observe(&answer("m1"), 0, None);
+        let change = Some(5_000);
+        let mut actions = Vec::new();
+        for t in (10..=90).step_by(10) {
+            actions.push(r.observe(&timeout(), t * 1000, change));
+        }
+        let firsts: Vec<bool> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::LoadingMap { first, .. } => Some(*first),
+                _ => None,
+            })
+            .collect();
+        // 10..60 s are within 60 s of the change at 5 s: six loads, one first.
+        assert_eq!(firsts, [true, false, false, false, false, false]);
+        assert_eq!(actions[6], Action::Failing);
+        assert_eq!(actions[7], Action::Failing);
+        assert!(
+            matches!(actions[8], Action::Restart { .. }),
+            "{:?}",
+            actions[8]
+        );
+    }
+
+    #[test]
+    fn map_load_zero_tells_no_change_apart() {
+        let s = Settings {
+            map_load_sec: 0.0,
+            ..settings()
+        };
+        let mut r = Record::start("vs1", 1, s, None, None, 0);
+        assert_eq!(r.observe(&timeout(), 1000, Some(1000)), Action::Failing);
+    }
+
     #[test]
     fn n_failures_in_a_row_restart_until_the_budget_is_spent() {
         let mut r = Record::start("vs1", 1, settings(), None, None, 0);
         let mut actions = Vec::new();
         for t in 1..=9 {
-            actions.push(r.observe(&timeout(), t * 1000));
+            actions.push(r.observe(&timeout(), t * 1000, None));
         }
         let kinds: Vec<&str> = actions
             .iter()
@@ -435,34 +561,34 @@ mod tests {
         let s = settings();
         let mut r = Record::start("vs1", 1, s.clone(), None, None, 0);
         for t in 1..=3 {
-            r.observe(&timeout(), t * 1000);
+            r.observe(&timeout(), t * 1000, None);
         }
         assert_eq!(r.restarts_ms, [3000]);
         // The restarted check (new pid) inherits the restart...
         let mut r = Record::start("vs1", 2, s.clone(), None, Some(r), 50_000);
         assert_eq!(r.restarts_ms, [3000]);
         for t in 1..=3 {
-            r.observe(&timeout(), 50_000 + t * 1000);
+            r.observe(&timeout(), 50_000 + t * 1000, None);
         }
         assert_eq!(r.restarts_ms, [3000, 53_000]);
         assert_eq!(r.restarts_total, 2);
         // ... and a third hang within 100 s of the first gives up.
         let mut r = Record::start("vs1", 3, s.clone(), None, Some(r), 60_000);
         for t in 1..=2 {
-            r.observe(&timeout(), 60_000 + t * 1000);
+            r.observe(&timeout(), 60_000 + t * 1000, None);
         }
         assert!(matches!(
-            r.observe(&timeout(), 63_000),
+            r.observe(&timeout(), 63_000, None),
             Action::GiveUp { .. }
         ));
         // Later than the window after the first restart, one is allowed again.
         let mut r = Record::start("vs1", 4, s, None, Some(r), 103_001);
         assert_eq!(r.restarts_ms, [53_000]);
         for t in 1..=2 {
-            r.observe(&timeout(), 103_001 + t);
+            r.observe(&timeout(), 103_001 + t, None);
         }
         assert!(matches!(
-            r.observe(&timeout(), 103_004),
+            r.observe(&timeout(), 103_004, None),
             Action::Restart { .. }
         ));
     }
@@ -474,10 +600,10 @@ mod tests {
             ..settings()
         };
         let mut r = Record::start("vs1", 1, s.clone(), None, None, 0);
-        r.observe(&answer("m"), 1);
-        r.observe(&timeout(), 2);
-        r.observe(&timeout(), 3);
-        let Action::GiveUp { reason } = r.observe(&timeout(), 4) else {
+        r.observe(&answer("m"), 1, None);
+        r.observe(&timeout(), 2, None);
+        r.observe(&timeout(), 3, None);
+        let Action::GiveUp { reason } = r.observe(&timeout(), 4, None) else {
             panic!("no give-up with restarts_max 0")
         };
         r.give_up(4321, reason, 5);
@@ -495,7 +621,7 @@ mod tests {
         let old = Some("20261130T030000Z".to_owned());
         let mut r = Record::start("vs1", 1, s.clone(), old.clone(), None, 0);
         for t in 1..=3 {
-            r.observe(&timeout(), t);
+            r.observe(&timeout(), t, None);
         }
         assert_eq!(r.restarts_ms, [3]);
         let rollover = Rollover {
@@ -524,7 +650,7 @@ mod tests {
     fn a_record_of_the_version_before_generations_still_loads() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Record::start("vs1", 7, settings(), None, None, 0);
-        r.observe(&answer("m"), 5);
+        r.observe(&answer("m"), 5, None);
         let mut v = serde_json::to_value(&r).unwrap();
         let map = v.as_object_mut().unwrap();
         map.remove("generation");
@@ -545,7 +671,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(Record::load(dir.path(), "vs1").unwrap().is_none());
         let mut r = Record::start("vs1", 7, settings(), None, None, 0);
-        r.observe(&answer("c1m1_hotel"), 5);
+        r.observe(&answer("c1m1_hotel"), 5, None);
         r.save(dir.path()).unwrap();
         let path = Record::path(dir.path(), "vs1");
         assert_eq!(
@@ -582,6 +708,6 @@ mod tests {
         fs::remove_file(inst.join(FILE)).unwrap();
         fs::write(inst.join(FILE), vec![b' '; 65 * 1024]).unwrap();
         let err = Record::load(dir.path(), "vs1").unwrap_err();
-        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(err.to_string().contains("larger than"), "{err}");
     }
 }

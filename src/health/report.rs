@@ -164,6 +164,7 @@ mod tests {
                 latency: Duration::from_micros(2345),
             }),
             1_121_000,
+            None,
         );
         r
     }
@@ -184,12 +185,12 @@ mod tests {
     #[test]
     fn human_shows_failures_and_the_give_up() {
         let mut r = record();
-        r.observe(&Err(QueryError::Refused), 1_131_000);
+        r.observe(&Err(QueryError::Refused), 1_131_000, None);
         r.give_up(4321, "because".into(), 1_132_000);
         let text = human(&r, false, 1_252_000);
         assert!(text.contains("health check not running"), "{text}");
         assert!(
-            text.contains("last query   2 min ago, FAILED (1 in a row, restart at 7): port closed"),
+            text.contains("last query   2 min ago, FAILED (1 in a row, restart at 4): port closed"),
             "{text}"
         );
         assert!(text.contains("last answer  2 min ago"), "{text}");

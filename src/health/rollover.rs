@@ -10,13 +10,11 @@
 //! (the mount did not move, say), the same move is not tried again: a loop
 //! of restarts would be worse than a server that stays on the old build.
 
-use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::read_small_file;
 use crate::a2s::Info;
 use crate::error::{Failure, Kind};
 use crate::generation::{self, GenerationId, INSTALLATIONS, RestartPolicy};
@@ -131,39 +129,21 @@ pub(crate) fn decide<'a>(
 /// The generation `installations/current` names, by the helper's rule
 /// (generation::parse_current); why there is none, as text for the
 /// journal, otherwise. The health unit binds installations/ read-only into
-/// its sandbox, which otherwise hides the whole state dir; its system call
-/// filter refuses openat2 (ENOSYS, seen in the trixie VM), so this opens
-/// with openat: no symlink followed (O_NOFOLLOW), a FIFO cannot block
-/// (O_NONBLOCK), a regular file only, read whole from one open, at most
-/// [`generation::MAX_CURRENT_BYTES`].
+/// its sandbox, which otherwise hides the whole state dir; read as
+/// [`read_small_file`] reads, at most [`generation::MAX_CURRENT_BYTES`].
 pub(crate) fn read_current(installations: &Path) -> Result<GenerationId, String> {
     let path = installations.join("current");
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
-            _ => format!("{}: {e}", path.display()),
-        })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
+    match read_small_file(
+        installations,
+        "current",
+        generation::MAX_CURRENT_BYTES as u64,
+    ) {
+        Ok(Some(bytes)) => {
+            generation::parse_current(&bytes, &path, installations).map_err(|f| f.message)
+        }
+        Ok(None) => Err(format!("{} does not exist", path.display())),
+        Err(e) => Err(e.to_string()),
     }
-    let mut bytes = Vec::new();
-    file.take(generation::MAX_CURRENT_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > generation::MAX_CURRENT_BYTES {
-        return Err(format!(
-            "{} is larger than {} bytes",
-            path.display(),
-            generation::MAX_CURRENT_BYTES
-        ));
-    }
-    generation::parse_current(&bytes, &path, installations).map_err(|f| f.message)
 }
 
 /// The policy at work in one run of the check: it reads `current` after

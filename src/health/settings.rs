@@ -20,6 +20,8 @@ pub(crate) const TIMEOUT: &str = "L4D2_HEALTH_TIMEOUT_SEC";
 pub(crate) const FAILURES: &str = "L4D2_HEALTH_FAILURES";
 pub(crate) const RESTARTS_MAX: &str = "L4D2_HEALTH_RESTARTS_MAX";
 pub(crate) const RESTARTS_WINDOW: &str = "L4D2_HEALTH_RESTARTS_WINDOW_SEC";
+pub(crate) const MAP_LOAD: &str = "L4D2_HEALTH_MAP_LOAD_SEC";
+pub(crate) const STEAM_UPDATE: &str = "L4D2_HEALTH_STEAM_UPDATE_SEC";
 
 /// Longest accepted duration: 30 days. Larger values are typos, and keep
 /// the arithmetic far from overflow.
@@ -47,7 +49,7 @@ pub(crate) enum KnobKind {
     Count { min: u32 },
 }
 
-pub(crate) const KNOBS: [Knob; 6] = [
+pub(crate) const KNOBS: [Knob; 8] = [
     Knob {
         key: GRACE,
         default: 120.0,
@@ -65,9 +67,10 @@ pub(crate) const KNOBS: [Knob; 6] = [
     },
     Knob {
         key: FAILURES,
-        // 7 × 10 s: a map load that silences the server for up to 62 s is
-        // not restarted (docs/health.md, "A map change is not a hang").
-        default: 7.0,
+        // 4 × 10 s: a hang is restarted 32-42 s after the server falls
+        // silent. A map load is recognised in the game's output and gets
+        // MAP_LOAD instead (docs/health.md, "A map change is not a hang").
+        default: 4.0,
         kind: KnobKind::Count { min: 1 },
     },
     Knob {
@@ -79,6 +82,19 @@ pub(crate) const KNOBS: [Knob; 6] = [
         key: RESTARTS_WINDOW,
         default: 3600.0,
         kind: KnobKind::Seconds { zero_ok: false },
+    },
+    Knob {
+        key: MAP_LOAD,
+        // As long as the start-up grace, the first map's load: LinuxGSM's
+        // monitor needed about 60 s (#61, #3208, #4343); twice that.
+        default: 120.0,
+        kind: KnobKind::Seconds { zero_ok: true },
+    },
+    Knob {
+        key: STEAM_UPDATE,
+        // The "at most once per hour"; 0 turns it off.
+        default: 3600.0,
+        kind: KnobKind::Seconds { zero_ok: true },
     },
 ];
 
@@ -108,6 +124,23 @@ pub(crate) struct Settings {
     /// existed read as the default.
     #[serde(default)]
     pub update_restart: RestartPolicy,
+    /// After the game logs a map change, silence is a map load for this
+    /// long, not a failure (0: map changes are not told apart).
+    #[serde(default = "default_map_load")]
+    pub map_load_sec: f64,
+    /// When the game logs Steam's "needs to be restarted" notice, queue an
+    /// update unless left4me-update.service started less than this long
+    /// ago (0: never).
+    #[serde(default = "default_steam_update")]
+    pub steam_update_sec: f64,
+}
+
+fn default_map_load() -> f64 {
+    knob(MAP_LOAD).default
+}
+
+fn default_steam_update() -> f64 {
+    knob(STEAM_UPDATE).default
 }
 
 impl Default for Settings {
@@ -121,6 +154,8 @@ impl Default for Settings {
             restarts_max: knob(RESTARTS_MAX).default as u32,
             restarts_window_sec: knob(RESTARTS_WINDOW).default,
             update_restart: RestartPolicy::WhenEmpty,
+            map_load_sec: default_map_load(),
+            steam_update_sec: default_steam_update(),
         }
     }
 }
@@ -156,6 +191,8 @@ impl Settings {
             restarts_max: count(&lookup, knob(RESTARTS_MAX))?,
             restarts_window_sec: seconds(&lookup, knob(RESTARTS_WINDOW))?,
             update_restart: policy_from_lookup(&lookup)?,
+            map_load_sec: seconds(&lookup, knob(MAP_LOAD))?,
+            steam_update_sec: seconds(&lookup, knob(STEAM_UPDATE))?,
         })
     }
 
@@ -170,6 +207,9 @@ impl Settings {
     }
     pub(crate) fn restarts_window_ms(&self) -> u64 {
         (self.restarts_window_sec * 1000.0) as u64
+    }
+    pub(crate) fn map_load_ms(&self) -> u64 {
+        (self.map_load_sec * 1000.0) as u64
     }
 }
 

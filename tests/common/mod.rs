@@ -15,6 +15,8 @@ pub const HELPER: &str = env!("CARGO_BIN_EXE_left4me-overlay");
 /// An unprivileged account every Debian system has, standing in for left4me.
 pub const SERVICE_USER: &str = "daemon";
 pub const SERVICE_UID: u32 = 1;
+/// Its group (daemon), which stands in for the service group.
+pub const SERVICE_GID: u32 = 1;
 const ISOLATED: &str = "LEFT4ME_TEST_ISOLATED";
 
 /// Declares a root test: ignored unless run with `--include-ignored`, and then

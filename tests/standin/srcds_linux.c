@@ -54,6 +54,12 @@
  *                     monitor to restart servers mid-load until it allowed
  *                     about 60 s (GameServerManagers/LinuxGSM#61, #3208,
  *                     #4343). Absent: a changelevel costs nothing.
+ *   DIR/stall         the next query blocks the main thread for the
+ *                     milliseconds the file holds, printing nothing: a
+ *                     silence without a map change (see stall())
+ *   DIR/steam-update  print Steam's "needs to be restarted" notice, as
+ *                     the engine does when Steam has a newer build, again
+ *                     every so many milliseconds (see steam_notice())
  *   DIR/players       the player count A2S_INFO reports: "N" is N players,
  *                     no bots; "N B" is N+B players of which B are bots
  *                     (Source counts bots among the players); missing,
@@ -164,6 +170,11 @@ static void console_command(char *line)
     if (!strncmp(line, "changelevel ", 12) && line[12]) {
         snprintf(map, sizeof map, "%.*s", (int)sizeof map - 1, line + 12);
         logmsg("console: changelevel %s", map);
+        /* The engine's own line at the start of a changelevel (Source SDK
+         * 2013 engine/host.cpp, Host_Changelevel: Warning("---- Host_Changelevel
+         * ----\n")), unprefixed, as srcds prints it. */
+        printf("---- Host_Changelevel ----\n");
+        fflush(stdout);
         long ms = file_ms("map-load");
         if (ms > 0) {
             logmsg("loading map %s for %ld ms, no queries answered until then", map, ms);
@@ -243,6 +254,49 @@ static int switch_on(const char *name)
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", game_dir, name);
     return access(path, F_OK) == 0;
+}
+
+/* DIR/stall: the main thread blocks for the milliseconds the file holds
+ * and prints nothing meanwhile (a plugin or a disk that stalls the server
+ * without a map change), then answers again. The scenario removes the
+ * file once it sees the log line, or every query stalls again. */
+static void stall(long ms)
+{
+    if (ms <= 0)
+        return;
+    logmsg("stall: main thread blocked for %ld ms, no map change", ms);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested)
+        ;
+}
+
+/* DIR/steam-update: Steam has a newer build. The engine then prints, on
+ * the master server's request, "Your server needs to be restarted in order
+ * to receive the latest update." with Msg() and the same text through
+ * Log() (Source SDK 2013 engine/baseserver.cpp; ReHLDS prints it the same
+ * way), and repeats it while the request stands (at the master server's
+ * heartbeat, minutes apart); here at a query, at most once per the
+ * milliseconds the file holds (empty: 1000). */
+static void steam_notice(void)
+{
+    static struct timespec last;
+    long every = file_ms("steam-update");
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long since = (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
+    if (every <= 0 || (last.tv_sec && since < every))
+        return;
+    last = now;
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    char stamp[64];
+    strftime(stamp, sizeof stamp, "L %m/%d/%Y - %H:%M:%S: ", &tm);
+    printf("Your server needs to be restarted in order to receive the latest update.\n"
+           "%sYour server needs to be restarted in order to receive the latest update.\n",
+           stamp);
+    fflush(stdout);
+    logmsg("steam-update: printed Steam's restart notice");
 }
 
 /* Milliseconds from DIR/NAME: 0 when absent, 1000 when empty or not a
@@ -487,6 +541,8 @@ int main(int argc, char **argv)
             continue;
         if (switch_on("hang"))
             hang_forever();
+        stall(file_ms("stall"));
+        steam_notice();
         uint32_t got;
         if ((size_t)n < qlen + 4 || (memcpy(&got, in + qlen, 4), got != challenge)) {
             uint8_t ch[9] = {0xff, 0xff, 0xff, 0xff, 'A'};

@@ -164,11 +164,14 @@ install_fake_steamcmd() {
     mkdir -p /usr/local/share/left4me-test
     cp -R "$SHARE/standin/installation" /usr/local/share/left4me-test/standin
     chown -R root:root /usr/local/share/left4me-test
-    mkdir -p /run/systemd/system/left4me-update.service.d
     # The anonymous workaround unless host.env says otherwise (host.env's
     # EnvironmentFile= beats Environment=): no credential to set up.
-    printf '[Service]\nEnvironment=LEFT4ME_STEAMCMD=/usr/local/bin/fake-steamcmd LEFT4ME_STEAM_LOGIN=anonymous-platform-workaround\n' \
-        > /run/systemd/system/left4me-update.service.d/fake-steamcmd.conf
+    local u
+    for u in left4me-update left4me-verify; do
+        mkdir -p "/run/systemd/system/$u.service.d"
+        printf '[Service]\nEnvironment=LEFT4ME_STEAMCMD=/usr/local/bin/fake-steamcmd LEFT4ME_STEAM_LOGIN=anonymous-platform-workaround\n' \
+            > "/run/systemd/system/$u.service.d/fake-steamcmd.conf"
+    done
     systemctl daemon-reload
 }
 # fake_steamcmd_conf BUILD [MODE [KEY=VALUE...]]
@@ -208,6 +211,16 @@ run_update() {
 update_journal() {
     journalctl --sync 2>/dev/null || true
     journalctl --no-pager -o cat -u left4me-update.service --after-cursor "$UPDATE_CURSOR"
+}
+# The same for the verification unit (left4me-verify.service).
+run_verify() {
+    systemctl reset-failed left4me-verify.service 2>/dev/null || true
+    update_mark
+    systemctl start left4me-verify.service
+}
+verify_journal() {
+    journalctl --sync 2>/dev/null || true
+    journalctl --no-pager -o cat -u left4me-verify.service --after-cursor "$UPDATE_CURSOR"
 }
 
 # apt refuses to install from the 9p share ("Pathname to install is not

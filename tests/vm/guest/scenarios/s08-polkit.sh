@@ -1,6 +1,9 @@
 # 8. As the left4me user (polkit over D-Bus): can start/stop
 #    left4me-server@x, start the update, cannot start any other unit.
-# budget: 80
+#    Invented names leave no unit loaded in PID 1 (CollectMode=), and a
+#    start that fails leaves its reason for the group in
+#    runtime/x/last-failure.json.
+# budget: 110
 standard_overlays
 remove_instance x
 make_instance x 27024 "base" "polkit x"
@@ -76,4 +79,41 @@ done
 if as_user systemctl stop dbus.service 2>/dev/null; then fail "left4me could stop dbus.service"; fi
 rm -f /run/systemd/system/left4me-vm-canary.service /run/systemd/system/left4me-server-canary.service
 systemctl daemon-reload
+
+# Every template the rule grants, with names no instance has: each start
+# fails, and nothing of them stays loaded in PID 1 (without CollectMode=
+# each one would stay `failed`, up to systemd's limit of loaded units).
+for i in 1 2 3 4 5; do
+    if as_user systemctl start "left4me-server@inv$i.service" 2>/dev/null; then fail "left4me-server@inv$i started"; fi
+    for t in reset enable disable; do
+        as_user systemctl start --wait "left4me-$t@inv$i.service" 2>/dev/null && [ "$t" != disable ] &&
+            fail "left4me-$t@inv$i succeeded"
+    done
+done
+sleep 1
+left=$(systemctl list-units --all --no-legend --plain 'left4me-*@inv*' | awk '{ print $1 " " $3 }')
+[ -z "$left" ] || fail "units of invented names stay loaded: $left"
+[ ! -e "$STATE/runtime/inv1" ] || fail "an invented name left $STATE/runtime/inv1"
+# A real instance whose start fails: the overlay unit is gone too, and the
+# helper's reason is there for the group, with its exit code.
+echo 'L4D2_ARGS="-debug"' >> "$STATE/instances/x/instance.env"
+if as_user systemctl start "$(unit x)" 2>/dev/null; then fail "x started with a refused flag"; fi
+[ -z "$(systemctl list-units --all --no-legend --plain "$(overlay_unit x)")" ] || fail "the failed overlay unit of x stays loaded"
+why=$(as_user cat "$STATE/runtime/x/last-failure.json") || fail "left4me cannot read runtime/x/last-failure.json"
+if ! grep -q "\"exit_code\":11" <<< "$why" || ! grep -q -- -debug <<< "$why"; then fail "last-failure.json does not say why: $why"; fi
+note "invented names: nothing loaded; x's failed start: $why"
+# At most 256 instances enabled for boot: renaming its instance dir between
+# enables, the user could otherwise enable names without end (three units
+# each at the next boot). 256 links of other names: x is refused, exit 15.
+sed -i '/^L4D2_ARGS="-debug"$/d' "$STATE/instances/x/instance.env"
+w=/etc/systemd/system/multi-user.target.wants
+mkdir -p "$w"
+for i in $(seq 1 256); do ln -sf /usr/lib/systemd/system/left4me-server@.service "$w/left4me-server@cap$i.service"; done
+if as_user systemctl start --wait left4me-enable@x.service 2>/dev/null; then fail "a 257th instance could be enabled"; fi
+[ ! -e "$w/left4me-server@x.service" ] || fail "x was enabled past the limit"
+rm -f "$w"/left4me-server@cap*.service
+as_user systemctl start --wait left4me-enable@x.service || fail "x cannot be enabled below the limit"
+[ -L "$w/left4me-server@x.service" ] || fail "enable@x left no link"
+as_user systemctl start --wait left4me-disable@x.service || fail "x cannot be disabled"
+note "256 enabled instances: the next is refused, below that it is enabled"
 remove_instance x

@@ -10,10 +10,13 @@
 #       message;
 #     - a fresh host with the anonymous platform workaround: installs, and
 #       the Windows-only files are pruned at commit;
-#     - validate never runs on a hard-linked .next/, does in copy mode; the
-#       same build again in copy mode reports (and commits) what it repaired;
+#     - validate never runs on a hard-linked .next/, does in copy mode;
+#     - left4me-verify.service: a file damaged in the current generation is
+#       reported by name and the repaired tree committed (with host.env on
+#       hard links); nothing damaged says so; Steam at a newer build is
+#       refused (exit 15 through `left4me update --verify`), nothing switched;
 #     - an exit-0 failure (partial install) fails, an exit-8 success commits.
-# budget: 160
+# budget: 200
 standard_overlays
 install_fake_steamcmd
 # The generations are set aside for the fresh hosts below and come back.
@@ -29,6 +32,9 @@ pw=Sekr1t-s45-pw
 pwhash=$(printf '%s' "$pw" | sha256sum | cut -d' ' -f1)
 code=G7K2Q
 
+# The update user's home as the unit's StateDirectory= makes it at its first
+# start (here no update may have run yet: s45 right after s01).
+install -d -m 0700 -o left4me-update -g left4me-update /var/lib/left4me-update
 # An anonymous Linux install is refused with exit 0, as the real one does.
 printf 'force_install_dir "/tmp"\nlogin anonymous\napp_update 222860\nquit\n' > /tmp/s45.script
 chmod 0644 /tmp/s45.script
@@ -135,20 +141,43 @@ run_update || fail "copy mode: the update failed: $(update_journal | tail -n 20)
 grep -qE "validated [0-9]+ files" <<<"$(update_journal)" || fail "copy mode: validate did not run: $(update_journal | tail -n 20)"
 note "validate: skipped on hard links, run in copy mode"
 
-# Verification: the same build again on an unshared copy, with a file of the
-# current generation damaged: validate repairs the copy, commit reports the
-# file and makes the repaired tree a generation; the damaged one is untouched.
+# Verification (left4me-verify.service): host.env back to hard links, which
+# the unit overrides with a full copy. A file of the current generation
+# damaged on disk (root writes it): validate repairs the copy, commit names
+# the file and commits the repaired tree; the damaged generation is untouched.
+set_host_env LEFT4ME_UPDATE_RESTART=never LEFT4ME_STEAM_LOGIN=anonymous-platform-workaround LEFT4ME_UPDATE_COPY=auto
 g=$(gen_current)
 printf 'damaged\n' > "$GENS/$g/left4dead2/gameinfo.txt"
 fake_steamcmd_conf 302 ok
-run_update || fail "verify: the run failed: $(update_journal | tail -n 20)"
-journal=$(update_journal)
+run_verify || fail "verify: the run failed: $(verify_journal | tail -n 20)"
+journal=$(verify_journal)
+grep -qF " 0 hard-linked, " <<<"$journal" || fail "verify: prepare hard-linked files under LEFT4ME_UPDATE_COPY=auto: $journal"
 grep -qF "validate repaired left4dead2/gameinfo.txt in place" <<<"$journal" || fail "verify: the fake did not repair: $journal"
-grep -qF "validate repaired 1 files that differ from generation $g" <<<"$journal" || fail "verify: commit did not report the file: $journal"
-[ "$(gen_current)" != "$g" ] || fail "verify: the repaired tree is not a generation"
-cmp -s "$(gen_dir)/left4dead2/gameinfo.txt" /usr/local/share/left4me-test/standin/left4dead2/gameinfo.txt || fail "verify: the new generation is not repaired"
+g2=$(gen_current)
+[ "$g2" != "$g" ] || fail "verify: the repaired tree is not a generation"
+grep -qF "verified: 1 files differed from generation $g (build 302), first: left4dead2/gameinfo.txt; committed the repaired tree as generation $g2;" <<<"$journal" ||
+    fail "verify: no summary naming the file: $journal"
+cmp -s "$GENS/$g2/left4dead2/gameinfo.txt" /usr/local/share/left4me-test/standin/left4dead2/gameinfo.txt || fail "verify: the new generation is not repaired"
 [ "$(cat "$GENS/$g/left4dead2/gameinfo.txt")" = damaged ] || fail "verify: the damaged generation was written"
-note "verify: $(grep -o 'validate repaired 1 files that differ from generation [^;]*' <<<"$journal")"
+note "verify: $(grep -o 'verified: 1 files differed[^;]*' <<<"$journal")"
+# Nothing differs now: said so, nothing switched.
+run_verify || fail "verify again: the run failed: $(verify_journal | tail -n 20)"
+grep -qxF "verified: no file differs from generation $g2 (build 302); nothing switched" <<<"$(verify_journal)" ||
+    fail "verify again: no 'no file differs': $(verify_journal | tail -n 20)"
+[ "$(gen_current)" = "$g2" ] || fail "verify again: current moved"
+# Steam has a newer build: a verification is no update. Through the admin
+# command, which reports the commit's exit status.
+fake_steamcmd_conf 303 ok
+before=$(gen_ids | paste -sd' ')
+update_mark
+rc=0; out=$(/usr/sbin/left4me update --verify 2>&1) || rc=$?
+[ "$rc" = 15 ] || fail "verify, newer build: left4me update --verify exited $rc, not 15: $out"
+grep -qF "not verified: Steam has build 303, generation $g2 is build 302" <<<"$(verify_journal)" ||
+    fail "verify, newer build: no refusal: $(verify_journal | tail -n 20)"
+[ "$(gen_current)" = "$g2" ] || fail "verify, newer build: current moved"
+[ ! -e "$GENS/.next" ] || fail "verify, newer build: .next/ left"
+[ "$(gen_ids | paste -sd' ')" = "$before" ] || fail "verify, newer build: generations $(gen_ids | paste -sd' '), were $before"
+note "verify, newer build: refused (exit 15), nothing switched"
 
 # Exit status is not the judge: 0 after a partial install fails; 8 after a
 # full one commits.
