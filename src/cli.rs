@@ -87,13 +87,17 @@ pub(crate) struct GenerateArg {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Assemble and mount the instance's overlay on runtime/INSTANCE/merged,
-    /// and write the game's environment (instance.env's validated L4D2_*
-    /// variables) to runtime/.left4me/INSTANCE.env. Already mounted with the
-    /// same layer stack: only the environment is rewritten, exit 0.
-    Mount(InstanceArgs),
-    /// Remove runtime/.left4me/INSTANCE.env and unmount the instance's
-    /// overlay. Not mounted: nothing else to do, exit 0.
-    Umount(InstanceArgs),
+    /// write the game's environment (instance.env's validated L4D2_*
+    /// variables) to runtime/.left4me/INSTANCE.env, make the console FIFO
+    /// CONSOLE_DIR/INSTANCE.stdin, and set left4me-server@INSTANCE's
+    /// AllowedCPUs= from L4D2_CPUS (only when it has it, or had it earlier
+    /// in this boot). Already mounted with the same layer stack: only the
+    /// environment is rewritten (and a missing console made), exit 0.
+    Mount(MountArgs),
+    /// Remove the console FIFO and runtime/.left4me/INSTANCE.env and
+    /// unmount the instance's overlay. Not mounted: nothing else to do,
+    /// exit 0.
+    Umount(UmountArgs),
     /// Discard the instance's writable layer (refused while mounted).
     /// Instance configuration in instances/INSTANCE/ is kept.
     Reset(InstanceArgs),
@@ -289,6 +293,43 @@ pub(crate) struct InstanceArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsoleArg {
+    /// Where the consoles are (root's; the server unit opens
+    /// /run/left4me/INSTANCE.stdin, so only tests change it).
+    #[arg(
+        long,
+        env = "LEFT4ME_CONSOLE_DIR",
+        default_value = crate::console::DIR,
+        value_name = "DIR"
+    )]
+    pub(crate) console_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MountArgs {
+    #[command(flatten)]
+    pub(crate) target: InstanceArgs,
+    #[command(flatten)]
+    pub(crate) console: ConsoleArg,
+    /// systemctl, for the server unit's AllowedCPUs= (L4D2_CPUS).
+    #[arg(
+        long,
+        env = "LEFT4ME_SYSTEMCTL",
+        default_value = "systemctl",
+        value_name = "PATH"
+    )]
+    pub(crate) systemctl: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UmountArgs {
+    #[command(flatten)]
+    pub(crate) target: InstanceArgs,
+    #[command(flatten)]
+    pub(crate) console: ConsoleArg,
 }
 
 #[derive(Debug, Args)]

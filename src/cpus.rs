@@ -1,13 +1,20 @@
 //! `L4D2_CPUS`: the CPUs an instance's game may run on, as a cpu list
 //! (`1`, `0-3`, `0,2,4-5`: cpuset(7)'s "List format"). The helper validates
 //! it, checks it against the CPUs the host has at mount, and writes it in
-//! canonical form to runtime/.left4me/NAME.cpus; the overlay unit hands that
-//! to systemd as the server unit's AllowedCPUs= (a cgroup cpuset), which no
-//! thread of the game can leave: sched_setaffinity(2) only narrows within it.
+//! canonical form, as the server unit's AllowedCPUs= (a cgroup cpuset), which
+//! no thread of the game can leave: sched_setaffinity(2) only narrows within
+//! it. The mount sets it through `systemctl set-property --runtime` (path
+//! from the unit's command line) only when there is something to set: the
+//! instance has `L4D2_CPUS`, or had it earlier in this boot and must get
+//! every CPU back ([`apply`]).
 
 use std::collections::BTreeSet;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use crate::error::{Failure, Kind};
+use crate::fsx;
 
 pub(crate) const KEY: &str = "L4D2_CPUS";
 /// [`CpuList::parse`]'s syntax as a regular expression, for the contract.
@@ -104,6 +111,85 @@ impl CpuList {
             )
         })
     }
+}
+
+/// Identifies the boot: a runtime property (`--runtime`, kept in
+/// /run/systemd/system.control) lives exactly as long.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Gives `left4me-server@NAME` the CPUs `want` (None: every CPU) before it
+/// starts, forking `systemctl` only when that changes anything: with
+/// `want`, always (a runtime setting may have been reverted meanwhile);
+/// without, only if this helper pinned the instance earlier in this boot.
+/// `record` (root-only, in runtime/.left4me/) says so: the boot id and the
+/// list, written before the call (so a call that set it and then failed is
+/// still undone later), removed once every CPU is given back. A pin of an
+/// earlier boot went with it, as did its record's meaning.
+pub(crate) fn apply(
+    helper_dir: BorrowedFd<'_>,
+    record: &str,
+    record_shown: &Path,
+    unit: &str,
+    want: Option<&CpuList>,
+    systemctl: &Path,
+) -> Result<(), Failure> {
+    let boot = std::fs::read_to_string(BOOT_ID)
+        .map_err(|e| {
+            Failure::new(Kind::Unexpected, format!("read {BOOT_ID}: {e}")).hint("is /proc mounted?")
+        })?
+        .trim()
+        .to_owned();
+    match want {
+        Some(cpus) => {
+            let list = cpus.render();
+            fsx::write_replace(
+                helper_dir,
+                record,
+                format!("{boot} {list}\n").as_bytes(),
+                record_shown,
+            )?;
+            set_allowed(systemctl, unit, &list)
+        }
+        None => {
+            let pinned = match fsx::read_small_file(helper_dir, record, record_shown, 256) {
+                Ok(bytes) => bytes.split(|&b| b == b' ').next() == Some(boot.as_bytes()),
+                Err(f) if f.kind == Kind::Missing => false,
+                // Unreadable: it may say this boot; giving every CPU back is harmless.
+                Err(_) => true,
+            };
+            if !pinned {
+                return Ok(());
+            }
+            set_allowed(systemctl, unit, "")?;
+            fsx::remove_file(helper_dir, record, record_shown)
+        }
+    }
+}
+
+/// `systemctl set-property --runtime UNIT AllowedCPUs=LIST` (empty: every
+/// CPU). A property change, not a job: it cannot wait on the server's
+/// pending start job, and applied before the server starts (it is ordered
+/// after the overlay unit), its cgroup is created with the cpuset.
+fn set_allowed(systemctl: &Path, unit: &str, list: &str) -> Result<(), Failure> {
+    let property = format!("AllowedCPUs={list}");
+    let shown = format!(
+        "{} set-property --runtime {unit} {property}",
+        systemctl.display()
+    );
+    let status = Command::new(systemctl)
+        .args(["set-property", "--runtime", unit, &property])
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| {
+            Failure::new(Kind::Unexpected, format!("run {shown}: {e}"))
+                .hint("check the --systemctl path in the overlay unit")
+        })?;
+    if !status.success() {
+        return Err(Failure::new(Kind::Unexpected, format!("{shown}: {status}"))
+            .hint("systemctl's own message is just above in the journal"));
+    }
+    tracing::info!("{unit}: {property}");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -230,6 +230,7 @@ pub(crate) mod libc_mode {
     pub(crate) const S_IFREG: u32 = 0o100000;
     pub(crate) const S_IFDIR: u32 = 0o040000;
     pub(crate) const S_IFLNK: u32 = 0o120000;
+    pub(crate) const S_IFIFO: u32 = 0o010000;
 }
 
 pub(crate) fn file_type(st: &Stat) -> u32 {
@@ -466,6 +467,66 @@ pub(crate) fn remove_file(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Resu
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(Failure::os(shown, "remove", e)),
     }
+}
+
+/// Makes a fresh FIFO `name` in `dir` (a directory only root writes), owned
+/// root:`gid`, mode 0660. It is made 0600 and opened up only once its group
+/// is right; owner and mode are set through a descriptor of the new FIFO,
+/// opened without following a link (read-write and non-blocking: the open
+/// of a FIFO then never waits for a peer). An entry of that name must be
+/// gone first ([`release_fifo`]); one that reappeared is an error.
+pub(crate) fn make_fifo(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    gid: u32,
+    shown: &Path,
+) -> Result<(), Failure> {
+    rustix::fs::mknodat(
+        dir,
+        name,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .map_err(|e| Failure::os(shown, "mkfifo", e))?;
+    let fd = open_fifo(dir, name, shown)?;
+    chown_fd(fd.as_fd(), 0, gid, shown)?;
+    chmod_fd(fd.as_fd(), 0o660, shown)
+}
+
+/// Removes `name` from `dir`, whatever it is but a directory. A FIFO is
+/// opened read-write for a moment first: a writer blocked in open(2)
+/// because nobody reads would otherwise wait forever on the unlinked
+/// inode; the open lets it through, and once this descriptor is closed its
+/// writes fail with EPIPE. Nothing is read. Only a FIFO is opened (looked
+/// at without following), so no device or other file is ever opened here.
+pub(crate) fn release_fifo(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<(), Failure> {
+    let held = match entry(dir, name) {
+        Ok(None) => return Ok(()),
+        Ok(Some(e)) if e.kind == libc_mode::S_IFIFO => Some(open_fifo(dir, name, shown)?),
+        Ok(Some(_)) => None,
+        Err(e) => return Err(Failure::os(shown, "stat", e)),
+    };
+    let removed = remove_file(dir, name, shown);
+    drop(held);
+    removed
+}
+
+/// Opens FIFO `name` in `dir` read-write, without following a link and
+/// without blocking; anything but a FIFO there is refused.
+fn open_fifo(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<OwnedFd, Failure> {
+    let flags =
+        OFlags::RDWR | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::openat2(dir, name, flags, Mode::empty(), BENEATH)
+        .map_err(|e| explain(dir, name, shown, e, "FIFO", BENEATH))?;
+    if file_type(&stat_fd(&fd, shown)?) != libc_mode::S_IFIFO {
+        return Err(Failure::new(
+            Kind::UnsafePath,
+            format!("{} is not a FIFO", shown.display()),
+        )
+        .hint("remove it; the overlay unit makes the console at every mount"));
+    }
+    Ok(fd)
 }
 
 #[cfg(test)]

@@ -181,6 +181,24 @@ pub(crate) fn read_record(helper_dir: BorrowedFd<'_>, paths: &InstancePaths) -> 
 }
 
 /// Whether runtime/<i>/merged carries this instance's overlay right now.
+/// Whether `name`'s overlay is on runtime/<name>/merged according to
+/// `table` (mountinfo read once for many instances); anything unclear
+/// (a symlink, a foreign mount, a failed stat) counts as not mounted.
+pub(crate) fn mounted_per(
+    table: &[mounts::MountEntry],
+    runtime_i: BorrowedFd<'_>,
+    name: &InstanceName,
+) -> bool {
+    let Ok(Some(entry)) = fsx::entry(runtime_i, MERGED) else {
+        return false;
+    };
+    entry.kind == libc_mode::S_IFDIR
+        && entry.mount_root
+        && table.iter().any(|m| {
+            m.id == entry.mnt_id && m.fstype == "overlay" && m.source == mount_source(name)
+        })
+}
+
 pub(crate) fn mounted_here(
     runtime_i: BorrowedFd<'_>,
     name: &InstanceName,

@@ -12,6 +12,7 @@
 mod a2s;
 mod admin;
 mod cli;
+mod console;
 mod contract;
 mod cpus;
 mod discard;

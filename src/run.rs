@@ -19,8 +19,8 @@ use crate::verbs::{self, Outcome};
 pub fn main() -> ExitCode {
     crate::cli::start(|cli: &Cli, command| {
         let (verb, instance, json) = match command {
-            Command::Mount(a) => ("mount", Some(a.instance.as_str()), a.json),
-            Command::Umount(a) => ("umount", Some(a.instance.as_str()), a.json),
+            Command::Mount(a) => ("mount", Some(a.target.instance.as_str()), a.target.json),
+            Command::Umount(a) => ("umount", Some(a.target.instance.as_str()), a.target.json),
             Command::Reset(a) => ("reset", Some(a.instance.as_str()), a.json),
             Command::Status(a) => ("status", a.instance.as_deref(), a.json),
             Command::Generation(g) => {
@@ -100,23 +100,30 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
     let state = State::open(&cli.global.state_dir)?;
     match command {
         Command::Mount(args) => {
-            let name = InstanceName::parse(&args.instance)?;
+            let name = InstanceName::parse(&args.target.instance)?;
             let user = ServiceUser::from_env()?;
+            let server = verbs::ForServer {
+                console_dir: &args.console.console_dir,
+                systemctl: &args.systemctl,
+            };
             let done = last_failure::kept(
                 &state,
                 &name,
                 &user,
                 "mount",
-                verbs::mount(&state, &name, &user),
+                verbs::mount(&state, &name, &user, &server),
             )?;
-            print_outcome(&done.outcome, args.json)?;
+            print_outcome(&done.outcome, args.target.json)?;
             if let Some(background) = done.discard {
                 discard::in_background(background);
             }
         }
         Command::Umount(args) => {
-            let name = InstanceName::parse(&args.instance)?;
-            print_outcome(&verbs::umount(&state, &name)?, args.json)?;
+            let name = InstanceName::parse(&args.target.instance)?;
+            print_outcome(
+                &verbs::umount(&state, &name, &args.console.console_dir)?,
+                args.target.json,
+            )?;
         }
         Command::Reset(args) => {
             let name = InstanceName::parse(&args.instance)?;

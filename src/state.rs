@@ -141,8 +141,8 @@ pub(crate) enum Own {
     EnvCopy,
     /// Held by the one background sweeper of the instance's discarded layers.
     Sweeper,
-    /// L4D2_CPUS validated, in canonical form (empty: every CPU), for the
-    /// overlay unit to hand to systemd as the server's AllowedCPUs=.
+    /// That the server's AllowedCPUs= was set at runtime, in which boot and
+    /// to what (cpus::apply): kept across umounts, as systemd keeps it.
     Cpus,
 }
 

@@ -10,6 +10,7 @@ use rustix::io::Errno;
 use rustix::mount::UnmountFlags;
 use serde::Serialize;
 
+use crate::console;
 use crate::cpus::CpuList;
 use crate::discard;
 use crate::envfile::{self, Assignment, InstanceConfig};
@@ -119,7 +120,7 @@ impl<'s> Locked<'s> {
     /// The client and SourceTV ports as resolved (ports.rs), so srcds gets
     /// exactly the ports checked. `LEFT4ME_GENERATION` tells the health
     /// check which generation the instance runs (the `when-empty` restart
-    /// policy, docs/updates.md). And the CPU list for the overlay unit.
+    /// policy, docs/updates.md).
     fn write_env_copy(&self, config: &InstanceConfig, stack: &[Layer]) -> Result<()> {
         let resolved = config.ports.resolved_vars();
         let mut vars: Vec<Assignment> = config
@@ -143,17 +144,6 @@ impl<'s> Locked<'s> {
             &env_copy,
             text.as_bytes(),
             &self.in_helper_dir(&env_copy),
-        )?;
-        let cpus_file = self.paths.own(Own::Cpus);
-        let cpus = config
-            .cpus
-            .as_ref()
-            .map_or(String::new(), |(c, _)| c.render() + "\n");
-        fsx::write_replace(
-            self.helper_dir.as_fd(),
-            &cpus_file,
-            cpus.as_bytes(),
-            &self.in_helper_dir(&cpus_file),
         )
     }
 
@@ -173,6 +163,10 @@ impl<'s> Locked<'s> {
         )?;
         let mut others = self.state.names_in(state::HELPER_DIR)?;
         others.sort();
+        // Read once for all of them: every instance starting at the same
+        // time waits for this lock, so what it covers must not grow with
+        // the square of their number.
+        let table = mounts::read_mountinfo("/proc/self/mountinfo");
         for file in others {
             let Some(other) = file
                 .strip_suffix(".env")
@@ -181,7 +175,7 @@ impl<'s> Locked<'s> {
             else {
                 continue;
             };
-            let Some(theirs) = self.running_ports(&other)? else {
+            let Some(theirs) = self.running_ports(&other, &table)? else {
                 continue;
             };
             if let Some((mine, used)) = config.ports.shared_with(&theirs) {
@@ -202,18 +196,18 @@ impl<'s> Locked<'s> {
     }
 
     /// The ports of `other` as its copy records them, if it is mounted.
-    fn running_ports(&self, other: &InstanceName) -> Result<Option<Ports>> {
+    fn running_ports(
+        &self,
+        other: &InstanceName,
+        table: &[mounts::MountEntry],
+    ) -> Result<Option<Ports>> {
         let paths = InstancePaths::new(other);
         let rel = paths.runtime();
         let Some(runtime_o) = fsx::open_dir_if_exists(self.state.fd(), &rel, &self.shown(&rel))?
         else {
             return Ok(None);
         };
-        let merged = self.shown(&paths.part(MERGED));
-        if !matches!(
-            instance::mounted_here(runtime_o.as_fd(), other, &merged),
-            Ok(Some(_))
-        ) {
+        if !instance::mounted_per(table, runtime_o.as_fd(), other) {
             return Ok(None);
         }
         let copy = InstancePaths::in_helper_dir(&paths.own(Own::EnvCopy));
@@ -287,7 +281,21 @@ pub(crate) struct MountDone {
     pub(crate) discard: Option<discard::Background>,
 }
 
-pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<MountDone> {
+/// What the mount does besides the overlay, for the server unit: both
+/// paths come from root (the overlay unit's command line).
+pub(crate) struct ForServer<'a> {
+    /// Where the console FIFO goes (console::DIR in the units).
+    pub(crate) console_dir: &'a Path,
+    /// For the server unit's AllowedCPUs= (cpus::apply).
+    pub(crate) systemctl: &'a Path,
+}
+
+pub(crate) fn mount(
+    state: &State,
+    name: &InstanceName,
+    user: &ServiceUser,
+    server: &ForServer<'_>,
+) -> Result<MountDone> {
     let paths = InstancePaths::new(name);
     let config = instance::read_config(state, &paths)?;
     if let Some((cpus, line)) = &config.cpus {
@@ -295,6 +303,15 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         cpus.check_against(&CpuList::host()?, &origin)?;
     }
     let l = Locked::take(state, name)?;
+    let cpus_record = paths.own(Own::Cpus);
+    crate::cpus::apply(
+        l.helper_dir.as_fd(),
+        &cpus_record,
+        &l.in_helper_dir(&cpus_record),
+        &format!("left4me-server@{name}.service"),
+        config.cpus.as_ref().map(|(c, _)| c),
+        server.systemctl,
+    )?;
     // root:<service group> 0750: the game reaches merged/ through its group;
     // other local users cannot read staged config (rcon passwords) through it.
     let rt_shown = l.shown(&paths.runtime());
@@ -315,6 +332,7 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
         if recorded.as_ref() == Some(&asked) {
             let _ports = l.claim_ports(&config)?;
             l.write_env_copy(&config, &asked)?;
+            console::make(server.console_dir, name, user.gid, false)?;
             tracing::info!("already mounted with the same layer stack");
             return Ok(MountDone {
                 outcome: l.outcome(Done::AlreadyMounted, &asked),
@@ -351,18 +369,30 @@ pub(crate) fn mount(state: &State, name: &InstanceName, user: &ServiceUser) -> R
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
     let (mnt, stack) = overlay::assemble(&state.root, name, &config, &game, user)?;
-    // Until attached: from here on this instance counts as running.
-    let _ports = l.claim_ports(&config)?;
-    let record = paths.own(Own::Record);
-    fsx::write_replace(
-        l.helper_dir.as_fd(),
-        &record,
-        instance::render_record(&stack).as_bytes(),
-        &l.in_helper_dir(&record),
-    )?;
-    l.write_env_copy(&config, &stack)?;
-    overlay::attach(mnt.as_fd(), merged.as_fd())
-        .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))?;
+    // Before the attach, the last step that can fail (a failed start's unit
+    // runs no ExecStop= to undo a mount), and outside the ports lock, for
+    // which every instance starting at the same time queues.
+    console::make(server.console_dir, name, user.gid, true)?;
+    let attached = (|| {
+        // Until attached: from here on this instance counts as running.
+        let _ports = l.claim_ports(&config)?;
+        let record = paths.own(Own::Record);
+        fsx::write_replace(
+            l.helper_dir.as_fd(),
+            &record,
+            instance::render_record(&stack).as_bytes(),
+            &l.in_helper_dir(&record),
+        )?;
+        l.write_env_copy(&config, &stack)?;
+        overlay::attach(mnt.as_fd(), merged.as_fd())
+            .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))
+    })();
+    if let Err(f) = attached {
+        if let Err(e) = console::remove(server.console_dir, name) {
+            tracing::warn!(error = %e, "console left behind");
+        }
+        return Err(f);
+    }
     tracing::info!(layers = stack.len(), "mounted");
     Ok(MountDone {
         outcome: l.outcome(Done::Mounted, &stack),
@@ -475,7 +505,13 @@ fn exists(state: &State, paths: &InstancePaths) -> Result<bool> {
     Ok(false)
 }
 
-pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
+pub(crate) fn umount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Outcome> {
+    // First, whatever happens below: no command reaches a stopped game, and
+    // no writer waits for one (console::remove). Not a reason to keep the
+    // overlay mounted if it fails.
+    if let Err(f) = console::remove(console_dir, name) {
+        tracing::warn!(error = %f, "console not removed");
+    }
     let paths = InstancePaths::new(name);
     if !exists(state, &paths)? {
         return Ok(Outcome {
@@ -487,10 +523,8 @@ pub(crate) fn umount(state: &State, name: &InstanceName) -> Result<Outcome> {
     }
     let l = Locked::take(state, name)?;
     // Whatever happens below, no later start may read a stale environment.
-    for own in [Own::EnvCopy, Own::Cpus] {
-        let file = l.paths.own(own);
-        fsx::remove_file(l.helper_dir.as_fd(), &file, &l.in_helper_dir(&file))?;
-    }
+    let env_copy = l.paths.own(Own::EnvCopy);
+    fsx::remove_file(l.helper_dir.as_fd(), &env_copy, &l.in_helper_dir(&env_copy))?;
     let Some(runtime_i) = l.open_runtime_i()? else {
         return Ok(l.outcome(Done::NotMounted, &[]));
     };

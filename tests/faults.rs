@@ -30,6 +30,7 @@ fn spawn(f: &Fixture, args: &[&str]) -> std::process::Child {
         .args(args)
         .env("LEFT4ME_USER", common::SERVICE_USER)
         .env("LEFT4ME_GROUP", common::SERVICE_USER)
+        .env("LEFT4ME_CONSOLE_DIR", &f.console)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

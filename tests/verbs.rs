@@ -352,6 +352,7 @@ root_test! {
             .arg(&f.root)
             .env("LEFT4ME_USER", common::SERVICE_USER)
             .env("LEFT4ME_GROUP", common::SERVICE_USER)
+            .env("LEFT4ME_CONSOLE_DIR", &f.console)
             .status()
             .unwrap();
         assert!(status.success());
@@ -499,6 +500,9 @@ root_test! {
         assert!(err.contains("or stop left4me-server@vs1 first"), "{err}");
         assert!(!f.is_mounted("vs2"));
         assert!(!f.path("runtime/.left4me/vs2.env").exists());
+        // Nor a console: it lives as long as the mount.
+        assert!(fs::symlink_metadata(f.console.join("vs2.stdin")).is_err());
+        assert!(f.console.join("vs1.stdin").exists());
         // What vs1's instance.env says now does not count: its copy does.
         f.write("instances/vs1/instance.env", "L4D2_PORT=40000\n");
         f.fails(&["mount", "vs2"], 23);
@@ -539,29 +543,132 @@ root_test! {
     }
 }
 
+/// A stand-in for systemctl, as the overlay unit's `--systemctl` names it:
+/// it records each call's arguments, one line per call, and exits with the
+/// code in `systemctl.exit` (0 when absent), as systemctl(1) exits non-zero
+/// when the manager refuses a call. Returns its path and its log.
+fn fake_systemctl(f: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = f.console.parent().unwrap();
+    let (bin, log) = (dir.join("systemctl"), dir.join("systemctl.log"));
+    fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {log}\nexit $(cat {dir}/systemctl.exit 2>/dev/null || echo 0)\n",
+            log = log.display(),
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    (bin, log)
+}
+
 root_test! {
     /// L4D2_CPUS: validated, checked against the host's CPUs at mount
-    /// (exit 24), written canonical for the overlay unit, removed at umount.
-    fn cpus_are_checked_against_the_host_and_written_for_the_unit() {
+    /// (exit 24), handed to systemctl as the server's AllowedCPUs=, and
+    /// given back (every CPU) at the next mount without it; systemctl runs
+    /// only then, never for an instance that was not pinned this boot.
+    fn cpus_are_checked_against_the_host_and_set_on_the_server_unit() {
         let f = Fixture::new();
-        let cpus = f.path("runtime/.left4me/vs1.cpus");
+        let (systemctl, log) = fake_systemctl(&f);
+        let systemctl = systemctl.to_str().unwrap();
+        let calls = || fs::read_to_string(&log).unwrap_or_default();
+        let record = f.path("runtime/.left4me/vs1.cpus");
+        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        let boot = boot.trim();
         f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=0,0-0\n");
-        f.ok(&["mount", "vs1"]);
-        assert_eq!(fs::read_to_string(&cpus).unwrap(), "0\n");
-        let meta = fs::metadata(&cpus).unwrap();
+        f.ok(&["mount", "--systemctl", systemctl, "vs1"]);
+        assert_eq!(calls(), "set-property --runtime left4me-server@vs1.service AllowedCPUs=0\n");
+        assert_eq!(fs::read_to_string(&record).unwrap(), format!("{boot} 0\n"));
+        let meta = fs::metadata(&record).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600));
-        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\n");
-        f.ok(&["mount", "vs1"]);
-        assert_eq!(fs::read_to_string(&cpus).unwrap(), "", "no L4D2_CPUS: every CPU");
+        // systemd keeps the property across the umount; so does the record.
         f.ok(&["umount", "vs1"]);
-        assert!(!cpus.exists());
+        assert!(record.exists());
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\n");
+        f.ok(&["mount", "--systemctl", systemctl, "vs1"]);
+        assert_eq!(calls().lines().last(), Some("set-property --runtime left4me-server@vs1.service AllowedCPUs="), "no L4D2_CPUS: every CPU again");
+        assert!(!record.exists());
+        // Nothing pinned: no systemctl at all, nor for a pin of an earlier boot.
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["mount", "--systemctl", systemctl, "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        fs::write(&record, "00000000-0000-0000-0000-000000000000 1\n").unwrap();
+        f.ok(&["mount", "--systemctl", systemctl, "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        assert_eq!(calls().lines().count(), 2, "{}", calls());
+        // A refused call fails the mount before anything is mounted.
+        fs::write(f.console.parent().unwrap().join("systemctl.exit"), "1\n").unwrap();
+        f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=0\n");
+        let err = f.fails(&["mount", "--systemctl", systemctl, "vs1"], 1);
+        assert!(err.contains("set-property --runtime left4me-server@vs1.service AllowedCPUs=0: exit status: 1"), "{err}");
+        assert!(!f.is_mounted("vs1"));
+        assert!(!f.console.join("vs1.stdin").exists());
+        // Refusals come before any call.
+        let before = calls().lines().count();
         f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=0,8000\n");
-        let err = f.fails(&["mount", "vs1"], 24);
+        let err = f.fails(&["mount", "--systemctl", systemctl, "vs1"], 24);
         assert!(err.contains("instance.env:2: L4D2_CPUS=0,8000 names CPU 8000 that this host does not have (online: "), "{err}");
         assert!(!f.is_mounted("vs1"));
         f.write("instances/vs1/instance.env", "L4D2_PORT=27015\nL4D2_CPUS=\"1 2\"\n");
-        let err = f.fails(&["mount", "vs1"], 11);
+        let err = f.fails(&["mount", "--systemctl", systemctl, "vs1"], 11);
         assert!(err.contains("instance.env:2: L4D2_CPUS: item 1 (\"1 2\") is not a CPU number"), "{err}");
+        assert_eq!(calls().lines().count(), before);
+    }
+}
+
+root_test! {
+    /// The console (docs/unit.md, "The console"): mount makes a fresh FIFO
+    /// root:<service group> 0660 in a root-only directory, replacing what
+    /// is there without following it; a mount of a mounted instance keeps
+    /// the game's FIFO; umount lets a writer blocked in open(2) through,
+    /// then removes it.
+    fn mount_makes_the_console_and_umount_releases_and_removes_it() {
+        use std::os::unix::fs::FileTypeExt;
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        let fifo = f.console.join("vs1.stdin");
+        // Whatever an earlier run left, a link to a file of someone else's
+        // included, is replaced, never followed.
+        fs::create_dir(&f.console).unwrap();
+        std::os::unix::fs::symlink(f.outside.join("secret"), &fifo).unwrap();
+        let before = f.snapshot_except("vs1");
+        f.ok(&["mount", "vs1"]);
+        assert_eq!(f.snapshot_except("vs1"), before);
+        let meta = fs::symlink_metadata(&fifo).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, SERVICE_UID, 0o660));
+        let dir = fs::metadata(&f.console).unwrap();
+        assert_eq!((dir.uid(), dir.mode() & 0o7777), (0, 0o755));
+        let ino = meta.ino();
+        assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
+        assert_eq!(fs::metadata(&fifo).unwrap().ino(), ino, "the running game's FIFO is kept");
+        // A writer blocked because nobody reads is let through by umount.
+        let mut writer = std::process::Command::new("sh")
+            .args(["-c", "echo status > \"$0\""])
+            .arg(&fifo)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(writer.try_wait().unwrap().is_none(), "the writer should block in open(2)");
+        f.ok(&["umount", "vs1"]);
+        assert!(fs::symlink_metadata(&fifo).is_err(), "the console outlived the mount");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while writer.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the blocked writer was not released");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // A fresh FIFO at every mount; a plain file there is replaced too.
+        fs::write(&fifo, "old\n").unwrap();
+        f.ok(&["mount", "vs1"]);
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        f.ok(&["umount", "vs1"]);
+        // A directory anyone but root may write to is refused (exit 13).
+        fs::set_permissions(&f.console, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = f.fails(&["mount", "vs1"], 13);
+        assert!(err.contains("must be root's and writable by root alone"), "{err}");
+        assert!(!f.is_mounted("vs1"));
     }
 }
 

@@ -212,7 +212,9 @@ fn console(name: &InstanceName, command: &str) -> Result<()> {
             "the console command is longer than 4095 bytes",
         ));
     }
-    let path = format!("/run/left4me/{name}.stdin");
+    let path = crate::console::path(Path::new(crate::console::DIR), name)
+        .display()
+        .to_string();
     let shown = Path::new(&path);
     let fd = rustix::fs::open(
         shown,

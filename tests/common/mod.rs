@@ -90,6 +90,9 @@ pub struct Fixture {
     pub root: PathBuf,
     /// A directory outside the state dir that no verb may ever touch.
     pub outside: PathBuf,
+    /// Where mount makes the consoles (--console-dir), instead of the
+    /// host's /run/left4me; root's like that one.
+    pub console: PathBuf,
     /// The game port [`Fixture::instance`] gives next: each instance its
     /// own, so instances mounted together never share one (exit 21).
     next_port: std::cell::Cell<u16>,
@@ -105,6 +108,7 @@ impl Fixture {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = dir.path().join("state");
         let outside = dir.path().join("outside");
+        let console = dir.path().join("console");
         for d in [
             "installation/left4dead2/cfg",
             "installation/left4dead2/logs",
@@ -121,6 +125,7 @@ impl Fixture {
             _dir: dir,
             root,
             outside,
+            console,
             next_port: std::cell::Cell::new(27015),
         };
         f.write("installation/srcds_run", "#!/bin/sh\n");
@@ -180,6 +185,8 @@ impl Fixture {
             .args(args)
             .env("LEFT4ME_USER", SERVICE_USER)
             .env("LEFT4ME_GROUP", SERVICE_USER)
+            .env("LEFT4ME_CONSOLE_DIR", &self.console)
+            .env_remove("LEFT4ME_SYSTEMCTL")
             .envs(env.iter().copied())
             .env_remove("JOURNAL_STREAM")
             .env_remove("LEFT4ME_STATE_DIR")
