@@ -106,17 +106,9 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 console_dir: &args.console.console_dir,
                 systemctl: &args.systemctl,
             };
-            let done = last_failure::kept(
-                &state,
-                &name,
-                &user,
-                "mount",
-                verbs::mount(&state, &name, &user, &server),
-            )?;
-            print_outcome(&done.outcome, args.target.json)?;
-            if let Some(background) = done.discard {
-                discard::in_background(background);
-            }
+            let done = verbs::mount(&state, &name, &user, &server);
+            let done = last_failure::kept(&state, &name, &user, "mount", done)?;
+            finish(&done.outcome, done.discard, args.target.json)?;
         }
         Command::Umount(args) => {
             let name = InstanceName::parse(&args.target.instance)?;
@@ -128,17 +120,9 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
         Command::Reset(args) => {
             let name = InstanceName::parse(&args.instance)?;
             let user = ServiceUser::from_env()?;
-            let done = last_failure::kept(
-                &state,
-                &name,
-                &user,
-                "reset",
-                verbs::reset(&state, &name, &user),
-            )?;
-            print_outcome(&done.outcome, args.json)?;
-            if let Some(background) = done.discard {
-                discard::in_background(background);
-            }
+            let done = verbs::reset(&state, &name, &user);
+            let done = last_failure::kept(&state, &name, &user, "reset", done)?;
+            finish(&done.outcome, done.discard, args.json)?;
         }
         Command::Status(args) => {
             let name = args
@@ -165,6 +149,16 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
         Command::Generation(g) => run_generation(&state, g)?,
     }
     Ok(0)
+}
+
+/// What a mount or reset did, on stdout; then the sweep of what it set
+/// aside, in the background.
+fn finish(outcome: &Outcome, discard: Option<discard::Background>, json: bool) -> Result<()> {
+    print_outcome(outcome, json)?;
+    if let Some(background) = discard {
+        discard::in_background(background);
+    }
+    Ok(())
 }
 
 fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
