@@ -33,7 +33,7 @@ UNIT=$(reset_unit four) unit_journal four "$since" | grep -i 'mounted' ||
     fail "the reset unit's journal does not say the instance is mounted"
 [ "$(active_state four)" = active ] || fail "the refused reset stopped the game"
 [ -e "$(merged four)/left4dead2/keep.txt" ] || fail "the refused reset lost data"
-systemctl reset-failed "$(reset_unit four)"
+# (Nothing to reset-failed: PID 1 unloads a failed reset unit, CollectMode=.)
 rc=0; "$HELPER" reset four || rc=$?
 [ "$rc" = 15 ] || fail "left4me-overlay reset while mounted exited $rc, expected 15"
 stop_instance four

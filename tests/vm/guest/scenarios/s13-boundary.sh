@@ -37,23 +37,29 @@ for u in "$(unit bnd)" "$(overlay_unit bnd)" "$(reset_unit bnd)" left4me-enable@
 done
 # The root units carry no environment file at all, and no `+`/`!` lines
 # exist anywhere (the server's commands all run as the service user) but in
-# the update unit, whose `+` lines are the helper's generation verbs, with
-# the unit's own environment (unit file and host.env, root's, checked above).
+# the update and verify units, whose `+` lines are the helper's generation
+# verbs, with the unit's own environment (unit file and host.env, root's,
+# checked above).
 for u in "$(overlay_unit bnd)" "$(reset_unit bnd)"; do
     [ -z "$(systemctl show -P EnvironmentFiles "$u")" ] || fail "$u reads an environment file"
 done
-if grep -nE '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-*.service | grep -v '^/usr/lib/systemd/system/left4me-update.service:'; then
+if grep -nE '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-*.service |
+    grep -v '^/usr/lib/systemd/system/left4me-\(update\|verify\).service:'; then
     fail "a unit runs a command with full privileges (lines above)"
 fi
-plus=$(grep -E '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-update.service)
-while IFS= read -r line; do
-    case $line in
-        "ExecStartPre=+$HELPER --state-dir $STATE generation prepare --owner left4me-update" | \
-        "ExecStartPost=+$HELPER --state-dir $STATE generation commit --steamcmd-log /run/left4me-update/steamcmd.log" | \
-        "ExecStopPost=+/bin/sh -c '[ \"\$\$SERVICE_RESULT\" = success ] || exec \"\$\$0\" --state-dir $STATE generation abort' $HELPER") ;;
-        *) fail "left4me-update.service has an unexpected privileged line: $line" ;;
-    esac
-done <<<"$plus"
+for kind in update verify; do
+    v=; [ "$kind" = verify ] && v=" --verify"
+    plus=$(grep -E '^Exec[A-Za-z]*=[-@:]*[+!]' "/usr/lib/systemd/system/left4me-$kind.service")
+    [ "$(wc -l <<<"$plus")" = 3 ] || fail "left4me-$kind.service has $(wc -l <<<"$plus") privileged lines, expected 3"
+    while IFS= read -r line; do
+        case $line in
+            "ExecStartPre=+$HELPER --state-dir $STATE generation prepare$v --owner left4me-update" | \
+            "ExecStartPost=+$HELPER --state-dir $STATE generation commit$v --steamcmd-log /run/left4me-$kind/steamcmd.log" | \
+            "ExecStopPost=+/bin/sh -c '[ \"\$\$SERVICE_RESULT\" = success ] || exec \"\$\$0\" --state-dir $STATE generation abort' $HELPER") ;;
+            *) fail "left4me-$kind.service has an unexpected privileged line: $line" ;;
+        esac
+    done <<<"$plus"
+done
 [ "$(systemctl show -P User left4me-update.service)" = left4me-update ] || fail "steamcmd does not run as left4me-update"
 [ "$(systemctl show -P User "$(unit bnd)")" = left4me ] || fail "the game does not run as left4me"
 
