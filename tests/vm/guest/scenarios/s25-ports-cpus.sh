@@ -130,7 +130,7 @@ systemctl start "$(unit pcpu)" 2>/dev/null && fail "pcpu started with CPU 7 on a
     fail "the overlay unit ended with $(last_failure_code pcpu), expected 24 (unknown-cpu)"
 journal_has "$(overlay_unit pcpu)" "$since" 'L4D2_CPUS=1,7 names CPU 7 that this host does not have (online: 0-1)' ||
     fail "no message naming the CPU"
-systemctl reset-failed "$(unit pcpu)" "$(overlay_unit pcpu)"
+systemctl reset-failed "$(unit pcpu)" "$(overlay_unit pcpu)" 2>/dev/null || true  # unloaded already (CollectMode=)
 
 # Without L4D2_CPUS the next start has every CPU again.
 sed -i '/^L4D2_CPUS=/d' "$STATE/instances/pcpu/instance.env"
