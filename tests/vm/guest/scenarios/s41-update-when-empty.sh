@@ -6,7 +6,7 @@
 #     are left, then moves too;
 #     now: both are restarted at once, players or not;
 #     never: neither moves.
-# budget: 170
+# budget: 240
 . ./health-lib.sh
 standard_overlays
 install_fake_steamcmd
