@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::Mode;
 use rustix::io::Errno;
 
-use crate::error::{Failure, Kind, Result};
+use crate::error::{Failure, Result};
 use crate::fsx;
 use crate::name::InstanceName;
 
@@ -81,18 +81,6 @@ fn open_dir(dir: &Path) -> Result<Option<OwnedFd>> {
         Err(Errno::NOENT) => return Ok(None),
         Err(e) => return Err(Failure::os(dir, "open directory", e)),
     };
-    let st = fsx::stat_fd(&fd, dir)?;
-    if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-        return Err(Failure::new(
-            Kind::UnsafePath,
-            format!(
-                "{} is owned by uid {} with mode {:o}; the consoles' directory must be root's and writable by root alone",
-                dir.display(),
-                st.st_uid,
-                st.st_mode & 0o7777
-            ),
-        )
-        .hint(format!("chown root:root {0} && chmod 0755 {0}", dir.display())));
-    }
+    crate::state::require_root_only(fd.as_fd(), dir)?;
     Ok(Some(fd))
 }

@@ -667,7 +667,7 @@ root_test! {
         // A directory anyone but root may write to is refused (exit 13).
         fs::set_permissions(&f.console, fs::Permissions::from_mode(0o777)).unwrap();
         let err = f.fails(&["mount", "vs1"], 13);
-        assert!(err.contains("must be root's and writable by root alone"), "{err}");
+        assert!(err.contains("must be owned by root and writable by nobody else"), "{err}");
         assert!(!f.is_mounted("vs1"));
     }
 }

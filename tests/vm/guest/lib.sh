@@ -204,28 +204,23 @@ update_mark() {
     journalctl --sync 2>/dev/null || true
     UPDATE_CURSOR=$(journalctl -n 1 -o cat --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
 }
-# Runs the update unit to its end; succeeds only if it did.
-run_update() {
-    systemctl reset-failed left4me-update.service 2>/dev/null || true
+# run_oneshot UNIT: runs the update or verification unit to its end;
+# succeeds only if it did.
+run_oneshot() {
+    systemctl reset-failed "$1" 2>/dev/null || true
     update_mark
-    systemctl start left4me-update.service
+    systemctl start "$1"
 }
-# Everything the update unit logged since the mark: steamcmd, the `+` lines
-# (all in the unit's cgroup) and systemd's messages about it.
-update_journal() {
+# journal_since_mark UNIT: everything UNIT logged since the mark: steamcmd,
+# the `+` lines (all in the unit's cgroup) and systemd's messages about it.
+journal_since_mark() {
     journalctl --sync 2>/dev/null || true
-    journalctl --no-pager -o cat -u left4me-update.service --after-cursor "$UPDATE_CURSOR"
+    journalctl --no-pager -o cat -u "$1" --after-cursor "$UPDATE_CURSOR"
 }
-# The same for the verification unit (left4me-verify.service).
-run_verify() {
-    systemctl reset-failed left4me-verify.service 2>/dev/null || true
-    update_mark
-    systemctl start left4me-verify.service
-}
-verify_journal() {
-    journalctl --sync 2>/dev/null || true
-    journalctl --no-pager -o cat -u left4me-verify.service --after-cursor "$UPDATE_CURSOR"
-}
+run_update() { run_oneshot left4me-update.service; }
+update_journal() { journal_since_mark left4me-update.service; }
+run_verify() { run_oneshot left4me-verify.service; }
+verify_journal() { journal_since_mark left4me-verify.service; }
 
 # apt refuses to install from the 9p share ("Pathname to install is not
 # absolute"), so install from a local copy.
