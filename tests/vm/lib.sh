@@ -51,23 +51,20 @@ vm_promtool() {
     echo "$cache/usr/bin/promtool"
 }
 
-# Prints the .deb to test: $LEFT4ME_DEB, else the newest target/deb build,
-# building it with scripts/build-deb when none exists.
+# vm_find_deb ROOT SUITE: the .deb to test in SUITE: $LEFT4ME_DEB, else the
+# newest of the suite's own builds (scripts/build-deb --suite SUITE, run
+# when there is none).
 vm_find_deb() {
-    local root=$1 deb
+    local root=$1 suite=$2 deb
     if [ -n "${LEFT4ME_DEB:-}" ]; then
         [ -f "$LEFT4ME_DEB" ] || { echo "LEFT4ME_DEB=$LEFT4ME_DEB does not exist" >&2; return 1; }
         echo "$LEFT4ME_DEB"; return
     fi
-    deb=$(ls -t "$root"/target/deb/left4me_*_amd64.deb 2>/dev/null | head -n1 || true)
+    deb=$(ls -t "$root/target/deb/$suite"/left4me_*_amd64.deb 2>/dev/null | head -n1 || true)
     if [ -z "$deb" ]; then
-        [ -x "$root/scripts/build-deb" ] || {
-            echo "no target/deb/left4me_*_amd64.deb and no scripts/build-deb to make one" >&2
-            return 1
-        }
-        "$root/scripts/build-deb" >&2
-        deb=$(ls -t "$root"/target/deb/left4me_*_amd64.deb 2>/dev/null | head -n1 || true)
-        [ -n "$deb" ] || { echo "scripts/build-deb produced no .deb" >&2; return 1; }
+        "$root/scripts/build-deb" --suite "$suite" >&2
+        deb=$(ls -t "$root/target/deb/$suite"/left4me_*_amd64.deb 2>/dev/null | head -n1 || true)
+        [ -n "$deb" ] || { echo "scripts/build-deb --suite $suite produced no .deb" >&2; return 1; }
     fi
     echo "$deb"
 }

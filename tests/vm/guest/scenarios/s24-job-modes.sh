@@ -41,18 +41,21 @@ cleanup() {
 trap cleanup EXIT
 
 # No job of ours may linger into the next combination, nor a running update
-# (update-now queues one a moment after its own start). Quiet for 1 s.
+# (update-now queues one a moment after its own start: while update-now runs
+# it is active, then the update's oneshot start job is queued). Two quiet
+# polls in a row, 0.2 s apart; each poll is two systemctl calls, which under
+# TCG is most of the poll's cost.
 busy() {
-    local jobs
+    local jobs states
     # Captured, not piped into grep -q (SIGPIPE under pipefail).
     jobs=$(systemctl list-jobs --no-legend 2>/dev/null || true)
     grep -Eq 'left4me-|jm-probe' <<<"$jobs" && return 0
-    case $(systemctl show -P ActiveState left4me-update.service) in inactive|failed) return 1 ;; esac
-    return 0
+    states=$(systemctl show -P ActiveState left4me-update-now.service left4me-update.service)
+    grep -Eqv '^(inactive|failed|)$' <<<"$states"
 }
 settle() {
     local deadline=$(( $(now_ms) + 60000 )) quiet=0
-    while [ "$quiet" -lt 5 ]; do
+    while [ "$quiet" -lt 2 ]; do
         if busy; then
             quiet=0
             systemctl stop --no-block left4me-update.service 2>/dev/null || true
@@ -60,22 +63,20 @@ settle() {
             quiet=$((quiet + 1))
         fi
         [ "$(now_ms)" -lt "$deadline" ] || fail "jobs still queued 60 s later: $(systemctl list-jobs --no-legend)"
-        sleep 0.2
+        [ "$quiet" -ge 2 ] || sleep 0.2
     done
 }
 prepare() { # UNIT VERB: the state a request of VERB on UNIT acts on
-    systemctl stop left4me-update.service 2>/dev/null || true
     settle
     # Also resets the start limit: this scenario starts jm far more often
     # than StartLimitBurst= allows in a minute.
     systemctl reset-failed 'left4me-*' 2>/dev/null || true
     case $1/$2 in
         left4me-server@*/stop|left4me-server@*/restart)
-            systemctl is-active -q "$(unit jm)" || { systemctl reset-failed "$(unit jm)" 2>/dev/null || true; start_instance jm; } ;;
+            systemctl is-active -q "$(unit jm)" || start_instance jm ;;
         *)
             if systemctl is-active -q "$(unit jm)"; then stop_instance jm; fi ;;
     esac
-    systemctl reset-failed 'left4me-*' 2>/dev/null || true
 }
 worst=0 worst_what='' failures=0 accepted=0
 try() { # UNIT VERB MODE
@@ -115,7 +116,6 @@ try() { # UNIT VERB MODE
         echo "ASSERTION: '$verb --job-mode=$mode $u' as left4me: root's transaction refused for $ms ms ($tries tries): $err" >&2
     fi
     [ "$ms" -le "$worst" ] || { worst=$ms; worst_what="$verb --job-mode=$mode $u"; }
-    settle
 }
 
 for mode in $modes; do
