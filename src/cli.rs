@@ -217,7 +217,16 @@ pub(crate) struct AfterArgs {
     /// check), or restart at once (now).
     #[arg(long, env = "LEFT4ME_UPDATE_RESTART", value_enum, default_value_t = RestartPolicy::WhenEmpty)]
     pub(crate) restart: RestartPolicy,
-    /// systemctl, for the restart policy `now`.
+    #[command(flatten)]
+    pub(crate) systemctl: SystemctlArg,
+}
+
+/// The systemctl of every root verb that calls it: one flag, so its help
+/// names each use.
+#[derive(Debug, Args)]
+pub(crate) struct SystemctlArg {
+    /// systemctl, for mount's AllowedCPUs= on the server unit (L4D2_CPUS)
+    /// and the restart policy `now` of generation commit and import.
     #[arg(
         long,
         env = "LEFT4ME_SYSTEMCTL",
@@ -314,14 +323,8 @@ pub(crate) struct MountArgs {
     pub(crate) target: InstanceArgs,
     #[command(flatten)]
     pub(crate) console: ConsoleArg,
-    /// systemctl, for the server unit's AllowedCPUs= (L4D2_CPUS).
-    #[arg(
-        long,
-        env = "LEFT4ME_SYSTEMCTL",
-        default_value = "systemctl",
-        value_name = "PATH"
-    )]
-    pub(crate) systemctl: PathBuf,
+    #[command(flatten)]
+    pub(crate) systemctl: SystemctlArg,
 }
 
 #[derive(Debug, Args)]

@@ -104,7 +104,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
             let user = ServiceUser::from_env()?;
             let server = verbs::ForServer {
                 console_dir: &args.console.console_dir,
-                systemctl: &args.systemctl,
+                systemctl: &args.systemctl.systemctl,
             };
             let done = verbs::mount(&state, &name, &user, &server);
             let done = last_failure::kept(&state, &name, &user, "mount", done)?;
@@ -165,7 +165,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
     let after = |a: &'_ AfterArgs| generation::After {
         keep: usize::from(a.keep.keep),
         restart: a.restart,
-        systemctl: a.systemctl.clone(),
+        systemctl: a.systemctl.systemctl.clone(),
     };
     match command {
         GenerationCommand::List(a) => {

@@ -92,7 +92,8 @@ pub(crate) enum Command {
 pub(crate) struct RunArgs {
     /// Instance name: 1-32 of [A-Za-z0-9_-], starting with a letter or digit.
     instance: String,
-    /// systemctl to restart the server with and read its main PID.
+    /// systemctl: restarts the server, queues updates, and reads the
+    /// server's main PID and the metrics' figures.
     #[arg(long, default_value = "systemctl", value_name = "PATH")]
     systemctl: PathBuf,
     /// Node exporter's textfile directory: INSTANCE's metrics go to
@@ -184,7 +185,6 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<()> {
                 instance,
                 run_dir: run_dir.to_owned(),
                 systemd: Systemctl(a.systemctl.clone()),
-                systemctl: a.systemctl.clone(),
                 metrics_dir: a.metrics_dir.clone(),
                 events: a.events.clone(),
             }

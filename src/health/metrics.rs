@@ -18,9 +18,9 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use super::monitor::{Systemd, UPDATE_UNIT};
 use super::record::{Phase, Record};
 use super::server_unit;
 use crate::a2s::{Answer, Info, QueryError};
@@ -30,7 +30,6 @@ use crate::generation::GenerationId;
 /// package's tmpfiles line makes it, the service user's).
 pub(crate) const DIR: &str = "/run/left4me-metrics";
 pub(crate) const HOST_FILE: &str = "left4me_host.prom";
-const UPDATE_UNIT: &str = "left4me-update.service";
 
 /// Upper bounds of the query latency histogram, seconds: a local answer
 /// takes about a millisecond, the check's timeout is seconds.
@@ -74,15 +73,23 @@ pub(crate) struct Unit {
 }
 
 /// systemd's properties over D-Bus (readable without privileges), through
-/// `systemctl show` as the check already reads MainPID: one source for the
+/// the check's `systemctl show` that also reads MainPID: one source for the
 /// cgroup's figures and NRestarts=, which the cgroup files do not have,
-/// and no dependence on where systemd puts the unit's cgroup.
-pub(crate) fn read_unit(systemctl: &Path, unit: &str) -> Unit {
-    let props = show(
-        systemctl,
-        unit,
-        "CPUUsageNSec,MemoryCurrent,MemoryPeak,TasksCurrent,NRestarts",
-    );
+/// and no dependence on where systemd puts the unit's cgroup. A show that
+/// fails leaves every figure unknown: metrics never stop the check.
+pub(crate) fn read_unit(systemd: &impl Systemd, unit: &str) -> Unit {
+    let props = systemd
+        .show(
+            unit,
+            &[
+                "CPUUsageNSec",
+                "MemoryCurrent",
+                "MemoryPeak",
+                "TasksCurrent",
+                "NRestarts",
+            ],
+        )
+        .unwrap_or_default();
     // u64::MAX is how systemd says "unknown".
     let num = |k: &str| {
         props
@@ -96,20 +103,6 @@ pub(crate) fn read_unit(systemctl: &Path, unit: &str) -> Unit {
         memory_peak_bytes: num("MemoryPeak"),
         tasks: num("TasksCurrent"),
         restarts: num("NRestarts"),
-    }
-}
-
-fn show(systemctl: &Path, unit: &str, props: &str) -> HashMap<String, String> {
-    let out = Command::new(systemctl)
-        .args(["show", "--timestamp=unix", "--property", props, unit])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-            .collect(),
-        _ => HashMap::new(),
     }
 }
 
@@ -475,20 +468,20 @@ fn tree_bytes(root: &Path) -> io::Result<(u64, HashSet<(u64, u64)>)> {
 /// its walk is cached for the life of the check.
 pub(crate) struct HostReader {
     installations: PathBuf,
-    systemctl: PathBuf,
     walked: HashMap<String, (Generation, HashSet<(u64, u64)>)>,
 }
 
 impl HostReader {
-    pub(crate) fn new(installations: PathBuf, systemctl: PathBuf) -> HostReader {
+    pub(crate) fn new(installations: PathBuf) -> HostReader {
         HostReader {
             installations,
-            systemctl,
             walked: HashMap::new(),
         }
     }
 
-    pub(crate) fn read(&mut self) -> Host {
+    /// The generations on disk, and the update unit's state from `systemd`
+    /// (none known when its show fails).
+    pub(crate) fn read(&mut self, systemd: &impl Systemd) -> Host {
         let current = super::rollover::read_current(&self.installations)
             .ok()
             .map(|id| id.as_str().to_owned());
@@ -538,11 +531,12 @@ impl HostReader {
                 }
             }
         }
-        let p = show(
-            &self.systemctl,
-            UPDATE_UNIT,
-            "ActiveState,Result,StateChangeTimestamp",
-        );
+        let p = systemd
+            .show(
+                UPDATE_UNIT,
+                &["ActiveState", "Result", "StateChangeTimestamp"],
+            )
+            .unwrap_or_default();
         let state = p.get("ActiveState").map(String::as_str).unwrap_or("");
         let at = p
             .get("StateChangeTimestamp")
@@ -580,9 +574,9 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result
 }
 
 /// The check's side: the figures of its own run, and where they go.
-pub(crate) struct Exporter {
+pub(crate) struct Exporter<'s, S: Systemd> {
     dir: PathBuf,
-    systemctl: PathBuf,
+    systemd: &'s S,
     interval: Duration,
     latency: Histogram,
     info: Option<Info>,
@@ -590,17 +584,17 @@ pub(crate) struct Exporter {
     warned: bool,
 }
 
-impl Exporter {
+impl<'s, S: Systemd> Exporter<'s, S> {
     pub(crate) fn new(
         dir: PathBuf,
         installations: PathBuf,
-        systemctl: PathBuf,
+        systemd: &'s S,
         interval: Duration,
-    ) -> Exporter {
+    ) -> Exporter<'s, S> {
         Exporter {
-            host: HostReader::new(installations, systemctl.clone()),
+            host: HostReader::new(installations),
             dir,
-            systemctl,
+            systemd,
             interval,
             latency: Histogram::default(),
             info: None,
@@ -620,11 +614,11 @@ impl Exporter {
         if !self.dir.is_dir() {
             return;
         }
-        let unit = read_unit(&self.systemctl, &server_unit(&record.instance));
+        let unit = read_unit(self.systemd, &server_unit(&record.instance));
         let text = render_instance(record, self.info.as_ref(), &self.latency, &unit);
         let mut result = write_atomically(&self.dir, &instance_file(&record.instance), &text);
         if result.is_ok() && self.host_due() {
-            let host = self.host.read();
+            let host = self.host.read(self.systemd);
             result = write_atomically(&self.dir, HOST_FILE, &render_host(&host));
         }
         if let Err(e) = result {
@@ -654,7 +648,11 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::monitor::fake::FakeSystemd;
     use crate::health::settings::Settings;
+    use rstest::rstest;
+
+    const SERVER: &str = "left4me-server@vs1.service";
 
     fn answered(players: u8, bots: u8) -> (Record, Info, Histogram) {
         let info = Info::for_test(players, bots);
@@ -773,8 +771,8 @@ mod tests {
         .unwrap();
         fs::create_dir(inst.join(".next")).unwrap();
         fs::write(inst.join("current"), format!("{b}\n")).unwrap();
-        let mut reader = HostReader::new(inst.clone(), PathBuf::from("/bin/false"));
-        let h = reader.read();
+        let mut reader = HostReader::new(inst.clone());
+        let h = reader.read(&FakeSystemd::default());
         assert_eq!(h.current.as_deref(), Some(b));
         assert_eq!(h.generations.len(), 2);
         assert!(h.generations.iter().all(|g| g.bytes >= 64 * 1024));
@@ -791,63 +789,148 @@ mod tests {
         assert!(t.contains("left4me_generations 2\n"), "{t}");
     }
 
-    /// systemd's answers as `systemctl show --timestamp=unix` prints them.
-    fn fake_systemctl(dir: &Path, out: &str) -> PathBuf {
-        let path = dir.join("systemctl");
-        fs::write(&path, format!("#!/bin/sh\nprintf '{out}'\n")).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
+    const UPDATE_FAILED: &[(&str, &str)] = &[
+        ("ActiveState", "failed"),
+        ("Result", "exit-code"),
+        ("StateChangeTimestamp", "@1733368317"),
+    ];
 
-    #[test]
-    fn the_last_update_and_the_units_figures_from_systemd() {
+    #[rstest]
+    #[case::failed(true, UPDATE_FAILED, Some((false, 1733368317)), false)]
+    #[case::succeeded(
+        true,
+        &[("ActiveState", "inactive"), ("Result", "success"), ("StateChangeTimestamp", "@1733368317")],
+        Some((true, 1733368317)),
+        false
+    )]
+    #[case::running(
+        true,
+        &[("ActiveState", "activating"), ("Result", "success"), ("StateChangeTimestamp", "@1733368317")],
+        None,
+        true
+    )]
+    #[case::never_ran(true, &[("ActiveState", "inactive"), ("Result", "success")], None, false)]
+    #[case::show_fails(false, &[], None, false)]
+    fn the_last_update_from_systemd(
+        #[case] known: bool,
+        #[case] props: &[(&str, &str)],
+        #[case] update: Option<(bool, u64)>,
+        #[case] running: bool,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let failed = fake_systemctl(
-            dir.path(),
-            "ActiveState=failed\\nResult=exit-code\\nStateChangeTimestamp=@1733368317\\n",
-        );
-        let h = HostReader::new(dir.path().join("none"), failed).read();
-        assert_eq!(
-            (h.update, h.update_running),
-            (Some((false, 1733368317)), false)
-        );
+        let mut systemd = FakeSystemd::default();
+        if known {
+            systemd = systemd.unit(UPDATE_UNIT, props);
+        }
+        let h = HostReader::new(dir.path().join("none")).read(&systemd);
+        assert_eq!((h.update, h.update_running), (update, running));
         let t = render_host(&h);
-        assert!(t.contains("left4me_update_last_success 0\n"), "{t}");
         assert!(
-            t.contains("left4me_update_last_run_timestamp_seconds 1733368317\n"),
+            t.contains(&format!("left4me_update_running {}\n", u8::from(running))),
             "{t}"
         );
-        let running = fake_systemctl(
-            dir.path(),
-            "ActiveState=activating\\nResult=success\\nStateChangeTimestamp=@1733368317\\n",
-        );
-        let h = HostReader::new(dir.path().join("none"), running).read();
-        assert_eq!((h.update, h.update_running), (None, true));
-        let unit = fake_systemctl(
-            dir.path(),
-            "CPUUsageNSec=2500000000\\nMemoryCurrent=18446744073709551615\\nTasksCurrent=3\\nNRestarts=2\\n",
-        );
-        let u = read_unit(&unit, "left4me-server@vs1.service");
-        assert_eq!(
-            u,
-            Unit {
-                cpu_seconds: Some(2.5),
-                memory_bytes: None,
-                memory_peak_bytes: None,
-                tasks: Some(3),
-                restarts: Some(2),
+        match update {
+            Some((ok, at)) => {
+                assert!(
+                    t.contains(&format!("left4me_update_last_success {}\n", u8::from(ok))),
+                    "{t}"
+                );
+                assert!(
+                    t.contains(&format!("left4me_update_last_run_timestamp_seconds {at}\n")),
+                    "{t}"
+                );
             }
+            None => assert!(!t.contains("left4me_update_last"), "{t}"),
+        }
+    }
+
+    const SERVER_FIGURES: &[(&str, &str)] = &[
+        ("CPUUsageNSec", "2500000000"),
+        // u64::MAX: systemd's "unknown" on the bus.
+        ("MemoryCurrent", "18446744073709551615"),
+        ("TasksCurrent", "3"),
+        ("NRestarts", "2"),
+    ];
+
+    #[rstest]
+    #[case::figures(
+        true,
+        SERVER_FIGURES,
+        Unit {
+            cpu_seconds: Some(2.5),
+            memory_bytes: None,
+            memory_peak_bytes: None,
+            tasks: Some(3),
+            restarts: Some(2),
+        }
+    )]
+    // A value that is no number (systemctl prints `[not set]` for some
+    // figures it has none of): no sample rather than a made-up one.
+    #[case::not_set(
+        true,
+        &[("MemoryCurrent", "[not set]"), ("MemoryPeak", "4096")],
+        Unit { memory_peak_bytes: Some(4096), ..Unit::default() }
+    )]
+    #[case::show_fails(false, &[], Unit::default())]
+    fn the_servers_figures_from_systemd(
+        #[case] known: bool,
+        #[case] props: &[(&str, &str)],
+        #[case] expected: Unit,
+    ) {
+        let mut systemd = FakeSystemd::default();
+        if known {
+            systemd = systemd.unit(SERVER, props);
+        }
+        assert_eq!(read_unit(&systemd, SERVER), expected);
+    }
+
+    /// The exporter reads both files' figures through the check's systemd;
+    /// one that cannot show a unit costs those figures, not the files.
+    #[rstest]
+    #[case::answered(true)]
+    #[case::show_fails(false)]
+    fn the_exporter_writes_systemds_figures(#[case] shows: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut systemd = FakeSystemd::default();
+        if shows {
+            systemd = systemd
+                .unit(SERVER, SERVER_FIGURES)
+                .unit(UPDATE_UNIT, UPDATE_FAILED);
+        }
+        let mut e = Exporter::new(
+            dir.path().to_owned(),
+            dir.path().join("installations"),
+            &systemd,
+            Duration::from_secs(10),
         );
+        let (r, _, _) = answered(1, 0);
+        e.write(&r);
+        assert!(!e.warned);
+        let instance = fs::read_to_string(dir.path().join(instance_file("vs1"))).unwrap();
+        let host = fs::read_to_string(dir.path().join(HOST_FILE)).unwrap();
+        assert_eq!(
+            instance.contains("left4me_server_tasks{left4me_instance=\"vs1\"} 3\n"),
+            shows,
+            "{instance}"
+        );
+        assert!(instance.contains("a2s_server_up{left4me_instance=\"vs1\"} 1\n"));
+        assert_eq!(
+            host.contains("left4me_update_last_success 0\n"),
+            shows,
+            "{host}"
+        );
+        assert!(host.contains("left4me_generations 0\n"), "{host}");
     }
 
     #[test]
     fn no_directory_means_nothing_written_and_no_failure() {
         let dir = tempfile::tempdir().unwrap();
         let gone = dir.path().join("absent");
+        let systemd = FakeSystemd::default();
         let mut e = Exporter::new(
             gone.clone(),
             dir.path().join("installations"),
-            PathBuf::from("/bin/false"),
+            &systemd,
             Duration::from_secs(10),
         );
         let (r, _, _) = answered(1, 0);

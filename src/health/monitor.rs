@@ -9,6 +9,7 @@
 //! L4D2_HEALTH_STEAM_UPDATE_SEC. systemd is behind [`Systemd`], so the loop
 //! runs against a fake in the unit tests.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
@@ -32,16 +33,62 @@ use crate::name::InstanceName;
 pub(crate) const UPDATE_NOW_UNIT: &str = "left4me-update-now.service";
 pub(crate) const UPDATE_UNIT: &str = "left4me-update.service";
 
-/// What the check asks of systemd.
+/// What the check asks of systemd: jobs, and properties (the main PID, the
+/// update's last start, the metrics' cgroup figures), all through the two
+/// required methods, so one runner spawns systemctl and a fake stands in
+/// for it in the unit tests.
 pub(crate) trait Systemd {
     /// Queues `verb` on `unit` without waiting for the job (`--no-block`);
     /// the error is why it was refused.
     fn queue(&self, verb: &str, unit: &str) -> std::result::Result<(), String>;
+    /// `props` of `unit` as `systemctl show --timestamp=unix` gives them
+    /// (timestamps `@SECONDS`); one systemd has no value for is absent. The
+    /// error is why none could be read.
+    fn show(
+        &self,
+        unit: &str,
+        props: &[&str],
+    ) -> std::result::Result<HashMap<String, String>, String>;
+
     /// The unit's main PID.
-    fn main_pid(&self, unit: &str) -> std::result::Result<u32, String>;
+    fn main_pid(&self, unit: &str) -> std::result::Result<u32, String> {
+        let props = self
+            .show(unit, &["MainPID"])
+            .map_err(|why| format!("cannot read the main PID of {unit}: {why}"))?;
+        let pid = props.get("MainPID").map_or("", String::as_str);
+        match pid.parse::<u32>() {
+            Ok(pid) if pid > 0 => Ok(pid),
+            _ => Err(format!(
+                "cannot read the main PID of {unit}: systemd says MainPID={pid:?}"
+            )),
+        }
+    }
+
     /// When the unit last left the inactive state (Unix seconds); None when
     /// it has not since boot.
-    fn last_start_s(&self, unit: &str) -> Option<u64>;
+    fn last_start_s(&self, unit: &str) -> Option<u64> {
+        self.show(unit, &["InactiveExitTimestamp"])
+            .ok()?
+            .get("InactiveExitTimestamp")?
+            .strip_prefix('@')?
+            .parse()
+            .ok()
+            .filter(|&s| s > 0)
+    }
+}
+
+/// Monitor owns its systemd, the exporter borrows it.
+impl<T: Systemd + ?Sized> Systemd for &T {
+    fn queue(&self, verb: &str, unit: &str) -> std::result::Result<(), String> {
+        (**self).queue(verb, unit)
+    }
+    fn show(
+        &self,
+        unit: &str,
+        props: &[&str],
+    ) -> std::result::Result<HashMap<String, String>, String> {
+        (**self).show(unit, props)
+    }
 }
 
 /// systemd through systemctl, as the service user: reading needs no grant,
@@ -49,57 +96,48 @@ pub(crate) trait Systemd {
 pub(crate) struct Systemctl(pub PathBuf);
 
 impl Systemctl {
-    fn run(&self, args: &[&str]) -> std::result::Result<std::process::Output, String> {
-        Command::new(&self.0)
+    /// `systemctl ARGS`'s standard output; `what` names the call in the
+    /// error when systemctl cannot run or fails.
+    fn run(&self, what: &str, args: &[&str]) -> std::result::Result<String, String> {
+        let out = Command::new(&self.0)
             .args(args)
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.0.display()))
+            .map_err(|e| format!("cannot run {}: {e}", self.0.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "systemctl {what} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
 impl Systemd for Systemctl {
     fn queue(&self, verb: &str, unit: &str) -> std::result::Result<(), String> {
-        let out = self.run(&["--no-ask-password", "--no-block", verb, unit])?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(format!(
-            "systemctl {verb} {unit} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        self.run(
+            &format!("{verb} {unit}"),
+            &["--no-ask-password", "--no-block", verb, unit],
+        )
+        .map(drop)
     }
 
-    fn main_pid(&self, unit: &str) -> std::result::Result<u32, String> {
-        let out = self.run(&["show", "--property=MainPID", "--value", unit])?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        match text.trim().parse::<u32>() {
-            Ok(pid) if out.status.success() && pid > 0 => Ok(pid),
-            _ => Err(format!(
-                "cannot read the main PID of {unit} ({}, stdout {:?}): {}",
-                out.status,
-                text.trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-        }
-    }
-
-    fn last_start_s(&self, unit: &str) -> Option<u64> {
-        let out = self
-            .run(&[
-                "show",
-                "--timestamp=unix",
-                "--property=InactiveExitTimestamp",
-                "--value",
-                unit,
-            ])
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.trim()
-            .strip_prefix('@')?
-            .parse()
-            .ok()
-            .filter(|&s| s > 0)
+    fn show(
+        &self,
+        unit: &str,
+        props: &[&str],
+    ) -> std::result::Result<HashMap<String, String>, String> {
+        let props = props.join(",");
+        let text = self.run(
+            &format!("show {unit}"),
+            &["show", "--timestamp=unix", "--property", &props, "--", unit],
+        )?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect())
     }
 }
 
@@ -153,8 +191,6 @@ pub(crate) struct Monitor<S: Systemd> {
     pub instance: InstanceName,
     pub run_dir: PathBuf,
     pub systemd: S,
-    /// systemctl for the metrics' reads of the server's cgroup figures.
-    pub systemctl: PathBuf,
     /// Node exporter's textfile directory for this check's metrics.
     pub metrics_dir: PathBuf,
     /// The game's events file (super::output); None: no map change or
@@ -191,7 +227,7 @@ impl<S: Systemd> Monitor<S> {
         let mut metrics = Exporter::new(
             self.metrics_dir.clone(),
             watcher.installations(),
-            self.systemctl.clone(),
+            &self.systemd,
             s.interval(),
         );
         self.save(&record)?;
@@ -462,12 +498,66 @@ pub(crate) fn running(record: &Record) -> bool {
         .is_ok_and(|comm| comm.trim_end() == "left4me-health")
 }
 
+/// systemd as the check and its metrics see it, for their unit tests.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::Systemd;
+
+    /// Jobs are recorded, never run. `show` answers from the units the test
+    /// gives, with only the properties asked for: `systemctl show
+    /// --property` prints those and, without --all, none that has no value
+    /// (systemctl(1), --all). A unit the test does not give is a show that
+    /// fails, with what systemctl 252 says where it cannot reach systemd
+    /// (seen in a container without it); systemd itself shows a unit it
+    /// does not know with default values, which a test gives when it needs
+    /// them.
+    #[derive(Default)]
+    pub(crate) struct FakeSystemd {
+        pub(crate) queued: RefCell<Vec<(String, String)>>,
+        units: HashMap<String, HashMap<String, String>>,
+    }
+
+    impl FakeSystemd {
+        pub(crate) fn unit(mut self, unit: &str, props: &[(&str, &str)]) -> FakeSystemd {
+            let props = props.iter().map(|(k, v)| ((*k).into(), (*v).into()));
+            self.units.insert(unit.into(), props.collect());
+            self
+        }
+    }
+
+    impl Systemd for FakeSystemd {
+        fn queue(&self, verb: &str, unit: &str) -> Result<(), String> {
+            self.queued.borrow_mut().push((verb.into(), unit.into()));
+            Ok(())
+        }
+
+        fn show(&self, unit: &str, props: &[&str]) -> Result<HashMap<String, String>, String> {
+            let known = self.units.get(unit).ok_or_else(|| {
+                format!(
+                    "systemctl show {unit} failed (exit status: 1): System has not been booted \
+                     with systemd as init system (PID 1). Can't operate.\n\
+                     Failed to connect to bus: Host is down"
+                )
+            })?;
+            Ok(known
+                .iter()
+                .filter(|(k, _)| props.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fake::FakeSystemd;
     use super::*;
     use crate::generation::RestartPolicy;
     use rstest::rstest;
-    use std::cell::RefCell;
+    use std::os::unix::fs::PermissionsExt;
 
     #[rstest]
     #[case::none(None, None, 3600.0, None, Notice::Nothing)]
@@ -491,24 +581,142 @@ mod tests {
         );
     }
 
-    /// systemd as the check sees it: jobs are recorded, never run.
-    struct FakeSystemd {
-        queued: RefCell<Vec<(String, String)>>,
-        update_started_s: Option<u64>,
+    const SERVER: &str = "left4me-server@vs1.service";
+
+    #[rstest]
+    #[case::running(Some("1234"), Ok(1234))]
+    #[case::stopped(
+        Some("0"),
+        Err("cannot read the main PID of left4me-server@vs1.service: systemd says MainPID=\"0\"")
+    )]
+    #[case::no_number(
+        Some("x"),
+        Err("cannot read the main PID of left4me-server@vs1.service: systemd says MainPID=\"x\"")
+    )]
+    #[case::no_value(
+        Some(""),
+        Err("cannot read the main PID of left4me-server@vs1.service: systemd says MainPID=\"\"")
+    )]
+    #[case::show_fails(
+        None,
+        Err(
+            "cannot read the main PID of left4me-server@vs1.service: systemctl show left4me-server@vs1.service failed (exit status: 1): System has not been booted"
+        )
+    )]
+    fn the_main_pid_from_systemd(
+        #[case] main_pid: Option<&str>,
+        #[case] expected: std::result::Result<u32, &str>,
+    ) {
+        let mut fake = FakeSystemd::default();
+        if let Some(pid) = main_pid {
+            fake = fake.unit(SERVER, &[("MainPID", pid)]);
+        }
+        match (fake.main_pid(SERVER), expected) {
+            (Ok(pid), Ok(want)) => assert_eq!(pid, want),
+            (Err(why), Err(want)) => assert!(why.starts_with(want), "{why}"),
+            (got, want) => panic!("{got:?}, expected {want:?}"),
+        }
     }
 
-    impl Systemd for &FakeSystemd {
-        fn queue(&self, verb: &str, unit: &str) -> std::result::Result<(), String> {
-            self.queued.borrow_mut().push((verb.into(), unit.into()));
-            Ok(())
+    #[rstest]
+    #[case::started(true, &[("InactiveExitTimestamp", "@1733368317")], Some(1733368317))]
+    #[case::epoch(true, &[("InactiveExitTimestamp", "@0")], None)]
+    #[case::not_unix_time(true, &[("InactiveExitTimestamp", "Thu 2024-12-05 03:11:57 UTC")], None)]
+    #[case::never_since_boot(true, &[], None)]
+    #[case::show_fails(false, &[], None)]
+    fn the_last_start_from_systemd(
+        #[case] known: bool,
+        #[case] props: &[(&str, &str)],
+        #[case] expected: Option<u64>,
+    ) {
+        let mut fake = FakeSystemd::default();
+        if known {
+            fake = fake.unit(UPDATE_UNIT, props);
         }
-        fn main_pid(&self, unit: &str) -> std::result::Result<u32, String> {
-            Err(format!("{unit} has no main PID in this test"))
-        }
-        fn last_start_s(&self, unit: &str) -> Option<u64> {
-            assert_eq!(unit, UPDATE_UNIT);
-            self.update_started_s
-        }
+        assert_eq!(fake.last_start_s(UPDATE_UNIT), expected);
+    }
+
+    /// A stand-in for systemctl that logs its arguments and answers as
+    /// systemctl(1) does: `show` prints KEY=VALUE lines on stdout, a
+    /// failure is its message on stderr and a non-zero exit. In a temporary
+    /// directory, where `args` reads what it was called with.
+    fn stand_in(stdout: &str, stderr: &str, exit: u8) -> (tempfile::TempDir, Systemctl) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("systemctl");
+        let args = dir.path().join("args");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"$*\" > '{}'\nprintf '{stdout}'\nprintf '{stderr}' >&2\nexit {exit}\n",
+                args.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, Systemctl(path))
+    }
+
+    fn args(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("args")).unwrap()
+    }
+
+    #[test]
+    fn systemctl_show_reads_key_value_lines() {
+        let (dir, s) = stand_in(
+            "MainPID=1234\\nInactiveExitTimestamp=@1733368317\\nStatusText=a=b \\n",
+            "",
+            0,
+        );
+        let props = s
+            .show(SERVER, &["MainPID", "InactiveExitTimestamp", "StatusText"])
+            .unwrap();
+        assert_eq!(
+            args(dir.path()),
+            format!(
+                "show --timestamp=unix --property MainPID,InactiveExitTimestamp,StatusText -- {SERVER}\n"
+            )
+        );
+        let want: HashMap<String, String> = [
+            ("MainPID", "1234"),
+            ("InactiveExitTimestamp", "@1733368317"),
+            ("StatusText", "a=b"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+        assert_eq!(props, want);
+        assert_eq!(s.main_pid(SERVER), Ok(1234));
+        assert_eq!(s.last_start_s(SERVER), Some(1733368317));
+    }
+
+    #[test]
+    fn systemctl_failures_say_what_failed_and_why() {
+        let (dir, s) = stand_in(
+            "",
+            "Failed to restart left4me-server@vs1.service: Access denied",
+            1,
+        );
+        assert_eq!(
+            s.queue("restart", SERVER),
+            Err(format!(
+                "systemctl restart {SERVER} failed (exit status: 1): Failed to restart {SERVER}: Access denied"
+            ))
+        );
+        assert_eq!(
+            args(dir.path()),
+            format!("--no-ask-password --no-block restart {SERVER}\n")
+        );
+        let show = s.show(SERVER, &["MainPID"]).unwrap_err();
+        assert!(
+            show.starts_with(&format!(
+                "systemctl show {SERVER} failed (exit status: 1): "
+            )),
+            "{show}"
+        );
+        let gone = Systemctl(dir.path().join("absent"));
+        let why = gone.queue("restart", SERVER).unwrap_err();
+        assert!(why.starts_with("cannot run "), "{why}");
+        assert_eq!(gone.last_start_s(UPDATE_UNIT), None);
     }
 
     /// A UDP port nobody answers on: queries fail at once (port unreachable).
@@ -550,7 +758,6 @@ mod tests {
             instance: InstanceName::parse("vs1").unwrap(),
             run_dir: dir.path().join("run"),
             systemd: fake,
-            systemctl: dir.path().join("no-systemctl"),
             metrics_dir: dir.path().join("no-metrics"),
             events: Some(events_path),
         };
@@ -561,11 +768,15 @@ mod tests {
         (fake.queued.borrow().clone(), record)
     }
 
+    /// systemd with the update unit last started at `update_started_s`.
     fn fake(update_started_s: Option<u64>) -> FakeSystemd {
-        FakeSystemd {
-            queued: RefCell::new(Vec::new()),
-            update_started_s,
-        }
+        let started = update_started_s.map(|s| format!("@{s}"));
+        let props: Vec<(&str, &str)> = started
+            .as_deref()
+            .map(|s| ("InactiveExitTimestamp", s))
+            .into_iter()
+            .collect();
+        FakeSystemd::default().unit(UPDATE_UNIT, &props)
     }
 
     fn restart() -> (String, String) {
