@@ -132,8 +132,9 @@ pub(crate) enum GenerationCommand {
     /// untouched.
     Commit(CommitArgs),
     /// Discard installations/.next (after a failed update); left alone
-    /// while processes of its builder run (another update or verification).
-    Abort(JsonArg),
+    /// while processes of its builder run or the --sibling unit runs
+    /// (another update or verification).
+    Abort(AbortArgs),
     /// Run steamcmd into DIR (.next as the update unit shows it) as the
     /// update user, not root: log in as LEFT4ME_STEAM_LOGIN says, app_update
     /// 222860 (with validate only where DIR shares no file with a committed
@@ -186,7 +187,32 @@ pub(crate) struct PrepareArgs {
     #[command(flatten)]
     pub(crate) verify: VerifyArg,
     #[command(flatten)]
+    pub(crate) sibling: SiblingArg,
+    #[command(flatten)]
     pub(crate) json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AbortArgs {
+    #[command(flatten)]
+    pub(crate) sibling: SiblingArg,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+/// The other unit that builds installations/.next as the same update user.
+#[derive(Debug, Args)]
+pub(crate) struct SiblingArg {
+    /// The other unit that builds installations/.next as the same update
+    /// user (left4me-update.service and left4me-verify.service name each
+    /// other): while systemd says it runs, .next is its tree, even in the
+    /// instants no process of the update user exists (between its root
+    /// prepare and its steamcmd), so prepare is refused (exit 15) and abort
+    /// leaves .next alone.
+    #[arg(long, value_name = "UNIT")]
+    pub(crate) sibling: Option<String>,
+    #[command(flatten)]
+    pub(crate) systemctl: SystemctlArg,
 }
 
 #[derive(Debug, Args)]
@@ -225,8 +251,9 @@ pub(crate) struct AfterArgs {
 /// names each use.
 #[derive(Debug, Args)]
 pub(crate) struct SystemctlArg {
-    /// systemctl, for mount's AllowedCPUs= on the server unit (L4D2_CPUS)
-    /// and the restart policy `now` of generation commit and import.
+    /// systemctl, for mount's AllowedCPUs= on the server unit (L4D2_CPUS),
+    /// the restart policy `now` of generation commit and import, and the
+    /// --sibling unit's state for generation prepare and abort.
     #[arg(
         long,
         env = "LEFT4ME_SYSTEMCTL",

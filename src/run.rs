@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::cli::{AfterArgs, Cli, Command, GenerationCommand};
+use crate::cli::{AfterArgs, Cli, Command, GenerationCommand, SiblingArg};
 use crate::discard;
 use crate::error::{Failure, Kind, Result};
 use crate::generation;
@@ -25,7 +25,8 @@ pub fn main() -> ExitCode {
             Command::Status(a) => ("status", a.instance.as_deref(), a.json),
             Command::Generation(g) => {
                 let (verb, json) = match g {
-                    GenerationCommand::List(a) | GenerationCommand::Abort(a) => (g.verb(), a.json),
+                    GenerationCommand::List(a) => (g.verb(), a.json),
+                    GenerationCommand::Abort(a) => (g.verb(), a.json.json),
                     GenerationCommand::Prepare(a) => (g.verb(), a.json.json),
                     GenerationCommand::Commit(a) => (g.verb(), a.json.json),
                     GenerationCommand::Import(a) => (g.verb(), a.json.json),
@@ -200,7 +201,14 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
         }
         GenerationCommand::Prepare(a) => {
             let service = ServiceUser::from_env()?;
-            let p = generation::prepare(state, &a.owner, a.copy, a.verify.verify, &service)?;
+            let p = generation::prepare(
+                state,
+                &a.owner,
+                a.copy,
+                a.verify.verify,
+                &service,
+                &sibling(&a.sibling),
+            )?;
             print_result(&p, a.json.json, || {
                 format!(
                     "{} prepared for {} from {}: {} files ({} reflinked, {} hard-linked, {} copied), {} directories, {} symlinks\n",
@@ -235,8 +243,8 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
         }
         GenerationCommand::Fetch(_) => unreachable!("run() handles fetch before the state dir"),
         GenerationCommand::Abort(a) => {
-            let r = generation::abort(state)?;
-            print_result(&r, a.json, || format!("{}\n", r.result))
+            let r = generation::abort(state, &sibling(&a.sibling))?;
+            print_result(&r, a.json.json, || format!("{}\n", r.result))
         }
         GenerationCommand::Gc(a) => {
             let r = generation::gc(state, usize::from(a.keep.keep))?;
@@ -252,6 +260,13 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
                 text
             })
         }
+    }
+}
+
+fn sibling(a: &SiblingArg) -> generation::Sibling<'_> {
+    generation::Sibling {
+        unit: a.sibling.as_deref(),
+        systemctl: &a.systemctl.systemctl,
     }
 }
 

@@ -878,3 +878,71 @@ root_test! {
         assert!(!f.path("installations/.next").exists());
     }
 }
+
+root_test! {
+    /// Between the verification's root prepare and its steamcmd no process
+    /// of the update user exists; an update's prepare or abort in that
+    /// instant took the verification's .next/ for a stale one (fifth
+    /// review). Each unit names the other (--sibling), and while systemd
+    /// says it runs, its tree is kept.
+    fn the_other_units_tree_is_kept_while_systemd_runs_it_with_no_process_of_its_builder() {
+        let _turn = one_at_a_time();
+        let (f, _) = host_at_build("7", "seven");
+        let fake = f.outside.join("systemctl");
+        let state = f.outside.join("verify-state");
+        let calls = f.outside.join("systemctl-calls");
+        fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {calls}\n[ -s {state} ] || exit 1\ncat {state}\n",
+                calls = calls.display(),
+                state = state.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        let update = |verb: &str| -> Vec<String> {
+            let mut a = vec!["generation".to_owned(), verb.to_owned()];
+            if verb == "prepare" {
+                a.extend(["--owner".to_owned(), BUILDER.to_owned()]);
+            }
+            a.extend(["--sibling".to_owned(), "left4me-verify.service".to_owned()]);
+            a.extend(["--systemctl".to_owned(), fake.display().to_string()]);
+            a
+        };
+        fn args(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+
+        f.ok(&["generation", "prepare", "--verify", "--owner", BUILDER]);
+        let marker = f.path("installations/.next/left4dead2/verify-was-here");
+        assert!(as_builder(&format!("touch {}", marker.display())).status.success());
+        fs::write(&state, "activating\n").unwrap();
+        let err = f.fails(&args(&update("prepare")), 15);
+        assert!(err.contains("left4me-verify.service is activating"), "{err}");
+        assert!(err.contains("systemctl status left4me-verify.service"), "{err}");
+        assert_eq!(f.ok(&args(&update("abort"))), "still-building\n");
+        assert!(marker.exists(), "the verification's tree was discarded");
+        assert_eq!(
+            fs::read_to_string(&calls).unwrap(),
+            "show --property ActiveState --value -- left4me-verify.service\n".repeat(2)
+        );
+
+        // systemd cannot say: neither guessed.
+        fs::write(&state, "").unwrap();
+        let err = f.fails(&args(&update("prepare")), 1);
+        assert!(err.contains("cannot tell whether left4me-verify.service runs"), "{err}");
+        assert!(marker.exists());
+        fs::write(&state, "sleeping\n").unwrap();
+        let err = f.fails(&args(&update("abort")), 1);
+        assert!(err.contains("systemd says ActiveState=\"sleeping\""), "{err}");
+        assert!(marker.exists());
+
+        // The verification has ended (failed, say, with its abort lost):
+        // what it left is stale now.
+        fs::write(&state, "failed\n").unwrap();
+        f.ok(&args(&update("prepare")));
+        assert!(!marker.exists(), "the stale tree was kept");
+        assert_eq!(f.ok(&args(&update("abort"))), "discarded\n");
+    }
+}

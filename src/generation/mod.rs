@@ -30,6 +30,6 @@ pub(crate) use in_use::of_stack;
 pub(crate) use manifest::parse_manifest;
 pub(crate) use steam::{FetchArgs, LoginMode, fetch};
 pub(crate) use update::{
-    After, CommitOutcome, CopyMode, ImportArgs, RestartPolicy, abort, commit, gc, import, list,
-    prepare,
+    After, CommitOutcome, CopyMode, ImportArgs, RestartPolicy, Sibling, abort, commit, gc, import,
+    list, prepare,
 };

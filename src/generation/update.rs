@@ -168,19 +168,30 @@ impl<'s> Held<'s> {
     }
 
     /// Discards a .next/ left by an earlier update, unless that update still
-    /// runs (its builder has processes): an import must not pull the tree
-    /// from under a running steamcmd.
-    fn discard_stale_next(&self) -> Result<()> {
-        self.refuse_while_building()?;
+    /// runs (its unit, or processes of its builder): an import must not pull
+    /// the tree from under a running steamcmd.
+    fn discard_stale_next(&self, sibling: &Sibling) -> Result<()> {
+        self.refuse_while_building(sibling)?;
         if self.discard(NEXT)? {
             tracing::info!("discarded the .next/ an earlier update left");
         }
         Ok(())
     }
 
-    /// Refuses while the builder of .next/ has processes: an update or a
+    /// Refuses while the other unit that builds .next/ runs (`sibling`), or
+    /// while the builder of .next/ has processes: an update or a
     /// verification (two units, one update user) is building it.
-    fn refuse_while_building(&self) -> Result<()> {
+    fn refuse_while_building(&self, sibling: &Sibling) -> Result<()> {
+        if let Some((unit, active)) = sibling.running()? {
+            return Err(Failure::new(
+                Kind::Conflict,
+                format!(
+                    "{unit} is {active}: {} is its tree",
+                    self.shown(NEXT).display()
+                ),
+            )
+            .hint(format!("wait for it to finish (systemctl status {unit})")));
+        }
         if let Ok(Some(next)) = fsx::open_dir_if_exists(self.fd(), NEXT, &self.shown(NEXT)) {
             let uid = fsx::stat_fd(&next, &self.shown(NEXT))?.st_uid;
             let running = if uid == 0 {
@@ -208,6 +219,66 @@ impl<'s> Held<'s> {
     }
 }
 
+/// The other unit that builds .next/ as the same update user (`--sibling`:
+/// left4me-update.service and left4me-verify.service name each other), and
+/// the systemctl that says whether it runs. Processes of the update user
+/// are not enough to tell: between the other unit's root prepare and its
+/// steamcmd there are none, and a prepare or abort in that instant took
+/// its tree for a stale one (the service user could time `left4me-update-now`
+/// starts to defeat root's verification that way).
+pub(crate) struct Sibling<'a> {
+    pub(crate) unit: Option<&'a str>,
+    pub(crate) systemctl: &'a Path,
+}
+
+impl Sibling<'_> {
+    /// The unit and its state while systemd runs it; None when it does not
+    /// or no unit was named. What systemctl cannot tell is an error: either
+    /// guess would discard the other unit's tree or hold this one up.
+    fn running(&self) -> Result<Option<(String, String)>> {
+        let Some(unit) = self.unit else {
+            return Ok(None);
+        };
+        let cannot_tell = |why: String| {
+            Failure::new(
+                Kind::Unexpected,
+                format!("cannot tell whether {unit} runs: {why}"),
+            )
+            .hint("check that systemd runs and --systemctl names its systemctl")
+        };
+        let out = std::process::Command::new(self.systemctl)
+            .args(["show", "--property", "ActiveState", "--value", "--", unit])
+            .output()
+            .map_err(|e| cannot_tell(format!("run {}: {e}", self.systemctl.display())))?;
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() {
+            return Err(cannot_tell(format!(
+                "{} show {unit}: {}: {}",
+                self.systemctl.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        match sibling_state(&said) {
+            Some(true) => Ok(Some((unit.to_owned(), said))),
+            Some(false) => Ok(None),
+            None => Err(cannot_tell(format!("systemd says ActiveState={said:?}"))),
+        }
+    }
+}
+
+/// Whether a unit in this ActiveState (systemd.unit(5)'s list) runs; None
+/// for a state systemd does not document.
+fn sibling_state(active: &str) -> Option<bool> {
+    match active {
+        "inactive" | "failed" => Some(false),
+        "active" | "activating" | "deactivating" | "reloading" | "refreshing" | "maintenance" => {
+            Some(true)
+        }
+        _ => None,
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct PrepareOutcome {
     pub(crate) result: &'static str,
@@ -227,10 +298,11 @@ pub(crate) fn prepare(
     mode: CopyMode,
     verify: bool,
     service: &ServiceUser,
+    sibling: &Sibling,
 ) -> Result<PrepareOutcome> {
     let user = UpdateUser::resolve(owner, service)?;
     let held = Held::take(state, true)?;
-    held.discard_stale_next()?;
+    held.discard_stale_next(sibling)?;
     let from = held.current()?;
     if verify && from.is_none() {
         return Err(Failure::new(
@@ -640,16 +712,22 @@ pub(crate) struct AbortOutcome {
     pub(crate) result: &'static str,
 }
 
-/// Discards .next/: the cleanup after a failed build. Not while its
-/// builder has processes: then the failed run is not the one building it
-/// (an update refused while a verification builds, or the other way round).
-pub(crate) fn abort(state: &State) -> Result<AbortOutcome> {
+/// Discards .next/: the cleanup after a failed build. Not while the other
+/// unit runs or its builder has processes: then the failed run is not the
+/// one building it (an update refused while a verification builds, or the
+/// other way round). When systemd cannot say, the tree is left and that is
+/// the error.
+pub(crate) fn abort(state: &State, sibling: &Sibling) -> Result<AbortOutcome> {
     let held = Held::take(state, false)?;
-    if let Err(f) = held.refuse_while_building() {
-        tracing::warn!(error = %f, "left .next/ alone");
-        return Ok(AbortOutcome {
-            result: "still-building",
-        });
+    match held.refuse_while_building(sibling) {
+        Ok(()) => {}
+        Err(f) if f.kind == Kind::Conflict => {
+            tracing::warn!(error = %f, "left .next/ alone");
+            return Ok(AbortOutcome {
+                result: "still-building",
+            });
+        }
+        Err(f) => return Err(f),
     }
     let found = held.discard(NEXT)?;
     if found {
@@ -674,7 +752,12 @@ pub(crate) struct ImportArgs<'a> {
 /// would stay writable under the generation.
 pub(crate) fn import(state: &State, args: &ImportArgs<'_>) -> Result<CommitOutcome> {
     let held = Held::take(state, false)?;
-    held.discard_stale_next()?;
+    // Root's own import names no unit: processes of an update user are
+    // what holds it off.
+    held.discard_stale_next(&Sibling {
+        unit: None,
+        systemctl: &args.after.systemctl,
+    })?;
     let src = rustix::fs::open(
         args.dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -869,6 +952,27 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    /// systemd.unit(5)'s ActiveState values: the sibling's tree is kept
+    /// from activating (its prepare) to deactivating (its abort); an
+    /// unknown word is not read as either.
+    #[rstest]
+    #[case("inactive", Some(false))]
+    #[case("failed", Some(false))]
+    #[case("activating", Some(true))]
+    #[case("active", Some(true))]
+    #[case("deactivating", Some(true))]
+    #[case("reloading", Some(true))]
+    #[case("refreshing", Some(true))]
+    #[case("maintenance", Some(true))]
+    #[case("", None)]
+    #[case("Activating", None)]
+    fn a_sibling_runs_in_every_state_but_inactive_and_failed(
+        #[case] state: &str,
+        #[case] runs: Option<bool>,
+    ) {
+        assert_eq!(sibling_state(state), runs);
+    }
 
     #[test_log::test]
     fn restart_policy_labels_are_clap_and_serde_names() {
