@@ -160,11 +160,38 @@ grep -qF "verified: 1 files differed from generation $g (build 302), first: left
 cmp -s "$GENS/$g2/left4dead2/gameinfo.txt" /usr/local/share/left4me-test/standin/left4dead2/gameinfo.txt || fail "verify: the new generation is not repaired"
 [ "$(cat "$GENS/$g/left4dead2/gameinfo.txt")" = damaged ] || fail "verify: the damaged generation was written"
 note "verify: $(grep -o 'verified: 1 files differed[^;]*' <<<"$journal")"
-# Nothing differs now: said so, nothing switched.
-run_verify || fail "verify again: the run failed: $(verify_journal | tail -n 20)"
+# Nothing differs now: said so, nothing switched. Meanwhile the service
+# user asks for an update (update-now): the update unit names the running
+# verification (--sibling), so its prepare is refused by what systemd says,
+# and its abort leaves the verification's tree alone.
+fake_steamcmd_conf 302 ok sleep=8
+systemctl reset-failed left4me-verify.service left4me-update.service 2>/dev/null || true
+update_mark
+systemctl start --no-block left4me-verify.service
+t0=$(now_ms)
+until [ -d "$GENS/.next" ] && [ "$(systemctl show -P ActiveState left4me-verify.service)" = activating ]; do
+    [ $(( $(now_ms) - t0 )) -lt 30000 ] || fail "verify again: no .next/ of a running verification after 30 s"
+    sleep 0.2
+done
+runuser -u left4me -- systemctl start left4me-update-now.service || fail "verify again: update-now refused to left4me"
+while [ "$(systemctl show -P ActiveState left4me-update.service)" != failed ]; do
+    [ "$(systemctl show -P ActiveState left4me-verify.service)" = activating ] ||
+        fail "verify again: the verification ended before the update: $(update_journal | tail -n 20)"
+    sleep 0.2
+done
+grep -qF "left4me-verify.service is activating: $GENS/.next is its tree" <<<"$(update_journal)" ||
+    fail "verify again: the update was not refused for the verification: $(update_journal | tail -n 20)"
+grep -qx "still-building" <<<"$(update_journal)" || fail "verify again: the update's abort did not leave the tree: $(update_journal | tail -n 20)"
+while [ "$(systemctl show -P ActiveState left4me-verify.service)" = activating ]; do
+    [ $(( $(now_ms) - t0 )) -lt 90000 ] || fail "verify again: still running 90 s after its start"
+    sleep 0.5
+done
+[ "$(systemctl show -P Result left4me-verify.service)" = success ] || fail "verify again: the run failed: $(verify_journal | tail -n 20)"
 grep -qxF "verified: no file differs from generation $g2 (build 302); nothing switched" <<<"$(verify_journal)" ||
     fail "verify again: no 'no file differs': $(verify_journal | tail -n 20)"
 [ "$(gen_current)" = "$g2" ] || fail "verify again: current moved"
+note "verify again: nothing differs; an update asked for meanwhile was refused: $(grep -o 'left4me-verify.service is activating[^;]*' <<<"$(update_journal)" | head -n 1)"
+systemctl reset-failed left4me-update.service
 # Steam has a newer build: a verification is no update. Through the admin
 # command, which reports the commit's exit status.
 fake_steamcmd_conf 303 ok
