@@ -30,10 +30,11 @@ Environment:
                       defaults of the generation verbs' options (host.env)
 ";
 
-/// `--help`'s and the man page's tail: the environment, and the exit codes
-/// from their one definition in `error.rs`.
-fn after_help() -> String {
-    format!("{ENVIRONMENT}\n{}", crate::error::exit_codes_help())
+/// `--help`'s and the man page's tail of both of the crate's root-side
+/// programs: their environment, and the exit codes from their one
+/// definition in `error.rs`.
+pub(crate) fn after_help(environment: &str) -> String {
+    format!("{environment}\n{}", crate::error::exit_codes_help())
 }
 
 #[derive(Debug, Parser)]
@@ -43,7 +44,7 @@ fn after_help() -> String {
     about = "Assemble, tear down, reset and inspect one left4me instance's overlay",
     long_about = LONG_ABOUT,
     max_term_width = 100,
-    after_long_help = after_help()
+    after_long_help = after_help(ENVIRONMENT)
 )]
 pub(crate) struct Cli {
     #[command(flatten)]

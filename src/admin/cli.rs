@@ -24,10 +24,6 @@ Environment:
   LEFT4ME_GROUP       its group (default left4me)
 ";
 
-fn after_help() -> String {
-    format!("{ENVIRONMENT}\n{}", crate::error::exit_codes_help())
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "left4me",
@@ -35,7 +31,7 @@ fn after_help() -> String {
     about = "List, create, start, stop, reset and update the left4me game servers of this host",
     long_about = LONG_ABOUT,
     max_term_width = 100,
-    after_long_help = after_help()
+    after_long_help = crate::cli::after_help(ENVIRONMENT)
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
