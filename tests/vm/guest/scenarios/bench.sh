@@ -131,8 +131,8 @@ systemctl stop "$(unit bench)"; wait_unmounted bench 30
 #   rm of the layer's contents left them;
 # - the seed driven as root (no polkit at all; the helper's reset, which
 #   renames the layer aside and deletes it in the background, in between).
-# Each web-app cycle is one `runuser` (one process asking, as the web app
-# is one process); every cycle starts from a running server whose game
+# Each web-app cycle is one `runuser` of one bash (one process asking, as
+# the web app is one process); every cycle starts from a running server whose game
 # wrote a file, and must end with the file gone. Where the time goes, from
 # systemd's timestamps, the same three phases for every way: request to
 # unmounted (polkit, the health check's stop, the game's SIGINT exit, the
@@ -194,12 +194,17 @@ answered() {
     [ ! -e "$m/left4dead2/bench-written.txt" ] || fail "$1: the reset kept the game's file"
     echo "$(( (t1 - $2) / 1000 )) $t1"
 }
-# ours_one: the one-request cycle; prints "TOTAL UNMOUNTED TO_EXEC ANSWER MOUNT JOB".
+# ours_one [masked]: the one-request cycle; prints "TOTAL UNMOUNTED TO_EXEC
+# ANSWER MOUNT JOB HEALTH_EXEC HEALTH_UP": the last two are the health
+# check's start beside the game's (-1 with the check masked): from its fork
+# to its exec (the sandbox set-up, Type=exec makes the unit active then),
+# and from its exec to its "started" log line (its record and its first
+# metrics write, which asks systemctl for the server's figures).
 ours_one() {
     running "$(unit bench)"
     local t0=${EPOCHREALTIME/./} total t1 r
-    # shellcheck disable=SC2016 # expanded by sh, from its arguments
-    as_user sh -c ': > "$1" && exec systemctl restart "$2"' _ "$marker" "$(unit bench)" ||
+    # shellcheck disable=SC2016 # expanded by bash, from its arguments
+    as_user bash -c ': > "$1" && exec systemctl restart "$2"' _ "$marker" "$(unit bench)" ||
         fail "one request: the restart was refused"
     r=$(answered "one request" "$t0") || exit 1
     read -r total t1 <<< "$r"
@@ -209,60 +214,73 @@ ours_one() {
     mount0=$(ts_us "$(overlay_unit bench)" ExecMainStartTimestamp)
     mount1=$(ts_us "$(overlay_unit bench)" ExecMainExitTimestamp)
     game0=$(ts_us "$(unit bench)" ExecMainStartTimestamp)
+    local health="-1 -1" h0 h1 h2
+    if [ "${1:-}" != masked ]; then
+        h0=$(ts_us left4me-health@bench.service ExecMainStartTimestamp)
+        h1=$(ts_us left4me-health@bench.service ActiveEnterTimestamp)
+        h2=$(journalctl -u left4me-health@bench.service -o short-unix --no-pager --since "@$((t0 / 1000000))" |
+            grep 'health check of bench started' | tail -n1 | cut -d' ' -f1 | tr -d .)
+        [ -n "$h2" ] || fail "one request: the health check did not log its start"
+        health="$(ms_between "$h0" "$h1") $(ms_between "$h1" "$h2")"
+    fi
     stopped "$(unit bench)"
-    echo "$total $(ms_between "$t0" "$umounted") $(ms_between "$umounted" "$game0") $(ms_between "$game0" "$t1") $(ms_between "$mount0" "$mount1") $(ms_between "$mount1" "$game0")"
+    echo "$total $(ms_between "$t0" "$umounted") $(ms_between "$umounted" "$game0") $(ms_between "$game0" "$t1") $(ms_between "$mount0" "$mount1") $(ms_between "$mount1" "$game0") $health"
 }
 ours_one_no_health() {
     systemctl mask --runtime --quiet left4me-health@bench.service
-    ours_one
+    ours_one masked
     systemctl unmask --runtime --quiet left4me-health@bench.service
 }
 ours_three() {
     running "$(unit bench)"
     local t0=${EPOCHREALTIME/./} total t1 r
-    # shellcheck disable=SC2016 # expanded by sh, from its arguments
-    as_user sh -c 'systemctl stop "$1" && systemctl start --wait "$2" && exec systemctl start "$1"' _ \
+    # shellcheck disable=SC2016 # expanded by bash, from its arguments
+    as_user bash -c 'systemctl stop "$1" && systemctl start --wait "$2" && exec systemctl start "$1"' _ \
         "$(unit bench)" "$(reset_unit bench)" || fail "three requests: a request failed"
     r=$(answered "three requests" "$t0") || exit 1
     read -r total t1 <<< "$r"
     stopped "$(unit bench)"
     echo "$total"
 }
-# seed_phases T0 T1: the pre-split unit's three phases; its ExecStopPost=
-# umount ends before the unit is inactive, its ExecStartPre= mount begins
-# once it leaves inactive.
+# seed_phases T0 STOPPED DISCARDED T1: the pre-split unit's phases, as
+# "UNMOUNTED TO_EXEC ANSWER DISCARD". Its ExecStopPost= umount is done
+# when its stop returns (STOPPED, taken by the one asking); PID 1 unloads
+# the inactive unit, so its own stop timestamps are gone by the start.
 seed_phases() {
-    local umounted game0
-    umounted=$(ts_us "$baseline" InactiveEnterTimestamp)
+    local game0
     game0=$(ts_us "$baseline" ExecMainStartTimestamp)
-    echo "$(ms_between "$1" "$umounted") $(ms_between "$umounted" "$game0") $(ms_between "$game0" "$2")"
+    echo "$(ms_between "$1" "$2") $(ms_between "$2" "$game0") $(ms_between "$game0" "$4") $(ms_between "$2" "$3")"
 }
 seed_web() {
     running "$baseline"
     local foreign
     foreign=$(find "$upper" -mindepth 1 ! -user left4me -printf '%P ' | head -c 300)
     [ -z "$foreign" ] || fail "seed as web app: upper/ holds entries the service user does not own: $foreign"
-    local t0=${EPOCHREALTIME/./} total t1 r
-    # shellcheck disable=SC2016 # expanded by sh, from its arguments
-    as_user sh -c 'systemctl stop "$1" && find "$2" -mindepth 1 -delete && exec systemctl start "$1"' _ \
-        "$baseline" "$upper" || fail "seed as web app: a request or the delete failed"
+    local t0=${EPOCHREALTIME/./} total t1 r stamps
+    # shellcheck disable=SC2016 # expanded by bash, from its arguments
+    stamps=$(as_user bash -c 'systemctl stop "$1" || exit 1; echo "${EPOCHREALTIME/./}"
+        find "$2" -mindepth 1 -delete || exit 1; echo "${EPOCHREALTIME/./}"
+        exec systemctl start "$1"' _ "$baseline" "$upper") || fail "seed as web app: a request or the delete failed"
     r=$(answered "seed as web app" "$t0") || exit 1
     read -r total t1 <<< "$r"
     local phases
-    phases=$(seed_phases "$t0" "$t1")
+    # shellcheck disable=SC2086 # two stamps, one per line
+    phases=$(seed_phases "$t0" $stamps "$t1")
     stopped "$baseline"
     echo "$total $phases"
 }
 seed_root() {
     running "$baseline"
-    local t0=${EPOCHREALTIME/./} total t1 r
+    local t0=${EPOCHREALTIME/./} total t1 r s1 s2
     systemctl stop "$baseline"
+    s1=${EPOCHREALTIME/./}
     "$HELPER" reset bench >/dev/null || fail "seed as root: reset failed"
+    s2=${EPOCHREALTIME/./}
     systemctl start "$baseline"
     r=$(answered "seed as root" "$t0") || exit 1
     read -r total t1 <<< "$r"
     local phases
-    phases=$(seed_phases "$t0" "$t1")
+    phases=$(seed_phases "$t0" "$s1" "$s2" "$t1")
     stopped "$baseline"
     echo "$total $phases"
 }
@@ -274,24 +292,25 @@ numbers() {
     for v in $2; do [[ $v =~ ^-?[0-9]+$ ]] || fail "reset cycle, $1: failed (got '$2')"; done
     [ "$(wc -w <<< "$2")" -eq "$3" ] || fail "reset cycle, $1: failed (got '$2')"
 }
-one=() one_a=() one_b=() one_c=() one_mount=() one_job=()
+one=() one_a=() one_b=() one_c=() one_mount=() one_job=() one_hexec=() one_hup=()
 bare1=() bare1_a=() bare1_b=() bare1_c=() three=()
-sweb=() sweb_a=() sweb_b=() sweb_c=() sroot=() sroot_a=() sroot_b=() sroot_c=()
+sweb=() sweb_a=() sweb_b=() sweb_c=() sweb_d=() sroot=() sroot_a=() sroot_b=() sroot_c=() sroot_d=()
 for i in $(seq 10); do
-    r=$(ours_one); numbers "ours, one request, round $i" "$r" 6
-    read -r t a b c mnt job <<< "$r"
+    r=$(ours_one); numbers "ours, one request, round $i" "$r" 8
+    read -r t a b c mnt job hx hu <<< "$r"
     one+=("$t") one_a+=("$a") one_b+=("$b") one_c+=("$c") one_mount+=("$mnt") one_job+=("$job")
-    r=$(ours_one_no_health); numbers "ours, health masked, round $i" "$r" 6
-    read -r t a b c _ _ <<< "$r"
+    one_hexec+=("$hx") one_hup+=("$hu")
+    r=$(ours_one_no_health); numbers "ours, health masked, round $i" "$r" 8
+    read -r t a b c _ _ _ _ <<< "$r"
     bare1+=("$t") bare1_a+=("$a") bare1_b+=("$b") bare1_c+=("$c")
     r=$(ours_three); numbers "ours, three requests, round $i" "$r" 1
     three+=("$r")
-    r=$(seed_web); numbers "seed as web app, round $i" "$r" 4
-    read -r t a b c <<< "$r"
-    sweb+=("$t") sweb_a+=("$a") sweb_b+=("$b") sweb_c+=("$c")
-    r=$(seed_root); numbers "seed as root, round $i" "$r" 4
-    read -r t a b c <<< "$r"
-    sroot+=("$t") sroot_a+=("$a") sroot_b+=("$b") sroot_c+=("$c")
+    r=$(seed_web); numbers "seed as web app, round $i" "$r" 5
+    read -r t a b c d <<< "$r"
+    sweb+=("$t") sweb_a+=("$a") sweb_b+=("$b") sweb_c+=("$c") sweb_d+=("$d")
+    r=$(seed_root); numbers "seed as root, round $i" "$r" 5
+    read -r t a b c d <<< "$r"
+    sroot+=("$t") sroot_a+=("$a") sroot_b+=("$b") sroot_c+=("$c") sroot_d+=("$d")
 done
 rm -f "$rule"
 remove_instance bench
@@ -323,9 +342,12 @@ phases() { echo "  $1: request to unmounted $(med $2) ms; unmounted to game exec
     echo "where it goes (medians):"
     phases "ours, one request" "${one_a[*]}" "${one_b[*]}" "${one_c[*]}"
     echo "    of which the mount with the reset $(med "${one_mount[@]}") ms, mount to game exec (the server's start job) $(med "${one_job[@]}") ms"
+    echo "    beside the game's start, the health check's: fork to exec (its sandbox) $(med "${one_hexec[@]}") ms, exec to its start logged (record, first metrics write) $(med "${one_hup[@]}") ms"
     phases "ours, health masked" "${bare1_a[*]}" "${bare1_b[*]}" "${bare1_c[*]}"
     phases "seed as web app" "${sweb_a[*]}" "${sweb_b[*]}" "${sweb_c[*]}"
+    echo "    (unmounted: its stop returned) of which the service user's delete of the upper's contents $(med "${sweb_d[@]}") ms"
     phases "seed as root" "${sroot_a[*]}" "${sroot_b[*]}" "${sroot_c[*]}"
+    echo "    (unmounted: its stop returned) of which the helper's reset $(med "${sroot_d[@]}") ms"
     echo "  polkit: a no-op start as the service user $(med "${pk_user[@]}") ms vs as root $(med "${pk_root[@]}") ms; the seed's unit as the service user (bench rule) $(med "${pk_seed[@]}") ms (medians of 10)"
     echo "raw reset cycle ms: one request ${one[*]}; health masked ${bare1[*]}; three requests ${three[*]}; seed as web app ${sweb[*]}; seed as root ${sroot[*]}"
     echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; root, health masked ${bare[*]}; baseline ${seed[*]}"
