@@ -145,7 +145,9 @@ systemctl stop "$(unit bench)"; wait_unmounted bench 30
 rule=/etc/polkit-1/rules.d/left4me-bench-baseline.rules
 # polkitd reads /etc/polkit-1/rules.d on both releases (bookworm's 122 that
 # and /usr/share/polkit-1/rules.d; trixie's 126 also /run/polkit-1/rules.d
-# and /usr/local/share/polkit-1/rules.d) and reloads on a change in any.
+# and /usr/local/share/polkit-1/rules.d: the lists compiled into the two
+# images' polkitd) and reloads on a change in any. The rule is removed
+# after the reset cycles (and by the trap if the bench fails before).
 trap 'rm -f "$rule"' EXIT
 cat > "$rule" <<'RULE'
 // Bench only (tests/vm/guest/scenarios/bench.sh): the seed's grant for the
