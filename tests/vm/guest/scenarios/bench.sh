@@ -3,10 +3,14 @@
 # - stop-to-unmounted, 20 cycles each, alternating: the shipped units driven
 #   as the web app does (left4me through polkit), the same as root, and the
 #   pre-split unit (tests/vm/guest/baseline-seed-design@.service, as root);
-# - the reset cycle (stop, reset, start, first A2S answer), 10 cycles: as the
-#   web app in one request (marker + restart) and in three (polkit,
-#   left4me-reset@) vs the pre-split unit with the helper's reset run
-#   directly, with where the one-request cycle's time goes;
+# - the reset cycle (stop, reset, start, first A2S answer), 10 rounds of
+#   five ways alternating: ours as the web app in one request (marker +
+#   restart), the same with the health check masked, ours in three requests
+#   (polkit, left4me-reset@), and the pre-split unit both as the seed's web
+#   app ran it (stop and start through polkit as the service user, the upper
+#   layer deleted by that user between them) and driven as root (the
+#   helper's reset between root's stop and start), with where each way's
+#   time goes;
 # - `left4me list` over 32 running instances (must stay under 0.5 s);
 # - 32 instances started together until all answer A2S, then stopped together
 #   until all are unmounted (as root, see below).
@@ -104,65 +108,223 @@ for i in $(seq 10); do
 done
 systemctl stop "$(unit bench)"; wait_unmounted bench 30
 
-# The reset cycle (stop, reset, start, first A2S answer) three ways, each
-# cycle of one way beside one of the others under the same load:
-# - web app, one request (the shipped design): the service user creates
-#   instances/bench/reset-at-start and asks for one restart; the overlay
-#   unit's umount and mount run in that transaction and the mount starts
-#   from an empty writable layer;
-# - web app, three requests: stop, `systemctl start --wait left4me-reset@`,
-#   start, each through polkit;
-# - the pre-split unit with the helper's reset run directly (the seed).
-# For the one-request cycle, where the time goes, from systemd's own
-# timestamps: request to umount done (polkit, the game's SIGINT exit, the
-# umount), the mount (with the reset), from the mount to the game's exec
-# (the job), and from the exec to the first A2S answer (the game's start).
-web_one=() web_reset=() seed_reset=() ph_stop=() ph_mount=() ph_job=() ph_game=()
+# The reset cycle (stop, reset, start, first A2S answer), each way's cycle
+# beside the others' under the same load, in this order every round:
+# - ours, one request (the shipped design, as the web app): the service
+#   user creates instances/bench/reset-at-start and asks for one restart;
+#   the overlay unit's umount and mount run in that transaction and the
+#   mount starts from an empty writable layer;
+# - the same with the health check masked (by root, outside the timing),
+#   to show what the check's stop and start cost the cycle;
+# - ours in three requests: stop, `systemctl start --wait left4me-reset@`,
+#   start, each through polkit (what `left4me reset` does);
+# - the seed as its web app ran it (the like-for-like baseline): the
+#   pre-split unit stopped and started by the service user through polkit
+#   (the bench-only rule below grants what the seed's rule granted its
+#   unit), and the upper layer deleted in between by the service user
+#   itself, as the seed's web app did with rm. That works in this layout:
+#   upper/ is the service user's (runtime/bench, root's 0750, lets its group
+#   through), and so is everything in it, since the lower layers are
+#   idmapped to the service user and copy-ups take that owner; the bench
+#   checks it (no entry of upper/ may be another account's) and fails if a
+#   delete is refused. upper/ itself and work/ (root's) stay, as the seed's
+#   rm of the layer's contents left them;
+# - the seed driven as root (no polkit at all; the helper's reset, which
+#   renames the layer aside and deletes it in the background, in between).
+# Each web-app cycle is one `runuser` of one bash (one process asking, as
+# the web app is one process); every cycle starts from a running server whose game
+# wrote a file, and must end with the file gone. Where the time goes, from
+# systemd's timestamps, the same three phases for every way: request to
+# unmounted (polkit, the health check's stop, the game's SIGINT exit, the
+# umount); unmounted to the game's exec (ours: the job switch and the mount
+# with its reset; the seed: the discard, the start request with its polkit
+# check, the mount in ExecStartPre=); the exec to the first A2S answer (the
+# sandbox, the game's start; ours also starts the health check beside it).
+# Ours also splits its middle phase: the mount with the reset, and the
+# mount to the game's exec (the server's start job).
+rule=/etc/polkit-1/rules.d/left4me-bench-baseline.rules
+# polkitd reads /etc/polkit-1/rules.d on both releases (bookworm's 122 that
+# and /usr/share/polkit-1/rules.d; trixie's 126 also /run/polkit-1/rules.d
+# and /usr/local/share/polkit-1/rules.d: the lists compiled into the two
+# images' polkitd) and reloads on a change in any. The rule is removed
+# after the reset cycles (and by the trap if the bench fails before).
+trap 'rm -f "$rule"' EXIT
+cat > "$rule" <<'RULE'
+// Bench only (tests/vm/guest/scenarios/bench.sh): the seed's grant for the
+// pre-split unit, so its web-app cycle can be measured through polkit.
+polkit.addRule(function (action, subject) {
+    if (action.id === "org.freedesktop.systemd1.manage-units" && subject.user === "left4me" &&
+        /^baseline-seed-design@[A-Za-z0-9_-]+\.service$/.test(action.lookup("unit") || "") &&
+        ["start", "stop", "restart"].indexOf(action.lookup("verb")) >= 0) {
+        return polkit.Result.YES;
+    }
+    return polkit.Result.NOT_HANDLED;
+});
+RULE
+chmod 0644 "$rule"
+# A stop of the inactive unit is a no-op job, but polkit is asked all the
+# same: it succeeds once polkitd has loaded the rule.
+for i in $(seq 50); do
+    as_user systemctl stop "$baseline" 2>/dev/null && break
+    [ "$i" -lt 50 ] || fail "polkitd did not load $rule within 10 s"
+    sleep 0.2
+done
+pk_seed=()
+systemctl start "$baseline" || fail "start of the baseline for the polkit figure failed"
 for i in $(seq 10); do
-    as_user systemctl start "$(unit bench)" || fail "reset cycle $i: start failed"
-    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: not answering before"
+    t0=${EPOCHREALTIME/./}; as_user systemctl start "$baseline"; pk_seed+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+done
+systemctl stop "$baseline"
+
+upper=$STATE/runtime/bench/upper
+marker=$STATE/instances/bench/reset-at-start
+# running UNIT: starts UNIT (as root: not part of any cycle), waits for its
+# first answer, and lets the game write a file the reset must discard.
+running() {
+    systemctl reset-failed "$1" 2>/dev/null || true
+    systemctl start "$1" || fail "$1: start before the cycle failed"
+    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "$1: not answering before the cycle"
     as_user sh -c "echo played > $m/left4dead2/bench-written.txt"
-    t0=${EPOCHREALTIME/./}
-    as_user sh -c ": > $STATE/instances/bench/reset-at-start"
-    as_user systemctl restart "$(unit bench)" || fail "reset cycle $i: the restart was refused"
-    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: no A2S answer after the one-request reset"
-    t1=${EPOCHREALTIME/./}
-    web_one+=($(( (t1 - t0) / 1000 )))
-    [ ! -e "$m/left4dead2/bench-written.txt" ] || fail "reset cycle $i: the one-request reset kept the game's file"
-    [ ! -e "$STATE/instances/bench/reset-at-start" ] || fail "reset cycle $i: the marker was not consumed"
+}
+# stopped UNIT: stops it (as root, outside the timing) until unmounted.
+stopped() { systemctl stop "$1"; wait_unmounted bench 30; }
+# answered WHAT T0: waits for the first answer after the cycle, checks the
+# reset, prints "TOTAL_MS T1_US".
+answered() {
+    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "$1: no A2S answer after the reset"
+    local t1=${EPOCHREALTIME/./}
+    [ ! -e "$m/left4dead2/bench-written.txt" ] || fail "$1: the reset kept the game's file"
+    echo "$(( (t1 - $2) / 1000 )) $t1"
+}
+# ours_one [masked]: the one-request cycle; prints "TOTAL UNMOUNTED TO_EXEC
+# ANSWER MOUNT JOB HEALTH_EXEC HEALTH_UP": the last two are the health
+# check's start beside the game's (-1 with the check masked): from its fork
+# to its exec (the sandbox set-up, Type=exec makes the unit active then),
+# and from its exec to its "started" log line (its record and its first
+# metrics write, which asks systemctl for the server's figures).
+ours_one() {
+    running "$(unit bench)"
+    local t0=${EPOCHREALTIME/./} total t1 r
+    # shellcheck disable=SC2016 # expanded by bash, from its arguments
+    as_user bash -c ': > "$1" && exec systemctl restart "$2"' _ "$marker" "$(unit bench)" ||
+        fail "one request: the restart was refused"
+    r=$(answered "one request" "$t0") || exit 1
+    read -r total t1 <<< "$r"
+    [ ! -e "$marker" ] || fail "one request: the marker was not consumed"
+    local umounted mount0 mount1 game0
     umounted=$(ts_us "$(overlay_unit bench)" InactiveEnterTimestamp)
     mount0=$(ts_us "$(overlay_unit bench)" ExecMainStartTimestamp)
     mount1=$(ts_us "$(overlay_unit bench)" ExecMainExitTimestamp)
     game0=$(ts_us "$(unit bench)" ExecMainStartTimestamp)
-    ph_stop+=("$(ms_between "$t0" "$umounted")"); ph_mount+=("$(ms_between "$mount0" "$mount1")")
-    ph_job+=("$(ms_between "$mount1" "$game0")"); ph_game+=("$(ms_between "$game0" "$t1")")
-
-    t0=${EPOCHREALTIME/./}
-    as_user systemctl stop "$(unit bench)"
-    as_user systemctl start --wait "$(reset_unit bench)" || fail "reset cycle $i: left4me-reset@bench failed"
-    as_user systemctl start "$(unit bench)"
-    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "reset cycle $i: no A2S answer after reset"
-    web_reset+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
-    systemctl stop "$(unit bench)"; wait_unmounted bench 30
-
-    systemctl start "$baseline"
-    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "baseline reset cycle $i: not answering before"
-    t0=${EPOCHREALTIME/./}
+    local health="-1 -1" h0 h1 h2
+    if [ "${1:-}" != masked ]; then
+        h0=$(ts_us left4me-health@bench.service ExecMainStartTimestamp)
+        h1=$(ts_us left4me-health@bench.service ActiveEnterTimestamp)
+        h2=$(journalctl -u left4me-health@bench.service -o short-unix --no-pager --since "@$((t0 / 1000000))" |
+            grep 'health check of bench started' | tail -n1 | cut -d' ' -f1 | tr -d .)
+        [ -n "$h2" ] || fail "one request: the health check did not log its start"
+        health="$(ms_between "$h0" "$h1") $(ms_between "$h1" "$h2")"
+    fi
+    stopped "$(unit bench)"
+    echo "$total $(ms_between "$t0" "$umounted") $(ms_between "$umounted" "$game0") $(ms_between "$game0" "$t1") $(ms_between "$mount0" "$mount1") $(ms_between "$mount1" "$game0") $health"
+}
+ours_one_no_health() {
+    systemctl mask --runtime --quiet left4me-health@bench.service
+    ours_one masked
+    systemctl unmask --runtime --quiet left4me-health@bench.service
+}
+ours_three() {
+    running "$(unit bench)"
+    local t0=${EPOCHREALTIME/./} total t1 r
+    # shellcheck disable=SC2016 # expanded by bash, from its arguments
+    as_user bash -c 'systemctl stop "$1" && systemctl start --wait "$2" && exec systemctl start "$1"' _ \
+        "$(unit bench)" "$(reset_unit bench)" || fail "three requests: a request failed"
+    r=$(answered "three requests" "$t0") || exit 1
+    read -r total t1 <<< "$r"
+    stopped "$(unit bench)"
+    echo "$total"
+}
+# seed_phases T0 STOPPED DISCARDED T1: the pre-split unit's phases, as
+# "UNMOUNTED TO_EXEC ANSWER DISCARD". Its ExecStopPost= umount is done
+# when its stop returns (STOPPED, taken by the one asking); PID 1 unloads
+# the inactive unit, so its own stop timestamps are gone by the start.
+seed_phases() {
+    local game0
+    game0=$(ts_us "$baseline" ExecMainStartTimestamp)
+    echo "$(ms_between "$1" "$2") $(ms_between "$2" "$game0") $(ms_between "$game0" "$4") $(ms_between "$2" "$3")"
+}
+seed_web() {
+    running "$baseline"
+    local foreign
+    foreign=$(find "$upper" -mindepth 1 ! -user left4me -printf '%P ' | head -c 300)
+    [ -z "$foreign" ] || fail "seed as web app: upper/ holds entries the service user does not own: $foreign"
+    local t0=${EPOCHREALTIME/./} total t1 r stamps
+    # shellcheck disable=SC2016 # expanded by bash, from its arguments
+    stamps=$(as_user bash -c 'systemctl stop "$1" || exit 1; echo "${EPOCHREALTIME/./}"
+        find "$2" -mindepth 1 -delete || exit 1; echo "${EPOCHREALTIME/./}"
+        exec systemctl start "$1"' _ "$baseline" "$upper") || fail "seed as web app: a request or the delete failed"
+    r=$(answered "seed as web app" "$t0") || exit 1
+    read -r total t1 <<< "$r"
+    local phases
+    # shellcheck disable=SC2086 # two stamps, one per line
+    phases=$(seed_phases "$t0" $stamps "$t1")
+    stopped "$baseline"
+    echo "$total $phases"
+}
+seed_root() {
+    running "$baseline"
+    local t0=${EPOCHREALTIME/./} total t1 r s1 s2
     systemctl stop "$baseline"
-    "$HELPER" reset bench >/dev/null || fail "baseline reset cycle $i: reset failed"
+    s1=${EPOCHREALTIME/./}
+    "$HELPER" reset bench >/dev/null || fail "seed as root: reset failed"
+    s2=${EPOCHREALTIME/./}
     systemctl start "$baseline"
-    a2s-query 127.0.0.1 27040 --timeout 30 >/dev/null || fail "baseline reset cycle $i: no A2S answer after reset"
-    seed_reset+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
-    systemctl stop "$baseline"
+    r=$(answered "seed as root" "$t0") || exit 1
+    read -r total t1 <<< "$r"
+    local phases
+    phases=$(seed_phases "$t0" "$s1" "$s2" "$t1")
+    stopped "$baseline"
+    echo "$total $phases"
+}
+# A failure inside $(...) ends only that subshell; make it end the bench.
+# numbers WHAT "VALUES" COUNT: VALUES must be COUNT integers.
+numbers() {
+    local v
+    # shellcheck disable=SC2086 # $2 is a list of numbers, split on purpose
+    for v in $2; do [[ $v =~ ^-?[0-9]+$ ]] || fail "reset cycle, $1: failed (got '$2')"; done
+    [ "$(wc -w <<< "$2")" -eq "$3" ] || fail "reset cycle, $1: failed (got '$2')"
+}
+one=() one_a=() one_b=() one_c=() one_mount=() one_job=() one_hexec=() one_hup=()
+bare1=() bare1_a=() bare1_b=() bare1_c=() three=()
+sweb=() sweb_a=() sweb_b=() sweb_c=() sweb_d=() sroot=() sroot_a=() sroot_b=() sroot_c=() sroot_d=()
+for i in $(seq 10); do
+    r=$(ours_one); numbers "ours, one request, round $i" "$r" 8
+    read -r t a b c mnt job hx hu <<< "$r"
+    one+=("$t") one_a+=("$a") one_b+=("$b") one_c+=("$c") one_mount+=("$mnt") one_job+=("$job")
+    one_hexec+=("$hx") one_hup+=("$hu")
+    r=$(ours_one_no_health); numbers "ours, health masked, round $i" "$r" 8
+    read -r t a b c _ _ _ _ <<< "$r"
+    bare1+=("$t") bare1_a+=("$a") bare1_b+=("$b") bare1_c+=("$c")
+    r=$(ours_three); numbers "ours, three requests, round $i" "$r" 1
+    three+=("$r")
+    r=$(seed_web); numbers "seed as web app, round $i" "$r" 5
+    read -r t a b c d <<< "$r"
+    sweb+=("$t") sweb_a+=("$a") sweb_b+=("$b") sweb_c+=("$c") sweb_d+=("$d")
+    r=$(seed_root); numbers "seed as root, round $i" "$r" 5
+    read -r t a b c d <<< "$r"
+    sroot+=("$t") sroot_a+=("$a") sroot_b+=("$b") sroot_c+=("$c") sroot_d+=("$d")
 done
+rm -f "$rule"
 remove_instance bench
 rm -f /run/systemd/system/baseline-seed-design@.service
 systemctl daemon-reload
 
 mw=$(printf '%s\n' "${web[@]}" | median); mr=$(printf '%s\n' "${root[@]}" | median)
 ms=$(printf '%s\n' "${seed[@]}" | median)
-rw=$(printf '%s\n' "${web_reset[@]}" | median); rs=$(printf '%s\n' "${seed_reset[@]}" | median)
-r1=$(printf '%s\n' "${web_one[@]}" | median)
+med() { printf '%s\n' "$@" | median; }
+# phases NAME A[] B[] C[]: the medians of the three phases.
+# shellcheck disable=SC2086 # $2-$4 are lists of numbers, split on purpose
+phases() { echo "  $1: request to unmounted $(med $2) ms; unmounted to game exec $(med $3) ms; exec to first A2S answer $(med $4) ms"; }
 {
     echo "stop-to-unmounted, web app (left4me, polkit): $(printf '%s\n' "${web[@]}" | stats)"
     echo "stop-to-unmounted, root:                      $(printf '%s\n' "${root[@]}" | stats)"
@@ -170,16 +332,27 @@ r1=$(printf '%s\n' "${web_one[@]}" | median)
     echo "stop-to-unmounted, pre-split unit (baseline): $(printf '%s\n' "${seed[@]}" | stats)"
     echo "stop-to-unmounted ratio (median) web/baseline $(ratio "$mw" "$ms"), root/baseline $(ratio "$mr" "$ms")"
     echo "stop-to-unmounted ratio (median of paired cycles) web/baseline $(paired_ratio "${web[*]}" "${seed[*]}"), root/baseline $(paired_ratio "${root[*]}" "${seed[*]}"), root without health check/baseline $(paired_ratio "${bare[*]}" "${seed[*]}")"
-    echo "reset cycle, web app (polkit, left4me-reset@): $(printf '%s\n' "${web_reset[@]}" | stats)"
-    echo "reset cycle, pre-split unit + helper reset:    $(printf '%s\n' "${seed_reset[@]}" | stats)"
-    echo "reset cycle ratio (median) web/baseline $(ratio "$rw" "$rs"), median of paired cycles $(paired_ratio "${web_reset[*]}" "${seed_reset[*]}")"
-    echo "reset cycle, web app, one request (marker + restart): $(printf '%s\n' "${web_one[@]}" | stats)"
-    echo "reset cycle ratio (median) one request/baseline $(ratio "$r1" "$rs"), median of paired cycles $(paired_ratio "${web_one[*]}" "${seed_reset[*]}") (goal <= 1.0, 0.5 ideal)"
-    echo "  where it goes (medians): request to unmounted $(printf '%s\n' "${ph_stop[@]}" | median) ms; mount with reset $(printf '%s\n' "${ph_mount[@]}" | median) ms; mount to game exec (job) $(printf '%s\n' "${ph_job[@]}" | median) ms; exec to first A2S answer $(printf '%s\n' "${ph_game[@]}" | median) ms"
-    echo "  polkit: a no-op start as the service user $(printf '%s\n' "${pk_user[@]}" | median) ms vs as root $(printf '%s\n' "${pk_root[@]}" | median) ms (medians of 10)"
-    echo "raw one-request reset cycle ms: ${web_one[*]}"
+    echo "reset cycle (stop, reset, start, first A2S answer), 10 rounds, the five ways alternating:"
+    echo "  ours, web app, one request (marker + restart):   $(printf '%s\n' "${one[@]}" | stats)"
+    echo "  ours, one request, health check masked:          $(printf '%s\n' "${bare1[@]}" | stats)"
+    echo "  ours, web app, three requests (left4me-reset@):  $(printf '%s\n' "${three[@]}" | stats)"
+    echo "  seed as its web app (polkit, rm of the upper):   $(printf '%s\n' "${sweb[@]}" | stats)"
+    echo "  seed as root (helper reset, no polkit):          $(printf '%s\n' "${sroot[@]}" | stats)"
+    echo "reset cycle ratios, median of paired cycles (goal <= 1.0, 0.5 ideal):"
+    echo "  one request / seed as web app $(paired_ratio "${one[*]}" "${sweb[*]}") (medians $(ratio "$(med "${one[@]}")" "$(med "${sweb[@]}")")); one request / seed as root $(paired_ratio "${one[*]}" "${sroot[*]}") (medians $(ratio "$(med "${one[@]}")" "$(med "${sroot[@]}")"))"
+    echo "  one request, health masked / seed as web app $(paired_ratio "${bare1[*]}" "${sweb[*]}"); three requests / seed as web app $(paired_ratio "${three[*]}" "${sweb[*]}"), / seed as root $(paired_ratio "${three[*]}" "${sroot[*]}")"
+    echo "where it goes (medians):"
+    phases "ours, one request" "${one_a[*]}" "${one_b[*]}" "${one_c[*]}"
+    echo "    of which the mount with the reset $(med "${one_mount[@]}") ms, mount to game exec (the server's start job) $(med "${one_job[@]}") ms"
+    echo "    beside the game's start, the health check's: fork to exec (its sandbox) $(med "${one_hexec[@]}") ms, exec to its start logged (record, first metrics write) $(med "${one_hup[@]}") ms"
+    phases "ours, health masked" "${bare1_a[*]}" "${bare1_b[*]}" "${bare1_c[*]}"
+    phases "seed as web app" "${sweb_a[*]}" "${sweb_b[*]}" "${sweb_c[*]}"
+    echo "    (unmounted: its stop returned) of which the service user's delete of the upper's contents $(med "${sweb_d[@]}") ms"
+    phases "seed as root" "${sroot_a[*]}" "${sroot_b[*]}" "${sroot_c[*]}"
+    echo "    (unmounted: its stop returned) of which the helper's reset $(med "${sroot_d[@]}") ms"
+    echo "  polkit: a no-op start as the service user $(med "${pk_user[@]}") ms vs as root $(med "${pk_root[@]}") ms; the seed's unit as the service user (bench rule) $(med "${pk_seed[@]}") ms (medians of 10)"
+    echo "raw reset cycle ms: one request ${one[*]}; health masked ${bare1[*]}; three requests ${three[*]}; seed as web app ${sweb[*]}; seed as root ${sroot[*]}"
     echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; root, health masked ${bare[*]}; baseline ${seed[*]}"
-    echo "raw reset cycle ms: web ${web_reset[*]}; baseline ${seed_reset[*]}"
 } | tee "$OUT/bench.txt"
 
 # 32 instances at once: one `systemctl --no-block` call per unit, all in
