@@ -15,6 +15,7 @@ let
     slice = "lib/systemd/system/${name}";
     target = "lib/systemd/system/${name}";
     path = "lib/systemd/system/${name}";
+    mount = "lib/systemd/system/${name}";
     sysusers = "lib/sysusers.d/${stem}.conf";
     tmpfiles = "lib/tmpfiles.d/${stem}.conf";
     rules = "share/polkit-1/rules.d/${name}";

@@ -70,6 +70,7 @@ let
   # With the template installed, systemd refuses a transient unit of that
   # name. The health template is masked, not left out, when health.enable is
   # false, for the same reason.
+  mountNames = filter (lib.hasSuffix ".mount") unitNames;
   masked = lib.optional (!cfg.health.enable) "left4me-health@.service";
   # passAsFile exposes attribute A as the file named by $APath, so the
   # attribute must be a shell variable name: the unit name's hash.
@@ -242,6 +243,23 @@ in
       };
 
       systemd.tmpfiles.settings."10-left4me" = tmpfilesToSettings rendered."left4me.tmpfiles";
+
+      # The capped tmpfs mounts (dist/run-left4me*.mount.in) have no
+      # [Install] section: local-fs.target wants them, as the .deb's shipped
+      # link does, so they are mounted at boot before tmpfiles runs, whose
+      # line for /run/left4me-metrics then gives that tmpfs root to the
+      # service user. A switch re-applies tmpfiles when its rules change
+      # (systemd-tmpfiles-resetup): after the mounts, which it pulls in, so
+      # a first switch owns them as a boot does.
+      systemd.units = lib.genAttrs mountNames (_: {
+        overrideStrategy = "asDropin";
+        wantedBy = [ "local-fs.target" ];
+      });
+      systemd.services.systemd-tmpfiles-resetup = {
+        overrideStrategy = "asDropin";
+        wants = mountNames;
+        after = mountNames;
+      };
 
       # The rule file is JavaScript for polkitd; NixOS collects it here.
       security.polkit.enable = mkDefault true;

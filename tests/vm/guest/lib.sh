@@ -231,3 +231,57 @@ local_deb() {
     cp "$src" /var/tmp/left4me-vm/
     echo "/var/tmp/left4me-vm/$(basename "$src")"
 }
+
+# The service user's /run directories, each a capped tmpfs of its own
+# (dist/run-left4me*.mount.in): DIR SIZE(findmnt's k) NR_INODES OWNER.
+RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root"
+            "/run/left4me-metrics 8192k 2048 left4me:left4me")
+
+# check_run_mounts WHEN: each is exactly one tmpfs mount at its directory,
+# made by its own mount unit (active), with the size, inode cap, options,
+# owner and mode of dist/ and the tmpfiles line.
+check_run_mounts() {
+    local when=$1 spec dir size inodes owner lines fstype source opts o
+    for spec in "${RUN_MOUNTS[@]}"; do
+        read -r dir size inodes owner <<<"$spec"
+        lines=$(findmnt -n -o FSTYPE,SOURCE,OPTIONS --mountpoint "$dir") ||
+            fail "$when: $dir is not a mount point"
+        [ "$(wc -l <<<"$lines")" = 1 ] || fail "$when: more than one mount at $dir: $lines"
+        read -r fstype source opts <<<"$lines"
+        [ "$fstype $source" = "tmpfs tmpfs" ] || fail "$when: $dir is '$fstype' from '$source', not a tmpfs"
+        for o in nosuid nodev noexec "size=$size" "nr_inodes=$inodes" mode=755; do
+            [[ ,$opts, == *",$o,"* ]] || fail "$when: $dir lacks $o: $opts"
+        done
+        [ "$(systemctl is-active "$(systemd-escape --path --suffix=mount "$dir")")" = active ] ||
+            fail "$when: $(systemd-escape --path --suffix=mount "$dir") is not active"
+        [ "$(stat -c '%U:%G %a' "$dir")" = "$owner 755" ] ||
+            fail "$when: $dir is $(stat -c '%U:%G %a' "$dir"), expected $owner 755"
+        note "$when: $dir: tmpfs $opts, $owner 0755"
+    done
+}
+
+# fill_capped DIR CAP_KIB: as the service user, write into DIR until the
+# kernel says ENOSPC; the file stops at the cap, /run's own free space does
+# not move (another /run writer may use a little meanwhile: 1 MiB slack, a
+# sixteenth of the health cap), and the file is gone afterwards.
+fill_capped() {
+    local dir=$1 cap=$(( $2 * 1024 )) f=$1/.left4me-fill before after full size out
+    before=$(df -B1 --output=avail /run | tail -n 1)
+    if out=$(runuser -u left4me -- dd if=/dev/zero of="$f" bs=64K status=none 2>&1); then
+        rm -f "$f"; fail "filling $dir as left4me did not stop"
+    fi
+    [[ $out == *'No space left on device'* ]] || { rm -f "$f"; fail "the fill of $dir ended otherwise: $out"; }
+    size=$(stat -c %s "$f")
+    after=$(df -B1 --output=avail /run | tail -n 1)
+    full=$(df -B1 --output=avail "$dir" | tail -n 1)
+    rm -f "$f"
+    [ ! -e "$f" ] || fail "the fill of $dir is still there"
+    note "fill of $dir as left4me: ENOSPC at $size bytes (cap $cap), $dir then had $full bytes free; /run free before $before, with the fill $after"
+    echo "run-fill $dir $size cap $cap run-free-before $before run-free-during $after" >> "$OUT/run-fill-figures"
+    if [ "$size" -gt "$cap" ] || [ "$size" -lt $(( cap - 1024 * 1024 )) ]; then
+        fail "$dir took $size bytes, expected close below the cap of $cap"
+    fi
+    [ "$full" -lt 65536 ] || fail "$dir still had $full bytes free after ENOSPC"
+    [ $(( before - after )) -lt $(( 1024 * 1024 )) ] ||
+        fail "/run lost $(( before - after )) bytes while $dir was full"
+}

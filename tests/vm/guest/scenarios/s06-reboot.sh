@@ -1,7 +1,9 @@
 # 6. After a reboot the enabled instance is back, mounted and answering, and
-#    its upper data survived.
+#    its upper data survived; the capped tmpfs mounts of the service user's
+#    /run directories are there again, owned as at install.
 # budget: 60
 wait_state boot active 60
+check_run_mounts "after the reboot"
 is_mounted boot || fail "instance active after reboot but not mounted"
 expect_a2s 27028 "survives reboot" 30
 [ "$(cat "$(merged boot)/left4dead2/marker.txt")" = before-reboot ] ||

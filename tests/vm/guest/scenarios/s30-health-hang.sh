@@ -2,7 +2,10 @@
 #     SIGINT) is restarted by its health check, as left4me through polkit,
 #     within N x interval + timeout of the hang, and answers again; the check
 #     runs as left4me, sandboxed at least as tightly as the game, and stops
-#     with the server.
+#     with the server. The service user's /run directories are capped tmpfs
+#     mounts of their own: filled as left4me, the record dir and the metrics
+#     dir stop at their caps and /run keeps its free space (docs/unit.md,
+#     "The boundary").
 # budget: 80
 . ./health-lib.sh
 standard_overlays
@@ -82,4 +85,9 @@ stop_instance hh
 [ "$(systemctl show -P Result "$(unit hh)")" = success ] || fail "a deliberate stop after a health restart is not a success"
 shown=$(left4me-health status hh)
 [[ $shown == *'health check not running'* ]] || fail "status does not say the check stopped: $shown"
+check_run_mounts "after install"
+[ "$(stat -c %U "$HEALTH_RUN/hh")" = left4me ] || fail "no record dir of left4me for hh"
+fill_capped "$HEALTH_RUN/hh" 16384
+fill_capped /run/left4me-metrics 8192
+left4me-health status hh > /dev/null || fail "left4me-health status hh fails after the fill"
 health_cleanup hh
