@@ -1,6 +1,9 @@
 # 10. Upgrade with an instance running: it keeps running (same main PID,
-#     still answering); remove keeps the data.
-# budget: 100
+#     still answering); remove keeps the data. And the upgrade from a package
+#     without the capped /run mounts (issue 18) with an instance and its
+#     health check running: the mounts are made, the check restarted into
+#     them, the game left alone.
+# budget: 200
 standard_overlays
 deb=$(local_deb)
 remove_instance ten
@@ -31,10 +34,37 @@ DEBIAN_FRONTEND=noninteractive apt-get remove -y -q left4me || fail "apt-get rem
 [ -d "$STATE/runtime/ten/upper/left4dead2/logs" ] || fail "remove deleted the upper layer"
 getent passwd left4me >/dev/null || fail "remove deleted the left4me user (files it owns remain)"
 
-# Back to the version under test for the rest of the run.
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "$deb" ||
-    fail "reinstall after remove failed"
+# The package as it was before the capped /run mounts: the same files
+# without the two mount units, their boot links and the health unit's
+# RequiresMountsFor= of them, installed on a host that never had them.
+rm -rf /tmp/repack/old; dpkg-deb -R "$deb" /tmp/repack/old
+rm -f /tmp/repack/old/lib/systemd/system/run-left4me*.mount /tmp/repack/old/lib/systemd/system/local-fs.target.wants/run-left4me*
+sed -i '/^RequiresMountsFor=\/run\/left4me-health/d' /tmp/repack/old/lib/systemd/system/left4me-health@.service
+sed -i "s/^Version: .*/Version: ${ver}~nomounts/" /tmp/repack/old/DEBIAN/control
+sed -i '/run-left4me/d' /tmp/repack/old/DEBIAN/md5sums
+dpkg-deb -b /tmp/repack/old /tmp/repack/old.deb >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q /tmp/repack/old.deb || fail "install of the package without the mounts failed"
+for d in /run/left4me-health /run/left4me-metrics; do
+    systemctl stop "$(systemd-escape -p --suffix=mount "$d")" || fail "cannot unmount $d"
+done
+systemd-tmpfiles --create left4me.conf
 start_instance ten
+expect_a2s 27027 "instance ten"
+pid=$(systemctl show -P MainPID "$(unit ten)")
+wait_until() { local t0; t0=$(now_ms); until eval "$1"; do [ $(( $(now_ms) - t0 )) -lt 30000 ] || fail "$2"; sleep 0.2; done; }
+wait_until '[ -s /run/left4me-health/ten/status.json ]' "no health record on /run's own directory"
+[ "$(findmnt -n -o TARGET -T /run/left4me-health/ten)" = /run ] || fail "the package without the mounts has a mount at /run/left4me-health"
+hpid=$(systemctl show -P MainPID left4me-health@ten.service)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "$deb" ||
+    fail "upgrade from the package without the mounts failed"
+check_run_mounts "after the upgrade from a package without them"
+[ "$(systemctl show -P MainPID "$(unit ten)")" = "$pid" ] || fail "the upgrade that made the mounts restarted the game"
+# shellcheck disable=SC2016 # evaluated by wait_until
+wait_until '[ "$(systemctl show -P ActiveState left4me-health@ten.service)" = active ] && [ "$(systemctl show -P MainPID left4me-health@ten.service)" != "$hpid" ]' \
+    "the health check was not restarted by the upgrade that made the mounts"
+wait_until '[ -s /run/left4me-health/ten/status.json ]' "no health record in the new mount"
+[ "$(findmnt -n -o TARGET -T /run/left4me-health/ten/status.json)" = /run/left4me-health ] || fail "the health record is not on the capped mount"
+note "upgrade from a package without the capped /run mounts: mounted, health check $hpid restarted as $(systemctl show -P MainPID left4me-health@ten.service), game $pid kept"
 expect_a2s 27027 "instance ten"
 stop_instance ten
 remove_instance ten
