@@ -205,11 +205,11 @@ pub(crate) struct AbortArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SiblingArg {
     /// The other unit that builds installations/.next as the same update
-    /// user (left4me-update.service and left4me-verify.service name each
-    /// other): while systemd says it runs, .next is its tree, even in the
-    /// instants no process of the update user exists (between its root
-    /// prepare and its steamcmd), so prepare is refused (exit 15) and abort
-    /// leaves .next alone.
+    /// user (left4me-update.service names left4me-verify.service): while
+    /// systemd says it runs, .next is its tree, even in the instants no
+    /// process of the update user exists (between its root prepare and its
+    /// steamcmd), so prepare is refused (exit 15) and abort leaves .next
+    /// alone.
     #[arg(long, value_name = "UNIT")]
     pub(crate) sibling: Option<String>,
     #[command(flatten)]

@@ -883,8 +883,8 @@ root_test! {
     /// Between the verification's root prepare and its steamcmd no process
     /// of the update user exists; an update's prepare or abort in that
     /// instant took the verification's .next/ for a stale one (fifth
-    /// review). Each unit names the other (--sibling), and while systemd
-    /// says it runs, its tree is kept.
+    /// review). The update unit names the verification (--sibling), and
+    /// while systemd says it runs, its tree is kept.
     fn the_other_units_tree_is_kept_while_systemd_runs_it_with_no_process_of_its_builder() {
         let _turn = one_at_a_time();
         let (f, _) = host_at_build("7", "seven");

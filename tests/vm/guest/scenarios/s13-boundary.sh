@@ -49,15 +49,16 @@ if grep -nE '^Exec[A-Za-z]*=[-@:]*[+!]' /usr/lib/systemd/system/left4me-*.servic
 fi
 for kind in update verify; do
     v=; [ "$kind" = verify ] && v=" --verify"
-    # Each names the other: while systemd runs it, .next/ is its tree.
-    sibling=left4me-verify.service; [ "$kind" = verify ] && sibling=left4me-update.service
+    # The update names the verification: while systemd runs it, .next/ is
+    # its tree. Not the other way round (left4me-verify.service.in says why).
+    sibling=" --sibling left4me-verify.service"; [ "$kind" = verify ] && sibling=
     plus=$(grep -E '^Exec[A-Za-z]*=[-@:]*[+!]' "/usr/lib/systemd/system/left4me-$kind.service")
     [ "$(wc -l <<<"$plus")" = 3 ] || fail "left4me-$kind.service has $(wc -l <<<"$plus") privileged lines, expected 3"
     while IFS= read -r line; do
         case $line in
-            "ExecStartPre=+$HELPER --state-dir $STATE generation prepare$v --owner left4me-update --sibling $sibling" | \
+            "ExecStartPre=+$HELPER --state-dir $STATE generation prepare$v --owner left4me-update$sibling" | \
             "ExecStartPost=+$HELPER --state-dir $STATE generation commit$v --steamcmd-log /run/left4me-$kind/steamcmd.log" | \
-            "ExecStopPost=+/bin/sh -c '[ \"\$\$SERVICE_RESULT\" = success ] || exec \"\$\$0\" --state-dir $STATE generation abort --sibling $sibling' $HELPER") ;;
+            "ExecStopPost=+/bin/sh -c '[ \"\$\$SERVICE_RESULT\" = success ] || exec \"\$\$0\" --state-dir $STATE generation abort$sibling' $HELPER") ;;
             *) fail "left4me-$kind.service has an unexpected privileged line: $line" ;;
         esac
     done <<<"$plus"
