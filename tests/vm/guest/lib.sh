@@ -233,17 +233,18 @@ local_deb() {
 }
 
 # The service user's /run directories, each a capped tmpfs of its own
-# (dist/run-left4me*.mount.in): DIR SIZE(findmnt's k) NR_INODES OWNER.
-RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root"
-            "/run/left4me-metrics 8192k 2048 left4me:left4me")
+# (dist/run-left4me*.mount.in and the tmpfiles lines): DIR SIZE(findmnt's
+# k) NR_INODES OWNER MODE.
+RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root 755"
+            "/run/left4me-metrics 8192k 2048 root:left4me 1775")
 
 # check_run_mounts WHEN: each is exactly one tmpfs mount at its directory,
 # made by its own mount unit (active), with the size, inode cap, options,
 # owner and mode of dist/ and the tmpfiles line.
 check_run_mounts() {
-    local when=$1 spec dir size inodes owner lines fstype source opts o
+    local when=$1 spec dir size inodes owner mode lines fstype source opts o
     for spec in "${RUN_MOUNTS[@]}"; do
-        read -r dir size inodes owner <<<"$spec"
+        read -r dir size inodes owner mode <<<"$spec"
         lines=$(findmnt -n -o FSTYPE,SOURCE,OPTIONS --mountpoint "$dir") ||
             fail "$when: $dir is not a mount point"
         [ "$(wc -l <<<"$lines")" = 1 ] || fail "$when: more than one mount at $dir: $lines"
@@ -254,9 +255,11 @@ check_run_mounts() {
         done
         [ "$(systemctl is-active "$(systemd-escape --path --suffix=mount "$dir")")" = active ] ||
             fail "$when: $(systemd-escape --path --suffix=mount "$dir") is not active"
-        [ "$(stat -c '%U:%G %a' "$dir")" = "$owner 755" ] ||
-            fail "$when: $dir is $(stat -c '%U:%G %a' "$dir"), expected $owner 755"
-        note "$when: $dir: tmpfs $opts, $owner 0755"
+        # The mount's own mode= stays in its options; tmpfiles sets the
+        # root's owner and mode after it.
+        [ "$(stat -c '%U:%G %a' "$dir")" = "$owner $mode" ] ||
+            fail "$when: $dir is $(stat -c '%U:%G %a' "$dir"), expected $owner $mode"
+        note "$when: $dir: tmpfs $opts, $owner $mode"
     done
 }
 
