@@ -38,8 +38,12 @@ getent passwd left4me >/dev/null || fail "remove deleted the left4me user (files
 # without the two mount units, their boot links and the health unit's
 # RequiresMountsFor= of them, installed on a host that never had them.
 rm -rf /tmp/repack/old; dpkg-deb -R "$deb" /tmp/repack/old
-rm -f /tmp/repack/old/lib/systemd/system/run-left4me*.mount /tmp/repack/old/lib/systemd/system/local-fs.target.wants/run-left4me*
-sed -i '/^RequiresMountsFor=\/run\/left4me-health/d' /tmp/repack/old/lib/systemd/system/left4me-health@.service
+units=/tmp/repack/old/usr/lib/systemd/system
+[ -f "$units/left4me-health@.service" ] && ls "$units"/run-left4me*.mount >/dev/null ||
+    fail "the package's units are not where this scenario removes the mounts from ($units)"
+rm -f "$units"/run-left4me*.mount "$units"/local-fs.target.wants/run-left4me*
+sed -i '/^RequiresMountsFor=\/run\/left4me-health/d' "$units/left4me-health@.service"
+! grep -q '^RequiresMountsFor=/run/left4me-health' "$units/left4me-health@.service" || fail "the mounts are still required in the package without them"
 sed -i "s/^Version: .*/Version: ${ver}~nomounts/" /tmp/repack/old/DEBIAN/control
 sed -i '/run-left4me/d' /tmp/repack/old/DEBIAN/md5sums
 dpkg-deb -b /tmp/repack/old /tmp/repack/old.deb >/dev/null
