@@ -39,8 +39,9 @@ getent passwd left4me >/dev/null || fail "remove deleted the left4me user (files
 # RequiresMountsFor= of them, installed on a host that never had them.
 rm -rf /tmp/repack/old; dpkg-deb -R "$deb" /tmp/repack/old
 units=/tmp/repack/old/usr/lib/systemd/system
-[ -f "$units/left4me-health@.service" ] && ls "$units"/run-left4me*.mount >/dev/null ||
+if [ ! -f "$units/left4me-health@.service" ] || ! ls "$units"/run-left4me*.mount >/dev/null; then
     fail "the package's units are not where this scenario removes the mounts from ($units)"
+fi
 rm -f "$units"/run-left4me*.mount "$units"/local-fs.target.wants/run-left4me*
 sed -i '/^RequiresMountsFor=\/run\/left4me-health/d' "$units/left4me-health@.service"
 ! grep -q '^RequiresMountsFor=/run/left4me-health' "$units/left4me-health@.service" || fail "the mounts are still required in the package without them"
