@@ -220,8 +220,8 @@ impl<'s> Held<'s> {
 }
 
 /// The other unit that builds .next/ as the same update user (`--sibling`:
-/// left4me-update.service and left4me-verify.service name each other), and
-/// the systemctl that says whether it runs. Processes of the update user
+/// left4me-update.service names left4me-verify.service), and the systemctl
+/// that says whether it runs. Processes of the update user
 /// are not enough to tell: between the other unit's root prepare and its
 /// steamcmd there are none, and a prepare or abort in that instant took
 /// its tree for a stale one (the service user could time `left4me-update-now`

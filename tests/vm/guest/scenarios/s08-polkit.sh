@@ -3,7 +3,7 @@
 #    Invented names leave no unit loaded in PID 1 (CollectMode=), and a
 #    start that fails leaves its reason for the group in
 #    runtime/x/last-failure.json.
-# budget: 160
+# budget: 300
 standard_overlays
 remove_instance x
 make_instance x 27024 "base" "polkit x"
