@@ -207,7 +207,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
                 a.copy,
                 a.verify.verify,
                 &service,
-                &sibling(&a.sibling),
+                sibling(&a.sibling).as_ref(),
             )?;
             print_result(&p, a.json.json, || {
                 format!(
@@ -243,7 +243,7 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
         }
         GenerationCommand::Fetch(_) => unreachable!("run() handles fetch before the state dir"),
         GenerationCommand::Abort(a) => {
-            let r = generation::abort(state, &sibling(&a.sibling))?;
+            let r = generation::abort(state, sibling(&a.sibling).as_ref())?;
             print_result(&r, a.json.json, || format!("{}\n", r.result))
         }
         GenerationCommand::Gc(a) => {
@@ -263,11 +263,11 @@ fn run_generation(state: &State, command: &GenerationCommand) -> Result<()> {
     }
 }
 
-fn sibling(a: &SiblingArg) -> generation::Sibling<'_> {
-    generation::Sibling {
-        unit: a.sibling.as_deref(),
+fn sibling(a: &SiblingArg) -> Option<generation::Sibling<'_>> {
+    a.sibling.as_deref().map(|unit| generation::Sibling {
+        unit,
         systemctl: &a.systemctl.systemctl,
-    }
+    })
 }
 
 fn words(list: &[String]) -> String {

@@ -170,7 +170,7 @@ impl<'s> Held<'s> {
     /// Discards a .next/ left by an earlier update, unless that update still
     /// runs (its unit, or processes of its builder): an import must not pull
     /// the tree from under a running steamcmd.
-    fn discard_stale_next(&self, sibling: &Sibling) -> Result<()> {
+    fn discard_stale_next(&self, sibling: Option<&Sibling>) -> Result<()> {
         self.refuse_while_building(sibling)?;
         if self.discard(NEXT)? {
             tracing::info!("discarded the .next/ an earlier update left");
@@ -181,16 +181,19 @@ impl<'s> Held<'s> {
     /// Refuses while the other unit that builds .next/ runs (`sibling`), or
     /// while the builder of .next/ has processes: an update or a
     /// verification (two units, one update user) is building it.
-    fn refuse_while_building(&self, sibling: &Sibling) -> Result<()> {
-        if let Some((unit, active)) = sibling.running()? {
-            return Err(Failure::new(
-                Kind::Conflict,
-                format!(
-                    "{unit} is {active}: {} is its tree",
-                    self.shown(NEXT).display()
-                ),
-            )
-            .hint(format!("wait for it to finish (systemctl status {unit})")));
+    fn refuse_while_building(&self, sibling: Option<&Sibling>) -> Result<()> {
+        if let Some(sibling) = sibling {
+            if let Some(active) = sibling.running()? {
+                let unit = sibling.unit;
+                return Err(Failure::new(
+                    Kind::Conflict,
+                    format!(
+                        "{unit} is {active}: {} is its tree",
+                        self.shown(NEXT).display()
+                    ),
+                )
+                .hint(format!("wait for it to finish (systemctl status {unit})")));
+            }
         }
         if let Ok(Some(next)) = fsx::open_dir_if_exists(self.fd(), NEXT, &self.shown(NEXT)) {
             let uid = fsx::stat_fd(&next, &self.shown(NEXT))?.st_uid;
@@ -227,18 +230,16 @@ impl<'s> Held<'s> {
 /// its tree for a stale one (the service user could time `left4me-update-now`
 /// starts to defeat root's verification that way).
 pub(crate) struct Sibling<'a> {
-    pub(crate) unit: Option<&'a str>,
+    pub(crate) unit: &'a str,
     pub(crate) systemctl: &'a Path,
 }
 
 impl Sibling<'_> {
-    /// The unit and its state while systemd runs it; None when it does not
-    /// or no unit was named. What systemctl cannot tell is an error: either
-    /// guess would discard the other unit's tree or hold this one up.
-    fn running(&self) -> Result<Option<(String, String)>> {
-        let Some(unit) = self.unit else {
-            return Ok(None);
-        };
+    /// The unit's state while systemd runs it; None when it does not. What
+    /// systemctl cannot tell is an error: either guess would discard the
+    /// other unit's tree or hold this one up.
+    fn running(&self) -> Result<Option<String>> {
+        let unit = self.unit;
         let cannot_tell = |why: String| {
             Failure::new(
                 Kind::Unexpected,
@@ -260,7 +261,7 @@ impl Sibling<'_> {
             )));
         }
         match sibling_state(&said) {
-            Some(true) => Ok(Some((unit.to_owned(), said))),
+            Some(true) => Ok(Some(said)),
             Some(false) => Ok(None),
             None => Err(cannot_tell(format!("systemd says ActiveState={said:?}"))),
         }
@@ -298,7 +299,7 @@ pub(crate) fn prepare(
     mode: CopyMode,
     verify: bool,
     service: &ServiceUser,
-    sibling: &Sibling,
+    sibling: Option<&Sibling>,
 ) -> Result<PrepareOutcome> {
     let user = UpdateUser::resolve(owner, service)?;
     let held = Held::take(state, true)?;
@@ -717,7 +718,7 @@ pub(crate) struct AbortOutcome {
 /// one building it (an update refused while a verification builds, or the
 /// other way round). When systemd cannot say, the tree is left and that is
 /// the error.
-pub(crate) fn abort(state: &State, sibling: &Sibling) -> Result<AbortOutcome> {
+pub(crate) fn abort(state: &State, sibling: Option<&Sibling>) -> Result<AbortOutcome> {
     let held = Held::take(state, false)?;
     match held.refuse_while_building(sibling) {
         Ok(()) => {}
@@ -754,10 +755,7 @@ pub(crate) fn import(state: &State, args: &ImportArgs<'_>) -> Result<CommitOutco
     let held = Held::take(state, false)?;
     // Root's own import names no unit: processes of an update user are
     // what holds it off.
-    held.discard_stale_next(&Sibling {
-        unit: None,
-        systemctl: &args.after.systemctl,
-    })?;
+    held.discard_stale_next(None)?;
     let src = rustix::fs::open(
         args.dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
