@@ -358,10 +358,7 @@ root_test! {
         f.instance("vs2", &[]);
         f.ok(&["generation", "list"]);
         f.ok(&["mount", "vs1"]);
-        let calls = f.outside.join("systemctl-calls");
-        let fake = f.outside.join("systemctl");
-        fs::write(&fake, format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display())).unwrap();
-        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        let (fake, calls) = common::fake_systemctl(&f.outside);
         next_built(&f, "21", "x");
         let c = json(&f.ok(&["generation", "commit", "--restart", "now", "--systemctl", fake.to_str().unwrap(), "--json"]));
         assert_eq!(c["restarted"], serde_json::json!(["vs1"]));
@@ -888,19 +885,12 @@ root_test! {
     fn the_other_units_tree_is_kept_while_systemd_runs_it_with_no_process_of_its_builder() {
         let _turn = one_at_a_time();
         let (f, _) = host_at_build("7", "seven");
-        let fake = f.outside.join("systemctl");
-        let state = f.outside.join("verify-state");
-        let calls = f.outside.join("systemctl-calls");
-        fs::write(
-            &fake,
-            format!(
-                "#!/bin/sh\necho \"$@\" >> {calls}\n[ -s {state} ] || exit 1\ncat {state}\n",
-                calls = calls.display(),
-                state = state.display()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        let (fake, calls) = common::fake_systemctl(&f.outside);
+        // What systemd answers `show`, and systemctl's exit status.
+        let says = |state: &str, exit: &str| {
+            fs::write(f.outside.join("systemctl.out"), state).unwrap();
+            fs::write(f.outside.join("systemctl.exit"), exit).unwrap();
+        };
         let update = |verb: &str| -> Vec<String> {
             let mut a = vec!["generation".to_owned(), verb.to_owned()];
             if verb == "prepare" {
@@ -917,7 +907,7 @@ root_test! {
         f.ok(&["generation", "prepare", "--verify", "--owner", BUILDER]);
         let marker = f.path("installations/.next/left4dead2/verify-was-here");
         assert!(as_builder(&format!("touch {}", marker.display())).status.success());
-        fs::write(&state, "activating\n").unwrap();
+        says("activating\n", "0");
         let err = f.fails(&args(&update("prepare")), 15);
         assert!(err.contains("left4me-verify.service is activating"), "{err}");
         assert!(err.contains("systemctl status left4me-verify.service"), "{err}");
@@ -929,18 +919,18 @@ root_test! {
         );
 
         // systemd cannot say: neither guessed.
-        fs::write(&state, "").unwrap();
+        says("", "1");
         let err = f.fails(&args(&update("prepare")), 1);
         assert!(err.contains("cannot tell whether left4me-verify.service runs"), "{err}");
         assert!(marker.exists());
-        fs::write(&state, "sleeping\n").unwrap();
+        says("sleeping\n", "0");
         let err = f.fails(&args(&update("abort")), 1);
         assert!(err.contains("systemd says ActiveState=\"sleeping\""), "{err}");
         assert!(marker.exists());
 
         // The verification has ended (failed, say, with its abort lost):
         // what it left is stale now.
-        fs::write(&state, "failed\n").unwrap();
+        says("failed\n", "0");
         f.ok(&args(&update("prepare")));
         assert!(!marker.exists(), "the stale tree was kept");
         assert_eq!(f.ok(&args(&update("abort"))), "discarded\n");

@@ -543,24 +543,9 @@ root_test! {
     }
 }
 
-/// A stand-in for systemctl, as the overlay unit's `--systemctl` names it:
-/// it records each call's arguments, one line per call, and exits with the
-/// code in `systemctl.exit` (0 when absent), as systemctl(1) exits non-zero
-/// when the manager refuses a call. Returns its path and its log.
+/// The shared stand-in systemctl, beside the fixture's console directory.
 fn fake_systemctl(f: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = f.console.parent().unwrap();
-    let (bin, log) = (dir.join("systemctl"), dir.join("systemctl.log"));
-    fs::write(
-        &bin,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> {log}\nexit $(cat {dir}/systemctl.exit 2>/dev/null || echo 0)\n",
-            log = log.display(),
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    (bin, log)
+    common::fake_systemctl(f.console.parent().unwrap())
 }
 
 root_test! {

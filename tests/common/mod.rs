@@ -19,6 +19,26 @@ pub const SERVICE_UID: u32 = 1;
 pub const SERVICE_GID: u32 = 1;
 const ISOLATED: &str = "LEFT4ME_TEST_ISOLATED";
 
+/// A stand-in for systemctl in `dir`, as a verb's `--systemctl` names it: it
+/// records each call's arguments, one line per call, in `systemctl.log`,
+/// prints `systemctl.out` (what `show` answers), and exits with the code in
+/// `systemctl.exit` (0 when absent), as systemctl(1) exits non-zero when the
+/// manager refuses or cannot answer a call. Returns its path and its log.
+pub fn fake_systemctl(dir: &Path) -> (PathBuf, PathBuf) {
+    let (bin, log) = (dir.join("systemctl"), dir.join("systemctl.log"));
+    fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {log}\ncat {dir}/systemctl.out 2>/dev/null\nexit $(cat {dir}/systemctl.exit 2>/dev/null || echo 0)\n",
+            log = log.display(),
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    (bin, log)
+}
+
 /// Declares a root test: ignored unless run with `--include-ignored`, and then
 /// run in its own private mount namespace.
 #[macro_export]
