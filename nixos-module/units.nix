@@ -247,8 +247,8 @@ in
       # The capped tmpfs mounts (dist/run-left4me*.mount.in) have no
       # [Install] section: local-fs.target wants them, as the .deb's shipped
       # link does, so they are mounted at boot before tmpfiles runs, whose
-      # line for /run/left4me-metrics then gives that tmpfs root to the
-      # service user. A switch re-applies tmpfiles when its rules change
+      # line for /run/left4me-metrics then sets that tmpfs root's owner and
+      # mode (root, the service group, sticky). A switch re-applies tmpfiles when its rules change
       # (systemd-tmpfiles-resetup): after the mounts, which it pulls in, so
       # a first switch owns them as a boot does.
       systemd.units = lib.genAttrs mountNames (_: {
