@@ -111,6 +111,21 @@ pub(crate) enum Command {
     /// steamcmd and commit.
     #[command(subcommand)]
     Generation(GenerationCommand),
+    /// Serve the service group's requests on the socket systemd passes
+    /// (left4me-requests.socket, root:GROUP 0660): start, stop or restart
+    /// an instance's server, reset, enable or disable it, or queue the
+    /// game update, each one systemctl call whose unit and job mode
+    /// (replace) this builds itself. One line in (`VERB [INSTANCE]
+    /// [no-block]`), one line out (`ok`, or `error CODE MESSAGE`). The
+    /// service user and the group's admins get no polkit grant: this is
+    /// how they reach systemd.
+    ServeRequests(ServeRequestsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeRequestsArgs {
+    #[command(flatten)]
+    pub(crate) systemctl: SystemctlArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,8 +268,9 @@ pub(crate) struct AfterArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SystemctlArg {
     /// systemctl, for mount's AllowedCPUs= on the server unit (L4D2_CPUS),
-    /// the restart policy `now` of generation commit and import, and the
-    /// --sibling unit's state for generation prepare and abort.
+    /// the restart policy `now` of generation commit and import, the
+    /// --sibling unit's state for generation prepare and abort, and the
+    /// jobs serve-requests queues.
     #[arg(
         long,
         env = "LEFT4ME_SYSTEMCTL",

@@ -308,19 +308,6 @@ mod tests {
         }
     }
 
-    /// The polkit rule matches instance units by the same name rule (it
-    /// cannot read the contract: polkit's JavaScript has no file access).
-    #[test_log::test]
-    fn the_polkit_rule_uses_the_name_rule() {
-        let rule = include_str!("../dist/left4me.rules.in");
-        let body = name::pattern(name::INSTANCE_MAX);
-        let body = body.trim_start_matches('^').trim_end_matches('$');
-        assert!(
-            rule.contains(&format!("\"@{body}\\\\.service$\"")),
-            "dist/left4me.rules.in does not match instance names by {body}"
-        );
-    }
-
     /// host.env's commented defaults are the health check's.
     #[test_log::test]
     fn host_env_shows_the_built_in_defaults() {

@@ -32,6 +32,7 @@ mod namespace;
 mod overlay;
 mod ports;
 mod procs;
+mod requests;
 mod run;
 mod state;
 mod status;

@@ -10,8 +10,8 @@ pub(crate) const INSTANCE_MAX: usize = 32;
 pub(crate) const OVERLAY_MAX: usize = 64;
 
 /// The name rule as a regular expression (ECMAScript and POSIX ERE alike),
-/// for what checks names outside this crate: the polkit rule, the NixOS
-/// module (through the contract, src/contract.rs).
+/// for what checks names outside this crate: the NixOS module (through the
+/// contract, src/contract.rs).
 pub(crate) fn pattern(max: usize) -> String {
     format!("^[A-Za-z0-9][A-Za-z0-9_-]{{0,{}}}$", max - 1)
 }

@@ -35,6 +35,7 @@ pub fn main() -> ExitCode {
                 };
                 (verb, None, json)
             }
+            Command::ServeRequests(_) => ("serve-requests", None, false),
         };
         let to_journal = logging::init(verb, instance);
         match run(cli, command) {
@@ -98,6 +99,18 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 .hint("systemd runs it from its root units; by hand use sudo"),
         );
     }
+    if let Command::ServeRequests(a) = command {
+        let listener = crate::sys::listen_socket().ok_or_else(|| {
+            Failure::new(
+                Kind::Missing,
+                "serve-requests: systemd passed no listening socket",
+            )
+            .hint("left4me-requests.socket starts it: systemctl start left4me-requests.socket")
+        })?;
+        tracing::info!("serving requests on {}", crate::requests::SOCKET);
+        crate::requests::serve(&listener, &a.systemctl.systemctl)?;
+        return Ok(0);
+    }
     let state = State::open(&cli.global.state_dir)?;
     match command {
         Command::Mount(args) => {
@@ -148,6 +161,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 .map_or(0, |e| e.exit_code));
         }
         Command::Generation(g) => run_generation(&state, g)?,
+        Command::ServeRequests(_) => unreachable!("served above"),
     }
     Ok(0)
 }

@@ -144,3 +144,30 @@ pub(crate) fn detach_stdio() -> Result<(), Errno> {
     rustix::stdio::dup2_stdout(&null)?;
     rustix::stdio::dup2_stderr(&null)
 }
+
+/// The one listening socket systemd passed to this process (sd_listen_fds(3):
+/// `LISTEN_PID` is this process and `LISTEN_FDS=1`, so fd 3 is it), taken
+/// once: the variables are removed, so no second call and no child sees them.
+pub(crate) fn listen_socket() -> Option<std::os::unix::net::UnixListener> {
+    use std::os::fd::FromRawFd;
+    let pid = std::env::var("LISTEN_PID").ok()?;
+    let fds = std::env::var("LISTEN_FDS").ok()?;
+    // SAFETY (for remove_var): called before the process starts a thread.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if pid != std::process::id().to_string() || fds != "1" {
+        return None;
+    }
+    let fd = 3;
+    let stat = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(fd) }).ok()?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
+        return None;
+    }
+    // SAFETY: systemd passed fd 3 to this process (checked above: it is a
+    // socket, and the variables named this process), and nothing else in
+    // the process owns it; it is taken once, the variables are gone.
+    Some(unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) })
+}

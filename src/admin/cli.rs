@@ -11,8 +11,9 @@ are doing, create and delete them, start, stop, restart and reset them, send a
 command to a game's console, read their logs, and update or verify the game.
 
 For a host without the web app. Run it as root, or as a member of the service
-group: it asks systemd for every start and stop, as the web app does, and polkit
-grants those to the group (the rule left4me.rules). Nothing here runs as root
+group: a member's starts, stops, resets, enables and updates are requests to
+root's request server (left4me-requests.socket, root:GROUP 0660), as the web
+app's are, and root's are the same systemctl lines. Nothing here runs as root
 that the units do not already run; `create` writes instance.env as the service
 user (or, for a member of the group, as itself with the group's access), and the
 root helper checks it again at every mount.";

@@ -19,6 +19,7 @@ use crate::envfile::{self, Assignment, InstanceConfig, render_assignments};
 use crate::error::{Failure, Kind, Result};
 use crate::fsx;
 use crate::name::InstanceName;
+use crate::requests::{Request, Verb};
 use crate::state::{INSTANCES, InstancePaths, Own, RUNTIME, ServiceUser, State};
 use cli::{Cli, Command};
 
@@ -55,15 +56,15 @@ fn run(state_dir: &Path, command: &Command) -> Result<()> {
         Command::Delete(a) => delete(state_dir, &a.name, a.yes),
         Command::Start(a) => {
             let name = InstanceName::parse(&a.name)?;
-            start(state_dir, name.as_str(), "start")
+            start(state_dir, &name, Verb::Start)
         }
         Command::Restart(a) => {
             let name = InstanceName::parse(&a.name)?;
-            start(state_dir, name.as_str(), "restart")
+            start(state_dir, &name, Verb::Restart)
         }
         Command::Stop(a) => {
             let name = InstanceName::parse(&a.name)?;
-            stop(name.as_str())
+            stop(&name)
         }
         Command::Reset(a) => reset(state_dir, &InstanceName::parse(&a.name)?),
         Command::Console(a) => console(&InstanceName::parse(&a.name)?, &a.command),
@@ -150,25 +151,26 @@ fn since_now() -> u64 {
         .map_or(0, |d| d.as_secs().saturating_sub(1))
 }
 
-fn start(state_dir: &Path, name: &str, verb: &str) -> Result<()> {
-    let unit = systemd::server(name);
+fn start(state_dir: &Path, name: &InstanceName, verb: Verb) -> Result<()> {
+    let unit = systemd::server(name.as_str());
+    let verb_s = verb.as_str();
     let since = since_now();
-    let (r, took) = systemd::with_progress(&format!("{verb} {unit}"), || {
-        systemd::systemctl(&[verb, &unit])
+    let (r, took) = systemd::with_progress(&format!("{verb_s} {unit}"), || {
+        systemd::job(&Request::new(verb, Some(name), true))
     });
-    r.map_err(|f| systemd::start_failure(state_dir, name, since, f))?;
-    println!("{verb} {unit}: {}", secs(took));
-    if let Some(port) = port_of(state_dir, name) {
-        let took = wait_answer(name, port)?;
+    r.map_err(|f| systemd::start_failure(state_dir, name.as_str(), since, f))?;
+    println!("{verb_s} {unit}: {}", secs(took));
+    if let Some(port) = port_of(state_dir, name.as_str()) {
+        let took = wait_answer(name.as_str(), port)?;
         println!("{name} answers on port {port}: {} later", secs(took));
     }
     Ok(())
 }
 
-fn stop(name: &str) -> Result<()> {
-    let unit = systemd::server(name);
+fn stop(name: &InstanceName) -> Result<()> {
+    let unit = systemd::server(name.as_str());
     let (r, took) = systemd::with_progress(&format!("stop {unit}"), || {
-        systemd::systemctl(&["stop", &unit])
+        systemd::job(&Request::new(Verb::Stop, Some(name), true))
     });
     r?;
     println!("stop {unit}: {}", secs(took));
@@ -178,15 +180,15 @@ fn stop(name: &str) -> Result<()> {
 /// stop, reset, start, first answer: each step waited for and timed.
 fn reset(state_dir: &Path, name: &InstanceName) -> Result<()> {
     let t0 = Instant::now();
-    stop(name.as_str())?;
+    stop(name)?;
     let unit = systemd::reset(name.as_str());
     let since = since_now();
     let (r, took) = systemd::with_progress(&format!("reset {name}"), || {
-        systemd::systemctl(&["start", "--wait", &unit])
+        systemd::job(&Request::new(Verb::Reset, Some(name), true))
     });
     r.map_err(|f| systemd::start_failure(state_dir, name.as_str(), since, f))?;
     println!("reset {unit}: {}", secs(took));
-    start(state_dir, name.as_str(), "start")?;
+    start(state_dir, name, Verb::Start)?;
     println!("reset cycle of {name}: {}", secs(t0.elapsed()));
     Ok(())
 }
@@ -287,14 +289,14 @@ fn logs(name: &InstanceName, follow: bool) -> Result<()> {
     ))
 }
 
-/// Queues the update (the proxy unit the web app also starts) or the
-/// verification (root's own start: no proxy, polkit grants nobody that
-/// unit), follows the unit's journal and waits until that run ends.
+/// Queues the update (the request the web app also makes) or the
+/// verification (root's own: no request reaches that unit), follows the
+/// unit's journal and waits until that run ends.
 fn update(verify: bool) -> Result<()> {
-    let (unit, start) = if verify {
-        ("left4me-verify.service", "left4me-verify.service")
+    let unit = if verify {
+        "left4me-verify.service"
     } else {
-        ("left4me-update.service", "left4me-update-now.service")
+        "left4me-update.service"
     };
     let before = systemd::show_one(unit)?.get("InvocationID").to_owned();
     let mut journal = Process::new("journalctl")
@@ -303,14 +305,13 @@ fn update(verify: bool) -> Result<()> {
         .spawn()
         .map_err(|e| Failure::new(Kind::Unexpected, format!("cannot run journalctl: {e}")))?;
     let t0 = Instant::now();
-    // The proxy is done once it queued the update; the verification's own
-    // start job would last the whole run.
-    let args: &[&str] = if verify {
-        &["start", "--no-block", start]
+    // Queued, not waited for: either start job lasts the whole run.
+    let queued = if verify {
+        systemd::systemctl(&["start", "--no-block", unit])
     } else {
-        &["start", start]
+        systemd::job(&Request::new(Verb::Update, None, false))
     };
-    let result = systemd::systemctl(args).and_then(|()| {
+    let result = queued.and_then(|()| {
         // Once this run was seen, its end is the unit's next inactive or
         // failed state: systemd clears the InvocationID of a oneshot that
         // ended successfully.
@@ -327,7 +328,7 @@ fn update(verify: bool) -> Result<()> {
                     Kind::Unexpected,
                     format!("{unit} did not start within 30 s"),
                 )
-                .hint(format!("systemctl status {start} {unit}")));
+                .hint(format!("systemctl status {unit}")));
             }
         }
     });
@@ -525,11 +526,7 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
     }
     // Boot start off first. On NixOS the proxy fails (boot starts are
     // declared there, /etc/systemd/system is read-only): say so, go on.
-    if let Err(f) = systemd::systemctl(&[
-        "start",
-        "--wait",
-        &format!("left4me-disable@{name}.service"),
-    ]) {
+    if let Err(f) = systemd::job(&Request::new(Verb::Disable, Some(&name), true)) {
         if f.kind == Kind::NotPermitted {
             return Err(f);
         }
@@ -556,7 +553,7 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
         // runtime/NAME is root's: discard what the game wrote through the
         // reset unit, and leave the empty layer for root to remove.
         let (r, _) = systemd::with_progress(&format!("reset {name}"), || {
-            systemd::systemctl(&["start", "--wait", &systemd::reset(name.as_str())])
+            systemd::job(&Request::new(Verb::Reset, Some(&name), true))
         });
         r?;
     }

@@ -1,6 +1,7 @@
-//! What `left4me` asks of systemd: `systemctl` as the caller (polkit decides
-//! for a non-root caller, as for the web app), and one `systemctl show` for
-//! any number of units.
+//! What `left4me` asks of systemd: jobs as requests (root runs their
+//! systemctl line itself, a member of the group sends them to root's request
+//! server, as the web app does), and one `systemctl show` for any number of
+//! units.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Failure, Kind, Result};
+use crate::requests::{self, Request};
 
 pub(crate) fn server(name: &str) -> String {
     format!("left4me-server@{name}.service")
@@ -151,20 +153,18 @@ fn spawn_failure(what: &str, e: &std::io::Error) -> Failure {
         .hint("left4me needs systemd's systemctl and journalctl on PATH")
 }
 
-/// A refused or failed systemctl call, with polkit's refusal as its own kind.
-fn refused(what: &str, stderr: &str) -> Failure {
-    let text = stderr.trim();
-    if text.contains("Access denied") || text.contains("authentication required") {
-        let group = std::env::var("LEFT4ME_GROUP").unwrap_or_else(|_| "left4me".into());
-        return Failure::new(Kind::NotPermitted, format!("{what}: {text}")).hint(format!(
-            "run left4me as root, or as a member of the group {group} (polkit grants the \
-             instances' units to it: /usr/share/polkit-1/rules.d/left4me.rules)"
-        ));
+/// A job of a left4me unit, waiting for it as the request says: root runs
+/// the request's own systemctl line, anyone else asks the request server.
+pub(crate) fn job(request: &Request) -> Result<()> {
+    if rustix::process::geteuid().is_root() {
+        request.run(Path::new("systemctl"))
+    } else {
+        requests::ask(Path::new(requests::SOCKET), request)
     }
-    Failure::new(Kind::Unexpected, format!("{what}: {text}"))
 }
 
-/// `systemctl ARGS`, waiting for it; a refusal or failure as a Failure.
+/// `systemctl ARGS`, waiting for it; a failure as a Failure (root's own
+/// units: the verification).
 pub(crate) fn systemctl(args: &[&str]) -> Result<()> {
     output(args).map(drop)
 }
@@ -180,9 +180,13 @@ fn output(args: &[&str]) -> Result<String> {
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
-    Err(refused(
-        &format!("systemctl {}", args.join(" ")),
-        &String::from_utf8_lossy(&out.stderr),
+    Err(Failure::new(
+        Kind::Unexpected,
+        format!(
+            "systemctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
     ))
 }
 

@@ -24,7 +24,8 @@ Health check of left4me instances over A2S_INFO, and its status.
 
 `run` is what left4me-health@INSTANCE.service starts with the server, as the
 service user: after a grace period it queries 127.0.0.1:$L4D2_PORT every
-interval; after N failures in a row it restarts the server through polkit, and
+interval; after N failures in a row it restarts the server through root's
+request server (left4me-requests.socket), and
 once its restart budget is spent it sends the server's main process SIGSYS,
 which the server unit does not restart: it ends `failed`.
 With LEFT4ME_UPDATE_RESTART=when-empty (the default) it also restarts the
@@ -33,7 +34,7 @@ another generation than LEFT4ME_GENERATION (the one the instance was mounted
 with) and an answer reports no human players.
 With --events, silence after the game logged a map change is a map load for
 L4D2_HEALTH_MAP_LOAD_SEC, not a failure, and Steam's \"needs to be restarted\"
-notice queues left4me-update.service through polkit, at most once per
+notice queues left4me-update.service the same way, at most once per
 L4D2_HEALTH_STEAM_UPDATE_SEC. `launch` is the game's start (the server
 unit's ExecStart): it makes the console FIFO the game's stdin and relays the
 game's output to the journal, writing those events for the check.
@@ -92,10 +93,13 @@ pub(crate) enum Command {
 pub(crate) struct RunArgs {
     /// Instance name: 1-32 of [A-Za-z0-9_-], starting with a letter or digit.
     instance: String,
-    /// systemctl: restarts the server, queues updates, and reads the
-    /// server's main PID and the metrics' figures.
+    /// systemctl: reads the server's main PID and the metrics' figures.
     #[arg(long, default_value = "systemctl", value_name = "PATH")]
     systemctl: PathBuf,
+    /// The request socket (left4me-requests.socket): restarts or stops the
+    /// server and queues updates through root's request server.
+    #[arg(long, default_value = crate::requests::SOCKET, value_name = "PATH")]
+    requests: PathBuf,
     /// Node exporter's textfile directory: INSTANCE's metrics go to
     /// DIR/left4me_INSTANCE.prom, the host's to DIR/left4me_host.prom
     /// (docs/metrics.md). Nothing is written when DIR does not exist.
@@ -184,7 +188,10 @@ fn dispatch(run_dir: &Path, command: &Command) -> Result<()> {
             Monitor {
                 instance,
                 run_dir: run_dir.to_owned(),
-                systemd: Systemctl(a.systemctl.clone()),
+                systemd: Systemctl {
+                    path: a.systemctl.clone(),
+                    requests: a.requests.clone(),
+                },
                 metrics_dir: a.metrics_dir.clone(),
                 events: a.events.clone(),
             }

@@ -1,7 +1,8 @@
 //! The per-instance health check (`left4me-health`, run by
 //! left4me-health@.service as the service user, never by root): after a
 //! grace period it asks the instance's own port for A2S_INFO every interval
-//! and restarts the server through polkit after N consecutive failures, within
+//! and restarts the server through root's request server (left4me-requests)
+//! after N consecutive failures, within
 //! a restart budget; past the budget it sends the server's main process
 //! SIGSYS, which the server unit does not restart, so it ends `failed`.
 //! With the update restart policy `when-empty` it also restarts an empty
@@ -49,7 +50,7 @@ pub(crate) const EXIT_CODES: [ExitRow; 8] = [
     ),
     kind_row(
         Kind::ActionRefused,
-        "run: systemctl refused the restart or stop (check the polkit rule)",
+        "run: the restart or stop was refused (is left4me-requests.socket running?)",
     ),
     kind_row(Kind::NoAnswer, "query: no usable answer"),
     kind_row(Kind::Unexpected, "anything else (unexpected)"),

@@ -1,11 +1,11 @@
 //! The check's main loop and its two actions on the server: a restart
-//! through systemctl, as the service user, so polkit decides exactly as for
-//! the web app; and, once the restart budget is spent, SIGSYS to the server's
+//! through root's request server (src/requests.rs), as the web app asks for
+//! one; and, once the restart budget is spent, SIGSYS to the server's
 //! main process, which the server unit's RestartPreventExitStatus= turns into
 //! `failed` without a restart. The same restart also moves an empty server
 //! onto a newer installation generation (the `when-empty` policy). When the
 //! game logs Steam's "needs to be restarted" notice (super::output), the
-//! check queues an update through the same polkit rule, at most once per
+//! check queues an update through the same server, at most once per
 //! L4D2_HEALTH_STEAM_UPDATE_SEC. systemd is behind [`Systemd`], so the loop
 //! runs against a fake in the unit tests.
 
@@ -27,10 +27,8 @@ use super::{now_ms, secs, server_unit};
 use crate::a2s;
 use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
+use crate::requests::{self, Request, Verb};
 
-/// The unit the service user may start to queue an update
-/// (left4me-update-now.service queues left4me-update.service and ends).
-pub(crate) const UPDATE_NOW_UNIT: &str = "left4me-update-now.service";
 pub(crate) const UPDATE_UNIT: &str = "left4me-update.service";
 
 /// What the check asks of systemd: jobs, and properties (the main PID, the
@@ -38,9 +36,9 @@ pub(crate) const UPDATE_UNIT: &str = "left4me-update.service";
 /// required methods, so one runner spawns systemctl and a fake stands in
 /// for it in the unit tests.
 pub(crate) trait Systemd {
-    /// Queues `verb` on `unit` without waiting for the job (`--no-block`);
-    /// the error is why it was refused.
-    fn queue(&self, verb: &str, unit: &str) -> std::result::Result<(), String>;
+    /// Asks for `request`'s job (a `no-block` one: the answer comes once it
+    /// is queued); the error is why it was refused.
+    fn queue(&self, request: &Request) -> std::result::Result<(), String>;
     /// `props` of `unit` as `systemctl show --timestamp=unix` gives them
     /// (timestamps `@SECONDS`); one systemd has no value for is absent. The
     /// error is why none could be read.
@@ -79,8 +77,8 @@ pub(crate) trait Systemd {
 
 /// Monitor owns its systemd, the exporter borrows it.
 impl<T: Systemd + ?Sized> Systemd for &T {
-    fn queue(&self, verb: &str, unit: &str) -> std::result::Result<(), String> {
-        (**self).queue(verb, unit)
+    fn queue(&self, request: &Request) -> std::result::Result<(), String> {
+        (**self).queue(request)
     }
     fn show(
         &self,
@@ -91,18 +89,23 @@ impl<T: Systemd + ?Sized> Systemd for &T {
     }
 }
 
-/// systemd through systemctl, as the service user: reading needs no grant,
-/// every job is polkit's decision.
-pub(crate) struct Systemctl(pub PathBuf);
+/// systemd as the service user sees it: properties through systemctl
+/// (reading needs no grant), jobs through root's request server
+/// (src/requests.rs): the service user has no polkit grant.
+pub(crate) struct Systemctl {
+    pub(crate) path: PathBuf,
+    /// left4me-requests.socket's socket.
+    pub(crate) requests: PathBuf,
+}
 
 impl Systemctl {
     /// `systemctl ARGS`'s standard output; `what` names the call in the
     /// error when systemctl cannot run or fails.
     fn run(&self, what: &str, args: &[&str]) -> std::result::Result<String, String> {
-        let out = Command::new(&self.0)
+        let out = Command::new(&self.path)
             .args(args)
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.0.display()))?;
+            .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
         if !out.status.success() {
             return Err(format!(
                 "systemctl {what} failed ({}): {}",
@@ -115,12 +118,8 @@ impl Systemctl {
 }
 
 impl Systemd for Systemctl {
-    fn queue(&self, verb: &str, unit: &str) -> std::result::Result<(), String> {
-        self.run(
-            &format!("{verb} {unit}"),
-            &["--no-ask-password", "--no-block", verb, unit],
-        )
-        .map(drop)
+    fn queue(&self, request: &Request) -> std::result::Result<(), String> {
+        requests::ask(&self.requests, request).map_err(|f| f.to_string())
     }
 
     fn show(
@@ -292,7 +291,7 @@ impl<S: Systemd> Monitor<S> {
                         "restarting {}: {reason}",
                         server_unit(name)
                     );
-                    return self.ask_systemd("restart");
+                    return self.ask_systemd(Verb::Restart);
                 }
                 Action::GiveUp { reason } => {
                     metrics.write(&record);
@@ -316,7 +315,7 @@ impl<S: Systemd> Monitor<S> {
                          not a failure, the restart budget is untouched",
                         server_unit(name)
                     );
-                    return self.ask_systemd("restart");
+                    return self.ask_systemd(Verb::Restart);
                 }
             }
             self.on_update_notice(&mut record, &events, &mut too_soon_logged);
@@ -399,20 +398,20 @@ impl<S: Systemd> Monitor<S> {
             }
             Notice::Queue => {
                 record.update_notice_handled_ms = events.update_notice_ms;
-                match self.systemd.queue("start", UPDATE_NOW_UNIT) {
+                match self.systemd.queue(&Request::new(Verb::Update, None, false)) {
                     Ok(()) => {
                         record.updates_queued_total += 1;
                         *too_soon_logged = false;
                         tracing::warn!(
                             health_action = "update-queued",
                             "{name} says Steam has a newer build (\"Your server needs to be restarted \
-                             in order to receive the latest update.\"): queued {UPDATE_UNIT} through {UPDATE_NOW_UNIT}"
+                             in order to receive the latest update.\"): queued {UPDATE_UNIT}"
                         );
                     }
                     Err(why) => tracing::error!(
                         health_action = "refused",
                         "{name} says Steam has a newer build, and the update cannot be queued: {why}; \
-                         check that the polkit rule (left4me.rules) grants the service user start on {UPDATE_NOW_UNIT}"
+                         check that left4me-requests.socket runs"
                     ),
                 }
             }
@@ -422,22 +421,26 @@ impl<S: Systemd> Monitor<S> {
     /// `--no-block`: the job also restarts or stops this check, which must
     /// not sit waiting for a job that kills it. The record and the journal
     /// entry are written before, so being killed at any point loses nothing.
-    fn ask_systemd(&self, verb: &str) -> Result<()> {
+    fn ask_systemd(&self, verb: Verb) -> Result<()> {
         let unit = server_unit(self.instance.as_str());
-        let Err(why) = self.systemd.queue(verb, &unit) else {
-            tracing::info!("{verb} of {unit} queued; this check ends with it");
+        let request = Request::new(verb, Some(&self.instance), false);
+        let Err(why) = self.systemd.queue(&request) else {
+            tracing::info!(
+                "{} of {unit} queued; this check ends with it",
+                verb.as_str()
+            );
             return Ok(());
         };
         tracing::error!(health_action = "refused", "{why}");
-        Err(Failure::new(Kind::ActionRefused, why).hint(format!(
-            "check that the polkit rule (left4me.rules) grants the service user {verb} on {unit}"
-        )))
+        Err(Failure::new(Kind::ActionRefused, why).hint(
+            "check that left4me-requests.socket runs: systemctl status left4me-requests.socket",
+        ))
     }
 
     /// Ends the server as `failed`: SIGSYS to its main process. The server
     /// unit has RestartPreventExitStatus=SIGSYS, so systemd records the
     /// signal as the result and does not restart it, while a crash or an
-    /// out-of-memory kill (SIGKILL) still restarts. No polkit verb is needed:
+    /// out-of-memory kill (SIGKILL) still restarts. No request is needed:
     /// the game runs as the same service user, and kill(2) compares the
     /// kernel's uids, which PrivateUsers= maps to the same uid in both units;
     /// neither unit has a PID namespace. The reason is logged before the
@@ -467,7 +470,7 @@ impl<S: Systemd> Monitor<S> {
                     health_reason = why.as_str(),
                     "{why}; stopping {unit} instead, it will end inactive, not failed"
                 );
-                self.ask_systemd("stop")
+                self.ask_systemd(Verb::Stop)
             }
         }
     }
@@ -505,6 +508,7 @@ pub(crate) mod fake {
     use std::collections::HashMap;
 
     use super::Systemd;
+    use crate::requests::Request;
 
     /// Jobs are recorded, never run. `show` answers from the units the test
     /// gives, with only the properties asked for: `systemctl show
@@ -529,8 +533,10 @@ pub(crate) mod fake {
     }
 
     impl Systemd for FakeSystemd {
-        fn queue(&self, verb: &str, unit: &str) -> Result<(), String> {
-            self.queued.borrow_mut().push((verb.into(), unit.into()));
+        fn queue(&self, request: &Request) -> Result<(), String> {
+            self.queued
+                .borrow_mut()
+                .push((request.verb().as_str().into(), request.unit()));
             Ok(())
         }
 
@@ -653,7 +659,8 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        (dir, Systemctl(path))
+        let requests = dir.path().join("requests.sock");
+        (dir, Systemctl { path, requests })
     }
 
     fn args(dir: &Path) -> String {
@@ -691,21 +698,7 @@ mod tests {
 
     #[test]
     fn systemctl_failures_say_what_failed_and_why() {
-        let (dir, s) = stand_in(
-            "",
-            "Failed to restart left4me-server@vs1.service: Access denied",
-            1,
-        );
-        assert_eq!(
-            s.queue("restart", SERVER),
-            Err(format!(
-                "systemctl restart {SERVER} failed (exit status: 1): Failed to restart {SERVER}: Access denied"
-            ))
-        );
-        assert_eq!(
-            args(dir.path()),
-            format!("--no-ask-password --no-block restart {SERVER}\n")
-        );
+        let (dir, s) = stand_in("", "Failed to connect to bus: Permission denied", 1);
         let show = s.show(SERVER, &["MainPID"]).unwrap_err();
         assert!(
             show.starts_with(&format!(
@@ -713,8 +706,22 @@ mod tests {
             )),
             "{show}"
         );
-        let gone = Systemctl(dir.path().join("absent"));
-        let why = gone.queue("restart", SERVER).unwrap_err();
+        // No request server: the restart's refusal names the socket.
+        let restart = Request::new(
+            Verb::Restart,
+            Some(&InstanceName::parse("vs1").unwrap()),
+            false,
+        );
+        let why = s.queue(&restart).unwrap_err();
+        assert!(
+            why.contains("cannot connect to ") && why.contains("requests.sock"),
+            "{why}"
+        );
+        let gone = Systemctl {
+            path: dir.path().join("absent"),
+            requests: dir.path().join("requests.sock"),
+        };
+        let why = gone.show(SERVER, &["MainPID"]).unwrap_err();
         assert!(why.starts_with("cannot run "), "{why}");
         assert_eq!(gone.last_start_s(UPDATE_UNIT), None);
     }
@@ -809,10 +816,7 @@ mod tests {
             update_notice_ms: Some(now_ms()),
         };
         let (queued, record) = run(Some(events), &fake(None), 120.0);
-        assert_eq!(
-            queued,
-            [("start".into(), UPDATE_NOW_UNIT.into()), restart()]
-        );
+        assert_eq!(queued, [("update".into(), UPDATE_UNIT.into()), restart()]);
         assert_eq!(record.updates_queued_total, 1);
         assert!(record.update_notice_handled_ms.is_some());
     }

@@ -1,0 +1,595 @@
+//! The service group's requests to systemd. Nobody but root queues a job of
+//! a left4me unit: the service user (the web app, the health checks) and
+//! the admins in its group connect to `left4me-requests.socket`
+//! (root:GROUP 0660) and name a verb and an instance; root's
+//! `left4me-overlay serve-requests` builds the unit name and the whole
+//! systemctl command line itself, in job mode `replace`.
+//!
+//! Why not polkit: polkit sees a request's unit and verb, never its job
+//! mode, and `--job-mode=flush` on any granted unit cancels every job
+//! installed on the host that is not part of the caller's transaction,
+//! root's included (systemd's `transaction_apply()`); the irreversible
+//! modes made root's stop, isolate and reboot fail as "destructive" while
+//! the caller's job lasted. A grant of `manage-units` to an account is all
+//! of that; here the account gets none, and a request carries no mode.
+//!
+//! What a request can cost root, and why it is bounded:
+//! - One line of at most [`MAX_LINE`] bytes, read within [`READ_TIMEOUT`];
+//!   anything else is answered with an error and the connection closed.
+//! - At most [`MAX_RUNNING`] requests are served at once (a thread each,
+//!   running one systemctl); the next connection is answered `busy` at
+//!   once. A request waits as systemctl does (a stop takes the game's
+//!   15 s and the unmount), so the cap is what the service user's own
+//!   requests share; root never goes through here.
+//! - The socket is PID 1's (`ListenStream=`, `Accept=no`): PID 1 holds the
+//!   listening socket and hands it over once; it reads no byte of a
+//!   request, and only a stop of the socket itself (shutdown, an upgrade)
+//!   makes it flush pending connections.
+//!
+//! The protocol (docs/admin.md, "Requests"): the client writes
+//! `VERB [INSTANCE] [no-block]\n` and reads one line back, `ok` or
+//! `error CODE MESSAGE`, CODE being the exit-code table's.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::error::{Failure, Kind, Result};
+use crate::name::InstanceName;
+
+/// Where left4me-requests.socket listens (dist/left4me-requests.socket.in).
+pub(crate) const SOCKET: &str = "/run/left4me/requests.sock";
+/// A request line, newline included: `disable` plus a 32-byte name and
+/// ` no-block` is 50.
+pub(crate) const MAX_LINE: usize = 128;
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const MAX_RUNNING: usize = 16;
+/// An answer line: systemctl's message is cut to this many bytes.
+const MAX_MESSAGE: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Start,
+    Stop,
+    Restart,
+    Reset,
+    Enable,
+    Disable,
+    Update,
+}
+
+impl Verb {
+    pub(crate) const ALL: [Verb; 7] = [
+        Verb::Start,
+        Verb::Stop,
+        Verb::Restart,
+        Verb::Reset,
+        Verb::Enable,
+        Verb::Disable,
+        Verb::Update,
+    ];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+            Verb::Reset => "reset",
+            Verb::Enable => "enable",
+            Verb::Disable => "disable",
+            Verb::Update => "update",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.as_str() == word)
+    }
+}
+
+/// One request: what the caller may choose, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Request {
+    verb: Verb,
+    instance: Option<InstanceName>,
+    /// Answer once the job is queued instead of once it is done (systemctl's
+    /// `--no-block`): the health check asks for its own server's restart,
+    /// which also stops the check.
+    block: bool,
+}
+
+impl Request {
+    /// A request for an instance; `update` takes none.
+    pub(crate) fn new(verb: Verb, instance: Option<&InstanceName>, block: bool) -> Request {
+        Request {
+            verb,
+            instance: instance.cloned(),
+            block,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn verb(&self) -> Verb {
+        self.verb
+    }
+
+    /// What the client writes, newline included.
+    pub(crate) fn line(&self) -> String {
+        let mut line = self.verb.as_str().to_owned();
+        if let Some(i) = &self.instance {
+            line += " ";
+            line += i.as_str();
+        }
+        if !self.block {
+            line += " no-block";
+        }
+        line + "\n"
+    }
+
+    /// A line as the server read it (without its newline).
+    pub(crate) fn parse(line: &str) -> Result<Request> {
+        let bad = |why: String| {
+            Failure::new(Kind::Unexpected, format!("not a request: {why}")).hint(format!(
+                "write one line: VERB [INSTANCE] [no-block], VERB one of {}",
+                Verb::ALL.map(Verb::as_str).join(" ")
+            ))
+        };
+        let mut words = line.split(' ');
+        let word = words.next().unwrap_or_default();
+        let verb = Verb::parse(word).ok_or_else(|| bad(format!("unknown verb {word:?}")))?;
+        let instance = match verb {
+            Verb::Update => None,
+            _ => {
+                let name = words
+                    .next()
+                    .ok_or_else(|| bad(format!("{} needs an instance name", verb.as_str())))?;
+                Some(InstanceName::parse(name)?)
+            }
+        };
+        let block = match words.next() {
+            None => true,
+            Some("no-block") => false,
+            Some(w) => return Err(bad(format!("unexpected {w:?}"))),
+        };
+        if let Some(w) = words.next() {
+            return Err(bad(format!("unexpected {w:?}")));
+        }
+        Ok(Request {
+            verb,
+            instance,
+            block,
+        })
+    }
+
+    /// The unit the job is for, built here from the verb and the checked
+    /// name.
+    pub(crate) fn unit(&self) -> String {
+        let name = self.instance.as_ref().map_or("", InstanceName::as_str);
+        match self.verb {
+            Verb::Start | Verb::Stop | Verb::Restart => format!("left4me-server@{name}.service"),
+            Verb::Reset | Verb::Enable | Verb::Disable => {
+                format!("left4me-{}@{name}.service", self.verb.as_str())
+            }
+            Verb::Update => "left4me-update.service".to_owned(),
+        }
+    }
+
+    /// systemctl's whole command line: the one definition of what a request
+    /// makes root do, for the server here and for `left4me` run as root.
+    /// - server verbs: the verb itself;
+    /// - reset, enable, disable: a start of their unit (`Type=exec`) with
+    ///   `--wait`, so the answer is their outcome;
+    /// - update: always `--no-block`: its start job lasts the whole
+    ///   download; the caller follows the unit (`systemctl show`, the
+    ///   journal).
+    pub(crate) fn systemctl_args(&self) -> Vec<String> {
+        let block = self.block && self.verb != Verb::Update;
+        let mut args = vec!["--no-ask-password".to_owned()];
+        if !block {
+            args.push("--no-block".into());
+        }
+        args.push("--job-mode=replace".into());
+        match self.verb {
+            Verb::Start | Verb::Stop | Verb::Restart => args.push(self.verb.as_str().into()),
+            Verb::Reset | Verb::Enable | Verb::Disable | Verb::Update => {
+                args.push("start".into());
+                if block {
+                    args.push("--wait".into());
+                }
+            }
+        }
+        args.push("--".into());
+        args.push(self.unit());
+        args
+    }
+
+    /// Runs the request's systemctl, waiting for it.
+    pub(crate) fn run(&self, systemctl: &Path) -> Result<()> {
+        let args = self.systemctl_args();
+        let out = Command::new(systemctl)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                Failure::new(
+                    Kind::Unexpected,
+                    format!("cannot run {}: {e}", systemctl.display()),
+                )
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(Failure::new(
+            Kind::Unexpected,
+            format!(
+                "systemctl {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                stderr.trim()
+            ),
+        ))
+    }
+}
+
+/// Serves requests on `listener` until it fails; each accepted connection
+/// gets a thread of its own, at most [`MAX_RUNNING`] at a time.
+pub(crate) fn serve(listener: &UnixListener, systemctl: &Path) -> Result<()> {
+    let running = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            // A connection that went away before it was accepted, or the
+            // process's fd limit: the listener itself is still good.
+            Err(e) => {
+                tracing::warn!("accept on the request socket: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if running.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING {
+            running.fetch_sub(1, Ordering::SeqCst);
+            let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+            let busy = Failure::new(
+                Kind::Busy,
+                format!("{MAX_RUNNING} requests are being served"),
+            )
+            .hint("try again once one is done");
+            let _ = answer(&stream, Err(&busy));
+            continue;
+        }
+        let running = Arc::clone(&running);
+        let systemctl = systemctl.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("request".into())
+            .spawn(move || {
+                serve_one(&stream, &systemctl);
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a thread for a request: {e}");
+        }
+    }
+}
+
+/// Reads, runs and answers one request, logging who asked for what.
+fn serve_one(stream: &UnixStream, systemctl: &Path) {
+    let peer = rustix::net::sockopt::socket_peercred(stream)
+        .map(|c| format!("uid {} pid {}", c.uid.as_raw(), c.pid.as_raw_nonzero()))
+        .unwrap_or_else(|e| format!("unknown peer ({e})"));
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+    let done = read_request(stream).and_then(|r| {
+        let line = r.line();
+        let line = line.trim_end();
+        let instance = r.instance.as_ref().map_or("", InstanceName::as_str);
+        tracing::info!(left4me_instance = instance, "request from {peer}: {line}");
+        r.run(systemctl)?;
+        tracing::info!(left4me_instance = instance, "done for {peer}: {line}");
+        Ok(())
+    });
+    if let Err(f) = &done {
+        tracing::warn!(exit_code = f.kind.exit_code(), "refused for {peer}: {f}");
+    }
+    let _ = answer(stream, done.as_ref().map(|_| ()));
+}
+
+fn read_request(stream: &UnixStream) -> Result<Request> {
+    let mut line = Vec::with_capacity(MAX_LINE);
+    BufReader::new(stream.take(MAX_LINE as u64))
+        .read_until(b'\n', &mut line)
+        .map_err(|e| {
+            Failure::new(
+                Kind::Unexpected,
+                format!("no request line within {} s: {e}", READ_TIMEOUT.as_secs()),
+            )
+        })?;
+    if line.pop() != Some(b'\n') {
+        return Err(Failure::new(
+            Kind::Unexpected,
+            format!("not a request: no line of at most {MAX_LINE} bytes"),
+        ));
+    }
+    let line = std::str::from_utf8(&line)
+        .map_err(|_| Failure::new(Kind::Unexpected, "not a request: not UTF-8"))?;
+    Request::parse(line)
+}
+
+fn answer(mut stream: &UnixStream, done: std::result::Result<(), &Failure>) -> std::io::Result<()> {
+    let line = match done {
+        Ok(()) => "ok\n".to_owned(),
+        Err(f) => format!(
+            "error {} {}\n",
+            f.kind.exit_code(),
+            one_line(&f.to_string())
+        ),
+    };
+    stream.write_all(line.as_bytes())
+}
+
+/// A message as one printable line of at most [`MAX_MESSAGE`] bytes.
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > MAX_MESSAGE {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Sends `request` to the server at `socket` and waits for its answer: the
+/// client half, for `left4me` run by a member of the group and for the
+/// health check.
+pub(crate) fn ask(socket: &Path, request: &Request) -> Result<()> {
+    let what = request.line();
+    let what = what.trim_end();
+    let mut stream = UnixStream::connect(socket).map_err(|e| connect_failure(socket, &e))?;
+    stream
+        .write_all(request.line().as_bytes())
+        .map_err(|e| Failure::new(Kind::Unexpected, format!("{what}: cannot send: {e}")))?;
+    let mut reply = String::new();
+    BufReader::new(stream.take(4 * MAX_MESSAGE as u64))
+        .read_line(&mut reply)
+        .map_err(|e| Failure::new(Kind::Unexpected, format!("{what}: no answer: {e}")))?;
+    parse_answer(reply.trim_end_matches('\n')).map_err(|f| f.prefixed(&format!("{what}: ")))
+}
+
+fn parse_answer(reply: &str) -> Result<()> {
+    if reply == "ok" {
+        return Ok(());
+    }
+    let unexpected = || {
+        Failure::new(
+            Kind::Unexpected,
+            format!("unexpected answer {reply:?} from left4me-requests"),
+        )
+        .hint("journalctl -u left4me-requests.service")
+    };
+    let rest = reply.strip_prefix("error ").ok_or_else(unexpected)?;
+    let (code, message) = rest.split_once(' ').ok_or_else(unexpected)?;
+    let code: u8 = code.parse().map_err(|_| unexpected())?;
+    Err(Failure::new(
+        Kind::from_exit_code(code).unwrap_or(Kind::Unexpected),
+        message.to_owned(),
+    ))
+}
+
+fn connect_failure(socket: &Path, e: &std::io::Error) -> Failure {
+    let group = std::env::var("LEFT4ME_GROUP").unwrap_or_else(|_| "left4me".into());
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Failure::new(
+            Kind::NotPermitted,
+            format!("cannot connect to {}: {e}", socket.display()),
+        )
+        .hint(format!(
+            "run as root, or as a member of the group {group} (the socket is root:{group} 0660)"
+        )),
+        _ => Failure::new(
+            Kind::Unexpected,
+            format!("cannot connect to {}: {e}", socket.display()),
+        )
+        .hint("systemctl status left4me-requests.socket"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn name() -> InstanceName {
+        InstanceName::parse("vs1").unwrap()
+    }
+
+    #[rstest::rstest]
+    #[case::start(
+        "start vs1",
+        "--no-ask-password --job-mode=replace start -- left4me-server@vs1.service"
+    )]
+    #[case::stop(
+        "stop vs1",
+        "--no-ask-password --job-mode=replace stop -- left4me-server@vs1.service"
+    )]
+    #[case::restart_queued(
+        "restart vs1 no-block",
+        "--no-ask-password --no-block --job-mode=replace restart -- left4me-server@vs1.service"
+    )]
+    #[case::reset(
+        "reset vs1",
+        "--no-ask-password --job-mode=replace start --wait -- left4me-reset@vs1.service"
+    )]
+    #[case::enable(
+        "enable vs1",
+        "--no-ask-password --job-mode=replace start --wait -- left4me-enable@vs1.service"
+    )]
+    #[case::disable_queued(
+        "disable vs1 no-block",
+        "--no-ask-password --no-block --job-mode=replace start -- left4me-disable@vs1.service"
+    )]
+    #[case::update(
+        "update",
+        "--no-ask-password --no-block --job-mode=replace start -- left4me-update.service"
+    )]
+    #[test_log::test]
+    fn a_request_fixes_the_whole_systemctl_line(#[case] line: &str, #[case] want: &str) {
+        let r = Request::parse(line).unwrap();
+        assert_eq!(r.systemctl_args().join(" "), want);
+        assert_eq!(
+            r.line(),
+            format!("{line}\n"),
+            "the client writes what the server reads"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::job_mode("start vs1 --job-mode=flush", Kind::Unexpected)]
+    #[case::option_as_name("start --job-mode=flush", Kind::InvalidName)]
+    #[case::unit_as_name("start sshd.service", Kind::InvalidName)]
+    #[case::path("stop ../x", Kind::InvalidName)]
+    #[case::no_name("restart", Kind::Unexpected)]
+    #[case::unknown_verb("isolate vs1", Kind::Unexpected)]
+    #[case::verify("verify", Kind::Unexpected)]
+    #[case::two_spaces("start  vs1", Kind::InvalidName)]
+    #[case::trailing("start vs1 no-block x", Kind::Unexpected)]
+    #[case::update_with_name("update vs1", Kind::Unexpected)]
+    #[case::empty("", Kind::Unexpected)]
+    #[test_log::test]
+    fn what_is_not_a_request_is_refused(#[case] line: &str, #[case] kind: Kind) {
+        assert_eq!(Request::parse(line).unwrap_err().kind, kind, "{line:?}");
+    }
+
+    #[test_log::test]
+    fn answers_carry_the_exit_code_table() {
+        parse_answer("ok").unwrap();
+        let f = parse_answer("error 10 invalid instance name \"x y\"").unwrap_err();
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (Kind::InvalidName, "invalid instance name \"x y\"")
+        );
+        assert_eq!(parse_answer("okay").unwrap_err().kind, Kind::Unexpected);
+        assert_eq!(
+            parse_answer("error x y").unwrap_err().kind,
+            Kind::Unexpected
+        );
+    }
+
+    #[test_log::test]
+    fn an_answer_is_one_bounded_line() {
+        let long = format!("a\nb\x1b[31m{}", "é".repeat(2000));
+        let line = one_line(&long);
+        assert!(!line.contains(['\n', '\x1b']));
+        assert!(line.len() <= MAX_MESSAGE + '…'.len_utf8());
+    }
+
+    /// A stand-in systemctl: logs its arguments, sleeps `sleep` seconds,
+    /// and fails with a message for the unit left4me-server@bad.
+    fn fake_systemctl(dir: &Path, sleep: &str) -> PathBuf {
+        let path = dir.join("systemctl");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {log}\nsleep {sleep}\ncase \"$*\" in *server@bad*) echo 'Job failed. See \"journalctl -xe\"' >&2; exit 1;; esac\n",
+                log = dir.join("log").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn server(dir: &Path, sleep: &str) -> PathBuf {
+        let socket = dir.join("requests.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let systemctl = fake_systemctl(dir, sleep);
+        std::thread::spawn(move || serve(&listener, &systemctl));
+        socket
+    }
+
+    /// One answer line, read as a client must: the server closes without
+    /// reading what is left of a refused request, so the kernel reports
+    /// ECONNRESET after the line.
+    fn raw(socket: &Path, bytes: &[u8]) -> String {
+        let mut s = UnixStream::connect(socket).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut reply = String::new();
+        BufReader::new(s).read_line(&mut reply).unwrap();
+        reply
+    }
+
+    #[test_log::test]
+    fn the_server_runs_the_fixed_line_and_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = server(dir.path(), "0");
+        ask(&socket, &Request::new(Verb::Restart, Some(&name()), false)).unwrap();
+        let bad = InstanceName::parse("bad").unwrap();
+        let f = ask(&socket, &Request::new(Verb::Start, Some(&bad), true)).unwrap_err();
+        assert_eq!(f.kind, Kind::Unexpected);
+        assert!(f.message.contains("Job failed"), "{f}");
+        // Refused before systemctl runs: nothing of it reaches the log.
+        let reply = raw(&socket, b"start vs1 --job-mode=flush\n");
+        assert!(reply.starts_with("error 1 not a request"), "{reply}");
+        let reply = raw(&socket, b"start sshd.service\n");
+        assert!(reply.starts_with("error 10 "), "{reply}");
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(
+            log,
+            "--no-ask-password --no-block --job-mode=replace restart -- left4me-server@vs1.service\n\
+             --no-ask-password --job-mode=replace start -- left4me-server@bad.service\n"
+        );
+    }
+
+    #[test_log::test]
+    fn a_line_too_long_or_never_ended_is_refused_without_running_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = server(dir.path(), "0");
+        let reply = raw(&socket, &[b'a'; 4096]);
+        assert!(
+            reply.starts_with("error 1 not a request: no line"),
+            "{reply}"
+        );
+        // A client that writes half a line and waits is cut off after the
+        // read timeout, and answered.
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(b"start vs").unwrap();
+        let t0 = std::time::Instant::now();
+        let mut reply = String::new();
+        BufReader::new(s).read_line(&mut reply).unwrap();
+        assert!(reply.starts_with("error 1 no request line"), "{reply}");
+        assert!(t0.elapsed() < READ_TIMEOUT + Duration::from_secs(3));
+        assert!(!dir.path().join("log").exists());
+    }
+
+    #[test_log::test]
+    fn requests_past_the_cap_are_answered_busy_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = server(dir.path(), "3");
+        let held: Vec<_> = (0..MAX_RUNNING)
+            .map(|_| {
+                let mut s = UnixStream::connect(&socket).unwrap();
+                s.write_all(b"stop vs1\n").unwrap();
+                s
+            })
+            .collect();
+        // Let the server take them all before the next one.
+        std::thread::sleep(Duration::from_millis(500));
+        let t0 = std::time::Instant::now();
+        let reply = raw(&socket, b"stop vs1\n");
+        assert!(reply.starts_with("error 14 "), "{reply}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "busy must not wait");
+        for s in held {
+            let mut reply = String::new();
+            BufReader::new(s).read_line(&mut reply).unwrap();
+            assert_eq!(reply, "ok\n");
+        }
+        // Slots are given back: the next request is served.
+        assert_eq!(raw(&socket, b"stop vs1\n"), "ok\n");
+    }
+}
