@@ -87,6 +87,66 @@ remove_instance() {
 last_failure_code() { sed -n 's/.*"exit_code":\([0-9]*\).*/\1/p' "$STATE/runtime/$1/last-failure.json" 2>/dev/null; }
 active_state() { systemctl show -P ActiveState "$(unit "$1")"; }
 
+# Root's request server (src/requests.rs, left4me-requests.socket): the only
+# way the service user and its group get a job of a left4me unit queued;
+# PID 1 refuses them every job itself (no polkit grant).
+REQUESTS_SOCK=/run/left4me/requests.sock
+# The raw client, as the web app speaks the protocol: for each argument, one
+# connection, the argument and a newline written, one answer line read and
+# printed (a client-side failure as "client: ..."); exit 0 only if every
+# answer was `ok`. REQUEST_SLOW=S writes the line a byte at a time, S
+# seconds apart; REQUEST_TIMES=1 prints each answer's time (connect to
+# answer) on stderr as "request-ms N". Python without site (-I -S): its
+# start is most of a request's cost under TCG.
+REQUEST_PY='
+import os, socket, sys, time
+slow = float(os.environ.get("REQUEST_SLOW") or 0)
+status = 0
+for line in sys.argv[2:]:
+    data = line.encode() + b"\n"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    t0 = time.monotonic()
+    try:
+        s.connect(sys.argv[1])
+        if slow:
+            for i in range(len(data)):
+                if i:
+                    time.sleep(slow)
+                s.sendall(data[i:i + 1])
+        else:
+            s.sendall(data)
+        answer = s.makefile("rb").readline().decode("utf-8", "replace").rstrip("\n")
+        answer = answer or "client: no answer (connection closed)"
+    except OSError as e:
+        # A refused request may be answered and closed before all of it is
+        # sent: what it was answered is still there to read.
+        try:
+            answer = s.makefile("rb").readline().decode("utf-8", "replace").rstrip("\n")
+        except OSError:
+            answer = ""
+        answer = answer or "client: %s" % e
+    finally:
+        s.close()
+    if os.environ.get("REQUEST_TIMES"):
+        print("request-ms %d" % ((time.monotonic() - t0) * 1000), file=sys.stderr)
+    print(answer, flush=True)
+    if answer != "ok":
+        status = 1
+sys.exit(status)
+'
+# request LINE...: the lines, as the service user (AS=ACCOUNT for another),
+# through the raw client; prints one answer line each.
+request() { runuser -u "${AS:-left4me}" -- python3 -I -S -c "$REQUEST_PY" "$REQUESTS_SOCK" "$@"; }
+# request_ok LINE...: the same, failing the scenario unless each answer is ok.
+request_ok() {
+    local out
+    out=$(request "$@") || fail "request '$*' as ${AS:-left4me}: $(tr '\n' ' ' <<<"$out")"
+}
+# PID 1's answer to a job asked of it directly by an account without a
+# polkit grant (polkitd installed: "Interactive authentication required";
+# without it, "Access denied").
+denied() { grep -Eqi 'access denied|interactive authentication required|not authorized' <<<"$1"; }
+
 # wait_state INSTANCE STATE TIMEOUT_S
 wait_state() {
     local deadline=$(( $(now_ms) + $3 * 1000 ))

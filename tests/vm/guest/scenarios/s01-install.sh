@@ -1,4 +1,4 @@
-# 1. Install: user, dirs, unit verifies, polkit rule, package files.
+# 1. Install: user, dirs, unit verifies, the request socket, package files.
 # budget: 110
 deb=$(local_deb)
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb" ||
@@ -17,7 +17,18 @@ for f in "$HELPER" /etc/left4me/host.env /usr/lib/systemd/system/left4me-server@
          /usr/lib/systemd/system/l4d2-game.slice; do
     [ -e "$f" ] || fail "package file $f missing"
 done
-ls /usr/share/polkit-1/rules.d/*left4me* >/dev/null 2>&1 || fail "no left4me polkit rule in /usr/share/polkit-1/rules.d"
+# No polkit grant (issue 18: polkit cannot see a job mode); the request
+# socket instead, listening after the install, only for root and the group.
+if ls /usr/share/polkit-1/rules.d/*left4me* /etc/polkit-1/rules.d/*left4me* >/dev/null 2>&1; then
+    fail "a left4me polkit rule is installed"
+fi
+[ ! -e /usr/lib/systemd/system/left4me-update-now.service ] || fail "left4me-update-now.service is still shipped"
+[ "$(systemctl is-active left4me-requests.socket)" = active ] ||
+    fail "left4me-requests.socket is $(systemctl is-active left4me-requests.socket) after the install"
+[ "$(stat -c '%U:%G %a %F' "$REQUESTS_SOCK")" = "root:left4me 660 socket" ] ||
+    fail "$REQUESTS_SOCK is $(stat -c '%U:%G %a %F' "$REQUESTS_SOCK" 2>&1)"
+[ -L /usr/lib/systemd/system/sockets.target.wants/left4me-requests.socket ] ||
+    fail "no sockets.target.wants link for left4me-requests.socket (it would not listen after a reboot)"
 # Captured, not piped into grep -q: under pipefail an early-exiting grep makes
 # the helper die of SIGPIPE and the check fail at random.
 man=$("$HELPER" --generate man) && [ -n "$man" ] || fail "helper cannot generate its man page"
@@ -29,10 +40,11 @@ verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-server@
     grep -v 'runtime/[^/]*/merged/srcds_run is not executable' || true)
 [ -z "$verify" ] || fail "systemd-analyze verify left4me-server@.service: $verify"
 verify=$(systemd-analyze verify --man=no /usr/lib/systemd/system/left4me-overlay@.service \
-    /usr/lib/systemd/system/left4me-reset@.service 2>&1) || fail "systemd-analyze verify root units: $verify"
+    /usr/lib/systemd/system/left4me-reset@.service /usr/lib/systemd/system/left4me-requests.socket \
+    /usr/lib/systemd/system/left4me-requests.service 2>&1) || fail "systemd-analyze verify root units: $verify"
 [ -z "$verify" ] || fail "systemd-analyze verify root units: $verify"
 for u in left4me-server@probe.service left4me-overlay@probe.service left4me-reset@probe.service \
-    left4me-enable@probe.service left4me-disable@probe.service left4me-update-now.service; do
+    left4me-enable@probe.service left4me-disable@probe.service left4me-requests.service left4me-requests.socket; do
     [ "$(systemctl show -P LoadState "$u")" = loaded ] || fail "$u does not load"
 done
 

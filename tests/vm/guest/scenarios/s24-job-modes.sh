@@ -1,62 +1,54 @@
-# 24. Job modes through polkit (issue 18, break 3). polkit sees a request's
-#     unit and verb, never its job mode. As the service user, every job mode
-#     on every start/stop/restart the rule grants (and on the update unit
-#     itself, which it must not grant any more); after each, root must get
-#     its way at once: a unit that Conflicts= with all of them starts (the
-#     same "Transaction is destructive" check that `systemctl reboot` and
-#     `isolate` go through; any irreversible start or restart job left on
-#     them fails it), and root's own stop of the unit is accepted. Limit
-#     from the user's request: 10 s for the Type=exec units (their job ends
-#     at exec), 20 s for the server (its jobs include the overlay unit's
-#     mount and umount and the game's stop: under TCG a restart took 7.4 s).
-#     main's update unit, a oneshot, held its job for the whole run: here a
-#     steamcmd that takes 120 s.
-# budget: 2400
+# 24. Job modes (issue 18). polkit sees a request's unit and verb, never its
+#     job mode, and `--job-mode=flush` on any granted unit cancelled every
+#     job on the host, root's too. So the service user has no grant at all:
+#     a. as left4me, every job mode on every job the web app needs (server
+#        start/stop/restart, reset/enable/disable, the update) asked of PID 1
+#        directly is refused, and nothing changes;
+#     b. the old residual, closed: root queues a start that waits, the user's
+#        --job-mode=flush is refused and root's job stays and runs;
+#     c. every request verb through root's request server (blocking and
+#        no-block) is answered `ok`, and right after it root's start of a
+#        unit with Conflicts= on all our units (the "Transaction is
+#        destructive" check reboot and isolate go through) is accepted at
+#        the first try: the server queues in mode replace only;
+#     d. what is not a request (a job mode, a unit for a name, 4 KiB, an
+#        unknown verb, nothing, a line trickled over 7 s) is answered
+#        `error` and queues no job; an account outside the group cannot
+#        connect.
+#     Figures (times to refusal and to answer) in out/s24-figures.txt, each
+#     request in out/s24-matrix.txt.
+# budget: 600
 remove_instance jm
 make_instance jm 27034 "" "job modes"
-as_user() { runuser -u left4me -- "$@"; }
-exec_limit_ms=10000 server_limit_ms=20000
-modes="fail replace replace-irreversibly isolate flush ignore-dependencies ignore-requirements"
-matrix=$OUT/s24-matrix.txt
-printf '%-30s %-8s %-22s %-30s %8s %5s %s\n' unit verb mode "user's request" "root ms" tries "unit after" > "$matrix"
-
-# A steamcmd that takes its time, so an update's start job (main's oneshot,
-# started by the user) would last.
-printf '#!/bin/sh\necho "slow steamcmd: sleeping"\nsleep 120\nexit 8\n' > /usr/local/bin/slow-steamcmd
-chmod 0755 /usr/local/bin/slow-steamcmd
-mkdir -p /run/systemd/system/left4me-update.service.d
-printf '[Service]\nEnvironment=LEFT4ME_STEAMCMD=/usr/local/bin/slow-steamcmd\n' \
-    > /run/systemd/system/left4me-update.service.d/slow-steamcmd.conf
-granted="left4me-server@jm.service left4me-overlay@jm.service left4me-reset@jm.service
-         left4me-enable@jm.service left4me-disable@jm.service left4me-update.service
-         left4me-update-now.service left4me-health@jm.service"
+matrix=$OUT/s24-matrix.txt figures=$OUT/s24-figures.txt
+: > "$matrix"
+ours=(left4me-server@jm.service left4me-overlay@jm.service left4me-reset@jm.service
+      left4me-enable@jm.service left4me-disable@jm.service left4me-update.service
+      left4me-health@jm.service)
 probe=left4me-jm-probe.service
-printf '[Unit]\nConflicts=%s\n[Service]\nType=oneshot\nExecStart=/bin/true\n' "$(echo $granted)" \
+printf '[Unit]\nConflicts=%s\n[Service]\nType=oneshot\nExecStart=/bin/true\n' "${ours[*]}" \
     > "/run/systemd/system/$probe"
-systemctl daemon-reload
+# An update that lasts (the update unit is a oneshot: its start job lasts
+# the whole run): the fake steamcmd waits after its login.
+install_fake_steamcmd
+fake_steamcmd_conf 1000 ok sleep=120
 cleanup() {
-    rm -rf /run/systemd/system/left4me-update.service.d/slow-steamcmd.conf "/run/systemd/system/$probe"
+    rm -f "/run/systemd/system/$probe" /run/systemd/system/left4me-jm-slow.service \
+        /run/systemd/system/left4me-jm-after.service /run/left4me-jm-after.ran /run/left4me-jm-go "$FAKE_CONF" \
+        /run/systemd/system/left4me-update.service.d/fake-steamcmd.conf \
+        /run/systemd/system/left4me-verify.service.d/fake-steamcmd.conf
     systemctl daemon-reload
 }
 trap cleanup EXIT
-
-# No job of ours may linger into the next combination, nor a running update
-# (update-now queues one a moment after its own start: while update-now runs
-# it is active, then the update's oneshot start job is queued). Two quiet
-# polls in a row, 0.2 s apart; each poll is two systemctl calls, which under
-# TCG is most of the poll's cost.
-busy() {
-    local jobs states
-    # Captured, not piped into grep -q (SIGPIPE under pipefail).
-    jobs=$(systemctl list-jobs --no-legend 2>/dev/null || true)
-    grep -Eq 'left4me-|jm-probe' <<<"$jobs" && return 0
-    states=$(systemctl show -P ActiveState left4me-update-now.service left4me-update.service)
-    grep -Eqv '^(inactive|failed|)$' <<<"$states"
+jobs_of_ours() { systemctl list-jobs --no-legend 2>/dev/null | grep -E 'left4me-|jm-probe' || true; }
+update_busy() {
+    case $(systemctl show -P ActiveState left4me-update.service) in inactive|failed) return 1 ;; esac
 }
+# No job of ours may linger into the next step, nor a running update.
 settle() {
     local deadline=$(( $(now_ms) + 60000 )) quiet=0
     while [ "$quiet" -lt 2 ]; do
-        if busy; then
+        if [ -n "$(jobs_of_ours)" ] || update_busy; then
             quiet=0
             systemctl stop --no-block left4me-update.service 2>/dev/null || true
         else
@@ -65,91 +57,178 @@ settle() {
         [ "$(now_ms)" -lt "$deadline" ] || fail "jobs still queued 60 s later: $(systemctl list-jobs --no-legend)"
         [ "$quiet" -ge 2 ] || sleep 0.2
     done
-}
-prepare() { # UNIT VERB: the state a request of VERB on UNIT acts on
-    settle
-    # Also resets the start limit: this scenario starts jm far more often
-    # than StartLimitBurst= allows in a minute.
+    # Also the start limit: this scenario starts jm more often than
+    # StartLimitBurst= allows in a minute.
     systemctl reset-failed 'left4me-*' 2>/dev/null || true
-    case $1/$2 in
-        left4me-server@*/stop|left4me-server@*/restart)
-            systemctl is-active -q "$(unit jm)" || start_instance jm ;;
-        *)
-            if systemctl is-active -q "$(unit jm)"; then stop_instance jm; fi ;;
-    esac
 }
-worst=0 worst_what='' failures=0 accepted=0
-try() { # UNIT VERB MODE
-    local u=$1 verb=$2 mode=$3 out rc t0 tries=0 ms err='' state limit_ms=$exec_limit_ms
-    case $u in left4me-server@*) limit_ms=$server_limit_ms ;; esac
-    prepare "$u" "$verb"
-    out=$(timeout 60 runuser -u left4me -- systemctl --no-ask-password "$verb" --no-block --job-mode="$mode" "$u" 2>&1) && rc=0 || rc=$?
-    t0=$(now_ms)
-    # Root, right away: the Conflicts= probe (reboot's check), retried until
-    # accepted or the limit is well past.
-    while :; do
-        tries=$((tries + 1))
-        if err=$(systemctl start --no-block "$probe" 2>&1); then break; fi
-        if [ $(( $(now_ms) - t0 )) -ge $((limit_ms + 5000)) ]; then break; fi
-        sleep 0.1
-    done
-    ms=$(( $(now_ms) - t0 ))
-    # Refused all along: what an admin has to do, so the matrix can go on.
-    if [ "$ms" -ge "$limit_ms" ]; then
-        for j in $(systemctl list-jobs --no-legend | awk '$2 ~ /^left4me-/ {print $1}'); do
-            systemctl cancel "$j" 2>/dev/null || true
-        done
-    fi
-    # Root's own stop of the unit (the probe stopped it already; this is the
-    # stop transaction on its own).
-    # (A unit this package does not ship, e.g. update-now on main, has
-    # nothing to stop.)
-    if ! stop_err=$(systemctl stop --no-block "$u" 2>&1) && ! grep -q 'not loaded' <<<"$stop_err"; then
-        fail "root's stop of $u after '$verb --job-mode=$mode' as left4me: $stop_err"
-    fi
-    state=$(systemctl show -P ActiveState "$u")
-    if [ "$rc" = 0 ]; then accepted=$((accepted + 1)); summary="accepted"
-    else summary="refused: $(head -n1 <<<"$out" | cut -c1-60)"; fi
-    printf '%-30s %-8s %-22s %-30.30s %8d %5d %s\n' "$u" "$verb" "$mode" "$summary" "$ms" "$tries" "$state" >> "$matrix"
-    if [ "$ms" -ge "$limit_ms" ]; then
-        failures=$((failures + 1))
-        echo "ASSERTION: '$verb --job-mode=$mode $u' as left4me: root's transaction refused for $ms ms ($tries tries): $err" >&2
-    fi
-    [ "$ms" -le "$worst" ] || { worst=$ms; worst_what="$verb --job-mode=$mode $u"; }
+# running yes|no: jm's server as the next step needs it, set by root.
+running() {
+    settle
+    if [ "$1" = yes ]; then systemctl is-active -q "$(unit jm)" || start_instance jm
+    elif systemctl is-active -q "$(unit jm)"; then stop_instance jm; fi
 }
+stats() { # integers on stdin -> "median M ms, max X ms (n=N)"
+    sort -n | awk '{ v[NR] = $1 } END { printf "median %d ms, max %d ms (n=%d)", v[int((NR + 1) / 2)], v[NR], NR }'
+}
+install -d -m 0700 /run/left4me-s24
+requests_mark() {
+    journalctl --sync 2>/dev/null || true
+    REQ_CURSOR=$(journalctl -n 1 -o cat --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
+}
+requests_journal() {
+    journalctl --sync 2>/dev/null || true
+    journalctl --no-pager -o cat -u left4me-requests.service --after-cursor "$REQ_CURSOR"
+}
+uid=$(id -u left4me)
 
-for mode in $modes; do
-    for verb in start stop restart; do try "$(unit jm)" "$verb" "$mode"; done
-    for u in left4me-reset@jm.service left4me-enable@jm.service left4me-disable@jm.service \
-             left4me-update-now.service left4me-update.service; do
-        try "$u" start "$mode"
+# a. PID 1 refuses the service user every job, in every job mode. jm runs
+#    meanwhile: a stop or restart let through would show.
+running yes
+inv=$(systemctl show -P InvocationID "$(unit jm)")
+update_mark
+asks="start:left4me-server@jm.service stop:left4me-server@jm.service restart:left4me-server@jm.service
+      start:left4me-reset@jm.service start:left4me-enable@jm.service start:left4me-disable@jm.service
+      start:left4me-update.service"
+refused_ms=()
+for mode in replace fail replace-irreversibly isolate flush ignore-dependencies ignore-requirements; do
+    for j in $asks; do
+        t0=$(now_ms)
+        out=$(timeout 60 runuser -u left4me -- systemctl --no-ask-password --no-block \
+            --job-mode="$mode" "${j%%:*}" "${j#*:}" 2>&1) && rc=0 || rc=$?
+        ms=$(( $(now_ms) - t0 )); refused_ms+=("$ms")
+        printf 'a  %-10s %-22s %-32s rc=%-3s %6d ms  %s\n' "${j%%:*}" "$mode" "${j#*:}" "$rc" "$ms" "$(head -n1 <<<"$out")" >> "$matrix"
+        { [ "$rc" != 0 ] && denied "$out"; } ||
+            fail "PID 1 did not refuse left4me 'systemctl ${j%%:*} --job-mode=$mode ${j#*:}' (rc $rc): $out"
     done
 done
-systemctl disable --no-reload "$(unit jm)" 2>/dev/null || true
-cat "$matrix"
-note "job modes: $(( $(wc -l < "$matrix") - 1 )) requests, $accepted accepted by polkit; root's Conflicts= transaction accepted after at most $worst ms ($worst_what); $failures over their limit"
-echo "job modes: worst $worst ms ($worst_what), $failures of $(( $(wc -l < "$matrix") - 1 )) over their limit ($exec_limit_ms ms exec units, $server_limit_ms ms server)" > "$OUT/s24-figures.txt"
+[ -z "$(jobs_of_ours)" ] || fail "refused requests left jobs: $(jobs_of_ours)"
+if [ "$(systemctl show -P InvocationID "$(unit jm)")" != "$inv" ] || [ "$(active_state jm)" != active ]; then
+    fail "jm was restarted or stopped by refused requests (now $(active_state jm))"
+fi
+[ "$(systemctl is-enabled "$(unit jm)" 2>/dev/null)" != enabled ] || fail "a refused enable enabled jm"
+ran=$(journalctl --no-pager -o cat --after-cursor "$UPDATE_CURSOR" -u left4me-reset@jm.service \
+    -u left4me-enable@jm.service -u left4me-disable@jm.service -u left4me-update.service)
+[ -z "$ran" ] || fail "a refused start ran a unit: $ran"
+fig_a="a. PID 1 refused left4me all ${#refused_ms[@]} jobs (7 job modes x 7 jobs): $(printf '%s\n' "${refused_ms[@]}" | stats) to the refusal"
+note "$fig_a"
 
-# polkit must not let the user start the update unit itself any more (it
-# still may through the proxy, checked in s08).
-grep -E '^left4me-update\.service +start .* accepted ' "$matrix" &&
-    fail "left4me could start left4me-update.service itself (see the matrix)"
-[ "$failures" -eq 0 ] || fail "$failures requests as left4me kept root's transactions refused past their limit"
-
-# What is left (docs/unit.md, "Job modes"): --job-mode=flush cancels every
-# job queued on the host at that moment, root's included. Shown, not
-# prevented (polkit cannot see the mode): root queues a start that waits
-# behind a slow one, the user flushes.
-printf '[Service]\nType=oneshot\nExecStart=/bin/sleep 5\n' > /run/systemd/system/left4me-jm-slow.service
-printf '[Unit]\nAfter=left4me-jm-slow.service\n[Service]\nType=oneshot\nExecStart=/bin/true\n' > /run/systemd/system/left4me-jm-after.service
+# b. The flush attack: root's start of left4me-jm-after waits behind a slow
+#    start; the service user's flush (on our server, on the update, on
+#    root's own unit) is refused, and root's job stays queued and runs.
+# The slow start holds until root releases it, after the flushes.
+printf '[Service]\nType=oneshot\nTimeoutStartSec=60\nExecStart=/bin/sh -c "until [ -e /run/left4me-jm-go ]; do sleep 0.1; done"\n' \
+    > /run/systemd/system/left4me-jm-slow.service
+printf '[Unit]\nAfter=left4me-jm-slow.service\n[Service]\nType=oneshot\nExecStart=/bin/touch /run/left4me-jm-after.ran\n' \
+    > /run/systemd/system/left4me-jm-after.service
+rm -f /run/left4me-jm-after.ran /run/left4me-jm-go
 systemctl daemon-reload
-prepare "$(unit jm)" start
+running no
 systemctl start --no-block left4me-jm-slow.service left4me-jm-after.service
-as_user systemctl start --no-block --job-mode=flush "$(unit jm)" || true
-sleep 7
-if [ "$(systemctl show -P InactiveExitTimestampMonotonic left4me-jm-after.service)" != 0 ]; then after="ran"
-else after="never ran (its job was cancelled)"; fi
-note "residual: left4me's start --job-mode=flush while root had a queued start: root's job $after"
-rm -f /run/systemd/system/left4me-jm-slow.service /run/systemd/system/left4me-jm-after.service
-systemctl daemon-reload
+for u in "$(unit jm)" left4me-update.service left4me-jm-after.service; do
+    out=$(runuser -u left4me -- systemctl --no-ask-password --no-block --job-mode=flush start "$u" 2>&1) && rc=0 || rc=$?
+    printf 'b  start      %-22s %-32s rc=%-3s %s\n' flush "$u" "$rc" "$(head -n1 <<<"$out")" >> "$matrix"
+    { [ "$rc" != 0 ] && denied "$out"; } || fail "left4me's start --job-mode=flush $u was not refused (rc $rc): $out"
+done
+queued=$(systemctl list-jobs --no-legend left4me-jm-after.service)
+[ -n "$queued" ] || fail "root's queued start of left4me-jm-after.service is gone after left4me's flush"
+t0=$(now_ms)
+touch /run/left4me-jm-go
+until [ -e /run/left4me-jm-after.ran ]; do
+    [ $(( $(now_ms) - t0 )) -lt 20000 ] || fail "root's queued left4me-jm-after.service never ran"
+    sleep 0.2
+done
+fig_b="b. left4me's start --job-mode=flush refused 3 times while root's start waited; root's job stayed queued ($(awk '{print $1, $2, $3, $4}' <<<"$queued")) and ran $(( $(now_ms) - t0 )) ms after root released the slow start"
+note "$fig_b"
+settle
+
+# c. Every request verb through the socket: answered ok; right after it
+#    root's Conflicts= transaction is accepted at once, and root wins (the
+#    probe stops whatever the request started).
+answer_ms=() answer_fig=''
+for req in "start jm:no" "start jm no-block:no" "restart jm:yes" "restart jm no-block:yes" \
+           "stop jm:yes" "stop jm no-block:yes" "reset jm:no" "reset jm no-block:no" \
+           "enable jm:no" "enable jm no-block:no" "disable jm:no" "disable jm no-block:no" \
+           "update:no" "update no-block:no"; do
+    line=${req%:*}
+    running "${req##*:}"
+    inv=$(systemctl show -P InvocationID "$(unit jm)")
+    requests_mark
+    t0=$(now_ms)
+    out=$(REQUEST_TIMES=1 request "$line" 2>/run/left4me-s24/times) || fail "request '$line': $out"
+    t_answer=$(( $(now_ms) - t0 ))
+    ms=$(sed -n 's/^request-ms //p' /run/left4me-s24/times)
+    answer_ms+=("$ms")
+    # What a blocking request's answer promises is done.
+    case $line in
+        "start jm") [ "$(active_state jm)" = active ] || fail "'start jm' answered ok, jm is $(active_state jm)" ;;
+        "restart jm") if [ "$(systemctl show -P InvocationID "$(unit jm)")" = "$inv" ] || [ "$(active_state jm)" != active ]; then
+                          fail "'restart jm' answered ok, no new run of jm ($(active_state jm))"
+                      fi ;;
+        "stop jm") [ "$(active_state jm)" = inactive ] || fail "'stop jm' answered ok, jm is $(active_state jm)" ;;
+        "enable jm") [ -L /etc/systemd/system/multi-user.target.wants/left4me-server@jm.service ] || fail "'enable jm' left no link" ;;
+        "disable jm") [ ! -e /etc/systemd/system/multi-user.target.wants/left4me-server@jm.service ] || fail "'disable jm' left the link" ;;
+        update*) t1=$(now_ms)
+                 until [ "$(systemctl show -P ActiveState left4me-update.service)" = activating ]; do
+                     [ $(( $(now_ms) - t1 )) -lt 20000 ] || fail "'$line' answered ok, the update is $(systemctl show -P ActiveState left4me-update.service)"
+                     sleep 0.1
+                 done ;;
+    esac
+    left=$(jobs_of_ours | awk '{print $2 "/" $3 "/" $4}' | paste -sd' ')
+    # Root, right away, once: reboot's destructive-transaction check.
+    tries=1
+    if ! err=$(systemctl start --no-block "$probe" 2>&1); then
+        fail "root's start of $probe (Conflicts= on our units) refused right after the request '$line' (jobs: ${left:-none}): $err"
+    fi
+    for u in "${ours[@]}"; do
+        systemctl stop --no-block "$u" 2>/dev/null || fail "root's stop of $u refused after the request '$line'"
+    done
+    settle
+    { [ "$(active_state jm)" = inactive ] && ! update_busy; } ||
+        fail "after '$line' and root's probe: jm $(active_state jm), update $(systemctl show -P ActiveState left4me-update.service)"
+    log=$(requests_journal)
+    { grep -q "request from uid $uid pid [0-9]*: $line\$" <<<"$log" && grep -q "done for uid $uid pid [0-9]*: $line\$" <<<"$log"; } ||
+        fail "the request server's journal lacks '$line' from uid $uid: $log"
+    printf 'c  %-24s answer %-3s %6d ms (client %5d ms)  jobs then: %-40s root tries %d\n' "$line" "$out" "$ms" "$t_answer" "${left:-none}" "$tries" >> "$matrix"
+    answer_fig+=" $line=${ms}ms;"
+done
+systemctl disable --no-reload "$(unit jm)" 2>/dev/null || true
+fig_c="c. 14 requests answered ok, root's Conflicts= transaction accepted at the first try after each; answer (connect to answer line): $(printf '%s\n' "${answer_ms[@]}" | stats):$answer_fig"
+note "$fig_c"
+
+# d. What is not a request: answered `error`, nothing queued, logged as
+#    refused with the asker's uid.
+running no
+junk_ms=()
+junk() { # LABEL LINE [REQUEST_SLOW]
+    local out ms
+    requests_mark
+    out=$(REQUEST_SLOW=${3:-} REQUEST_TIMES=1 request "$2" 2>/run/left4me-s24/times) &&
+        fail "junk ($1) answered ok"
+    ms=$(sed -n 's/^request-ms //p' /run/left4me-s24/times)
+    junk_ms+=("$1=${ms}ms")
+    printf 'd  %-26s %6d ms  %s\n' "$1" "$ms" "$(cut -c1-120 <<<"$out")" >> "$matrix"
+    [[ $out == "error "[0-9]*" "* ]] || fail "junk ($1) not answered 'error CODE ...': $out"
+    [ -z "$(jobs_of_ours)" ] || fail "junk ($1) queued a job: $(jobs_of_ours)"
+    [ "$(active_state jm)" = inactive ] || fail "junk ($1) started jm"
+    grep -q "refused for uid $uid pid [0-9]*: " <<<"$(requests_journal)" || fail "junk ($1): no 'refused for uid $uid' in the journal"
+    ! grep -q "request from uid" <<<"$(requests_journal)" || fail "junk ($1) was taken for a request: $(requests_journal)"
+    note "junk ($1): $out"
+}
+junk "job mode" "start jm --job-mode=flush"
+junk "unit name" "start sshd.service"
+junk "option as name" "stop --job-mode=flush"
+junk "4 KiB line" "$(head -c 4096 /dev/zero | tr '\0' s)"
+junk "unknown verb" "isolate jm"
+junk "empty line" ""
+out=$(AS=nobody request "stop jm") && fail "nobody's request was answered ok"
+[[ $out == *"Permission denied"* ]] || fail "nobody could connect to $REQUESTS_SOCK: $out"
+note "nobody: $out"
+# Last, as it runs longest: a line trickled a byte a second (8 bytes, 7 s)
+# must not arrive, the server reads a line within 5 s (src/requests.rs).
+junk "trickled over 7 s" "stop jm" 1
+fig_d="d. junk answered error, no job queued:$(printf ' %s' "${junk_ms[@]}")"
+note "$fig_d"
+printf '%s\n' "$fig_a" "$fig_b" "$fig_c" "$fig_d" > "$figures"
+cat "$matrix"
 remove_instance jm
+rm -rf /run/left4me-s24

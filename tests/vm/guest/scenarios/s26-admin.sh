@@ -1,11 +1,12 @@
 # 26. The admin command `left4me` (docs/admin.md), as root and as an admin in
-#     the service group (through polkit, like the web app): create (refusing
-#     what the helper refuses, with its exit codes), list (the table, and
-#     --json checked against systemctl and the health check's record),
-#     start, console, reset (timed steps, the game's writes gone), logs,
-#     stop, delete (refused while running); an account outside the group is
-#     refused by polkit (exit 18). Also the web app's one-request reset: the
-#     marker instances/NAME/reset-at-start and one restart.
+#     the service group (through root's request server, like the web app):
+#     create (refusing what the helper refuses, with its exit codes), list
+#     (the table, and --json checked against systemctl and the health
+#     check's record), start, console, reset (timed steps, the game's writes
+#     gone), logs, stop, delete (refused while running); an account outside
+#     the group cannot connect to the request socket (exit 18). Also the web
+#     app's one-request reset: the marker instances/NAME/reset-at-start and
+#     one `restart` request.
 # budget: 300
 install_standin
 make_overlay base "left4dead2/cfg/server.cfg=hostname \"admin base\""
@@ -47,6 +48,10 @@ $L start adm1 | tee "$OUT/s26-start.out" || fail "left4me start adm1 failed"
 grep -q 'adm1 answers on port 27050' "$OUT/s26-start.out" || fail "start did not wait for the answer"
 as_ops $L start adm2 || fail "ops: left4me start adm2 failed"
 a2s-query 127.0.0.1 27051 --timeout 30 >/dev/null || fail "adm2 does not answer"
+# ops' start went to root's request server, which logs who asked.
+journalctl --sync 2>/dev/null || true
+journalctl --no-pager -o cat -u left4me-requests.service | grep -q "^done for uid $(id -u ops) pid [0-9]*: start adm2" ||
+    fail "the request server did not log ops' start of adm2: $(journalctl --no-pager -o cat -u left4me-requests.service | tail -n 5)"
 
 # list: both running once the health check has answered (grace 2 s).
 deadline=$(( $(now_ms) + 60000 ))
@@ -97,9 +102,9 @@ for step in "stop left4me-server@adm2.service" "reset left4me-reset@adm2.service
 done
 [ ! -e "$(merged adm2)/left4dead2/written.txt" ] || fail "left4me reset left the game's file"
 
-# The web app's one-request reset: the marker, then one restart (polkit once).
+# The web app's one-request reset: the marker, then one `restart` request.
 runuser -u left4me -- sh -c "echo played > $(merged adm1)/left4dead2/written.txt && : > $STATE/instances/adm1/reset-at-start"
-runuser -u left4me -- systemctl restart "$(unit adm1)" || fail "left4me may not restart adm1"
+request_ok "restart adm1"
 a2s-query 127.0.0.1 27050 --timeout 30 >/dev/null || fail "adm1 does not answer after the marked restart"
 [ ! -e "$(merged adm1)/left4dead2/written.txt" ] || fail "the marked restart kept the game's file"
 [ ! -e "$STATE/instances/adm1/reset-at-start" ] || fail "the marker was not consumed"

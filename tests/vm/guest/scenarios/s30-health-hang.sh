@@ -1,5 +1,6 @@
 # 30. Health: a server that hangs (keeps running, stops answering, ignores
-#     SIGINT) is restarted by its health check, as left4me through polkit,
+#     SIGINT) is restarted by its health check, as left4me through root's
+#     request server (`restart hh no-block` on /run/left4me/requests.sock),
 #     within N x interval + timeout of the hang, and answers again; the check
 #     runs as left4me, sandboxed at least as tightly as the game, and stops
 #     with the server. The service user's /run directories are capped tmpfs
@@ -64,6 +65,11 @@ until [ "$(systemctl show -P InvocationID "$(unit hh)")" != "$inv" ] && a2s-quer
 done
 t_up=$(now_ms)
 expect_a2s 27031 "health hh"
+# The restart went through the request server, asked by the service user.
+journalctl --sync 2>/dev/null || true
+journalctl --no-pager -o cat -u left4me-requests.service |
+    grep -q "^done for uid $(id -u left4me) pid [0-9]*: restart hh no-block$" ||
+    fail "the request server did not log the health check's restart of hh: $(journalctl --no-pager -o cat -u left4me-requests.service | tail -n 5)"
 note "hang to restart request: $(( t_req - t0 )) ms (stand-in hung after $(( t_hung - t0 )) ms; bound N x I + T + 3 s = $bound ms)"
 note "hang to restarted, answering server: $(( t_up - t0 )) ms (includes the 15 s stop timeout a hung server runs into)"
 echo "hang-to-restart-request-ms $(( t_req - t0 ))" >> "$OUT/health-figures"

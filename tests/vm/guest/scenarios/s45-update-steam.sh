@@ -161,7 +161,7 @@ cmp -s "$GENS/$g2/left4dead2/gameinfo.txt" /usr/local/share/left4me-test/standin
 [ "$(cat "$GENS/$g/left4dead2/gameinfo.txt")" = damaged ] || fail "verify: the damaged generation was written"
 note "verify: $(grep -o 'verified: 1 files differed[^;]*' <<<"$journal")"
 # Nothing differs now: said so, nothing switched. Meanwhile the service
-# user asks for an update (update-now): the update unit names the running
+# user asks for an update (an `update` request): the update unit names the running
 # verification (--sibling), so its prepare is refused by what systemd says,
 # and its abort leaves the verification's tree alone.
 fake_steamcmd_conf 302 ok sleep=8
@@ -173,7 +173,7 @@ until [ -d "$GENS/.next" ] && [ "$(systemctl show -P ActiveState left4me-verify.
     [ $(( $(now_ms) - t0 )) -lt 30000 ] || fail "verify again: no .next/ of a running verification after 30 s"
     sleep 0.2
 done
-runuser -u left4me -- systemctl start left4me-update-now.service || fail "verify again: update-now refused to left4me"
+request_ok update
 while [ "$(systemctl show -P ActiveState left4me-update.service)" != failed ]; do
     [ "$(systemctl show -P ActiveState left4me-verify.service)" = activating ] ||
         fail "verify again: the verification ended before the update: $(update_journal | tail -n 20)"
