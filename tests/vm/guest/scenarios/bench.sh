@@ -1,12 +1,13 @@
 # Benchmark figures (printed, not asserted beyond "the cycle worked"), each
 # new-design figure beside a baseline measured in the same boot:
 # - stop-to-unmounted, 20 cycles each, alternating: the shipped units driven
-#   as the web app does (left4me through polkit), the same as root, and the
+#   as the web app does (left4me, a request to root's request server), the
+#   same as root, and the
 #   pre-split unit (tests/vm/guest/baseline-seed-design@.service, as root);
 # - the reset cycle (stop, reset, start, first A2S answer), 10 rounds of
 #   five ways alternating: ours as the web app in one request (marker +
-#   restart), the same with the health check masked, ours in three requests
-#   (polkit, left4me-reset@), and the pre-split unit both as the seed's web
+#   restart request), the same with the health check masked, ours in three
+#   requests (stop, reset, start), and the pre-split unit both as the seed's web
 #   app ran it (stop and start through polkit as the service user, the upper
 #   layer deleted by that user between them) and driven as root (the
 #   helper's reset between root's stop and start), with where each way's
@@ -24,6 +25,8 @@ make_instance bench 27040 "base" "bench"
 chown left4me:left4me "$STATE/instances/bench"
 m=$(merged bench)
 as_user() { runuser -u left4me -- "$@"; }
+# A request whose answer only matters as success (inside the timings' $(...)).
+quiet_request() { request "$@" >/dev/null; }
 baseline=baseline-seed-design@bench.service
 cp "$SHARE/guest/baseline-seed-design@.service" /run/systemd/system/
 systemctl daemon-reload
@@ -76,7 +79,7 @@ no_health() {
 }
 web=() root=() bare=() seed=()
 for i in $(seq 20); do
-    web+=("$(stop_to_unmounted "$(unit bench)" as_user systemctl stop --no-block "$(unit bench)")")
+    web+=("$(stop_to_unmounted "$(unit bench)" quiet_request "stop bench no-block")")
     root+=("$(stop_to_unmounted "$(unit bench)" systemctl stop --no-block "$(unit bench)")")
     bare+=("$(no_health "$(unit bench)" systemctl stop --no-block "$(unit bench)")")
     seed+=("$(stop_to_unmounted "$baseline" systemctl stop --no-block "$baseline")")
@@ -97,13 +100,14 @@ ts_us() {
 }
 ms_between() { echo $(( ($2 - $1) / 1000 )); }
 
-# polkit's share: a start of a unit that is already active is a no-op job,
-# so the same request as the service user and as root differ by the
-# authorisation only.
-as_user systemctl start "$(unit bench)" || fail "start for the polkit figure failed"
+# The request's share: a start of a unit that is already active is a no-op
+# job, so a `start bench` request as the service user (the raw client's
+# start, the server's systemctl) and root's own systemctl differ by the
+# request's path only.
+request_ok "start bench"
 pk_user=() pk_root=()
 for i in $(seq 10); do
-    t0=${EPOCHREALTIME/./}; as_user systemctl start "$(unit bench)"; pk_user+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+    t0=${EPOCHREALTIME/./}; quiet_request "start bench"; pk_user+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
     t0=${EPOCHREALTIME/./}; systemctl start "$(unit bench)"; pk_root+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
 done
 systemctl stop "$(unit bench)"; wait_unmounted bench 30
@@ -111,13 +115,15 @@ systemctl stop "$(unit bench)"; wait_unmounted bench 30
 # The reset cycle (stop, reset, start, first A2S answer), each way's cycle
 # beside the others' under the same load, in this order every round:
 # - ours, one request (the shipped design, as the web app): the service
-#   user creates instances/bench/reset-at-start and asks for one restart;
+#   user creates instances/bench/reset-at-start and sends one `restart
+#   bench` request to root's request server;
 #   the overlay unit's umount and mount run in that transaction and the
 #   mount starts from an empty writable layer;
 # - the same with the health check masked (by root, outside the timing),
 #   to show what the check's stop and start cost the cycle;
-# - ours in three requests: stop, `systemctl start --wait left4me-reset@`,
-#   start, each through polkit (what `left4me reset` does);
+# - ours in three requests: `stop bench`, `reset bench` (root's `systemctl
+#   start --wait left4me-reset@bench`), `start bench`, one client sending
+#   them one after the other (what `left4me reset` does);
 # - the seed as its web app ran it (the like-for-like baseline): the
 #   pre-split unit stopped and started by the service user through polkit
 #   (the bench-only rule below grants what the seed's rule granted its
@@ -129,14 +135,14 @@ systemctl stop "$(unit bench)"; wait_unmounted bench 30
 #   checks it (no entry of upper/ may be another account's) and fails if a
 #   delete is refused. upper/ itself and work/ (root's) stay, as the seed's
 #   rm of the layer's contents left them;
-# - the seed driven as root (no polkit at all; the helper's reset, which
+# - the seed driven as root (no polkit, no request; the helper's reset, which
 #   renames the layer aside and deletes it in the background, in between).
 # Each web-app cycle is one `runuser` of one bash (one process asking, as
 # the web app is one process); every cycle starts from a running server whose game
 # wrote a file, and must end with the file gone. Where the time goes, from
 # systemd's timestamps, the same three phases for every way: request to
-# unmounted (polkit, the health check's stop, the game's SIGINT exit, the
-# umount); unmounted to the game's exec (ours: the job switch and the mount
+# unmounted (ours: the request; the seed: polkit; then the health check's
+# stop, the game's SIGINT exit, the umount); unmounted to the game's exec (ours: the job switch and the mount
 # with its reset; the seed: the discard, the start request with its polkit
 # check, the mount in ExecStartPre=); the exec to the first A2S answer (the
 # sandbox, the game's start; ours also starts the health check beside it).
@@ -205,9 +211,10 @@ answered() {
 ours_one() {
     running "$(unit bench)"
     local t0=${EPOCHREALTIME/./} total t1 r
+    # One process, as the web app: the marker, then the raw client (lib.sh).
     # shellcheck disable=SC2016 # expanded by bash, from its arguments
-    as_user bash -c ': > "$1" && exec systemctl restart "$2"' _ "$marker" "$(unit bench)" ||
-        fail "one request: the restart was refused"
+    as_user bash -c ': > "$1" && exec python3 -I -S -c "$2" "$3" "restart bench"' _ \
+        "$marker" "$REQUEST_PY" "$REQUESTS_SOCK" >/dev/null || fail "one request: the restart was refused"
     r=$(answered "one request" "$t0") || exit 1
     read -r total t1 <<< "$r"
     [ ! -e "$marker" ] || fail "one request: the marker was not consumed"
@@ -236,9 +243,7 @@ ours_one_no_health() {
 ours_three() {
     running "$(unit bench)"
     local t0=${EPOCHREALTIME/./} total t1 r
-    # shellcheck disable=SC2016 # expanded by bash, from its arguments
-    as_user bash -c 'systemctl stop "$1" && systemctl start --wait "$2" && exec systemctl start "$1"' _ \
-        "$(unit bench)" "$(reset_unit bench)" || fail "three requests: a request failed"
+    quiet_request "stop bench" "reset bench" "start bench" || fail "three requests: a request failed"
     r=$(answered "three requests" "$t0") || exit 1
     read -r total t1 <<< "$r"
     stopped "$(unit bench)"
@@ -326,7 +331,7 @@ med() { printf '%s\n' "$@" | median; }
 # shellcheck disable=SC2086 # $2-$4 are lists of numbers, split on purpose
 phases() { echo "  $1: request to unmounted $(med $2) ms; unmounted to game exec $(med $3) ms; exec to first A2S answer $(med $4) ms"; }
 {
-    echo "stop-to-unmounted, web app (left4me, polkit): $(printf '%s\n' "${web[@]}" | stats)"
+    echo "stop-to-unmounted, web app (left4me, request): $(printf '%s\n' "${web[@]}" | stats)"
     echo "stop-to-unmounted, root:                      $(printf '%s\n' "${root[@]}" | stats)"
     echo "stop-to-unmounted, root, health check masked: $(printf '%s\n' "${bare[@]}" | stats)"
     echo "stop-to-unmounted, pre-split unit (baseline): $(printf '%s\n' "${seed[@]}" | stats)"
@@ -350,15 +355,15 @@ phases() { echo "  $1: request to unmounted $(med $2) ms; unmounted to game exec
     echo "    (unmounted: its stop returned) of which the service user's delete of the upper's contents $(med "${sweb_d[@]}") ms"
     phases "seed as root" "${sroot_a[*]}" "${sroot_b[*]}" "${sroot_c[*]}"
     echo "    (unmounted: its stop returned) of which the helper's reset $(med "${sroot_d[@]}") ms"
-    echo "  polkit: a no-op start as the service user $(med "${pk_user[@]}") ms vs as root $(med "${pk_root[@]}") ms; the seed's unit as the service user (bench rule) $(med "${pk_seed[@]}") ms (medians of 10)"
+    echo "  a no-op start: a request as the service user $(med "${pk_user[@]}") ms (client start included) vs root's systemctl $(med "${pk_root[@]}") ms; the seed's unit as the service user through polkit (bench rule) $(med "${pk_seed[@]}") ms (medians of 10)"
     echo "raw reset cycle ms: one request ${one[*]}; health masked ${bare1[*]}; three requests ${three[*]}; seed as web app ${sweb[*]}; seed as root ${sroot[*]}"
     echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; root, health masked ${bare[*]}; baseline ${seed[*]}"
 } | tee "$OUT/bench.txt"
 
 # 32 instances at once: one `systemctl --no-block` call per unit, all in
-# parallel, then the same for the stop. As root: 32 concurrent polkit checks
-# under emulation (and a loaded host) ran into systemctl's 25 s D-Bus timeout
-# ("Connection timed out"), which measures polkit, not the units.
+# parallel, then the same for the stop. As root: the request server serves
+# 16 requests at once and answers the 17th `busy` (src/requests.rs), and the
+# figure is the units', not the requests'.
 units=()
 for i in $(seq 32); do
     remove_instance "many$i"

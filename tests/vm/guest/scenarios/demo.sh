@@ -28,10 +28,10 @@ echo; echo "### the game writes into its dir (lands in the upper layer)"
 runuser -u left4me -- sh -c "echo 'player data' > $(merged demo)/left4dead2/written-by-game.txt"
 ls -l "$STATE/runtime/demo/upper/left4dead2/"
 
-echo; echo "### reset, as the web app: the marker instances/demo/reset-at-start, one restart"
+echo; echo "### reset, as the web app: the marker instances/demo/reset-at-start, one request 'restart demo' on $REQUESTS_SOCK"
 t=$(now_ms)
 runuser -u left4me -- sh -c ": > $STATE/instances/demo/reset-at-start"
-runuser -u left4me -- systemctl restart left4me-server@demo || fail "the restart was refused"
+request_ok "restart demo"
 a2s-query 127.0.0.1 27015 --timeout 30 >/dev/null || fail "no answer after reset"
 t_restart=$(ms_since "$t")
 [ ! -e "$(merged demo)/left4dead2/written-by-game.txt" ] || fail "reset left the game's file"
