@@ -211,12 +211,11 @@ junk_ms=()
 junk() { # LABEL LINE [REQUEST_SLOW]
     local out ms
     requests_mark
-    out=$(REQUEST_SLOW=${3:-} REQUEST_TIMES=1 request "$2" 2>/run/left4me-s24/times) &&
-        fail "junk ($1) answered ok"
+    out=$(REQUEST_SLOW=${3:-} REQUEST_TIMES=1 request "$2" 2>/run/left4me-s24/times) || true
     ms=$(sed -n 's/^request-ms //p' /run/left4me-s24/times)
     junk_ms+=("$1=${ms}ms")
     printf 'd  %-26s %6d ms  %s\n' "$1" "$ms" "$(cut -c1-120 <<<"$out")" >> "$matrix"
-    [[ $out == "error "[0-9]*" "* ]] || fail "junk ($1) not answered 'error CODE ...': $out"
+    [[ $out == "error "[0-9]*" "* ]] || fail "junk ($1) not answered 'error CODE ...' but '$out' after $ms ms"
     [ -z "$(jobs_of_ours)" ] || fail "junk ($1) queued a job: $(jobs_of_ours)"
     [ "$(active_state jm)" = inactive ] || fail "junk ($1) started jm"
     grep -q "refused for uid $uid pid [0-9]*: " <<<"$(requests_journal)" || fail "junk ($1): no 'refused for uid $uid' in the journal"
