@@ -21,7 +21,7 @@
 remove_instance jm
 make_instance jm 27034 "" "job modes"
 matrix=$OUT/s24-matrix.txt figures=$OUT/s24-figures.txt
-: > "$matrix"
+: > "$matrix"; : > "$figures"
 ours=(left4me-server@jm.service left4me-overlay@jm.service left4me-reset@jm.service
       left4me-enable@jm.service left4me-disable@jm.service left4me-update.service
       left4me-health@jm.service)
@@ -119,7 +119,7 @@ ran=$(journalctl --no-pager -o cat --after-cursor "$UPDATE_CURSOR" -u left4me-re
     -u left4me-enable@jm.service -u left4me-disable@jm.service -u left4me-update.service)
 [ -z "$ran" ] || fail "a refused start ran a unit: $ran"
 fig_a="a. PID 1 refused left4me all ${#refused_ms[@]} jobs (7 job modes x 7 jobs): $(printf '%s\n' "${refused_ms[@]}" | stats) to the refusal"
-note "$fig_a"
+note "$fig_a"; echo "$fig_a" >> "$figures"
 
 # b. The flush attack: root's start of left4me-jm-after waits behind a slow
 #    start; the service user's flush (on our server, on the update, on
@@ -147,7 +147,7 @@ until [ -e /run/left4me-jm-after.ran ]; do
     sleep 0.2
 done
 fig_b="b. left4me's start --job-mode=flush refused 3 times while root's start waited; root's job stayed queued ($(awk '{print $1, $2, $3, $4}' <<<"$queued")) and ran $(( $(now_ms) - t0 )) ms after root released the slow start"
-note "$fig_b"
+note "$fig_b"; echo "$fig_b" >> "$figures"
 settle
 
 # c. Every request verb through the socket: answered ok; right after it
@@ -202,7 +202,7 @@ for req in "start jm:no" "start jm no-block:no" "restart jm:yes" "restart jm no-
 done
 systemctl disable --no-reload "$(unit jm)" 2>/dev/null || true
 fig_c="c. 14 requests answered ok, root's Conflicts= transaction accepted at the first try after each; answer (connect to answer line): $(printf '%s\n' "${answer_ms[@]}" | stats):$answer_fig"
-note "$fig_c"
+note "$fig_c"; echo "$fig_c" >> "$figures"
 
 # d. What is not a request: answered `error`, nothing queued, logged as
 #    refused with the asker's uid.
@@ -235,8 +235,7 @@ note "nobody: $out"
 # must not arrive, the server reads a line within 5 s (src/requests.rs).
 junk "trickled over 7 s" "stop jm" 1
 fig_d="d. junk answered error, no job queued:$(printf ' %s' "${junk_ms[@]}")"
-note "$fig_d"
-printf '%s\n' "$fig_a" "$fig_b" "$fig_c" "$fig_d" > "$figures"
+note "$fig_d"; echo "$fig_d" >> "$figures"
 cat "$matrix"
 remove_instance jm
 rm -rf /run/left4me-s24
