@@ -90,7 +90,10 @@ active_state() { systemctl show -P ActiveState "$(unit "$1")"; }
 # Root's request server (src/requests.rs, left4me-requests.socket): the only
 # way the service user and its group get a job of a left4me unit queued;
 # PID 1 refuses them every job itself (no polkit grant).
-REQUESTS_SOCK=/run/left4me/requests.sock
+# Where it listens, from the installed socket unit (its ListenStream=, the
+# one definition); empty until the package is installed (s01 asks again).
+requests_sock() { systemctl show -P Listen left4me-requests.socket 2>/dev/null | cut -d' ' -f1; }
+REQUESTS_SOCK=$(requests_sock) || true
 # The raw client, as the web app speaks the protocol: for each argument, one
 # connection, the argument and a newline written, one answer line read and
 # printed (a client-side failure as "client: ..."); exit 0 only if every
@@ -136,7 +139,9 @@ sys.exit(status)
 '
 # request LINE...: the lines, as the service user (AS=ACCOUNT for another),
 # through the raw client; prints one answer line each.
-request() { runuser -u "${AS:-left4me}" -- python3 -I -S -c "$REQUEST_PY" "$REQUESTS_SOCK" "$@"; }
+request() {
+    runuser -u "${AS:-left4me}" -- python3 -I -S -c "$REQUEST_PY" "${REQUESTS_SOCK:-$(requests_sock)}" "$@"
+}
 # request_ok LINE...: the same, failing the scenario unless each answer is ok.
 request_ok() {
     local out

@@ -25,6 +25,8 @@ fi
 [ ! -e /usr/lib/systemd/system/left4me-update-now.service ] || fail "left4me-update-now.service is still shipped"
 [ "$(systemctl is-active left4me-requests.socket)" = active ] ||
     fail "left4me-requests.socket is $(systemctl is-active left4me-requests.socket) after the install"
+REQUESTS_SOCK=$(requests_sock)
+[ -n "$REQUESTS_SOCK" ] || fail "left4me-requests.socket listens on no path"
 [ "$(stat -c '%U:%G %a %F' "$REQUESTS_SOCK")" = "root:left4me 660 socket" ] ||
     fail "$REQUESTS_SOCK is $(stat -c '%U:%G %a %F' "$REQUESTS_SOCK" 2>&1)"
 [ -L /usr/lib/systemd/system/sockets.target.wants/left4me-requests.socket ] ||

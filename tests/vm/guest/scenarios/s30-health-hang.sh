@@ -1,6 +1,6 @@
 # 30. Health: a server that hangs (keeps running, stops answering, ignores
 #     SIGINT) is restarted by its health check, as left4me through root's
-#     request server (`restart hh no-block` on /run/left4me/requests.sock),
+#     request server (a `restart hh no-block` request on its socket),
 #     within N x interval + timeout of the hang, and answers again; the check
 #     runs as left4me, sandboxed at least as tightly as the game, and stops
 #     with the server. The service user's /run directories are capped tmpfs
