@@ -386,7 +386,10 @@ fn answer(stream: &UnixStream, done: std::result::Result<(), &Failure>) -> std::
 /// write_all with send(MSG_NOSIGNAL): both programs restore SIGPIPE's
 /// default (sys::default_sigpipe), and a peer that has closed must cost an
 /// EPIPE, not the process: the server's, or a client's whose request was
-/// answered `busy` before it was sent.
+/// answered `busy` before it was sent. std's `UnixStream` sends that way
+/// today, but does not promise to; with write(2) the root test
+/// `the_request_server_outlives_clients_that_hang_up` fails (the server
+/// dies).
 fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
     use rustix::net::{SendFlags, send};
     while !bytes.is_empty() {
