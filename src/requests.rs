@@ -42,7 +42,7 @@ use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
 
 /// Where left4me-requests.socket listens (dist/left4me-requests.socket.in).
-pub(crate) const SOCKET: &str = "/run/left4me/requests.sock";
+pub(crate) const SOCKET: &str = "/run/left4me-requests/requests.sock";
 /// A request line, newline included: `disable` plus a 32-byte name and
 /// ` no-block` is 50.
 pub(crate) const MAX_LINE: usize = 128;

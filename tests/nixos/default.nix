@@ -157,7 +157,7 @@ in
       S = "${stateDir}"
 
 
-      SOCK = "/run/left4me/requests.sock"
+      SOCK = "/run/left4me-requests/requests.sock"
 
 
       def as_left4me(cmd):
