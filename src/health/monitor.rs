@@ -30,6 +30,8 @@ use crate::name::InstanceName;
 use crate::requests::{self, Request, Verb};
 
 pub(crate) const UPDATE_UNIT: &str = "left4me-update.service";
+/// How often a `busy` request server is asked again, a second apart.
+const BUSY_RETRIES: u32 = 30;
 
 /// What the check asks of systemd: jobs, and properties (the main PID, the
 /// update's last start, the metrics' cgroup figures), all through the two
@@ -118,8 +120,20 @@ impl Systemctl {
 }
 
 impl Systemd for Systemctl {
+    /// A `busy` answer (16 requests in flight, the web app's among them) is
+    /// asked again, once a second for [`BUSY_RETRIES`] seconds: a watchdog
+    /// must not give up on a moment's load.
     fn queue(&self, request: &Request) -> std::result::Result<(), String> {
-        requests::ask(&self.requests, request).map_err(|f| f.to_string())
+        let mut tries = 0;
+        loop {
+            match requests::ask(&self.requests, request) {
+                Err(f) if f.kind == Kind::Busy && tries < BUSY_RETRIES => {
+                    tries += 1;
+                    sleep(std::time::Duration::from_secs(1));
+                }
+                done => return done.map_err(|f| f.to_string()),
+            }
+        }
     }
 
     fn show(
@@ -694,6 +708,58 @@ mod tests {
         assert_eq!(props, want);
         assert_eq!(s.main_pid(SERVER), Ok(1234));
         assert_eq!(s.last_start_s(SERVER), Some(1733368317));
+    }
+
+    /// A request server that answers `busy` is asked again, a second apart;
+    /// any other refusal is final at once.
+    #[test_log::test]
+    fn a_busy_request_server_is_asked_again() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("requests.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let answers = [
+            "error 14 16 requests are being served",
+            "error 14 16 requests are being served",
+            "ok",
+            "error 10 bad",
+        ];
+        let server = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for answer in answers {
+                let (s, _) = listener.accept().unwrap();
+                let mut line = String::new();
+                BufReader::new(&s).read_line(&mut line).unwrap();
+                lines.push(line);
+                (&s).write_all(format!("{answer}\n").as_bytes()).unwrap();
+            }
+            lines
+        });
+        let s = Systemctl {
+            path: dir.path().join("systemctl"),
+            requests: socket,
+        };
+        let vs1 = InstanceName::parse("vs1").unwrap();
+        let t0 = Instant::now();
+        s.queue(&Request::new(Verb::Restart, Some(&vs1), false))
+            .unwrap();
+        assert!(
+            t0.elapsed() >= std::time::Duration::from_secs(2),
+            "asked again a second apart"
+        );
+        let why = s
+            .queue(&Request::new(Verb::Stop, Some(&vs1), false))
+            .unwrap_err();
+        assert!(why.contains("bad"), "{why}");
+        assert_eq!(
+            server.join().unwrap(),
+            [
+                "restart vs1 no-block\n",
+                "restart vs1 no-block\n",
+                "restart vs1 no-block\n",
+                "stop vs1 no-block\n"
+            ]
+        );
     }
 
     #[test]
