@@ -30,6 +30,8 @@ use crate::name::InstanceName;
 use crate::requests::{self, Request, Verb};
 
 pub(crate) const UPDATE_UNIT: &str = "left4me-update.service";
+/// How long after its start the check first writes its metrics.
+const FIRST_METRICS_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a `busy` request server is asked again, a second apart.
 const BUSY_RETRIES: u32 = 30;
 
@@ -244,7 +246,6 @@ impl<S: Systemd> Monitor<S> {
             s.interval(),
         );
         self.save(&record)?;
-        metrics.write(&record);
         tracing::info!(
             "health check of {name} started: after a grace of {}, A2S_INFO to 127.0.0.1:{} every {}, \
              timeout {}, restart after {} failures in a row (at most {} restarts within {})",
@@ -257,7 +258,14 @@ impl<S: Systemd> Monitor<S> {
             secs(std::time::Duration::from_secs_f64(s.restarts_window_sec)),
         );
         watcher.announce(name);
-        sleep(s.grace());
+        // The first metrics write (a systemctl call for the unit's figures)
+        // waits a moment: the check starts beside the game, and on a busy
+        // host the game's start is what players wait for; node exporter
+        // reads the file every 15-60 s anyway.
+        let first_write = s.grace().min(FIRST_METRICS_DELAY);
+        sleep(first_write);
+        metrics.write(&record);
+        sleep(s.grace() - first_write);
         let mut next = Instant::now();
         let mut events_warned = false;
         let mut too_soon_logged = false;
