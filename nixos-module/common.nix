@@ -94,8 +94,8 @@ rec {
   # root and the service user as the owner of installations/.next/.
   updateUser = "left4me-update";
 
-  # steamcmd is unfree. The update unit is installed either way (the polkit
-  # rule names it, so it must exist), but only update.enable brings steamcmd
+  # steamcmd is unfree. The update unit is installed either way (the request
+  # server's `update` queues it, as on Debian), but only update.enable brings steamcmd
   # into the closure: without it the unit runs this instead, and a host that
   # never allowed unfree packages still evaluates. It fails after
   # `generation prepare`, and ExecStopPost's `generation abort` discards

@@ -1,6 +1,6 @@
 # services.left4me: the host side of left4me on NixOS (docs/nixos.md).
 #
-# Everything systemd, tmpfiles and polkit see is rendered from the canonical
+# Everything systemd and tmpfiles see is rendered from the canonical
 # dist/*.in through ./render.nix, the same sources Debian's package is built
 # from; the module only adds what NixOS manages declaratively (users,
 # firewall, declared instances and overlays, secrets kept out of the store)
@@ -8,7 +8,7 @@
 {
   imports = [
     ./options.nix # every option, with its documentation
-    ./units.nix # rendered units, drop-ins, host.env, tmpfiles layout, polkit, users
+    ./units.nix # rendered units (request socket too), drop-ins, host.env, tmpfiles layout, users
     ./instances.nix # declared instances and overlays, left4me-declare
     ./update.nix # game updates
     ./metrics.nix # node exporter reads the health checks' metrics

@@ -18,7 +18,6 @@ let
     mount = "lib/systemd/system/${name}";
     sysusers = "lib/sysusers.d/${stem}.conf";
     tmpfiles = "lib/tmpfiles.d/${stem}.conf";
-    rules = "share/polkit-1/rules.d/${name}";
     env = "share/left4me/${name}.example";
   };
 in

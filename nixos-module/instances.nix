@@ -122,8 +122,10 @@ in
     # last run, a new serverConfig or a new overlay tree (which must not
     # change under a mounted instance) applies at its next start. It stops
     # with the overlay unit (StopWhenUnneeded=), so every start runs it.
-    # The service user starts it indirectly with any name (polkit lets it
-    # start left4me-server@*): the name only selects a declared entry.
+    # The service user has it started indirectly with any name it likes (a
+    # `start NAME` request to root's request server, which checks only that
+    # NAME is an instance name and builds left4me-server@NAME from it): the
+    # name only selects a declared entry.
     systemd.services."left4me-declare@" = lib.recursiveUpdate (declareService "instance %i") {
       description = "Declared left4me instance %i before its mount";
       unitConfig.StopWhenUnneeded = true;

@@ -300,8 +300,10 @@ in
   options.services.left4me = {
     enable = mkEnableOption ''
       left4me: the `left4me-server@.service` template, `l4d2-game.slice`,
-      the service user, the state directory layout, the polkit rule for the
-      service user and the declared instances'';
+      the service user, the state directory layout, the request socket
+      (`left4me-requests.socket`, through which the service user and its
+      group have root start, stop and reset instances) and the declared
+      instances'';
 
     i686Runtime = {
       enable = mkOption {

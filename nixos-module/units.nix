@@ -1,6 +1,6 @@
-# The canonical units, slice, tmpfiles layout, polkit rule and host.env, all
-# rendered from dist/*.in (./render.nix), plus the drop-ins for the
-# tunables the module exposes and the service user.
+# The canonical units (the request socket and its server among them), slice,
+# tmpfiles layout and host.env, all rendered from dist/*.in (./render.nix),
+# plus the drop-ins for the tunables the module exposes and the service user.
 {
   config,
   lib,
@@ -63,13 +63,13 @@ let
   # left4me-enable@/left4me-disable@ cannot do their job here (`systemctl
   # enable` cannot write NixOS's read-only /etc/systemd/system; declare
   # services.left4me.instances.<name>.autoStart instead), but they are
-  # installed anyway: the polkit rule lets the service user start units of
-  # those names, and since systemd 257 polkit also decides transient units
-  # by their name, so a name without a unit file would let the user
-  # `systemd-run --unit=left4me-enable@x.service` any command as root.
-  # With the template installed, systemd refuses a transient unit of that
-  # name. The health template is masked, not left out, when health.enable is
-  # false, for the same reason.
+  # installed anyway, as dist/ defines them: the request server's `enable`
+  # and `disable` start them, and the service user's request then fails
+  # with the unit's own message (an autoStart instance's link exists, so
+  # its enable succeeds) instead of "unit not found". The health template
+  # is masked, not left out, when health.enable is false: the server
+  # template's Wants= (which no drop-in can reset) then names a unit that
+  # is there and never starts, and a start by hand says "masked".
   mountNames = filter (lib.hasSuffix ".mount") unitNames;
   masked = lib.optional (!cfg.health.enable) "left4me-health@.service";
   # passAsFile exposes attribute A as the file named by $APath, so the
@@ -180,9 +180,8 @@ in
 {
   config = mkIf cfg.enable (mkMerge [
     {
-      # Only the man page: the helper is run by systemd, not from PATH, and
-      # the package's own polkit rule (rendered for the defaults) must not
-      # become active through /run/current-system/sw/share/polkit-1.
+      # Only the man page: the helper is run by systemd, not from PATH
+      # (docs/nixos.md says how to add the admin command `left4me`).
       environment.systemPackages = [
         (pkgs.runCommand "left4me-man" { } ''
           mkdir -p "$out/share"
@@ -255,15 +254,24 @@ in
         overrideStrategy = "asDropin";
         wantedBy = [ "local-fs.target" ];
       });
+
+      # The request socket (dist/left4me-requests.socket.in): the service
+      # user's and the group's only way to a job of a left4me unit (nothing
+      # grants them one through polkit). NixOS ignores a packaged unit's
+      # [Install] section, so its WantedBy=sockets.target is repeated here
+      # (a drop-in and the sockets.target.wants link, as `systemctl enable`
+      # makes on Debian): listening from boot, before the health checks and
+      # the web app ask. The server (left4me-requests.service) is started
+      # by the socket only.
+      systemd.sockets.left4me-requests = {
+        overrideStrategy = "asDropin";
+        wantedBy = [ "sockets.target" ];
+      };
       systemd.services.systemd-tmpfiles-resetup = {
         overrideStrategy = "asDropin";
         wants = mountNames;
         after = mountNames;
       };
-
-      # The rule file is JavaScript for polkitd; NixOS collects it here.
-      security.polkit.enable = mkDefault true;
-      security.polkit.extraConfig = rendered."left4me.rules";
     }
 
     (mkIf (cfg.user == "left4me") {

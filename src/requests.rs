@@ -30,7 +30,7 @@
 //! `VERB [INSTANCE] [no-block]\n` and reads one line back, `ok` or
 //! `error CODE MESSAGE`, CODE being the exit-code table's.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -42,12 +42,20 @@ use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
 
 /// Where left4me-requests.socket listens (dist/left4me-requests.socket.in).
-pub(crate) const SOCKET: &str = "/run/left4me/requests.sock";
+pub(crate) const SOCKET: &str = "/run/left4me-requests/requests.sock";
 /// A request line, newline included: `disable` plus a 32-byte name and
 /// ` no-block` is 50.
 pub(crate) const MAX_LINE: usize = 128;
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const MAX_RUNNING: usize = 16;
+/// Server units loaded at once, past which a request may start no new name
+/// (root may). A server that fails stays loaded as `failed` (what the
+/// operator and `left4me list` see of a crash loop), so without a cap a
+/// user renaming its instance dir between starts of a game that fails at
+/// once would load names until systemd's limit on units, which would then
+/// refuse every new unit on the host (fourth review). 256 is the enable
+/// cap (left4me-enable@): a host runs fewer instances.
+pub(crate) const MAX_LOADED_SERVERS: usize = 256;
 /// An answer line: systemctl's message is cut to this many bytes.
 const MAX_MESSAGE: usize = 1000;
 
@@ -206,6 +214,50 @@ impl Request {
         args
     }
 
+    /// A start or restart of a server unit that is not loaded, refused
+    /// (exit 15) while [`MAX_LOADED_SERVERS`] are: one `list-units` call,
+    /// which counts failed units too.
+    fn within_loaded_cap(&self, systemctl: &Path) -> Result<()> {
+        if !matches!(self.verb, Verb::Start | Verb::Restart) {
+            return Ok(());
+        }
+        let out = Command::new(systemctl)
+            .args([
+                "list-units",
+                "--all",
+                "--plain",
+                "--no-legend",
+                "--full",
+                "--no-pager",
+            ])
+            .args(["--", "left4me-server@*.service"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                Failure::new(
+                    Kind::Unexpected,
+                    format!("cannot run {}: {e}", systemctl.display()),
+                )
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let loaded: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let unit = self.unit();
+        if loaded.len() < MAX_LOADED_SERVERS || loaded.contains(&unit.as_str()) {
+            return Ok(());
+        }
+        Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "{} server units are loaded, the most a request may have; {unit} is not one of them",
+                loaded.len()
+            ),
+        )
+        .hint("failed ones stay loaded: as root, `systemctl reset-failed 'left4me-server@*'` unloads them"))
+    }
+
     /// Runs the request's systemctl, waiting for it.
     pub(crate) fn run(&self, systemctl: &Path) -> Result<()> {
         let args = self.systemctl_args();
@@ -287,6 +339,7 @@ fn serve_one(stream: &UnixStream, systemctl: &Path) {
         let line = line.trim_end();
         let instance = r.instance.as_ref().map_or("", InstanceName::as_str);
         tracing::info!(left4me_instance = instance, "request from {peer}: {line}");
+        r.within_loaded_cap(systemctl)?;
         r.run(systemctl)?;
         tracing::info!(left4me_instance = instance, "done for {peer}: {line}");
         Ok(())
@@ -318,7 +371,7 @@ fn read_request(stream: &UnixStream) -> Result<Request> {
     Request::parse(line)
 }
 
-fn answer(mut stream: &UnixStream, done: std::result::Result<(), &Failure>) -> std::io::Result<()> {
+fn answer(stream: &UnixStream, done: std::result::Result<(), &Failure>) -> std::io::Result<()> {
     let line = match done {
         Ok(()) => "ok\n".to_owned(),
         Err(f) => format!(
@@ -327,7 +380,27 @@ fn answer(mut stream: &UnixStream, done: std::result::Result<(), &Failure>) -> s
             one_line(&f.to_string())
         ),
     };
-    stream.write_all(line.as_bytes())
+    send_all(stream, line.as_bytes())
+}
+
+/// write_all with send(MSG_NOSIGNAL): both programs restore SIGPIPE's
+/// default (sys::default_sigpipe), and a peer that has closed must cost an
+/// EPIPE, not the process: the server's, or a client's whose request was
+/// answered `busy` before it was sent. std's `UnixStream` sends that way
+/// today, but does not promise to; with write(2) the root test
+/// `the_request_server_outlives_clients_that_hang_up` fails (the server
+/// dies).
+fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::net::{SendFlags, send};
+    while !bytes.is_empty() {
+        match send(stream, bytes, SendFlags::NOSIGNAL) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A message as one printable line of at most [`MAX_MESSAGE`] bytes.
@@ -350,14 +423,21 @@ fn one_line(text: &str) -> String {
 pub(crate) fn ask(socket: &Path, request: &Request) -> Result<()> {
     let what = request.line();
     let what = what.trim_end();
-    let mut stream = UnixStream::connect(socket).map_err(|e| connect_failure(socket, &e))?;
-    stream
-        .write_all(request.line().as_bytes())
-        .map_err(|e| Failure::new(Kind::Unexpected, format!("{what}: cannot send: {e}")))?;
+    let stream = UnixStream::connect(socket).map_err(|e| connect_failure(socket, &e))?;
+    // A server that is busy answers before it reads: the answer is read
+    // even when sending failed, and only its absence is the error.
+    let sent = send_all(&stream, request.line().as_bytes());
     let mut reply = String::new();
-    BufReader::new(stream.take(4 * MAX_MESSAGE as u64))
-        .read_line(&mut reply)
-        .map_err(|e| Failure::new(Kind::Unexpected, format!("{what}: no answer: {e}")))?;
+    let read = BufReader::new(stream.take(4 * MAX_MESSAGE as u64)).read_line(&mut reply);
+    if reply.is_empty() {
+        let why = match (sent, read) {
+            (Err(e), _) => format!("cannot send: {e}"),
+            (_, Err(e)) => format!("no answer: {e}"),
+            _ => "the server closed the connection without an answer".to_owned(),
+        };
+        return Err(Failure::new(Kind::Unexpected, format!("{what}: {why}"))
+            .hint("journalctl -u left4me-requests.service"));
+    }
     parse_answer(reply.trim_end_matches('\n')).map_err(|f| f.prefixed(&format!("{what}: ")))
 }
 
@@ -488,15 +568,18 @@ mod tests {
         assert!(line.len() <= MAX_MESSAGE + '…'.len_utf8());
     }
 
-    /// A stand-in systemctl: logs its arguments, sleeps `sleep` seconds,
-    /// and fails with a message for the unit left4me-server@bad.
+    /// A stand-in systemctl: `list-units` prints the file `loaded` (lines
+    /// as systemctl prints them: UNIT LOAD ACTIVE SUB DESCRIPTION); any
+    /// other call logs its arguments, sleeps `sleep` seconds, and fails
+    /// with a message for the unit left4me-server@bad.
     fn fake_systemctl(dir: &Path, sleep: &str) -> PathBuf {
         let path = dir.join("systemctl");
         std::fs::write(
             &path,
             format!(
-                "#!/bin/sh\necho \"$*\" >> {log}\nsleep {sleep}\ncase \"$*\" in *server@bad*) echo 'Job failed. See \"journalctl -xe\"' >&2; exit 1;; esac\n",
-                log = dir.join("log").display()
+                "#!/bin/sh\nif [ \"$1\" = list-units ]; then cat {loaded} 2>/dev/null; exit 0; fi\necho \"$*\" >> {log}\nsleep {sleep}\ncase \"$*\" in *server@bad*) echo 'Job failed. See \"journalctl -xe\"' >&2; exit 1;; esac\n",
+                log = dir.join("log").display(),
+                loaded = dir.join("loaded").display()
             ),
         )
         .unwrap();
@@ -517,8 +600,9 @@ mod tests {
     /// reading what is left of a refused request, so the kernel reports
     /// ECONNRESET after the line.
     fn raw(socket: &Path, bytes: &[u8]) -> String {
-        let mut s = UnixStream::connect(socket).unwrap();
-        s.write_all(bytes).unwrap();
+        let s = UnixStream::connect(socket).unwrap();
+        // EPIPE when the server answered first (busy, a line too long).
+        let _ = send_all(&s, bytes);
         let mut reply = String::new();
         BufReader::new(s).read_line(&mut reply).unwrap();
         reply
@@ -557,8 +641,8 @@ mod tests {
         );
         // A client that writes half a line and waits is cut off after the
         // read timeout, and answered.
-        let mut s = UnixStream::connect(&socket).unwrap();
-        s.write_all(b"start vs").unwrap();
+        let s = UnixStream::connect(&socket).unwrap();
+        send_all(&s, b"start vs").unwrap();
         let t0 = std::time::Instant::now();
         let mut reply = String::new();
         BufReader::new(s).read_line(&mut reply).unwrap();
@@ -573,8 +657,8 @@ mod tests {
         let socket = server(dir.path(), "3");
         let held: Vec<_> = (0..MAX_RUNNING)
             .map(|_| {
-                let mut s = UnixStream::connect(&socket).unwrap();
-                s.write_all(b"stop vs1\n").unwrap();
+                let s = UnixStream::connect(&socket).unwrap();
+                send_all(&s, b"stop vs1\n").unwrap();
                 s
             })
             .collect();
@@ -591,5 +675,36 @@ mod tests {
         }
         // Slots are given back: the next request is served.
         assert_eq!(raw(&socket, b"stop vs1\n"), "ok\n");
+    }
+
+    #[test_log::test]
+    fn no_new_server_name_past_the_loaded_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = server(dir.path(), "0");
+        let lines: String = (0..MAX_LOADED_SERVERS)
+            .map(|i| format!("left4me-server@n{i}.service loaded failed failed left4me server instance n{i}\n"))
+            .collect();
+        std::fs::write(dir.path().join("loaded"), lines).unwrap();
+        let f = ask(&socket, &Request::new(Verb::Start, Some(&name()), true)).unwrap_err();
+        assert_eq!(f.kind, Kind::Conflict, "{f}");
+        assert!(f.message.contains("256 server units are loaded"), "{f}");
+        let f = ask(&socket, &Request::new(Verb::Restart, Some(&name()), false)).unwrap_err();
+        assert_eq!(f.kind, Kind::Conflict, "{f}");
+        // A loaded one may still be started, and anything may be stopped.
+        let n7 = InstanceName::parse("n7").unwrap();
+        ask(&socket, &Request::new(Verb::Restart, Some(&n7), true)).unwrap();
+        ask(&socket, &Request::new(Verb::Stop, Some(&name()), true)).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(
+            log,
+            "--no-ask-password --job-mode=replace restart -- left4me-server@n7.service\n\
+             --no-ask-password --job-mode=replace stop -- left4me-server@vs1.service\n"
+        );
+        // One below the cap: a new name starts.
+        let lines: String = (0..MAX_LOADED_SERVERS - 1)
+            .map(|i| format!("left4me-server@n{i}.service loaded failed failed x\n"))
+            .collect();
+        std::fs::write(dir.path().join("loaded"), lines).unwrap();
+        ask(&socket, &Request::new(Verb::Start, Some(&name()), true)).unwrap();
     }
 }

@@ -828,3 +828,99 @@ root_test! {
         assert!(err.contains("another mount"), "{err}");
     }
 }
+
+root_test! {
+    /// Root's request server, started as left4me-requests.socket starts it
+    /// (the listening socket as fd 3, LISTEN_FDS=1, LISTEN_PID its own),
+    /// against clients of the service user's that hang up before their
+    /// answer, send a line too long, or never finish one. The helper
+    /// restores SIGPIPE's default, so an answer written to a closed
+    /// connection with plain write(2) would kill root's server; it must
+    /// keep serving, and run nothing for what was not a request.
+    fn the_request_server_outlives_clients_that_hang_up() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::os::unix::process::CommandExt;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let (systemctl, log) = common::fake_systemctl(dir.path());
+        let socket = dir.path().join("requests.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let fd = listener.as_raw_fd();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_left4me-overlay"))
+            .args(["serve-requests", "--systemctl"])
+            .arg(&systemctl);
+        // SAFETY: dup2 is async-signal-safe; nothing else runs between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // dup2 onto itself keeps FD_CLOEXEC: clear it then.
+                let rc = if fd == 3 {
+                    nix::libc::fcntl(3, nix::libc::F_SETFD, 0)
+                } else {
+                    nix::libc::dup2(fd, 3)
+                };
+                if rc < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut server = cmd.spawn().unwrap();
+        drop(listener);
+        let ask = |line: &[u8]| {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            let _ = s.write_all(line);
+            let mut answer = String::new();
+            BufReader::new(s).read_line(&mut answer).unwrap();
+            answer
+        };
+        let ran = || {
+            fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("--no-ask-password"))
+                .count()
+        };
+        let wait_ran = |n: usize| {
+            let t0 = Instant::now();
+            while ran() < n && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(ran(), n, "systemctl runs, one per request");
+        };
+        assert_eq!(ask(b"stop vs1\n"), "ok\n");
+        // Hung up before the answer, in batches under the 16-request cap.
+        for batch in 1..=4 {
+            for _ in 0..5 {
+                let mut s = UnixStream::connect(&socket).unwrap();
+                s.write_all(b"stop vs1\n").unwrap();
+            }
+            wait_ran(1 + 5 * batch);
+        }
+        for _ in 0..5 {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            let _ = s.write_all(&[b'x'; 4096]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(ask(b"restart vs1 no-block\n"), "ok\n");
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "root's request server died: {:?}",
+            server.try_wait()
+        );
+        wait_ran(22);
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(
+            text.ends_with(
+                "--no-ask-password --no-block --job-mode=replace restart -- left4me-server@vs1.service\n"
+            ),
+            "{text}"
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}

@@ -30,6 +30,10 @@ use crate::name::InstanceName;
 use crate::requests::{self, Request, Verb};
 
 pub(crate) const UPDATE_UNIT: &str = "left4me-update.service";
+/// How long after its start the check first writes its metrics.
+const FIRST_METRICS_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a `busy` request server is asked again, a second apart.
+const BUSY_RETRIES: u32 = 30;
 
 /// What the check asks of systemd: jobs, and properties (the main PID, the
 /// update's last start, the metrics' cgroup figures), all through the two
@@ -118,8 +122,20 @@ impl Systemctl {
 }
 
 impl Systemd for Systemctl {
+    /// A `busy` answer (16 requests in flight, the web app's among them) is
+    /// asked again, once a second for [`BUSY_RETRIES`] seconds: a watchdog
+    /// must not give up on a moment's load.
     fn queue(&self, request: &Request) -> std::result::Result<(), String> {
-        requests::ask(&self.requests, request).map_err(|f| f.to_string())
+        let mut tries = 0;
+        loop {
+            match requests::ask(&self.requests, request) {
+                Err(f) if f.kind == Kind::Busy && tries < BUSY_RETRIES => {
+                    tries += 1;
+                    sleep(std::time::Duration::from_secs(1));
+                }
+                done => return done.map_err(|f| f.to_string()),
+            }
+        }
     }
 
     fn show(
@@ -230,7 +246,6 @@ impl<S: Systemd> Monitor<S> {
             s.interval(),
         );
         self.save(&record)?;
-        metrics.write(&record);
         tracing::info!(
             "health check of {name} started: after a grace of {}, A2S_INFO to 127.0.0.1:{} every {}, \
              timeout {}, restart after {} failures in a row (at most {} restarts within {})",
@@ -243,7 +258,14 @@ impl<S: Systemd> Monitor<S> {
             secs(std::time::Duration::from_secs_f64(s.restarts_window_sec)),
         );
         watcher.announce(name);
-        sleep(s.grace());
+        // The first metrics write (a systemctl call for the unit's figures)
+        // waits a moment: the check starts beside the game, and on a busy
+        // host the game's start is what players wait for; node exporter
+        // reads the file every 15-60 s anyway.
+        let first_write = s.grace().min(FIRST_METRICS_DELAY);
+        sleep(first_write);
+        metrics.write(&record);
+        sleep(s.grace() - first_write);
         let mut next = Instant::now();
         let mut events_warned = false;
         let mut too_soon_logged = false;
@@ -694,6 +716,58 @@ mod tests {
         assert_eq!(props, want);
         assert_eq!(s.main_pid(SERVER), Ok(1234));
         assert_eq!(s.last_start_s(SERVER), Some(1733368317));
+    }
+
+    /// A request server that answers `busy` is asked again, a second apart;
+    /// any other refusal is final at once.
+    #[test_log::test]
+    fn a_busy_request_server_is_asked_again() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("requests.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let answers = [
+            "error 14 16 requests are being served",
+            "error 14 16 requests are being served",
+            "ok",
+            "error 10 bad",
+        ];
+        let server = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for answer in answers {
+                let (s, _) = listener.accept().unwrap();
+                let mut line = String::new();
+                BufReader::new(&s).read_line(&mut line).unwrap();
+                lines.push(line);
+                (&s).write_all(format!("{answer}\n").as_bytes()).unwrap();
+            }
+            lines
+        });
+        let s = Systemctl {
+            path: dir.path().join("systemctl"),
+            requests: socket,
+        };
+        let vs1 = InstanceName::parse("vs1").unwrap();
+        let t0 = Instant::now();
+        s.queue(&Request::new(Verb::Restart, Some(&vs1), false))
+            .unwrap();
+        assert!(
+            t0.elapsed() >= std::time::Duration::from_secs(2),
+            "asked again a second apart"
+        );
+        let why = s
+            .queue(&Request::new(Verb::Stop, Some(&vs1), false))
+            .unwrap_err();
+        assert!(why.contains("bad"), "{why}");
+        assert_eq!(
+            server.join().unwrap(),
+            [
+                "restart vs1 no-block\n",
+                "restart vs1 no-block\n",
+                "restart vs1 no-block\n",
+                "stop vs1 no-block\n"
+            ]
+        );
     }
 
     #[test]

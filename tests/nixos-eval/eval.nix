@@ -103,6 +103,8 @@ in
     udpPorts = config.networking.firewall.allowedUDPPorts;
     nodeExporter = config.services.prometheus.exporters.node;
     sysusers = config.systemd.sysusers.enable;
+    # The module sets nothing of polkit (the request socket replaced its rule).
+    polkit = { inherit (config.security.polkit) enable extraConfig; };
     instances = lib.mapAttrs (_: i: { inherit (i) autoStart port; }) (
       config.services.left4me.instances
     );

@@ -160,6 +160,8 @@ let
       chmod +x "$out/bin/nsenter"
     '';
     polkit = standIn "polkit" "";
+    # tests/nixos: the lifecycle node speaks the request protocol with it.
+    socat = standIn "socat" ''touch "$out/bin/socat"'';
     shadow = standIn "shadow" "";
     bash = standIn "bash" ''touch "$out/bin/bash"'';
 

@@ -77,7 +77,12 @@ let
       imports = [ ../../nixos-module ];
       virtualisation.memorySize = 2048;
       virtualisation.cores = 2;
-      environment.systemPackages = [ standin.a2sQuery ];
+      environment.systemPackages = [
+        standin.a2sQuery
+        # The admin command `left4me` (docs/nixos.md: add the package), which
+        # the service user runs here as the web app would ask.
+        config.services.left4me.package
+      ];
       systemd.services.left4me-test-provision = provision "${config.services.left4me.package}/libexec/left4me/left4me-overlay";
       services.left4me = {
         enable = true;
@@ -99,10 +104,26 @@ in
     nodes.machine = {
       imports = [ machineBase ];
       services.left4me.instances.gone = goneInstance;
+      # The raw request protocol (one line in, one line out), as the web
+      # app speaks it.
+      environment.systemPackages = [ pkgs.socat ];
+      # A host that runs polkit for other reasons: left4me's users still get
+      # no job from systemd but through the request socket.
+      security.polkit.enable = true;
       # A unit the service user must not be able to start.
       systemd.services.left4me-test-foreign = {
         description = "Not a left4me unit";
         serviceConfig.ExecStart = "${pkgs.coreutils}/bin/sleep infinity";
+      };
+      # Root's job that stays queued while it runs (a oneshot's start job
+      # lasts until its command exits): what the service user's
+      # `--job-mode=flush` would cancel if systemd let it queue a job.
+      systemd.services.left4me-test-slow = {
+        description = "Root's long start job";
+        serviceConfig = {
+          Type = "oneshot";
+          ExecStart = "${pkgs.coreutils}/bin/sleep 300";
+        };
       };
       # What `nixos-rebuild switch` to a changed configuration does, without
       # rebuilding inside the VM: `gone` removed, `added` declared (its
@@ -136,8 +157,27 @@ in
       S = "${stateDir}"
 
 
+      SOCK = "/run/left4me-requests/requests.sock"
+
+
       def as_left4me(cmd):
           return f"runuser -u left4me -- {cmd}"
+
+
+      # One raw request to root's request server (src/requests.rs,
+      # docs/admin.md "Requests"): `VERB [INSTANCE] [no-block]` in, `ok` or
+      # `error CODE MESSAGE` out. socat waits up to 120 s for the answer
+      # after sending (its default is 0.5 s); a stop takes the game's 15 s.
+      def request(line, user="left4me"):
+          return machine.succeed(
+              f"runuser -u {user} -- sh -c \"echo '{line}' | socat -t 120 - UNIX-CONNECT:{SOCK}\""
+          ).strip()
+
+
+      # systemctl as the service user, on its own: no polkit grant, so PID 1
+      # refuses every job it asks for (and no agent may ask a password).
+      def direct(cmd):
+          return as_left4me(f"systemctl --no-ask-password {cmd}")
 
 
       def a2s(port, expected):
@@ -164,7 +204,7 @@ in
 
       machine.wait_for_unit("multi-user.target")
 
-      with subtest("install: user, state dir layout, the three units, polkit rule"):
+      with subtest("install: user, state dir layout, the three units, the request socket, no polkit rule"):
           machine.succeed("id left4me")
           machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/instances)\" = '1770 root left4me'")
           machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/runtime)\" = '755 root root'")
@@ -174,7 +214,14 @@ in
           machine.fail("systemctl cat left4me-server@vs1.service | grep -E '^Exec[A-Za-z]*=[-@:]*[+!]'")
           machine.succeed("test \"$(systemctl show -P BindsTo left4me-server@vs1.service)\" = left4me-overlay@vs1.service")
           machine.fail("systemctl show -P EnvironmentFiles left4me-overlay@vs1.service left4me-reset@vs1.service | grep .")
-          machine.succeed("grep -q 'left4me-(enable|disable|reset)' /etc/polkit-1/rules.d/*.rules")
+          # The request socket listens from boot (sockets.target), root:group
+          # 0660; its server starts with the first request. No polkit rule
+          # names left4me, and the update proxy is gone.
+          machine.succeed("systemctl is-active left4me-requests.socket")
+          machine.succeed(f"test \"$(stat -c '%a %U %G %F' {SOCK})\" = '660 root left4me socket'")
+          machine.succeed("systemctl cat left4me-requests.service | grep -q '^ExecStart=.*/left4me-overlay serve-requests --systemctl '")
+          machine.fail("grep -rqs left4me /etc/polkit-1")
+          machine.fail("systemctl cat left4me-update-now.service")
           machine.succeed(f"grep -qx 'LEFT4ME_STATE_DIR={S}' /etc/left4me/host.env")
           machine.succeed(f"test \"$(stat -c '%a %U' {S}/instances/vs1 {S}/instances/vs1/instance.env | tr '\\n' ' ')\" = '755 root 640 root '")
           machine.succeed(f"grep -qx 'L4D2_OVERLAYS=\"top mid\"' {S}/instances/vs1/instance.env")
@@ -219,20 +266,22 @@ in
           machine.fail("systemctl is-active left4me-overlay@vs1.service")
           machine.fail("journalctl -u left4me-overlay@vs1.service -o cat | grep -E 'status=14|EBUSY'")
 
-      with subtest("reset through polkit as the service user: discards upper/, keeps the config"):
-          machine.succeed(as_left4me("systemctl start left4me-server@vs1.service"))
+      with subtest("reset through the request socket as the service user: discards upper/, keeps the config"):
+          machine.succeed(as_left4me("left4me start vs1"))
           a2s(27015, "top layer")
           machine.succeed(as_left4me(f"touch {S}/runtime/vs1/merged/left4dead2/written-by-game"))
           env_before = machine.succeed(f"sha256sum {S}/instances/vs1/instance.env")
-          # Refused while the instance runs; the game keeps running.
-          machine.fail(as_left4me("systemctl start --wait left4me-reset@vs1.service"))
+          # Refused while the instance runs (the reset unit fails, the
+          # server answers its error); the game keeps running.
+          answer = request("reset vs1")
+          assert answer.startswith("error "), f"reset of a running instance: {answer!r}"
           machine.succeed("systemctl is-active left4me-server@vs1.service")
           # The web app's sequence, no sleeps: the reset unit orders itself
           # after the overlay unit's queued stop.
           for _ in range(3):
-              machine.succeed(as_left4me("systemctl stop left4me-server@vs1.service"))
-              machine.succeed(as_left4me("systemctl start --wait left4me-reset@vs1.service"))
-              machine.succeed(as_left4me("systemctl start left4me-server@vs1.service"))
+              for line in ("stop vs1", "reset vs1", "start vs1"):
+                  answer = request(line)
+                  assert answer == "ok", f"{line}: {answer!r}"
           a2s(27015, "top layer")
           machine.fail(f"test -e {S}/runtime/vs1/merged/left4dead2/written-by-game")
           assert machine.succeed(f"sha256sum {S}/instances/vs1/instance.env") == env_before
@@ -244,26 +293,54 @@ in
           machine.succeed("test \"$(systemctl show -P Result left4me-server@crash.service)\" = start-limit-hit")
           wait_unmounted("crash")
 
-      with subtest("polkit: the service user manages left4me-server@ units and nothing else"):
+      with subtest("requests: the service user has root run left4me-server@ jobs; systemd grants it none itself"):
           machine.succeed(as_left4me(f"mkdir {S}/instances/web"))
           machine.succeed(as_left4me(f"sh -c 'printf \"L4D2_PORT=27017\\nL4D2_OVERLAYS=\\\"top\\\"\\n\" > {S}/instances/web/instance.env'"))
-          machine.succeed(as_left4me("systemctl start left4me-server@web.service"))
+          # The admin command, as a member of the group: requests, not systemctl.
+          machine.succeed(as_left4me("left4me start web"))
           a2s(27017, "top layer")
-          machine.succeed(as_left4me("systemctl restart left4me-server@web.service"))
+          machine.succeed(as_left4me("left4me restart web"))
           a2s(27017, "top layer")
-          machine.succeed(as_left4me("systemctl stop left4me-server@web.service"))
+          machine.succeed(as_left4me("left4me stop web"))
           wait_unmounted("web")
+          # Directly, the service user queues no job at all: not of its own
+          # instances, and above all not with --job-mode=flush, which would
+          # cancel every job queued on the host (root's start of
+          # left4me-test-slow here). polkit could not have told the modes apart.
+          machine.succeed("systemctl --no-block start left4me-test-slow.service")
+          machine.wait_until_succeeds("systemctl list-jobs --no-legend | grep -q left4me-test-slow.service", timeout=30)
+          machine.fail(direct("start left4me-server@web.service"))
+          machine.fail(direct("start --job-mode=flush left4me-server@web.service"))
+          machine.fail(direct("restart --job-mode=flush left4me-server@vs1.service"))
+          machine.succeed("systemctl list-jobs --no-legend | grep -q left4me-test-slow.service")
+          machine.fail("systemctl is-active left4me-server@web.service")
+          machine.succeed("systemctl stop left4me-test-slow.service")
           # The root half comes and goes with the game only.
-          machine.fail(as_left4me("systemctl start left4me-overlay@web.service"))
-          machine.fail(as_left4me("systemctl start left4me-test-foreign.service"))
+          machine.fail(direct("start left4me-overlay@web.service"))
+          machine.fail(direct("start left4me-test-foreign.service"))
           machine.fail("systemctl is-active left4me-test-foreign.service")
           machine.succeed("systemctl start left4me-test-foreign.service")
-          machine.fail(as_left4me("systemctl stop left4me-test-foreign.service"))
-          machine.fail(as_left4me("systemctl restart systemd-journald.service"))
+          machine.fail(direct("stop left4me-test-foreign.service"))
+          machine.fail(direct("restart systemd-journald.service"))
+          # A request names an instance, never a unit: root builds
+          # left4me-server@<name>, so this stops nothing of the foreign unit.
+          request("stop left4me-test-foreign")
           machine.succeed("systemctl is-active left4me-test-foreign.service")
           machine.succeed("systemctl stop left4me-test-foreign.service")
-          # Enabling is an admin step (the rule explains why).
-          machine.fail(as_left4me("systemctl enable left4me-server@web.service"))
+          # What is no request is refused with an error line, and runs nothing.
+          for line in ("start web --job-mode=flush", "start ../web", "restart left4me-overlay@web.service", "isolate web", "update now"):
+              answer = request(line)
+              assert answer.startswith("error "), f"{line!r} was not refused: {answer!r}"
+          machine.fail("systemctl is-active left4me-server@web.service")
+          # Only root and the group may connect (root:left4me 0660).
+          machine.fail(f"runuser -u nobody -- sh -c \"echo 'start web' | socat -t 10 - UNIX-CONNECT:{SOCK}\"")
+          machine.fail("systemctl is-active left4me-server@web.service")
+          # Enabling is an admin step: systemctl refuses it, and on NixOS the
+          # enable request fails too (read-only /etc/systemd/system;
+          # declare autoStart instead).
+          machine.fail(direct("enable left4me-server@web.service"))
+          answer = request("enable web")
+          assert answer.startswith("error "), f"enable web on NixOS: {answer!r}"
 
       with subtest("a symlink planted at runtime/<i>/merged is refused, nothing mounted at its target"):
           target = "/var/tmp/left4me-planted"
@@ -285,7 +362,7 @@ in
           machine.succeed(as_left4me(f"mkdir {S}/instances/evil"))
           machine.succeed(as_left4me(f"ln -s /etc {S}/instances/evil/layer"))
           machine.succeed(as_left4me(f"sh -c 'echo L4D2_PORT=27018 > {S}/instances/evil/instance.env'"))
-          machine.fail(as_left4me("systemctl start left4me-server@evil.service"))
+          machine.fail(as_left4me("left4me start evil"))
           machine.wait_until_succeeds("journalctl -u left4me-overlay@evil.service -o cat | grep -q 'status=13'", timeout=30)
           machine.succeed("journalctl -u left4me-overlay@evil.service -o cat | grep -qi 'symlink'")
           machine.succeed("systemctl stop left4me-server@evil.service; systemctl reset-failed left4me-server@evil.service left4me-overlay@evil.service || true")
@@ -300,6 +377,7 @@ in
           a2s(27015, "top layer")
           assert mounted("vs1")
           machine.succeed(f"test -e {S}/runtime/vs1/merged/left4dead2/survives-reboot")
+          machine.succeed("systemctl is-active left4me-requests.socket")
           machine.fail("systemctl is-active left4me-server@web.service")
 
       with subtest("live switch: one instance added, one removed; running servers are not restarted"):
@@ -469,9 +547,14 @@ in
 
       with subtest("collection: the oldest generation goes once unused (keep = 2)"):
           fake_steamcmd(1002)
-          run_update()
+          # The web app's "update now": the service user's `update` request,
+          # which root's request server queues (no proxy unit any more);
+          # `left4me update` follows the run to its end.
+          machine.succeed("systemctl reset-failed left4me-update.service || true")
+          machine.succeed("runuser -u left4me -- left4me update")
           gen3 = current()
           assert build_id(f"{G}/{gen3}") == "1002"
+          machine.succeed("journalctl -u left4me-requests.service -o cat | grep -q 'request from uid .*: update'")
           machine.fail(f"test -e {G}/{gen1}")
           machine.succeed(f"test -d {G}/{gen2}")
           a2s(27015, "top layer")

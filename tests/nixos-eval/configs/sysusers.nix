@@ -3,10 +3,13 @@
 # renamed `enable` option, which must still mean autoStart (and warn);
 # health check settings host-wide and for one instance; a host-wide
 # environment file; a declared overlay from a store tree (with a symlink,
-# which the copy resolves).
+# which the copy resolves); polkit enabled (with no rule of left4me's).
 { pkgs, ... }:
 {
   systemd.sysusers.enable = true;
+  # A host with polkit for other reasons: NixOS then writes its rules file,
+  # and check looks there for a left4me rule (there must be none).
+  security.polkit.enable = true;
   users.mutableUsers = false;
   services.left4me = {
     enable = true;

@@ -8,7 +8,9 @@
 #       for both ABIs, and the documented operator drop-in allows it;
 #     - glibc 2.41 refuses a library that asks for an executable stack, and
 #       GLIBC_TUNABLES=glibc.rtld.execstack=2 in host.env lets it load;
-#     - the helper refuses -autoupdate in L4D2_ARGS (exit 11, names the flag).
+#     - the helper refuses -autoupdate in L4D2_ARGS (exit 11, names the flag);
+#     - /dev/shm is the game's own capped tmpfs, empty at each start, and
+#       the request socket is hidden from the game.
 # budget: 70
 set -o pipefail
 remove_instance sbx
@@ -53,6 +55,8 @@ ExecStartPre=$p/sandbox-probe32 af
 ExecStartPre=$p/sandbox-probe ptrace
 ExecStartPre=$p/sandbox-probe32 ptrace
 ExecStartPre=$p/sandbox-probe32 dlopen $p/execstack32.so
+ExecStartPre=/bin/sh -c 'echo "native shm: \$\$(findmnt -no FSTYPE,SIZE /dev/shm) \$\$(ls /dev/shm | wc -l)"; : > /dev/shm/left4me-shm-probe'
+ExecStartPre=/bin/sh -c 'if test -S /run/left4me-requests/requests.sock; then echo "native requests: visible"; else echo "native requests: hidden"; fi'
 UNIT
 systemctl daemon-reload
 
@@ -75,6 +79,13 @@ expect_line "$out" "native socket(AF_ALG): Address family not supported by proto
 expect_line "$out" "i386 socket(AF_ALG): ok"
 expect_line "$out" "i386 socketcall(SOCKET, AF_ALG): ok"
 expect_line "$out" "native ptrace(TRACEME): Operation not permitted"
+# The game's /dev/shm is its own, capped and empty at every start; what it
+# writes there never reaches the host's.
+expect_line "$out" "native shm: tmpfs 256M 0"
+[ ! -e /dev/shm/left4me-shm-probe ] || fail "the game's /dev/shm file reached the host's /dev/shm"
+# The request socket is the web app's and the health check's, not the game's.
+[ -S /run/left4me-requests/requests.sock ] || fail "no request socket on the host"
+expect_line "$out" "native requests: hidden"
 expect_line "$out" "i386 ptrace(TRACEME): Operation not permitted"
 glibc=$(getconf GNU_LIBC_VERSION | cut -d' ' -f2)
 if [ "$(printf '%s\n' "$glibc" 2.41 | sort -V | head -n1)" = 2.41 ]; then
