@@ -88,6 +88,18 @@ shown=$(left4me-health status hh)
 check_run_mounts "after install"
 [ "$(stat -c %U "$HEALTH_RUN/hh")" = left4me ] || fail "no record dir of left4me for hh"
 fill_capped "$HEALTH_RUN/hh" 16384
-fill_capped /run/left4me-metrics 8192
+fill_capped /run/left4me-metrics 8192 left4me-metrics
+# Only the health units' group writes the metrics: the service user itself
+# (the web app, a game) cannot plant a FIFO there for node exporter to
+# block on (seventh review).
+for what in "mkfifo /run/left4me-metrics/x.prom" "touch /run/left4me-metrics/x.prom"; do
+    # shellcheck disable=SC2086 # the command, split on purpose
+    if out=$(runuser -u left4me -- $what 2>&1); then
+        fail "left4me could: $what"
+    fi
+    [[ $out == *'Permission denied'* ]] || fail "$what as left4me failed otherwise: $out"
+done
+[ ! -e /run/left4me-metrics/x.prom ] || fail "x.prom exists"
+note "left4me (without the health units' group) cannot create a file or FIFO in /run/left4me-metrics"
 left4me-health status hh > /dev/null || fail "left4me-health status hh fails after the fill"
 health_cleanup hh
