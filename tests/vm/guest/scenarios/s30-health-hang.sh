@@ -1,5 +1,5 @@
 # 30. Health: a server that hangs (keeps running, stops answering, ignores
-#     SIGINT) is restarted by its health check, as left4me through polkit,
+#     SIGINT) is restarted by its health check, as left4me through a request,
 #     within N x interval + timeout of the hang, and answers again; the check
 #     runs as left4me, sandboxed at least as tightly as the game, and stops
 #     with the server. The service user's /run directories are capped tmpfs
@@ -17,6 +17,11 @@ wait_health_active hh
 expect_health_as_user hh
 wait_health_checks hh 2 30
 [ "$(hfield hh phase)" = checking ] || fail "health phase is '$(hfield hh phase)', expected checking"
+# The check writes its metrics through its unit's own group (the directory
+# is root:left4me-metrics 0775), inside PrivateUsers=, on this release's
+# systemd too.
+[ "$(stat -c '%U %a' /run/left4me-metrics/left4me_hh.prom 2>&1)" = "left4me 644" ] ||
+    fail "no metrics of hh's check: $(ls -l /run/left4me-metrics 2>&1)"
 shown=$(left4me-health status hh) || fail "left4me-health status hh failed"
 echo "$shown"
 [[ $shown == *'"health hh" on c1m1_hotel, 0/8 players'* ]] || fail "status does not show the last answer"
