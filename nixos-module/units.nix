@@ -289,5 +289,9 @@ in
     })
 
     (mkIf (cfg.group == "left4me") { users.groups.left4me = { }; })
+
+    # The health units' own group, the only one that may write the metrics
+    # directory (dist/left4me.tmpfiles.in, dist/left4me-health@.service.in).
+    { users.groups."${cfg.group}-metrics" = { }; }
   ]);
 }

@@ -3,7 +3,10 @@
 //! the admins in its group connect to `left4me-requests.socket`
 //! (root:GROUP 0660) and name a verb and an instance; root's
 //! `left4me-overlay serve-requests` builds the unit name and the whole
-//! systemctl command line itself, in job mode `replace`.
+//! systemctl command line itself, in job mode `fail`: a request never
+//! reverses a job someone else queued (root's start of `poweroff.target`,
+//! say, which every service's `Conflicts=shutdown.target` would otherwise
+//! let a request's start cancel); it fails instead.
 //!
 //! Why not polkit: polkit sees a request's unit and verb, never its job
 //! mode, and `--job-mode=flush` on any granted unit cancels every job
@@ -14,8 +17,12 @@
 //! of that; here the account gets none, and a request carries no mode.
 //!
 //! What a request can cost root, and why it is bounded:
-//! - One line of at most [`MAX_LINE`] bytes, read within [`READ_TIMEOUT`];
-//!   anything else is answered with an error and the connection closed.
+//! - One line of at most [`MAX_LINE`] bytes, all of it within
+//!   [`READ_TIMEOUT`]; anything else is answered with an error and the
+//!   connection closed.
+//! - At most [`JOBS_PER_SECOND`] jobs a second on average (bursts of
+//!   [`BURST`]); an `update` at most once per [`UPDATE_SPACING`]; no new
+//!   server name past [`MAX_LOADED_SERVERS`] loaded.
 //! - At most [`MAX_RUNNING`] requests are served at once (a thread each,
 //!   running one systemctl); the next connection is answered `busy` at
 //!   once. A request waits as systemctl does (a stop takes the game's
@@ -34,8 +41,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Failure, Kind, Result};
@@ -56,6 +63,18 @@ pub(crate) const MAX_RUNNING: usize = 16;
 /// refuse every new unit on the host (fourth review). 256 is the enable
 /// cap (left4me-enable@): a host runs fewer instances.
 pub(crate) const MAX_LOADED_SERVERS: usize = 256;
+/// Jobs a second, on average, that requests may have PID 1 queue, with
+/// bursts of [`BURST`]: a job costs PID 1 about 30 times a D-Bus read
+/// (a review measured 0.18 s of its CPU per request under emulation), so
+/// unlimited requests let the service user slow PID 1 about twice as much
+/// as any local account's reads can. A web app restarting ten servers
+/// stays within the burst.
+pub(crate) const JOBS_PER_SECOND: f64 = 4.0;
+pub(crate) const BURST: f64 = 16.0;
+/// An `update` request within this long of the update's last start is
+/// refused: each run re-links `.next/`, downloads, and keeps root's
+/// `generation import` waiting while the update user's processes run.
+pub(crate) const UPDATE_SPACING: Duration = Duration::from_secs(15 * 60);
 /// An answer line: systemctl's message is cut to this many bytes.
 const MAX_MESSAGE: usize = 1000;
 
@@ -199,7 +218,7 @@ impl Request {
         if !block {
             args.push("--no-block".into());
         }
-        args.push("--job-mode=replace".into());
+        args.push("--job-mode=fail".into());
         match self.verb {
             Verb::Start | Verb::Stop | Verb::Restart => args.push(self.verb.as_str().into()),
             Verb::Reset | Verb::Enable | Verb::Disable | Verb::Update => {
@@ -239,6 +258,16 @@ impl Request {
                     format!("cannot run {}: {e}", systemctl.display()),
                 )
             })?;
+        if !out.status.success() {
+            return Err(Failure::new(
+                Kind::Unexpected,
+                format!(
+                    "cannot count the loaded server units (systemctl list-units: {}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
         let text = String::from_utf8_lossy(&out.stdout);
         let loaded: Vec<&str> = text
             .lines()
@@ -256,6 +285,57 @@ impl Request {
             ),
         )
         .hint("failed ones stay loaded: as root, `systemctl reset-failed 'left4me-server@*'` unloads them"))
+    }
+
+    /// An `update` refused (exit 15) within [`UPDATE_SPACING`] of the
+    /// update's last start, which systemd keeps (`InactiveExitTimestamp`).
+    fn update_spacing(&self, systemctl: &Path) -> Result<()> {
+        if self.verb != Verb::Update {
+            return Ok(());
+        }
+        let out = Command::new(systemctl)
+            .args(["show", "--timestamp=unix", "-P", "InactiveExitTimestamp"])
+            .args(["--", "left4me-update.service"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                Failure::new(
+                    Kind::Unexpected,
+                    format!("cannot run {}: {e}", systemctl.display()),
+                )
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(Failure::new(
+                Kind::Unexpected,
+                format!(
+                    "cannot read left4me-update.service's last start ({})",
+                    out.status
+                ),
+            ));
+        }
+        let Some(started) = text
+            .trim()
+            .strip_prefix('@')
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let ago = now.saturating_sub(started);
+        if ago >= UPDATE_SPACING.as_secs() {
+            return Ok(());
+        }
+        Err(Failure::new(
+            Kind::Conflict,
+            format!(
+                "left4me-update.service started {ago} s ago; a request may start it once per {} min",
+                UPDATE_SPACING.as_secs() / 60
+            ),
+        )
+        .hint("wait, or as root: systemctl start left4me-update.service"))
     }
 
     /// Runs the request's systemctl, waiting for it.
@@ -287,10 +367,56 @@ impl Request {
     }
 }
 
+/// A token bucket: [`BURST`] tokens, refilled at [`JOBS_PER_SECOND`]. A
+/// request waits for its token (holding its slot) rather than being
+/// refused: the rate bounds PID 1's work, the slots bound the waiting.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    pub(crate) fn full() -> Bucket {
+        Bucket {
+            tokens: BURST,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one, else says how long until there is.
+    fn take(&mut self, now: std::time::Instant) -> Option<Duration> {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * JOBS_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return None;
+        }
+        Some(Duration::from_secs_f64(
+            (1.0 - self.tokens) / JOBS_PER_SECOND,
+        ))
+    }
+
+    fn wait_for_token(bucket: &Mutex<Bucket>) {
+        loop {
+            let wait = bucket
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(std::time::Instant::now());
+            match wait {
+                None => return,
+                Some(d) => std::thread::sleep(d),
+            }
+        }
+    }
+}
+
 /// Serves requests on `listener` until it fails; each accepted connection
 /// gets a thread of its own, at most [`MAX_RUNNING`] at a time.
 pub(crate) fn serve(listener: &UnixListener, systemctl: &Path) -> Result<()> {
     let running = Arc::new(AtomicUsize::new(0));
+    let bucket = Arc::new(Mutex::new(Bucket::full()));
     loop {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -313,33 +439,35 @@ pub(crate) fn serve(listener: &UnixListener, systemctl: &Path) -> Result<()> {
             let _ = answer(&stream, Err(&busy));
             continue;
         }
-        let running = Arc::clone(&running);
+        let (slot, bucket) = (Arc::clone(&running), Arc::clone(&bucket));
         let systemctl = systemctl.to_owned();
         let spawned = std::thread::Builder::new()
             .name("request".into())
             .spawn(move || {
-                serve_one(&stream, &systemctl);
-                running.fetch_sub(1, Ordering::SeqCst);
+                serve_one(&stream, &systemctl, &bucket);
+                slot.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
+            running.fetch_sub(1, Ordering::SeqCst);
             tracing::error!("cannot start a thread for a request: {e}");
         }
     }
 }
 
 /// Reads, runs and answers one request, logging who asked for what.
-fn serve_one(stream: &UnixStream, systemctl: &Path) {
+fn serve_one(stream: &UnixStream, systemctl: &Path, bucket: &Mutex<Bucket>) {
     let peer = rustix::net::sockopt::socket_peercred(stream)
         .map(|c| format!("uid {} pid {}", c.uid.as_raw(), c.pid.as_raw_nonzero()))
         .unwrap_or_else(|e| format!("unknown peer ({e})"));
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let done = read_request(stream).and_then(|r| {
         let line = r.line();
         let line = line.trim_end();
         let instance = r.instance.as_ref().map_or("", InstanceName::as_str);
         tracing::info!(left4me_instance = instance, "request from {peer}: {line}");
+        Bucket::wait_for_token(bucket);
         r.within_loaded_cap(systemctl)?;
+        r.update_spacing(systemctl)?;
         r.run(systemctl)?;
         tracing::info!(left4me_instance = instance, "done for {peer}: {line}");
         Ok(())
@@ -350,22 +478,48 @@ fn serve_one(stream: &UnixStream, systemctl: &Path) {
     let _ = answer(stream, done.as_ref().map(|_| ()));
 }
 
+/// One line, all of it within [`READ_TIMEOUT`] of the first read: the
+/// timeout is set to what is left before every read, so a client that
+/// sends a byte at a time holds its slot no longer than a silent one.
 fn read_request(stream: &UnixStream) -> Result<Request> {
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    let late = |e: String| {
+        Failure::new(
+            Kind::Unexpected,
+            format!("no request line within {} s: {e}", READ_TIMEOUT.as_secs()),
+        )
+    };
     let mut line = Vec::with_capacity(MAX_LINE);
-    BufReader::new(stream.take(MAX_LINE as u64))
-        .read_until(b'\n', &mut line)
-        .map_err(|e| {
-            Failure::new(
-                Kind::Unexpected,
-                format!("no request line within {} s: {e}", READ_TIMEOUT.as_secs()),
-            )
-        })?;
-    if line.pop() != Some(b'\n') {
+    let mut chunk = [0u8; MAX_LINE];
+    while !line.ends_with(b"\n") && line.len() < MAX_LINE {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(late("timed out".into()));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| late(e.to_string()))?;
+        let n = (&*stream)
+            .read(&mut chunk[..MAX_LINE - line.len()])
+            .map_err(|e| late(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&chunk[..n]);
+    }
+    let Some(end) = line.iter().position(|&b| b == b'\n') else {
         return Err(Failure::new(
             Kind::Unexpected,
             format!("not a request: no line of at most {MAX_LINE} bytes"),
         ));
+    };
+    if end + 1 != line.len() {
+        return Err(Failure::new(
+            Kind::Unexpected,
+            "not a request: more than one line (one request per connection)",
+        ));
     }
+    line.truncate(end);
     let line = std::str::from_utf8(&line)
         .map_err(|_| Failure::new(Kind::Unexpected, "not a request: not UTF-8"))?;
     Request::parse(line)
@@ -491,31 +645,31 @@ mod tests {
     #[rstest::rstest]
     #[case::start(
         "start vs1",
-        "--no-ask-password --job-mode=replace start -- left4me-server@vs1.service"
+        "--no-ask-password --job-mode=fail start -- left4me-server@vs1.service"
     )]
     #[case::stop(
         "stop vs1",
-        "--no-ask-password --job-mode=replace stop -- left4me-server@vs1.service"
+        "--no-ask-password --job-mode=fail stop -- left4me-server@vs1.service"
     )]
     #[case::restart_queued(
         "restart vs1 no-block",
-        "--no-ask-password --no-block --job-mode=replace restart -- left4me-server@vs1.service"
+        "--no-ask-password --no-block --job-mode=fail restart -- left4me-server@vs1.service"
     )]
     #[case::reset(
         "reset vs1",
-        "--no-ask-password --job-mode=replace start --wait -- left4me-reset@vs1.service"
+        "--no-ask-password --job-mode=fail start --wait -- left4me-reset@vs1.service"
     )]
     #[case::enable(
         "enable vs1",
-        "--no-ask-password --job-mode=replace start --wait -- left4me-enable@vs1.service"
+        "--no-ask-password --job-mode=fail start --wait -- left4me-enable@vs1.service"
     )]
     #[case::disable_queued(
         "disable vs1 no-block",
-        "--no-ask-password --no-block --job-mode=replace start -- left4me-disable@vs1.service"
+        "--no-ask-password --no-block --job-mode=fail start -- left4me-disable@vs1.service"
     )]
     #[case::update(
         "update",
-        "--no-ask-password --no-block --job-mode=replace start -- left4me-update.service"
+        "--no-ask-password --no-block --job-mode=fail start -- left4me-update.service"
     )]
     #[test_log::test]
     fn a_request_fixes_the_whole_systemctl_line(#[case] line: &str, #[case] want: &str) {
@@ -569,7 +723,10 @@ mod tests {
     }
 
     /// A stand-in systemctl: `list-units` prints the file `loaded` (lines
-    /// as systemctl prints them: UNIT LOAD ACTIVE SUB DESCRIPTION); any
+    /// as systemctl prints them: UNIT LOAD ACTIVE SUB DESCRIPTION) and
+    /// exits with `loaded.exit`; `show` prints `update-started` (what
+    /// `-P InactiveExitTimestamp --timestamp=unix` prints: `@SECONDS`, or
+    /// nothing for a unit never started); any
     /// other call logs its arguments, sleeps `sleep` seconds, and fails
     /// with a message for the unit left4me-server@bad.
     fn fake_systemctl(dir: &Path, sleep: &str) -> PathBuf {
@@ -577,9 +734,10 @@ mod tests {
         std::fs::write(
             &path,
             format!(
-                "#!/bin/sh\nif [ \"$1\" = list-units ]; then cat {loaded} 2>/dev/null; exit 0; fi\necho \"$*\" >> {log}\nsleep {sleep}\ncase \"$*\" in *server@bad*) echo 'Job failed. See \"journalctl -xe\"' >&2; exit 1;; esac\n",
+                "#!/bin/sh\nif [ \"$1\" = list-units ]; then cat {loaded} 2>/dev/null; exit $(cat {loaded}.exit 2>/dev/null || echo 0); fi\nif [ \"$1\" = show ]; then cat {started} 2>/dev/null; exit 0; fi\necho \"$*\" >> {log}\nsleep {sleep}\ncase \"$*\" in *server@bad*) echo 'Job failed. See \"journalctl -xe\"' >&2; exit 1;; esac\n",
                 log = dir.join("log").display(),
-                loaded = dir.join("loaded").display()
+                loaded = dir.join("loaded").display(),
+                started = dir.join("update-started").display()
             ),
         )
         .unwrap();
@@ -625,8 +783,8 @@ mod tests {
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
         assert_eq!(
             log,
-            "--no-ask-password --no-block --job-mode=replace restart -- left4me-server@vs1.service\n\
-             --no-ask-password --job-mode=replace start -- left4me-server@bad.service\n"
+            "--no-ask-password --no-block --job-mode=fail restart -- left4me-server@vs1.service\n\
+             --no-ask-password --job-mode=fail start -- left4me-server@bad.service\n"
         );
     }
 
@@ -697,8 +855,8 @@ mod tests {
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
         assert_eq!(
             log,
-            "--no-ask-password --job-mode=replace restart -- left4me-server@n7.service\n\
-             --no-ask-password --job-mode=replace stop -- left4me-server@vs1.service\n"
+            "--no-ask-password --job-mode=fail restart -- left4me-server@n7.service\n\
+             --no-ask-password --job-mode=fail stop -- left4me-server@vs1.service\n"
         );
         // One below the cap: a new name starts.
         let lines: String = (0..MAX_LOADED_SERVERS - 1)
@@ -706,5 +864,118 @@ mod tests {
             .collect();
         std::fs::write(dir.path().join("loaded"), lines).unwrap();
         ask(&socket, &Request::new(Verb::Start, Some(&name()), true)).unwrap();
+    }
+
+    #[test_log::test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let mut b = Bucket::full();
+        let t0 = b.at;
+        for _ in 0..BURST as usize {
+            assert_eq!(b.take(t0), None);
+        }
+        let wait = b.take(t0).expect("empty after the burst");
+        assert!(
+            (wait.as_secs_f64() - 1.0 / JOBS_PER_SECOND).abs() < 1e-9,
+            "{wait:?}"
+        );
+        // One token per 1/JOBS_PER_SECOND s, never more than the burst.
+        assert_eq!(
+            b.take(t0 + Duration::from_secs_f64(1.0 / JOBS_PER_SECOND)),
+            None
+        );
+        assert!(
+            b.take(t0 + Duration::from_secs_f64(1.0 / JOBS_PER_SECOND))
+                .is_some()
+        );
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..BURST as usize {
+            assert_eq!(b.take(later), None);
+        }
+        assert!(b.take(later).is_some());
+    }
+
+    #[test_log::test]
+    fn a_client_sending_a_byte_at_a_time_is_cut_off_at_the_line_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = server(dir.path(), "0");
+        let s = UnixStream::connect(&socket).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut reply = String::new();
+        let reader = std::thread::spawn({
+            let s = s.try_clone().unwrap();
+            move || {
+                BufReader::new(s).read_line(&mut reply).unwrap();
+                reply
+            }
+        });
+        for b in b"stop vs1" {
+            if send_all(&s, &[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(900));
+        }
+        let reply = reader.join().unwrap();
+        assert!(
+            reply.starts_with("error 1 no request line within 5 s"),
+            "{reply}"
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= READ_TIMEOUT && took < READ_TIMEOUT + Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert!(!dir.path().join("log").exists());
+        // Two lines in one connection are not two requests.
+        let reply = raw(&socket, b"stop vs1\nstop vs2\n");
+        assert!(
+            reply.starts_with("error 1 not a request: more than one line"),
+            "{reply}"
+        );
+    }
+
+    #[test_log::test]
+    fn an_update_is_refused_soon_after_the_last_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = server(dir.path(), "0");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let update = Request::new(Verb::Update, None, false);
+        std::fs::write(
+            dir.path().join("update-started"),
+            format!("@{}\n", now - 60),
+        )
+        .unwrap();
+        let f = ask(&socket, &update).unwrap_err();
+        assert_eq!(f.kind, Kind::Conflict, "{f}");
+        assert!(
+            f.message.contains("started 60 s ago") || f.message.contains("started 61 s ago"),
+            "{f}"
+        );
+        std::fs::write(
+            dir.path().join("update-started"),
+            format!("@{}\n", now - UPDATE_SPACING.as_secs()),
+        )
+        .unwrap();
+        ask(&socket, &update).unwrap();
+        // Never started: systemd prints nothing.
+        std::fs::write(dir.path().join("update-started"), "\n").unwrap();
+        ask(&socket, &update).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(log.lines().count(), 2, "{log}");
+    }
+
+    #[test_log::test]
+    fn a_start_is_refused_when_the_loaded_units_cannot_be_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = server(dir.path(), "0");
+        std::fs::write(dir.path().join("loaded.exit"), "1").unwrap();
+        let f = ask(&socket, &Request::new(Verb::Start, Some(&name()), true)).unwrap_err();
+        assert!(
+            f.message.contains("cannot count the loaded server units"),
+            "{f}"
+        );
+        ask(&socket, &Request::new(Verb::Stop, Some(&name()), true)).unwrap();
     }
 }

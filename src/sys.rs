@@ -169,5 +169,9 @@ pub(crate) fn listen_socket() -> Option<std::os::unix::net::UnixListener> {
     // SAFETY: systemd passed fd 3 to this process (checked above: it is a
     // socket, and the variables named this process), and nothing else in
     // the process owns it; it is taken once, the variables are gone.
-    Some(unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) })
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    // systemd passes it without FD_CLOEXEC; the systemctl children must
+    // not inherit root's listening socket.
+    rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::CLOEXEC).ok()?;
+    Some(listener)
 }

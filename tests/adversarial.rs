@@ -916,7 +916,7 @@ root_test! {
         let text = fs::read_to_string(&log).unwrap();
         assert!(
             text.ends_with(
-                "--no-ask-password --no-block --job-mode=replace restart -- left4me-server@vs1.service\n"
+                "--no-ask-password --no-block --job-mode=fail restart -- left4me-server@vs1.service\n"
             ),
             "{text}"
         );

@@ -18,6 +18,11 @@ wait_health_active hh
 expect_health_as_user hh
 wait_health_checks hh 2 30
 [ "$(hfield hh phase)" = checking ] || fail "health phase is '$(hfield hh phase)', expected checking"
+# The check writes its metrics through its unit's own group (the directory
+# is root:left4me-metrics 0775), inside PrivateUsers=, on this release's
+# systemd too.
+[ "$(stat -c '%U %a' /run/left4me-metrics/left4me_hh.prom 2>&1)" = "left4me 644" ] ||
+    fail "no metrics of hh's check: $(ls -l /run/left4me-metrics 2>&1)"
 shown=$(left4me-health status hh) || fail "left4me-health status hh failed"
 echo "$shown"
 [[ $shown == *'"health hh" on c1m1_hotel, 0/8 players'* ]] || fail "status does not show the last answer"
@@ -94,6 +99,18 @@ shown=$(left4me-health status hh)
 check_run_mounts "after install"
 [ "$(stat -c %U "$HEALTH_RUN/hh")" = left4me ] || fail "no record dir of left4me for hh"
 fill_capped "$HEALTH_RUN/hh" 16384
-fill_capped /run/left4me-metrics 8192
+fill_capped /run/left4me-metrics 8192 left4me-metrics
+# Only the health units' group writes the metrics: the service user itself
+# (the web app, a game) cannot plant a FIFO there for node exporter to
+# block on (seventh review).
+for what in "mkfifo /run/left4me-metrics/x.prom" "touch /run/left4me-metrics/x.prom"; do
+    # shellcheck disable=SC2086 # the command, split on purpose
+    if out=$(runuser -u left4me -- $what 2>&1); then
+        fail "left4me could: $what"
+    fi
+    [[ $out == *'Permission denied'* ]] || fail "$what as left4me failed otherwise: $out"
+done
+[ ! -e /run/left4me-metrics/x.prom ] || fail "x.prom exists"
+note "left4me (without the health units' group) cannot create a file or FIFO in /run/left4me-metrics"
 left4me-health status hh > /dev/null || fail "left4me-health status hh fails after the fill"
 health_cleanup hh
