@@ -41,8 +41,8 @@ done
 is_mounted x && fail "x got mounted by a refused start of $(overlay_unit x)"
 refused_by_pid1 systemctl --no-ask-password start "$(reset_unit x)"
 
-# "Update now": the `update` request queues the update unit; the user may
-# not start, stop or restart it itself, nor its timer. No Steam account is
+# "Update now": the `update` request queues the update unit, once per
+# 15 min; the user may not start, stop or restart it itself, nor its timer. No Steam account is
 # set up here (LEFT4ME_STEAM_LOGIN=account, the default, and no steam-login
 # credential), so the run fails, and must leave nothing.
 cur=$(gen_current)
@@ -60,6 +60,11 @@ missing="LEFT4ME_STEAM_LOGIN=account, but the unit has no credentials"
 grep -qF "$missing" <<<"$(update_journal)" || fail "the failed update does not name the missing credential: $(update_journal | tail -n 5)"
 { [ "$(gen_current)" = "$cur" ] && [ ! -e "$GENS/.next" ]; } || fail "the failed update left .next/ or moved current"
 note "update without a Steam account, asked for as left4me: failed, $(update_journal | grep -m1 -F "$missing")"
+# A request may start the update once per 15 min of its last start.
+out=$(request update) && fail "a second update request at once was answered ok"
+[[ $out == "error 15 "*"once per 15 min"* ]] || fail "a second update request at once: $out"
+[ "$(systemctl show -P ActiveState left4me-update.service)" = failed ] || fail "the refused update request started the update"
+note "update asked for again at once: $out"
 systemctl reset-failed left4me-update.service
 
 # No transient unit either, of any name (systemd 257's polkit sees a
