@@ -43,7 +43,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Failure, Kind, Result};
 use crate::name::InstanceName;
@@ -288,11 +288,18 @@ impl Request {
     }
 
     /// An `update` refused (exit 15) within [`UPDATE_SPACING`] of the
-    /// update's last start, which systemd keeps (`InactiveExitTimestamp`).
-    fn update_spacing(&self, systemctl: &Path) -> Result<()> {
+    /// update's last start: the later of what systemd keeps
+    /// (`InactiveExitTimestamp`: the timer's and root's starts too) and the
+    /// last update request this server ran, which it remembers itself
+    /// because PID 1 unloads the inactive unit after a run that ended well,
+    /// and its timestamp with it.
+    fn update_spacing(&self, systemctl: &Path, last: &Mutex<Option<Instant>>) -> Result<()> {
         if self.verb != Verb::Update {
             return Ok(());
         }
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let out = Command::new(systemctl)
             .args(["show", "--timestamp=unix", "-P", "InactiveExitTimestamp"])
             .args(["--", "left4me-update.service"])
@@ -304,7 +311,6 @@ impl Request {
                     format!("cannot run {}: {e}", systemctl.display()),
                 )
             })?;
-        let text = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             return Err(Failure::new(
                 Kind::Unexpected,
@@ -314,28 +320,31 @@ impl Request {
                 ),
             ));
         }
-        let Some(started) = text
-            .trim()
-            .strip_prefix('@')
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            return Ok(());
-        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let ago = now.saturating_sub(started);
-        if ago >= UPDATE_SPACING.as_secs() {
-            return Ok(());
+        let by_systemd = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .strip_prefix('@')
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|started| now.saturating_sub(started));
+        let by_request = last.map(|t| t.elapsed().as_secs());
+        let ago = match (by_systemd, by_request) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(ago) = ago.filter(|&ago| ago < UPDATE_SPACING.as_secs()) {
+            return Err(Failure::new(
+                Kind::Conflict,
+                format!(
+                    "left4me-update.service started {ago} s ago; a request may start it once per {} min",
+                    UPDATE_SPACING.as_secs() / 60
+                ),
+            )
+            .hint("wait, or as root: systemctl start left4me-update.service"));
         }
-        Err(Failure::new(
-            Kind::Conflict,
-            format!(
-                "left4me-update.service started {ago} s ago; a request may start it once per {} min",
-                UPDATE_SPACING.as_secs() / 60
-            ),
-        )
-        .hint("wait, or as root: systemctl start left4me-update.service"))
+        *last = Some(Instant::now());
+        Ok(())
     }
 
     /// Runs the request's systemctl, waiting for it.
@@ -367,25 +376,32 @@ impl Request {
     }
 }
 
+/// What the server keeps across requests.
+struct Limits {
+    bucket: Mutex<Bucket>,
+    /// When this server last ran an `update` request.
+    last_update: Mutex<Option<Instant>>,
+}
+
 /// A token bucket: [`BURST`] tokens, refilled at [`JOBS_PER_SECOND`]. A
 /// request waits for its token (holding its slot) rather than being
 /// refused: the rate bounds PID 1's work, the slots bound the waiting.
 #[derive(Debug)]
 pub(crate) struct Bucket {
     tokens: f64,
-    at: std::time::Instant,
+    at: Instant,
 }
 
 impl Bucket {
     pub(crate) fn full() -> Bucket {
         Bucket {
             tokens: BURST,
-            at: std::time::Instant::now(),
+            at: Instant::now(),
         }
     }
 
     /// Takes a token if there is one, else says how long until there is.
-    fn take(&mut self, now: std::time::Instant) -> Option<Duration> {
+    fn take(&mut self, now: Instant) -> Option<Duration> {
         let refill = now.saturating_duration_since(self.at).as_secs_f64() * JOBS_PER_SECOND;
         self.tokens = (self.tokens + refill).min(BURST);
         self.at = now;
@@ -403,7 +419,7 @@ impl Bucket {
             let wait = bucket
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(std::time::Instant::now());
+                .take(Instant::now());
             match wait {
                 None => return,
                 Some(d) => std::thread::sleep(d),
@@ -416,7 +432,10 @@ impl Bucket {
 /// gets a thread of its own, at most [`MAX_RUNNING`] at a time.
 pub(crate) fn serve(listener: &UnixListener, systemctl: &Path) -> Result<()> {
     let running = Arc::new(AtomicUsize::new(0));
-    let bucket = Arc::new(Mutex::new(Bucket::full()));
+    let limits = Arc::new(Limits {
+        bucket: Mutex::new(Bucket::full()),
+        last_update: Mutex::new(None),
+    });
     loop {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -439,12 +458,12 @@ pub(crate) fn serve(listener: &UnixListener, systemctl: &Path) -> Result<()> {
             let _ = answer(&stream, Err(&busy));
             continue;
         }
-        let (slot, bucket) = (Arc::clone(&running), Arc::clone(&bucket));
+        let (slot, limits) = (Arc::clone(&running), Arc::clone(&limits));
         let systemctl = systemctl.to_owned();
         let spawned = std::thread::Builder::new()
             .name("request".into())
             .spawn(move || {
-                serve_one(&stream, &systemctl, &bucket);
+                serve_one(&stream, &systemctl, &limits);
                 slot.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
@@ -455,7 +474,7 @@ pub(crate) fn serve(listener: &UnixListener, systemctl: &Path) -> Result<()> {
 }
 
 /// Reads, runs and answers one request, logging who asked for what.
-fn serve_one(stream: &UnixStream, systemctl: &Path, bucket: &Mutex<Bucket>) {
+fn serve_one(stream: &UnixStream, systemctl: &Path, limits: &Limits) {
     let peer = rustix::net::sockopt::socket_peercred(stream)
         .map(|c| format!("uid {} pid {}", c.uid.as_raw(), c.pid.as_raw_nonzero()))
         .unwrap_or_else(|e| format!("unknown peer ({e})"));
@@ -465,9 +484,9 @@ fn serve_one(stream: &UnixStream, systemctl: &Path, bucket: &Mutex<Bucket>) {
         let line = line.trim_end();
         let instance = r.instance.as_ref().map_or("", InstanceName::as_str);
         tracing::info!(left4me_instance = instance, "request from {peer}: {line}");
-        Bucket::wait_for_token(bucket);
+        Bucket::wait_for_token(&limits.bucket);
         r.within_loaded_cap(systemctl)?;
-        r.update_spacing(systemctl)?;
+        r.update_spacing(systemctl, &limits.last_update)?;
         r.run(systemctl)?;
         tracing::info!(left4me_instance = instance, "done for {peer}: {line}");
         Ok(())
@@ -482,7 +501,7 @@ fn serve_one(stream: &UnixStream, systemctl: &Path, bucket: &Mutex<Bucket>) {
 /// timeout is set to what is left before every read, so a client that
 /// sends a byte at a time holds its slot no longer than a silent one.
 fn read_request(stream: &UnixStream) -> Result<Request> {
-    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    let deadline = Instant::now() + READ_TIMEOUT;
     let late = |e: String| {
         Failure::new(
             Kind::Unexpected,
@@ -492,7 +511,7 @@ fn read_request(stream: &UnixStream) -> Result<Request> {
     let mut line = Vec::with_capacity(MAX_LINE);
     let mut chunk = [0u8; MAX_LINE];
     while !line.ends_with(b"\n") && line.len() < MAX_LINE {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(late("timed out".into()));
         }
@@ -801,7 +820,7 @@ mod tests {
         // read timeout, and answered.
         let s = UnixStream::connect(&socket).unwrap();
         send_all(&s, b"start vs").unwrap();
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let mut reply = String::new();
         BufReader::new(s).read_line(&mut reply).unwrap();
         assert!(reply.starts_with("error 1 no request line"), "{reply}");
@@ -822,7 +841,7 @@ mod tests {
             .collect();
         // Let the server take them all before the next one.
         std::thread::sleep(Duration::from_millis(500));
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let reply = raw(&socket, b"stop vs1\n");
         assert!(reply.starts_with("error 14 "), "{reply}");
         assert!(t0.elapsed() < Duration::from_secs(2), "busy must not wait");
@@ -899,7 +918,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = server(dir.path(), "0");
         let s = UnixStream::connect(&socket).unwrap();
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let mut reply = String::new();
         let reader = std::thread::spawn({
             let s = s.try_clone().unwrap();
@@ -959,11 +978,18 @@ mod tests {
         )
         .unwrap();
         ask(&socket, &update).unwrap();
-        // Never started: systemd prints nothing.
+        // PID 1 unloaded the unit after a run that ended well: systemd
+        // prints nothing, and the server's own memory of the request it ran
+        // a moment ago still refuses.
         std::fs::write(dir.path().join("update-started"), "\n").unwrap();
-        ask(&socket, &update).unwrap();
+        let f = ask(&socket, &update).unwrap_err();
+        assert_eq!(f.kind, Kind::Conflict, "{f}");
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
-        assert_eq!(log.lines().count(), 2, "{log}");
+        assert_eq!(log.lines().count(), 1, "{log}");
+        // A fresh server that never ran one, and a unit never started: runs.
+        let fresh = tempfile::tempdir().unwrap();
+        let socket = server(fresh.path(), "0");
+        ask(&socket, &update).unwrap();
     }
 
     #[test_log::test]
