@@ -188,13 +188,21 @@ settle
 # c. Every request verb through the socket: answered ok; right after it
 #    root's Conflicts= transaction is accepted at once, and root wins (the
 #    probe stops whatever the request started). A request may start the
-#    update once per 15 min of its last start (InactiveExitTimestamp, which
-#    another scenario's run may have set): within that, `error 15`.
+#    update once per 15 min of its last start, which another scenario may
+#    have made: within that, `error 15`. The last start is the later of
+#    what systemd keeps (InactiveExitTimestamp, gone once PID 1 unloads the
+#    inactive unit) and the last update request this run of the server ran
+#    (its journal's `done for ...: update`).
 spaced() {
-    local t
+    local t id log
     t=$(systemctl show --timestamp=unix -P InactiveExitTimestamp left4me-update.service)
     t=${t#@}
-    [ -z "$t" ] || [ $(( $(date +%s) - t )) -ge 900 ]
+    if [ -n "$t" ] && [ $(( $(date +%s) - t )) -lt 900 ]; then return 1; fi
+    id=$(systemctl show -P InvocationID left4me-requests.service)
+    [ -n "$id" ] || return 0
+    journalctl --sync 2>/dev/null || true
+    log=$(journalctl --no-pager -o cat --since "@$(( $(date +%s) - 900 ))" _SYSTEMD_INVOCATION_ID="$id")
+    ! grep -Eq '^done for uid [0-9]+ pid [0-9]+: update( no-block)?$' <<<"$log"
 }
 answer_ms=() answer_fig='' served=0 spacing=0 update_started=''
 for req in "start jm:no" "start jm no-block:no" "restart jm:yes" "restart jm no-block:yes" \
