@@ -364,6 +364,8 @@ impl Request {
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // `start --wait` of a unit that failed prints nothing: its own
+        // message (an enable past the cap, say) is in its journal.
         Err(Failure::new(
             Kind::Unexpected,
             format!(
@@ -372,7 +374,8 @@ impl Request {
                 out.status,
                 stderr.trim()
             ),
-        ))
+        )
+        .hint(format!("journalctl -u {} shows why", self.unit())))
     }
 }
 
