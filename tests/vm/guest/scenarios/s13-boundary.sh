@@ -83,6 +83,9 @@ for bad in "LD_PRELOAD=$probe" "LEFT4ME_USER=www-data" "LEFT4ME_GROUP=root" "LD_
     [ "$(last_failure_code bnd)" = 11 ] ||
         fail "$bad: helper exited $(last_failure_code bnd), expected 11"
     key=${bad%%=*}
+    # The helper logged it before it exited, but journald may not have
+    # written it yet on a loaded host.
+    journalctl --sync
     UNIT=$(overlay_unit bnd) unit_journal bnd "$since" | grep -F "$key" ||
         fail "$bad: the overlay unit's journal does not name $key"
     is_mounted bnd && fail "$bad: mounted anyway"

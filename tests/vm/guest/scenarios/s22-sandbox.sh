@@ -55,7 +55,7 @@ ExecStartPre=$p/sandbox-probe32 af
 ExecStartPre=$p/sandbox-probe ptrace
 ExecStartPre=$p/sandbox-probe32 ptrace
 ExecStartPre=$p/sandbox-probe32 dlopen $p/execstack32.so
-ExecStartPre=/bin/sh -c 'echo "native shm: \$\$(findmnt -no FSTYPE,SIZE /dev/shm) \$\$(ls /dev/shm | wc -l)"; : > /dev/shm/left4me-shm-probe'
+ExecStartPre=/bin/sh -c 'echo native shm: \$\$(findmnt -no FSTYPE,SIZE /dev/shm) \$\$(ls /dev/shm | wc -l); : > /dev/shm/left4me-shm-probe'
 ExecStartPre=/bin/sh -c 'if test -S /run/left4me-requests/requests.sock; then echo "native requests: visible"; else echo "native requests: hidden"; fi'
 UNIT
 systemctl daemon-reload

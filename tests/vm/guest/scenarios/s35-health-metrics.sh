@@ -18,9 +18,9 @@ PROMTOOL=$SHARE/bin/promtool
 [ -x "$PROMTOOL" ] || fail "no promtool in the share (tests/vm/lib.sh vm_promtool)"
 MDIR=/run/left4me-metrics
 
-# Root's, the service group's to write, sticky (dist/left4me.tmpfiles.in):
+# Root's, the health units' group's to write (dist/left4me.tmpfiles.in):
 # the checks below still write their files into it.
-[ "$(stat -c '%U:%G %a' "$MDIR")" = "root:left4me 1775" ] || fail "$MDIR is $(stat -c '%U:%G %a' "$MDIR"), expected root:left4me 1775"
+[ "$(stat -c '%U:%G %a' "$MDIR")" = "root:left4me-metrics 775" ] || fail "$MDIR is $(stat -c '%U:%G %a' "$MDIR"), expected root:left4me-metrics 775"
 cat > /etc/default/prometheus-node-exporter <<'EOF'
 ARGS="--collector.textfile.directory=/var/lib/prometheus/node-exporter --collector.textfile.directory=/run/left4me-metrics"
 EOF
