@@ -247,7 +247,8 @@ in
       # [Install] section: local-fs.target wants them, as the .deb's shipped
       # link does, so they are mounted at boot before tmpfiles runs, whose
       # line for /run/left4me-metrics then sets that tmpfs root's owner and
-      # mode (root, the service group, sticky). A switch re-applies tmpfiles when its rules change
+      # mode (root, the health units' group left4me-metrics, 0775). A switch
+      # re-applies tmpfiles when its rules change
       # (systemd-tmpfiles-resetup): after the mounts, which it pulls in, so
       # a first switch owns them as a boot does.
       systemd.units = lib.genAttrs mountNames (_: {

@@ -117,6 +117,25 @@ impl Verb {
     }
 }
 
+/// The job mode of a request's systemctl line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobMode {
+    /// A request never reverses a job someone else queued: it fails.
+    Fail,
+    /// Root's own command (`left4me` as root): it wins, as root's
+    /// systemctl does.
+    Replace,
+}
+
+impl JobMode {
+    const fn arg(self) -> &'static str {
+        match self {
+            JobMode::Fail => "--job-mode=fail",
+            JobMode::Replace => "--job-mode=replace",
+        }
+    }
+}
+
 /// One request: what the caller may choose, and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {
@@ -205,20 +224,22 @@ impl Request {
     }
 
     /// systemctl's whole command line: the one definition of what a request
-    /// makes root do, for the server here and for `left4me` run as root.
+    /// makes root do, for the server here (`JobMode::Fail`) and for
+    /// `left4me` run as root (`JobMode::Replace`: root's own command takes
+    /// precedence over a job a request queued, as root's systemctl does).
     /// - server verbs: the verb itself;
     /// - reset, enable, disable: a start of their unit (`Type=exec`) with
     ///   `--wait`, so the answer is their outcome;
     /// - update: always `--no-block`: its start job lasts the whole
     ///   download; the caller follows the unit (`systemctl show`, the
     ///   journal).
-    pub(crate) fn systemctl_args(&self) -> Vec<String> {
+    pub(crate) fn systemctl_args(&self, mode: JobMode) -> Vec<String> {
         let block = self.block && self.verb != Verb::Update;
         let mut args = vec!["--no-ask-password".to_owned()];
         if !block {
             args.push("--no-block".into());
         }
-        args.push("--job-mode=fail".into());
+        args.push(mode.arg().into());
         match self.verb {
             Verb::Start | Verb::Stop | Verb::Restart => args.push(self.verb.as_str().into()),
             Verb::Reset | Verb::Enable | Verb::Disable | Verb::Update => {
@@ -348,8 +369,8 @@ impl Request {
     }
 
     /// Runs the request's systemctl, waiting for it.
-    pub(crate) fn run(&self, systemctl: &Path) -> Result<()> {
-        let args = self.systemctl_args();
+    pub(crate) fn run(&self, systemctl: &Path, mode: JobMode) -> Result<()> {
+        let args = self.systemctl_args(mode);
         let out = Command::new(systemctl)
             .args(&args)
             .stdin(Stdio::null())
@@ -490,7 +511,7 @@ fn serve_one(stream: &UnixStream, systemctl: &Path, limits: &Limits) {
         Bucket::wait_for_token(&limits.bucket);
         r.within_loaded_cap(systemctl)?;
         r.update_spacing(systemctl, &limits.last_update)?;
-        r.run(systemctl)?;
+        r.run(systemctl, JobMode::Fail)?;
         tracing::info!(left4me_instance = instance, "done for {peer}: {line}");
         Ok(())
     });
@@ -696,7 +717,12 @@ mod tests {
     #[test_log::test]
     fn a_request_fixes_the_whole_systemctl_line(#[case] line: &str, #[case] want: &str) {
         let r = Request::parse(line).unwrap();
-        assert_eq!(r.systemctl_args().join(" "), want);
+        assert_eq!(r.systemctl_args(JobMode::Fail).join(" "), want);
+        assert_eq!(
+            r.systemctl_args(JobMode::Replace).join(" "),
+            want.replace("--job-mode=fail", "--job-mode=replace"),
+            "root's own line differs only in the mode"
+        );
         assert_eq!(
             r.line(),
             format!("{line}\n"),

@@ -157,7 +157,7 @@ fn spawn_failure(what: &str, e: &std::io::Error) -> Failure {
 /// the request's own systemctl line, anyone else asks the request server.
 pub(crate) fn job(request: &Request) -> Result<()> {
     if rustix::process::geteuid().is_root() {
-        request.run(Path::new("systemctl"))
+        request.run(Path::new("systemctl"), requests::JobMode::Replace)
     } else {
         requests::ask(Path::new(requests::SOCKET), request)
     }
