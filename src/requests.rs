@@ -308,57 +308,29 @@ impl Request {
         .hint("failed ones stay loaded: as root, `systemctl reset-failed 'left4me-server@*'` unloads them"))
     }
 
-    /// An `update` refused (exit 15) within [`UPDATE_SPACING`] of the
-    /// update's last start: the later of what systemd keeps
-    /// (`InactiveExitTimestamp`: the timer's and root's starts too) and the
-    /// last update request this server ran, which it remembers itself
-    /// because PID 1 unloads the inactive unit after a run that ended well,
-    /// and its timestamp with it.
-    fn update_spacing(&self, systemctl: &Path, last: &Mutex<Option<Instant>>) -> Result<()> {
+    /// An `update` refused (exit 15) within [`UPDATE_SPACING`] of the last
+    /// update request this server ran. Its own memory, not systemd's
+    /// `InactiveExitTimestamp`: PID 1 unloads the inactive unit after a run
+    /// that ended well, and its timestamp with it, and what the spacing
+    /// bounds is the service user's requests; root's and the timer's runs
+    /// are not theirs to count. A restart of the server forgets it: one
+    /// more update at most.
+    fn update_spacing(&self, last: &Mutex<Option<Instant>>) -> Result<()> {
         if self.verb != Verb::Update {
             return Ok(());
         }
         let mut last = last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let out = Command::new(systemctl)
-            .args(["show", "--timestamp=unix", "-P", "InactiveExitTimestamp"])
-            .args(["--", "left4me-update.service"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                Failure::new(
-                    Kind::Unexpected,
-                    format!("cannot run {}: {e}", systemctl.display()),
-                )
-            })?;
-        if !out.status.success() {
-            return Err(Failure::new(
-                Kind::Unexpected,
-                format!(
-                    "cannot read left4me-update.service's last start ({})",
-                    out.status
-                ),
-            ));
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let by_systemd = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .strip_prefix('@')
-            .and_then(|s| s.parse::<u64>().ok())
-            .map(|started| now.saturating_sub(started));
-        let by_request = last.map(|t| t.elapsed().as_secs());
-        let ago = match (by_systemd, by_request) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(ago) = ago.filter(|&ago| ago < UPDATE_SPACING.as_secs()) {
+        if let Some(ago) = last
+            .map(|t| t.elapsed())
+            .filter(|ago| *ago < UPDATE_SPACING)
+        {
             return Err(Failure::new(
                 Kind::Conflict,
                 format!(
-                    "left4me-update.service started {ago} s ago; a request may start it once per {} min",
+                    "an update request started left4me-update.service {} s ago; requests may start it once per {} min",
+                    ago.as_secs(),
                     UPDATE_SPACING.as_secs() / 60
                 ),
             )
@@ -510,7 +482,7 @@ fn serve_one(stream: &UnixStream, systemctl: &Path, limits: &Limits) {
         tracing::info!(left4me_instance = instance, "request from {peer}: {line}");
         Bucket::wait_for_token(&limits.bucket);
         r.within_loaded_cap(systemctl)?;
-        r.update_spacing(systemctl, &limits.last_update)?;
+        r.update_spacing(&limits.last_update)?;
         r.run(systemctl, JobMode::Fail)?;
         tracing::info!(left4me_instance = instance, "done for {peer}: {line}");
         Ok(())
@@ -772,20 +744,16 @@ mod tests {
 
     /// A stand-in systemctl: `list-units` prints the file `loaded` (lines
     /// as systemctl prints them: UNIT LOAD ACTIVE SUB DESCRIPTION) and
-    /// exits with `loaded.exit`; `show` prints `update-started` (what
-    /// `-P InactiveExitTimestamp --timestamp=unix` prints: `@SECONDS`, or
-    /// nothing for a unit never started); any
-    /// other call logs its arguments, sleeps `sleep` seconds, and fails
+    /// exits with `loaded.exit`; any other call logs its arguments, sleeps `sleep` seconds, and fails
     /// with a message for the unit left4me-server@bad.
     fn fake_systemctl(dir: &Path, sleep: &str) -> PathBuf {
         let path = dir.join("systemctl");
         std::fs::write(
             &path,
             format!(
-                "#!/bin/sh\nif [ \"$1\" = list-units ]; then cat {loaded} 2>/dev/null; exit $(cat {loaded}.exit 2>/dev/null || echo 0); fi\nif [ \"$1\" = show ]; then cat {started} 2>/dev/null; exit 0; fi\necho \"$*\" >> {log}\nsleep {sleep}\ncase \"$*\" in *server@bad*) echo 'Job failed. See \"journalctl -xe\"' >&2; exit 1;; esac\n",
+                "#!/bin/sh\nif [ \"$1\" = list-units ]; then cat {loaded} 2>/dev/null; exit $(cat {loaded}.exit 2>/dev/null || echo 0); fi\necho \"$*\" >> {log}\nsleep {sleep}\ncase \"$*\" in *server@bad*) echo 'Job failed. See \"journalctl -xe\"' >&2; exit 1;; esac\n",
                 log = dir.join("log").display(),
-                loaded = dir.join("loaded").display(),
-                started = dir.join("update-started").display()
+                loaded = dir.join("loaded").display()
             ),
         )
         .unwrap();
@@ -982,43 +950,18 @@ mod tests {
     }
 
     #[test_log::test]
-    fn an_update_is_refused_soon_after_the_last_one_started() {
+    fn an_update_is_refused_soon_after_the_last_one_a_request_started() {
         let dir = tempfile::tempdir().unwrap();
         let socket = server(dir.path(), "0");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
         let update = Request::new(Verb::Update, None, false);
-        std::fs::write(
-            dir.path().join("update-started"),
-            format!("@{}\n", now - 60),
-        )
-        .unwrap();
-        let f = ask(&socket, &update).unwrap_err();
-        assert_eq!(f.kind, Kind::Conflict, "{f}");
-        assert!(
-            f.message.contains("started 60 s ago") || f.message.contains("started 61 s ago"),
-            "{f}"
-        );
-        std::fs::write(
-            dir.path().join("update-started"),
-            format!("@{}\n", now - UPDATE_SPACING.as_secs()),
-        )
-        .unwrap();
         ask(&socket, &update).unwrap();
-        // PID 1 unloaded the unit after a run that ended well: systemd
-        // prints nothing, and the server's own memory of the request it ran
-        // a moment ago still refuses.
-        std::fs::write(dir.path().join("update-started"), "\n").unwrap();
         let f = ask(&socket, &update).unwrap_err();
         assert_eq!(f.kind, Kind::Conflict, "{f}");
+        assert!(f.message.contains("once per 15 min"), "{f}");
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
-        assert_eq!(log.lines().count(), 1, "{log}");
-        // A fresh server that never ran one, and a unit never started: runs.
-        let fresh = tempfile::tempdir().unwrap();
-        let socket = server(fresh.path(), "0");
-        ask(&socket, &update).unwrap();
+        assert_eq!(log.lines().count(), 1, "one run: {log}");
+        // Other verbs are not spaced.
+        ask(&socket, &Request::new(Verb::Stop, Some(&name()), true)).unwrap();
     }
 
     #[test_log::test]

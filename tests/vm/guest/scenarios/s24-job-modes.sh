@@ -188,16 +188,12 @@ settle
 # c. Every request verb through the socket: answered ok; right after it
 #    root's Conflicts= transaction is accepted at once, and root wins (the
 #    probe stops whatever the request started). A request may start the
-#    update once per 15 min of its last start, which another scenario may
-#    have made: within that, `error 15`. The last start is the later of
-#    what systemd keeps (InactiveExitTimestamp, gone once PID 1 unloads the
-#    inactive unit) and the last update request this run of the server ran
-#    (its journal's `done for ...: update`).
+#    update once per 15 min of the last update request this run of the
+#    server ran (its journal's `done for ...: update`), which another
+#    scenario may have made: within that, `error 15`. Root's own runs do
+#    not count.
 spaced() {
-    local t id log
-    t=$(systemctl show --timestamp=unix -P InactiveExitTimestamp left4me-update.service)
-    t=${t#@}
-    if [ -n "$t" ] && [ $(( $(date +%s) - t )) -lt 900 ]; then return 1; fi
+    local id log
     id=$(systemctl show -P InvocationID left4me-requests.service)
     [ -n "$id" ] || return 0
     journalctl --sync 2>/dev/null || true

@@ -112,6 +112,10 @@ note "failed update: left4me_update_last_success 0, ended $ended"
 # same second both log it, and systemd merges the second start into the
 # first (a start of a unit already starting is no new job): one run.
 upd_start() { systemctl show -P InactiveExitTimestampMonotonic left4me-update.service; }
+# A request server that ran no update request yet: an earlier scenario's
+# would keep this one's within its 15-min spacing (root's run above does
+# not count).
+systemctl restart left4me-requests.service
 first_start=$(upd_start)
 t_notice=$(date +%s)
 echo 5000 | tee "$(game_dir mp)/steam-update" > "$(game_dir mh)/steam-update"
