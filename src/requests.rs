@@ -261,24 +261,9 @@ impl Request {
         if !matches!(self.verb, Verb::Start | Verb::Restart) {
             return Ok(());
         }
-        let out = Command::new(systemctl)
-            .args([
-                "list-units",
-                "--all",
-                "--plain",
-                "--no-legend",
-                "--full",
-                "--no-pager",
-            ])
-            .args(["--", "left4me-server@*.service"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                Failure::new(
-                    Kind::Unexpected,
-                    format!("cannot run {}: {e}", systemctl.display()),
-                )
-            })?;
+        let mut args = LIST_UNITS.to_vec();
+        args.push("left4me-server@*.service");
+        let out = output(systemctl, &args)?;
         if !out.status.success() {
             return Err(Failure::new(
                 Kind::Unexpected,
@@ -343,16 +328,7 @@ impl Request {
     /// Runs the request's systemctl, waiting for it.
     pub(crate) fn run(&self, systemctl: &Path, mode: JobMode) -> Result<()> {
         let args = self.systemctl_args(mode);
-        let out = Command::new(systemctl)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                Failure::new(
-                    Kind::Unexpected,
-                    format!("cannot run {}: {e}", systemctl.display()),
-                )
-            })?;
+        let out = output(systemctl, &args)?;
         if out.status.success() {
             return Ok(());
         }
@@ -370,6 +346,32 @@ impl Request {
         )
         .hint(format!("journalctl -u {} shows why", self.unit())))
     }
+}
+
+/// `systemctl list-units` as a script reads it, all states, for a pattern
+/// that follows: `UNIT LOAD ACTIVE SUB DESCRIPTION` lines.
+pub(crate) const LIST_UNITS: [&str; 7] = [
+    "list-units",
+    "--all",
+    "--plain",
+    "--no-legend",
+    "--full",
+    "--no-pager",
+    "--",
+];
+
+/// systemctl with `args`, waited for; only failing to run it is an error.
+fn output<S: AsRef<std::ffi::OsStr>>(systemctl: &Path, args: &[S]) -> Result<std::process::Output> {
+    Command::new(systemctl)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            Failure::new(
+                Kind::Unexpected,
+                format!("cannot run {}: {e}", systemctl.display()),
+            )
+        })
 }
 
 /// What the server keeps across requests.

@@ -76,16 +76,9 @@ pub(crate) fn parse_show(text: &str) -> HashMap<String, Unit> {
 /// call per unit, which cost about 30 ms per instance under emulation in the
 /// VM bench. A unit that is not loaded is inactive.
 pub(crate) fn list_units(pattern: &str) -> Result<HashMap<String, (String, String)>> {
-    Ok(parse_list_units(&output(&[
-        "list-units",
-        "--all",
-        "--plain",
-        "--no-legend",
-        "--full",
-        "--no-pager",
-        "--",
-        pattern,
-    ])?))
+    let mut args = requests::LIST_UNITS.to_vec();
+    args.push(pattern);
+    Ok(parse_list_units(&output(&args)?))
 }
 
 /// `UNIT LOAD ACTIVE SUB DESCRIPTION...` lines.
