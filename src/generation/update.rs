@@ -227,7 +227,7 @@ impl<'s> Held<'s> {
 /// that says whether it runs. Processes of the update user
 /// are not enough to tell: between the other unit's root prepare and its
 /// steamcmd there are none, and a prepare or abort in that instant took
-/// its tree for a stale one (the service user could time `left4me-update-now`
+/// its tree for a stale one (the service user could time `update` requests
 /// starts to defeat root's verification that way).
 pub(crate) struct Sibling<'a> {
     pub(crate) unit: &'a str,
