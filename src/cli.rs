@@ -114,11 +114,11 @@ pub(crate) enum Command {
     /// Serve the service group's requests on the socket systemd passes
     /// (left4me-requests.socket, root:GROUP 0660): start, stop or restart
     /// an instance's server, reset, enable or disable it, or queue the
-    /// game update, each one systemctl call whose unit and job mode
-    /// (fail: a request never reverses another's job) this builds itself. One line in (`VERB [INSTANCE]
-    /// [no-block]`), one line out (`ok`, or `error CODE MESSAGE`). The
-    /// service user and the group's admins get no polkit grant: this is
-    /// how they reach systemd.
+    /// game update, each one systemctl call whose unit and job mode (fail:
+    /// a request never reverses another's job) this builds itself. One line
+    /// in (`VERB [INSTANCE] [no-block]`), one line out (`ok`, or `error CODE
+    /// MESSAGE`). The service user and the group's admins get no polkit
+    /// grant: this is how they reach systemd.
     ServeRequests(ServeRequestsArgs),
 }
 

@@ -152,12 +152,10 @@ fn since_now() -> u64 {
 }
 
 fn start(state_dir: &Path, name: &InstanceName, verb: Verb) -> Result<()> {
-    let unit = systemd::server(name.as_str());
-    let verb_s = verb.as_str();
+    let request = Request::new(verb, Some(name), true);
+    let (verb_s, unit) = (verb.as_str(), request.unit());
     let since = since_now();
-    let (r, took) = systemd::with_progress(&format!("{verb_s} {unit}"), || {
-        systemd::job(&Request::new(verb, Some(name), true))
-    });
+    let (r, took) = systemd::with_progress(&format!("{verb_s} {unit}"), || systemd::job(&request));
     r.map_err(|f| systemd::start_failure(state_dir, name.as_str(), since, f))?;
     println!("{verb_s} {unit}: {}", secs(took));
     if let Some(port) = port_of(state_dir, name.as_str()) {
@@ -168,10 +166,9 @@ fn start(state_dir: &Path, name: &InstanceName, verb: Verb) -> Result<()> {
 }
 
 fn stop(name: &InstanceName) -> Result<()> {
-    let unit = systemd::server(name.as_str());
-    let (r, took) = systemd::with_progress(&format!("stop {unit}"), || {
-        systemd::job(&Request::new(Verb::Stop, Some(name), true))
-    });
+    let request = Request::new(Verb::Stop, Some(name), true);
+    let unit = request.unit();
+    let (r, took) = systemd::with_progress(&format!("stop {unit}"), || systemd::job(&request));
     r?;
     println!("stop {unit}: {}", secs(took));
     Ok(())
@@ -181,11 +178,10 @@ fn stop(name: &InstanceName) -> Result<()> {
 fn reset(state_dir: &Path, name: &InstanceName) -> Result<()> {
     let t0 = Instant::now();
     stop(name)?;
-    let unit = systemd::reset(name.as_str());
+    let request = Request::new(Verb::Reset, Some(name), true);
+    let unit = request.unit();
     let since = since_now();
-    let (r, took) = systemd::with_progress(&format!("reset {name}"), || {
-        systemd::job(&Request::new(Verb::Reset, Some(name), true))
-    });
+    let (r, took) = systemd::with_progress(&format!("reset {name}"), || systemd::job(&request));
     r.map_err(|f| systemd::start_failure(state_dir, name.as_str(), since, f))?;
     println!("reset {unit}: {}", secs(took));
     start(state_dir, name, Verb::Start)?;
