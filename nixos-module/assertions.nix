@@ -27,6 +27,7 @@ let
     argRefusal
     isHealthKey
     updateUser
+    healthUser
     instancePorts
     portRule
     ;
@@ -254,6 +255,10 @@ in
         {
           assertion = cfg.user != updateUser && cfg.group != updateUser;
           message = "services.left4me.user and .group: \"${updateUser}\" is the update user (docs/updates.md), which must be neither the service user nor share its group; choose another name.";
+        }
+        {
+          assertion = cfg.user != healthUser && cfg.group != healthUser;
+          message = "services.left4me.user and .group: \"${healthUser}\" is the health checks' user (docs/health.md), which must be neither the service user nor share its group; choose another name.";
         }
       ];
   };

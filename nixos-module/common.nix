@@ -94,6 +94,9 @@ rec {
   # root and the service user as the owner of installations/.next/.
   updateUser = "left4me-update";
 
+  # Fixed, as on Debian: the health checks' own user (dist/left4me.sysusers.in).
+  healthUser = "left4me-health";
+
   # steamcmd is unfree. The update unit is installed either way (the request
   # server's `update` queues it, as on Debian), but only update.enable brings steamcmd
   # into the closure: without it the unit runs this instead, and a host that
@@ -115,7 +118,7 @@ rec {
       else
         "${updateDisabled}";
     inherit (cfg) stateDir user group;
-    inherit updateUser;
+    inherit updateUser healthUser;
   };
 
   # The rendered files that are systemd units, by the install destination

@@ -25,6 +25,7 @@ let
     group = "left4me";
     # Fixed names, as in the module and on Debian (docs/updates.md).
     updateUser = "left4me-update";
+    healthUser = "left4me-health";
     # The unit runs `exec "$LEFT4ME_STEAMCMD"` through /bin/sh, so a bare
     # name is looked up on the unit's PATH at run time. This package must
     # not pull the unfree steamcmd into its closure (nor evaluate it: a

@@ -12,6 +12,7 @@
   user,
   group,
   updateUser,
+  healthUser,
   steamcmd,
   distDir ? ../dist,
 }:
@@ -52,6 +53,7 @@ let
         "@USER@"
         "@GROUP@"
         "@UPDATE_USER@"
+        "@HEALTH_USER@"
         "@STEAMCMD@"
       ]
       [
@@ -62,6 +64,7 @@ let
         user
         group
         updateUser
+        healthUser
         steamcmd
       ];
 

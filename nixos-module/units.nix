@@ -27,6 +27,7 @@ let
     healthLines
     quote
     matches
+    healthUser
     ;
 
   # Environment= lines as NixOS writes them for systemd.services.<n>.environment;
@@ -247,7 +248,7 @@ in
       # [Install] section: local-fs.target wants them, as the .deb's shipped
       # link does, so they are mounted at boot before tmpfiles runs, whose
       # line for /run/left4me-metrics then sets that tmpfs root's owner and
-      # mode (root, the health units' group left4me-metrics, 0775). A switch
+      # mode (root, the health checks' own group left4me-health, 0775). A switch
       # re-applies tmpfiles when its rules change
       # (systemd-tmpfiles-resetup): after the mounts, which it pulls in, so
       # a first switch owns them as a boot does.
@@ -291,8 +292,16 @@ in
 
     (mkIf (cfg.group == "left4me") { users.groups.left4me = { }; })
 
-    # The health units' own group, the only one that may write the metrics
-    # directory (dist/left4me.tmpfiles.in, dist/left4me-health@.service.in).
-    { users.groups."${cfg.group}-metrics" = { }; }
+    # The health checks' own user and group (dist/left4me.sysusers.in), the
+    # only ones that may write their records and the metrics directory
+    # (dist/left4me.tmpfiles.in, dist/left4me-health@.service.in).
+    {
+      users.users.${healthUser} = {
+        isSystemUser = true;
+        group = healthUser;
+        description = "left4me health checks";
+      };
+      users.groups.${healthUser} = { };
+    }
   ]);
 }

@@ -87,10 +87,15 @@ pub(crate) enum Verb {
     Enable,
     Disable,
     Update,
+    /// Ends the server as `failed`: SIGSYS to its main process, which the
+    /// server unit's RestartPreventExitStatus= does not restart. The health
+    /// check's give-up; it runs as a user of its own and cannot signal the
+    /// game itself. Not a job: systemd signals at once.
+    Fail,
 }
 
 impl Verb {
-    pub(crate) const ALL: [Verb; 7] = [
+    pub(crate) const ALL: [Verb; 8] = [
         Verb::Start,
         Verb::Stop,
         Verb::Restart,
@@ -98,6 +103,7 @@ impl Verb {
         Verb::Enable,
         Verb::Disable,
         Verb::Update,
+        Verb::Fail,
     ];
 
     pub(crate) const fn as_str(self) -> &'static str {
@@ -109,6 +115,7 @@ impl Verb {
             Verb::Enable => "enable",
             Verb::Disable => "disable",
             Verb::Update => "update",
+            Verb::Fail => "fail",
         }
     }
 
@@ -215,7 +222,9 @@ impl Request {
     pub(crate) fn unit(&self) -> String {
         let name = self.instance.as_ref().map_or("", InstanceName::as_str);
         match self.verb {
-            Verb::Start | Verb::Stop | Verb::Restart => format!("left4me-server@{name}.service"),
+            Verb::Start | Verb::Stop | Verb::Restart | Verb::Fail => {
+                format!("left4me-server@{name}.service")
+            }
             Verb::Reset | Verb::Enable | Verb::Disable => {
                 format!("left4me-{}@{name}.service", self.verb.as_str())
             }
@@ -232,9 +241,11 @@ impl Request {
     ///   `--wait`, so the answer is their outcome;
     /// - update: always `--no-block`: its start job lasts the whole
     ///   download; the caller follows the unit (`systemctl show`, the
-    ///   journal).
+    ///   journal);
+    /// - fail: `kill` of the main process alone with SIGSYS; in mode `fail`
+    ///   systemctl fails when there is no main process to signal.
     pub(crate) fn systemctl_args(&self, mode: JobMode) -> Vec<String> {
-        let block = self.block && self.verb != Verb::Update;
+        let block = self.block && !matches!(self.verb, Verb::Update | Verb::Fail);
         let mut args = vec!["--no-ask-password".to_owned()];
         if !block {
             args.push("--no-block".into());
@@ -242,6 +253,9 @@ impl Request {
         args.push(mode.arg().into());
         match self.verb {
             Verb::Start | Verb::Stop | Verb::Restart => args.push(self.verb.as_str().into()),
+            Verb::Fail => {
+                args.extend(["kill", "--kill-whom=main", "--signal=SIGSYS"].map(String::from))
+            }
             Verb::Reset | Verb::Enable | Verb::Disable | Verb::Update => {
                 args.push("start".into());
                 if block {
@@ -687,6 +701,10 @@ mod tests {
     #[case::update(
         "update",
         "--no-ask-password --no-block --job-mode=fail start -- left4me-update.service"
+    )]
+    #[case::fail(
+        "fail vs1 no-block",
+        "--no-ask-password --no-block --job-mode=fail kill --kill-whom=main --signal=SIGSYS -- left4me-server@vs1.service"
     )]
     #[test_log::test]
     fn a_request_fixes_the_whole_systemctl_line(#[case] line: &str, #[case] want: &str) {

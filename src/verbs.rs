@@ -467,10 +467,16 @@ fn discard_writable_layer(
     })
 }
 
+/// home/'s mode: the health check runs as a user of its own and opens the
+/// events file the game's relay writes there (0644) by name; it lists
+/// nothing, and what the game itself writes is 0600 or 0700 (its unit's
+/// UMask=0077).
+const HOME_MODE: u32 = 0o711;
+
 /// upper/ (the service user's; its owner and mode become merged/'s),
-/// work/ (root-only) and home/ (the game's $HOME, the service user's, 0700),
-/// created when missing and re-owned every time, so whatever an earlier,
-/// killed run left converges.
+/// work/ (root-only) and home/ (the game's $HOME, the service user's,
+/// [`HOME_MODE`]), created when missing and re-owned every time, so whatever
+/// an earlier, killed run left converges.
 fn prepare_writable_layer(
     runtime_i: BorrowedFd<'_>,
     l: &Locked<'_>,
@@ -480,9 +486,9 @@ fn prepare_writable_layer(
     let upper = fsx::ensure_dir(runtime_i, UPPER, 0o755, &upper_shown)?;
     fsx::chown_fd(upper.as_fd(), user.uid, user.gid, &upper_shown)?;
     let home_shown = l.shown(&l.paths.part(HOME));
-    let home = fsx::ensure_dir(runtime_i, HOME, 0o700, &home_shown)?;
+    let home = fsx::ensure_dir(runtime_i, HOME, HOME_MODE, &home_shown)?;
     fsx::chown_fd(home.as_fd(), user.uid, user.gid, &home_shown)?;
-    fsx::chmod_fd(home.as_fd(), 0o700, &home_shown)?;
+    fsx::chmod_fd(home.as_fd(), HOME_MODE, &home_shown)?;
     let work_shown = l.shown(&l.paths.part(WORK));
     let work = fsx::ensure_dir(runtime_i, WORK, 0o700, &work_shown)?;
     fsx::chown_fd(work.as_fd(), 0, 0, &work_shown)?;

@@ -15,9 +15,6 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Instant;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
 use super::metrics::Exporter;
 use super::output::Events;
 use super::record::{Action, Record};
@@ -459,38 +456,33 @@ impl<S: Systemd> Monitor<S> {
         ))
     }
 
-    /// Ends the server as `failed`: SIGSYS to its main process. The server
-    /// unit has RestartPreventExitStatus=SIGSYS, so systemd records the
-    /// signal as the result and does not restart it, while a crash or an
-    /// out-of-memory kill (SIGKILL) still restarts. No request is needed:
-    /// the game runs as the same service user, and kill(2) compares the
-    /// kernel's uids, which PrivateUsers= maps to the same uid in both units;
-    /// neither unit has a PID namespace. The reason is logged before the
-    /// signal, since the server's end stops this check too. If the PID
-    /// cannot be read or signalled, a plain stop is the fallback: the server
+    /// Ends the server as `failed`: SIGSYS to its main process, sent by
+    /// root on a `fail` request (the check runs as a user of its own and
+    /// cannot signal the game). The server unit has
+    /// RestartPreventExitStatus=SIGSYS, so systemd records the signal as
+    /// the result and does not restart it, while a crash or an
+    /// out-of-memory kill (SIGKILL) still restarts. The reason is logged
+    /// before the request, since the server's end stops this check too. If
+    /// the request is refused, a plain stop is the fallback: the server
     /// ends inactive rather than failed, and the journal says so.
     fn give_up(&self, record: &mut Record, reason: String) -> Result<()> {
         let unit = server_unit(self.instance.as_str());
-        let pid = self.systemd.main_pid(&unit);
-        record.give_up(pid.as_ref().map_or(0, |p| *p), reason.clone(), now_ms());
+        let pid = self.systemd.main_pid(&unit).unwrap_or(0);
+        record.give_up(pid, reason.clone(), now_ms());
         self.save(record)?;
         tracing::error!(
             health_action = "failed",
             health_reason = reason.as_str(),
             "ending {unit} as failed (SIGSYS to its main process): {reason}"
         );
-        let sent = pid.and_then(|pid| {
-            let target = i32::try_from(pid).map_err(|_| format!("main PID {pid} out of range"))?;
-            kill(Pid::from_raw(target), Signal::SIGSYS)
-                .map_err(|e| format!("cannot send SIGSYS to {unit}'s main process {pid}: {e}"))
-        });
-        match sent {
+        let request = Request::new(Verb::Fail, Some(&self.instance), false);
+        match self.systemd.queue(&request) {
             Ok(()) => Ok(()),
             Err(why) => {
                 tracing::error!(
                     health_action = "refused",
                     health_reason = why.as_str(),
-                    "{why}; stopping {unit} instead, it will end inactive, not failed"
+                    "cannot end {unit} as failed: {why}; stopping it instead, it will end inactive, not failed"
                 );
                 self.ask_systemd(Verb::Stop)
             }
@@ -540,10 +532,12 @@ pub(crate) mod fake {
     /// (seen in a container without it); systemd itself shows a unit it
     /// does not know with default values, which a test gives when it needs
     /// them.
+    /// `queued` holds every request asked for, refused ones too.
     #[derive(Default)]
     pub(crate) struct FakeSystemd {
         pub(crate) queued: RefCell<Vec<(String, String)>>,
         units: HashMap<String, HashMap<String, String>>,
+        refused: Vec<&'static str>,
     }
 
     impl FakeSystemd {
@@ -552,13 +546,22 @@ pub(crate) mod fake {
             self.units.insert(unit.into(), props.collect());
             self
         }
+
+        /// Requests with `verb` are answered as the request server answers
+        /// a refusal.
+        pub(crate) fn refusing(mut self, verb: &'static str) -> FakeSystemd {
+            self.refused.push(verb);
+            self
+        }
     }
 
     impl Systemd for FakeSystemd {
         fn queue(&self, request: &Request) -> Result<(), String> {
-            self.queued
-                .borrow_mut()
-                .push((request.verb().as_str().into(), request.unit()));
+            let verb = request.verb().as_str();
+            self.queued.borrow_mut().push((verb.into(), request.unit()));
+            if self.refused.contains(&verb) {
+                return Err(format!("refused (exit 15): no {verb} for you"));
+            }
             Ok(())
         }
 
@@ -816,6 +819,23 @@ mod tests {
         fake: &FakeSystemd,
         map_load_sec: f64,
     ) -> (Vec<(String, String)>, Record) {
+        run_with(
+            events,
+            fake,
+            Settings {
+                map_load_sec,
+                ..Settings::default()
+            },
+        )
+    }
+
+    /// [`run`] with `settings`, but always a port nobody answers on and
+    /// short intervals.
+    fn run_with(
+        events: Option<super::super::output::Events>,
+        fake: &FakeSystemd,
+        settings: Settings,
+    ) -> (Vec<(String, String)>, Record) {
         let dir = tempfile::tempdir().unwrap();
         let events_path = dir.path().join("events.json");
         if let Some(e) = events {
@@ -827,8 +847,7 @@ mod tests {
             interval_sec: 0.05,
             timeout_sec: 0.05,
             failures: 3,
-            map_load_sec,
-            ..Settings::default()
+            ..settings
         };
         let state_dir = dir.path().to_string_lossy().into_owned();
         let watcher = Watcher::from_lookup(RestartPolicy::Never, &|k: &str| {
@@ -869,6 +888,33 @@ mod tests {
         let (queued, record) = run(None, &fake(None), 120.0);
         assert_eq!(queued, [restart()]);
         assert_eq!((record.failed_checks, record.restarts_total), (3, 1));
+    }
+
+    /// With the budget spent, root is asked to end the server as failed;
+    /// a refusal of that ends it with a stop instead.
+    #[rstest]
+    #[case::fail_request(FakeSystemd::default(), &["fail"])]
+    #[case::refused_then_stop(FakeSystemd::default().refusing("fail"), &["fail", "stop"])]
+    #[test_log::test]
+    fn a_spent_budget_asks_root_to_end_the_server_as_failed(
+        #[case] fake: FakeSystemd,
+        #[case] asked: &[&str],
+    ) {
+        let fake = fake.unit(SERVER, &[("MainPID", "4321")]);
+        let (queued, record) = run_with(
+            None,
+            &fake,
+            Settings {
+                restarts_max: 0,
+                map_load_sec: 120.0,
+                ..Settings::default()
+            },
+        );
+        let want: Vec<(String, String)> =
+            asked.iter().map(|v| ((*v).into(), SERVER.into())).collect();
+        assert_eq!(queued, want);
+        let gave_up = record.gave_up.expect("a give-up in the record");
+        assert_eq!(gave_up.server_pid, 4321);
     }
 
     #[test_log::test]

@@ -27,6 +27,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,11 @@ use super::read_small_file;
 /// The events file is a few hundred bytes; anything larger was not written
 /// by the relay.
 const MAX_EVENTS_BYTES: u64 = 4096;
+
+/// Readable by the health check, which runs as a user of its own and reads
+/// it through "other".
+const EVENTS_MODE: u32 = 0o644;
+
 /// The longest line that can match, with the log prefix, is about 110
 /// bytes: longer lines are passed on, never kept.
 const MAX_LINE: usize = 256;
@@ -90,11 +96,13 @@ impl Events {
     }
 
     /// Through a temporary file and rename(2): the check never reads half
-    /// a file.
+    /// a file. 0644 whatever the game unit's UMask=0077: the check runs as
+    /// a user of its own.
     fn write(&self, path: &Path) -> io::Result<()> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let mut file = fs::File::create(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(EVENTS_MODE))?;
         file.write_all(serde_json::to_string(self)?.as_bytes())?;
         drop(file);
         fs::rename(&tmp, path)
@@ -268,6 +276,28 @@ mod tests {
                 map_change_ms: Some(5000),
                 update_notice_ms: None
             })
+        );
+    }
+
+    #[test]
+    fn the_events_file_is_readable_by_others_even_over_a_killed_runs_temporary_file() {
+        // The game unit's UMask=0077 made a killed relay's temporary file
+        // 0600, and File::create keeps an existing file's mode.
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("events.json");
+        let tmp = dir.path().join("events.json.tmp");
+        fs::write(&tmp, b"").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).unwrap();
+        relay(
+            b"---- Host_NewGame ----\n".as_slice(),
+            Vec::new(),
+            &events,
+            || 7,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::metadata(&events).unwrap().permissions().mode() & 0o777,
+            0o644
         );
     }
 

@@ -76,13 +76,16 @@ wait_health_checks() {
 }
 
 # The health check's own process runs as the service user, never root.
-expect_health_as_user() {
-    local pid uid
+expect_health_as_its_user() {
+    local pid uid h
     pid=$(systemctl show -P MainPID "$(health_unit "$1")")
     [ "${pid:-0}" -gt 0 ] || fail "$(health_unit "$1") has no main process"
     uid=$(awk '/^Uid:/ {print $2 $3 $4 $5}' "/proc/$pid/status")
-    [ "$uid" = "$(id -u left4me)$(id -u left4me)$(id -u left4me)$(id -u left4me)" ] ||
-        fail "health check of $1 runs with uids $uid, not left4me's"
+    h=$(id -u left4me-health)
+    [ "$uid" = "$h$h$h$h" ] || fail "health check of $1 runs with uids $uid, not left4me-health's"
+    # Nor can the service user signal it (another uid, and no capability).
+    if out=$(runuser -u left4me -- kill -0 "$pid" 2>&1); then fail "left4me can signal the health check of $1"; fi
+    [[ $out == *'Operation not permitted'* ]] || fail "kill -0 of the health check as left4me failed otherwise: $out"
 }
 
 # Messages the health check logged for an instance with the

@@ -301,7 +301,7 @@ local_deb() {
 # (dist/run-left4me*.mount.in and the tmpfiles lines): DIR SIZE(findmnt's
 # k) NR_INODES OWNER MODE.
 RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root 755"
-            "/run/left4me-metrics 8192k 2048 root:left4me-metrics 775")
+            "/run/left4me-metrics 8192k 2048 root:left4me-health 775")
 
 # check_run_mounts WHEN: each is exactly one tmpfs mount at its directory,
 # made by its own mount unit (active), with the size, inode cap, options,
@@ -328,16 +328,15 @@ check_run_mounts() {
     done
 }
 
-# fill_capped DIR CAP_KIB [GROUP]: as the service user (with the
-# supplementary GROUP, as the unit that writes DIR has it), write into DIR
-# until the kernel says ENOSPC; the file stops at the cap, /run's own free space does
+# fill_capped DIR CAP_KIB USER: as USER (the one whose unit writes DIR),
+# write into DIR until the kernel says ENOSPC; the file stops at the cap, /run's own free space does
 # not move (another /run writer may use a little meanwhile: 1 MiB slack, a
 # sixteenth of the health cap), and the file is gone afterwards.
 fill_capped() {
-    local dir=$1 cap=$(( $2 * 1024 )) f=$1/.left4me-fill before after full size out
+    local dir=$1 cap=$(( $2 * 1024 )) user=$3 f=$1/.left4me-fill before after full size out
     before=$(df -B1 --output=avail /run | tail -n 1)
-    if out=$(runuser -u left4me ${3:+-G "$3"} -- dd if=/dev/zero of="$f" bs=64K status=none 2>&1); then
-        rm -f "$f"; fail "filling $dir as left4me did not stop"
+    if out=$(runuser -u "$user" -- dd if=/dev/zero of="$f" bs=64K status=none 2>&1); then
+        rm -f "$f"; fail "filling $dir as $user did not stop"
     fi
     [[ $out == *'No space left on device'* ]] || { rm -f "$f"; fail "the fill of $dir ended otherwise: $out"; }
     size=$(stat -c %s "$f")
@@ -345,7 +344,7 @@ fill_capped() {
     full=$(df -B1 --output=avail "$dir" | tail -n 1)
     rm -f "$f"
     [ ! -e "$f" ] || fail "the fill of $dir is still there"
-    note "fill of $dir as left4me: ENOSPC at $size bytes (cap $cap), $dir then had $full bytes free; /run free before $before, with the fill $after"
+    note "fill of $dir as $user: ENOSPC at $size bytes (cap $cap), $dir then had $full bytes free; /run free before $before, with the fill $after"
     echo "run-fill $dir $size cap $cap run-free-before $before run-free-during $after" >> "$OUT/run-fill-figures"
     if [ "$size" -gt "$cap" ] || [ "$size" -lt $(( cap - 1024 * 1024 )) ]; then
         fail "$dir took $size bytes, expected close below the cap of $cap"

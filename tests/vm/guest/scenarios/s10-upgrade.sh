@@ -2,7 +2,10 @@
 #     still answering); remove keeps the data. And the upgrade from a package
 #     without the capped /run mounts (issue 18) with an instance and its
 #     health check running: the mounts are made, the check restarted into
-#     them, the game left alone.
+#     them, the game left alone. That package's check runs as the service
+#     user, as before the health checks' own user: the upgrade restarts it
+#     as left4me-health with its record kept, and a reinstall removes the
+#     metrics files the service user owns.
 # budget: 200
 standard_overlays
 deb=$(local_deb)
@@ -44,6 +47,8 @@ if [ ! -f "$units/left4me-health@.service" ] || ! ls "$units"/run-left4me*.mount
 fi
 rm -f "$units"/run-left4me*.mount "$units"/local-fs.target.wants/run-left4me*
 sed -i '/^RequiresMountsFor=\/run\/left4me-health/d' "$units/left4me-health@.service"
+sed -i -e 's/^User=left4me-health$/User=left4me/' -e 's/^Group=left4me-health$/Group=left4me/' "$units/left4me-health@.service"
+grep -qx 'User=left4me' "$units/left4me-health@.service" || fail "the package without the mounts does not run its check as left4me"
 ! grep -q '^RequiresMountsFor=/run/left4me-health' "$units/left4me-health@.service" || fail "the mounts are still required in the package without them"
 sed -i "s/^Version: .*/Version: ${ver}~nomounts/" /tmp/repack/old/DEBIAN/control
 sed -i '/run-left4me/d' /tmp/repack/old/DEBIAN/md5sums
@@ -58,6 +63,7 @@ expect_a2s 27027 "instance ten"
 pid=$(systemctl show -P MainPID "$(unit ten)")
 wait_until() { local t0; t0=$(now_ms); until eval "$1"; do [ $(( $(now_ms) - t0 )) -lt 30000 ] || fail "$2"; sleep 0.2; done; }
 wait_until '[ -s /run/left4me-health/ten/status.json ]' "no health record on /run's own directory"
+[ "$(stat -c %U /run/left4me-health/ten/status.json)" = left4me ] || fail "the old package's check did not write its record as left4me"
 [ "$(findmnt -n -o TARGET -T /run/left4me-health/ten)" = /run ] || fail "the package without the mounts has a mount at /run/left4me-health"
 hpid=$(systemctl show -P MainPID left4me-health@ten.service)
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "$deb" ||
@@ -69,6 +75,15 @@ wait_until '[ "$(systemctl show -P ActiveState left4me-health@ten.service)" = ac
     "the health check was not restarted by the upgrade that made the mounts"
 wait_until '[ -s /run/left4me-health/ten/status.json ]' "no health record in the new mount"
 [ "$(findmnt -n -o TARGET -T /run/left4me-health/ten/status.json)" = /run/left4me-health ] || fail "the health record is not on the capped mount"
+[ "$(stat -c %U:%G /run/left4me-health/ten)" = left4me-health:left4me-health ] ||
+    fail "the record dir is $(stat -c %U:%G /run/left4me-health/ten) after the upgrade, not the health user's"
+wait_until '[ "$(stat -c %U /run/left4me-health/ten/status.json)" = left4me-health ]' "the upgraded check does not write its record as left4me-health"
+# A metrics file the service user owns, as the old package's checks left
+# them in the mounted directory: the postinst removes it.
+install -o left4me -g left4me -m 0644 /dev/null /run/left4me-metrics/left4me_stale.prom
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall "$deb" || fail "reinstall failed"
+[ ! -e /run/left4me-metrics/left4me_stale.prom ] || fail "the postinst left a metrics file of the service user's"
+wait_until '[ "$(stat -c %U /run/left4me-metrics/left4me_ten.prom 2>/dev/null)" = left4me-health ]' "the check's metrics are not the health user's after the reinstall"
 note "upgrade from a package without the capped /run mounts: mounted, health check $hpid restarted as $(systemctl show -P MainPID left4me-health@ten.service), game $pid kept"
 expect_a2s 27027 "instance ten"
 stop_instance ten

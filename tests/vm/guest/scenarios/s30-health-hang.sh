@@ -2,11 +2,13 @@
 #     SIGINT) is restarted by its health check, as left4me through root's
 #     request server (a `restart hh no-block` request on its socket),
 #     within N x interval + timeout of the hang, and answers again; the check
-#     runs as left4me, sandboxed at least as tightly as the game, and stops
-#     with the server. The service user's /run directories are capped tmpfs
-#     mounts of their own: filled as left4me, the record dir and the metrics
-#     dir stop at their caps and /run keeps its free space (docs/unit.md,
-#     "The boundary").
+#     runs as its own user left4me-health, sandboxed at least as tightly as
+#     the game, and stops with the server. Its /run directories are capped
+#     tmpfs mounts of their own: filled as left4me-health, the record dir
+#     and the metrics dir stop at their caps and /run keeps its free space;
+#     the service user can write neither, nor rewrite, chmod or replace
+#     the check's files, nor signal the check (docs/unit.md, "The
+#     boundary").
 # budget: 80
 . ./health-lib.sh
 standard_overlays
@@ -15,13 +17,13 @@ health_instance hh 27031 GRACE_SEC=2 INTERVAL_SEC=$I TIMEOUT_SEC=$T FAILURES=$N
 start_instance hh
 expect_a2s 27031 "health hh"
 wait_health_active hh
-expect_health_as_user hh
+expect_health_as_its_user hh
 wait_health_checks hh 2 30
 [ "$(hfield hh phase)" = checking ] || fail "health phase is '$(hfield hh phase)', expected checking"
-# The check writes its metrics through its unit's own group (the directory
-# is root:left4me-metrics 0775), inside PrivateUsers=, on this release's
+# The check writes its metrics as its own user (the directory is
+# root:left4me-health 0775), inside PrivateUsers=, on this release's
 # systemd too.
-[ "$(stat -c '%U %a' /run/left4me-metrics/left4me_hh.prom 2>&1)" = "left4me 644" ] ||
+[ "$(stat -c '%U %a' /run/left4me-metrics/left4me_hh.prom 2>&1)" = "left4me-health 644" ] ||
     fail "no metrics of hh's check: $(ls -l /run/left4me-metrics 2>&1)"
 shown=$(left4me-health status hh) || fail "left4me-health status hh failed"
 echo "$shown"
@@ -73,7 +75,7 @@ expect_a2s 27031 "health hh"
 # The restart went through the request server, asked by the service user.
 journalctl --sync 2>/dev/null || true
 journalctl --no-pager -o cat -u left4me-requests.service |
-    grep -q "^done for uid $(id -u left4me) pid [0-9]*: restart hh no-block$" ||
+    grep -q "^done for uid $(id -u left4me-health) pid [0-9]*: restart hh no-block$" ||
     fail "the request server did not log the health check's restart of hh: $(journalctl --no-pager -o cat -u left4me-requests.service | tail -n 5)"
 note "hang to restart request: $(( t_req - t0 )) ms (stand-in hung after $(( t_hung - t0 )) ms; bound N x I + T + 3 s = $bound ms)"
 note "hang to restarted, answering server: $(( t_up - t0 )) ms (includes the 15 s stop timeout a hung server runs into)"
@@ -97,20 +99,27 @@ stop_instance hh
 shown=$(left4me-health status hh)
 [[ $shown == *'health check not running'* ]] || fail "status does not say the check stopped: $shown"
 check_run_mounts "after install"
-[ "$(stat -c %U "$HEALTH_RUN/hh")" = left4me ] || fail "no record dir of left4me for hh"
-fill_capped "$HEALTH_RUN/hh" 16384
-fill_capped /run/left4me-metrics 8192 left4me-metrics
-# Only the health units' group writes the metrics: the service user itself
-# (the web app, a game) cannot plant a FIFO there for node exporter to
-# block on (seventh review).
-for what in "mkfifo /run/left4me-metrics/x.prom" "touch /run/left4me-metrics/x.prom"; do
-    # shellcheck disable=SC2086 # the command, split on purpose
-    if out=$(runuser -u left4me -- $what 2>&1); then
+[ "$(stat -c %U "$HEALTH_RUN/hh")" = left4me-health ] || fail "no record dir of left4me-health for hh"
+fill_capped "$HEALTH_RUN/hh" 16384 left4me-health
+fill_capped /run/left4me-metrics 8192 left4me-health
+# Only the check's own user writes there: the service user (the web app, a
+# game) can neither plant a FIFO for node exporter to block on (seventh
+# review) nor rewrite, chmod or replace the files the check wrote (eighth
+# review), which node exporter publishes and `left4me list` reads.
+metrics=/run/left4me-metrics/left4me_hh.prom record=$HEALTH_RUN/hh/status.json
+before=$(sha256sum "$metrics" "$record")
+for what in "mkfifo /run/left4me-metrics/x.prom" "touch /run/left4me-metrics/x.prom" \
+            "mkfifo $HEALTH_RUN/hh/x" "touch $record" "chmod 0 $metrics" "chmod 0 $record" \
+            "rm -f $metrics" "mv -f $record $record.x" "sh -c 'echo node_load1\ 99 >> $metrics'" \
+            "sh -c 'echo {} > $record'"; do
+    if out=$(runuser -u left4me -- sh -c "$what" 2>&1); then
         fail "left4me could: $what"
     fi
-    [[ $out == *'Permission denied'* ]] || fail "$what as left4me failed otherwise: $out"
+    [[ $out == *'Permission denied'* || $out == *'Operation not permitted'* ]] || fail "$what as left4me failed otherwise: $out"
 done
+[ "$(sha256sum "$metrics" "$record")" = "$before" ] || fail "the check's files changed"
+[ "$(stat -c %a "$metrics") $(stat -c %a "$record")" = "644 644" ] || fail "the check's files changed mode"
 [ ! -e /run/left4me-metrics/x.prom ] || fail "x.prom exists"
-note "left4me (without the health units' group) cannot create a file or FIFO in /run/left4me-metrics"
+note "left4me cannot create a file or FIFO in /run/left4me-metrics or the record dir, nor append to, chmod, remove or replace the check's files"
 left4me-health status hh > /dev/null || fail "left4me-health status hh fails after the fill"
 health_cleanup hh

@@ -20,7 +20,7 @@ MDIR=/run/left4me-metrics
 
 # Root's, the health units' group's to write (dist/left4me.tmpfiles.in):
 # the checks below still write their files into it.
-[ "$(stat -c '%U:%G %a' "$MDIR")" = "root:left4me-metrics 775" ] || fail "$MDIR is $(stat -c '%U:%G %a' "$MDIR"), expected root:left4me-metrics 775"
+[ "$(stat -c '%U:%G %a' "$MDIR")" = "root:left4me-health 775" ] || fail "$MDIR is $(stat -c '%U:%G %a' "$MDIR"), expected root:left4me-health 775"
 cat > /etc/default/prometheus-node-exporter <<'EOF'
 ARGS="--collector.textfile.directory=/var/lib/prometheus/node-exporter --collector.textfile.directory=/run/left4me-metrics"
 EOF
