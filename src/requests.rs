@@ -1,12 +1,12 @@
 //! The service group's requests to systemd. Nobody but root queues a job of
-//! a left4me unit: the service user (the web app, the health checks) and
-//! the admins in its group connect to `left4me-requests.socket`
-//! (root:GROUP 0660) and name a verb and an instance; root's
-//! `left4me-overlay serve-requests` builds the unit name and the whole
-//! systemctl command line itself, in job mode `fail`: a request never
-//! reverses a job someone else queued (root's start of `poweroff.target`,
-//! say, which every service's `Conflicts=shutdown.target` would otherwise
-//! let a request's start cancel); it fails instead.
+//! a left4me unit: the service user (the web app), the health checks (their
+//! own user, in the group) and the admins in the group connect to
+//! `left4me-requests.socket` (root:GROUP 0660) and name a verb and an
+//! instance; root's `left4me-overlay serve-requests` builds the unit name
+//! and the whole systemctl command line itself, in job mode `fail`: a
+//! request never reverses a job someone else queued (root's start of
+//! `poweroff.target`, say, which every service's `Conflicts=shutdown.target`
+//! would otherwise let a request's start cancel); it fails instead.
 //!
 //! Why not polkit: polkit sees a request's unit and verb, never its job
 //! mode, and `--job-mode=flush` on any granted unit cancels every job

@@ -25,8 +25,8 @@ const HELPER_DIR_NAME: &str = ".left4me";
 /// The parts of runtime/<i>/, by their name in it.
 pub(crate) const UPPER: &str = "upper";
 pub(crate) const WORK: &str = "work";
-/// The game's $HOME: the service user's, 0711 (the health check, another
-/// user, reads the events file in it); a reset empties it too.
+/// The game's $HOME: the service user's, 0710 (the health check, another
+/// user in its group, reads the events file in it); a reset empties it too.
 pub(crate) const HOME: &str = "home";
 pub(crate) const MERGED: &str = "merged";
 

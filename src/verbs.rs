@@ -467,11 +467,11 @@ fn discard_writable_layer(
     })
 }
 
-/// home/'s mode: the health check runs as a user of its own and opens the
-/// events file the game's relay writes there (0644) by name; it lists
-/// nothing, and what the game itself writes is 0600 or 0700 (its unit's
-/// UMask=0077).
-const HOME_MODE: u32 = 0o711;
+/// home/'s mode: the health check runs as a user of its own, in the service
+/// group, and opens the events file the game's relay writes there (0640) by
+/// name; it lists nothing, and what the game itself writes is 0600 or 0700
+/// (its unit's UMask=0077). Nobody outside the group passes runtime/<i>.
+const HOME_MODE: u32 = 0o710;
 
 /// upper/ (the service user's; its owner and mode become merged/'s),
 /// work/ (root-only) and home/ (the game's $HOME, the service user's,

@@ -161,21 +161,21 @@ root_test! {
         f.ok(&["mount", "vs1"]);
         let home = f.path("runtime/vs1/home");
         let meta = fs::metadata(&home).unwrap();
-        assert_eq!((meta.uid(), meta.mode() & 0o7777), (SERVICE_UID, 0o711));
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (SERVICE_UID, 0o710));
         fs::create_dir_all(home.join(".steam/sdk32")).unwrap();
         fs::write(home.join(".steam/registry.vdf"), "state").unwrap();
         // A mode the game changed converges back at the next mount.
         fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
         f.ok(&["umount", "vs1"]);
         f.ok(&["mount", "vs1"]);
-        assert_eq!(fs::metadata(&home).unwrap().mode() & 0o7777, 0o711);
+        assert_eq!(fs::metadata(&home).unwrap().mode() & 0o7777, 0o710);
         assert!(home.join(".steam/registry.vdf").exists(), "a remount keeps the home");
         f.ok(&["umount", "vs1"]);
         f.ok(&["reset", "vs1"]);
         f.wait_discarded("vs1");
         assert_eq!(fs::read_dir(&home).unwrap().count(), 0, "reset leaves an empty home");
         let meta = fs::metadata(&home).unwrap();
-        assert_eq!((meta.uid(), meta.mode() & 0o7777), (SERVICE_UID, 0o711));
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (SERVICE_UID, 0o710));
     }
 }
 

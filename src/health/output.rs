@@ -38,9 +38,9 @@ use super::read_small_file;
 /// by the relay.
 const MAX_EVENTS_BYTES: u64 = 4096;
 
-/// Readable by the health check, which runs as a user of its own and reads
-/// it through "other".
-const EVENTS_MODE: u32 = 0o644;
+/// Readable by the health check, which runs as a user of its own in the
+/// service group and reads it through the group.
+const EVENTS_MODE: u32 = 0o640;
 
 /// The longest line that can match, with the log prefix, is about 110
 /// bytes: longer lines are passed on, never kept.
@@ -96,8 +96,8 @@ impl Events {
     }
 
     /// Through a temporary file and rename(2): the check never reads half
-    /// a file. 0644 whatever the game unit's UMask=0077: the check runs as
-    /// a user of its own.
+    /// a file. 0640 whatever the game unit's UMask=0077: the check runs as
+    /// a user of its own, in the service group.
     fn write(&self, path: &Path) -> io::Result<()> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
@@ -280,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn the_events_file_is_readable_by_others_even_over_a_killed_runs_temporary_file() {
+    fn the_events_file_is_readable_by_the_group_even_over_a_killed_runs_temporary_file() {
         // The game unit's UMask=0077 made a killed relay's temporary file
         // 0600, and File::create keeps an existing file's mode.
         let dir = tempfile::tempdir().unwrap();
@@ -297,7 +297,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             fs::metadata(&events).unwrap().permissions().mode() & 0o777,
-            0o644
+            0o640
         );
     }
 

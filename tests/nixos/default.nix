@@ -242,6 +242,16 @@ in
           machine.succeed(f"test -s {S}/runtime/vs1/upper/left4dead2/logs/standin.log")
           machine.succeed(f"test \"$(cat {S}/installations/$(cat {S}/installations/current)/left4dead2/cfg/shadow.txt)\" = installation")
 
+      with subtest("the health check runs as its own user; its metrics are not the service user's to rewrite"):
+          machine.wait_for_unit("left4me-health@vs1.service")
+          pid = machine.succeed("systemctl show -P MainPID left4me-health@vs1.service").strip()
+          uid = machine.succeed("id -u left4me-health").strip()
+          machine.succeed(f"test \"$(awk '/^Uid:/ {{print $2}}' /proc/{pid}/status)\" = {uid}")
+          machine.succeed("test \"$(stat -c '%a %U %G' /run/left4me-metrics)\" = '775 root left4me-health'")
+          machine.wait_until_succeeds("test \"$(stat -c %U /run/left4me-metrics/left4me_vs1.prom)\" = left4me-health", timeout=60)
+          machine.fail(as_left4me("sh -c 'echo node_load1 99 >> /run/left4me-metrics/left4me_vs1.prom'"))
+          machine.fail(as_left4me("chmod 0 /run/left4me-metrics/left4me_vs1.prom"))
+
       ${pkgs.lib.optionalString pkgs.stdenv.hostPlatform.isx86_64 ''
         with subtest("the i386 game runs through the unit's loader and libraries only"):
             # srcds_linux wants /lib/ld-linux.so.2, libstdc++ and libgcc_s

@@ -75,9 +75,10 @@ wait_health_checks() {
     done
 }
 
-# The health check's own process runs as the service user, never root.
+# The health check's own process runs as its own user, never root nor the
+# service user.
 expect_health_as_its_user() {
-    local pid uid h
+    local pid uid h out
     pid=$(systemctl show -P MainPID "$(health_unit "$1")")
     [ "${pid:-0}" -gt 0 ] || fail "$(health_unit "$1") has no main process"
     uid=$(awk '/^Uid:/ {print $2 $3 $4 $5}' "/proc/$pid/status")

@@ -78,6 +78,14 @@ wait_until '[ -s /run/left4me-health/ten/status.json ]' "no health record in the
 [ "$(stat -c %U:%G /run/left4me-health/ten)" = left4me-health:left4me-health ] ||
     fail "the record dir is $(stat -c %U:%G /run/left4me-health/ten) after the upgrade, not the health user's"
 wait_until '[ "$(stat -c %U /run/left4me-health/ten/status.json)" = left4me-health ]' "the upgraded check does not write its record as left4me-health"
+# A record dir the service user owns, as a package with the mounts whose
+# checks ran as left4me left it: the check's next start gives it to
+# left4me-health (RuntimeDirectory= chowns a preserved directory).
+systemctl stop left4me-health@ten.service
+chown -R left4me:left4me /run/left4me-health/ten
+systemctl start left4me-health@ten.service || fail "the health check does not start on a record dir of left4me's"
+[ "$(stat -c %U:%G /run/left4me-health/ten /run/left4me-health/ten/status.json | sort -u)" = left4me-health:left4me-health ] ||
+    fail "the record dir of left4me's was not given to the health user: $(ls -la /run/left4me-health/ten)"
 # A metrics file the service user owns, as the old package's checks left
 # them in the mounted directory: the postinst removes it.
 install -o left4me -g left4me -m 0644 /dev/null /run/left4me-metrics/left4me_stale.prom

@@ -1,6 +1,7 @@
 # 21. The game's $HOME and the 32-bit loader path: each instance has a
-#     writable home in runtime/NAME/home (0711: the health check, another
-#     user, opens the events file in it by name and can read nothing else); ~/.steam/sdk32/steamclient.so
+#     writable home in runtime/NAME/home (0710: the health check, another
+#     user in the service group, opens the events file in it by name and can
+#     read nothing else); ~/.steam/sdk32/steamclient.so
 #     links to the installation's bin/steamclient.so when there is one (and
 #     the dynamically linked i386 stand-in loads it under the sandbox); the
 #     game's process maps the i386 loader, libc, libstdc++ and libgcc_s; a
@@ -15,16 +16,16 @@ log=$STATE/runtime/hom/upper/left4dead2/logs/standin.log
 
 start_instance hom
 expect_a2s 27031 "home test"
-[ "$(stat -c '%U:%G %a' "$home")" = "left4me:left4me 711" ] ||
-    fail "$home is $(stat -c '%U:%G %a' "$home"), expected left4me:left4me 711"
+[ "$(stat -c '%U:%G %a' "$home")" = "left4me:left4me 710" ] ||
+    fail "$home is $(stat -c '%U:%G %a' "$home"), expected left4me:left4me 710"
 [ -L "$link" ] && [ "$(readlink "$link")" = "$target" ] ||
     fail "$link is not a link to $target ($(ls -l "$link" 2>&1))"
 [ "$(stat -c %U "$link")" = left4me ] || fail "$link was not made by the service user"
 grep -q "steam: loaded $link" "$log" || fail "the game did not load steamclient.so through $link: $(grep steam: "$log")"
 grep -q "steam: HOME $home is writable" "$log" || fail "the game's HOME is not writable: $(grep steam: "$log")"
 [ "$(stat -c %U "$home/.standin-home")" = left4me ] || fail "$home/.standin-home missing or not the service user's"
-others=$(find "$home" -mindepth 1 ! -type l ! -path "$home/.left4me-events.json" -perm /o=rwx)
-[ -z "$others" ] || fail "others may use what the game wrote in its home: $others"
+others=$(find "$home" -mindepth 1 ! -type l ! -path "$home/.left4me-events.json" -perm /g=rwx,o=rwx)
+[ -z "$others" ] || fail "the group or others may use what the game wrote in its home: $others"
 pid=$(systemctl show -P MainPID "$(unit hom)")
 environ=$(tr '\0' '\n' < "/proc/$pid/environ")
 grep -qx "HOME=$home" <<<"$environ" || fail "the game's HOME is not $home"
@@ -62,7 +63,7 @@ mv /var/tmp/steamclient.so.aside "$gen/bin/steamclient.so"
 # A reset means a clean state: the home too.
 systemctl start --wait "$(reset_unit hom)" || fail "reset of hom failed"
 [ -d "$home" ] && [ -z "$(ls -A "$home")" ] || fail "$home not empty after reset: $(ls -A "$home")"
-[ "$(stat -c '%U:%G %a' "$home")" = "left4me:left4me 711" ] || fail "$home after reset is $(stat -c '%U:%G %a' "$home")"
+[ "$(stat -c '%U:%G %a' "$home")" = "left4me:left4me 710" ] || fail "$home after reset is $(stat -c '%U:%G %a' "$home")"
 start_instance hom
 # ExecStart= links before it execs the game: once the game answers.
 expect_a2s 27031 "home test"

@@ -1,5 +1,5 @@
 # 30. Health: a server that hangs (keeps running, stops answering, ignores
-#     SIGINT) is restarted by its health check, as left4me through root's
+#     SIGINT) is restarted by its health check, as left4me-health through root's
 #     request server (a `restart hh no-block` request on its socket),
 #     within N x interval + timeout of the hang, and answers again; the check
 #     runs as its own user left4me-health, sandboxed at least as tightly as

@@ -1,9 +1,9 @@
 # 33. Health: a server that hangs on every start ends `failed`, with the
 #     health check's reason in the journal, after RESTARTS_MAX restarts;
-#     systemd's start limit (5 in 60 s) could never see that. The check ends
-#     it with SIGSYS to the server's main process (as left4me, across the two
-#     units' PrivateUsers= namespaces), which RestartPreventExitStatus=
-#     keeps from being restarted.
+#     systemd's start limit (5 in 60 s) could never see that. The check asks
+#     root's request server to end it (`fail ha`: SIGSYS to the server's main
+#     process; the check, another user, cannot signal the game), which
+#     RestartPreventExitStatus= keeps from being restarted.
 #     A deliberate start afterwards works and gets a fresh budget.
 # budget: 130
 . ./health-lib.sh
@@ -45,6 +45,10 @@ case $result in signal | core-dump) ;; *) fail "result is $result, expected sign
 unit_journal ha | grep -q 'status=31/SYS' || fail "no SIGSYS exit in the server's journal"
 [ "$(systemctl show -P ExecMainStatus "$(unit ha)")" = 31 ] || fail "the main process's status is not SIGSYS (31)"
 wait_unmounted ha 15
+journalctl --sync 2>/dev/null || true
+journalctl --no-pager -o cat -u left4me-requests.service |
+    grep -q "^done for uid $(id -u left4me-health) pid [0-9]*: fail ha no-block$" ||
+    fail "the request server did not log the check's fail request: $(journalctl --no-pager -o cat -u left4me-requests.service | tail -n 5)"
 note "failed (result $result, main process SIGSYS) after $runs hung runs in $secs s, overlay unmounted"
 grep -q '"gave_up": {' "$(health_record ha)" || fail "the record does not show the give-up"
 grep -q '"server_pid": [1-9]' "$(health_record ha)" || fail "the record does not name the signalled PID"
