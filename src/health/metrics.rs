@@ -558,6 +558,68 @@ impl HostReader {
     }
 }
 
+/// How long a temporary file may sit before a prune takes it for a killed
+/// writer's: a write takes milliseconds.
+const STALE_TMP: Duration = Duration::from_secs(60);
+
+/// Whether a prune keeps the entry `name` of DIR, which this check's user
+/// made (`ours`) `age` ago, given the files of the loaded server units
+/// (running, starting, stopping or `failed`: a failed server's last
+/// figures, its give-up counter among them, stay to be scraped). Kept: the
+/// host file and those files, if ours, and our temporary files while
+/// young. Everything else goes: the files of names no longer loaded, which
+/// would otherwise fill the capped directory a name at a time until no
+/// check could write the host file (ninth review), and files of another
+/// owner (an earlier package's checks ran as the service user, who could
+/// rewrite theirs).
+fn keep(name: &str, ours: bool, age: Duration, loaded_files: &HashSet<String>) -> bool {
+    if name.ends_with(".tmp") {
+        return ours && age < STALE_TMP;
+    }
+    ours && (name == HOST_FILE || loaded_files.contains(name))
+}
+
+/// Removes from `dir` what [`keep`] does not keep. Nothing is removed when
+/// the loaded units cannot be listed (systemd out of reach, as the
+/// figures' show then is; said at debug level only).
+fn prune(dir: &Path, systemd: &impl Systemd) -> io::Result<()> {
+    let servers = match systemd.loaded(&server_unit("*")) {
+        Ok(s) => s,
+        Err(why) => {
+            tracing::debug!("metrics not pruned: {why}");
+            return Ok(());
+        }
+    };
+    let loaded_files: HashSet<String> = servers
+        .iter()
+        .filter_map(|u| u.strip_prefix("left4me-server@")?.strip_suffix(".service"))
+        .map(instance_file)
+        .collect();
+    let me = rustix::process::geteuid().as_raw();
+    let now = SystemTime::now();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(m) = entry.metadata() else { continue };
+        let age = m
+            .modified()
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        if !keep(&name, m.uid() == me, age, &loaded_files) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "removed {}: not a file a check of a loaded server keeps",
+                    entry.path().display()
+                ),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// temp file + rename(2): a reader (node exporter) sees the old file or the
 /// new one, never a part. The temp name does not end in `.prom`, which is
 /// all the textfile collector reads, and carries the writer's PID: several
@@ -617,9 +679,13 @@ impl<'s, S: Systemd> Exporter<'s, S> {
         let unit = read_unit(self.systemd, &server_unit(&record.instance));
         let text = render_instance(record, self.info.as_ref(), &self.latency, &unit);
         let mut result = write_atomically(&self.dir, &instance_file(&record.instance), &text);
-        if result.is_ok() && self.host_due() {
+        // The prune first, and whatever the instance's write did: a
+        // directory full of stale names is what it frees.
+        if self.host_due() {
+            let pruned = prune(&self.dir, self.systemd);
             let host = self.host.read(self.systemd);
-            result = write_atomically(&self.dir, HOST_FILE, &render_host(&host));
+            let wrote = write_atomically(&self.dir, HOST_FILE, &render_host(&host));
+            result = result.and(pruned).and(wrote);
         }
         if let Err(e) = result {
             if !self.warned {
@@ -920,6 +986,72 @@ mod tests {
             "{host}"
         );
         assert!(host.contains("left4me_generations 0\n"), "{host}");
+    }
+
+    #[rstest]
+    #[case::host("left4me_host.prom", true, 0, true)]
+    #[case::loaded("left4me_vs1.prom", true, 0, true)]
+    #[case::loaded_old("left4me_vs1.prom", true, 3600, true)]
+    #[case::not_loaded("left4me_gone.prom", true, 0, false)]
+    #[case::foreign_loaded("left4me_vs1.prom", false, 0, false)]
+    #[case::foreign_host("left4me_host.prom", false, 0, false)]
+    #[case::young_tmp(".left4me_vs1.prom.42.tmp", true, 5, true)]
+    #[case::old_tmp(".left4me_vs1.prom.42.tmp", true, 61, false)]
+    #[case::foreign_tmp(".left4me_vs1.prom.42.tmp", false, 0, false)]
+    #[case::other("x.prom", true, 0, false)]
+    fn a_prune_keeps_only_the_files_of_loaded_servers_this_user_made(
+        #[case] name: &str,
+        #[case] ours: bool,
+        #[case] age_s: u64,
+        #[case] kept: bool,
+    ) {
+        let loaded = HashSet::from([instance_file("vs1")]);
+        assert_eq!(keep(name, ours, Duration::from_secs(age_s), &loaded), kept);
+    }
+
+    /// A directory the service user filled with the files of names it no
+    /// longer runs (ninth review: 1,024 of them filled the 8 MiB tmpfs and
+    /// the host file went stale) is emptied of them at the next host write.
+    #[test]
+    fn the_host_write_prunes_the_files_of_servers_no_longer_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let systemd = FakeSystemd::default().unit(SERVER, SERVER_FIGURES);
+        for n in [
+            "left4me_gone.prom",
+            ".left4me_host.prom.7.tmp",
+            ".left4me_vs1.prom.8.tmp",
+        ] {
+            fs::write(dir.path().join(n), "x").unwrap();
+        }
+        let old = SystemTime::now() - Duration::from_secs(120);
+        fs::File::options()
+            .write(true)
+            .open(dir.path().join(".left4me_host.prom.7.tmp"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut e = Exporter::new(
+            dir.path().to_owned(),
+            dir.path().join("installations"),
+            &systemd,
+            Duration::from_secs(10),
+        );
+        let (r, _, _) = answered(1, 0);
+        e.write(&r);
+        assert!(!e.warned);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".left4me_vs1.prom.8.tmp",
+                "left4me_host.prom",
+                "left4me_vs1.prom"
+            ]
+        );
     }
 
     #[test]

@@ -84,9 +84,11 @@ pub(crate) fn read_small_file(dir: &Path, rel: &str, max: u64) -> io::Result<Opt
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let shown = dir.join(rel);
     let with = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown.display()));
+    // O_PATH: the check reaches the events file through the game's home,
+    // 0710, which it may search but not list.
     let base = match rustix::fs::open(
         dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
         Ok(fd) => fd,

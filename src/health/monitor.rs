@@ -48,6 +48,9 @@ pub(crate) trait Systemd {
         unit: &str,
         props: &[&str],
     ) -> std::result::Result<HashMap<String, String>, String>;
+    /// The names of the loaded units matching `pattern` (a glob), in every
+    /// state, failed ones included.
+    fn loaded(&self, pattern: &str) -> std::result::Result<Vec<String>, String>;
 
     /// The unit's main PID.
     fn main_pid(&self, unit: &str) -> std::result::Result<u32, String> {
@@ -87,6 +90,9 @@ impl<T: Systemd + ?Sized> Systemd for &T {
         props: &[&str],
     ) -> std::result::Result<HashMap<String, String>, String> {
         (**self).show(unit, props)
+    }
+    fn loaded(&self, pattern: &str) -> std::result::Result<Vec<String>, String> {
+        (**self).loaded(pattern)
     }
 }
 
@@ -149,6 +155,17 @@ impl Systemd for Systemctl {
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    fn loaded(&self, pattern: &str) -> std::result::Result<Vec<String>, String> {
+        let mut args = requests::LIST_UNITS.to_vec();
+        args.push(pattern);
+        let text = self.run(&format!("list-units {pattern}"), &args)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
             .collect())
     }
 }
@@ -578,6 +595,26 @@ pub(crate) mod fake {
                 .filter(|(k, _)| props.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect())
+        }
+
+        /// The units the test gave, matched against a pattern of the one
+        /// form the code uses, `PREFIX*SUFFIX`. With none given, systemd is
+        /// out of reach, as for `show` (a real one always has units).
+        fn loaded(&self, pattern: &str) -> Result<Vec<String>, String> {
+            if self.units.is_empty() {
+                return Err(format!(
+                    "systemctl list-units {pattern} failed (exit status: 1): Failed to connect to bus: Host is down"
+                ));
+            }
+            let (prefix, suffix) = pattern.split_once('*').expect("a PREFIX*SUFFIX pattern");
+            let mut names: Vec<String> = self
+                .units
+                .keys()
+                .filter(|u| u.starts_with(prefix) && u.ends_with(suffix))
+                .cloned()
+                .collect();
+            names.sort();
+            Ok(names)
         }
     }
 }

@@ -301,6 +301,28 @@ mod tests {
         );
     }
 
+    /// The check reaches the file through a home it may search but not
+    /// list (0710, its group's x); as nobody (tests/unprivileged/run) a
+    /// directory open for reading there fails with EACCES.
+    #[test]
+    fn the_events_file_is_read_through_a_home_that_cannot_be_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        fs::create_dir(&home).unwrap();
+        let events = home.join("events.json");
+        relay(
+            b"---- Host_NewGame ----\n".as_slice(),
+            Vec::new(),
+            &events,
+            || 9,
+        )
+        .unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o100)).unwrap();
+        let read = Events::read(&events);
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(read.unwrap().map_change_ms, Some(9));
+    }
+
     #[test]
     fn no_event_no_file() {
         let (out, events, _d) = relayed(b"hello\nworld\n", &[]);

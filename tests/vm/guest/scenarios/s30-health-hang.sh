@@ -18,6 +18,10 @@ start_instance hh
 expect_a2s 27031 "health hh"
 wait_health_active hh
 expect_health_as_its_user hh
+# The games' console FIFOs are out of its sight (InaccessiblePaths=).
+hpid=$(systemctl show -P MainPID "$(health_unit hh)")
+[ "$(stat -c %a "/proc/$hpid/root/run/left4me")" = 0 ] ||
+    fail "the health check sees /run/left4me: $(stat -c '%a %U' "/proc/$hpid/root/run/left4me" 2>&1)"
 wait_health_checks hh 2 30
 [ "$(hfield hh phase)" = checking ] || fail "health phase is '$(hfield hh phase)', expected checking"
 # The check writes its metrics as its own user (the directory is
