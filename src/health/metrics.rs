@@ -15,8 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -620,19 +620,11 @@ fn prune(dir: &Path, systemd: &impl Systemd) -> io::Result<()> {
     Ok(())
 }
 
-/// temp file + rename(2): a reader (node exporter) sees the old file or the
-/// new one, never a part. The temp name does not end in `.prom`, which is
-/// all the textfile collector reads, and carries the writer's PID: several
-/// checks may write the host file at once, and one must not rename a temp
-/// file another is still writing.
+/// [`super::replace_file`]: node exporter reads the old file or the new
+/// one, never a part; the temporary name does not end in `.prom`, which is
+/// all the textfile collector reads.
 pub(crate) fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = fs::File::create(&tmp)?;
-    // Node exporter runs as its own user; the unit's UMask=0077 would hide it.
-    f.set_permissions(fs::Permissions::from_mode(0o644))?;
-    f.write_all(text.as_bytes())?;
-    drop(f);
-    fs::rename(&tmp, dir.join(name))
+    super::replace_file(dir, name, text.as_bytes())
 }
 
 /// The check's side: the figures of its own run, and where they go.

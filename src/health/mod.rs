@@ -68,8 +68,9 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// The bytes of a small file below `dir` (`rel`, which may have several
-/// components) that the service user can write: its record, the game's
-/// events, `installations/current` through the check's bind. Root reads the
+/// components) that someone other than the reader may write: the game's
+/// events (the service user's), a record (the health user's),
+/// `installations/current` through the check's bind. Root reads the
 /// records too (`left4me-health status`, `left4me list`), so nothing below
 /// `dir` is followed: no symlink, no mount point (`openat2` with
 /// `RESOLVE_BENEATH|RESOLVE_NO_XDEV|RESOLVE_NO_SYMLINKS`, which refuses a
@@ -78,8 +79,9 @@ pub(crate) fn now_ms() -> u64 {
 /// cannot block (O_NONBLOCK), a regular file only, at most `max` bytes, from
 /// one open. None when it does not exist. The health unit's system call
 /// filter refuses openat2 (ENOSYS seen in the trixie VM, EPERM by the
-/// filter's errno): there, as the service user reading its own files, the
-/// check falls back to `openat` with O_NOFOLLOW; root never does.
+/// filter's errno): there the check, never root, falls back to `openat`
+/// with O_NOFOLLOW (a mount the service user made below the home can hang
+/// only its own instance's check); root never does.
 pub(crate) fn read_small_file(dir: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let shown = dir.join(rel);
@@ -138,6 +140,34 @@ pub(crate) fn read_small_file(dir: &Path, rel: &str, max: u64) -> io::Result<Opt
     Ok(Some(bytes))
 }
 
+/// Replaces `dir/name` with `bytes` through a temporary file and rename(2),
+/// so a reader sees the old file or the new one, never a part. The file is
+/// 0644 (nothing in it is secret, and its readers, node exporter or
+/// `left4me list`, are other users; the unit's UMask=0077 would hide it).
+/// The temporary name carries the writer's PID (checks write the host
+/// metrics file at once) and is made afresh (O_EXCL after removing what a
+/// killed run left): an open file description someone kept of an earlier
+/// one is never written into (ninth review: the service user held the
+/// record's temporary file open across an upgrade's chown).
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    f.write_all(bytes)?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name))
+}
+
 pub(crate) fn server_unit(instance: &str) -> String {
     format!("left4me-server@{instance}.service")
 }
@@ -147,6 +177,34 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    /// A description someone kept open of an earlier temporary file (a
+    /// killed run's, or one it made itself where it could) never becomes
+    /// the file's content.
+    #[test_log::test]
+    fn a_replaced_file_is_never_one_someone_holds_open() {
+        use std::io::{Read as _, Seek as _};
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(format!(".x.{}.tmp", std::process::id()));
+        fs::write(&tmp, b"").unwrap();
+        let mut held = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tmp)
+            .unwrap();
+        replace_file(dir.path(), "x", b"new").unwrap();
+        assert_eq!(fs::read(dir.path().join("x")).unwrap(), b"new");
+        let mut seen = Vec::new();
+        held.rewind().unwrap();
+        held.read_to_end(&mut seen).unwrap();
+        assert!(seen.is_empty(), "the held file got the content");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dir.path().join("x"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
 
     #[test_log::test]
     fn no_code_repeats() {

@@ -5,8 +5,7 @@
 //! state there is. Times are Unix epoch milliseconds.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -352,19 +351,14 @@ impl Record {
         })
     }
 
-    /// Writes the record through a temporary file and rename(2), readable by
-    /// everyone (it holds nothing secret; the unit's UMask=0077 would hide it).
+    /// Writes the record with [`super::replace_file`]: readers see the old
+    /// record or the new one, never a part.
     pub(crate) fn save(&self, run_dir: &Path) -> io::Result<()> {
         let dir = run_dir.join(&self.instance);
         fs::create_dir_all(&dir)?;
-        let tmp = dir.join(".status.json.tmp");
-        let mut file = fs::File::create(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(0o644))?;
         let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         text.push(b'\n');
-        file.write_all(&text)?;
-        drop(file);
-        fs::rename(&tmp, dir.join(FILE))
+        super::replace_file(&dir, FILE, &text)
     }
 }
 
@@ -372,6 +366,7 @@ impl Record {
 mod tests {
     use super::*;
     use crate::a2s::Info;
+    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     fn settings() -> Settings {
