@@ -225,12 +225,12 @@ pub(crate) fn contract() -> Contract {
         health: settings::KNOBS
             .iter()
             .map(|k| match k.kind {
-                KnobKind::Seconds { zero_ok } => Setting {
+                KnobKind::Seconds { at_least } => Setting {
                     key: k.key,
                     default: k.default,
                     unit: "seconds",
-                    min: 0.0,
-                    min_exclusive: !zero_ok,
+                    min: at_least.unwrap_or(0.0),
+                    min_exclusive: at_least.is_none(),
                     max: settings::MAX_SECONDS,
                 },
                 KnobKind::Count { min } => Setting {

@@ -166,6 +166,34 @@ pub(crate) fn apply(
     }
 }
 
+/// Where `systemctl set-property --runtime` leaves its drop-ins, and the
+/// one [`set_allowed`] makes (systemd's `50-PROPERTY.conf`).
+pub(crate) const RUNTIME_CONTROL: &str = "/run/systemd/system.control";
+const DROP_IN: &str = "50-AllowedCPUs.conf";
+
+/// Removes the runtime drop-in [`set_allowed`] made for `unit` below
+/// `control` ([`RUNTIME_CONTROL`]), once the instance is unmounted or its
+/// mount failed: systemd keeps such a file until reboot, one per unit name,
+/// so names started one after another (a failed mount is enough) filled
+/// the host's /run, 4 KiB and two inodes a name (tenth review). While the
+/// instance runs the file stays: a daemon-reload re-reads it. The setting
+/// itself stays on the loaded unit until systemd unloads or reloads it, and
+/// the next mount sets it again ([`apply`]). The directory goes too when
+/// nothing else is in it.
+pub(crate) fn forget(control: &Path, unit: &str) {
+    let dir = control.join(format!("{unit}.d"));
+    let file = dir.join(DROP_IN);
+    match std::fs::remove_file(&file) {
+        Ok(()) => tracing::info!("{unit}: removed {}", file.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!("{unit}: cannot remove {}: {e}", file.display());
+            return;
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
 /// `systemctl set-property --runtime UNIT AllowedCPUs=LIST` (empty: every
 /// CPU). A property change, not a job: it cannot wait on the server's
 /// pending start job, and applied before the server starts (it is ordered
@@ -223,6 +251,27 @@ mod tests {
     fn refused(#[case] text: &str, #[case] why: &str) {
         let e = CpuList::parse(text).unwrap_err();
         assert!(e.contains(why), "{e}");
+    }
+
+    #[test_log::test]
+    fn forget_removes_the_drop_in_and_only_an_empty_directory() {
+        let control = tempfile::tempdir().unwrap();
+        let unit = "left4me-server@vs1.service";
+        let dir = control.path().join(format!("{unit}.d"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(DROP_IN), "[Service]\nAllowedCPUs=1\n").unwrap();
+        forget(control.path(), unit);
+        assert!(!dir.exists());
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(DROP_IN), "").unwrap();
+        std::fs::write(dir.join("50-MemoryMax.conf"), "").unwrap();
+        forget(control.path(), unit);
+        assert!(!dir.join(DROP_IN).exists());
+        assert!(
+            dir.join("50-MemoryMax.conf").exists(),
+            "another setting's drop-in stays"
+        );
+        forget(control.path(), "left4me-server@never.service");
     }
 
     #[test_log::test]

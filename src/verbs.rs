@@ -304,14 +304,31 @@ pub(crate) fn mount(
     }
     let l = Locked::take(state, name)?;
     let cpus_record = paths.own(Own::Cpus);
+    let unit = format!("left4me-server@{name}.service");
     crate::cpus::apply(
         l.helper_dir.as_fd(),
         &cpus_record,
         &l.in_helper_dir(&cpus_record),
-        &format!("left4me-server@{name}.service"),
+        &unit,
         config.cpus.as_ref().map(|(c, _)| c),
         server.systemctl,
     )?;
+    let done = mount_locked(state, &l, &config, user, server);
+    if done.is_err() {
+        crate::cpus::forget(Path::new(crate::cpus::RUNTIME_CONTROL), &unit);
+    }
+    done
+}
+
+/// [`mount`] once the instance is locked and its CPUs are set.
+fn mount_locked(
+    state: &State,
+    l: &Locked<'_>,
+    config: &InstanceConfig,
+    user: &ServiceUser,
+    server: &ForServer<'_>,
+) -> Result<MountDone> {
+    let (name, paths) = (&l.name, &l.paths);
     // root:<service group> 0750: the game reaches merged/ through its group;
     // other local users cannot read staged config (rcon passwords) through it.
     let rt_shown = l.shown(&paths.runtime());
@@ -324,14 +341,14 @@ pub(crate) fn mount(
     // The generation this mount uses, picked once, under that lock.
     let game = generation::layer_rel(state)?;
     if l.mounted(runtime_i.as_fd())?.is_some() {
-        let asked: Vec<Layer> = instance::layer_stack(state, &paths, &config, Some(&game))?
+        let asked: Vec<Layer> = instance::layer_stack(state, paths, config, Some(&game))?
             .into_iter()
             .map(|(layer, _)| layer)
             .collect();
-        let recorded = instance::read_record(l.helper_dir.as_fd(), &paths);
+        let recorded = instance::read_record(l.helper_dir.as_fd(), paths);
         if recorded.as_ref() == Some(&asked) {
-            let _ports = l.claim_ports(&config)?;
-            l.write_env_copy(&config, &asked)?;
+            let _ports = l.claim_ports(config)?;
+            l.write_env_copy(config, &asked)?;
             console::make(server.console_dir, name, user.gid, false)?;
             tracing::info!("already mounted with the same layer stack");
             return Ok(MountDone {
@@ -360,22 +377,22 @@ pub(crate) fn mount(
         )));
     }
 
-    let discard = if reset_asked(state, &paths)? {
-        Some(discard_writable_layer(&runtime_i, &l, user)?)
+    let discard = if reset_asked(state, paths)? {
+        Some(discard_writable_layer(&runtime_i, l, user)?)
     } else {
-        prepare_writable_layer(runtime_i.as_fd(), &l, user)?;
+        prepare_writable_layer(runtime_i.as_fd(), l, user)?;
         None
     };
     let merged_shown = l.shown(&paths.part(MERGED));
     let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
-    let (mnt, stack) = overlay::assemble(&state.root, name, &config, &game, user)?;
+    let (mnt, stack) = overlay::assemble(&state.root, name, config, &game, user)?;
     // Before the attach, the last step that can fail (a failed start's unit
     // runs no ExecStop= to undo a mount), and outside the ports lock, for
     // which every instance starting at the same time queues.
     console::make(server.console_dir, name, user.gid, true)?;
     let attached = (|| {
         // Until attached: from here on this instance counts as running.
-        let _ports = l.claim_ports(&config)?;
+        let _ports = l.claim_ports(config)?;
         let record = paths.own(Own::Record);
         fsx::write_replace(
             l.helper_dir.as_fd(),
@@ -383,7 +400,7 @@ pub(crate) fn mount(
             instance::render_record(&stack).as_bytes(),
             &l.in_helper_dir(&record),
         )?;
-        l.write_env_copy(&config, &stack)?;
+        l.write_env_copy(config, &stack)?;
         overlay::attach(mnt.as_fd(), merged.as_fd())
             .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))
     })();
@@ -511,7 +528,18 @@ fn exists(state: &State, paths: &InstancePaths) -> Result<bool> {
     Ok(false)
 }
 
+/// Unmounts, and once nothing is mounted, removes the server unit's runtime
+/// CPU drop-in ([`crate::cpus::forget`]).
 pub(crate) fn umount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Outcome> {
+    let outcome = unmount(state, name, console_dir)?;
+    crate::cpus::forget(
+        Path::new(crate::cpus::RUNTIME_CONTROL),
+        &format!("left4me-server@{name}.service"),
+    );
+    Ok(outcome)
+}
+
+fn unmount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Outcome> {
     // First, whatever happens below: no command reaches a stopped game, and
     // no writer waits for one (console::remove). Not a reason to keep the
     // overlay mounted if it fails.

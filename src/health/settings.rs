@@ -26,6 +26,8 @@ pub(crate) const STEAM_UPDATE: &str = "L4D2_HEALTH_STEAM_UPDATE_SEC";
 /// Longest accepted duration: 30 days. Larger values are typos, and keep
 /// the arithmetic far from overflow.
 pub(crate) const MAX_SECONDS: f64 = 30.0 * 86400.0;
+/// The shortest `L4D2_HEALTH_INTERVAL_SEC`.
+pub(crate) const MIN_INTERVAL: f64 = 0.5;
 /// Largest accepted count.
 pub(crate) const MAX_COUNT: u32 = 1000;
 
@@ -42,9 +44,9 @@ pub(crate) struct Knob {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum KnobKind {
-    /// Seconds, decimals allowed, at most [`MAX_SECONDS`]; 0 only where
-    /// `zero_ok`.
-    Seconds { zero_ok: bool },
+    /// Seconds, decimals allowed, at most [`MAX_SECONDS`] and at least
+    /// `at_least`, or more than 0 where that is None.
+    Seconds { at_least: Option<f64> },
     /// A whole number from `min` to [`MAX_COUNT`].
     Count { min: u32 },
 }
@@ -53,17 +55,24 @@ pub(crate) const KNOBS: [Knob; 8] = [
     Knob {
         key: GRACE,
         default: 120.0,
-        kind: KnobKind::Seconds { zero_ok: true },
+        kind: KnobKind::Seconds {
+            at_least: Some(0.0),
+        },
     },
     Knob {
         key: INTERVAL,
         default: 10.0,
-        kind: KnobKind::Seconds { zero_ok: false },
+        // Each round is a query and up to three systemctl calls (the
+        // server's figures, the update unit, the metrics prune): with no
+        // floor a check spun at 190 of them a second (tenth review).
+        kind: KnobKind::Seconds {
+            at_least: Some(MIN_INTERVAL),
+        },
     },
     Knob {
         key: TIMEOUT,
         default: 2.0,
-        kind: KnobKind::Seconds { zero_ok: false },
+        kind: KnobKind::Seconds { at_least: None },
     },
     Knob {
         key: FAILURES,
@@ -81,20 +90,24 @@ pub(crate) const KNOBS: [Knob; 8] = [
     Knob {
         key: RESTARTS_WINDOW,
         default: 3600.0,
-        kind: KnobKind::Seconds { zero_ok: false },
+        kind: KnobKind::Seconds { at_least: None },
     },
     Knob {
         key: MAP_LOAD,
         // As long as the start-up grace, the first map's load: LinuxGSM's
         // monitor needed about 60 s (#61, #3208, #4343); twice that.
         default: 120.0,
-        kind: KnobKind::Seconds { zero_ok: true },
+        kind: KnobKind::Seconds {
+            at_least: Some(0.0),
+        },
     },
     Knob {
         key: STEAM_UPDATE,
         // The "at most once per hour"; 0 turns it off.
         default: 3600.0,
-        kind: KnobKind::Seconds { zero_ok: true },
+        kind: KnobKind::Seconds {
+            at_least: Some(0.0),
+        },
     },
 ];
 
@@ -221,7 +234,10 @@ fn invalid(key: &str, raw: &str, why: &str, example: &str) -> Failure {
 
 fn seconds(lookup: &impl Fn(&str) -> Option<String>, knob: Knob) -> Result<f64, Failure> {
     let (key, default) = (knob.key, knob.default);
-    let zero_ok = matches!(knob.kind, KnobKind::Seconds { zero_ok: true });
+    let at_least = match knob.kind {
+        KnobKind::Seconds { at_least } => at_least,
+        KnobKind::Count { .. } => None,
+    };
     let Some(raw) = lookup(key) else {
         return Ok(default);
     };
@@ -236,8 +252,17 @@ fn seconds(lookup: &impl Fn(&str) -> Option<String>, knob: Knob) -> Result<f64, 
         .then(|| t.parse().ok())
         .flatten()
         .ok_or_else(|| invalid(key, &raw, "not a number of seconds", &example))?;
-    if value == 0.0 && !zero_ok {
-        return Err(invalid(key, &raw, "must be more than 0", &example));
+    match at_least {
+        None if value == 0.0 => return Err(invalid(key, &raw, "must be more than 0", &example)),
+        Some(min) if value < min => {
+            return Err(invalid(
+                key,
+                &raw,
+                &format!("must be at least {min}"),
+                &example,
+            ));
+        }
+        _ => {}
     }
     if value > MAX_SECONDS {
         return Err(invalid(
@@ -352,7 +377,9 @@ mod tests {
     fn bad_values_name_the_variable_and_the_value() {
         let cases: &[(&str, &str, &str)] = &[
             (INTERVAL, "10s", "not a number of seconds"),
-            (INTERVAL, "0", "more than 0"),
+            (INTERVAL, "0", "at least 0.5"),
+            (INTERVAL, "0.0001", "at least 0.5"),
+            (TIMEOUT, "0", "more than 0"),
             (TIMEOUT, "-1", "not a number"),
             (TIMEOUT, "1e3", "not a number"),
             (TIMEOUT, "nan", "not a number"),

@@ -33,6 +33,9 @@ remove_instance pa
 remove_instance pb
 make_instance pa 27060 "base" "ports pa"
 make_instance pb 27160 "base" "ports pb"
+# pb is pinned too: its refused mount comes after the CPUs were set, and
+# leaves no runtime drop-in behind (cpus::forget).
+echo 'L4D2_CPUS=1' >> "$STATE/instances/pb/instance.env"
 start_instance pa
 expect_a2s 27060 "ports pa"
 journal_has "$(unit pa)" today 'standin: ports: game 27060, client 27160, SourceTV 27260' ||
@@ -44,6 +47,8 @@ systemctl start "$(unit pb)" 2>/dev/null && fail "pb started although its game p
 journal_has "$(overlay_unit pb)" "$since" 'port 27160 (the game port of instance pb) is the client port of instance pa, which is running' ||
     fail "no message naming pa and the port: $(UNIT=$(overlay_unit pb) unit_journal pb "$since" | tail -n 5)"
 is_mounted pb && fail "pb is mounted although refused"
+dropin() { echo "/run/systemd/system.control/$(unit "$1").d/50-AllowedCPUs.conf"; }
+[ ! -e "$(dropin pb)" ] || fail "pb's refused mount left $(dropin pb)"
 [ "$(active_state pa)" = active ] || fail "pa is $(active_state pa) after pb's refusal"
 remove_instance pb
 remove_instance pa
@@ -120,7 +125,15 @@ while read -r pid; do
 done < "$cg/cgroup.procs"
 [ "$threads" -ge 3 ] || fail "only $threads threads seen in $cg"
 note "L4D2_CPUS=1: all $threads threads of the unit may run on CPU 1 only"
+grep -qx 'AllowedCPUs=1' "$(dropin pcpu)" || fail "no runtime drop-in $(dropin pcpu) while pcpu runs"
 stop_instance pcpu
+# Gone with the mount: one per name ever started would fill /run (tenth review).
+# The helper removes it right after the unmount the stop waited for.
+t0=$(now_ms)
+while [ -e "$(dropin pcpu)" ]; do
+    [ $(( $(now_ms) - t0 )) -lt 5000 ] || fail "$(dropin pcpu) outlived the umount by 5 s"
+    sleep 0.1
+done
 
 # A CPU the guest does not have: refused at mount.
 sed -i 's/^L4D2_CPUS=1$/L4D2_CPUS=1,7/' "$STATE/instances/pcpu/instance.env"

@@ -18,6 +18,8 @@ start_instance hh
 expect_a2s 27031 "health hh"
 wait_health_active hh
 expect_health_as_its_user hh
+[ "$(systemctl show -P Slice "$(health_unit hh)")" = l4d2.slice ] ||
+    fail "the health check runs in $(systemctl show -P Slice "$(health_unit hh)"), not l4d2.slice"
 # The games' console FIFOs are out of its sight (InaccessiblePaths=).
 hpid=$(systemctl show -P MainPID "$(health_unit hh)")
 [ "$(stat -c %a "/proc/$hpid/root/run/left4me")" = 0 ] ||
