@@ -56,7 +56,7 @@ wait_sample a2s_server_up mh 1 40
 # The players file is read per query: the next answer after it.
 wait_sample a2s_server_players mp 4 30
 for f in "$MDIR/left4me_mp.prom" "$MDIR/left4me_mh.prom" "$MDIR/left4me_host.prom"; do
-    [ "$(stat -c '%U %a' "$f")" = "left4me 644" ] || fail "$f is $(stat -c '%U %a' "$f")"
+    [ "$(stat -c '%U %a' "$f")" = "left4me-health 644" ] || fail "$f is $(stat -c '%U %a' "$f")"
     "$PROMTOOL" check metrics < "$f" || fail "promtool check metrics finds problems in $f"
 done
 note "promtool check metrics: no problem in left4me_mp.prom, left4me_mh.prom, left4me_host.prom"
