@@ -23,6 +23,8 @@ fn pids() -> impl Iterator<Item = String> {
 /// open file or a mapping inside it, and mount namespaces other than ours
 /// that still contain it (the failure the reference unit's commit describes:
 /// a process left in a service's private namespace pins the slave copy).
+/// Names and paths are the service user's to choose: escaped
+/// (`escape_debug`), so none can drive root's terminal (eleventh review).
 pub(crate) fn holders(mount_point: &str) -> Vec<String> {
     let inside = |p: &str| {
         p == mount_point
@@ -37,7 +39,8 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
         let comm = fs::read_to_string(format!("{base}/comm"))
             .unwrap_or_default()
             .trim()
-            .to_owned();
+            .escape_debug()
+            .to_string();
         let who = format!("pid {pid} ({comm})");
         let ns = fs::read_link(format!("{base}/ns/mnt")).ok();
         if let Some(ns) = ns.filter(|ns| Some(ns) != own_ns.as_ref()) {
@@ -53,7 +56,7 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
         for (link, what) in [("cwd", "working directory"), ("root", "root directory")] {
             let target = fs::read_link(format!("{base}/{link}"));
             if let Some(target) = target.ok().filter(|t| inside(&t.to_string_lossy())) {
-                found.push(format!("{who}: {what} {}", target.display()));
+                found.push(format!("{who}: {what} {}", shown(&target)));
             }
         }
         let fds = fs::read_dir(format!("{base}/fd"))
@@ -62,7 +65,7 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
             .flatten();
         for target in fds.filter_map(|fd| fs::read_link(fd.path()).ok()) {
             if inside(&target.to_string_lossy()) {
-                found.push(format!("{who}: open file {}", target.display()));
+                found.push(format!("{who}: open file {}", shown(&target)));
             }
         }
         let maps = fs::read_to_string(format!("{base}/maps")).unwrap_or_default();
@@ -71,7 +74,7 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
             .filter_map(|l| l.split_whitespace().nth(5))
             .find(|p| inside(p));
         if let Some(path) = mapped {
-            found.push(format!("{who}: mapped file {path}"));
+            found.push(format!("{who}: mapped file {}", path.escape_debug()));
         }
     }
     for (ns, pids) in namespaces {
@@ -87,6 +90,10 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
         ));
     }
     found
+}
+
+fn shown(path: &std::path::Path) -> String {
+    path.to_string_lossy().escape_debug().to_string()
 }
 
 /// The processes with `uid` among their user ids (real, effective, saved or
@@ -107,8 +114,39 @@ pub(crate) fn processes_of(uid: u32) -> Vec<String> {
         };
         let uids = field("Uid:");
         if uids.split_whitespace().any(|u| u.parse() == Ok(uid)) {
-            found.push(format!("{pid} ({})", field("Name:").trim()));
+            found.push(format!("{pid} ({})", field("Name:").trim().escape_debug()));
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A holder whose working directory has a terminal escape in its name
+    /// is listed with the escape shown, not sent.
+    #[test_log::test]
+    fn holders_are_listed_without_terminal_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let evil = dir.path().join("x\u{1b}]2;PWNED\u{7}\u{1b}[2J");
+        fs::create_dir(&evil).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&evil)
+            .spawn()
+            .unwrap();
+        let found = holders(&dir.path().to_string_lossy());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let line = found
+            .iter()
+            .find(|l| l.contains(&format!("pid {} ", child.id())))
+            .unwrap_or_else(|| panic!("the sleep is not listed: {found:?}"));
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "{line:?}"
+        );
+        assert!(line.contains("\\u{1b}]2;PWNED"), "{line:?}");
+    }
 }

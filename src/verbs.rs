@@ -167,6 +167,7 @@ impl<'s> Locked<'s> {
         // time waits for this lock, so what it covers must not grow with
         // the square of their number.
         let table = mounts::read_mountinfo("/proc/self/mountinfo");
+        within_mount_cap(&table, &self.name)?;
         for file in others {
             let Some(other) = file
                 .strip_suffix(".env")
@@ -455,6 +456,29 @@ fn reset_asked(state: &State, paths: &InstancePaths) -> Result<bool> {
     Ok(true)
 }
 
+/// Refused (exit 15) while [`MAX_MOUNTED`] overlays of other instances are
+/// mounted: an umount refused as busy (a process of the service user's kept
+/// its cwd in merged/) leaves its overlay in PID 1's namespace, and renamed
+/// instance dirs would leave one more each, until every mount on the host
+/// failed at the kernel's mount-max and PID 1 re-read an ever longer mount
+/// table (eleventh review). Counted by the source overlayfs shows for the
+/// helper's own mounts.
+fn within_mount_cap(table: &[mounts::MountEntry], name: &InstanceName) -> Result<()> {
+    let own = instance::mount_source(name);
+    let mounted = table
+        .iter()
+        .filter(|m| m.fstype == "overlay" && m.source.starts_with("left4me:") && m.source != own)
+        .count();
+    if mounted < MAX_MOUNTED {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Kind::Conflict,
+        format!("{mounted} instance overlays are mounted, the most this host allows"),
+    )
+    .hint("find the ones left mounted: findmnt -t overlay -o TARGET,SOURCE; stop what holds them, then left4me-overlay umount NAME"))
+}
+
 /// Sets upper/, work/ and home/ aside and puts empty ones in their place;
 /// what was set aside is for [`discard::in_background`] once the lock is
 /// released. The instance must not be mounted.
@@ -489,6 +513,10 @@ fn discard_writable_layer(
 /// name; it lists nothing, and what the game itself writes is 0600 or 0700
 /// (its unit's UMask=0077). Nobody outside the group passes runtime/<i>.
 const HOME_MODE: u32 = 0o710;
+
+/// Instance overlays mounted at once, at most: the same bound as the server
+/// units a request may have loaded (one overlay per server).
+const MAX_MOUNTED: usize = crate::requests::MAX_LOADED_SERVERS;
 
 /// upper/ (the service user's; its owner and mode become merged/'s),
 /// work/ (root-only) and home/ (the game's $HOME, the service user's,
@@ -528,15 +556,17 @@ fn exists(state: &State, paths: &InstancePaths) -> Result<bool> {
     Ok(false)
 }
 
-/// Unmounts, and once nothing is mounted, removes the server unit's runtime
-/// CPU drop-in ([`crate::cpus::forget`]).
+/// Unmounts, and whatever that does, removes the server unit's runtime CPU
+/// drop-in ([`crate::cpus::forget`]): umount runs once the server has
+/// stopped, and a mount refused as busy must not keep one either (eleventh
+/// review); the next mount sets the CPUs again.
 pub(crate) fn umount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Outcome> {
-    let outcome = unmount(state, name, console_dir)?;
+    let outcome = unmount(state, name, console_dir);
     crate::cpus::forget(
         Path::new(crate::cpus::RUNTIME_CONTROL),
         &format!("left4me-server@{name}.service"),
     );
-    Ok(outcome)
+    outcome
 }
 
 fn unmount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Outcome> {
@@ -681,6 +711,46 @@ fn refuse_symlink_swap(runtime_i: BorrowedFd<'_>, part: &str, shown: &Path) -> R
 
 #[cfg(test)]
 mod tests {
+    use crate::mounts::MountEntry;
+
+    #[rstest::rstest]
+    #[case::below(MAX_MOUNTED - 1, "other", true)]
+    #[case::at_the_cap(MAX_MOUNTED, "other", false)]
+    #[case::its_own_mount_not_counted(MAX_MOUNTED, "own", true)]
+    #[test_log::test]
+    fn no_mount_past_the_cap_of_mounted_overlays(
+        #[case] mounted: usize,
+        #[case] which: &str,
+        #[case] ok: bool,
+    ) {
+        let own = InstanceName::parse("own").unwrap();
+        let mut table: Vec<MountEntry> = (0..mounted)
+            .map(|i| MountEntry {
+                id: i as u64,
+                mount_point: format!("/var/lib/left4me/runtime/n{i}/merged"),
+                fstype: "overlay".into(),
+                source: format!("left4me:n{i}"),
+            })
+            .collect();
+        if which == "own" {
+            table[0].source = instance::mount_source(&own);
+        }
+        // Not the helper's: another overlay, a FUSE mount named alike.
+        for (fstype, source) in [("overlay", "overlay"), ("fuse.x", "left4me:fake")] {
+            table.push(MountEntry {
+                id: 9999,
+                mount_point: "/x".into(),
+                fstype: fstype.into(),
+                source: source.into(),
+            });
+        }
+        let r = within_mount_cap(&table, &own);
+        assert_eq!(r.is_ok(), ok, "{r:?}");
+        if let Err(f) = r {
+            assert_eq!(f.kind, Kind::Conflict);
+        }
+    }
+
     use super::*;
 
     #[test_log::test]

@@ -9,7 +9,7 @@
 #     the service user can write neither, nor rewrite, chmod or replace
 #     the check's files, nor signal the check (docs/unit.md, "The
 #     boundary").
-# budget: 80
+# budget: 110
 . ./health-lib.sh
 standard_overlays
 I=1 T=1 N=3
@@ -129,3 +129,25 @@ done
 note "left4me cannot create a file or FIFO in /run/left4me-metrics or the record dir, nor append to, chmod, remove or replace the check's files"
 left4me-health status hh > /dev/null || fail "left4me-health status hh fails after the fill"
 health_cleanup hh
+
+# A check that cannot run (an interval below the floor) ends `failed` with
+# its reason, and is unloaded once its server is gone: no failed check of a
+# name the service user invented stays loaded (CollectMode=, eleventh review).
+health_instance hb 27035 INTERVAL_SEC=0.1
+start_instance hb
+t0=$(now_ms)
+until [ "$(systemctl show -P ActiveState "$(health_unit hb)")" = failed ]; do
+    [ $(( $(now_ms) - t0 )) -lt 20000 ] || fail "$(health_unit hb) is $(systemctl show -P ActiveState "$(health_unit hb)"), not failed"
+    sleep 0.2
+done
+journalctl --sync 2>/dev/null || true
+journalctl --no-pager -o cat -u "$(health_unit hb)" | grep -q 'L4D2_HEALTH_INTERVAL_SEC="0.1": must be at least 0.5' ||
+    fail "the failed check's journal lacks the reason: $(journalctl --no-pager -o cat -u "$(health_unit hb)" | tail -n 3)"
+stop_instance hb
+t0=$(now_ms)
+while [ -n "$(systemctl list-units --all --plain --no-legend "$(health_unit hb)")" ]; do
+    [ $(( $(now_ms) - t0 )) -lt 10000 ] || fail "$(health_unit hb) stays loaded: $(systemctl list-units --all --plain --no-legend "$(health_unit hb)")"
+    sleep 0.2
+done
+note "a check refused for INTERVAL_SEC=0.1 ended failed with its reason and was unloaded after its server stopped"
+health_cleanup hb
