@@ -129,6 +129,9 @@ in
     systemd.services."left4me-declare@" = lib.recursiveUpdate (declareService "instance %i") {
       description = "Declared left4me instance %i before its mount";
       unitConfig.StopWhenUnneeded = true;
+      # Collected once it fails too, like the overlay and health units: no
+      # failed run of an invented name stays loaded (twelfth review).
+      unitConfig.CollectMode = "inactive-or-failed";
     };
     systemd.services."left4me-overlay@" = {
       wants = [ "left4me-declare@%i.service" ];

@@ -12,8 +12,13 @@ pub(crate) struct MountEntry {
 
 pub(crate) fn read_mountinfo(path: &str) -> Vec<MountEntry> {
     fs::read_to_string(path)
-        .map(|text| text.lines().filter_map(parse_line).collect())
+        .map(|text| parse_mountinfo(&text))
         .unwrap_or_default()
+}
+
+/// The entries of mountinfo text; a line cut short is skipped.
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines().filter_map(parse_line).collect()
 }
 
 pub(crate) fn find_by_id(id: u64) -> Option<MountEntry> {

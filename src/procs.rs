@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read as _;
+use std::time::{Duration, Instant};
 
-use crate::mounts::read_mountinfo;
+use crate::mounts::parse_mountinfo;
 
 /// Every process's id as /proc lists it, but this one's.
 fn pids() -> impl Iterator<Item = String> {
@@ -19,77 +21,119 @@ fn pids() -> impl Iterator<Item = String> {
         .filter(move |pid| pid.bytes().all(|b| b.is_ascii_digit()) && *pid != me)
 }
 
-/// Everyone who keeps `mount_point` busy: processes with their cwd, root, an
-/// open file or a mapping inside it, and mount namespaces other than ours
-/// that still contain it (the failure the reference unit's commit describes:
-/// a process left in a service's private namespace pins the slave copy).
-/// Names and paths are the service user's to choose: escaped
-/// (`escape_debug`), so none can drive root's terminal (eleventh review).
+/// At most this many holders are named; the rest are counted.
+const MAX_NAMED: usize = 20;
+/// Of a process's maps and of another namespace's mountinfo, at most this
+/// much is read: the service user decides how long its own are.
+const MAX_READ: u64 = 1 << 20;
+/// The whole scan stops after this long; what it found so far is reported.
+const SCAN_TIME: Duration = Duration::from_secs(5);
+
+/// Who keeps `mount_point` busy: processes with their cwd, root, an open
+/// file or a mapping inside it (one line per process, the first found), and
+/// mount namespaces other than ours that still contain it (the failure the
+/// reference unit's commit describes: a process left in a service's private
+/// namespace pins the slave copy). Bounded, since a process of the service
+/// user's can hold the mount with as many fds and mappings as it likes
+/// (twelfth review: 20,000 fds made a 243 MB report): [`MAX_NAMED`] lines
+/// and a count of the rest, [`MAX_READ`] bytes of each maps and mountinfo
+/// file, [`SCAN_TIME`] in all. Names and paths are the service user's to
+/// choose: escaped (`escape_debug`), so none can drive root's terminal
+/// (eleventh review).
 pub(crate) fn holders(mount_point: &str) -> Vec<String> {
     let inside = |p: &str| {
         p == mount_point
             || p.strip_prefix(mount_point)
                 .is_some_and(|r| r.starts_with('/'))
     };
+    let started = Instant::now();
     let own_ns = fs::read_link("/proc/self/ns/mnt").ok();
     let mut found = Vec::new();
-    let mut namespaces: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut more = 0usize;
+    let mut namespaces: BTreeMap<String, usize> = BTreeMap::new();
+    let mut cut_short = false;
     for pid in pids() {
+        if started.elapsed() > SCAN_TIME {
+            cut_short = true;
+            break;
+        }
         let base = format!("/proc/{pid}");
-        let comm = fs::read_to_string(format!("{base}/comm"))
-            .unwrap_or_default()
-            .trim()
-            .escape_debug()
-            .to_string();
-        let who = format!("pid {pid} ({comm})");
         let ns = fs::read_link(format!("{base}/ns/mnt")).ok();
         if let Some(ns) = ns.filter(|ns| Some(ns) != own_ns.as_ref()) {
-            let ns_name = ns.to_string_lossy().into_owned();
-            if read_mountinfo(&format!("{base}/mountinfo"))
+            let text = read_at_most(&format!("{base}/mountinfo"));
+            if parse_mountinfo(&text)
                 .iter()
                 .any(|m| inside(&m.mount_point))
             {
-                namespaces.entry(ns_name).or_default().push(who.clone());
+                *namespaces
+                    .entry(ns.to_string_lossy().into_owned())
+                    .or_default() += 1;
             }
             continue;
         }
-        for (link, what) in [("cwd", "working directory"), ("root", "root directory")] {
-            let target = fs::read_link(format!("{base}/{link}"));
-            if let Some(target) = target.ok().filter(|t| inside(&t.to_string_lossy())) {
-                found.push(format!("{who}: {what} {}", shown(&target)));
-            }
-        }
-        let fds = fs::read_dir(format!("{base}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten();
-        for target in fds.filter_map(|fd| fs::read_link(fd.path()).ok()) {
-            if inside(&target.to_string_lossy()) {
-                found.push(format!("{who}: open file {}", shown(&target)));
-            }
-        }
-        let maps = fs::read_to_string(format!("{base}/maps")).unwrap_or_default();
-        let mapped = maps
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| inside(p));
-        if let Some(path) = mapped {
-            found.push(format!("{who}: mapped file {}", path.escape_debug()));
-        }
-    }
-    for (ns, pids) in namespaces {
-        let shown: Vec<&str> = pids.iter().take(5).map(String::as_str).collect();
-        let more = if pids.len() > 5 {
-            format!(" and {} more", pids.len() - 5)
-        } else {
-            String::new()
+        let Some(what) = holds(&base, &inside) else {
+            continue;
         };
+        if found.len() == MAX_NAMED {
+            more += 1;
+            continue;
+        }
+        let comm = fs::read_to_string(format!("{base}/comm")).unwrap_or_default();
         found.push(format!(
-            "mount namespace {ns} still contains it, held by {}{more}",
-            shown.join(", ")
+            "pid {pid} ({}): {what}",
+            comm.trim().escape_debug()
+        ));
+    }
+    if more > 0 {
+        found.push(format!("and {more} more processes"));
+    }
+    for (ns, n) in namespaces {
+        found.push(format!(
+            "mount namespace {ns} still contains it ({n} processes in it)"
+        ));
+    }
+    if cut_short {
+        found.push(format!(
+            "(the search stopped after {} s; there may be more)",
+            SCAN_TIME.as_secs()
         ));
     }
     found
+}
+
+/// How the process at `base` (/proc/PID) holds what `inside` matches, if
+/// it does: the first of its cwd, root, open files and mappings that is.
+fn holds(base: &str, inside: &impl Fn(&str) -> bool) -> Option<String> {
+    for (link, what) in [("cwd", "working directory"), ("root", "root directory")] {
+        if let Ok(target) = fs::read_link(format!("{base}/{link}")) {
+            if inside(&target.to_string_lossy()) {
+                return Some(format!("{what} {}", shown(&target)));
+            }
+        }
+    }
+    let fds = fs::read_dir(format!("{base}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for target in fds.filter_map(|fd| fs::read_link(fd.path()).ok()) {
+        if inside(&target.to_string_lossy()) {
+            return Some(format!("open file {}", shown(&target)));
+        }
+    }
+    let maps = read_at_most(&format!("{base}/maps"));
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| inside(p))
+        .map(|path| format!("mapped file {}", path.escape_debug()))
+}
+
+/// The first [`MAX_READ`] bytes of a /proc file, lossily as text.
+fn read_at_most(path: &str) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(f) = fs::File::open(path) {
+        let _ = f.take(MAX_READ).read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn shown(path: &std::path::Path) -> String {
@@ -148,5 +192,49 @@ mod tests {
             "{line:?}"
         );
         assert!(line.contains("\\u{1b}]2;PWNED"), "{line:?}");
+    }
+
+    /// However many processes hold it, the report names [`MAX_NAMED`], one
+    /// line each whatever they hold inside, and counts the rest.
+    #[test_log::test]
+    fn the_holders_report_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            fs::write(dir.path().join(format!("f{i}")), "").unwrap();
+        }
+        // Each holds it three ways: its cwd and two open files.
+        let mut children: Vec<std::process::Child> = (0..MAX_NAMED + 5)
+            .map(|_| {
+                std::process::Command::new("sh")
+                    .args(["-c", "exec 3<f0 4<f1; exec sleep 30"])
+                    .current_dir(dir.path())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let found = holders(&dir.path().to_string_lossy());
+        for c in &mut children {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        let named: Vec<&str> = found
+            .iter()
+            .filter_map(|l| l.strip_prefix("pid ")?.split(' ').next())
+            .collect();
+        assert_eq!(named.len(), MAX_NAMED, "{found:#?}");
+        let mut unique = named.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            named.len(),
+            "a process listed twice: {found:#?}"
+        );
+        let more = found
+            .iter()
+            .find_map(|l| l.strip_prefix("and ")?.strip_suffix(" more processes"))
+            .unwrap_or_else(|| panic!("no count of the rest: {found:#?}"));
+        assert!(more.parse::<usize>().unwrap() >= 5, "{found:#?}");
     }
 }
