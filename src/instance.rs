@@ -57,8 +57,11 @@ pub(crate) struct Layer {
 /// overlayfs shows this as the mount's source; it is how the helper knows a
 /// mount on merged/ is its own.
 pub(crate) fn mount_source(name: &InstanceName) -> String {
-    format!("left4me:{name}")
+    format!("{MOUNT_SOURCE_PREFIX}{name}")
 }
+
+/// What every [`mount_source`] starts with.
+pub(crate) const MOUNT_SOURCE_PREFIX: &str = "left4me:";
 
 /// Reads and validates instances/<i>/instance.env.
 pub(crate) fn read_config(state: &State, paths: &InstancePaths) -> Result<InstanceConfig, Failure> {

@@ -74,8 +74,7 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
             if holds_it {
                 let (named, n) = namespaces.entry(ns).or_default();
                 if named.len() < 5 {
-                    let comm = fs::read_to_string(format!("{base}/comm")).unwrap_or_default();
-                    named.push(format!("pid {pid} ({})", comm.trim().escape_debug()));
+                    named.push(who(&pid, &base));
                 }
                 *n += 1;
             }
@@ -88,11 +87,7 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
             more += 1;
             continue;
         }
-        let comm = fs::read_to_string(format!("{base}/comm")).unwrap_or_default();
-        found.push(format!(
-            "pid {pid} ({}): {what}",
-            comm.trim().escape_debug()
-        ));
+        found.push(format!("{}: {what}", who(&pid, &base)));
     }
     if more > 0 {
         found.push(format!("and {more} more processes"));
@@ -121,6 +116,12 @@ pub(crate) fn holders(mount_point: &str) -> Vec<String> {
         ));
     }
     found
+}
+
+/// "pid PID (COMM)", the name escaped.
+fn who(pid: &str, base: &str) -> String {
+    let comm = fs::read_to_string(format!("{base}/comm")).unwrap_or_default();
+    format!("pid {pid} ({})", comm.trim().escape_debug())
 }
 
 /// How the process at `base` (/proc/PID) holds what `inside` matches, if

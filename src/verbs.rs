@@ -467,7 +467,11 @@ fn within_mount_cap(table: &[mounts::MountEntry], name: &InstanceName) -> Result
     let own = instance::mount_source(name);
     let mounted = table
         .iter()
-        .filter(|m| m.fstype == "overlay" && m.source.starts_with("left4me:") && m.source != own)
+        .filter(|m| {
+            m.fstype == "overlay"
+                && m.source.starts_with(instance::MOUNT_SOURCE_PREFIX)
+                && m.source != own
+        })
         .count();
     if mounted < MAX_MOUNTED {
         return Ok(());

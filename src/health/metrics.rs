@@ -955,15 +955,7 @@ mod tests {
                 .unit(SERVER, SERVER_FIGURES)
                 .unit(UPDATE_UNIT, UPDATE_FAILED);
         }
-        let mut e = Exporter::new(
-            dir.path().to_owned(),
-            dir.path().join("installations"),
-            &systemd,
-            Duration::from_secs(10),
-        );
-        let (r, _, _) = answered(1, 0);
-        e.write(&r);
-        assert!(!e.warned);
+        write_answered(dir.path(), &systemd);
         let instance = fs::read_to_string(dir.path().join(instance_file("vs1"))).unwrap();
         let host = fs::read_to_string(dir.path().join(HOST_FILE)).unwrap();
         assert_eq!(
@@ -978,6 +970,19 @@ mod tests {
             "{host}"
         );
         assert!(host.contains("left4me_generations 0\n"), "{host}");
+    }
+
+    /// One answered query's write into `dir`, which must warn of nothing.
+    fn write_answered(dir: &Path, systemd: &FakeSystemd) {
+        let mut e = Exporter::new(
+            dir.to_owned(),
+            dir.join("installations"),
+            systemd,
+            Duration::from_secs(10),
+        );
+        let (r, _, _) = answered(1, 0);
+        e.write(&r);
+        assert!(!e.warned);
     }
 
     #[rstest]
@@ -1022,15 +1027,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let mut e = Exporter::new(
-            dir.path().to_owned(),
-            dir.path().join("installations"),
-            &systemd,
-            Duration::from_secs(10),
-        );
-        let (r, _, _) = answered(1, 0);
-        e.write(&r);
-        assert!(!e.warned);
+        write_answered(dir.path(), &systemd);
         let mut left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
