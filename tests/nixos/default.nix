@@ -252,6 +252,13 @@ in
           machine.fail(as_left4me("sh -c 'echo node_load1 99 >> /run/left4me-metrics/left4me_vs1.prom'"))
           machine.fail(as_left4me("chmod 0 /run/left4me-metrics/left4me_vs1.prom"))
 
+      with subtest("the capped /run tmpfs mounts are mounted at boot, with their options"):
+          for where, size in (("/run/left4me-health", "16384k"), ("/run/left4me-metrics", "8192k"), ("/run/left4me-steamcmd", "24576k")):
+              opts = machine.succeed(f"findmnt -n -o FSTYPE,OPTIONS --mountpoint {where}").split()
+              assert opts[0] == "tmpfs", f"{where}: {opts}"
+              for o in ("nosuid", "nodev", "noexec", f"size={size}"):
+                  assert o in opts[1].split(","), f"{where} lacks {o}: {opts[1]}"
+
       ${pkgs.lib.optionalString pkgs.stdenv.hostPlatform.isx86_64 ''
         with subtest("the i386 game runs through the unit's loader and libraries only"):
             # srcds_linux wants /lib/ld-linux.so.2, libstdc++ and libgcc_s

@@ -297,11 +297,12 @@ local_deb() {
     echo "/var/tmp/left4me-vm/$(basename "$src")"
 }
 
-# The service user's /run directories, each a capped tmpfs of its own
-# (dist/run-left4me*.mount.in and the tmpfiles lines): DIR SIZE(findmnt's
-# k) NR_INODES OWNER MODE.
+# The /run directories of the health checks and of steamcmd, each a capped
+# tmpfs of its own (dist/run-left4me*.mount.in and the tmpfiles lines): DIR
+# SIZE(findmnt's k) NR_INODES OWNER MODE.
 RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root 755"
-            "/run/left4me-metrics 8192k 2048 root:left4me-health 775")
+            "/run/left4me-metrics 8192k 2048 root:left4me-health 775"
+            "/run/left4me-steamcmd 24576k 64 root:root 755")
 
 # check_run_mounts WHEN: each is exactly one tmpfs mount at its directory,
 # made by its own mount unit (active), with the size, inode cap, options,

@@ -27,6 +27,81 @@ m=$(merged bench)
 as_user() { runuser -u left4me -- "$@"; }
 # A request whose answer only matters as success (inside the timings' $(...)).
 quiet_request() { request "$@" >/dev/null; }
+# The web app as what it is, one running process of the service user,
+# started here before any timing (a process started per cycle would put its
+# own start, an interpreter's, into the cycle: lib.sh's raw client starts
+# python3 per call). A python3 process that does what each command line it
+# reads asks and answers one line. Ours: "touch PATH" creates PATH, "send
+# LINE" is one request on root's request socket, answered with the
+# server's line. The seed's: "seed UNIT UPPER" is its web app's cycle,
+# `systemctl stop UNIT` (through polkit), the delete of UPPER's contents
+# (`find -delete`, as its rm), `systemctl start UNIT`, each a process as
+# the seed's web app ran them, answered "STOPPED_US DELETED_US ok" (the
+# stamps for its phases) or what failed.
+WEBAPP_PY='
+import socket, subprocess, sys, time
+path = sys.argv[1]
+def run(*argv):
+    return subprocess.run(argv, stdout=subprocess.DEVNULL).returncode == 0
+def send(line):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        s.sendall(line.encode() + b"\n")
+        answer = s.makefile("rb").readline().decode("utf-8", "replace").rstrip("\n")
+        return answer or "client: no answer (connection closed)"
+    except OSError as e:
+        return "client: %s" % e
+    finally:
+        s.close()
+while True:
+    command = sys.stdin.readline()
+    if not command:
+        break
+    verb, _, arg = command.rstrip("\n").partition(" ")
+    if verb == "touch":
+        try:
+            open(arg, "w").close()
+            answer = "ok"
+        except OSError as e:
+            answer = "webapp: %s" % e
+    elif verb == "send":
+        answer = send(arg)
+    elif verb == "seed":
+        unit, _, upper = arg.partition(" ")
+        if not run("systemctl", "stop", unit):
+            answer = "stop failed"
+        else:
+            stopped = time.time_ns() // 1000
+            if not run("find", upper, "-mindepth", "1", "-delete"):
+                answer = "delete failed"
+            else:
+                deleted = time.time_ns() // 1000
+                if not run("systemctl", "start", unit):
+                    answer = "start failed"
+                else:
+                    answer = "%d %d ok" % (stopped, deleted)
+    else:
+        answer = "webapp: unknown command %r" % verb
+    print(answer, flush=True)
+'
+coproc WEBAPP { exec runuser -u left4me -- python3 -I -S -c "$WEBAPP_PY" "$REQUESTS_SOCK"; }
+# webapp_say COMMAND: the web app's answer to COMMAND.
+webapp_say() {
+    local answer
+    printf '%s\n' "$1" >&"${WEBAPP[1]}"
+    IFS= read -r answer <&"${WEBAPP[0]}" || fail "the web app process ended"
+    echo "$answer"
+}
+# webapp COMMAND...: each command to the running web app, failing unless
+# every answer is ok.
+webapp() {
+    local command answer
+    for command in "$@"; do
+        answer=$(webapp_say "$command")
+        [ "$answer" = ok ] || { echo "web app: $command: $answer" >&2; return 1; }
+    done
+}
 baseline=baseline-seed-design@bench.service
 cp "$SHARE/guest/baseline-seed-design@.service" /run/systemd/system/
 systemctl daemon-reload
@@ -105,9 +180,10 @@ ms_between() { echo $(( ($2 - $1) / 1000 )); }
 # start, the server's systemctl) and root's own systemctl differ by the
 # request's path only.
 request_ok "start bench"
-pk_user=() pk_root=()
+pk_user=() pk_app=() pk_root=()
 for i in $(seq 10); do
     t0=${EPOCHREALTIME/./}; quiet_request "start bench"; pk_user+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
+    t0=${EPOCHREALTIME/./}; webapp "send start bench"; pk_app+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
     t0=${EPOCHREALTIME/./}; systemctl start "$(unit bench)"; pk_root+=($(( (${EPOCHREALTIME/./} - t0) / 1000 )))
 done
 systemctl stop "$(unit bench)"; wait_unmounted bench 30
@@ -137,8 +213,8 @@ systemctl stop "$(unit bench)"; wait_unmounted bench 30
 #   rm of the layer's contents left them;
 # - the seed driven as root (no polkit, no request; the helper's reset, which
 #   renames the layer aside and deletes it in the background, in between).
-# Each web-app cycle is one `runuser` of one bash (one process asking, as
-# the web app is one process); every cycle starts from a running server whose game
+# Each web-app cycle is asked of its web app's running process (above);
+# every cycle starts from a running server whose game
 # wrote a file, and must end with the file gone. Where the time goes, from
 # systemd's timestamps, the same three phases for every way: request to
 # unmounted (ours: the request; the seed: polkit; then the health check's
@@ -211,10 +287,7 @@ answered() {
 ours_one() {
     running "$(unit bench)"
     local t0=${EPOCHREALTIME/./} total t1 r
-    # One process, as the web app: the marker, then the raw client (lib.sh).
-    # shellcheck disable=SC2016 # expanded by bash, from its arguments
-    as_user bash -c ': > "$1" && exec python3 -I -S -c "$2" "$3" "restart bench"' _ \
-        "$marker" "$REQUEST_PY" "$REQUESTS_SOCK" >/dev/null || fail "one request: the restart was refused"
+    webapp "touch $marker" "send restart bench" || fail "one request: the restart was refused"
     r=$(answered "one request" "$t0") || exit 1
     read -r total t1 <<< "$r"
     [ ! -e "$marker" ] || fail "one request: the marker was not consumed"
@@ -243,7 +316,7 @@ ours_one_no_health() {
 ours_three() {
     running "$(unit bench)"
     local t0=${EPOCHREALTIME/./} total t1 r
-    quiet_request "stop bench" "reset bench" "start bench" || fail "three requests: a request failed"
+    webapp "send stop bench" "send reset bench" "send start bench" || fail "three requests: a request failed"
     r=$(answered "three requests" "$t0") || exit 1
     read -r total t1 <<< "$r"
     stopped "$(unit bench)"
@@ -263,16 +336,13 @@ seed_web() {
     local foreign
     foreign=$(find "$upper" -mindepth 1 ! -user left4me -printf '%P ' | head -c 300)
     [ -z "$foreign" ] || fail "seed as web app: upper/ holds entries the service user does not own: $foreign"
-    local t0=${EPOCHREALTIME/./} total t1 r stamps
-    # shellcheck disable=SC2016 # expanded by bash, from its arguments
-    stamps=$(as_user bash -c 'systemctl stop "$1" || exit 1; echo "${EPOCHREALTIME/./}"
-        find "$2" -mindepth 1 -delete || exit 1; echo "${EPOCHREALTIME/./}"
-        exec systemctl start "$1"' _ "$baseline" "$upper") || fail "seed as web app: a request or the delete failed"
+    local t0=${EPOCHREALTIME/./} total t1 r s1 s2 status
+    read -r s1 s2 status <<< "$(webapp_say "seed $baseline $upper")"
+    [ "$status" = ok ] || fail "seed as web app: $s1 $s2 $status"
     r=$(answered "seed as web app" "$t0") || exit 1
     read -r total t1 <<< "$r"
     local phases
-    # shellcheck disable=SC2086 # two stamps, one per line
-    phases=$(seed_phases "$t0" $stamps "$t1")
+    phases=$(seed_phases "$t0" "$s1" "$s2" "$t1")
     stopped "$baseline"
     echo "$total $phases"
 }
@@ -320,6 +390,9 @@ for i in $(seq 10); do
     sroot+=("$t") sroot_a+=("$a") sroot_b+=("$b") sroot_c+=("$c") sroot_d+=("$d")
 done
 rm -f "$rule"
+# The web app's process ends with its input.
+eval "exec ${WEBAPP[1]}>&-"
+wait "$WEBAPP_PID" || fail "the web app process failed"
 remove_instance bench
 rm -f /run/systemd/system/baseline-seed-design@.service
 systemctl daemon-reload
@@ -355,7 +428,7 @@ phases() { echo "  $1: request to unmounted $(med $2) ms; unmounted to game exec
     echo "    (unmounted: its stop returned) of which the service user's delete of the upper's contents $(med "${sweb_d[@]}") ms"
     phases "seed as root" "${sroot_a[*]}" "${sroot_b[*]}" "${sroot_c[*]}"
     echo "    (unmounted: its stop returned) of which the helper's reset $(med "${sroot_d[@]}") ms"
-    echo "  a no-op start: a request as the service user $(med "${pk_user[@]}") ms (client start included) vs root's systemctl $(med "${pk_root[@]}") ms; the seed's unit as the service user through polkit (bench rule) $(med "${pk_seed[@]}") ms (medians of 10)"
+    echo "  a no-op start: a request from the running web app $(med "${pk_app[@]}") ms, from a client started for it $(med "${pk_user[@]}") ms (its interpreter's start included) vs root's systemctl $(med "${pk_root[@]}") ms; the seed's unit as the service user through polkit (bench rule) $(med "${pk_seed[@]}") ms (medians of 10)"
     echo "raw reset cycle ms: one request ${one[*]}; health masked ${bare1[*]}; three requests ${three[*]}; seed as web app ${sweb[*]}; seed as root ${sroot[*]}"
     echo "raw stop-to-unmounted ms: web ${web[*]}; root ${root[*]}; root, health masked ${bare[*]}; baseline ${seed[*]}"
 } | tee "$OUT/bench.txt"

@@ -57,7 +57,7 @@ for kind in update verify; do
     while IFS= read -r line; do
         case $line in
             "ExecStartPre=+$HELPER --state-dir $STATE generation prepare$v --owner left4me-update$sibling" | \
-            "ExecStartPost=+$HELPER --state-dir $STATE generation commit$v --steamcmd-log /run/left4me-$kind/steamcmd.log" | \
+            "ExecStartPost=+$HELPER --state-dir $STATE generation commit$v --steamcmd-log /run/left4me-steamcmd/$kind/steamcmd.log" | \
             "ExecStopPost=+/bin/sh -c '[ \"\$\$SERVICE_RESULT\" = success ] || exec \"\$\$0\" --state-dir $STATE generation abort$sibling' $HELPER") ;;
             *) fail "left4me-$kind.service has an unexpected privileged line: $line" ;;
         esac

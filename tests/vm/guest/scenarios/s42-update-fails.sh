@@ -1,6 +1,8 @@
 # 42. Failed updates leave the current generation in place (docs/updates.md):
 #     steamcmd failing, steamcmd writing into a hard-linked file in place
-#     (EACCES), a process of the update left behind (commit refuses): each
+#     (EACCES), a process of the update left behind (commit refuses), the
+#     update user's code filling its runtime dir (stopped at the cap of
+#     /run/left4me-steamcmd, the host's /run untouched): each
 #     time the unit fails with the reason in its journal, `current` and every
 #     generation are unchanged, .next/ is gone, the running instance keeps
 #     running. With LEFT4ME_UPDATE_COPY=copy the in-place writer succeeds.
@@ -43,6 +45,24 @@ expect_failed_update inplace "cannot write /run/left4me-update-next/left4dead2/s
 grep -q "Permission denied" <<<"$(update_journal)" || fail "inplace: no EACCES from the write into the hard link"
 expect_failed_update linger "still run"
 pgrep -u left4me-update >/dev/null && fail "a process of left4me-update survived the failed run: $(pgrep -a -u left4me-update)"
+
+# The update user's code (steamcmd runs it) filling its runtime dir: stopped
+# at the cap of /run/left4me-steamcmd (24 MiB, run-left4me\x2dsteamcmd.mount),
+# the host's /run untouched, and the fill gone with the run.
+run_free=$(df -B1 --output=avail /run | tail -n 1)
+expect_failed_update fill "fake-steamcmd: filled /run/left4me-steamcmd/update with "
+read -r filled during < <(update_journal | sed -n 's|^fake-steamcmd: filled /run/left4me-steamcmd/update with \([0-9]*\) bytes until ENOSPC; free bytes: /run \([0-9]*\), .*|\1 \2|p')
+[ -n "$filled" ] || fail "fill: no figures in the journal: $(update_journal | grep -F filled)"
+cap=$((24 * 1024 * 1024))
+[ "$filled" -le "$cap" ] && [ "$filled" -gt $((cap - 1024 * 1024)) ] ||
+    fail "fill: the update user wrote $filled bytes into its runtime dir, expected just below the cap of $cap"
+[ $((run_free - during)) -lt $((1024 * 1024)) ] ||
+    fail "fill: /run lost $((run_free - during)) bytes to the update user's fill"
+[ ! -e /run/left4me-steamcmd/update ] || fail "fill: the runtime dir outlived the run: $(ls -la /run/left4me-steamcmd/update)"
+[ "$(df -B1 --output=used /run/left4me-steamcmd | tail -n 1)" -lt $((1024 * 1024)) ] ||
+    fail "fill: /run/left4me-steamcmd still holds $(df -B1 --output=used /run/left4me-steamcmd | tail -n 1) bytes after the run"
+echo "steamcmd-run-fill $filled cap $cap run-free-before $run_free run-free-during $during" >> "$OUT/run-fill-figures"
+note "fill: the update user's code stopped at $filled bytes (cap $cap); /run had $run_free bytes free before, $during during; nothing left after the run"
 
 # A steamcmd that patches in place works with full copies, at their price.
 set_host_env LEFT4ME_UPDATE_RESTART=never LEFT4ME_UPDATE_COPY=copy
