@@ -244,13 +244,14 @@ in
           }\": the helper refuses root as the service identity (exit 19); the game must not run as root.";
         }
         {
-          # ProtectHome= (/home, /root, /run/user) and PrivateTmp= (/tmp,
-          # /var/tmp) of the units hide these from the game and the helper.
+          # ProtectHome= (/home, /root, /run/user), and the units' own /tmp
+          # and /var/tmp (TemporaryFileSystem=, PrivateTmp=), hide these from
+          # the game and the helper.
           assertion =
             !builtins.any (d: cfg.stateDir == d || lib.hasPrefix "${d}/" cfg.stateDir) hiddenFromUnits;
           message = "services.left4me.stateDir: \"${cfg.stateDir}\" is below ${
             lib.findFirst (d: cfg.stateDir == d || lib.hasPrefix "${d}/" cfg.stateDir) "" hiddenFromUnits
-          }, which the units' sandbox hides (ProtectHome=, PrivateTmp=); use a directory such as /var/lib/left4me or /srv/left4me.";
+          }, which the units' sandbox hides (ProtectHome=, their own /tmp and /var/tmp); use a directory such as /var/lib/left4me or /srv/left4me.";
         }
         {
           assertion = cfg.user != updateUser && cfg.group != updateUser;

@@ -369,6 +369,16 @@ pub(crate) struct MountArgs {
     pub(crate) console: ConsoleArg,
     #[command(flatten)]
     pub(crate) systemctl: SystemctlArg,
+    /// Where the health checks' records are (root's tmpfs; only tests
+    /// change it). While 512 or more record dirs are there, a mount removes
+    /// those of instances not mounted, oldest first.
+    #[arg(
+        long,
+        env = "LEFT4ME_HEALTH_RUN_DIR",
+        default_value = crate::health::RUN_DIR,
+        value_name = "DIR"
+    )]
+    pub(crate) health_run_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

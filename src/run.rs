@@ -119,6 +119,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
             let server = verbs::ForServer {
                 console_dir: &args.console.console_dir,
                 systemctl: &args.systemctl.systemctl,
+                health_run_dir: &args.health_run_dir,
             };
             let done = verbs::mount(&state, &name, &user, &server);
             let done = last_failure::kept(&state, &name, &user, "mount", done)?;

@@ -289,6 +289,9 @@ pub(crate) struct ForServer<'a> {
     pub(crate) console_dir: &'a Path,
     /// For the server unit's AllowedCPUs= (cpus::apply).
     pub(crate) systemctl: &'a Path,
+    /// The health checks' record dirs, kept to a bound at each mount
+    /// (health::retention).
+    pub(crate) health_run_dir: &'a Path,
 }
 
 pub(crate) fn mount(
@@ -349,6 +352,7 @@ fn mount_locked(
         let recorded = instance::read_record(l.helper_dir.as_fd(), paths);
         if recorded.as_ref() == Some(&asked) {
             let _ports = l.claim_ports(config)?;
+            keep_health_records_bounded(server.health_run_dir);
             l.write_env_copy(config, &asked)?;
             console::make(server.console_dir, name, user.gid, false)?;
             tracing::info!("already mounted with the same layer stack");
@@ -394,6 +398,7 @@ fn mount_locked(
     let attached = (|| {
         // Until attached: from here on this instance counts as running.
         let _ports = l.claim_ports(config)?;
+        keep_health_records_bounded(server.health_run_dir);
         let record = paths.own(Own::Record);
         fsx::write_replace(
             l.helper_dir.as_fd(),
@@ -454,6 +459,19 @@ fn reset_asked(state: &State, paths: &InstancePaths) -> Result<bool> {
     }
     tracing::info!("reset at start asked for by {}", marker_shown.display());
     Ok(true)
+}
+
+/// health::retention::prune with the mounts as they are now. Called with
+/// the ports lock held (see there why).
+fn keep_health_records_bounded(run_dir: &Path) {
+    let mut table = None;
+    crate::health::retention::prune(run_dir, |name| {
+        let table = table.get_or_insert_with(|| mounts::read_mountinfo("/proc/self/mountinfo"));
+        let source = instance::mount_source(name);
+        table
+            .iter()
+            .any(|m| m.fstype == "overlay" && m.source == source)
+    });
 }
 
 /// Refused (exit 15) while [`MAX_MOUNTED`] overlays of other instances are

@@ -31,6 +31,7 @@ fn spawn(f: &Fixture, args: &[&str]) -> std::process::Child {
         .env("LEFT4ME_USER", common::SERVICE_USER)
         .env("LEFT4ME_GROUP", common::SERVICE_USER)
         .env("LEFT4ME_CONSOLE_DIR", &f.console)
+        .env("LEFT4ME_HEALTH_RUN_DIR", &f.health_run)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

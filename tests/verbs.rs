@@ -353,6 +353,7 @@ root_test! {
             .env("LEFT4ME_USER", common::SERVICE_USER)
             .env("LEFT4ME_GROUP", common::SERVICE_USER)
             .env("LEFT4ME_CONSOLE_DIR", &f.console)
+        .env("LEFT4ME_HEALTH_RUN_DIR", &f.health_run)
             .status()
             .unwrap();
         assert!(status.success());
@@ -682,5 +683,41 @@ root_test! {
         f.fails(&["mount", "Zq9xk2"], 12);
         f.fails(&["reset", "Zq9xk2"], 12);
         assert!(!f.path("runtime/Zq9xk2").exists(), "an invented name left runtime/Zq9xk2");
+    }
+}
+
+root_test! {
+    fn a_mount_keeps_the_health_records_of_instances_not_mounted_bounded() {
+        // Sixteenth review: every instance name that ever ran left a record
+        // dir in /run/left4me-health (RuntimeDirectoryPreserve=yes), and
+        // about 2,000 renamed instances filled its tmpfs's inodes, after
+        // which no check on the host could start or save. 520 dirs of
+        // stopped names, each older than the next; vs2 is mounted and has
+        // the oldest record of all.
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.instance("vs2", &[]);
+        f.ok(&["mount", "vs2"]);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(100_000);
+        let mut names: Vec<String> = (0..520).map(|i| format!("gone{i:03}")).collect();
+        names.insert(0, "vs2".to_owned());
+        for (i, name) in names.iter().enumerate() {
+            let d = f.health_run.join(name);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("status.json"), "{}").unwrap();
+            fs::File::open(&d).unwrap().set_modified(old + std::time::Duration::from_secs(i as u64)).unwrap();
+        }
+        f.ok(&["mount", "vs1"]);
+        let left: Vec<String> = fs::read_dir(&f.health_run).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        // 521 dirs: down to 511, leaving room for vs1's; the ten oldest
+        // stopped ones went, the mounted vs2 stayed.
+        assert_eq!(left.len(), 511, "{} record dirs left", left.len());
+        assert!(left.iter().any(|n| n == "vs2"), "the mounted instance's record was removed");
+        for gone in (0..10).map(|i| format!("gone{i:03}")) {
+            assert!(!left.contains(&gone), "{gone}, among the oldest, was kept");
+        }
+        assert!(left.iter().any(|n| n == "gone010"));
+        f.ok(&["umount", "vs1"]);
+        f.ok(&["umount", "vs2"]);
     }
 }

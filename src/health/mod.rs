@@ -16,6 +16,7 @@ pub(crate) mod monitor;
 pub(crate) mod output;
 pub(crate) mod record;
 pub(crate) mod report;
+pub(crate) mod retention;
 pub(crate) mod rollover;
 pub(crate) mod settings;
 

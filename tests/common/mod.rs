@@ -113,6 +113,9 @@ pub struct Fixture {
     /// Where mount makes the consoles (--console-dir), instead of the
     /// host's /run/left4me; root's like that one.
     pub console: PathBuf,
+    /// The health checks' record dirs mount keeps bounded
+    /// (LEFT4ME_HEALTH_RUN_DIR), instead of the host's /run/left4me-health.
+    pub health_run: PathBuf,
     /// The game port [`Fixture::instance`] gives next: each instance its
     /// own, so instances mounted together never share one (exit 21).
     next_port: std::cell::Cell<u16>,
@@ -129,6 +132,7 @@ impl Fixture {
         let root = dir.path().join("state");
         let outside = dir.path().join("outside");
         let console = dir.path().join("console");
+        let health_run = dir.path().join("health-run");
         for d in [
             "installation/left4dead2/cfg",
             "installation/left4dead2/logs",
@@ -146,6 +150,7 @@ impl Fixture {
             root,
             outside,
             console,
+            health_run,
             next_port: std::cell::Cell::new(27015),
         };
         f.write("installation/srcds_run", "#!/bin/sh\n");
@@ -206,6 +211,7 @@ impl Fixture {
             .env("LEFT4ME_USER", SERVICE_USER)
             .env("LEFT4ME_GROUP", SERVICE_USER)
             .env("LEFT4ME_CONSOLE_DIR", &self.console)
+            .env("LEFT4ME_HEALTH_RUN_DIR", &self.health_run)
             .env_remove("LEFT4ME_SYSTEMCTL")
             .envs(env.iter().copied())
             .env_remove("JOURNAL_STREAM")

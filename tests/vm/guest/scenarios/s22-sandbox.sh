@@ -9,8 +9,9 @@
 #     - glibc 2.41 refuses a library that asks for an executable stack, and
 #       GLIBC_TUNABLES=glibc.rtld.execstack=2 in host.env lets it load;
 #     - the helper refuses -autoupdate in L4D2_ARGS (exit 11, names the flag);
-#     - /dev/shm is the game's own capped tmpfs, empty at each start, and
-#       the request socket is hidden from the game.
+#     - /dev/shm, /tmp and /var/tmp are the game's own capped tmpfs, empty
+#       at each start, its IPC namespace is its own, it can neither dump
+#       core nor swap, and the request socket is hidden from the game.
 # budget: 70
 set -o pipefail
 remove_instance sbx
@@ -57,6 +58,8 @@ ExecStartPre=$p/sandbox-probe32 ptrace
 ExecStartPre=$p/sandbox-probe32 dlopen $p/execstack32.so
 ExecStartPre=/bin/sh -c 'echo native shm: \$\$(findmnt -no FSTYPE,SIZE /dev/shm) \$\$(ls /dev/shm | wc -l); : > /dev/shm/left4me-shm-probe'
 ExecStartPre=/bin/sh -c 'if test -S /run/left4me-requests/requests.sock; then echo "native requests: visible"; else echo "native requests: hidden"; fi'
+ExecStartPre=/bin/sh -c 'echo native tmp: \$\$(findmnt -no FSTYPE,SIZE /tmp) \$\$(ls -A /tmp | wc -l) \$\$(findmnt -no FSTYPE,SIZE /var/tmp) \$\$(ls -A /var/tmp | wc -l); : > /tmp/left4me-tmp-probe; : > /var/tmp/left4me-tmp-probe'
+ExecStartPre=/bin/sh -c 'echo native ipc: \$\$(readlink /proc/self/ns/ipc); echo native core: \$\$(ulimit -c) \$\$(ulimit -Hc); ulimit -c unlimited 2>/dev/null && echo native core raised || echo native core: cannot raise'
 UNIT
 systemctl daemon-reload
 
@@ -68,6 +71,13 @@ run_probes() {
     start_instance sbx
     expect_a2s 27032 "sandbox probe" >/dev/null
     unit_journal sbx "$since" | grep -E '^(native|i386) '
+    # Seen from the host while the game runs: its /tmp and /var/tmp files
+    # (PrivateTmp= put them below the host's), its IPC namespace, its swap.
+    local cg
+    cg=/sys/fs/cgroup$(systemctl show -P ControlGroup "$(unit sbx)")
+    echo "host tmp probes: $(find /tmp /var/tmp -name left4me-tmp-probe 2>/dev/null | wc -l)"
+    echo "host ipc: $(readlink /proc/1/ns/ipc)"
+    echo "host swap.max: $(cat "$cg/memory.swap.max")"
     stop_instance sbx
 }
 expect_line() { grep -qF "$2" <<<"$1" || fail "expected '$2' from the probes, got:
@@ -83,6 +93,21 @@ expect_line "$out" "native ptrace(TRACEME): Operation not permitted"
 # writes there never reaches the host's.
 expect_line "$out" "native shm: tmpfs 256M 0"
 [ ! -e /dev/shm/left4me-shm-probe ] || fail "the game's /dev/shm file reached the host's /dev/shm"
+# /tmp and /var/tmp too (sixteenth review: PrivateTmp= put them in the
+# host's /tmp tmpfs and on the root filesystem, uncapped).
+expect_line "$out" "native tmp: tmpfs 256M 0 tmpfs 256M 0"
+expect_line "$out" "host tmp probes: 0"
+# Its own System V IPC namespace (the host's ids are host-wide limits that
+# bind root too), no core files (root's core handler would store them) and
+# no swap.
+game_ipc=$(sed -n 's/^native ipc: //p' <<<"$out")
+host_ipc=$(sed -n 's/^host ipc: //p' <<<"$out")
+[ -n "$game_ipc" ] && [ -n "$host_ipc" ] && [ "$game_ipc" != "$host_ipc" ] ||
+    fail "the game's IPC namespace '$game_ipc' is not its own (PID 1's: '$host_ipc')"
+expect_line "$out" "native core: 0 0"
+expect_line "$out" "native core: cannot raise"
+expect_line "$out" "host swap.max: 0"
+note "the game's /tmp, /var/tmp and /dev/shm are its own capped tmpfs; IPC namespace $game_ipc (PID 1's $host_ipc); core limit 0/0; swap.max 0"
 # The request socket is the web app's and the health check's, not the game's.
 [ -S /run/left4me-requests/requests.sock ] || fail "no request socket on the host"
 expect_line "$out" "native requests: hidden"

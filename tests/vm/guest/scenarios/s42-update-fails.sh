@@ -41,6 +41,13 @@ expect_failed_update() {
     note "$1: unit failed ($(grep -F "$2" <<<"$journal" | head -n1)); current $cur and its tree unchanged, .next/ gone"
 }
 expect_failed_update fail "Error! App '222860' state is 0x202 after update job."
+# steamcmd's sandbox (sixteenth review): /tmp and /var/tmp capped tmpfs of
+# its own, not the host's; its own IPC namespace; no core files.
+sandbox=$(update_journal | sed -n 's/^fake-steamcmd: sandbox: //p' | tail -n 1)
+[[ $sandbox == "/tmp tmpfs 512M, /var/tmp tmpfs 512M, ipc "*", core 0/0" ]] ||
+    fail "steamcmd's sandbox: '$sandbox'"
+[ "${sandbox#*ipc }" != "$(readlink /proc/1/ns/ipc), core 0/0" ] || fail "steamcmd shares PID 1's IPC namespace: $sandbox"
+note "steamcmd's sandbox: $sandbox"
 expect_failed_update inplace "cannot write /run/left4me-update-next/left4dead2/steam.inf in place"
 grep -q "Permission denied" <<<"$(update_journal)" || fail "inplace: no EACCES from the write into the hard link"
 expect_failed_update linger "still run"
