@@ -41,11 +41,15 @@ expect_failed_update() {
     note "$1: unit failed ($(grep -F "$2" <<<"$journal" | head -n1)); current $cur and its tree unchanged, .next/ gone"
 }
 expect_failed_update fail "Error! App '222860' state is 0x202 after update job."
-# steamcmd's sandbox (sixteenth review): /tmp and /var/tmp capped tmpfs of
-# its own, not the host's; its own IPC namespace; no core files.
+# steamcmd's sandbox (sixteenth and seventeenth reviews): /tmp, /var/tmp
+# and /dev/shm capped tmpfs of its own, not the host's; l4d2-update.slice,
+# which caps all runs' memory together; its own IPC namespace; no core
+# files.
 sandbox=$(update_journal | sed -n 's/^fake-steamcmd: sandbox: //p' | tail -n 1)
-[[ $sandbox == "/tmp tmpfs 512M, /var/tmp tmpfs 512M, ipc "*", core 0/0" ]] ||
+[[ $sandbox == "/tmp tmpfs 512M, /var/tmp tmpfs 512M, /dev/shm tmpfs 64M, cgroup /l4d2.slice/l4d2-update.slice/left4me-update.service, ipc "*", core 0/0" ]] ||
     fail "steamcmd's sandbox: '$sandbox'"
+[ "$(cat /sys/fs/cgroup/l4d2.slice/l4d2-update.slice/memory.max) $(cat /sys/fs/cgroup/l4d2.slice/l4d2-update.slice/memory.swap.max)" = "2147483648 0" ] ||
+    fail "l4d2-update.slice: memory.max $(cat /sys/fs/cgroup/l4d2.slice/l4d2-update.slice/memory.max), swap.max $(cat /sys/fs/cgroup/l4d2.slice/l4d2-update.slice/memory.swap.max)"
 [ "${sandbox#*ipc }" != "$(readlink /proc/1/ns/ipc), core 0/0" ] || fail "steamcmd shares PID 1's IPC namespace: $sandbox"
 note "steamcmd's sandbox: $sandbox"
 expect_failed_update inplace "cannot write /run/left4me-update-next/left4dead2/steam.inf in place"
