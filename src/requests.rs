@@ -82,9 +82,11 @@ const MAX_MESSAGE: usize = 1000;
 /// the instance's own: a blocking start waits for the server's job, not for
 /// the health check's start queued behind it, so a stop sent at once was
 /// refused (VM s13, after the sixteenth review's sandbox made the check's
-/// start longer). `fail` still never reverses it; a refused transaction
-/// queues no job, so the retries cost PID 1 no job either. A job of root's
-/// that lasts longer is answered with PID 1's refusal, as before.
+/// start longer). `fail` still never reverses it, and each retry takes a
+/// token of the requests' bucket like a request (a refused transaction is
+/// PID 1's work too). A job of root's that lasts longer is answered with
+/// PID 1's refusal, as before; a start queued behind root's stop runs once
+/// that stop has ended, as a start sent then would.
 const DESTRUCTIVE_RETRY_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,10 +350,22 @@ impl Request {
         Ok(())
     }
 
-    /// Runs the request's systemctl, waiting for it; in mode `fail`, again
-    /// while PID 1 finds its transaction destructive, for up to
-    /// [`DESTRUCTIVE_RETRY_FOR`].
+    /// Runs the request's systemctl, waiting for it.
     pub(crate) fn run(&self, systemctl: &Path, mode: JobMode) -> Result<()> {
+        self.run_paced(systemctl, mode, None)
+    }
+
+    /// [`Request::run`] as the request server runs it: in mode `fail`,
+    /// again while PID 1 refuses the transaction as destructive, for up to
+    /// [`DESTRUCTIVE_RETRY_FOR`], each time with a token of `bucket` (a
+    /// refused transaction is work for PID 1 too: unpaced, one request's
+    /// token bought eight of them, eighteenth review).
+    fn run_paced(
+        &self,
+        systemctl: &Path,
+        mode: JobMode,
+        bucket: Option<&Mutex<Bucket>>,
+    ) -> Result<()> {
         let args = self.systemctl_args(mode);
         let deadline = Instant::now() + DESTRUCTIVE_RETRY_FOR;
         let mut pause = Duration::from_millis(100);
@@ -361,11 +375,15 @@ impl Request {
                 return Ok(());
             }
             let destructive = String::from_utf8_lossy(&out.stderr).contains(" is destructive");
-            if mode != JobMode::Fail || !destructive || Instant::now() + pause > deadline {
+            let Some(bucket) = bucket.filter(|_| mode == JobMode::Fail && destructive) else {
+                break out;
+            };
+            if Instant::now() + pause > deadline {
                 break out;
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(1));
+            Bucket::wait_for_token(bucket);
         };
         let stderr = String::from_utf8_lossy(&out.stderr);
         // `start --wait` of a unit that failed prints nothing: its own
@@ -520,7 +538,7 @@ fn serve_one(stream: &UnixStream, systemctl: &Path, limits: &Limits) {
         Bucket::wait_for_token(&limits.bucket);
         r.within_loaded_cap(systemctl)?;
         r.update_spacing(&limits.last_update)?;
-        r.run(systemctl, JobMode::Fail)?;
+        r.run_paced(systemctl, JobMode::Fail, Some(&limits.bucket))?;
         tracing::info!(left4me_instance = instance, "done for {peer}: {line}");
         Ok(())
     });
@@ -872,6 +890,24 @@ mod tests {
             "{:?}",
             t0.elapsed()
         );
+        // Each retry takes a token: with the bucket in debt for 5.25 s,
+        // one retry in the 5 s instead of six.
+        let debt = Mutex::new(Bucket {
+            tokens: -20.0,
+            at: Instant::now(),
+        });
+        let before = std::fs::read_to_string(dir.path().join("log"))
+            .unwrap()
+            .lines()
+            .count();
+        Request::new(Verb::Stop, Some(&stuck), true)
+            .run_paced(&dir.path().join("systemctl"), JobMode::Fail, Some(&debt))
+            .unwrap_err();
+        let after = std::fs::read_to_string(dir.path().join("log"))
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(after, before + 2);
         // Root's own mode is never refused so, and never asked again.
         let before = std::fs::read_to_string(dir.path().join("log"))
             .unwrap()
