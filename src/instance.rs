@@ -60,6 +60,11 @@ pub(crate) fn mount_source(name: &InstanceName) -> String {
     format!("{MOUNT_SOURCE_PREFIX}{name}")
 }
 
+/// Whether `m` is `name`'s overlay: the source only its mounts carry.
+pub(crate) fn is_overlay_of(m: &mounts::MountEntry, name: &InstanceName) -> bool {
+    m.fstype == "overlay" && m.source == mount_source(name)
+}
+
 /// What every [`mount_source`] starts with.
 pub(crate) const MOUNT_SOURCE_PREFIX: &str = "left4me:";
 
@@ -197,9 +202,9 @@ pub(crate) fn mounted_per(
     };
     entry.kind == libc_mode::S_IFDIR
         && entry.mount_root
-        && table.iter().any(|m| {
-            m.id == entry.mnt_id && m.fstype == "overlay" && m.source == mount_source(name)
-        })
+        && table
+            .iter()
+            .any(|m| m.id == entry.mnt_id && is_overlay_of(m, name))
 }
 
 pub(crate) fn mounted_here(
@@ -227,7 +232,7 @@ pub(crate) fn mounted_here(
             return Ok(None);
         }
         match mounts::find_by_id(entry.mnt_id) {
-            Some(m) if m.fstype == "overlay" && m.source == mount_source(name) => {
+            Some(m) if is_overlay_of(&m, name) => {
                 return Ok(Some(m));
             }
             Some(m) => {

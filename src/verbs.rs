@@ -467,10 +467,7 @@ fn keep_health_records_bounded(run_dir: &Path) {
     let mut table = None;
     crate::health::retention::prune(run_dir, |name| {
         let table = table.get_or_insert_with(|| mounts::read_mountinfo("/proc/self/mountinfo"));
-        let source = instance::mount_source(name);
-        table
-            .iter()
-            .any(|m| m.fstype == "overlay" && m.source == source)
+        table.iter().any(|m| instance::is_overlay_of(m, name))
     });
 }
 
