@@ -14,6 +14,9 @@
 //!   7. 40 resets in a row while a 100,000-file layer is deleted: root
 //!      sweepers alive at once, and the time until all is deleted, beside
 //!      that baseline
+//!   8. deleting a discarded directory of 10,000 to 40,000 subdirectories
+//!      with 250-byte names: CPU time beside `rm -rf` of the same tree, and
+//!      beside that baseline
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -52,7 +55,8 @@ fn main() {
         "left4me-overlay benchmark on Linux {}",
         rustix::system::uname().release().to_string_lossy()
     );
-    // `cargo bench -- sweep` runs only the parts named (cycle, reset, rss, sweep).
+    // `cargo bench -- sweep` runs only the parts named (cycle, reset, rss, sweep,
+    // generation, walk, sweepers, wide).
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -79,6 +83,9 @@ fn main() {
     }
     if wanted("sweepers") {
         sweepers(dir.path());
+    }
+    if wanted("wide") {
+        sweep_wide(dir.path());
     }
 }
 
@@ -266,18 +273,37 @@ fn run_measured(b: &Bench, args: &[&str]) -> (Duration, i64) {
     run_measured_of(b, HELPER, args)
 }
 
-#[allow(clippy::zombie_processes)]
 fn run_measured_of(b: &Bench, binary: &str, args: &[&str]) -> (Duration, i64) {
+    let m = measure(b.helper_of(binary, args), args);
+    (m.wall, m.max_rss_kib)
+}
+
+/// What one process run cost: wall time, CPU (user + system) and peak RSS.
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: i64,
+}
+
+#[allow(clippy::zombie_processes)]
+fn measure(mut command: Command, what: &[&str]) -> Measured {
     let t = Instant::now();
-    let child = b.helper_of(binary, args).spawn().unwrap();
+    let child = command.spawn().unwrap();
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
     let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child and fills `usage`.
     let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
-    assert_eq!(status, 0, "{args:?} failed");
-    (t.elapsed(), usage.ru_maxrss)
+    assert_eq!(status, 0, "{what:?} failed");
+    let time = |t: nix::libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Measured {
+        wall: t.elapsed(),
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+    }
 }
 
 fn peak_rss(base: &Path) {
@@ -327,6 +353,90 @@ fn sweep_extremes(base: &Path) {
             kib as f64 / 1024.0,
             if kib <= 8192 { "met" } else { "NOT met" }
         );
+    }
+}
+
+/// The nineteenth review's shape: one directory of `n` subdirectories, each
+/// with a file, under 250-byte names. ext4 keeps a directory's emptied
+/// blocks, so a walk that reads the parent from the start after each child
+/// grows with n²; GNU `rm -rf` (fts: reads each directory once) on an
+/// identical tree is the baseline, and LEFT4ME_BENCH_BASELINE_HELPER (an
+/// older build), if set, shows the walk before.
+fn sweep_wide(base: &Path) {
+    let baseline = std::env::var("LEFT4ME_BENCH_BASELINE_HELPER").ok();
+    println!(
+        "\n8. sweep of a discarded directory of n non-empty subdirectories with 250-byte names"
+    );
+    let b = Bench::new(base, "wide", 0, false);
+    b.run(&["mount", "b"]);
+    b.run(&["umount", "b"]);
+    let top = b.root.join("runtime/b/.discard-bench");
+    let mut cpu_by_n = Vec::new();
+    for n in [10_000, 20_000, 40_000] {
+        let mut row = Vec::new();
+        for (label, binary) in [
+            ("rm -rf", None),
+            ("helper", Some(HELPER)),
+            ("baseline helper", baseline.as_deref()),
+        ] {
+            if label == "baseline helper" && binary.is_none() {
+                continue;
+            }
+            build_wide_dirs(&top, n);
+            let m = match binary {
+                None => {
+                    let mut rm = Command::new("rm");
+                    rm.arg("-rf").arg(&top);
+                    measure(rm, &["rm -rf"])
+                }
+                Some(binary) => measure(b.helper_of(binary, &["umount", "b"]), &["umount", "b"]),
+            };
+            assert!(!top.exists(), "{label}: not deleted");
+            row.push((label, m));
+        }
+        let rm_cpu = row[0].1.cpu.as_secs_f64();
+        let figures: Vec<String> = row
+            .iter()
+            .map(|(label, m)| {
+                format!(
+                    "{label} {:.2} s CPU ({:.2}x rm), {:.2} s wall",
+                    m.cpu.as_secs_f64(),
+                    m.cpu.as_secs_f64() / rm_cpu,
+                    m.wall.as_secs_f64()
+                )
+            })
+            .collect();
+        println!("  n = {n}: {}", figures.join("; "));
+        cpu_by_n.push(row[1].1.cpu.as_secs_f64());
+    }
+    println!(
+        "  helper CPU growth 20,000 -> 40,000: {:.2}x (linear: about 2; the walk before: about 4)",
+        cpu_by_n[2] / cpu_by_n[1]
+    );
+}
+
+fn build_wide_dirs(top: &Path, n: usize) {
+    use rustix::fs::{FileType, Mode};
+    fs::create_dir(top).unwrap();
+    let dir = open_dir(top);
+    for i in 0..n {
+        let name = format!("{i:0>250}");
+        rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755)).unwrap();
+        let sub = rustix::fs::openat(
+            &dir,
+            &name,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            &sub,
+            "f",
+            FileType::RegularFile,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
     }
 }
 

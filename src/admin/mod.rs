@@ -6,6 +6,7 @@ mod cli;
 mod list;
 mod systemd;
 
+use std::ffi::CString;
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -14,6 +15,7 @@ use std::process::{Command as Process, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::envfile::{self, Assignment, InstanceConfig, render_assignments};
 use crate::error::{Failure, Kind, Result};
@@ -536,10 +538,7 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
         let paths = InstancePaths::new(&name);
         let helper_dir = state_dir.join(RUNTIME).join(".left4me");
         crate::verbs::while_unmounted(&state, &name, || {
-            // remove_dir_all opens every directory without following a
-            // symlink (Rust 1.58.1+): nothing the game left in upper/
-            // redirects it.
-            remove_tree(&runtime)?;
+            remove_tree(&state_dir.join(RUNTIME), &name)?;
             for own in Own::ALL {
                 let _ = std::fs::remove_file(helper_dir.join(paths.own(own)));
             }
@@ -553,7 +552,7 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
         });
         r?;
     }
-    remove_tree(&dir)?;
+    remove_tree(&state_dir.join(INSTANCES), &name)?;
     println!("deleted {name}");
     if !root && std::fs::symlink_metadata(&runtime).is_ok() {
         println!(
@@ -564,12 +563,24 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
-fn remove_tree(path: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_failure(path, "remove", &e)),
-    }
+/// Deletes `parent/name` with the walk that deletes discarded layers: one
+/// directory open at a time whatever the depth, no symlink followed, no
+/// mount point entered (what the game or the service user left in it is
+/// theirs to shape; docs/unit.md, the nineteenth review).
+fn remove_tree(parent: &Path, name: &InstanceName) -> Result<()> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(parent, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(Failure::os(parent, "open", e)),
+    };
+    let name_c = CString::new(name.as_str()).expect("an instance name holds no NUL");
+    crate::discard::delete(
+        fd.as_fd(),
+        &name_c,
+        &parent.join(name.as_str()),
+        &format!("stop whatever still writes into it, then run left4me delete {name} again"),
+    )
 }
 
 #[cfg(test)]

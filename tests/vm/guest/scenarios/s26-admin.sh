@@ -124,10 +124,17 @@ as_ops $L delete adm2 --yes || fail "ops: delete adm2 failed"
 [ -z "$(ls -A "$STATE/runtime/adm2/upper")" ] || fail "ops' delete left the game's files"
 $L stop adm1 || fail "stop adm1 failed"
 wait_unmounted adm1 15
-$L delete adm1 --yes || fail "delete adm1 failed"
+# Deep trees, in what the game wrote and in the user's config dir: delete
+# goes through the discard walk, one directory open at a time (the
+# nineteenth review: remove_dir_all failed with EMFILE past about 1,020
+# levels), here with 256 descriptors for 3,000 levels.
+deep_chain='chdir $ARGV[0] or die "$!"; for (1..3000) { mkdir "d" or die "$!"; chdir "d" or die "$!" }'
+perl -e "$deep_chain" "$STATE/runtime/adm1/upper" || fail "cannot build a deep chain in adm1's upper"
+runuser -u left4me -- perl -e "$deep_chain" "$STATE/instances/adm1" || fail "cannot build a deep chain in instances/adm1"
+(ulimit -n 256 && $L delete adm1 --yes) || fail "delete adm1 (3,000 levels deep, 256 fds) failed"
 $L delete adm2 --yes || fail "root's delete of what ops left failed"
 for n in adm1 adm2; do
     { [ ! -e "$STATE/instances/$n" ] && [ ! -e "$STATE/runtime/$n" ]; } || fail "delete left files of $n"
 done
 [ -z "$($L list --json | jq -r '.instances[] | select(.name | startswith("adm")) | .name')" ] || fail "list still shows deleted instances"
-note "create/list/start/console/reset/logs/stop/delete as root and as a member of the group"
+note "create/list/start/console/reset/logs/stop/delete as root and as a member of the group; delete of trees 3,000 levels deep with 256 fds"
