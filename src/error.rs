@@ -80,7 +80,7 @@ pub(crate) const EXIT_CODES: [ExitRow; 17] = [
     ),
     kind_row(
         Kind::UnsafePath,
-        "a symlink, FIFO, file, hard link or wrongly owned dir or layer where the layout needs something else",
+        "a symlink, FIFO, file, hard link or wrongly owned dir or layer where the layout needs something else; a mount point inside a tree being deleted",
     ),
     kind_row(
         Kind::Busy,
