@@ -19,15 +19,18 @@
 //!   level is those 24 bytes: 2.4 MB for a tree 100,000 levels deep.
 //! - **Linear in a directory's width.** A position is only trusted if the
 //!   entry found there is the child the walk came up from (same inode).
-//!   Filesystems whose positions are cookies (ext4's hashes, xfs, btrfs)
-//!   keep them across a reopen and deletions, so the walk never reads a
-//!   directory's entries twice. Where a position is an ordinal (tmpfs
-//!   before Linux 6.6 counts the live entries before it), deletions shift
-//!   the child's entry below it; the walk then reads the parent from the
-//!   start, which costs little there because what was deleted is gone. The
-//!   nineteenth review measured the old walk, which always read from the
-//!   start, at 18.3 s of root's CPU for 40,000 subdirectories on ext4,
-//!   whose directories keep their emptied blocks.
+//!   Filesystems whose positions are cookies (ext4's hashes, xfs, btrfs,
+//!   tmpfs since Linux 6.6) keep them across a reopen and deletions, so an
+//!   undisturbed walk never reads a directory's entries twice. Where a
+//!   position is an ordinal (tmpfs before 6.6 counts the live entries
+//!   before it), deletions shift the child's entry below it; where the
+//!   user renamed the child, it is elsewhere. Either way the walk reads on
+//!   from the position and, at the directory's end, reads it once more
+//!   from the start, at most [`MAX_REREADS_PER_VISIT`] times a visit. The
+//!   nineteenth review measured the walk that always read from the start
+//!   at 18.3 s of root's CPU for 40,000 subdirectories on ext4, whose
+//!   directories keep their emptied blocks; the twentieth, renaming each
+//!   child the walk opened, forced a read from the start per child.
 //! - **No symlink is followed, no other filesystem entered.** Entries are
 //!   unlinked with `unlinkat` (a symlink goes, its target stays);
 //!   directories are opened with openat2(`RESOLVE_NO_SYMLINKS |
@@ -45,8 +48,10 @@
 //!   which the user could have deleted the same.
 //! - **Bounded work.** A user who keeps refilling the tree could keep the
 //!   walk busy forever; after [`MAX_RESTARTS`] times the walk found a
-//!   directory it had emptied refilled, or had to start again, it gives up
-//!   and leaves the rest to the next sweep.
+//!   directory it had emptied refilled, or had to start again, or past the
+//!   rereads a visit may take, it gives up and leaves the rest to the next
+//!   sweep. Entries added ahead of the walk cost it what they cost their
+//!   maker; [`delete`] run from a shell also has a time bound.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -110,6 +115,7 @@ pub(crate) fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure>
             name,
             &shown.join(name.to_string_lossy().as_ref()),
             "stop whatever still writes into the instance's old layer; the next umount or reset continues",
+            None,
         )?;
     }
     Ok(names.len())
@@ -118,24 +124,41 @@ pub(crate) fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure>
 /// Deletes `name` in `parent` and everything below it with the walk of this
 /// module (see the module doc): what `left4me delete` removes goes the same
 /// way as a discarded layer. `refilled_hint` says what to do if the tree
-/// keeps being refilled or moved.
+/// keeps being refilled or moved. `within` bounds the time a command run
+/// from a shell spends: a process that keeps adding entries ahead of the
+/// walk costs the walk about what it costs itself, but could do so for as
+/// long as it likes (the twentieth review); the sweeps systemd runs are
+/// bounded by their units.
 pub(crate) fn delete(
     parent: BorrowedFd<'_>,
     name: &CStr,
     shown: &Path,
     refilled_hint: &str,
+    within: Option<std::time::Duration>,
 ) -> Result<(), Failure> {
     let dev = rustix::fs::fstat(parent)
         .map_err(|e| Failure::os(shown, "stat the parent of", e))?
         .st_dev;
     let mut tree = Tree::new(parent, name, dev);
+    let deadline = within.map(|d| std::time::Instant::now() + d);
     loop {
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            return Err(Failure::new(
+                Kind::Busy,
+                format!(
+                    "{}: not deleted within {} s, something keeps filling it; the rest is left",
+                    shown.display(),
+                    within.unwrap_or_default().as_secs()
+                ),
+            )
+            .hint(refilled_hint));
+        }
         match tree.step() {
             Ok(Step::More) => {}
             Ok(Step::Done) => {
                 tracing::debug!(
                     tree = %shown.display(),
-                    rescans = tree.rescans,
+                    rereads = tree.rereads,
                     restarts = tree.restarts,
                     "deleted"
                 );
@@ -233,6 +256,15 @@ enum Step {
     Done,
 }
 
+/// How often one directory may be read again from its start in one visit
+/// (from the walk's entering it until it leaves it emptied). Each such read
+/// costs the whole directory, emptied blocks included. An undisturbed walk
+/// needs none where positions are cookies and one where they are ordinals;
+/// a user who renames every child the walk opens costs it one per pass,
+/// and without this bound one per child (the twentieth review: 40,000
+/// children, 41 s of root's CPU).
+const MAX_REREADS_PER_VISIT: u8 = 4;
+
 /// A directory of the tree, open for reading, and what it is: (dev, ino),
 /// to check that `..` leads back where the walk came from.
 struct Opened {
@@ -241,18 +273,31 @@ struct Opened {
     /// Where the next entry read starts: the position to come back to.
     pos: i64,
     /// After a seek back up: the inode of the entry that must be found
-    /// there (the child the walk came from), or the position is stale.
+    /// there (the child the walk came from).
     expect: Option<u64>,
-    /// Read from the start again because a position was stale.
-    rescanned: bool,
+    /// What this visit of the directory has seen so far.
+    visit: Visit,
 }
 
-/// An ancestor of the directory being emptied: its (dev, ino), and the
-/// position of the entry of the child the walk descended into.
+/// Carried from a directory to the reopened `..` that continues it.
+#[derive(Clone, Copy, Default)]
+struct Visit {
+    /// A position since the last read from the start did not hold its
+    /// child: entries before it may be unread, so the directory is read
+    /// again from the start when the walk reaches its end.
+    stale: bool,
+    /// Reads from the start so far (see [`MAX_REREADS_PER_VISIT`]).
+    rereads: u8,
+}
+
+/// An ancestor of the directory being emptied: its (dev, ino), the
+/// position of the entry of the child the walk descended into, and its
+/// visit.
 #[derive(Clone, Copy)]
 struct Ancestor {
     id: (u64, u64),
     child_at: i64,
+    visit: Visit,
 }
 
 impl Opened {
@@ -263,42 +308,47 @@ impl Opened {
             id: (st.st_dev, st.st_ino),
             pos: 0,
             expect: None,
-            rescanned: false,
+            visit: Visit::default(),
         })
     }
 
-    /// Goes on reading at `at`, where the entry of the child with inode
-    /// `child` must be.
-    fn resume(&mut self, at: i64, child: u64) -> Result<(), Errno> {
-        self.dir.seek(at)?;
-        self.pos = at;
+    /// Continues the visit of the ancestor `left` at the position of its
+    /// child's entry, where the entry of inode `child` must be.
+    fn resume(&mut self, left: &Ancestor, child: u64) -> Result<(), Errno> {
+        self.dir.seek(left.child_at)?;
+        self.pos = left.child_at;
         self.expect = Some(child);
+        self.visit = left.visit;
         Ok(())
     }
 
     /// The next entry, from where the directory stands, and the position
     /// it starts at. A resumed position that does not hold the expected
-    /// child (another entry, or the end) is stale: the directory is read
-    /// from the start instead.
+    /// child (another entry, or the end) is stale: the walk goes on from
+    /// there, and at the end reads the directory again from the start.
     fn next_entry(&mut self) -> Option<Result<(i64, rustix::fs::DirEntry), Errno>> {
         loop {
             let at = self.pos;
             let entry = self.dir.read();
-            let stale = match (&entry, self.expect.take()) {
-                (Some(Ok(e)), Some(child)) => e.ino() != child,
-                (None, Some(_)) => true,
-                _ => false,
-            };
-            if stale {
-                if let Err(e) = self.read_from_start() {
-                    return Some(Err(e));
+            if let Some(child) = self.expect.take() {
+                if !matches!(&entry, Some(Ok(e)) if e.ino() == child) {
+                    self.visit.stale = true;
                 }
-                continue;
             }
-            return Some(entry?.map(|e| {
-                self.pos = e.offset();
-                (at, e)
-            }));
+            match entry {
+                None if self.visit.stale => {
+                    if let Err(e) = self.read_from_start() {
+                        return Some(Err(e));
+                    }
+                }
+                None => return None,
+                Some(entry) => {
+                    return Some(entry.map(|e| {
+                        self.pos = e.offset();
+                        (at, e)
+                    }));
+                }
+            }
         }
     }
 
@@ -306,8 +356,11 @@ impl Opened {
     /// description: seeking the old one to 0 is not enough on ext4, whose
     /// htree readdir, once a fresh description's first read started at the
     /// end-of-directory cookie, goes on from there (measured on Linux 6.18:
-    /// no entry at all after the seek).
+    /// no entry at all after the seek). `AGAIN` past the visit's bound.
     fn read_from_start(&mut self) -> Result<(), Errno> {
+        if self.visit.rereads >= MAX_REREADS_PER_VISIT {
+            return Err(Errno::AGAIN);
+        }
         let again = rustix::fs::openat(
             self.fd()?,
             c".",
@@ -316,7 +369,10 @@ impl Opened {
         )?;
         self.dir = rustix::fs::Dir::new(again)?;
         self.pos = 0;
-        self.rescanned = true;
+        self.visit = Visit {
+            stale: false,
+            rereads: self.visit.rereads + 1,
+        };
         Ok(())
     }
 
@@ -337,9 +393,8 @@ struct Tree<'a> {
     /// The directory the walk last came up from, emptied.
     left: Option<(u64, u64)>,
     restarts: usize,
-    /// How often a directory was read from its start again after coming
-    /// up to it (a stale position; logged).
-    rescans: u64,
+    /// Reads of a directory from its start again (stale positions; logged).
+    rereads: u64,
 }
 
 /// What one read of a directory found.
@@ -361,7 +416,7 @@ impl<'a> Tree<'a> {
             ancestors: Vec::new(),
             left: None,
             restarts: 0,
-            rescans: 0,
+            rereads: 0,
         }
     }
 
@@ -393,9 +448,10 @@ impl<'a> Tree<'a> {
                 }
             };
         };
-        let scanned = scan(&mut cur, self.dev)?;
-        self.rescans += u64::from(std::mem::take(&mut cur.rescanned));
-        match scanned {
+        let rereads_before = cur.visit.rereads;
+        let scanned = scan(&mut cur, self.dev);
+        self.rereads += u64::from(cur.visit.rereads - rereads_before);
+        match scanned? {
             Scan::Descend(child, child_at) => {
                 if self.left.take() == Some(child.id) {
                     // Emptied a moment ago, and filled again since.
@@ -404,6 +460,7 @@ impl<'a> Tree<'a> {
                 self.ancestors.push(Ancestor {
                     id: cur.id,
                     child_at,
+                    visit: cur.visit,
                 });
                 self.cur = Some(child);
                 Ok(Step::More)
@@ -430,7 +487,7 @@ impl<'a> Tree<'a> {
                     );
                     return self.restart();
                 }
-                parent.resume(expected.child_at, cur.id.1)?;
+                parent.resume(&expected, cur.id.1)?;
                 self.left = Some(cur.id);
                 self.cur = Some(parent);
                 Ok(Step::More)
@@ -524,6 +581,19 @@ mod tests {
 
     fn top(dir: &Path) -> OwnedFd {
         rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    /// What `dir` reads from where it stands: (position, inode) of each
+    /// entry but `.` and `..`.
+    fn entries(dir: &mut Opened) -> Result<Vec<(i64, u64)>, Errno> {
+        let mut found = Vec::new();
+        while let Some(e) = dir.next_entry() {
+            let (at, e) = e?;
+            if e.file_name() != c"." && e.file_name() != c".." {
+                found.push((at, e.ino()));
+            }
+        }
+        Ok(found)
     }
 
     fn sweep_all(dir: &Path) -> usize {
@@ -648,42 +718,129 @@ mod tests {
         let mut tree = Tree::new(fd.as_fd(), &name, dev);
         while tree.step().unwrap() == Step::More {}
         assert!(!w.exists());
-        assert_eq!((tree.restarts, tree.rescans), (0, 0));
+        assert_eq!((tree.restarts, tree.rereads), (0, 0));
     }
 
     /// A position is trusted only where it holds the child the walk came up
-    /// from; anything else (another entry, the end) reads from the start.
+    /// from. Anything else (another entry, the end) is read on from there,
+    /// and the directory once more from the start at its end.
     #[rstest::rstest]
-    #[case::the_child_is_there(Some(1), 1, 1)]
-    #[case::another_entry_is_there(Some(1), 2, 0)]
-    #[case::the_end(None, 2, 0)]
+    #[case::the_child_is_there(Some(1), 1, &[1, 2], 0)]
+    #[case::another_entry_is_there(Some(1), 2, &[1, 2, 0, 1, 2], 1)]
+    #[case::the_end(None, 2, &[0, 1, 2], 1)]
     fn a_resumed_position_is_checked_against_the_child(
         #[case] resume_at_entry: Option<usize>,
         #[case] child_entry: usize,
-        #[case] read_from_entry: usize,
+        #[case] read: &[usize],
+        #[case] rereads: u8,
     ) {
         let t = tempfile::tempdir().unwrap();
         for n in ["a", "b", "c"] {
             std::fs::create_dir(t.path().join(n)).unwrap();
         }
-        let entries = |opened: &mut Opened| {
-            let mut found = Vec::new();
-            while let Some(e) = opened.next_entry() {
-                let (at, e) = e.unwrap();
-                if e.file_name() != c"." && e.file_name() != c".." {
-                    found.push((at, e.ino()));
-                }
-            }
-            found
-        };
         let mut first = Opened::new(top(t.path())).unwrap();
-        let listed = entries(&mut first);
+        let listed = entries(&mut first).unwrap();
         assert_eq!(listed.len(), 3);
-        let at = resume_at_entry.map_or(first.pos, |i| listed[i].0);
+        let child_at = resume_at_entry.map_or(first.pos, |i| listed[i].0);
         let mut again = Opened::new(top(t.path())).unwrap();
-        again.resume(at, listed[child_entry].1).unwrap();
-        assert_eq!(entries(&mut again), listed[read_from_entry..]);
-        assert_eq!(again.rescanned, read_from_entry == 0);
+        let left = Ancestor {
+            id: again.id,
+            child_at,
+            visit: Visit::default(),
+        };
+        again.resume(&left, listed[child_entry].1).unwrap();
+        let wanted: Vec<_> = read.iter().map(|&i| listed[i]).collect();
+        assert_eq!(entries(&mut again).unwrap(), wanted);
+        assert_eq!(again.visit.rereads, rereads);
+    }
+
+    /// Past [`MAX_REREADS_PER_VISIT`], a stale position ends the walk with
+    /// `AGAIN` (the sweep's "keeps being refilled or moved").
+    #[test_log::test]
+    fn rereads_of_one_visit_are_bounded() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("a")).unwrap();
+        let mut dir = Opened::new(top(t.path())).unwrap();
+        let listed = entries(&mut dir).unwrap();
+        let end = Ancestor {
+            id: dir.id,
+            child_at: dir.pos,
+            visit: Visit::default(),
+        };
+        let mut visit = end;
+        for _ in 0..MAX_REREADS_PER_VISIT {
+            let mut again = Opened::new(top(t.path())).unwrap();
+            again.resume(&visit, listed[0].1).unwrap();
+            assert_eq!(entries(&mut again).unwrap(), listed);
+            visit.visit = again.visit;
+        }
+        let mut last = Opened::new(top(t.path())).unwrap();
+        last.resume(&visit, listed[0].1).unwrap();
+        assert_eq!(entries(&mut last), Err(Errno::AGAIN));
+    }
+
+    /// The twentieth review's race: the user renames each child the walk
+    /// opens, so no position holds its child when the walk comes up. The
+    /// walk reads on and rereads the directory once at its end, instead of
+    /// once per child (which made it quadratic again).
+    #[test_log::test]
+    fn renaming_each_child_the_walk_opens_costs_one_reread_not_one_per_child() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join(".discard-r");
+        std::fs::create_dir(&d).unwrap();
+        for i in 0..30 {
+            std::fs::create_dir(d.join(format!("c{i}"))).unwrap();
+            std::fs::write(d.join(format!("c{i}/f")), "").unwrap();
+        }
+        let fd = top(t.path());
+        let name = CString::new(".discard-r").unwrap();
+        let dev = rustix::fs::fstat(&fd).unwrap().st_dev;
+        let mut tree = Tree::new(fd.as_fd(), &name, dev);
+        let mut renamed = 0;
+        let mut last = None;
+        while tree.step().unwrap() == Step::More {
+            let Some(cur) = tree.cur.as_ref() else {
+                continue;
+            };
+            if tree.ancestors.len() != 1 || last == Some(cur.id) {
+                continue;
+            }
+            last = Some(cur.id);
+            let entry = std::fs::read_dir(&d)
+                .unwrap()
+                .map(Result::unwrap)
+                .find(|e| std::os::unix::fs::DirEntryExt::ino(e) == cur.id.1)
+                .unwrap();
+            std::fs::rename(entry.path(), d.join(format!("renamed{renamed}"))).unwrap();
+            renamed += 1;
+        }
+        assert!(!d.exists());
+        assert_eq!(renamed, 30);
+        assert_eq!((tree.restarts, tree.rereads), (0, 1));
+    }
+
+    /// A tree that takes longer than `within` is left, with the caller's
+    /// hint, not walked for as long as something refills it.
+    #[test_log::test]
+    fn a_delete_past_its_time_bound_stops_and_says_so() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("x/a/b/c/d/e/f/g/h")).unwrap();
+        let fd = top(t.path());
+        let shown = t.path().join("x");
+        let f = delete(
+            fd.as_fd(),
+            c"x",
+            &shown,
+            "do this",
+            Some(std::time::Duration::ZERO),
+        )
+        .unwrap_err();
+        assert_eq!(f.kind, Kind::Busy);
+        assert!(f.message.contains("not deleted within 0 s"), "{f}");
+        assert_eq!(f.hint.as_deref(), Some("do this"));
+        assert!(shown.exists(), "the tree is left");
+        delete(fd.as_fd(), c"x", &shown, "do this", None).unwrap();
+        assert!(!shown.exists());
     }
 
     #[test_log::test]

@@ -563,6 +563,11 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
+/// How long `delete` may spend on one directory tree: minutes for what a
+/// game writes (its logs and demos), and a bound on a process that keeps
+/// refilling the tree.
+const DELETE_WITHIN: Duration = Duration::from_secs(300);
+
 /// Deletes `parent/name` with the walk that deletes discarded layers: one
 /// directory open at a time whatever the depth, no symlink followed, no
 /// mount point entered (what the game or the service user left in it is
@@ -580,6 +585,7 @@ fn remove_tree(parent: &Path, name: &InstanceName) -> Result<()> {
         &name_c,
         &parent.join(name.as_str()),
         &format!("stop whatever still writes into it, then run left4me delete {name} again"),
+        Some(DELETE_WITHIN),
     )
 }
 
