@@ -15,7 +15,7 @@ use crate::fsx;
 use crate::name::InstanceName;
 
 /// Where the consoles are: the server unit opens `DIR/NAME.stdin`, and
-/// tmpfiles makes `DIR` root:root 0755 at boot.
+/// tmpfiles makes `DIR` root:root 0711 at boot.
 pub(crate) const DIR: &str = "/run/left4me";
 
 /// The console of `name` in `dir`.
@@ -56,19 +56,23 @@ pub(crate) fn remove(dir: &Path, name: &InstanceName) -> Result<()> {
     fsx::release_fifo(fd.as_fd(), &file, &dir.join(&file))
 }
 
-/// The console directory, created root:root 0755 when missing (tmpfiles
+/// The console directory's mode: the FIFOs are opened by name, and nobody
+/// but root may list it (dist/left4me.tmpfiles.in says why).
+const DIR_MODE: u32 = 0o711;
+
+/// The console directory, created root:root 0711 when missing (tmpfiles
 /// makes it at boot; this covers a host that has not run tmpfiles since).
 fn ensure_dir(dir: &Path) -> Result<OwnedFd> {
     if let Some(fd) = open_dir(dir)? {
         return Ok(fd);
     }
-    match rustix::fs::mkdir(dir, Mode::from_raw_mode(0o755)) {
+    match rustix::fs::mkdir(dir, Mode::from_raw_mode(DIR_MODE)) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(Failure::os(dir, "create directory", e)),
     }
     let fd = open_dir(dir)?.ok_or_else(|| Failure::os(dir, "open directory", Errno::NOENT))?;
     // Whatever the umask (the unit's is 0077): the group reaches the FIFOs.
-    fsx::chmod_fd(fd.as_fd(), 0o755, dir)?;
+    fsx::chmod_fd(fd.as_fd(), DIR_MODE, dir)?;
     Ok(fd)
 }
 

@@ -503,7 +503,13 @@ pub(crate) fn make_fifo(
 pub(crate) fn release_fifo(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<(), Failure> {
     let held = match entry(dir, name) {
         Ok(None) => return Ok(()),
-        Ok(Some(e)) if e.kind == libc_mode::S_IFIFO => Some(open_fifo(dir, name, shown)?),
+        // Gone in between: umount removes the console before it takes the
+        // instance lock, so a mount's release can meet its removal.
+        Ok(Some(e)) if e.kind == libc_mode::S_IFIFO => match open_fifo(dir, name, shown) {
+            Ok(fd) => Some(fd),
+            Err(f) if f.kind == Kind::Missing => return Ok(()),
+            Err(f) => return Err(f),
+        },
         Ok(Some(_)) => None,
         Err(e) => return Err(Failure::os(shown, "stat", e)),
     };

@@ -340,11 +340,34 @@ fn mount_locked(
     fsx::chown_fd(runtime_i.as_fd(), 0, user.gid, &rt_shown)?;
     fsx::chmod_fd(runtime_i.as_fd(), 0o750, &rt_shown)?;
 
+    // What is this instance's own and the service user can reach (the reset
+    // marker in its config dir, its writable layer and $HOME, merged/) is
+    // done before any host-wide lock: a process of the user can hold such
+    // an inode's kernel lock for as long as it likes (a page fault on a FUSE
+    // file of its own inside getdents or write, the twentieth review), and a
+    // root operation waiting on it must hold nothing other instances or the
+    // updates wait for. merged/ is root's 0700 below the mount, so that no
+    // user can hold the lock the attach onto it takes (under the ports lock).
+    let unmounted = if l.mounted(runtime_i.as_fd())?.is_some() {
+        None
+    } else {
+        let discard = if reset_asked(state, paths)? {
+            Some(discard_writable_layer(&runtime_i, l, user)?)
+        } else {
+            prepare_writable_layer(runtime_i.as_fd(), l, user)?;
+            None
+        };
+        let merged_shown = l.shown(&paths.part(MERGED));
+        let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, MERGED_MODE, &merged_shown)?;
+        fsx::chmod_fd(merged.as_fd(), MERGED_MODE, &merged_shown)?;
+        Some((discard, merged, merged_shown))
+    };
+
     // Until the stack record names the generation picked below.
     let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
     // The generation this mount uses, picked once, under that lock.
     let game = generation::layer_rel(state)?;
-    if l.mounted(runtime_i.as_fd())?.is_some() {
+    let Some((discard, merged, merged_shown)) = unmounted else {
         let asked: Vec<Layer> = instance::layer_stack(state, paths, config, Some(&game))?
             .into_iter()
             .map(|(layer, _)| layer)
@@ -380,16 +403,7 @@ fn mount_locked(
         .hint(format!(
             "restart left4me-server@{name} (or run left4me-overlay umount {name}) to apply it"
         )));
-    }
-
-    let discard = if reset_asked(state, paths)? {
-        Some(discard_writable_layer(&runtime_i, l, user)?)
-    } else {
-        prepare_writable_layer(runtime_i.as_fd(), l, user)?;
-        None
     };
-    let merged_shown = l.shown(&paths.part(MERGED));
-    let merged = fsx::ensure_dir(runtime_i.as_fd(), MERGED, 0o755, &merged_shown)?;
     let (mnt, stack) = overlay::assemble(&state.root, name, config, &game, user)?;
     // Before the attach, the last step that can fail (a failed start's unit
     // runs no ExecStop= to undo a mount), and outside the ports lock, for
@@ -532,6 +546,10 @@ fn discard_writable_layer(
 /// name; it lists nothing, and what the game itself writes is 0600 or 0700
 /// (its unit's UMask=0077). Nobody outside the group passes runtime/<i>.
 const HOME_MODE: u32 = 0o710;
+/// The mount point: root's, unreadable to everyone else while nothing is
+/// mounted on it (see [`mount_locked`] why); the game sees the overlay's
+/// root there, whose mode is upper/'s.
+const MERGED_MODE: u32 = 0o700;
 
 /// Instance overlays mounted at once, at most: the same bound as the server
 /// units a request may have loaded (one overlay per server).

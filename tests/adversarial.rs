@@ -770,6 +770,150 @@ root_test! {
     }
 }
 
+/// Holds a directory's kernel inode lock (shared) the way the service user
+/// can: a getdents64 whose buffer faults and is never served sleeps inside
+/// the directory read, lock held, and every chown, chmod, create or unlink
+/// there waits, unkillably. The user does it with a buffer mapped from a
+/// file of its own FUSE server that never answers READ (the twentieth
+/// review measured that on runtime/NAME/merged/ and a root-owned 0755
+/// directory). Root's stand-in here is a userfaultfd fault, which the
+/// kernel takes at the same place (the copy to the caller's buffer),
+/// without a second FUSE server to write. Dropping it closes the
+/// userfaultfd: the fault is retried without it, served with a zero page,
+/// and getdents returns, the lock with it.
+struct HeldDirLock {
+    uffd: Option<std::os::fd::OwnedFd>,
+    reader: Option<std::thread::JoinHandle<i64>>,
+    region: usize,
+}
+
+const PAGE: usize = 4096;
+
+impl HeldDirLock {
+    fn on(dir: &std::path::Path) -> HeldDirLock {
+        use nix::libc;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: plain system calls on memory and descriptors this
+        // function owns; the region stays mapped until Drop, after the
+        // thread that reads into it has ended.
+        unsafe {
+            let fd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) as i32;
+            assert!(fd >= 0, "userfaultfd: {}", std::io::Error::last_os_error());
+            let uffd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            // struct uffdio_api { api = UFFD_API, features, ioctls }: UFFDIO_API.
+            let mut api = [0xAAu64, 0, 0];
+            assert_eq!(
+                libc::ioctl(fd, 0xc018_aa3f, api.as_mut_ptr()),
+                0,
+                "UFFDIO_API"
+            );
+            let region = libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(region, libc::MAP_FAILED);
+            // struct uffdio_register { start, len, mode = MISSING, ioctls }.
+            let mut register = [region as u64, PAGE as u64, 1, 0];
+            assert_eq!(
+                libc::ioctl(fd, 0xc020_aa00, register.as_mut_ptr()),
+                0,
+                "UFFDIO_REGISTER: {}",
+                std::io::Error::last_os_error()
+            );
+            let dir = fs::File::open(dir).unwrap();
+            let at = region as usize;
+            let reader = std::thread::spawn(move || {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir.as_raw_fd(),
+                    at as *mut libc::c_void,
+                    PAGE,
+                )
+            });
+            // The fault is pending once the userfaultfd has an event.
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            assert_eq!(
+                libc::poll(&mut poll, 1, 10_000),
+                1,
+                "getdents did not fault"
+            );
+            HeldDirLock {
+                uffd: Some(uffd),
+                reader: Some(reader),
+                region: at,
+            }
+        }
+    }
+}
+
+impl Drop for HeldDirLock {
+    fn drop(&mut self) {
+        drop(self.uffd.take());
+        let read = self.reader.take().unwrap().join().unwrap();
+        assert!(read > 0, "getdents read nothing once let go: {read}");
+        // SAFETY: the region mapped in `on`; nothing reads into it any more.
+        unsafe { nix::libc::munmap(self.region as *mut nix::libc::c_void, PAGE) };
+    }
+}
+
+/// Whether process `pid` sleeps uninterruptibly (`D` in /proc/PID/stat).
+fn in_uninterruptible_sleep(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('D'))
+}
+
+root_test! {
+    /// The twentieth review: a process of the service user holding the
+    /// kernel lock of its own upper/ (a FUSE fault inside getdents) made
+    /// root's mount wait in chown, unkillably, while it held the
+    /// installations lock, so `generation gc` (and every update) failed
+    /// after 30 s. What a mount does to the instance's own inodes now comes
+    /// before any host-wide lock: the stalled mount is the instance's own.
+    /// merged/ is root's 0700 below the mount, so the user cannot hold the
+    /// lock the attach takes under the ports lock.
+    fn a_user_holding_its_layers_kernel_lock_stalls_only_its_own_mount() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.instance("vs2", &[]);
+        f.ok(&["generation", "list"]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        let merged = fs::metadata(f.merged("vs1")).unwrap();
+        assert_eq!(merged.permissions().mode() & 0o7777, 0o700);
+        assert!(
+            !common::run_as(common::SERVICE_USER, &format!("ls {}", f.merged("vs1").display()))
+                .status
+                .success(),
+            "the service user lists merged/"
+        );
+        let held = HeldDirLock::on(&f.path("runtime/vs1/upper"));
+        let mut stalled = f.command(&["mount", "vs1"]).spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        while !in_uninterruptible_sleep(stalled.id()) {
+            assert!(t0.elapsed().as_secs() < 20, "mount vs1 did not reach upper/'s lock");
+            assert!(stalled.try_wait().unwrap().is_none(), "mount vs1 ended");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(ends_promptly(&f, &["generation", "gc"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["mount", "vs2"]), Some(0));
+        assert_eq!(ends_promptly(&f, &["umount", "vs2"]), Some(0));
+        drop(held);
+        let out = stalled.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(f.is_mounted("vs1"));
+        f.ok(&["umount", "vs1"]);
+    }
+}
+
 root_test! {
     /// reset and umount of a name that is no instance once left a lock
     /// file per name in runtime/.left4me/: the service user may start

@@ -5,10 +5,10 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, HELPER, SERVICE_UID};
+use common::{Fixture, SERVICE_UID};
 
 /// A small deterministic generator: reproducible failures, no extra crate.
 struct Lcg(u64);
@@ -24,18 +24,7 @@ impl Lcg {
 }
 
 fn spawn(f: &Fixture, args: &[&str]) -> std::process::Child {
-    Command::new(HELPER)
-        .arg("--state-dir")
-        .arg(&f.root)
-        .args(args)
-        .env("LEFT4ME_USER", common::SERVICE_USER)
-        .env("LEFT4ME_GROUP", common::SERVICE_USER)
-        .env("LEFT4ME_CONSOLE_DIR", &f.console)
-        .env("LEFT4ME_HEALTH_RUN_DIR", &f.health_run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    f.command(args).stdout(Stdio::null()).spawn().unwrap()
 }
 
 /// The state every interrupted run must converge to with ordinary verbs:
@@ -107,12 +96,17 @@ root_test! {
         let verbs: [&[&str]; 4] = [&["mount", "vs1"], &["umount", "vs1"], &["reset", "vs1"], &["status", "vs1"]];
         for round in 0..10 {
             let children: Vec<_> = (0..8).map(|i| (verbs[(i + round) % 4], spawn(&f, verbs[(i + round) % 4]))).collect();
-            for (args, mut child) in children {
-                let code = child.wait().unwrap().code().unwrap();
+            for (args, child) in children {
+                let out = child.wait_with_output().unwrap();
+                let code = out.status.code().unwrap();
                 // Serialized verbs: each either succeeds or meets a state
                 // another one made (reset of a mounted instance: conflict).
                 let allowed: &[i32] = if args[0] == "reset" { &[0, 15] } else { &[0] };
-                assert!(allowed.contains(&code), "{args:?} exited {code} in round {round}");
+                assert!(
+                    allowed.contains(&code),
+                    "{args:?} exited {code} in round {round}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             let stacked = common::mount_points().iter().filter(|m| m.ends_with("/runtime/vs1/merged")).count();
             assert!(stacked <= 1, "{stacked} overlays stacked on merged/");

@@ -204,20 +204,9 @@ impl Fixture {
     /// open, a lock never given back) is killed and fails the test, instead
     /// of hanging the suite.
     pub fn helper_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut child = Command::new(HELPER)
-            .arg("--state-dir")
-            .arg(&self.root)
-            .args(args)
-            .env("LEFT4ME_USER", SERVICE_USER)
-            .env("LEFT4ME_GROUP", SERVICE_USER)
-            .env("LEFT4ME_CONSOLE_DIR", &self.console)
-            .env("LEFT4ME_HEALTH_RUN_DIR", &self.health_run)
-            .env_remove("LEFT4ME_SYSTEMCTL")
+        let mut child = self
+            .command(args)
             .envs(env.iter().copied())
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("LEFT4ME_STATE_DIR")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + HELPER_LIMIT;
@@ -231,6 +220,25 @@ impl Fixture {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         child.wait_with_output().unwrap()
+    }
+
+    /// The helper with this fixture's state, user and directories, its
+    /// output piped, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(HELPER);
+        c.arg("--state-dir")
+            .arg(&self.root)
+            .args(args)
+            .env("LEFT4ME_USER", SERVICE_USER)
+            .env("LEFT4ME_GROUP", SERVICE_USER)
+            .env("LEFT4ME_CONSOLE_DIR", &self.console)
+            .env("LEFT4ME_HEALTH_RUN_DIR", &self.health_run)
+            .env_remove("LEFT4ME_SYSTEMCTL")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("LEFT4ME_STATE_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
     }
 
     /// Runs a verb that must succeed; returns stdout.

@@ -26,8 +26,8 @@ wait_state con active 30
 [ -p "$fifo" ] || fail "$fifo is not a FIFO while the server runs"
 [ "$(stat -c '%U:%G %a' "$fifo")" = "root:left4me 660" ] ||
     fail "$fifo is $(stat -c '%U:%G %a' "$fifo"), expected root:left4me 660"
-[ "$(stat -c '%U:%G %a' /run/left4me)" = "root:root 755" ] ||
-    fail "/run/left4me is $(stat -c '%U:%G %a' /run/left4me), expected root:root 755"
+[ "$(stat -c '%U:%G %a' /run/left4me)" = "root:root 711" ] ||
+    fail "/run/left4me is $(stat -c '%U:%G %a' /run/left4me), expected root:root 711"
 expect_map 27030 c1m1_hotel
 # The game opened it itself; PID 1 must hold no descriptor of it, or it
 # could be made to read or flush it (docs/unit.md, "The console").
