@@ -41,17 +41,27 @@
 //!   elsewhere (into the new upper/, say) while root is inside it. Going
 //!   up, the walk compares the (dev, ino) of what `..` opened with the
 //!   ancestor it came from; if they differ, it has been moved, and the walk
-//!   starts again from the top of the discarded tree, which only root can
-//!   reach (runtime/<i> is root's). It never reads, let alone deletes in,
-//!   the directory the moved one now sits in. What it deleted after the
-//!   move was inside directories of the discarded tree, the user's own, in
-//!   which the user could have deleted the same.
-//! - **Bounded work.** A user who keeps refilling the tree could keep the
-//!   walk busy forever; after [`MAX_RESTARTS`] times the walk found a
-//!   directory it had emptied refilled, or had to start again, or past the
-//!   rereads a visit may take, it gives up and leaves the rest to the next
-//!   sweep. Entries added ahead of the walk cost it what they cost their
-//!   maker; [`delete`] run from a shell also has a time bound.
+//!   starts again from the top of the discarded tree (the name root set
+//!   aside in runtime/<i>, a directory root writes; the service user's
+//!   group may pass it and reach the tree by path, but not rename the top).
+//!   It never reads, let alone deletes in, the directory the moved one now
+//!   sits in. What it deleted after the move was inside directories of the
+//!   discarded tree, the user's own, in which the user could have deleted
+//!   the same. (dev, ino) without the inode's generation: a recycled inode
+//!   number could pass the check, but only into a directory made since,
+//!   which is the user's or made by root for the same account (twenty-first
+//!   review, reasoned).
+//! - **Work within a constant of the user's.** A user who keeps refilling
+//!   the tree could keep the walk busy forever. The walk gives up, leaving
+//!   the rest to the next sweep, after [`MAX_RESTARTS`] times it found the
+//!   directory it had just emptied refilled or had to start again, or past
+//!   the rereads a visit may take. That count is not a bound on refills:
+//!   a user who moves the emptied directory behind a new one and refills
+//!   it is not counted (twenty-first review: 1,001 visits of one
+//!   directory, at a few times the user's own cost). What bounds the time
+//!   is the caller: the units' timeouts for the sweeps systemd runs, and
+//!   [`delete`]'s time bound, checked between steps (a step waiting in the
+//!   kernel on a lock the user holds is not cut; docs/unit.md).
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
