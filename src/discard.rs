@@ -156,7 +156,7 @@ pub(crate) fn delete(
             return Err(Failure::new(
                 Kind::Busy,
                 format!(
-                    "{}: not deleted within {} s, something keeps filling it; the rest is left",
+                    "{}: not deleted within {} s (a very large tree, or something keeps filling it); the rest is left",
                     shown.display(),
                     within.unwrap_or_default().as_secs()
                 ),
