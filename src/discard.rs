@@ -150,18 +150,22 @@ pub(crate) fn delete(
         .map_err(|e| Failure::os(shown, "stat the parent of", e))?
         .st_dev;
     let mut tree = Tree::new(parent, name, dev);
-    let deadline = within.map(|d| std::time::Instant::now() + d);
+    let bound = within.map(|w| (w, std::time::Instant::now() + w));
+    let left = |why: String| {
+        Failure::new(
+            Kind::Busy,
+            format!("{}: {why}; the rest is left", shown.display()),
+        )
+        .hint(refilled_hint)
+    };
     loop {
-        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
-            return Err(Failure::new(
-                Kind::Busy,
-                format!(
-                    "{}: not deleted within {} s (a very large tree, or something keeps filling it); the rest is left",
-                    shown.display(),
-                    within.unwrap_or_default().as_secs()
-                ),
-            )
-            .hint(refilled_hint));
+        if let Some((w, at)) = bound {
+            if std::time::Instant::now() > at {
+                return Err(left(format!(
+                    "not deleted within {} s (a very large tree, or something keeps filling it)",
+                    w.as_secs()
+                )));
+            }
         }
         match tree.step() {
             Ok(Step::More) => {}
@@ -175,14 +179,9 @@ pub(crate) fn delete(
                 return Ok(());
             }
             Err(Errno::AGAIN) => {
-                return Err(Failure::new(
-                    Kind::Busy,
-                    format!(
-                        "{}: keeps being refilled or moved while it is deleted; the rest is left",
-                        shown.display()
-                    ),
-                )
-                .hint(refilled_hint));
+                return Err(left(
+                    "keeps being refilled or moved while it is deleted".into(),
+                ));
             }
             Err(Errno::XDEV) => {
                 return Err(Failure::new(
