@@ -22,7 +22,7 @@ install_fake_steamcmd
 # The generations are set aside for the fresh hosts below and come back.
 cleanup() {
     restore_host_env
-    rm -f /run/systemd/system/left4me-update.service.d/steam-login.conf /etc/left4me/steam-login
+    rm -f /run/systemd/system/left4me-update.service.d/steam-login.conf /etc/left4me/steam-login /etc/left4me-test/s45.release
     systemctl daemon-reload
     if [ -e "$GENS.s45" ]; then rm -rf "$GENS"; mv "$GENS.s45" "$GENS"; fi
 }
@@ -166,7 +166,9 @@ note "verify: $(grep -o 'verified: 1 files differed[^;]*' <<<"$journal")"
 # spacing, s08's check): the update unit names the running
 # verification (--sibling), so its prepare is refused by what systemd says,
 # and its abort leaves the verification's tree alone.
-fake_steamcmd_conf 302 ok sleep=8
+release=/etc/left4me-test/s45.release
+rm -f "$release"
+fake_steamcmd_conf 302 ok "hold=$release"
 systemctl reset-failed left4me-verify.service left4me-update.service 2>/dev/null || true
 update_mark
 systemctl start --no-block left4me-verify.service
@@ -184,6 +186,7 @@ done
 grep -qF "left4me-verify.service is activating: $GENS/.next is its tree" <<<"$(update_journal)" ||
     fail "verify again: the update was not refused for the verification: $(update_journal | tail -n 20)"
 grep -qx "still-building" <<<"$(update_journal)" || fail "verify again: the update's abort did not leave the tree: $(update_journal | tail -n 20)"
+touch "$release"
 while [ "$(systemctl show -P ActiveState left4me-verify.service)" = activating ]; do
     [ $(( $(now_ms) - t0 )) -lt 90000 ] || fail "verify again: still running 90 s after its start"
     sleep 0.5
