@@ -42,18 +42,21 @@ pub(crate) fn make(dir: &Path, name: &InstanceName, gid: u32, fresh: bool) -> Re
             }
         }
     }
-    fsx::release_fifo(fd.as_fd(), &file, &shown)?;
+    fsx::remove_file(fd.as_fd(), &file, &shown)?;
     fsx::make_fifo(fd.as_fd(), &file, gid, &shown)
 }
 
-/// Removes `name`'s console, letting writers blocked in open(2) through
-/// first ([`fsx::release_fifo`]); nothing to do if there is none.
+/// Removes `name`'s console (unlinked, never opened: [`fsx::make_fifo`]
+/// says why); nothing to do if there is none. A writer blocked in open(2)
+/// on it stays blocked on the unlinked FIFO until it is interrupted: such
+/// a writer is the group's own process (root's `left4me console` opens
+/// without blocking), and the wait is a killable one.
 pub(crate) fn remove(dir: &Path, name: &InstanceName) -> Result<()> {
     let Some(fd) = open_dir(dir)? else {
         return Ok(());
     };
     let file = file_name(name.as_str());
-    fsx::release_fifo(fd.as_fd(), &file, &dir.join(&file))
+    fsx::remove_file(fd.as_fd(), &file, &dir.join(&file))
 }
 
 /// The console directory's mode: the FIFOs are opened by name, and nobody

@@ -470,17 +470,23 @@ pub(crate) fn remove_file(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Resu
 }
 
 /// Makes a fresh FIFO `name` in `dir` (a directory only root writes), owned
-/// root:`gid`, mode 0660. It is made 0600 and opened up only once its group
-/// is right; owner and mode are set through a descriptor of the new FIFO,
-/// opened without following a link (read-write and non-blocking: the open
-/// of a FIFO then never waits for a peer). An entry of that name must be
-/// gone first ([`release_fifo`]); one that reappeared is an error.
+/// root:`gid`, mode 0660: made 0600, then given its group and mode by name,
+/// without following a link. Nothing opens it: the open and the close of a
+/// FIFO take its pipe's mutex, which a writer of the group holds for as long
+/// as it likes (a write from a buffer whose page fault its own FUSE server
+/// never serves, the twenty-first review), so root's open would wait in the
+/// kernel, unkillable. Setting owner and mode by name takes only the inode's
+/// lock, which a write to a pipe does not hold. Only root creates entries in
+/// `dir`, so the name is the FIFO made here until root removes it. An entry
+/// of that name must be gone first ([`remove_file`]); one that reappeared is
+/// an error.
 pub(crate) fn make_fifo(
     dir: BorrowedFd<'_>,
     name: &str,
     gid: u32,
     shown: &Path,
 ) -> Result<(), Failure> {
+    use rustix::fs::{Gid, Uid};
     rustix::fs::mknodat(
         dir,
         name,
@@ -489,50 +495,19 @@ pub(crate) fn make_fifo(
         0,
     )
     .map_err(|e| Failure::os(shown, "mkfifo", e))?;
-    let fd = open_fifo(dir, name, shown)?;
-    chown_fd(fd.as_fd(), 0, gid, shown)?;
-    chmod_fd(fd.as_fd(), 0o660, shown)
-}
-
-/// Removes `name` from `dir`, whatever it is but a directory. A FIFO is
-/// opened read-write for a moment first: a writer blocked in open(2)
-/// because nobody reads would otherwise wait forever on the unlinked
-/// inode; the open lets it through, and once this descriptor is closed its
-/// writes fail with EPIPE. Nothing is read. Only a FIFO is opened (looked
-/// at without following), so no device or other file is ever opened here.
-pub(crate) fn release_fifo(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<(), Failure> {
-    let held = match entry(dir, name) {
-        Ok(None) => return Ok(()),
-        // Gone in between: umount removes the console before it takes the
-        // instance lock, so a mount's release can meet its removal.
-        Ok(Some(e)) if e.kind == libc_mode::S_IFIFO => match open_fifo(dir, name, shown) {
-            Ok(fd) => Some(fd),
-            Err(f) if f.kind == Kind::Missing => return Ok(()),
-            Err(f) => return Err(f),
-        },
-        Ok(Some(_)) => None,
-        Err(e) => return Err(Failure::os(shown, "stat", e)),
-    };
-    let removed = remove_file(dir, name, shown);
-    drop(held);
-    removed
-}
-
-/// Opens FIFO `name` in `dir` read-write, without following a link and
-/// without blocking; anything but a FIFO there is refused.
-fn open_fifo(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<OwnedFd, Failure> {
-    let flags =
-        OFlags::RDWR | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let fd = rustix::fs::openat2(dir, name, flags, Mode::empty(), BENEATH)
-        .map_err(|e| explain(dir, name, shown, e, "FIFO", BENEATH))?;
-    if file_type(&stat_fd(&fd, shown)?) != libc_mode::S_IFIFO {
-        return Err(Failure::new(
-            Kind::UnsafePath,
-            format!("{} is not a FIFO", shown.display()),
-        )
-        .hint("remove it; the overlay unit makes the console at every mount"));
-    }
-    Ok(fd)
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(Uid::from_raw(0)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Failure::os(shown, "chown", e))?;
+    // fchmodat follows a link (AT_SYMLINK_NOFOLLOW needs fchmodat2, Linux
+    // 6.6); none can be here: root made this entry and nobody else writes
+    // the directory.
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o660), AtFlags::empty())
+        .map_err(|e| Failure::os(shown, "chmod", e))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! it exclusively (a few renames), a mount holds it shared from reading
 //! `installations/current` until its stack record names the generation, so
 //! no generation is removed between being picked and being recorded as in
-//! use. One for the generation verbs among themselves.
+//! use (a collection counts the record of an instance whose lock is held
+//! as in use). One for the generation verbs among themselves.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -31,8 +32,8 @@ pub(crate) const INSTALLATIONS: &str = ".installations.lock";
 pub(crate) const UPDATE: &str = ".update.lock";
 /// Held by a mount from comparing its ports with the mounted instances'
 /// until its own overlay is attached, so two mounts cannot both find the
-/// other not yet running. Taken last (after the instance's own lock and the
-/// installations lock), so it cannot deadlock with them.
+/// other not yet running. Taken last (after the instance's own lock; the
+/// installations lock is let go before), so it cannot deadlock with them.
 pub(crate) const PORTS: &str = ".ports.lock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,23 @@ pub(crate) fn try_exclusive(fd: BorrowedFd<'_>) -> bool {
             Ok(()) => return true,
             Err(Errno::INTR) => {}
             Err(_) => return false,
+        }
+    }
+}
+
+/// Whether someone holds the lock `file` in `helper_dir` (exclusively: a
+/// shared probe fails only then), looked at without creating the file and
+/// without waiting.
+pub(crate) fn held(helper_dir: BorrowedFd<'_>, file: &str) -> bool {
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(helper_dir, file, flags, Mode::empty()) else {
+        return false;
+    };
+    loop {
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return false,
+            Err(Errno::INTR) => {}
+            Err(_) => return true,
         }
     }
 }

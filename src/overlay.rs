@@ -36,22 +36,82 @@ pub(crate) fn assemble(
         let layers = instance::layer_stack(&state, &paths, config, Some(game))?;
         raise_fd_limit(layers.len());
         let (stack, fds): (Vec<Layer>, Vec<OwnedFd>) = layers.into_iter().unzip();
-        let lower_fds = map_layers(&state, &stack, fds, user)?;
         let open = |rel: String| fsx::open_dir(state.fd(), &rel, &state.shown(&rel));
+        let stage_shown = state.shown(&InstancePaths::in_helper_dir(&paths.own(Own::Stage)));
+        let staging = staging(open(HELPER_DIR.to_owned())?.as_fd(), &paths, &stage_shown)?;
+        let lower_fds = map_layers(&state, &stack, fds, user, staging.as_fd(), &stage_shown)?;
         let upper = open(paths.part(UPPER))?;
         let work = open(paths.part(WORK))?;
-        let stage = open(HELPER_DIR.to_owned())?;
         let parts = Parts {
             name,
-            stage_shown: state.shown(&InstancePaths::in_helper_dir(&paths.own(Own::Stage))),
-            paths: &paths,
             lowers: &lower_fds,
             upper: &upper,
             work: &work,
-            stage: stage.as_fd(),
+            staging: staging.as_fd(),
+            stage_shown,
         };
         Ok((parts.build()?, stack))
     })
+}
+
+/// Where the mounts that only the private namespace needs are attached: a
+/// tmpfs of their own, attached on the instance's root-only
+/// runtime/.left4me/NAME.stage, returned as its root. Attaching a mount
+/// takes the kernel lock of the directory it goes on, and a process of any
+/// account that can read a directory can hold that lock for as long as it
+/// likes (a getdents whose buffer faults on a FUSE file that is never
+/// served, docs/unit.md "The boundary"); the layers themselves
+/// (`installations/<gen>`, `overlays/*`, the user's `instances/NAME/layer`)
+/// are such directories, so nothing is attached on them. The directory
+/// stays (empty outside the namespace) for the next mount; `left4me
+/// delete` removes it.
+fn staging(helper_dir: BorrowedFd<'_>, paths: &InstancePaths, shown: &Path) -> Result<OwnedFd> {
+    let point = paths.own(Own::Stage);
+    match rustix::fs::mkdirat(
+        helper_dir,
+        point.as_str(),
+        rustix::fs::Mode::from_raw_mode(0o700),
+    ) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(Failure::os(shown, "mkdir", e)),
+    }
+    let onto = fsx::open_dir(helper_dir, &point, shown)?;
+    let refused = |step: &str, e: Errno| {
+        Failure::new(
+            Kind::KernelLimit,
+            format!(
+                "cannot make the staging tmpfs on {} ({step}: {e})",
+                shown.display()
+            ),
+        )
+        .hint(format!(
+            "kernel {}; see dmesg for details",
+            kernel_release()
+        ))
+    };
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| refused("fsopen", e))?;
+    rustix::mount::fsconfig_set_string(fs.as_fd(), "mode", "0700")
+        .map_err(|e| refused("mode=0700", e))?;
+    rustix::mount::fsconfig_create(fs.as_fd()).map_err(|e| refused("create", e))?;
+    let root = rustix::mount::fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(|e| refused("fsmount", e))?;
+    attach(root.as_fd(), onto.as_fd())
+        .map_err(|e| Failure::os(shown, "attach the staging tmpfs on", e))?;
+    Ok(root)
+}
+
+/// A fresh directory `name` in the staging tmpfs, opened.
+fn staging_dir(staging: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<OwnedFd> {
+    rustix::fs::mkdirat(staging, name, rustix::fs::Mode::from_raw_mode(0o700))
+        .map_err(|e| Failure::os(&shown.join(name), "mkdir", e))?;
+    fsx::open_dir(staging, name, &shown.join(name))
 }
 
 /// Attaches detached mount `mnt` onto the directory behind `onto`: both by fd,
@@ -82,10 +142,12 @@ fn map_layers(
     stack: &[Layer],
     fds: Vec<OwnedFd>,
     user: &ServiceUser,
+    staging: BorrowedFd<'_>,
+    staging_shown: &Path,
 ) -> Result<Vec<OwnedFd>> {
     let mut namespaces: HashMap<(u32, u32), OwnedFd> = HashMap::new();
     let mut out = Vec::with_capacity(fds.len());
-    for (layer, fd) in stack.iter().zip(fds) {
+    for (i, (layer, fd)) in stack.iter().zip(fds).enumerate() {
         let shown = state.shown(&layer.rel);
         let st = fsx::stat_fd(&fd, &shown)?;
         let owner = (st.st_uid, st.st_gid);
@@ -99,8 +161,10 @@ fn map_layers(
         };
         let clone = idmap::idmapped_clone(fd.as_fd(), userns.as_fd(), &shown)?;
         // Linux < 6.15 accepts only layers attached in the caller's mount
-        // namespace; attach the clone over the layer in the private one.
-        attach(clone.as_fd(), fd.as_fd())
+        // namespace; attach the clone in the private one, in the staging
+        // tmpfs (see there why not over the layer).
+        let onto = staging_dir(staging, &format!("layer{i}"), staging_shown)?;
+        attach(clone.as_fd(), onto.as_fd())
             .map_err(|e| Failure::os(&shown, "attach idmapped clone of", e))?;
         out.push(clone);
     }
@@ -132,12 +196,11 @@ fn require_trusted_owner((uid, gid): (u32, u32), shown: &Path, user: &ServiceUse
 /// resolved by path and no name reaches the option string.
 struct Parts<'a> {
     name: &'a InstanceName,
-    paths: &'a InstancePaths,
     lowers: &'a [OwnedFd],
     upper: &'a OwnedFd,
     work: &'a OwnedFd,
-    /// Root-only runtime/.left4me/, where the legacy path stages its mount.
-    stage: BorrowedFd<'a>,
+    /// The staging tmpfs ([`staging`]), where the legacy path mounts first.
+    staging: BorrowedFd<'a>,
     stage_shown: std::path::PathBuf,
 }
 
@@ -235,10 +298,11 @@ impl Parts<'_> {
     }
 
     /// Older kernels: mount(2) with one option string (up to a page: about
-    /// 200 layers as /proc/self/fd/N) on a staging directory in the private
-    /// namespace, then a detached clone of it, which outlives that namespace.
+    /// 200 layers as /proc/self/fd/N) on a directory of the staging tmpfs,
+    /// then a detached clone of it, which outlives the private namespace
+    /// (the mount in the tmpfs dies with it).
     fn joined(&self) -> Result<OwnedFd> {
-        let (name, lowers, stage, shown) = (self.name, self.lowers, self.stage, &self.stage_shown);
+        let (name, lowers, shown) = (self.name, self.lowers, &self.stage_shown);
         let lowerdir: Vec<String> = lowers.iter().map(|fd| fsx::fd_path(fd.as_fd())).collect();
         let options = joined_options(
             &lowerdir,
@@ -257,16 +321,9 @@ impl Parts<'_> {
         )
         .hint("use fewer overlays (about 200 fit), or Linux >= 6.8, which adds layers one at a time"));
         }
-        let point = self.paths.own(Own::Stage);
-        match rustix::fs::mkdirat(
-            stage,
-            point.as_str(),
-            rustix::fs::Mode::from_raw_mode(0o700),
-        ) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(Failure::os(shown, "mkdir", e)),
-        }
-        let target = format!("{}/{point}", fsx::fd_path(stage));
+        const POINT: &str = "overlay";
+        staging_dir(self.staging, POINT, shown)?;
+        let target = format!("{}/{POINT}", fsx::fd_path(self.staging));
         nix::mount::mount(
             Some(instance::mount_source(name).as_str()),
             target.as_str(),
@@ -284,17 +341,12 @@ impl Parts<'_> {
                 kernel_release()
             ))
         })?;
-        let tree = rustix::mount::open_tree(
-            stage,
-            point.as_str(),
+        rustix::mount::open_tree(
+            self.staging,
+            POINT,
             OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
         )
-        .map_err(|e| Failure::os(shown, "clone the overlay mounted on", e));
-        // The staging mount only lives in the private namespace; take it down
-        // now so the directory can go.
-        let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        let _ = rustix::fs::unlinkat(stage, point.as_str(), rustix::fs::AtFlags::REMOVEDIR);
-        tree
+        .map_err(|e| Failure::os(shown, "clone the overlay mounted on", e))
     }
 }
 

@@ -136,7 +136,8 @@ pub(crate) enum Own {
     Lock,
     /// The layer stack the live mount was made with.
     Record,
-    /// Where the legacy mount(2) path mounts the overlay before cloning it.
+    /// A directory: where a mount's private namespace attaches its staging
+    /// tmpfs (overlay::staging).
     Stage,
     /// The game's environment: instance.env's validated lines, re-serialised.
     EnvCopy,

@@ -121,6 +121,17 @@ impl<'s> Locked<'s> {
     /// exactly the ports checked. `LEFT4ME_GENERATION` tells the health
     /// check which generation the instance runs (the `when-empty` restart
     /// policy, docs/updates.md).
+    /// The stack record ([`Own::Record`]): what the mount is made of.
+    fn write_record(&self, stack: &[Layer]) -> Result<()> {
+        let record = self.paths.own(Own::Record);
+        fsx::write_replace(
+            self.helper_dir.as_fd(),
+            &record,
+            instance::render_record(stack).as_bytes(),
+            &self.in_helper_dir(&record),
+        )
+    }
+
     fn write_env_copy(&self, config: &InstanceConfig, stack: &[Layer]) -> Result<()> {
         let resolved = config.ports.resolved_vars();
         let mut vars: Vec<Assignment> = config
@@ -363,20 +374,34 @@ fn mount_locked(
         Some((discard, merged, merged_shown))
     };
 
-    // Until the stack record names the generation picked below.
-    let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
-    // The generation this mount uses, picked once, under that lock.
-    let game = generation::layer_rel(state)?;
-    let Some((discard, merged, merged_shown)) = unmounted else {
+    // The generation this mount uses, picked once under the installations
+    // lock, and named in the stack record before the lock is let go: a
+    // collection keeps what the record of an instance being mounted names
+    // (generation::in_use). Nothing else is done under that lock, which
+    // every collection and update takes exclusively: building the overlay
+    // locks the user's upper/ and work/ in the kernel (a process of the
+    // user's can hold upper/'s, above), and the layers are attached in the
+    // private namespace (overlay.rs).
+    let (game, asked) = {
+        let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
+        let game = generation::layer_rel(state)?;
         let asked: Vec<Layer> = instance::layer_stack(state, paths, config, Some(&game))?
             .into_iter()
             .map(|(layer, _)| layer)
             .collect();
+        if unmounted.is_some() {
+            l.write_record(&asked)?;
+        }
+        (game, asked)
+    };
+    let Some((discard, merged, merged_shown)) = unmounted else {
         let recorded = instance::read_record(l.helper_dir.as_fd(), paths);
         if recorded.as_ref() == Some(&asked) {
-            let _ports = l.claim_ports(config)?;
+            {
+                let _ports = l.claim_ports(config)?;
+                l.write_env_copy(config, &asked)?;
+            }
             keep_health_records_bounded(server.health_run_dir);
-            l.write_env_copy(config, &asked)?;
             console::make(server.console_dir, name, user.gid, false)?;
             tracing::info!("already mounted with the same layer stack");
             return Ok(MountDone {
@@ -412,14 +437,9 @@ fn mount_locked(
     let attached = (|| {
         // Until attached: from here on this instance counts as running.
         let _ports = l.claim_ports(config)?;
-        keep_health_records_bounded(server.health_run_dir);
-        let record = paths.own(Own::Record);
-        fsx::write_replace(
-            l.helper_dir.as_fd(),
-            &record,
-            instance::render_record(&stack).as_bytes(),
-            &l.in_helper_dir(&record),
-        )?;
+        // The stack as built (an overlay of overlays/ may have changed
+        // since the record above; the generation has not).
+        l.write_record(&stack)?;
         l.write_env_copy(config, &stack)?;
         overlay::attach(mnt.as_fd(), merged.as_fd())
             .map_err(|e| Failure::os(&merged_shown, "move_mount onto", e))
@@ -430,6 +450,7 @@ fn mount_locked(
         }
         return Err(f);
     }
+    keep_health_records_bounded(server.health_run_dir);
     tracing::info!(layers = stack.len(), "mounted");
     Ok(MountDone {
         outcome: l.outcome(Done::Mounted, &stack),

@@ -770,32 +770,73 @@ root_test! {
     }
 }
 
-/// Holds a directory's kernel inode lock (shared) the way the service user
-/// can: a getdents64 whose buffer faults and is never served sleeps inside
-/// the directory read, lock held, and every chown, chmod, create or unlink
-/// there waits, unkillably. The user does it with a buffer mapped from a
-/// file of its own FUSE server that never answers READ (the twentieth
-/// review measured that on runtime/NAME/merged/ and a root-owned 0755
-/// directory). Root's stand-in here is a userfaultfd fault, which the
-/// kernel takes at the same place (the copy to the caller's buffer),
-/// without a second FUSE server to write. Dropping it closes the
+/// Holds a kernel lock the way the service user can: a system call that
+/// copies to or from a buffer whose page fault is never served sleeps
+/// inside the call, lock held, and whatever root does that needs the lock
+/// waits, unkillably. A getdents64 holds the directory's inode lock
+/// (every chown, chmod, create, unlink or mount there waits); a write to a
+/// FIFO holds the pipe's mutex (every open and close of it waits). The
+/// user does it with a buffer mapped from a file of its own FUSE server
+/// that never answers READ (the twentieth and twenty-first reviews
+/// measured that on runtime/NAME/merged/, a root-owned 0755 directory and
+/// the console FIFO). Root's stand-in here is a userfaultfd fault, which
+/// the kernel takes at the same place (the copy to or from the caller's
+/// buffer), without a FUSE server to write. Dropping it closes the
 /// userfaultfd: the fault is retried without it, served with a zero page,
-/// and getdents returns, the lock with it.
-struct HeldDirLock {
+/// and the call returns, the lock with it.
+struct HeldInKernel {
     uffd: Option<std::os::fd::OwnedFd>,
-    reader: Option<std::thread::JoinHandle<i64>>,
+    caller: Option<std::thread::JoinHandle<i64>>,
     region: usize,
 }
 
 const PAGE: usize = 4096;
 
-impl HeldDirLock {
-    fn on(dir: &std::path::Path) -> HeldDirLock {
+impl HeldInKernel {
+    /// A getdents64 of `dir`: its inode lock.
+    fn on(dir: &std::path::Path) -> HeldInKernel {
+        let dir = fs::File::open(dir).unwrap();
+        HeldInKernel::faulting(move |at| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: getdents64 into the region `faulting` mapped, which
+            // stays mapped until this call has returned (Drop).
+            unsafe {
+                nix::libc::syscall(
+                    nix::libc::SYS_getdents64,
+                    dir.as_raw_fd(),
+                    at as *mut nix::libc::c_void,
+                    PAGE,
+                )
+            }
+        })
+    }
+
+    /// A write to FIFO `fifo` (opened read-write, so it needs no reader):
+    /// its pipe's mutex.
+    fn writing(fifo: &std::path::Path) -> HeldInKernel {
+        let pipe = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fifo)
+            .unwrap();
+        HeldInKernel::faulting(move |at| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as above, a write from the region.
+            unsafe {
+                nix::libc::write(pipe.as_raw_fd(), at as *const nix::libc::c_void, PAGE) as i64
+            }
+        })
+    }
+
+    /// Runs `call(region)` on a thread, with `region` a page registered
+    /// with a userfaultfd that serves nothing, and returns once the call
+    /// faults on it.
+    fn faulting(call: impl FnOnce(usize) -> i64 + Send + 'static) -> HeldInKernel {
         use nix::libc;
-        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::fd::FromRawFd;
         // SAFETY: plain system calls on memory and descriptors this
         // function owns; the region stays mapped until Drop, after the
-        // thread that reads into it has ended.
+        // thread that uses it has ended.
         unsafe {
             let fd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) as i32;
             assert!(fd >= 0, "userfaultfd: {}", std::io::Error::last_os_error());
@@ -824,16 +865,8 @@ impl HeldDirLock {
                 "UFFDIO_REGISTER: {}",
                 std::io::Error::last_os_error()
             );
-            let dir = fs::File::open(dir).unwrap();
             let at = region as usize;
-            let reader = std::thread::spawn(move || {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    dir.as_raw_fd(),
-                    at as *mut libc::c_void,
-                    PAGE,
-                )
-            });
+            let caller = std::thread::spawn(move || call(at));
             // The fault is pending once the userfaultfd has an event.
             let mut poll = libc::pollfd {
                 fd,
@@ -843,22 +876,22 @@ impl HeldDirLock {
             assert_eq!(
                 libc::poll(&mut poll, 1, 10_000),
                 1,
-                "getdents did not fault"
+                "the call did not fault"
             );
-            HeldDirLock {
+            HeldInKernel {
                 uffd: Some(uffd),
-                reader: Some(reader),
+                caller: Some(caller),
                 region: at,
             }
         }
     }
 }
 
-impl Drop for HeldDirLock {
+impl Drop for HeldInKernel {
     fn drop(&mut self) {
         drop(self.uffd.take());
-        let read = self.reader.take().unwrap().join().unwrap();
-        assert!(read > 0, "getdents read nothing once let go: {read}");
+        let done = self.caller.take().unwrap().join().unwrap();
+        assert!(done > 0, "the call moved nothing once let go: {done}");
         // SAFETY: the region mapped in `on`; nothing reads into it any more.
         unsafe { nix::libc::munmap(self.region as *mut nix::libc::c_void, PAGE) };
     }
@@ -895,7 +928,7 @@ root_test! {
                 .success(),
             "the service user lists merged/"
         );
-        let held = HeldDirLock::on(&f.path("runtime/vs1/upper"));
+        let held = HeldInKernel::on(&f.path("runtime/vs1/upper"));
         let mut stalled = f.command(&["mount", "vs1"]).spawn().unwrap();
         let t0 = std::time::Instant::now();
         while !in_uninterruptible_sleep(stalled.id()) {
@@ -911,6 +944,81 @@ root_test! {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(f.is_mounted("vs1"));
         f.ok(&["umount", "vs1"]);
+    }
+}
+
+root_test! {
+    /// The twenty-first review: a mount attached each layer's idmapped
+    /// clone over the layer itself (in its private namespace), which takes
+    /// the layer directory's kernel lock. The layers are the user's
+    /// `instances/NAME/layer` and `overlays/*` and `installations/<gen>`,
+    /// which any local user can read: with its own layer held, the user's
+    /// mount sat in `D` holding the installations lock (`generation gc`
+    /// exit 16 after 30 s); with the current generation held, every
+    /// instance's mount hung. The clones now go on a tmpfs of the mount's
+    /// own, so holding a layer stalls nothing.
+    fn holding_the_layers_kernel_locks_stalls_no_mount() {
+        let f = Fixture::new();
+        f.overlay("shared", &[("left4dead2/cfg/shared.cfg", "x\n")]);
+        f.instance("vs1", &["shared"]);
+        f.instance("vs2", &["shared"]);
+        let own = f.path("instances/vs1/layer");
+        fs::create_dir_all(own.join("left4dead2")).unwrap();
+        std::os::unix::fs::chown(&own, Some(common::SERVICE_UID), Some(common::SERVICE_GID)).unwrap();
+        f.ok(&["generation", "list"]);
+        let generation = fs::read_dir(f.path("installations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .expect("a generation");
+        let held = [
+            HeldInKernel::on(&own),
+            HeldInKernel::on(&f.path("overlays/shared")),
+            HeldInKernel::on(&generation),
+        ];
+        for args in [
+            &["mount", "vs1"][..],
+            &["mount", "vs2"],
+            &["generation", "gc"],
+            &["umount", "vs1"],
+            &["umount", "vs2"],
+        ] {
+            assert_eq!(ends_promptly(&f, args), Some(0), "{args:?}");
+        }
+        drop(held);
+        // The staging tmpfs lived only in the mount's namespace.
+        assert_eq!(fs::read_dir(f.path("runtime/.left4me/vs1.stage")).unwrap().count(), 0);
+    }
+}
+
+root_test! {
+    /// The twenty-first review: the service user opens its console FIFO
+    /// (root:GROUP 0660) and writes to it from a buffer whose page fault
+    /// its FUSE server never serves, holding the pipe's mutex; root's open
+    /// and close of the FIFO take that mutex. umount's release opened it
+    /// and waited in `D` through SIGKILL; a mount made it by opening it,
+    /// under the installations lock. Root now never opens the FIFO: made
+    /// by name, removed by name.
+    fn a_writer_holding_the_consoles_pipe_stalls_no_root_verb() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.instance("vs2", &[]);
+        f.ok(&["mount", "vs1"]);
+        let fifo = f.console.join("vs1.stdin");
+        let held = HeldInKernel::writing(&fifo);
+        for args in [
+            &["mount", "vs1"][..],
+            &["umount", "vs1"],
+            &["mount", "vs1"],
+            &["mount", "vs2"],
+            &["generation", "gc"],
+            &["umount", "vs1"],
+            &["umount", "vs2"],
+        ] {
+            assert_eq!(ends_promptly(&f, args), Some(0), "{args:?}");
+        }
+        assert!(fs::symlink_metadata(&fifo).is_err(), "the console outlived the mount");
+        drop(held);
     }
 }
 

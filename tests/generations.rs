@@ -351,6 +351,36 @@ root_test! {
 }
 
 root_test! {
+    /// A mount names its generation in its stack record and then lets the
+    /// installations lock go before it builds the overlay (which can wait
+    /// on the user's upper/, docs/unit.md "The boundary"). Until it is
+    /// attached it holds its instance's lock: a collection meanwhile keeps
+    /// what such a record names, and only that.
+    fn collection_keeps_the_generation_of_an_instance_being_mounted() {
+        let _turn = one_at_a_time();
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["generation", "list"]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        let g1 = current(&f);
+        next_built(&f, "11", "11");
+        f.ok(&["generation", "commit", "--keep", "5"]);
+        // vs1 being mounted: its record naming g1 (as the mount writes it
+        // before it lets the installations lock go), its lock held.
+        f.write("runtime/.left4me/vs1.stack", &format!("installation installations/{g1}\n"));
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(f.path("runtime/.left4me/vs1.lock")).unwrap();
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let g = json(&f.ok(&["generation", "gc", "--keep", "1", "--json"]));
+        assert_eq!(g["removed"], serde_json::json!([]), "{g}");
+        assert!(f.path(&format!("installations/{g1}")).is_dir());
+        drop(lock);
+        let g = json(&f.ok(&["generation", "gc", "--keep", "1", "--json"]));
+        assert_eq!(g["removed"], serde_json::json!([g1]), "{g}");
+    }
+}
+
+root_test! {
     fn restart_now_asks_systemctl_for_each_instance_on_an_older_generation() {
         let _turn = one_at_a_time();
         let f = Fixture::new();

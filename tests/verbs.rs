@@ -607,9 +607,8 @@ root_test! {
     /// The console (docs/unit.md, "The console"): mount makes a fresh FIFO
     /// root:<service group> 0660 in a root-only directory, replacing what
     /// is there without following it; a mount of a mounted instance keeps
-    /// the game's FIFO; umount lets a writer blocked in open(2) through,
-    /// then removes it.
-    fn mount_makes_the_console_and_umount_releases_and_removes_it() {
+    /// the game's FIFO; umount removes it without opening it.
+    fn mount_makes_the_console_and_umount_removes_it() {
         use std::os::unix::fs::FileTypeExt;
         let f = Fixture::new();
         f.instance("vs1", &[]);
@@ -629,10 +628,13 @@ root_test! {
         let ino = meta.ino();
         assert!(f.ok(&["mount", "vs1"]).contains("already-mounted"));
         assert_eq!(fs::metadata(&fifo).unwrap().ino(), ino, "the running game's FIFO is kept");
-        // A writer blocked because nobody reads is let through by umount.
+        // A writer blocked because nobody reads: umount removes the FIFO
+        // without opening it (a writer can hold the pipe's mutex), so the
+        // writer stays blocked on the unlinked FIFO, and a kill ends it.
         let mut writer = std::process::Command::new("sh")
             .args(["-c", "echo status > \"$0\""])
             .arg(&fifo)
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -640,9 +642,11 @@ root_test! {
         assert!(writer.try_wait().unwrap().is_none(), "the writer should block in open(2)");
         f.ok(&["umount", "vs1"]);
         assert!(fs::symlink_metadata(&fifo).is_err(), "the console outlived the mount");
+        assert!(writer.try_wait().unwrap().is_none(), "nothing opened the removed FIFO");
+        writer.kill().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while writer.try_wait().unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "the blocked writer was not released");
+            assert!(std::time::Instant::now() < deadline, "the blocked writer did not die of SIGKILL");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // A fresh FIFO at every mount; a plain file there is replaced too.

@@ -540,7 +540,9 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
         crate::verbs::while_unmounted(&state, &name, || {
             remove_tree(&state_dir.join(RUNTIME), &name)?;
             for own in Own::ALL {
-                let _ = std::fs::remove_file(helper_dir.join(paths.own(own)));
+                let path = helper_dir.join(paths.own(own));
+                // NAME.stage is a directory, the rest files.
+                let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
             }
             Ok(())
         })?;

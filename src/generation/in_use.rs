@@ -1,5 +1,6 @@
-//! Which generation each mounted instance uses, from its stack record:
-//! what collection must keep and the `now` restart policy moves.
+//! Which generation each mounted instance (or one being mounted) uses, from
+//! its stack record: what collection must keep and the `now` restart policy
+//! moves.
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
@@ -8,8 +9,9 @@ use super::id::{GenerationId, INSTALLATIONS};
 use crate::error::Result;
 use crate::fsx;
 use crate::instance::{self, Layer, Role};
+use crate::lock;
 use crate::name::InstanceName;
-use crate::state::{self, InstancePaths, State};
+use crate::state::{self, InstancePaths, Own, State};
 
 /// The generation a layer stack (a mount's record) uses; `None` for the
 /// legacy installation/ or no installation layer.
@@ -21,7 +23,8 @@ pub(crate) fn of_stack(layers: &[Layer]) -> Option<GenerationId> {
         .and_then(GenerationId::parse)
 }
 
-/// Which generations mounted instances use, from their stack records.
+/// Which generations mounted instances, and those being mounted, use, from
+/// their stack records.
 #[derive(Debug, Default)]
 pub(crate) struct InUse {
     pub(crate) by: BTreeMap<GenerationId, Vec<String>>,
@@ -50,8 +53,19 @@ pub(crate) fn in_use(state: &State) -> Result<InUse> {
         };
         let merged_shown = state.shown(&paths.part(state::MERGED));
         match instance::mounted_here(runtime_i.as_fd(), &name, &merged_shown) {
-            Ok(None) => continue,
-            Ok(Some(_)) => {}
+            // Not mounted, but maybe being mounted: a mount records its
+            // generation before it lets the installations lock go, and
+            // holds the instance's lock until it is attached (or failed).
+            // A verb holding it for something else costs at most keeping a
+            // generation until the next collection.
+            Ok(None)
+                if !helper_dir
+                    .as_ref()
+                    .is_some_and(|dir| lock::held(dir.as_fd(), &paths.own(Own::Lock))) =>
+            {
+                continue;
+            }
+            Ok(_) => {}
             // Something odd is mounted there: count it as unknown, so
             // nothing is removed on a guess.
             Err(_) => {
