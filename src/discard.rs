@@ -201,29 +201,39 @@ pub(crate) fn delete(
     }
 }
 
-/// What a background sweep of one instance needs.
+/// What a background sweep of one directory's discard entries needs.
 pub(crate) struct Background {
-    /// runtime/<i>, and how it is shown.
-    pub(crate) runtime_i: OwnedFd,
+    /// runtime/<i> (a reset's) or installations/ (the generation verbs'),
+    /// and how it is shown.
+    pub(crate) dir: OwnedFd,
     pub(crate) shown: PathBuf,
-    /// The instance's sweeper lock (runtime/.left4me/<i>.sweep), opened.
+    /// Its sweeper lock (runtime/.left4me/<i>.sweep, or the generations'
+    /// lock::GENERATION_SWEEPER), opened.
     pub(crate) sweeper_lock: OwnedFd,
 }
 
-/// Deletes what reset set aside in a detached child, so a large layer does
-/// not delay the caller. The child keeps nothing of the caller's: its stdio
-/// is /dev/null (so `out=$(left4me-overlay reset x)` returns at once), it
-/// leaves the session, and it holds no instance lock. If it dies, umount
-/// and reset sweep later.
+/// Deletes what was set aside in a detached child, so a large tree does
+/// not delay the caller, and a tree whose directory another process holds
+/// locked in the kernel (docs/unit.md "The boundary") stalls the child,
+/// not the caller. The child keeps nothing of the caller's: its stdio is
+/// /dev/null (so `out=$(left4me-overlay reset x)` returns at once), it
+/// leaves the session, and it holds no lock but its sweeper lock (the
+/// caller calls this once its own are let go). If it dies, the next
+/// umount, reset or generation verb sweeps.
 ///
-/// At most one such child runs per instance, however often the user
-/// resets: it holds the instance's sweeper lock, and a reset that finds the
-/// lock held starts none. The running one looks for new discarded layers
-/// after it lets the lock go, and takes the lock again for them, so a layer
-/// set aside while it ran (before the reset tried the lock) is never left
+/// At most one such child runs per directory, however often the user
+/// resets: it holds the sweeper lock, and a caller that finds the lock
+/// held starts none. The running one looks for new discard entries after
+/// it lets the lock go, and takes the lock again for them, so an entry set
+/// aside while it ran (before the caller tried the lock) is never left
 /// behind.
-pub(crate) fn in_background(job: Background) {
-    if pending(job.runtime_i.as_fd()).is_empty() {
+///
+/// The caller waits for the child up to `wait`, so a sweep that ends in
+/// time ends before the caller does (a generation verb in the update
+/// unit, whose stop ends whatever is left in its cgroup); past that the
+/// child goes on alone.
+pub(crate) fn in_background(job: Background, wait: std::time::Duration) {
+    if pending(job.dir.as_fd()).is_empty() {
         return;
     }
     if !lock::try_exclusive(job.sweeper_lock.as_fd()) {
@@ -238,12 +248,12 @@ pub(crate) fn in_background(job: Background) {
                 sys::exit_child(1);
             }
             let code = loop {
-                if let Err(f) = sweep(job.runtime_i.as_fd(), &job.shown) {
-                    tracing::warn!(error = %f, "discarded layer not fully deleted; the next umount or reset continues");
+                if let Err(f) = sweep(job.dir.as_fd(), &job.shown) {
+                    tracing::warn!(error = %f, "discarded tree not fully deleted; the next sweep continues");
                     break 1;
                 }
                 let _ = rustix::fs::flock(&job.sweeper_lock, rustix::fs::FlockOperation::Unlock);
-                if pending(job.runtime_i.as_fd()).is_empty()
+                if pending(job.dir.as_fd()).is_empty()
                     || !lock::try_exclusive(job.sweeper_lock.as_fd())
                 {
                     break 0;
@@ -252,9 +262,21 @@ pub(crate) fn in_background(job: Background) {
             sys::exit_child(code)
         }
         // The child's copy of the lock's file description keeps it held.
-        Ok(sys::Forked::Parent(_)) => {}
+        Ok(sys::Forked::Parent(child)) => {
+            let deadline = std::time::Instant::now() + wait;
+            while std::time::Instant::now() < deadline {
+                use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    _ => return,
+                }
+            }
+            tracing::info!("the sweep goes on in the background (pid {child})");
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot fork to delete the discarded layer; the next umount or reset does")
+            tracing::warn!(error = %e, "cannot fork to delete the discarded tree; the next sweep does")
         }
     }
 }

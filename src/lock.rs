@@ -36,6 +36,10 @@ pub(crate) const UPDATE: &str = ".update.lock";
 /// installations lock is let go before), so it cannot deadlock with them.
 pub(crate) const PORTS: &str = ".ports.lock";
 
+/// Held by the one background sweeper of installations/ (what gc, commit
+/// and abort set aside), which holds no other lock.
+pub(crate) const GENERATION_SWEEPER: &str = ".generations.sweep";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockMode {
     Exclusive,
@@ -130,7 +134,7 @@ mod tests {
     use crate::name::InstanceName;
     use crate::state::{InstancePaths, Own};
 
-    const HOST_WIDE: [&str; 3] = [INSTALLATIONS, UPDATE, PORTS];
+    const HOST_WIDE: [&str; 4] = [INSTALLATIONS, UPDATE, PORTS, GENERATION_SWEEPER];
 
     /// An instance named like a host-wide lock (`installations`, `update`)
     /// once shared its file: its mount deadlocked on itself and every other

@@ -161,7 +161,12 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
                 .find_map(|i| i.error.as_ref())
                 .map_or(0, |e| e.exit_code));
         }
-        Command::Generation(g) => run_generation(&state, g)?,
+        Command::Generation(g) => {
+            let done = run_generation(&state, g);
+            // Whatever the verb did or failed at, with its locks let go.
+            generation::sweep_in_background(&state);
+            done?
+        }
         Command::ServeRequests(_) => unreachable!("served above"),
     }
     Ok(0)
@@ -172,7 +177,7 @@ fn run(cli: &Cli, command: &Command) -> Result<u8> {
 fn finish(outcome: &Outcome, discard: Option<discard::Background>, json: bool) -> Result<()> {
     print_outcome(outcome, json)?;
     if let Some(background) = discard {
-        discard::in_background(background);
+        discard::in_background(background, std::time::Duration::ZERO);
     }
     Ok(())
 }

@@ -399,9 +399,9 @@ fn mount_locked(
         if recorded.as_ref() == Some(&asked) {
             {
                 let _ports = l.claim_ports(config)?;
+                keep_health_records_bounded(server.health_run_dir);
                 l.write_env_copy(config, &asked)?;
             }
-            keep_health_records_bounded(server.health_run_dir);
             console::make(server.console_dir, name, user.gid, false)?;
             tracing::info!("already mounted with the same layer stack");
             return Ok(MountDone {
@@ -437,6 +437,7 @@ fn mount_locked(
     let attached = (|| {
         // Until attached: from here on this instance counts as running.
         let _ports = l.claim_ports(config)?;
+        keep_health_records_bounded(server.health_run_dir);
         // The stack as built (an overlay of overlays/ may have changed
         // since the record above; the generation has not).
         l.write_record(&stack)?;
@@ -450,7 +451,6 @@ fn mount_locked(
         }
         return Err(f);
     }
-    keep_health_records_bounded(server.health_run_dir);
     tracing::info!(layers = stack.len(), "mounted");
     Ok(MountDone {
         outcome: l.outcome(Done::Mounted, &stack),
@@ -497,7 +497,9 @@ fn reset_asked(state: &State, paths: &InstancePaths) -> Result<bool> {
 }
 
 /// health::retention::prune with the mounts as they are now. Called with
-/// the ports lock held (see there why).
+/// the ports lock held (see there why): the record dirs and their parent
+/// are 0711, so no other account can hold their kernel locks while it
+/// waits (dist/left4me.tmpfiles.in).
 fn keep_health_records_bounded(run_dir: &Path) {
     let mut table = None;
     crate::health::retention::prune(run_dir, |name| {
@@ -554,7 +556,7 @@ fn discard_writable_layer(
     let sweeper_lock = lock::open(l.helper_dir.as_fd(), &sweeper, &l.in_helper_dir(&sweeper))?;
     let shown = l.shown(&l.paths.runtime());
     Ok(discard::Background {
-        runtime_i: runtime_i.try_clone().map_err(|e| {
+        dir: runtime_i.try_clone().map_err(|e| {
             Failure::os(&shown, "dup", Errno::from_io_error(&e).unwrap_or(Errno::IO))
         })?,
         shown,

@@ -1023,6 +1023,48 @@ root_test! {
 }
 
 root_test! {
+    /// The twenty-first review (reasoned): gc deleted an old generation
+    /// under the update lock, and through an overlay a game's getdents of
+    /// a directory only the generation has holds that directory's kernel
+    /// lock (a FUSE fault on the buffer holds it as long as the user
+    /// likes), so every later update and gc failed with exit 16. The
+    /// deletion is now a detached child's that holds no generation lock.
+    fn a_held_directory_of_an_old_generation_stalls_no_generation_verb() {
+        let f = Fixture::new();
+        f.ok(&["generation", "list"]);
+        let g1 = f.read("installations/current").trim_end().to_owned();
+        let by_hand = f.outside.join("game");
+        fs::create_dir_all(by_hand.join("left4dead2")).unwrap();
+        fs::write(by_hand.join("srcds_run"), "#!/bin/sh\n").unwrap();
+        fs::write(by_hand.join("left4dead2/gameinfo.txt"), "by hand\n").unwrap();
+        f.ok(&["generation", "import", by_hand.to_str().unwrap()]);
+        let held = HeldInKernel::on(&f.path(&format!("installations/{g1}/left4dead2/cfg")));
+        // The first waits for its sweep up to 20 s (SWEEP_WAIT), then
+        // leaves it; the next find its sweeper lock held and wait for none.
+        let t0 = std::time::Instant::now();
+        assert_eq!(f.helper(&["generation", "gc", "--keep", "1"]).status.code(), Some(0));
+        assert!(t0.elapsed().as_secs() < 40, "gc took {:?}", t0.elapsed());
+        for args in [&["generation", "gc", "--keep", "1"][..], &["generation", "list"]] {
+            assert_eq!(ends_promptly(&f, args), Some(0), "{args:?}");
+        }
+        assert!(!f.path(&format!("installations/{g1}")).exists(), "{g1} is still a generation");
+        let pending = || {
+            fs::read_dir(f.path("installations"))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".discard-"))
+                .count()
+        };
+        assert_eq!(pending(), 1, "the sweeper finished inside a held directory");
+        drop(held);
+        let t0 = std::time::Instant::now();
+        while pending() > 0 {
+            assert!(t0.elapsed().as_secs() < 10, "the sweeper did not finish once let go");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+root_test! {
     /// reset and umount of a name that is no instance once left a lock
     /// file per name in runtime/.left4me/: the service user may start
     /// left4me-reset@ (and, through a server start, left4me-overlay@) with

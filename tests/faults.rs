@@ -203,10 +203,19 @@ root_test! {
         f.ok(&["generation", "list"]);
         f.ok(&["generation", "import", &tree, "--restart", "never"]);
         f.ok(&["generation", "gc", "--keep", "1"]);
-        let left: Vec<String> = fs::read_dir(f.path("installations"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        // What was set aside is deleted by the detached sweeper the verbs
+        // leave behind (generation::sweep_in_background).
+        let started = std::time::Instant::now();
+        let left = loop {
+            let left: Vec<String> = fs::read_dir(f.path("installations"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            if left.len() == 2 || started.elapsed() > Duration::from_secs(30) {
+                break left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert_eq!(left.len(), 2, "expected current and one generation, found {left:?}");
         assert_converges(&f);
     }

@@ -31,5 +31,5 @@ pub(crate) use manifest::parse_manifest;
 pub(crate) use steam::{FetchArgs, LoginMode, fetch};
 pub(crate) use update::{
     After, CommitOutcome, CopyMode, ImportArgs, RestartPolicy, Sibling, abort, commit, gc, import,
-    list, prepare,
+    list, prepare, sweep_in_background,
 };

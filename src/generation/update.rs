@@ -22,7 +22,7 @@ use crate::error::{Failure, Kind, Result};
 use crate::fsx;
 use crate::lock::{self, LockMode};
 use crate::procs;
-use crate::state::{self, ServiceUser, State};
+use crate::state::{self, InstancePaths, ServiceUser, State};
 
 /// How `prepare` fills .next/ where the filesystem cannot reflink
 /// (`LEFT4ME_UPDATE_COPY`).
@@ -116,7 +116,9 @@ impl<'s> Held<'s> {
         let helper_dir = state.ensure_helper_dir(runtime.as_fd())?;
         let lock = lock_updates(state, helper_dir.as_fd())?;
         let shown = state.shown(INSTALLATIONS);
-        let dir = fsx::ensure_admin_dir(state.fd(), INSTALLATIONS, 0o755, &shown)?;
+        // Made root-only-to-list if missing; tmpfiles gives it the health
+        // checks' group (dist/left4me.tmpfiles.in says why no one else).
+        let dir = fsx::ensure_admin_dir(state.fd(), INSTALLATIONS, 0o711, &shown)?;
         state::require_root_only(dir.as_fd(), &shown)?;
         let held = Held {
             state,
@@ -157,14 +159,9 @@ impl<'s> Held<'s> {
         fsx::open_dir(self.fd(), name, &self.shown(name))
     }
 
-    /// Sets `name` aside and deletes it, and what an earlier run left. What
-    /// cannot be deleted now is left for the next sweep, not failed on.
+    /// Sets `name` aside, for [`sweep_in_background`].
     fn discard(&self, name: &str) -> Result<bool> {
-        let found = discard::set_aside(self.fd(), name, &self.shown(name))?;
-        if let Err(f) = discard::sweep(self.fd(), &self.state.shown(INSTALLATIONS)) {
-            tracing::warn!(error = %f, "discarded trees not deleted yet");
-        }
-        Ok(found)
+        discard::set_aside(self.fd(), name, &self.shown(name))
     }
 
     /// Discards a .next/ left by an earlier update, unless that update still
@@ -862,8 +859,57 @@ fn collect(held: &Held<'_>, keep: usize) -> Result<Collected> {
         out.removed.push(id.to_string());
     }
     drop(switching);
-    discard::sweep(held.fd(), &held.state.shown(INSTALLATIONS))?;
     Ok(out)
+}
+
+/// A generation's deletion takes seconds (tens of thousands of files); a
+/// longer one goes on alone (a slow disk, or a stalled sweep).
+const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Deletes what the generation verbs set aside in installations/, in a
+/// detached child that holds no generation lock (discard::in_background):
+/// called once the verb has let its locks go. The trees are read-only
+/// layers the games may still have open, and through an overlay a game's
+/// getdents of a directory only the generation has runs inside that
+/// directory's own read, its kernel lock held (a FUSE fault on its buffer
+/// holds it for as long as the user likes): a sweep waiting there under
+/// the update lock failed every later update and gc with exit 16
+/// (twenty-first review, reasoned from the kernel's overlayfs readdir).
+///
+/// The verb waits for the sweep up to [`SWEEP_WAIT`]: in the update and
+/// verification units, whose stop ends what is left in their cgroup (so
+/// no process of the update user's outlives a run), a sweep cut short is
+/// finished by the next generation verb's.
+pub(crate) fn sweep_in_background(state: &State) {
+    let job = (|| -> Result<Option<discard::Background>> {
+        let Some(runtime) = state.open_runtime()? else {
+            return Ok(None);
+        };
+        let Some(helper_dir) = state.open_helper_dir(runtime.as_fd())? else {
+            return Ok(None);
+        };
+        let shown = state.shown(INSTALLATIONS);
+        let Some(dir) = fsx::open_admin_dir_if_exists(state.fd(), INSTALLATIONS, &shown)? else {
+            return Ok(None);
+        };
+        let sweeper_lock = lock::open(
+            helper_dir.as_fd(),
+            lock::GENERATION_SWEEPER,
+            &state.shown(&InstancePaths::in_helper_dir(lock::GENERATION_SWEEPER)),
+        )?;
+        Ok(Some(discard::Background {
+            dir,
+            shown,
+            sweeper_lock,
+        }))
+    })();
+    match job {
+        Ok(Some(job)) => discard::in_background(job, SWEEP_WAIT),
+        Ok(None) => {}
+        Err(f) => {
+            tracing::warn!(error = %f, "discarded generations not deleted; the next generation verb tries again")
+        }
+    }
 }
 
 /// For each of `all` (oldest first), whether gc removes it: not the current

@@ -254,6 +254,16 @@ fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
     let entries = match std::fs::read_dir(run_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Failure::new(
+                Kind::Missing,
+                format!("cannot list {}: {e}", run_dir.display()),
+            )
+            .hint(format!(
+                "name the instance (left4me-health status NAME), or run as root: only root lists {} (docs/health.md, \"Status\")",
+                run_dir.display()
+            )));
+        }
         Err(e) => {
             return Err(Failure::new(
                 Kind::Missing,

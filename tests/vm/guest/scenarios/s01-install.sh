@@ -12,6 +12,10 @@ case $shell in */nologin|/bin/false) ;; *) fail "left4me has a login shell: $she
 
 [ -d "$STATE" ] || fail "$STATE missing"
 [ "$(stat -c %U "$STATE")" = root ] || fail "$STATE not owned by root"
+# Listed by root and the health checks only (dist/left4me.tmpfiles.in).
+[ "$(stat -c '%U:%G %a' "$GENS")" = "root:left4me-health 751" ] || fail "$GENS is $(stat -c '%U:%G %a' "$GENS")"
+runuser -u left4me -- ls "$GENS" >/dev/null 2>&1 && fail "the service user lists $GENS"
+runuser -u left4me-health -- ls "$GENS" >/dev/null || fail "the health user cannot list $GENS"
 for f in "$HELPER" /etc/left4me/host.env /usr/lib/systemd/system/left4me-server@.service \
          /usr/lib/systemd/system/left4me-overlay@.service /usr/lib/systemd/system/left4me-reset@.service \
          /usr/lib/systemd/system/l4d2-game.slice; do

@@ -110,6 +110,14 @@ shown=$(left4me-health status hh)
 [[ $shown == *'health check not running'* ]] || fail "status does not say the check stopped: $shown"
 check_run_mounts "after install"
 [ "$(stat -c %U "$HEALTH_RUN/hh")" = left4me-health ] || fail "no record dir of left4me-health for hh"
+# Neither the records' dir nor a record dir is listed by the service user
+# (no kernel lock of theirs for it to hold), and the record is read by name.
+[ "$(stat -c '%U:%G %a' "$HEALTH_RUN" "$HEALTH_RUN/hh" | paste -sd' ')" = "root:root 711 left4me-health:left4me-health 711" ] ||
+    fail "the record dirs are $(stat -c '%n %U:%G %a' "$HEALTH_RUN" "$HEALTH_RUN/hh" | paste -sd' ')"
+runuser -u left4me -- ls "$HEALTH_RUN" "$HEALTH_RUN/hh" >/dev/null 2>&1 && fail "the service user lists the health records"
+runuser -u left4me -- left4me-health status hh >/dev/null || fail "the service user cannot read hh's record by name"
+out=$(runuser -u left4me -- left4me-health status 2>&1) && fail "the service user listed every record: $out"
+[[ $out == *"name the instance"* ]] || fail "status of all as the service user does not say what to do: $out"
 fill_capped "$HEALTH_RUN/hh" 16384 left4me-health
 fill_capped /run/left4me-metrics 8192 left4me-health
 # Only the check's own user writes there: the service user (the web app, a
