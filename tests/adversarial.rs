@@ -1065,6 +1065,67 @@ root_test! {
 }
 
 root_test! {
+    /// The twenty-first review: `left4me delete` checked its 300 s bound
+    /// between the walk's steps, so a step waiting in the kernel on a
+    /// directory the service user holds locked (its getdents, the buffer
+    /// faulting on its FUSE file) held root's command in `D`, through
+    /// SIGKILL. The walk now runs in a child; the command waits for it in
+    /// an ordinary sleep, so it can be interrupted (and gives up by itself
+    /// 30 s past the bound), and the child finishes once let go.
+    fn a_delete_waiting_in_the_kernel_leaves_the_command_killable() {
+        let f = Fixture::new();
+        f.instance("vs1", &[]);
+        f.ok(&["mount", "vs1"]);
+        f.ok(&["umount", "vs1"]);
+        f.write("instances/vs1/sub/file", "x\n");
+        // systemctl as `delete` asks it: the server unit unknown (stopped),
+        // the disable job done.
+        let bin = tempfile::tempdir().unwrap();
+        fs::write(bin.path().join("systemctl"), "#!/bin/sh\nexit 0\n").unwrap();
+        fs::set_permissions(bin.path().join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
+        let held = HeldInKernel::on(&f.path("instances/vs1/sub"));
+        let mut delete = std::process::Command::new(env!("CARGO_BIN_EXE_left4me"))
+            .args(["delete", "vs1", "--yes"])
+            .env("LEFT4ME_STATE_DIR", &f.root)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.path().display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The walk reaches sub/'s lock and waits there, in a child.
+        let walker = || {
+            fs::read_to_string(format!("/proc/{0}/task/{0}/children", delete.id()))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .find(|p| in_uninterruptible_sleep(*p))
+        };
+        let t0 = std::time::Instant::now();
+        let child = loop {
+            if let Some(p) = walker() {
+                break p;
+            }
+            assert!(t0.elapsed().as_secs() < 20, "no child of delete waits on sub/'s lock");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!in_uninterruptible_sleep(delete.id()), "delete itself waits in the kernel");
+        delete.kill().unwrap();
+        let t0 = std::time::Instant::now();
+        while delete.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed().as_secs() < 5, "delete outlived SIGKILL");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(held);
+        let t0 = std::time::Instant::now();
+        while std::path::Path::new(&format!("/proc/{child}")).exists() && f.path("runtime/vs1").exists() {
+            assert!(t0.elapsed().as_secs() < 10, "the walk did not finish once let go");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+root_test! {
     /// reset and umount of a name that is no instance once left a lock
     /// file per name in runtime/.left4me/: the service user may start
     /// left4me-reset@ (and, through a server start, left4me-overlay@) with

@@ -570,10 +570,21 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
 /// refilling the tree.
 const DELETE_WITHIN: Duration = Duration::from_secs(300);
 
+/// How much longer the command waits for the walk's child than the walk's
+/// own bound, which is checked between its steps: a step that waits in the
+/// kernel on a lock another process holds (a getdents of the service
+/// user's, its buffer faulting on a FUSE file that is never served, keeps
+/// a directory's lock for as long as the user likes) is not cut by it.
+const DELETE_GRACE: Duration = Duration::from_secs(30);
+
 /// Deletes `parent/name` with the walk that deletes discarded layers: one
 /// directory open at a time whatever the depth, no symlink followed, no
 /// mount point entered (what the game or the service user left in it is
-/// theirs to shape; docs/unit.md, the nineteenth review).
+/// theirs to shape; docs/unit.md, the nineteenth review). The walk runs in
+/// a child: if it has not ended [`DELETE_GRACE`] after its bound, the
+/// command says so and ends, and the child goes on alone (a process in the
+/// kernel's uninterruptible wait outlives even SIGKILL; the command would
+/// not).
 fn remove_tree(parent: &Path, name: &InstanceName) -> Result<()> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd = match rustix::fs::open(parent, flags, Mode::empty()) {
@@ -582,13 +593,100 @@ fn remove_tree(parent: &Path, name: &InstanceName) -> Result<()> {
         Err(e) => return Err(Failure::os(parent, "open", e)),
     };
     let name_c = CString::new(name.as_str()).expect("an instance name holds no NUL");
-    crate::discard::delete(
-        fd.as_fd(),
-        &name_c,
-        &parent.join(name.as_str()),
-        &format!("stop whatever still writes into it, then run left4me delete {name} again"),
-        Some(DELETE_WITHIN),
-    )
+    let shown = parent.join(name.as_str());
+    let hint = format!("stop whatever still writes into it, then run left4me delete {name} again");
+    let walk = || crate::discard::delete(fd.as_fd(), &name_c, &shown, &hint, Some(DELETE_WITHIN));
+    let (report, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Failure::syscall("pipe", e))?;
+    match crate::sys::fork() {
+        Ok(crate::sys::Forked::Child) => {
+            drop(report);
+            let _ = rustix::process::setsid();
+            let _ = crate::sys::detach_stdio();
+            let line = match walk() {
+                Ok(()) => String::new(),
+                Err(f) => format!(
+                    "{}\n{}\n{}",
+                    f.kind.exit_code(),
+                    f.message,
+                    f.hint.unwrap_or_default()
+                ),
+            };
+            let _ = rustix::io::write(&report_w, line.as_bytes());
+            crate::sys::exit_child(0)
+        }
+        Ok(crate::sys::Forked::Parent(child)) => {
+            drop(report_w);
+            await_walk(&report, child, &shown, name)
+        }
+        // A thread of this process (a progress line) still runs: the walk
+        // runs here, bounded between its steps only.
+        Err(_) => walk(),
+    }
+}
+
+/// The walk's outcome from its child's report: nothing (deleted) or its
+/// failure's exit code, message and hint, one per line.
+fn await_walk(
+    report: &OwnedFd,
+    child: nix::unistd::Pid,
+    shown: &Path,
+    name: &InstanceName,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + DELETE_WITHIN + DELETE_GRACE;
+    let mut got = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Failure::new(
+                Kind::Busy,
+                format!(
+                    "{}: not deleted within {} s: the deletion waits in the kernel, most likely on a directory of the tree that another process holds locked; it goes on alone (pid {child}) and ends once that lets go",
+                    shown.display(),
+                    (DELETE_WITHIN + DELETE_GRACE).as_secs()
+                ),
+            )
+            .hint(format!(
+                "cat /proc/{child}/stack shows where it waits; stop the service user's processes (and any FUSE server of theirs), then run left4me delete {name} again"
+            )));
+        }
+        let mut poll = [rustix::event::PollFd::new(
+            report,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        match rustix::event::poll(&mut poll, Some(&timeout)) {
+            Ok(0) | Err(Errno::INTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(Failure::syscall("poll", e)),
+        }
+        let mut buf = [0u8; 4096];
+        match rustix::io::read(report, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Failure::syscall("read the deletion's report", e)),
+        }
+    }
+    let _ = nix::sys::wait::waitpid(child, None);
+    let text = String::from_utf8_lossy(&got);
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut lines = text.splitn(3, '\n');
+    let kind = lines
+        .next()
+        .and_then(|c| c.parse().ok())
+        .and_then(Kind::from_exit_code)
+        .unwrap_or(Kind::Unexpected);
+    let mut f = Failure::new(kind, lines.next().unwrap_or_default());
+    if let Some(hint) = lines.next().filter(|h| !h.is_empty()) {
+        f = f.hint(hint);
+    }
+    Err(f)
 }
 
 #[cfg(test)]
