@@ -708,6 +708,9 @@ root_test! {
         for (i, name) in names.iter().enumerate() {
             let d = f.health_run.join(name);
             fs::create_dir_all(&d).unwrap();
+            // 0711, as the health unit makes them (a dir others may list is
+            // left: retention.rs).
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o711)).unwrap();
             fs::write(d.join("status.json"), "{}").unwrap();
             fs::File::open(&d).unwrap().set_modified(old + std::time::Duration::from_secs(i as u64)).unwrap();
         }

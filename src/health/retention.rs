@@ -10,7 +10,10 @@
 //! [`KEPT`] or more are there. It runs under the helper's ports lock, which
 //! every mount holds until it is attached: no instance can become mounted
 //! meanwhile, so no check can be starting in a dir being removed (a check
-//! starts after its server, its server after its mount).
+//! starts after its server, its server after its mount). Only dirs no
+//! other account may list are removed (0711, the health unit's
+//! `RuntimeDirectoryMode=`), so nobody can hold the kernel lock of one
+//! while the prune waits on it (docs/unit.md, "The boundary").
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -59,7 +62,11 @@ pub(crate) fn prune(
         .filter(|n| !mounted(n))
         .filter_map(|n| {
             let st = rustix::fs::statat(&dir, n.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
-            Some((st.st_mtime, n))
+            // A dir others may list is one whose kernel lock they can hold
+            // while this waits to unlink in it, under the ports lock: one
+            // made before the record dirs became 0711 (the health unit's
+            // RuntimeDirectoryMode=), left until a reboot empties /run.
+            (st.st_mode & 0o004 == 0).then_some((st.st_mtime, n))
         })
         .collect();
     stopped.sort();
@@ -153,13 +160,16 @@ mod tests {
     use std::fs;
     use std::time::{Duration, SystemTime};
 
-    /// `n` record dirs r0..r{n-1}, each with a record; r0 the oldest.
+    /// `n` record dirs r0..r{n-1}, each with a record, 0711 as the
+    /// health unit makes them; r0 the oldest.
     fn records(n: usize) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
         let run = tempfile::tempdir().unwrap();
         let start = SystemTime::now() - Duration::from_secs(100_000);
         for i in 0..n {
             let d = run.path().join(format!("r{i}"));
             fs::create_dir(&d).unwrap();
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o711)).unwrap();
             fs::write(d.join("status.json"), "{}").unwrap();
             fs::File::open(&d)
                 .unwrap()
@@ -200,6 +210,24 @@ mod tests {
         for kept in ["r0", "r1", "r2", "r3", "r10"] {
             assert!(left.iter().any(|l| l == kept), "{kept} was removed");
         }
+    }
+
+    #[test]
+    fn a_dir_others_may_list_is_left() {
+        use std::os::unix::fs::PermissionsExt;
+        let run = records(KEPT + 1);
+        let r0 = run.path().join("r0");
+        fs::set_permissions(&r0, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::File::open(&r0)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(200_000))
+            .unwrap();
+        let removed: Vec<String> = prune(run.path(), |_| false)
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        assert_eq!(removed, ["r1", "r2"]);
+        assert!(r0.join("status.json").exists());
     }
 
     #[test]
