@@ -132,25 +132,28 @@ pub(crate) fn layer_stack(
             fd,
         ));
     }
-    let Some(rel) = game else {
-        return Ok(layers);
-    };
-    let rel = rel.to_owned();
-    let fd = fsx::open_admin_dir(state.fd(), &rel, &state.shown(&rel)).map_err(|f| {
+    if let Some(rel) = game {
+        layers.push(game_layer(state, rel)?);
+    }
+    Ok(layers)
+}
+
+/// The installation's layer `rel` (generation::layer_rel), opened.
+pub(crate) fn game_layer(state: &State, rel: &str) -> Result<(Layer, OwnedFd), Failure> {
+    let fd = fsx::open_admin_dir(state.fd(), rel, &state.shown(rel)).map_err(|f| {
         if f.kind == Kind::Missing {
             f.hint("installations/current names a generation that is gone: write an existing one's name to it (left4me-overlay generation list)")
         } else {
             f
         }
     })?;
-    layers.push((
+    Ok((
         Layer {
             role: Role::Installation,
-            rel,
+            rel: rel.to_owned(),
         },
         fd,
-    ));
-    Ok(layers)
+    ))
 }
 
 /// The layer stack a mount was made with, one `role rel` line per layer,

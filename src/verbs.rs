@@ -382,17 +382,22 @@ fn mount_locked(
     // locks the user's upper/ and work/ in the kernel (a process of the
     // user's can hold upper/'s, above), and the layers are attached in the
     // private namespace (overlay.rs).
-    let (game, asked) = {
+    // The instance's own layers are looked up first: a lookup in a
+    // directory the user can write waits behind a writer of its own queued
+    // on that directory's lock while it holds it (twenty-second review),
+    // and under the installations lock that would deny every update.
+    let mut asked: Vec<Layer> = instance::layer_stack(state, paths, config, None)?
+        .into_iter()
+        .map(|(layer, _)| layer)
+        .collect();
+    let game = {
         let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
         let game = generation::layer_rel(state)?;
-        let asked: Vec<Layer> = instance::layer_stack(state, paths, config, Some(&game))?
-            .into_iter()
-            .map(|(layer, _)| layer)
-            .collect();
+        asked.push(instance::game_layer(state, &game)?.0);
         if unmounted.is_some() {
             l.write_record(&asked)?;
         }
-        (game, asked)
+        game
     };
     let Some((discard, merged, merged_shown)) = unmounted else {
         let recorded = instance::read_record(l.helper_dir.as_fd(), paths);

@@ -1126,6 +1126,66 @@ root_test! {
 }
 
 root_test! {
+    /// The twenty-second review: the user holds its own instances/NAME
+    /// (a getdents faulting on its FUSE file), queues a writer of its own
+    /// on it (mkdir), and renames its layer away so that no dentry named
+    /// `layer` is cached. Root's mount looked `layer` up the slow way under
+    /// the installations lock, behind the queued writer: every gc, commit
+    /// and import then failed with exit 16 for as long as the user liked.
+    /// The instance's own layers are now looked up before that lock.
+    fn a_lookup_behind_the_users_queued_writer_holds_no_host_wide_lock() {
+        // The writer queued behind the held lock. Now and then (about 1 in
+        // 30 runs here) a hold on the fixture's instances/vs1 did not stop
+        // the writer's mkdir at all (it ended in 2 ms, for every hold
+        // taken on that directory); the set-up is then made again on a
+        // fresh fixture.
+        let (f, held, mut writer) = (0..5)
+            .find_map(|_| {
+                let f = Fixture::new();
+                f.instance("vs1", &[]);
+                f.instance("vs2", &[]);
+                let own = f.path("instances/vs1/layer");
+                fs::create_dir_all(own.join("left4dead2")).unwrap();
+                std::os::unix::fs::chown(&own, Some(common::SERVICE_UID), Some(common::SERVICE_GID)).unwrap();
+                f.ok(&["generation", "list"]);
+                f.ok(&["mount", "vs1"]);
+                f.ok(&["umount", "vs1"]);
+                fs::rename(&own, f.path("instances/vs1/layer.x")).unwrap();
+                // The reset marker's lookup (before any lock) finds a cached
+                // negative dentry, as it would after any earlier mount.
+                let _ = fs::symlink_metadata(f.path("instances/vs1/reset-at-start"));
+                let held = HeldInKernel::on(&f.path("instances/vs1"));
+                let mut writer = std::process::Command::new("mkdir").arg(f.path("instances/vs1/q")).spawn().unwrap();
+                let t0 = std::time::Instant::now();
+                while !in_uninterruptible_sleep(writer.id()) {
+                    if writer.try_wait().unwrap().is_some() {
+                        return None;
+                    }
+                    assert!(t0.elapsed().as_secs() < 10, "the writer neither queued nor ended");
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Some((f, held, writer))
+            })
+            .expect("the writer never queued behind the held lock, on 5 fixtures");
+        let mut stalled = f.command(&["mount", "vs1"]).spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        while !in_uninterruptible_sleep(stalled.id()) {
+            assert!(t0.elapsed().as_secs() < 20, "mount vs1 did not reach the lookup");
+            assert!(stalled.try_wait().unwrap().is_none(), "mount vs1 ended");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for args in [&["generation", "gc"][..], &["mount", "vs2"], &["umount", "vs2"]] {
+            assert_eq!(ends_promptly(&f, args), Some(0), "{args:?}");
+        }
+        drop(held);
+        assert!(writer.wait().unwrap().success());
+        let out = stalled.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        f.ok(&["umount", "vs1"]);
+    }
+}
+
+root_test! {
     /// reset and umount of a name that is no instance once left a lock
     /// file per name in runtime/.left4me/: the service user may start
     /// left4me-reset@ (and, through a server start, left4me-overlay@) with
