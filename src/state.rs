@@ -86,7 +86,7 @@ impl State {
     /// runtime/, created root-owned if missing (a fresh host, or a test).
     pub(crate) fn ensure_runtime(&self) -> Result<OwnedFd, Failure> {
         let shown = self.shown(RUNTIME);
-        let fd = fsx::ensure_dir(self.fd(), RUNTIME, 0o755, &shown)?;
+        let fd = fsx::ensure_dir(self.fd(), RUNTIME, 0o711, &shown)?;
         require_root_only(fd.as_fd(), &shown)?;
         Ok(fd)
     }

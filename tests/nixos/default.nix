@@ -207,7 +207,7 @@ in
       with subtest("install: user, state dir layout, the three units, the request socket, no polkit rule"):
           machine.succeed("id left4me")
           machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/instances)\" = '1770 root left4me'")
-          machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/runtime)\" = '755 root root'")
+          machine.succeed(f"test \"$(stat -c '%a %U %G' {S}/runtime)\" = '711 root root'")
           machine.succeed("systemctl cat left4me-overlay@vs1.service | grep -q '^ExecStart=.*/left4me-overlay --state-dir .* mount vs1$'")
           machine.succeed("systemctl cat left4me-reset@vs1.service | grep -q '^ExecStart=.*/left4me-overlay --state-dir .* reset vs1$'")
           # The game unit runs nothing as root and names its overlay unit.
@@ -592,7 +592,7 @@ in
       machine.succeed("id left4me")
       # The user's home must not be a second tmpfiles line for the state dir.
       machine.fail("journalctl -b -o cat | grep -F 'Duplicate line'")
-      machine.succeed("test \"$(stat -c '%a %U' /var/lib/left4me)\" = '755 root'")
+      machine.succeed("test \"$(stat -c '%a %U' /var/lib/left4me)\" = '711 root'")
       machine.wait_until_succeeds("test \"$(a2s-query 127.0.0.1 27015 --timeout 2)\" = 'top layer'", timeout=60)
     '';
   };

@@ -302,7 +302,7 @@ local_deb() {
 # SIZE(findmnt's k) NR_INODES OWNER MODE.
 RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root 755"
             "/run/left4me-metrics 8192k 2048 root:left4me-health 775"
-            "/run/left4me-steamcmd 24576k 64 root:root 755")
+            "/run/left4me-steamcmd 24576k 64 root:root 711")
 
 # check_run_mounts WHEN: each is exactly one tmpfs mount at its directory,
 # made by its own mount unit (active), with the size, inode cap, options,
