@@ -362,7 +362,7 @@ root_test! {
         assert_eq!((rt_i.uid(), rt_i.gid(), rt_i.mode() & 0o7777), (0, SERVICE_UID, 0o750));
         assert_eq!(fs::metadata(f.path("runtime/vs1/upper")).unwrap().mode() & 0o7777, 0o755);
         let rt = fs::metadata(f.path("runtime")).unwrap();
-        assert_eq!((rt.uid(), rt.mode() & 0o7777), (0, 0o755));
+        assert_eq!((rt.uid(), rt.mode() & 0o7777), (0, 0o711));
         let work = fs::metadata(f.path("runtime/vs1/work")).unwrap();
         assert_eq!((work.uid(), work.mode() & 0o7777), (0, 0o700));
         let helper = fs::metadata(f.path("runtime/.left4me")).unwrap();
