@@ -254,21 +254,19 @@ fn record_names(run_dir: &Path) -> Result<Vec<InstanceName>> {
     let entries = match std::fs::read_dir(run_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(Failure::new(
-                Kind::Missing,
-                format!("cannot list {}: {e}", run_dir.display()),
-            )
-            .hint(format!(
-                "name the instance (left4me-health status NAME), or run as root: only root lists {} (docs/health.md, \"Status\")",
-                run_dir.display()
-            )));
-        }
         Err(e) => {
-            return Err(Failure::new(
+            let f = Failure::new(
                 Kind::Missing,
                 format!("cannot list {}: {e}", run_dir.display()),
-            ));
+            );
+            return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
+                f.hint(format!(
+                    "name the instance (left4me-health status NAME), or run as root: only root lists {} (docs/health.md, \"Status\")",
+                    run_dir.display()
+                ))
+            } else {
+                f
+            });
         }
     };
     // The directory entry's own type (readdir's d_type), never a stat below
