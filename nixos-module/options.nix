@@ -297,6 +297,14 @@ let
     };
 in
 {
+  imports = [
+    (lib.mkRemovedOptionModule [ "services" "left4me" "resources" "memoryHigh" ] ''
+      MemoryHigh= makes a game sleep inside its own page faults, holding whatever
+      kernel lock it took, such as that of a cgroupfs directory PID 1 writes
+      (docs/unit.md, "The boundary"); the games have resources.memoryMax only.
+    '')
+  ];
+
   options.services.left4me = {
     enable = mkEnableOption ''
       left4me: the `left4me-server@.service` template, `l4d2-game.slice`,
@@ -624,15 +632,6 @@ in
         description = ''
           `CPUWeight=` of {file}`l4d2-game.slice`, shared by all instances.
           `null` keeps the canonical value from {file}`dist/l4d2-game.slice.in` (500).
-        '';
-      };
-      memoryHigh = mkOption {
-        type = types.nullOr memorySize;
-        default = null;
-        example = "3G";
-        description = ''
-          `MemoryHigh=` of every instance. `null` keeps the canonical value
-          from {file}`dist/left4me-server@.service.in` (1.5G).
         '';
       };
       memoryMax = mkOption {

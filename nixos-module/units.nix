@@ -211,8 +211,7 @@ in
         # srcds_run is a shell script (dirname, ulimit); the NixOS default
         # path of every service supplies coreutils for it.
         serviceConfig =
-          optionalAttrs (cfg.resources.memoryHigh != null) { MemoryHigh = cfg.resources.memoryHigh; }
-          // optionalAttrs (cfg.resources.memoryMax != null) { MemoryMax = cfg.resources.memoryMax; }
+          optionalAttrs (cfg.resources.memoryMax != null) { MemoryMax = cfg.resources.memoryMax; }
           // optionalAttrs (cfg.resources.tasksMax != null) { TasksMax = cfg.resources.tasksMax; }
           // optionalAttrs cfg.i686Runtime.enable {
             # Only inside the game's mount namespace. A bind mount onto a

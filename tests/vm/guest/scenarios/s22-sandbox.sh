@@ -78,6 +78,15 @@ run_probes() {
     echo "host tmp probes: $(find /tmp /var/tmp -name left4me-tmp-probe 2>/dev/null | wc -l)"
     echo "host ipc: $(readlink /proc/1/ns/ipc)"
     echo "host swap.max: $(cat "$cg/memory.swap.max")"
+    # No memory.high below max on the game's cgroup or any ancestor: above
+    # it the kernel sleeps inside the game's page faults, locks held
+    # (docs/unit.md, "Resources").
+    local d=$cg high=''
+    while [ "$d" != /sys/fs/cgroup ]; do
+        high+="${d#/sys/fs/cgroup} $(cat "$d/memory.high" 2>/dev/null || echo none);"
+        d=${d%/*}
+    done
+    echo "host memory.high: $high"
     stop_instance sbx
 }
 expect_line() { grep -qF "$2" <<<"$1" || fail "expected '$2' from the probes, got:
@@ -107,6 +116,8 @@ host_ipc=$(sed -n 's/^host ipc: //p' <<<"$out")
 expect_line "$out" "native core: 0 0"
 expect_line "$out" "native core: cannot raise"
 expect_line "$out" "host swap.max: 0"
+high=$(grep '^host memory.high: ' <<<"$out")
+[ -n "$high" ] && ! grep -qE ' (none|[0-9]+);' <<<"$high" || fail "a memory.high below max above the game: $high"
 note "the game's /tmp, /var/tmp and /dev/shm are its own capped tmpfs; IPC namespace $game_ipc (PID 1's $host_ipc); core limit 0/0; swap.max 0"
 # The request socket is the web app's and the health check's, not the game's.
 [ -S /run/left4me-requests/requests.sock ] || fail "no request socket on the host"
