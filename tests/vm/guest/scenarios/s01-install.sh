@@ -1,5 +1,5 @@
 # 1. Install: user, dirs, unit verifies, the request socket, package files.
-# budget: 110
+# budget: 240
 deb=$(local_deb)
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb" ||
     fail "apt-get install $deb failed (guest is offline: a Depends missing from the image?)"

@@ -1,6 +1,6 @@
 # 5. Crash loop: a stand-in that exits non-zero at once ends in `failed`
 #    after StartLimitBurst, with the overlay unmounted.
-# budget: 200
+# budget: 300
 standard_overlays
 remove_instance crash
 make_instance crash 27023 "base" "crashing"

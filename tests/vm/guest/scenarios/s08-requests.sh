@@ -5,7 +5,7 @@
 #    names through every verb leave no unit loaded in PID 1 (CollectMode=),
 #    a refused start leaves its reason for the group in
 #    runtime/x/last-failure.json, and at most 256 instances are enabled.
-# budget: 300
+# budget: 450
 standard_overlays
 remove_instance x
 make_instance x 27024 "base" "requests x"

@@ -6,7 +6,7 @@
 #     user, as before the health checks' own user: the upgrade restarts it
 #     as left4me-health with its record kept, and a reinstall removes the
 #     metrics files the service user owns.
-# budget: 200
+# budget: 400
 standard_overlays
 deb=$(local_deb)
 remove_instance ten

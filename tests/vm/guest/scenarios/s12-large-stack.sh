@@ -5,7 +5,7 @@
 #     ("lowerdir+") and mounts; older kernels must refuse with exit 17 and a
 #     message saying why, leaving nothing mounted.
 #     Through the helper directly: the instances never run a game.
-# budget: 250
+# budget: 400
 remove_instance wide
 remove_instance huge
 long=$(printf 'x%.0s' {1..58})

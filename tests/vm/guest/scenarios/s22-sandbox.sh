@@ -12,7 +12,7 @@
 #     - /dev/shm, /tmp and /var/tmp are the game's own capped tmpfs, empty
 #       at each start, its IPC namespace is its own, it can neither dump
 #       core nor swap, and the request socket is hidden from the game.
-# budget: 90
+# budget: 180
 set -o pipefail
 remove_instance sbx
 

@@ -9,7 +9,7 @@
 #     the service user can write neither, nor rewrite, chmod or replace
 #     the check's files, nor signal the check (docs/unit.md, "The
 #     boundary").
-# budget: 110
+# budget: 180
 . ./health-lib.sh
 standard_overlays
 I=1 T=1 N=3

@@ -7,7 +7,7 @@
 #     the empty instance onto the new generation at once, outside the
 #     restart budget, and leaves the one with a human player until only bots
 #     are left. A broken current stops nothing and is warned about once.
-# budget: 100
+# budget: 180
 . ./health-lib.sh
 standard_overlays
 

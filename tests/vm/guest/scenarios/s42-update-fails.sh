@@ -6,7 +6,7 @@
 #     time the unit fails with the reason in its journal, `current` and every
 #     generation are unchanged, .next/ is gone, the running instance keeps
 #     running. With LEFT4ME_UPDATE_COPY=copy the in-place writer succeeds.
-# budget: 100
+# budget: 160
 standard_overlays
 install_fake_steamcmd
 trap restore_host_env EXIT

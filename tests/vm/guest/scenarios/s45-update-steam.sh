@@ -16,7 +16,7 @@
 #       hard links); nothing damaged says so; Steam at a newer build is
 #       refused (exit 15 through `left4me update --verify`), nothing switched;
 #     - an exit-0 failure (partial install) fails, an exit-8 success commits.
-# budget: 200
+# budget: 400
 standard_overlays
 install_fake_steamcmd
 # The generations are set aside for the fresh hosts below and come back.
