@@ -115,12 +115,6 @@ impl<'s> Locked<'s> {
         fsx::open_dir_if_exists(self.state.fd(), &rel, &self.shown(&rel))
     }
 
-    /// The game's environment from the config just validated, on every
-    /// mount that succeeds: instance.env may have changed since the last.
-    /// The client and SourceTV ports as resolved (ports.rs), so srcds gets
-    /// exactly the ports checked. `LEFT4ME_GENERATION` tells the health
-    /// check which generation the instance runs (the `when-empty` restart
-    /// policy, docs/updates.md).
     /// The stack record ([`Own::Record`]): what the mount is made of.
     fn write_record(&self, stack: &[Layer]) -> Result<()> {
         let record = self.paths.own(Own::Record);
@@ -132,6 +126,12 @@ impl<'s> Locked<'s> {
         )
     }
 
+    /// The game's environment from the config just validated, on every
+    /// mount that succeeds: instance.env may have changed since the last.
+    /// The client and SourceTV ports as resolved (ports.rs), so srcds gets
+    /// exactly the ports checked. `LEFT4ME_GENERATION` tells the health
+    /// check which generation the instance runs (the `when-empty` restart
+    /// policy, docs/updates.md).
     fn write_env_copy(&self, config: &InstanceConfig, stack: &[Layer]) -> Result<()> {
         let resolved = config.ports.resolved_vars();
         let mut vars: Vec<Assignment> = config
@@ -374,14 +374,6 @@ fn mount_locked(
         Some((discard, merged, merged_shown))
     };
 
-    // The generation this mount uses, picked once under the installations
-    // lock, and named in the stack record before the lock is let go: a
-    // collection keeps what the record of an instance being mounted names
-    // (generation::in_use). Nothing else is done under that lock, which
-    // every collection and update takes exclusively: building the overlay
-    // locks the user's upper/ and work/ in the kernel (a process of the
-    // user's can hold upper/'s, above), and the layers are attached in the
-    // private namespace (overlay.rs).
     // The instance's own layers are looked up first: a lookup in a
     // directory the user can write waits behind a writer of its own queued
     // on that directory's lock while it holds it (twenty-second review),
@@ -390,6 +382,14 @@ fn mount_locked(
         .into_iter()
         .map(|(layer, _)| layer)
         .collect();
+    // The generation this mount uses, picked once under the installations
+    // lock, and named in the stack record before the lock is let go: a
+    // collection keeps what the record of an instance being mounted names
+    // (generation::in_use). Nothing else is done under that lock, which
+    // every collection and update takes exclusively: building the overlay
+    // locks the user's upper/ and work/ in the kernel (a process of the
+    // user's can hold upper/'s, above), and the layers are attached in the
+    // private namespace (overlay.rs).
     let game = {
         let _installations = generation::hold_for_mount(state, l.helper_dir.as_fd())?;
         let game = generation::layer_rel(state)?;
