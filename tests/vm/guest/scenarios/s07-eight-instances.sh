@@ -1,5 +1,5 @@
 # 7. Eight instances at once on distinct ports: all answer, all stop cleanly.
-# budget: 330
+# budget: 600
 standard_overlays
 names=()
 for i in 1 2 3 4 5 6 7 8; do
