@@ -299,24 +299,24 @@ local_deb() {
 
 # The /run directories of the health checks and of steamcmd, each a capped
 # tmpfs of its own (dist/run-left4me*.mount.in and the tmpfiles lines): DIR
-# SIZE(findmnt's k) NR_INODES OWNER MODE.
-RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root 755"
-            "/run/left4me-metrics 8192k 2048 root:left4me-health 775"
-            "/run/left4me-steamcmd 24576k 64 root:root 711")
+# SIZE(findmnt's k) NR_INODES OWNER MODE MOUNT-MODE (the mount's mode=).
+RUN_MOUNTS=("/run/left4me-health 16384k 4096 root:root 711 711"
+            "/run/left4me-metrics 8192k 2048 root:left4me-health 775 755"
+            "/run/left4me-steamcmd 24576k 64 root:root 711 711")
 
 # check_run_mounts WHEN: each is exactly one tmpfs mount at its directory,
 # made by its own mount unit (active), with the size, inode cap, options,
 # owner and mode of dist/ and the tmpfiles line.
 check_run_mounts() {
-    local when=$1 spec dir size inodes owner mode lines fstype source opts o
+    local when=$1 spec dir size inodes owner mode mount_mode lines fstype source opts o
     for spec in "${RUN_MOUNTS[@]}"; do
-        read -r dir size inodes owner mode <<<"$spec"
+        read -r dir size inodes owner mode mount_mode <<<"$spec"
         lines=$(findmnt -n -o FSTYPE,SOURCE,OPTIONS --mountpoint "$dir") ||
             fail "$when: $dir is not a mount point"
         [ "$(wc -l <<<"$lines")" = 1 ] || fail "$when: more than one mount at $dir: $lines"
         read -r fstype source opts <<<"$lines"
         [ "$fstype $source" = "tmpfs tmpfs" ] || fail "$when: $dir is '$fstype' from '$source', not a tmpfs"
-        for o in nosuid nodev noexec "size=$size" "nr_inodes=$inodes" mode=755; do
+        for o in nosuid nodev noexec "size=$size" "nr_inodes=$inodes" "mode=$mount_mode"; do
             [[ ,$opts, == *",$o,"* ]] || fail "$when: $dir lacks $o: $opts"
         done
         [ "$(systemctl is-active "$(systemd-escape --path --suffix=mount "$dir")")" = active ] ||
