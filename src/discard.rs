@@ -115,9 +115,23 @@ pub(crate) fn pending(dir: BorrowedFd<'_>) -> Vec<CString> {
     found
 }
 
+/// How long one walk may spend on one tree where no unit's timeout bounds
+/// it: a background sweeper, detached from the verb that forked it (a
+/// reset's unit is inactive once the verb exits), and root's `left4me
+/// delete` from a shell. Minutes for what a game writes (its logs and
+/// demos); a process that keeps refilling the tree costs the walk about
+/// what it costs itself, and here stops costing it (the twentieth and
+/// twenty-fourth reviews). What is left waits for the next sweep.
+pub(crate) const WALK_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Deletes every discard entry in `dir` (runtime/<i>/), including ones left
-/// by an earlier run that was killed.
-pub(crate) fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure> {
+/// by an earlier run that was killed, each within `within` (see
+/// [`delete`]).
+pub(crate) fn sweep(
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+    within: Option<std::time::Duration>,
+) -> Result<usize, Failure> {
     let names = pending(dir);
     for name in &names {
         delete(
@@ -125,7 +139,7 @@ pub(crate) fn sweep(dir: BorrowedFd<'_>, shown: &Path) -> Result<usize, Failure>
             name,
             &shown.join(name.to_string_lossy().as_ref()),
             "stop whatever still writes into the instance's old layer; the next umount or reset continues",
-            None,
+            within,
         )?;
     }
     Ok(names.len())
@@ -248,7 +262,7 @@ pub(crate) fn in_background(job: Background, wait: std::time::Duration) {
                 sys::exit_child(1);
             }
             let code = loop {
-                if let Err(f) = sweep(job.dir.as_fd(), &job.shown) {
+                if let Err(f) = sweep(job.dir.as_fd(), &job.shown, Some(WALK_WITHIN)) {
                     tracing::warn!(error = %f, "discarded tree not fully deleted; the next sweep continues");
                     break 1;
                 }
@@ -629,7 +643,7 @@ mod tests {
 
     fn sweep_all(dir: &Path) -> usize {
         let fd = top(dir);
-        sweep(fd.as_fd(), dir).unwrap()
+        sweep(fd.as_fd(), dir, None).unwrap()
     }
 
     #[test_log::test]
@@ -872,6 +886,22 @@ mod tests {
         assert!(shown.exists(), "the tree is left");
         delete(fd.as_fd(), c"x", &shown, "do this", None).unwrap();
         assert!(!shown.exists());
+    }
+
+    /// The background sweeper's walks are bounded ([`WALK_WITHIN`]): no
+    /// unit's timeout reaches it once the verb that forked it has exited
+    /// (twenty-fourth review).
+    #[test_log::test]
+    fn a_sweep_past_its_time_bound_leaves_the_rest_for_the_next() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join(".discard-1/a/b/c")).unwrap();
+        let fd = top(t.path());
+        let f = sweep(fd.as_fd(), t.path(), Some(std::time::Duration::ZERO)).unwrap_err();
+        assert_eq!(f.kind, Kind::Busy);
+        assert!(f.message.contains("not deleted within 0 s"), "{f}");
+        assert!(t.path().join(".discard-1").exists(), "the tree is left");
+        assert_eq!(sweep_all(t.path()), 1);
+        assert!(!t.path().join(".discard-1").exists());
     }
 
     #[test_log::test]

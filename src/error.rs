@@ -88,7 +88,7 @@ pub(crate) const EXIT_CODES: [ExitRow; 17] = [
     ),
     kind_row(
         Kind::Conflict,
-        "reset while mounted; mounted with another stack; a foreign mount on merged/; a commit while processes of the update user still run; a prepare or import while an update or verification builds .next/; a verification that finds Steam at another build than the current generation, or a shared tree to validate",
+        "reset while mounted; mounted with another stack; a foreign mount on merged/; a mount past the host's caps (256 instance overlays mounted, 1,024 instance names in runtime/); a commit while processes of the update user still run; a prepare or import while an update or verification builds .next/; a verification that finds Steam at another build than the current generation, or a shared tree to validate",
     ),
     kind_row(
         Kind::LockTimeout,

@@ -8,8 +8,9 @@
 //! boundary"). Their exit status goes with them, so the web app and `left4me
 //! start|reset` read the helper's own account here instead. Written only for
 //! an instance that exists (instances/NAME is a directory, opened as every
-//! user path is), so an invented name leaves nothing behind; removed by the
-//! next mount or reset that succeeds.
+//! user path is), so an invented name leaves nothing behind, and for a name
+//! runtime/ does not hold yet only within the mount's cap on names;
+//! removed by the next mount or reset that succeeds.
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -79,6 +80,9 @@ fn keep(
             None => Ok(()),
         };
     };
+    // A name runtime/ does not hold yet gets its dir only within the cap,
+    // as from a mount: a start refused at the cap leaves nothing.
+    crate::verbs::within_name_cap(state, &paths)?;
     let runtime = state.ensure_runtime()?;
     // As mount makes it: root:<service group> 0750.
     let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o750, &rt_shown)?;

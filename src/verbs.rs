@@ -317,6 +317,7 @@ pub(crate) fn mount(
         let origin = format!("{}:{line}", state.shown(&paths.env()).display());
         cpus.check_against(&CpuList::host()?, &origin)?;
     }
+    within_name_cap(state, &paths)?;
     let l = Locked::take(state, name)?;
     let cpus_record = paths.own(Own::Cpus);
     let unit = format!("left4me-server@{name}.service");
@@ -611,14 +612,54 @@ fn prepare_writable_layer(
 /// any valid name, cannot make root create a lock file per name it invents.
 /// Without following or entering a mount (fsx::entry).
 fn exists(state: &State, paths: &InstancePaths) -> Result<bool> {
-    for rel in [paths.dir(), paths.runtime()] {
-        match fsx::entry(state.fd(), rel.as_str()) {
-            Ok(Some(_)) => return Ok(true),
-            Ok(None) => {}
-            Err(e) => return Err(Failure::os(&state.shown(&rel), "stat", e)),
-        }
+    Ok(has_runtime(state, paths)? || has_entry(state, &paths.dir())?)
+}
+
+/// Whether runtime/NAME exists: root's side of the instance, made by its
+/// first mount.
+fn has_runtime(state: &State, paths: &InstancePaths) -> Result<bool> {
+    has_entry(state, &paths.runtime())
+}
+
+fn has_entry(state: &State, rel: &str) -> Result<bool> {
+    fsx::entry(state.fd(), rel)
+        .map(|e| e.is_some())
+        .map_err(|e| Failure::os(&state.shown(rel), "stat", e))
+}
+
+/// Instance names runtime/ may hold, past which the mount of a name it does
+/// not hold yet is refused (exit 15). Each name keeps root's runtime/NAME/
+/// (upper/, work/, home/, merged/) and its files in runtime/.left4me/ until
+/// root's `left4me delete NAME`: an instance dir renamed between starts
+/// that fail left one more each, about 24 KiB of root's, so without a cap
+/// the user spent the filesystem's blocks reserved for root, and made
+/// `generation::in_use`, which looks at every name under the exclusive
+/// installations lock, slower without end (twenty-fourth review: 450,000
+/// names held it 37 s and failed another instance's mount). Four times the
+/// servers a request may have loaded: a stopped instance keeps its name.
+const MAX_INSTANCE_NAMES: usize = 4 * crate::requests::MAX_LOADED_SERVERS;
+
+pub(crate) fn within_name_cap(state: &State, paths: &InstancePaths) -> Result<()> {
+    if has_runtime(state, paths)? {
+        return Ok(());
     }
-    Ok(false)
+    let held = state
+        .names_in(state::RUNTIME)?
+        .iter()
+        .filter(|n| InstanceName::parse(n).is_ok())
+        .count();
+    if held < MAX_INSTANCE_NAMES {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Kind::Conflict,
+        format!(
+            "{} holds {held} instance names, the most this host allows; {} would be one more",
+            state.shown(state::RUNTIME).display(),
+            paths.name()
+        ),
+    )
+    .hint("left4me list shows them; as root, remove those no longer used with left4me delete NAME"))
 }
 
 /// Unmounts, and whatever that does, removes the server unit's runtime CPU
@@ -642,7 +683,10 @@ fn unmount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Out
         tracing::warn!(error = %f, "console not removed");
     }
     let paths = InstancePaths::new(name);
-    if !exists(state, &paths)? {
+    // Nothing can be mounted without runtime/NAME, and no lock is taken
+    // (a file created) for it: the user can have this verb run for every
+    // name it gives an instance dir (ExecStopPost= of a start refused).
+    if !has_runtime(state, &paths)? {
         return Ok(Outcome {
             instance: name.to_string(),
             result: Done::NotMounted,
@@ -693,7 +737,8 @@ fn unmount(state: &State, name: &InstanceName, console_dir: &Path) -> Result<Out
     );
     let rt_shown = l.shown(&l.paths.runtime());
     drop(l);
-    if let Err(f) = discard::sweep(runtime_i.as_fd(), &rt_shown) {
+    // Bounded by the unit's stop timeout (umount is the overlay unit's stop).
+    if let Err(f) = discard::sweep(runtime_i.as_fd(), &rt_shown, None) {
         tracing::warn!(error = %f, "leftover discarded layers not deleted yet");
     }
     if unmounted {
@@ -713,33 +758,35 @@ pub(crate) struct ResetDone {
 /// Swaps in an empty writable layer.
 pub(crate) fn reset(state: &State, name: &InstanceName, user: &ServiceUser) -> Result<ResetDone> {
     let paths = InstancePaths::new(name);
-    if !exists(state, &paths)? {
-        return Err(Failure::new(
-            Kind::Missing,
-            format!(
-                "no instance {name}: neither {} nor {} exists",
-                state.shown(&paths.runtime()).display(),
-                state.shown(&paths.dir()).display()
-            ),
-        )
-        .hint("check the instance name; left4me-overlay status lists the instances"));
-    }
-    let l = Locked::take(state, name)?;
-    let outcome = l.outcome(Done::Reset, &[]);
-    let rt_shown = l.shown(&l.paths.runtime());
-    let Some(runtime_i) = l.open_runtime_i()? else {
-        let dir = l.paths.dir();
-        if fsx::open_dir_if_exists(state.fd(), &dir, &l.shown(&dir))?.is_none() {
+    // Without runtime/NAME there is no layer to reset, and no lock is taken
+    // (a file created): the user may start left4me-reset@ for every name it
+    // gives an instance dir (twenty-fourth review).
+    if !has_runtime(state, &paths)? {
+        if !exists(state, &paths)? {
             return Err(Failure::new(
                 Kind::Missing,
                 format!(
                     "no instance {name}: neither {} nor {} exists",
-                    rt_shown.display(),
-                    l.shown(&dir).display()
+                    state.shown(&paths.runtime()).display(),
+                    state.shown(&paths.dir()).display()
                 ),
             )
             .hint("check the instance name; left4me-overlay status lists the instances"));
         }
+        return Ok(ResetDone {
+            outcome: Outcome {
+                instance: name.to_string(),
+                result: Done::Reset,
+                mount_point: state.shown(&paths.part(MERGED)),
+                layers: Vec::new(),
+            },
+            discard: None,
+        });
+    }
+    let l = Locked::take(state, name)?;
+    let outcome = l.outcome(Done::Reset, &[]);
+    // Removed since the look above (root's `left4me delete`): nothing to reset.
+    let Some(runtime_i) = l.open_runtime_i()? else {
         return Ok(ResetDone {
             outcome,
             discard: None,

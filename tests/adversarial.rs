@@ -1208,6 +1208,52 @@ root_test! {
 }
 
 root_test! {
+    /// Each instance name keeps root's runtime/NAME/ and its files in
+    /// runtime/.left4me/ until root's `left4me delete`; with its instance
+    /// dir renamed between starts that fail, the user made root keep one
+    /// more set per request, spending the blocks reserved for root and
+    /// slowing `generation gc` (which looks at every name under the
+    /// exclusive installations lock) without end (twenty-fourth review).
+    /// Past 1,024 names a new name's mount is refused and creates nothing;
+    /// a name runtime/ holds still mounts; reset and umount of a name that
+    /// has an instance dir but nothing in runtime/ create nothing either.
+    fn names_past_the_cap_are_refused_and_verbs_without_a_runtime_dir_create_nothing() {
+        let f = Fixture::new();
+        f.instance("kept", &[]);
+        f.ok(&["mount", "kept"]);
+        f.ok(&["umount", "kept"]);
+        for i in 0..1023 {
+            fs::create_dir(f.path(&format!("runtime/left{i}"))).unwrap();
+        }
+        let helper_dir = f.path("runtime/.left4me");
+        let files = || -> Vec<_> {
+            let mut v: Vec<_> = fs::read_dir(&helper_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+            v.sort();
+            v
+        };
+        let before = files();
+        f.instance("fresh", &[]);
+        for _ in 0..2 {
+            f.ok(&["reset", "fresh"]);
+            assert!(f.ok(&["umount", "fresh"]).contains("not-mounted"));
+        }
+        let err = f.fails(&["mount", "fresh"], 15);
+        assert!(
+            err.contains("holds 1024 instance names, the most this host allows; fresh would be one more"),
+            "{err}"
+        );
+        assert!(err.contains("left4me delete NAME"), "{err}");
+        assert!(!f.path("runtime/fresh").exists(), "runtime/fresh created");
+        assert_eq!(before, files(), "files appeared in runtime/.left4me");
+        f.ok(&["mount", "kept"]);
+        f.ok(&["umount", "kept"]);
+        fs::remove_dir(f.path("runtime/left0")).unwrap();
+        f.ok(&["mount", "fresh"]);
+        f.ok(&["umount", "fresh"]);
+    }
+}
+
+root_test! {
     /// The health records' directories are the service user's
     /// (RuntimeDirectory=left4me-health/NAME), and root reads them:
     /// `left4me-health status`, `left4me list`. A FUSE server of the user's

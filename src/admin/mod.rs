@@ -565,11 +565,6 @@ fn delete(state_dir: &Path, raw: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
-/// How long `delete` may spend on one directory tree: minutes for what a
-/// game writes (its logs and demos), and a bound on a process that keeps
-/// refilling the tree.
-const DELETE_WITHIN: Duration = Duration::from_secs(300);
-
 /// How much longer the command waits for the walk's child than the walk's
 /// own bound, which is checked between its steps: a step that waits in the
 /// kernel on a lock another process holds (a getdents of the service
@@ -595,7 +590,15 @@ fn remove_tree(parent: &Path, name: &InstanceName) -> Result<()> {
     let name_c = CString::new(name.as_str()).expect("an instance name holds no NUL");
     let shown = parent.join(name.as_str());
     let hint = format!("stop whatever still writes into it, then run left4me delete {name} again");
-    let walk = || crate::discard::delete(fd.as_fd(), &name_c, &shown, &hint, Some(DELETE_WITHIN));
+    let walk = || {
+        crate::discard::delete(
+            fd.as_fd(),
+            &name_c,
+            &shown,
+            &hint,
+            Some(crate::discard::WALK_WITHIN),
+        )
+    };
     let (report, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| Failure::syscall("pipe", e))?;
     match crate::sys::fork() {
@@ -633,7 +636,7 @@ fn await_walk(
     shown: &Path,
     name: &InstanceName,
 ) -> Result<()> {
-    let deadline = std::time::Instant::now() + DELETE_WITHIN + DELETE_GRACE;
+    let deadline = std::time::Instant::now() + crate::discard::WALK_WITHIN + DELETE_GRACE;
     let mut got = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -643,7 +646,7 @@ fn await_walk(
                 format!(
                     "{}: not deleted within {} s: the deletion waits in the kernel, most likely on a directory of the tree that another process holds locked; it goes on alone (pid {child}) and ends once that lets go",
                     shown.display(),
-                    (DELETE_WITHIN + DELETE_GRACE).as_secs()
+                    (crate::discard::WALK_WITHIN + DELETE_GRACE).as_secs()
                 ),
             )
             .hint(format!(
