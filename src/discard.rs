@@ -126,23 +126,40 @@ pub(crate) const WALK_WITHIN: std::time::Duration = std::time::Duration::from_se
 
 /// Deletes every discard entry in `dir` (runtime/<i>/), including ones left
 /// by an earlier run that was killed, each within `within` (see
-/// [`delete`]).
+/// [`delete`]). An entry that cannot be deleted is left, and the first such
+/// failure returned, once every other entry was tried: one tree the user
+/// keeps moving must not keep the rest (root's own `work/` among them)
+/// from being deleted (twenty-fifth review).
 pub(crate) fn sweep(
     dir: BorrowedFd<'_>,
     shown: &Path,
     within: Option<std::time::Duration>,
 ) -> Result<usize, Failure> {
-    let names = pending(dir);
-    for name in &names {
+    each_pending(dir, |name| {
         delete(
             dir,
             name,
             &shown.join(name.to_string_lossy().as_ref()),
             "stop whatever still writes into the instance's old layer; the next umount or reset continues",
             within,
-        )?;
+        )
+    })
+}
+
+/// `delete_one` for every discard entry in `dir`, the first failure
+/// returned once all were tried; otherwise how many there were.
+fn each_pending(
+    dir: BorrowedFd<'_>,
+    mut delete_one: impl FnMut(&CStr) -> Result<(), Failure>,
+) -> Result<usize, Failure> {
+    let names = pending(dir);
+    let mut first_failure = None;
+    for name in &names {
+        if let Err(f) = delete_one(name) {
+            first_failure.get_or_insert(f);
+        }
     }
-    Ok(names.len())
+    first_failure.map_or(Ok(names.len()), Err)
 }
 
 /// Deletes `name` in `parent` and everything below it with the walk of this
@@ -902,6 +919,30 @@ mod tests {
         assert!(t.path().join(".discard-1").exists(), "the tree is left");
         assert_eq!(sweep_all(t.path()), 1);
         assert!(!t.path().join(".discard-1").exists());
+    }
+
+    /// One tree the user keeps moving (its walk gives up) once kept every
+    /// entry after it, root's `work/` among them, from being deleted by
+    /// that sweep (twenty-fifth review).
+    #[test_log::test]
+    fn a_sweep_tries_every_entry_past_one_that_fails() {
+        let t = tempfile::tempdir().unwrap();
+        for n in [".discard-a", ".discard-b", ".discard-c", "upper"] {
+            std::fs::create_dir(t.path().join(n)).unwrap();
+        }
+        let fd = top(t.path());
+        let mut tried = Vec::new();
+        let f = each_pending(fd.as_fd(), |name| {
+            tried.push(name.to_owned());
+            if name == c".discard-b" {
+                return Err(Failure::new(Kind::Busy, "moved away"));
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(f.message, "moved away");
+        tried.sort();
+        assert_eq!(tried, [c".discard-a", c".discard-b", c".discard-c"]);
     }
 
     #[test_log::test]

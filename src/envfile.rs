@@ -90,7 +90,8 @@ pub(crate) fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<Assign
             return Err(Failure::new(
                 Kind::InvalidConfig,
                 format!(
-                    "{origin}:{line_no}: {key} may not be set here: instance.env sets only {KEY_PREFIX}* variables ({KEY_PREFIX} then A-Z 0-9 _)"
+                    "{origin}:{line_no}: {} may not be set here: instance.env sets only {KEY_PREFIX}* variables ({KEY_PREFIX} then A-Z 0-9 _)",
+                    shown_key(key)
                 ),
             )
             .hint("host-wide environment belongs in /etc/left4me/host.env (root-owned); the game gets nothing else from instance.env"));
@@ -100,7 +101,8 @@ pub(crate) fn parse_assignments(bytes: &[u8], origin: &str) -> Result<Vec<Assign
             return Err(Failure::new(
                 Kind::InvalidConfig,
                 format!(
-                    "{origin}:{line_no}: the value of {key} contains a control character (U+{:04X})",
+                    "{origin}:{line_no}: the value of {} contains a control character (U+{:04X})",
+                    shown_key(key),
                     u32::from(c)
                 ),
             )
@@ -166,6 +168,17 @@ pub(crate) fn render_assignments(vars: &[Assignment]) -> String {
         out.push_str("\"\n");
     }
     out
+}
+
+/// A key as a message quotes it: its first 64 characters. A key may be as
+/// long as the file (64 KiB), and the message goes to the journal and into
+/// the failure record (twenty-fifth review). Keys are ASCII.
+fn shown_key(key: &str) -> String {
+    const SHOWN: usize = 64;
+    if key.len() <= SHOWN {
+        return key.to_owned();
+    }
+    format!("{}… ({} characters)", &key[..SHOWN], key.len())
 }
 
 fn is_valid_key(key: &str) -> bool {

@@ -25,6 +25,8 @@ use crate::state::{InstancePaths, ServiceUser, State};
 pub(crate) const FILE: &str = "last-failure.json";
 /// A record is a few hundred bytes; the message is the helper's own.
 const MAX_BYTES: u64 = 64 * 1024;
+/// A message or hint kept in a record, at most (bytes).
+const MAX_TEXT: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LastFailure {
@@ -83,17 +85,14 @@ fn keep(
     // A name runtime/ does not hold yet gets its dir only within the cap,
     // as from a mount: a start refused at the cap leaves nothing.
     crate::verbs::within_name_cap(state, &paths)?;
-    let runtime = state.ensure_runtime()?;
-    // As mount makes it: root:<service group> 0750.
-    let runtime_i = fsx::ensure_dir(runtime.as_fd(), name.as_str(), 0o750, &rt_shown)?;
-    fsx::chown_fd(runtime_i.as_fd(), 0, user.gid, &rt_shown)?;
-    fsx::chmod_fd(runtime_i.as_fd(), 0o750, &rt_shown)?;
+    let runtime_i =
+        state.ensure_instance_runtime(state.ensure_runtime()?.as_fd(), &paths, user.gid)?;
     let record = LastFailure {
         verb: verb.to_owned(),
         exit_code: failure.kind.exit_code(),
         kind: failure.kind.label().to_owned(),
-        message: failure.message.clone(),
-        hint: failure.hint.clone(),
+        message: clipped(&failure.message),
+        hint: failure.hint.as_deref().map(clipped),
         time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -106,6 +105,21 @@ fn keep(
         user.gid,
         &rt_shown.join(FILE),
     )
+}
+
+/// A message or hint as kept: at most [`MAX_TEXT`] bytes. Messages quote
+/// what the user wrote (a key of instance.env, up to 64 KiB long), and a
+/// record past [`MAX_BYTES`] would be unreadable to its reader (twenty-fifth
+/// review).
+fn clipped(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
 /// The record of `name`, if there is one written at or after `since`
@@ -122,4 +136,19 @@ pub(crate) fn read(state_dir: &Path, name: &str, since: u64) -> Option<LastFailu
     serde_json::from_slice::<LastFailure>(&bytes)
         .ok()
         .filter(|r| r.time >= since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test_log::test]
+    fn a_long_text_is_kept_clipped_on_a_character_boundary() {
+        let long = "ä".repeat(5000);
+        let kept = clipped(&long);
+        assert!(kept.starts_with(&"ä".repeat(MAX_TEXT / 2)), "{kept}");
+        assert!(kept.ends_with("… (10000 bytes in all)"), "{kept}");
+        assert!(kept.len() < MAX_TEXT + 64);
+        assert_eq!(clipped("short"), "short");
+    }
 }

@@ -91,6 +91,22 @@ impl State {
         Ok(fd)
     }
 
+    /// runtime/NAME/, created if missing and made root:<service group> 0750
+    /// every time: the game reaches merged/ through its group; other local
+    /// users cannot read staged config (rcon passwords) through it.
+    pub(crate) fn ensure_instance_runtime(
+        &self,
+        runtime: BorrowedFd<'_>,
+        paths: &InstancePaths,
+        gid: u32,
+    ) -> Result<OwnedFd, Failure> {
+        let shown = self.shown(&paths.runtime());
+        let fd = fsx::ensure_dir(runtime, paths.name().as_str(), 0o750, &shown)?;
+        fsx::chown_fd(fd.as_fd(), 0, gid, &shown)?;
+        fsx::chmod_fd(fd.as_fd(), 0o750, &shown)?;
+        Ok(fd)
+    }
+
     /// runtime/.left4me/, if it exists.
     pub(crate) fn open_helper_dir(
         &self,

@@ -141,10 +141,11 @@ pub(crate) fn report(state: &State, only: Option<&InstanceName>) -> Result<Repor
     };
     // Unreadable: each instance's own error says why (its layer stack).
     let current = generation::current(state).ok().flatten();
+    let mut left = LISTING_ENTRIES;
     let instances = names
         .iter()
         .map(|n| {
-            let mut status = instance(state, helper_dir.as_ref().map(AsFd::as_fd), n);
+            let mut status = instance(state, helper_dir.as_ref().map(AsFd::as_fd), n, &mut left);
             if status.mounted {
                 status.generation_current = Some(
                     status.generation.is_some()
@@ -165,6 +166,7 @@ fn instance(
     state: &State,
     helper_dir: Option<BorrowedFd<'_>>,
     name: &InstanceName,
+    left: &mut u64,
 ) -> InstanceStatus {
     let paths = InstancePaths::new(name);
     let mut status = InstanceStatus {
@@ -244,7 +246,7 @@ fn instance(
         status.upper = fsx::open_dir_if_exists(fd.as_fd(), UPPER, &state.shown(&paths.part(UPPER)))
             .ok()
             .flatten()
-            .map(|upper| usage(upper.as_fd()));
+            .map(|upper| usage(upper.as_fd(), left));
     }
     status.error = match (mounted, configured, runtime_i) {
         (Err(f), _, _) | (_, _, Err(f)) => Some((&f).into()),
@@ -255,17 +257,26 @@ fn instance(
 }
 
 const MAX_DEPTH: usize = 64;
-/// Entries counted at most: a layer the game filled with millions of files
-/// must not make `status` (or `left4me list`) slow.
+/// Entries counted at most in one layer: a layer the game filled with
+/// millions of files must not make `status` (or `left4me list`) slow.
 const MAX_ENTRIES: u64 = 100_000;
+/// Entries counted at most in one listing of the instances (`status`,
+/// `left4me list`), across every layer: 1,024 names of 100,000 entries
+/// each would take minutes (twenty-fifth review: 30 such names, 9 s).
+/// Past it a layer's size is shown as truncated.
+pub(crate) const LISTING_ENTRIES: u64 = 1_000_000;
 
-pub(crate) fn usage(dir: BorrowedFd<'_>) -> Usage {
+/// The size of the tree at `dir`, counting at most [`MAX_ENTRIES`] entries
+/// and no more than are `left` of the listing's budget, which it takes
+/// them from.
+pub(crate) fn usage(dir: BorrowedFd<'_>, left: &mut u64) -> Usage {
     let mut total = Usage::default();
-    add_usage(dir, 0, &mut total);
+    add_usage(dir, 0, MAX_ENTRIES.min(*left), &mut total);
+    *left = left.saturating_sub(total.files + total.dirs);
     total
 }
 
-fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
+fn add_usage(dir: BorrowedFd<'_>, depth: usize, most: u64, total: &mut Usage) {
     let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else {
         return;
     };
@@ -274,7 +285,7 @@ fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
         if name == c"." || name == c".." {
             continue;
         }
-        if total.files + total.dirs >= MAX_ENTRIES {
+        if total.files + total.dirs >= most {
             total.truncated = true;
             return;
         }
@@ -302,7 +313,7 @@ fn add_usage(dir: BorrowedFd<'_>, depth: usize, total: &mut Usage) {
         if let Ok(child) =
             rustix::fs::openat2(dir, name, fsx::DIR_FLAGS, Mode::empty(), fsx::BENEATH)
         {
-            add_usage(child.as_fd(), depth + 1, total);
+            add_usage(child.as_fd(), depth + 1, most, total);
         }
     }
 }

@@ -318,6 +318,10 @@ pub(crate) fn mount(
         cpus.check_against(&CpuList::host()?, &origin)?;
     }
     within_name_cap(state, &paths)?;
+    // Before the lock file and the CPU record in runtime/.left4me/: the cap
+    // counts names by their runtime/NAME, so nothing of a name may exist
+    // without it (twenty-fifth review).
+    state.ensure_instance_runtime(state.ensure_runtime()?.as_fd(), &paths, user.gid)?;
     let l = Locked::take(state, name)?;
     let cpus_record = paths.own(Own::Cpus);
     let unit = format!("left4me-server@{name}.service");
@@ -345,12 +349,7 @@ fn mount_locked(
     server: &ForServer<'_>,
 ) -> Result<MountDone> {
     let (name, paths) = (&l.name, &l.paths);
-    // root:<service group> 0750: the game reaches merged/ through its group;
-    // other local users cannot read staged config (rcon passwords) through it.
-    let rt_shown = l.shown(&paths.runtime());
-    let runtime_i = fsx::ensure_dir(l.runtime.as_fd(), name.as_str(), 0o750, &rt_shown)?;
-    fsx::chown_fd(runtime_i.as_fd(), 0, user.gid, &rt_shown)?;
-    fsx::chmod_fd(runtime_i.as_fd(), 0o750, &rt_shown)?;
+    let runtime_i = state.ensure_instance_runtime(l.runtime.as_fd(), paths, user.gid)?;
 
     // What is this instance's own and the service user can reach (the reset
     // marker in its config dir, its writable layer and $HOME, merged/) is

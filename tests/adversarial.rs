@@ -1254,6 +1254,24 @@ root_test! {
 }
 
 root_test! {
+    /// A failure's message quotes what the user wrote: a key of instance.env
+    /// 65,400 bytes long made a record of 65,743 bytes, past what its reader
+    /// accepts, so the web app saw no reason, and as much into the journal
+    /// at every start (twenty-fifth review). A message quotes 64 characters
+    /// of a key, and a record keeps at most 2 KiB of a message.
+    fn a_failure_record_quoting_a_huge_key_stays_readable() {
+        let f = Fixture::new();
+        f.instance("big", &[]);
+        fs::write(f.path("instances/big/instance.env"), format!("{}=1\n", "X".repeat(65_400))).unwrap();
+        f.fails(&["mount", "big"], 11);
+        let record = fs::read_to_string(f.path("runtime/big/last-failure.json")).unwrap();
+        assert!(record.len() < 4096, "a record of {} bytes", record.len());
+        assert!(record.contains("XXX… (65400 characters) may not be set here"), "{record}");
+        assert!(record.contains("\"exit_code\":11"), "{record}");
+    }
+}
+
+root_test! {
     /// The health records' directories are the service user's
     /// (RuntimeDirectory=left4me-health/NAME), and root reads them:
     /// `left4me-health status`, `left4me list`. A FUSE server of the user's

@@ -464,7 +464,7 @@ root_test! {
             assert!(std::process::Command::new("mount").args(&args).status().unwrap().success());
         }
         let err = f.fails(&["mount", "vs1"], 1);
-        assert!(err.contains("Read-only file system") && err.contains("runtime/.left4me"), "{err}");
+        assert!(err.contains("Read-only file system") && err.contains("runtime/vs1"), "{err}");
         assert!(err.contains("hint: the filesystem holding the state directory is read-only"), "{err}");
         // status only reads: it still answers.
         assert_eq!(f.status("vs1")["mounted"], false);

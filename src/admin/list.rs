@@ -81,19 +81,27 @@ pub(crate) fn listing(state_dir: &Path) -> Result<Listing> {
         systemd::list_units(&systemd::server("*"))?
     };
     let now_ms = crate::health::now_ms();
+    let mut left = status::LISTING_ENTRIES;
     let instances = names
         .iter()
         .map(|name| {
             let (active, sub) = units
                 .get(&systemd::server(name))
                 .map_or(("inactive", "dead"), |(a, s)| (a.as_str(), s.as_str()));
-            line(state_dir, name, active, sub, now_ms)
+            line(state_dir, name, active, sub, now_ms, &mut left)
         })
         .collect();
     Ok(Listing { instances })
 }
 
-fn line(state_dir: &Path, name: &str, active: &str, sub: &str, now_ms: u64) -> Line {
+fn line(
+    state_dir: &Path,
+    name: &str,
+    active: &str,
+    sub: &str,
+    now_ms: u64,
+    left: &mut u64,
+) -> Line {
     let (ports, config_error) = match read_config(state_dir, name) {
         Ok(c) => (Some(c.ports), None),
         Err(e) => (None, Some(e)),
@@ -125,7 +133,7 @@ fn line(state_dir: &Path, name: &str, active: &str, sub: &str, now_ms: u64) -> L
         .as_ref()
         .and_then(|r| r.last_answer.as_ref())
         .filter(|_| running);
-    let (upper_bytes, upper_truncated) = upper_usage(state_dir, name);
+    let (upper_bytes, upper_truncated) = upper_usage(state_dir, name, left);
     Line {
         name: name.to_owned(),
         state,
@@ -156,8 +164,9 @@ fn read_config(state_dir: &Path, name: &str) -> std::result::Result<InstanceConf
 /// (an admin may run this as root over a tree the game writes): opened
 /// beneath the state dir without following a symlink or entering a mount,
 /// one statx per entry that asks no filesystem server, no mount point
-/// entered, at most 64 levels deep and 100,000 entries.
-fn upper_usage(state_dir: &Path, name: &str) -> (Option<u64>, bool) {
+/// entered, at most 64 levels deep and 100,000 entries, and no more than
+/// are `left` of the listing's budget.
+fn upper_usage(state_dir: &Path, name: &str, left: &mut u64) -> (Option<u64>, bool) {
     let rel = format!("{RUNTIME}/{name}/{UPPER}");
     let shown = state_dir.join(&rel);
     let upper = super::open_state_dir(state_dir).ok().and_then(|state| {
@@ -167,7 +176,7 @@ fn upper_usage(state_dir: &Path, name: &str) -> (Option<u64>, bool) {
     });
     match upper {
         Some(fd) => {
-            let usage = status::usage(fd.as_fd());
+            let usage = status::usage(fd.as_fd(), left);
             (Some(usage.bytes), usage.truncated)
         }
         None => (None, false),
@@ -302,14 +311,22 @@ mod tests {
         std::fs::create_dir_all(upper.join("d")).unwrap();
         std::fs::write(upper.join("d/f"), vec![1u8; 10000]).unwrap();
         std::os::unix::fs::symlink("/", upper.join("d/up")).unwrap();
-        let (bytes, truncated) = upper_usage(state.path(), "i");
+        let mut left = 10;
+        let (bytes, truncated) = upper_usage(state.path(), "i", &mut left);
         let bytes = bytes.unwrap();
         assert!((10000..1_000_000).contains(&bytes), "{bytes}");
         assert!(!truncated);
-        assert_eq!(upper_usage(state.path(), "missing"), (None, false));
+        assert_eq!(left, 7, "d, d/f and d/up taken from the listing's budget");
+        assert_eq!(
+            upper_usage(state.path(), "missing", &mut left),
+            (None, false)
+        );
+        // The listing's budget spent: counted no further, shown as truncated.
+        let (_, truncated) = upper_usage(state.path(), "i", &mut 2);
+        assert!(truncated);
         // upper/ itself a symlink: not followed, no size.
         std::fs::rename(&upper, state.path().join("elsewhere")).unwrap();
         std::os::unix::fs::symlink(state.path().join("elsewhere"), &upper).unwrap();
-        assert_eq!(upper_usage(state.path(), "i"), (None, false));
+        assert_eq!(upper_usage(state.path(), "i", &mut left), (None, false));
     }
 }
