@@ -941,8 +941,9 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(f.message, "moved away");
+        let mut tried: Vec<&str> = tried.iter().map(|n| n.to_str().unwrap()).collect();
         tried.sort();
-        assert_eq!(tried, [c".discard-a", c".discard-b", c".discard-c"]);
+        assert_eq!(tried, [".discard-a", ".discard-b", ".discard-c"]);
     }
 
     #[test_log::test]
