@@ -24,11 +24,11 @@ const HOST_ONLINE: &str = "/sys/devices/system/cpu/online";
 /// of billions.
 const MAX_CPU: u32 = 8191;
 
-/// A non-empty set of CPU numbers.
-/// A set of CPUs 0 to [`MAX_CPU`], one bit each: parsing `0-8191` sets 128
-/// words, not 8,192 entries of a tree, since every listing of all instances
-/// parses the instance.env of each (twenty-sixth review: 0.63 ms a name,
-/// 70 s for `left4me list` over 100,000 instance dirs of the user's).
+/// A non-empty set of CPU numbers, 0 to [`MAX_CPU`], one bit each: parsing
+/// `0-8191` sets 128 words, not 8,192 entries of a tree, since every
+/// listing of all instances parses the instance.env of each (twenty-sixth
+/// review: 0.63 ms a name, 70 s for `left4me list` over 100,000 instance
+/// dirs of the user's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CpuList([u64; WORDS]);
 
@@ -68,9 +68,7 @@ impl CpuList {
                 .map(move |b| i as u32 * 64 + b)
         })
     }
-}
 
-impl CpuList {
     /// Ranges may overlap, but together they list at most `MAX_CPU + 1`
     /// CPUs: the file is the service user's, and 9,000 copies of
     /// `0-8191` in one 64 KiB line cost root 2.6 s of inserts at every

@@ -349,6 +349,8 @@ fn mount_locked(
     server: &ForServer<'_>,
 ) -> Result<MountDone> {
     let (name, paths) = (&l.name, &l.paths);
+    // Made before the lock too ([`mount`]); opened again under it, since
+    // root's `left4me delete` may have removed it in between.
     let runtime_i = state.ensure_instance_runtime(l.runtime.as_fd(), paths, user.gid)?;
 
     // What is this instance's own and the service user can reach (the reset
