@@ -11,7 +11,7 @@ use crate::generation;
 use crate::last_failure;
 use crate::logging;
 use crate::name::InstanceName;
-use crate::state::{ServiceUser, State};
+use crate::state::{self, ServiceUser, State};
 use crate::status;
 use crate::verbs::{self, Outcome};
 
@@ -435,6 +435,9 @@ fn status_text(report: &status::Report) -> String {
                 text += &format!("  hint: {hint}\n");
             }
         }
+    }
+    if report.not_shown > 0 {
+        text += &state::not_shown_line(report.not_shown, &report.state_dir.join(state::INSTANCES));
     }
     text
 }

@@ -7,6 +7,7 @@
 //! `open_*` only opens what exists, for read paths (status); `ensure_*`
 //! creates what is missing, for the verbs that change state.
 
+use std::collections::BTreeSet;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -130,20 +131,96 @@ impl State {
 
     /// The names in instances/ or runtime/ (nothing if it does not exist).
     pub(crate) fn names_in(&self, rel: &str) -> Result<Vec<String>, Failure> {
-        let shown = self.shown(rel);
-        let Some(fd) = fsx::open_dir_if_exists(self.fd(), rel, &shown)? else {
-            return Ok(Vec::new());
-        };
         let mut names = Vec::new();
-        let dir = rustix::fs::Dir::new(fd).map_err(|e| Failure::os(&shown, "read", e))?;
-        for entry in dir {
-            let entry = entry.map_err(|e| Failure::os(&shown, "read", e))?;
-            if let Ok(name) = entry.file_name().to_str() {
-                names.push(name.to_owned());
-            }
-        }
+        each_name_in(self.fd(), rel, &self.shown(rel), |name| {
+            names.push(name.to_owned())
+        })?;
         Ok(names)
     }
+}
+
+/// Each name in `rel` (nothing if it does not exist), in directory order,
+/// without holding them all.
+fn each_name_in(
+    state: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+    mut each: impl FnMut(&str),
+) -> Result<(), Failure> {
+    let Some(fd) = fsx::open_dir_if_exists(state, rel, shown)? else {
+        return Ok(());
+    };
+    let dir = rustix::fs::Dir::new(fd).map_err(|e| Failure::os(shown, "read", e))?;
+    for entry in dir {
+        let entry = entry.map_err(|e| Failure::os(shown, "read", e))?;
+        if let Ok(name) = entry.file_name().to_str() {
+            each(name);
+        }
+    }
+    Ok(())
+}
+
+/// The instances one listing of them all shows (`status`, `left4me list`):
+/// every name in runtime/ (root makes those, at most 1,024: verbs.rs;
+/// skipped when the caller may not list it, as only root may), and of the
+/// names only in instances/, where the service user makes any number of
+/// directories, the first [`LISTED_CONFIG_ONLY`] by name. Each shown name
+/// costs a parse of its instance.env, so without this bound root's listing
+/// grew with every directory the user made (twenty-seventh review: 0.1-0.2
+/// ms a directory) and held all their names. Those left out are the user's
+/// own instances that never started; they are counted, and `status NAME`
+/// shows any one.
+pub(crate) fn listed_names(state: BorrowedFd<'_>, root: &Path) -> Result<ListedNames, Failure> {
+    let mut started = BTreeSet::new();
+    let runtime = each_name_in(state, RUNTIME, &root.join(RUNTIME), |n| {
+        if let Ok(name) = InstanceName::parse(n) {
+            started.insert(name);
+        }
+    });
+    match runtime {
+        Err(f) if f.kind == Kind::NotPermitted => {}
+        other => other?,
+    }
+    let mut config_only = BTreeSet::new();
+    let mut not_shown = 0;
+    each_name_in(state, INSTANCES, &root.join(INSTANCES), |n| {
+        let Ok(name) = InstanceName::parse(n) else {
+            return;
+        };
+        if started.contains(&name) {
+            return;
+        }
+        config_only.insert(name);
+        if config_only.len() > LISTED_CONFIG_ONLY {
+            config_only.pop_last();
+            not_shown += 1;
+        }
+    })?;
+    started.append(&mut config_only);
+    Ok(ListedNames {
+        names: started.into_iter().collect(),
+        not_shown,
+    })
+}
+
+/// Instances that have no runtime/NAME shown at most in one listing.
+pub(crate) const LISTED_CONFIG_ONLY: usize = 1024;
+
+/// The line a listing ends with when it left names out.
+pub(crate) fn not_shown_line(not_shown: u64, instances_dir: &Path) -> String {
+    format!(
+        "{not_shown} more instances that never started are not shown: a listing shows the \
+         first {LISTED_CONFIG_ONLY} of them by name (ls {} lists all)\n",
+        instances_dir.display()
+    )
+}
+
+#[derive(Debug)]
+pub(crate) struct ListedNames {
+    /// Sorted.
+    pub(crate) names: Vec<InstanceName>,
+    /// Names only in instances/ past [`LISTED_CONFIG_ONLY`].
+    pub(crate) not_shown: u64,
 }
 
 /// An instance's own entries in runtime/.left4me/.
@@ -357,6 +434,44 @@ mod tests {
         assert_eq!(
             InstancePaths::in_helper_dir(&p.own(Own::EnvCopy)),
             "runtime/.left4me/vs1.env"
+        );
+    }
+
+    #[test_log::test]
+    fn a_listing_shows_every_started_name_and_the_first_never_started_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let mkdir = |rel: &str| std::fs::create_dir_all(root.path().join(rel)).unwrap();
+        // 1,030 never-started names of the user's, numbered to sort.
+        for i in 0..LISTED_CONFIG_ONLY + 6 {
+            mkdir(&format!("{INSTANCES}/c{i:05}"));
+        }
+        // Started names sort after them (and one has no config left), and
+        // names that are no instance's are skipped in both.
+        for rel in ["instances/zz-both", "runtime/zz-both", "runtime/zz-gone"] {
+            mkdir(rel);
+        }
+        for rel in [
+            "instances/.hidden",
+            "instances/bad name",
+            "runtime/.left4me",
+        ] {
+            mkdir(rel);
+        }
+        let state = rustix::fs::open(root.path(), OFlags::PATH, Mode::empty()).unwrap();
+        let listed = listed_names(state.as_fd(), root.path()).unwrap();
+        let names: Vec<&str> = listed.names.iter().map(InstanceName::as_str).collect();
+        assert_eq!(names.len(), LISTED_CONFIG_ONLY + 2);
+        assert_eq!(names[0], "c00000");
+        assert_eq!(names[LISTED_CONFIG_ONLY - 1], "c01023");
+        assert_eq!(names[LISTED_CONFIG_ONLY..], ["zz-both", "zz-gone"]);
+        assert_eq!(listed.not_shown, 6);
+        assert_eq!(
+            not_shown_line(listed.not_shown, &root.path().join(INSTANCES)),
+            format!(
+                "6 more instances that never started are not shown: a listing shows the first \
+                 1024 of them by name (ls {}/instances lists all)\n",
+                root.path().display()
+            )
         );
     }
 }

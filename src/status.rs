@@ -23,6 +23,9 @@ pub(crate) struct Report {
     /// import, while installation/ is still used).
     pub(crate) current_generation: Option<String>,
     pub(crate) instances: Vec<InstanceStatus>,
+    /// Instances with no runtime dir past the first 1,024 by name, left
+    /// out of a listing of all (`state::listed_names`).
+    pub(crate) not_shown: u64,
 }
 
 /// Where `layers` comes from.
@@ -107,7 +110,7 @@ impl From<&Failure> for ErrorReport {
 }
 
 pub(crate) fn report(state: &State, only: Option<&InstanceName>) -> Result<Report, Failure> {
-    let names = match only {
+    let (names, not_shown) = match only {
         Some(name) => {
             let paths = InstancePaths::new(name);
             let exists = |rel: &str| fsx::entry(state.fd(), rel).ok().flatten().is_some();
@@ -121,18 +124,11 @@ pub(crate) fn report(state: &State, only: Option<&InstanceName>) -> Result<Repor
                     state.shown(&paths.env()).display()
                 )));
             }
-            vec![name.clone()]
+            (vec![name.clone()], 0)
         }
         None => {
-            let mut names: Vec<InstanceName> = state
-                .names_in(state::INSTANCES)?
-                .into_iter()
-                .chain(state.names_in(state::RUNTIME)?)
-                .filter_map(|n| InstanceName::parse(&n).ok())
-                .collect();
-            names.sort();
-            names.dedup();
-            names
+            let listed = state::listed_names(state.fd(), &state.root)?;
+            (listed.names, listed.not_shown)
         }
     };
     let helper_dir = match state.open_runtime()? {
@@ -159,6 +155,7 @@ pub(crate) fn report(state: &State, only: Option<&InstanceName>) -> Result<Repor
         state_dir: state.root.clone(),
         current_generation: current.map(|c| c.to_string()),
         instances,
+        not_shown,
     })
 }
 

@@ -92,7 +92,8 @@ pub(crate) struct UpdateArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
-    /// Print one JSON object ({"instances": [...]}) instead of the table.
+    /// Print one JSON object ({"instances": [...], "not_shown": N}) instead
+    /// of the table.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -3,9 +3,8 @@
 //! units (one D-Bus call); everything else is read from files, so 32
 //! instances cost one fork.
 
-use std::fs;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -15,13 +14,17 @@ use crate::error::Result;
 use crate::fsx;
 use crate::health::RUN_DIR;
 use crate::health::record::Record;
-use crate::name::InstanceName;
-use crate::state::{INSTANCES, RUNTIME, UPPER};
+use crate::state::{self, INSTANCES, ListedNames, RUNTIME, UPPER};
 use crate::status;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Listing {
     pub(crate) instances: Vec<Line>,
+    /// Instances never started (no runtime/NAME) past the first 1,024 by
+    /// name, left out (`state::listed_names`).
+    pub(crate) not_shown: u64,
+    #[serde(skip)]
+    instances_dir: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,23 +61,9 @@ pub(crate) struct Line {
     pub(crate) uptime_s: Option<u64>,
 }
 
-/// Instance names: instances/ and runtime/ (an instance whose config was
-/// removed still has its layer), valid names only, sorted.
-fn names(state_dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = [INSTANCES, RUNTIME]
-        .iter()
-        .filter_map(|d| fs::read_dir(state_dir.join(d)).ok())
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| InstanceName::parse(n).is_ok())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 pub(crate) fn listing(state_dir: &Path) -> Result<Listing> {
-    let names = names(state_dir);
+    let state = super::open_state_dir(state_dir)?;
+    let ListedNames { names, not_shown } = state::listed_names(state.as_fd(), state_dir)?;
     let units = if names.is_empty() {
         Default::default()
     } else {
@@ -86,12 +75,16 @@ pub(crate) fn listing(state_dir: &Path) -> Result<Listing> {
         .iter()
         .map(|name| {
             let (active, sub) = units
-                .get(&systemd::server(name))
+                .get(&systemd::server(name.as_str()))
                 .map_or(("inactive", "dead"), |(a, s)| (a.as_str(), s.as_str()));
-            line(state_dir, name, active, sub, now_ms, &mut left)
+            line(state_dir, name.as_str(), active, sub, now_ms, &mut left)
         })
         .collect();
-    Ok(Listing { instances })
+    Ok(Listing {
+        instances,
+        not_shown,
+        instances_dir: state_dir.join(INSTANCES),
+    })
 }
 
 fn line(
@@ -275,6 +268,9 @@ pub(crate) fn table(listing: &Listing) -> String {
             .collect();
         out += cells.join("  ").trim_end();
         out.push('\n');
+    }
+    if listing.not_shown > 0 {
+        out += &state::not_shown_line(listing.not_shown, &listing.instances_dir);
     }
     out
 }
