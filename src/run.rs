@@ -436,8 +436,6 @@ fn status_text(report: &status::Report) -> String {
             }
         }
     }
-    if report.not_shown > 0 {
-        text += &state::not_shown_line(report.not_shown, &report.state_dir.join(state::INSTANCES));
-    }
+    text += &state::not_shown_line(report.not_shown, &report.state_dir.join(state::INSTANCES));
     text
 }

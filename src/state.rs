@@ -132,7 +132,7 @@ impl State {
     /// The names in instances/ or runtime/ (nothing if it does not exist).
     pub(crate) fn names_in(&self, rel: &str) -> Result<Vec<String>, Failure> {
         let mut names = Vec::new();
-        each_name_in(self.fd(), rel, &self.shown(rel), |name| {
+        each_name_in(self.fd(), rel, &self.shown(rel), u64::MAX, |name| {
             names.push(name.to_owned())
         })?;
         Ok(names)
@@ -140,16 +140,21 @@ impl State {
 }
 
 /// Each name in `rel` (nothing if it does not exist), in directory order,
-/// without holding them all.
+/// without holding them all; false, having read nothing, when the
+/// directory's size is past `most_bytes`.
 fn each_name_in(
     state: BorrowedFd<'_>,
     rel: &str,
     shown: &Path,
+    most_bytes: u64,
     mut each: impl FnMut(&str),
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let Some(fd) = fsx::open_dir_if_exists(state, rel, shown)? else {
-        return Ok(());
+        return Ok(true);
     };
+    if fsx::stat_fd(&fd, shown)?.st_size as u64 > most_bytes {
+        return Ok(false);
+    }
     let dir = rustix::fs::Dir::new(fd).map_err(|e| Failure::os(shown, "read", e))?;
     for entry in dir {
         let entry = entry.map_err(|e| Failure::os(shown, "read", e))?;
@@ -157,7 +162,7 @@ fn each_name_in(
             each(name);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The instances one listing of them all shows (`status`, `left4me list`):
@@ -169,58 +174,88 @@ fn each_name_in(
 /// grew with every directory the user made (twenty-seventh review: 0.1-0.2
 /// ms a directory) and held all their names. Those left out are the user's
 /// own instances that never started; they are counted, and `status NAME`
-/// shows any one.
+/// shows any one. instances/ itself is read only while its size is at most
+/// [`INSTANCES_READ_MAX`]: a directory keeps the size of the entries
+/// removed from it (ext4), and reading that is not counted in names
+/// (twenty-eighth review).
 pub(crate) fn listed_names(state: BorrowedFd<'_>, root: &Path) -> Result<ListedNames, Failure> {
+    listed_names_within(state, root, INSTANCES_READ_MAX)
+}
+
+fn listed_names_within(
+    state: BorrowedFd<'_>,
+    root: &Path,
+    instances_read_max: u64,
+) -> Result<ListedNames, Failure> {
     let mut started = BTreeSet::new();
-    let runtime = each_name_in(state, RUNTIME, &root.join(RUNTIME), |n| {
+    let runtime = each_name_in(state, RUNTIME, &root.join(RUNTIME), u64::MAX, |n| {
         if let Ok(name) = InstanceName::parse(n) {
             started.insert(name);
         }
     });
     match runtime {
         Err(f) if f.kind == Kind::NotPermitted => {}
-        other => other?,
+        other => _ = other?,
     }
     let mut config_only = BTreeSet::new();
     let mut not_shown = 0;
-    each_name_in(state, INSTANCES, &root.join(INSTANCES), |n| {
-        let Ok(name) = InstanceName::parse(n) else {
-            return;
-        };
-        if started.contains(&name) {
-            return;
-        }
-        config_only.insert(name);
-        if config_only.len() > LISTED_CONFIG_ONLY {
-            config_only.pop_last();
-            not_shown += 1;
-        }
-    })?;
+    let read = each_name_in(
+        state,
+        INSTANCES,
+        &root.join(INSTANCES),
+        instances_read_max,
+        |n| {
+            let Ok(name) = InstanceName::parse(n) else {
+                return;
+            };
+            if started.contains(&name) {
+                return;
+            }
+            config_only.insert(name);
+            if config_only.len() > LISTED_CONFIG_ONLY {
+                config_only.pop_last();
+                not_shown += 1;
+            }
+        },
+    )?;
     started.append(&mut config_only);
     Ok(ListedNames {
         names: started.into_iter().collect(),
-        not_shown,
+        not_shown: read.then_some(not_shown),
     })
 }
 
 /// Instances that have no runtime/NAME shown at most in one listing.
 pub(crate) const LISTED_CONFIG_ONLY: usize = 1024;
+/// The largest instances/ a listing reads (its size, in bytes): about
+/// 250,000 names of the longest kind, half a second from a cold disk.
+pub(crate) const INSTANCES_READ_MAX: u64 = 64 << 20;
 
-/// The line a listing ends with when it left names out.
-pub(crate) fn not_shown_line(not_shown: u64, instances_dir: &Path) -> String {
-    format!(
-        "{not_shown} more instances that never started are not shown: a listing shows the \
-         first {LISTED_CONFIG_ONLY} of them by name (ls {} lists all)\n",
-        instances_dir.display()
-    )
+/// The line a listing ends with when it left names out (`None`: instances/
+/// was too large to read).
+pub(crate) fn not_shown_line(not_shown: Option<u64>, instances_dir: &Path) -> String {
+    let dir = instances_dir.display();
+    match not_shown {
+        Some(0) => String::new(),
+        Some(n) => format!(
+            "{n} more instances that never started are not shown: a listing shows the first \
+             {LISTED_CONFIG_ONLY} of them by name (ls {dir} lists all)\n"
+        ),
+        None => format!(
+            "instances that never started are not shown: {dir} is larger than the {} MiB a \
+             listing reads (ls {dir} lists them)\n",
+            INSTANCES_READ_MAX >> 20
+        ),
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct ListedNames {
     /// Sorted.
     pub(crate) names: Vec<InstanceName>,
-    /// Names only in instances/ past [`LISTED_CONFIG_ONLY`].
-    pub(crate) not_shown: u64,
+    /// Names only in instances/ past [`LISTED_CONFIG_ONLY`]; none when
+    /// instances/ was past [`INSTANCES_READ_MAX`] and not read.
+    pub(crate) not_shown: Option<u64>,
 }
 
 /// An instance's own entries in runtime/.left4me/.
@@ -464,7 +499,7 @@ mod tests {
         assert_eq!(names[0], "c00000");
         assert_eq!(names[LISTED_CONFIG_ONLY - 1], "c01023");
         assert_eq!(names[LISTED_CONFIG_ONLY..], ["zz-both", "zz-gone"]);
-        assert_eq!(listed.not_shown, 6);
+        assert_eq!(listed.not_shown, Some(6));
         assert_eq!(
             not_shown_line(listed.not_shown, &root.path().join(INSTANCES)),
             format!(
@@ -473,5 +508,24 @@ mod tests {
                 root.path().display()
             )
         );
+        // instances/ past the size a listing reads: only started names.
+        let size = std::fs::metadata(root.path().join(INSTANCES))
+            .unwrap()
+            .len();
+        let listed = listed_names_within(state.as_fd(), root.path(), size - 1).unwrap();
+        let names: Vec<&str> = listed.names.iter().map(InstanceName::as_str).collect();
+        assert_eq!(
+            (names, listed.not_shown),
+            (vec!["zz-both", "zz-gone"], None)
+        );
+        assert_eq!(
+            not_shown_line(None, &root.path().join(INSTANCES)),
+            format!(
+                "instances that never started are not shown: {}/instances is larger than the 64 \
+                 MiB a listing reads (ls {0}/instances lists them)\n",
+                root.path().display()
+            )
+        );
+        assert_eq!(not_shown_line(Some(0), Path::new("/x")), "");
     }
 }

@@ -21,8 +21,9 @@ use crate::status;
 pub(crate) struct Listing {
     pub(crate) instances: Vec<Line>,
     /// Instances never started (no runtime/NAME) past the first 1,024 by
-    /// name, left out (`state::listed_names`).
-    pub(crate) not_shown: u64,
+    /// name, left out; none: instances/ was too large to read
+    /// (`state::listed_names`).
+    pub(crate) not_shown: Option<u64>,
     #[serde(skip)]
     instances_dir: PathBuf,
 }
@@ -269,9 +270,7 @@ pub(crate) fn table(listing: &Listing) -> String {
         out += cells.join("  ").trim_end();
         out.push('\n');
     }
-    if listing.not_shown > 0 {
-        out += &state::not_shown_line(listing.not_shown, &listing.instances_dir);
-    }
+    out += &state::not_shown_line(listing.not_shown, &listing.instances_dir);
     out
 }
 
