@@ -641,6 +641,55 @@ root_test! {
     }
 }
 
+root_test! {
+    /// Every walk of a committed generation (each health check's sizes,
+    /// prepare, a same-build comparison) is linear in its entries: 600,000
+    /// empty files once took root's commit 21.7 s and made every health
+    /// check outgrow its memory cap. A tree holds at most 200,000. The
+    /// entries here are symlinks, the cheapest to take over, so that the
+    /// walk reaches its cap within the test's time for one helper run.
+    fn a_tree_of_more_entries_than_a_game_has_is_refused() {
+        let _turn = one_at_a_time();
+        let f = next_built_then(
+            "python3 -c 'import os\nfor d in \"abc\":\n os.mkdir(\"left4dead2/\" + d)\n for i in range(70000): os.symlink(\"x\", \"left4dead2/%s/%d\" % (d, i))'",
+        );
+        refused_commit(&f, 13, "holds more than 200000 entries");
+    }
+}
+
+root_test! {
+    /// A reflink writes nothing, so the copy budget does not see a file the
+    /// update user made huge by cloning its blocks into itself (1 TiB of
+    /// 64 MiB once cost root 22 minutes of reads in a same-build
+    /// comparison, under the update lock). A tree's files may have 32 GiB
+    /// in all, whatever they share. Where the filesystem cannot reflink
+    /// (ext4), such a file cannot be made: the clone is refused.
+    fn a_tree_past_its_apparent_size_is_refused_when_reflinks_make_it_free() {
+        let _turn = one_at_a_time();
+        // 64 MiB of blocks, cloned 528 times into the same file: 33 GiB long.
+        let inflate = "python3 -c '
+import fcntl, os, struct, sys
+fd = os.open(\"left4dead2/huge.vpk\", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, os.urandom(1 << 20) * 64)
+try:
+    for i in range(1, 529):
+        fcntl.ioctl(fd, 0x4020940d, struct.pack(\"qQQQ\", fd, 0, 64 << 20, i * (64 << 20)))
+except OSError as e:
+    sys.exit(\"clone: %s\" % os.strerror(e.errno))
+'";
+        if std::env::var_os("LEFT4ME_TEST_EXPECT_REFLINK").is_some() {
+            let f = next_built_then(inflate);
+            refused_commit(&f, 13, "more than the 34359738368 a game installation may have");
+        } else {
+            let f = host_with_next("2", "x");
+            let next = f.path("installations/.next");
+            let out = as_builder(&format!("set -e; cd {}; {inflate}", next.display()));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains("clone: Operation not supported"), "{err}");
+        }
+    }
+}
+
 /// A steamcmd for `generation fetch`: prints its script (as the real one
 /// may echo it, password included), then does what `mode` in its directory
 /// says. Exit status deliberately unrelated to the outcome where the real

@@ -8,9 +8,9 @@
 //! `O_NOFOLLOW`, so no path is resolved twice and no symlink is followed,
 //! and a directory on another filesystem than the tree's top is refused.
 //! It reads each directory as a stream, never listing it into memory, and
-//! keeps one open directory per level: at most [`MAX_DEPTH`] levels and
-//! [`MAX_ENTRIES`] entries per directory, far beyond a game tree (7
-//! levels, a few thousand entries). What it holds is one getdents buffer
+//! keeps one open directory per level: at most [`MAX_DEPTH`] levels,
+//! [`MAX_ENTRIES`] entries per directory and [`MAX_TREE_ENTRIES`] in all,
+//! far beyond a game tree (7 levels, a few thousand entries). What it holds is one getdents buffer
 //! (at most about 25 KiB) per level, so about 2 MiB at most, whatever the
 //! names: the update user chooses them, and root's commit must not pay
 //! for them in memory.
@@ -29,6 +29,19 @@ use crate::fsx::{self, libc_mode};
 
 const MAX_DEPTH: usize = 64;
 const MAX_ENTRIES: usize = 100_000;
+/// Entries in a whole tree: every walk of a committed generation (the
+/// health checks' sizes, prepare's copy, a same-build comparison) costs
+/// time linear in them, so a tree of the update user's may not grow them
+/// without bound (twenty-ninth review: 600,000 empty files took root's
+/// commit 21.7 s and made every health check outgrow its memory cap).
+const MAX_TREE_ENTRIES: usize = 200_000;
+/// The apparent size a tree of the update user's may have, all its files
+/// together (L4D2 is about 10 GB). A reflink copies nothing, so the copy
+/// budget does not see a file the update user made large by cloning it
+/// into itself; but a same-build comparison reads it all, under the update
+/// lock (twenty-ninth review: a 1 TiB file of 64 MiB of blocks, about 22
+/// minutes of reads as root).
+pub(crate) const MAX_TREE_BYTES: u64 = 32 << 30;
 /// What a committed generation's directories are, and what its files may be
 /// at most: no set-id bits, nothing writable by group or others.
 const DIR_MODE: u32 = 0o755;
@@ -132,6 +145,7 @@ fn walk(
     // which an earlier walk over the same fd left at its end.
     let dir = open_dir_at(top, c".", shown_top)?;
     let mut levels = vec![Level::new(dir, shown_top.to_path_buf())?];
+    let mut entries = 0;
     while let Some(level) = levels.last_mut() {
         let Some(name) = level.next_name()? else {
             let depth = levels.len() - 1;
@@ -139,6 +153,17 @@ fn walk(
             leave(done.fd(), depth, &done.shown)?;
             continue;
         };
+        entries += 1;
+        if entries > MAX_TREE_ENTRIES {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{} holds more than {MAX_TREE_ENTRIES} entries; a game installation does not",
+                    shown_top.display()
+                ),
+            )
+            .hint("look at what wrote this tree"));
+        }
         let shown = level.shown.join(name.to_string_lossy().as_ref());
         // A mount point is refused before anything of it is stat'ed: its
         // filesystem could be a FUSE server that never answers.
@@ -225,11 +250,17 @@ struct Cloner {
 impl Cloner {
     /// Writes `src`'s content into the new, empty `dst`: a reflink where the
     /// filesystem can, else a copy. Returns the bytes copied (0 for a reflink).
-    fn fill(&mut self, src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<Option<u64>> {
+    fn fill(
+        &mut self,
+        src: &OwnedFd,
+        st: &Stat,
+        dst: &OwnedFd,
+        shown: &Path,
+    ) -> Result<Option<u64>> {
         if self.reflink(src, dst, shown)? {
             return Ok(None);
         }
-        copy_content(src, dst, shown).map(Some)
+        copy_content(src, st, dst, shown).map(Some)
     }
 
     /// Reflinks `src` into `dst`; false where the filesystem cannot.
@@ -258,13 +289,16 @@ impl Cloner {
     }
 }
 
-/// Copies `src`'s content into `dst`; returns the bytes written.
-fn copy_content(src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<u64> {
+/// Copies `src`'s content into `dst`, no more than the size `st` gave it
+/// (what the budget and the reserve were checked for: another account with
+/// a descriptor of the update user's file may grow it meanwhile, twenty-
+/// ninth review); returns the bytes written.
+fn copy_content(src: &OwnedFd, st: &Stat, dst: &OwnedFd, shown: &Path) -> Result<u64> {
     let dup = |fd: &OwnedFd| {
         fd.try_clone()
             .map_err(|e| Failure::os(shown, "dup", errno_of(&e)))
     };
-    let mut from = std::fs::File::from(dup(src)?);
+    let mut from = std::io::Read::take(std::fs::File::from(dup(src)?), st.st_size as u64);
     let mut to = std::fs::File::from(dup(dst)?);
     std::io::copy(&mut from, &mut to).map_err(|e| Failure::os(shown, "copy", errno_of(&e)))
 }
@@ -356,7 +390,7 @@ pub(crate) fn copy(
                     let from = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
                         .map_err(|e| Failure::os(v.shown, "open", e))?;
                     let new = create_in(to, v.name, v.shown)?;
-                    match cloner.fill(&from, &new, v.shown)? {
+                    match cloner.fill(&from, v.st, &new, v.shown)? {
                         None => stats.reflinked += 1,
                         Some(_) if fallback == Fallback::HardLink && shareable => {
                             // The first file found that this filesystem cannot reflink.
@@ -752,7 +786,10 @@ fn refused(r: Refusal, e: &Entry, shown: &Path) -> Failure {
 /// (import), whose root files are its own copies. Anything that is not a
 /// directory, a regular file or a symlink, belongs to a third account, is
 /// sparse, or is a file of the builder with more than one name, is
-/// refused, and so is a tree whose copies would write more than `budget`.
+/// refused, and so is a tree whose copies would write more than `budget`,
+/// or, when `builder` built it, whose files are larger than
+/// [`MAX_TREE_BYTES`] together; a file whose size changes while it is
+/// renewed is refused too.
 ///
 /// The new inodes are made in `staging` (an empty root-only directory on
 /// the same filesystem), one subdirectory per depth, under the file's own
@@ -800,13 +837,13 @@ pub(crate) fn take_over(
                 }
                 Verdict::Renew => {
                     let mut renewer = renewer.borrow_mut();
-                    renewer.stats.bytes += entry.size;
+                    renewer.add_bytes(entry.size, builder, v.shown)?;
                     renewer.stage(&v)?;
                     Ok(None)
                 }
                 Verdict::Shared => {
                     let mut renewer = renewer.borrow_mut();
-                    renewer.stats.bytes += entry.size;
+                    renewer.add_bytes(entry.size, builder, v.shown)?;
                     renewer.stats.shared += 1;
                     Ok(None)
                 }
@@ -845,6 +882,24 @@ struct Renewer<'a> {
 }
 
 impl Renewer<'_> {
+    /// Counts a file's apparent size; refuses a tree of the update user's
+    /// (`builder`) past [`MAX_TREE_BYTES`] before its next file is staged.
+    fn add_bytes(&mut self, size: u64, builder: Option<u32>, shown: &Path) -> Result<()> {
+        self.stats.bytes = self.stats.bytes.saturating_add(size);
+        if builder.is_some() && self.stats.bytes > MAX_TREE_BYTES {
+            return Err(Failure::new(
+                Kind::UnsafePath,
+                format!(
+                    "{}: the tree's files reach {} bytes with it, more than the {MAX_TREE_BYTES} a game installation may have",
+                    shown.display(),
+                    self.stats.bytes
+                ),
+            )
+            .hint("look at what wrote this tree; Left 4 Dead 2 is about 10 GB"));
+        }
+        Ok(())
+    }
+
     fn staging_for(&mut self, depth: usize) -> Result<BorrowedFd<'_>> {
         while self.by_depth.len() <= depth {
             let name = self.by_depth.len().to_string();
@@ -882,8 +937,9 @@ impl Renewer<'_> {
                 .hint("look at what wrote this tree; a game update is not larger than the game"));
             }
             require_unreserved_space(&new, size, v.shown)?;
-            self.stats.bytes_copied += copy_content(&old, &new, v.shown)?;
+            self.stats.bytes_copied += copy_content(&old, v.st, &new, v.shown)?;
         }
+        same_size(&old, &new, v.st, v.shown)?;
         // fchown of the new inode leaves no set-id bit or file capability behind.
         finish(&new, v.st, (0, 0), v.shown)
     }
@@ -940,6 +996,32 @@ fn require_unreserved_space(fd: &OwnedFd, size: u64, shown: &Path) -> Result<()>
             ),
         )
         .hint("free disk space, then update again"));
+    }
+    Ok(())
+}
+
+/// The builder's file `old` and its renewed copy `new` both have the size
+/// `st` gave it: an account that kept a descriptor of the file (the update
+/// user's processes are gone, another's may not be) did not grow or
+/// shrink it while it was copied or reflinked, which would have put more
+/// than was checked into the generation or half a file.
+fn same_size(old: &OwnedFd, new: &OwnedFd, st: &Stat, shown: &Path) -> Result<()> {
+    let sizes = [
+        fsx::stat_fd(old, shown)?.st_size,
+        fsx::stat_fd(new, shown)?.st_size,
+    ];
+    if sizes != [st.st_size; 2] {
+        return Err(Failure::new(
+            Kind::UnsafePath,
+            format!(
+                "{} changed size while it was being taken over ({} bytes, then {} and a copy of {})",
+                shown.display(),
+                st.st_size,
+                sizes[0],
+                sizes[1]
+            ),
+        )
+        .hint("another account holds it open for writing (its mode let it); look at what did, then update again"));
     }
     Ok(())
 }
@@ -1047,6 +1129,81 @@ mod tests {
         );
         let f = refused(Refusal::ThirdOwner, &entry(7, REG), Path::new("x"));
         assert!(f.message.contains("uid 7"), "{f:?}");
+    }
+
+    fn renewer(staging: BorrowedFd<'_>, can_reflink: Option<bool>) -> Renewer<'_> {
+        Renewer {
+            cloner: Cloner { can_reflink },
+            stats: TakeOverStats::default(),
+            budget: None,
+            staging,
+            by_depth: Vec::new(),
+            shown_staging: PathBuf::from("staging"),
+        }
+    }
+
+    /// Another account kept a descriptor of the update user's file and
+    /// grew it once root had checked its size: root copied until the disk
+    /// was full, its reserve included (twenty-ninth review). The copy stops
+    /// at the size checked, and the file is refused. Where the filesystem
+    /// reflinks, the clone (which writes nothing) is refused the same way.
+    #[test_log::test]
+    fn a_file_grown_after_its_stat_is_refused_and_copied_no_further() {
+        let tree = tempfile::tempdir().unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("f"), b"0123456789").unwrap();
+        let dir = rustix::fs::open(tree.path(), fsx::DIR_FLAGS, Mode::empty()).unwrap();
+        let st = rustix::fs::statat(&dir, c"f", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        let held = std::fs::OpenOptions::new()
+            .write(true)
+            .open(tree.path().join("f"))
+            .unwrap();
+        held.set_len(1 << 30).unwrap();
+        let staging_fd = rustix::fs::open(staging.path(), fsx::DIR_FLAGS, Mode::empty()).unwrap();
+        let mut r = renewer(staging_fd.as_fd(), None);
+        let shown = tree.path().join("f");
+        let visit = Visit {
+            dir: dir.as_fd(),
+            name: c"f",
+            st: &st,
+            shown: &shown,
+            depth: 0,
+        };
+        let f = r.stage(&visit).unwrap_err();
+        assert_eq!(f.kind, Kind::UnsafePath);
+        assert!(
+            f.message
+                .contains("changed size while it was being taken over (10 bytes, then 1073741824"),
+            "{f:?}"
+        );
+        let copy = std::fs::metadata(staging.path().join("0/f")).unwrap();
+        if r.cloner.can_reflink == Some(false) {
+            assert_eq!(copy.len(), 10, "the copy went past the size checked");
+            assert_eq!(r.stats.bytes_copied, 10);
+        } else {
+            // A reflink copies nothing; the clone has the grown size.
+            assert_eq!(r.stats.bytes_copied, 0);
+        }
+    }
+
+    #[test_log::test]
+    fn a_tree_of_the_update_users_is_refused_past_its_apparent_size() {
+        let staging = tempfile::tempdir().unwrap();
+        let fd = rustix::fs::open(staging.path(), fsx::DIR_FLAGS, Mode::empty()).unwrap();
+        let mut r = renewer(fd.as_fd(), None);
+        r.add_bytes(MAX_TREE_BYTES, Some(BUILDER), Path::new("a"))
+            .unwrap();
+        let f = r.add_bytes(1, Some(BUILDER), Path::new("b")).unwrap_err();
+        assert!(
+            f.message.starts_with(
+                "b: the tree's files reach 34359738369 bytes with it, more than the 34359738368"
+            ),
+            "{f:?}"
+        );
+        // Root's own tree (an import) is the admin's: no such bound.
+        let mut r = renewer(fd.as_fd(), None);
+        r.add_bytes(2 * MAX_TREE_BYTES, None, Path::new("c"))
+            .unwrap();
     }
 
     #[test_log::test]
