@@ -292,8 +292,10 @@ impl Cloner {
 /// Copies `src`'s content into `dst`, no more than the size `st` gave it
 /// (what the budget and the reserve were checked for: another account with
 /// a descriptor of the update user's file may grow it meanwhile, twenty-
-/// ninth review); returns the bytes written.
+/// ninth review), and only where that leaves the reserved blocks alone;
+/// returns the bytes written.
 fn copy_content(src: &OwnedFd, st: &Stat, dst: &OwnedFd, shown: &Path) -> Result<u64> {
+    require_unreserved_space(dst, st.st_size as u64, shown)?;
     let dup = |fd: &OwnedFd| {
         fd.try_clone()
             .map_err(|e| Failure::os(shown, "dup", errno_of(&e)))
@@ -358,6 +360,7 @@ pub(crate) fn copy(
             let (to, fallback) = (targets[v.depth].0.as_fd(), targets[v.depth].1);
             match fsx::file_type(v.st) {
                 libc_mode::S_IFDIR => {
+                    require_unreserved_space(to, DIR_BLOCK, v.shown)?;
                     rustix::fs::mkdirat(to, v.name, Mode::from_raw_mode(0o700))
                         .map_err(|e| Failure::os(v.shown, "create directory", e))?;
                     let child_to = open_dir_at(to, v.name, v.shown)?;
@@ -936,7 +939,6 @@ impl Renewer<'_> {
                 )
                 .hint("look at what wrote this tree; a game update is not larger than the game"));
             }
-            require_unreserved_space(&new, size, v.shown)?;
             self.stats.bytes_copied += copy_content(&old, v.st, &new, v.shown)?;
         }
         same_size(&old, &new, v.st, v.shown)?;
@@ -981,10 +983,17 @@ impl Renewer<'_> {
     }
 }
 
+/// What a new directory takes on disk, at least: one block.
+const DIR_BLOCK: u64 = 4096;
+
 /// Refuses a copy of `size` bytes that would dip into the blocks the
 /// filesystem reserves for root: the update user could not have written
-/// them, so root must not on its behalf.
-fn require_unreserved_space(fd: &OwnedFd, size: u64, shown: &Path) -> Result<()> {
+/// them, so root must not on its behalf, neither in commit's renewed
+/// copies nor in prepare's copies for it (thirtieth review: prepare's full
+/// copy of `steamapps/` wrote 700 MiB into the reserve, and the update
+/// user kept the blocks by passing a descriptor of its copy to another
+/// account before the run was discarded).
+fn require_unreserved_space(fd: impl AsFd, size: u64, shown: &Path) -> Result<()> {
     let vfs = rustix::fs::fstatvfs(fd).map_err(|e| Failure::os(shown, "statvfs", e))?;
     let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
     if size > available {
@@ -1184,6 +1193,35 @@ mod tests {
             // A reflink copies nothing; the clone has the grown size.
             assert_eq!(r.stats.bytes_copied, 0);
         }
+    }
+
+    /// Every copy root makes for the update user, prepare's full copy of
+    /// `steamapps/` too (thirtieth review: 700 MiB into root's reserve),
+    /// stays out of the reserved blocks: a file whose size is more than
+    /// the space others may use is refused before a byte is written.
+    #[test_log::test]
+    fn a_copy_that_would_use_the_reserved_blocks_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("src"), b"data").unwrap();
+        let src = rustix::fs::open(dir.path().join("src"), FILE_OPEN, Mode::empty()).unwrap();
+        let dst = rustix::fs::open(
+            dir.path().join("dst"),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let vfs = rustix::fs::fstatvfs(&dst).unwrap();
+        let mut st = fsx::stat_fd(&src, dir.path()).unwrap();
+        st.st_size = (vfs.f_bavail * vfs.f_frsize + 1) as _;
+        let f = copy_content(&src, &st, &dst, Path::new("x")).unwrap_err();
+        assert!(
+            f.message.contains("would use space reserved for root"),
+            "{f:?}"
+        );
+        assert_eq!(std::fs::metadata(dir.path().join("dst")).unwrap().len(), 0);
+        // Within the space left: copied.
+        let st = fsx::stat_fd(&src, dir.path()).unwrap();
+        assert_eq!(copy_content(&src, &st, &dst, Path::new("x")).unwrap(), 4);
     }
 
     #[test_log::test]

@@ -348,9 +348,9 @@ pub(crate) fn render_instance(
 pub(crate) struct Generation {
     pub id: String,
     pub build_id: Option<String>,
-    /// Allocated bytes of the generation's own files (hard links within it
-    /// counted once).
-    pub bytes: u64,
+    /// Allocated bytes of the generation's files, each name counted; none
+    /// when the check's walks had spent their budget ([`HOST_WALK_ENTRIES`]).
+    pub bytes: Option<u64>,
 }
 
 /// The host-wide figures.
@@ -359,8 +359,9 @@ pub(crate) struct Host {
     pub current: Option<String>,
     pub generations: Vec<Generation>,
     /// Allocated bytes of all generations, a file hard-linked into several
-    /// counted once: what they take on disk (reflinked extents aside).
-    pub total_bytes: u64,
+    /// counted once: what they take on disk (reflinked extents aside); none
+    /// when a generation's bytes are not known.
+    pub total_bytes: Option<u64>,
     /// The update unit's last run: whether it succeeded, when it ended.
     pub update: Option<(bool, u64)>,
     pub update_running: bool,
@@ -402,21 +403,23 @@ pub(crate) fn render_host(h: &Host) -> String {
         "Allocated bytes of one generation's files (files shared with another generation count in both).",
     );
     for g in &h.generations {
+        let Some(bytes) = g.bytes else { continue };
         let _ = writeln!(
             o,
-            "left4me_generation_bytes{{generation=\"{}\",build_id=\"{}\"}} {}",
+            "left4me_generation_bytes{{generation=\"{}\",build_id=\"{}\"}} {bytes}",
             esc(&g.id),
             esc(g.build_id.as_deref().unwrap_or("")),
-            g.bytes
         );
     }
-    head(
-        &mut o,
-        "left4me_generations_bytes",
-        "gauge",
-        "Allocated bytes of all generations, shared files counted once.",
-    );
-    let _ = writeln!(o, "left4me_generations_bytes {}", h.total_bytes);
+    if let Some(total) = h.total_bytes {
+        head(
+            &mut o,
+            "left4me_generations_bytes",
+            "gauge",
+            "Allocated bytes of all generations, shared files counted once.",
+        );
+        let _ = writeln!(o, "left4me_generations_bytes {total}");
+    }
     head(
         &mut o,
         "left4me_update_running",
@@ -443,15 +446,26 @@ pub(crate) fn render_host(h: &Host) -> String {
     o
 }
 
+/// Entries the host figures walk at most in one check's life. Each check
+/// walks every generation once (then keeps its figures), and the update
+/// user can make up to 200,000 entries a generation, kept on disk while a
+/// mount of the service user's holds it: 256 such generations took a
+/// check's start minutes of reads, the check blind meanwhile (thirtieth
+/// review, reasoned from 1.3 s cold for 131,000 entries). Two million is
+/// hundreds of genuine generations (a few thousand entries each), and at
+/// most about 20 s of cold reads, within a check's grace period.
+const HOST_WALK_ENTRIES: u64 = 2_000_000;
+
 /// Allocated bytes of the tree at `root` without following links: every
 /// name in full, and its share of the host-wide sum (a file of N names
 /// counts 1/N at each, so a file hard-linked into several generations
-/// counts once in all). Depth first, one open directory per level, and no
-/// set of inodes: a check's memory must not grow with a tree's entries
+/// counts once in all); none once `left` entries have been walked, taken
+/// from it. Depth first, one open directory per level, and no set of
+/// inodes: a check's memory must not grow with a tree's entries
 /// (twenty-ninth review: a set of 600,000 inodes made every check outgrow
 /// its 32 MiB cap; a list of the directories still to walk would grow the
 /// same way with directories).
-fn tree_bytes(root: &Path) -> io::Result<(u64, u64)> {
+fn tree_bytes(root: &Path, left: &mut u64) -> io::Result<Option<(u64, u64)>> {
     let (mut bytes, mut share) = (0u64, 0u64);
     let mut levels = vec![fs::read_dir(root)?];
     while let Some(level) = levels.last_mut() {
@@ -459,6 +473,10 @@ fn tree_bytes(root: &Path) -> io::Result<(u64, u64)> {
             levels.pop();
             continue;
         };
+        if *left == 0 {
+            return Ok(None);
+        }
+        *left -= 1;
         let path = entry?.path();
         let m = fs::symlink_metadata(&path)?;
         let allocated = m.blocks() * 512;
@@ -470,7 +488,7 @@ fn tree_bytes(root: &Path) -> io::Result<(u64, u64)> {
             share += allocated / m.nlink().max(1);
         }
     }
-    Ok((bytes, share))
+    Ok(Some((bytes, share)))
 }
 
 /// Reads the host-wide figures. A committed generation never changes, so
@@ -479,6 +497,8 @@ pub(crate) struct HostReader {
     installations: PathBuf,
     /// Each generation's figures and its share of the host-wide sum.
     walked: HashMap<String, (Generation, u64)>,
+    /// What is left of [`HOST_WALK_ENTRIES`].
+    left: u64,
 }
 
 impl HostReader {
@@ -486,6 +506,7 @@ impl HostReader {
         HostReader {
             installations,
             walked: HashMap::new(),
+            left: HOST_WALK_ENTRIES,
         }
     }
 
@@ -507,33 +528,38 @@ impl HostReader {
             .unwrap_or_default();
         ids.sort();
         self.walked.retain(|id, _| ids.contains(id));
+        let mut generations = Vec::new();
+        let mut total_bytes = Some(0);
         for id in &ids {
-            if self.walked.contains_key(id) {
+            if let Some((g, share)) = self.walked.get(id) {
+                generations.push(g.clone());
+                total_bytes = total_bytes.map(|t| t + share);
                 continue;
             }
             let dir = self.installations.join(id);
             // A generation being removed (gc) is skipped until it is gone.
-            if let Ok((bytes, share)) = tree_bytes(&dir) {
-                let build_id = fs::read(dir.join("steamapps/appmanifest_222860.acf"))
-                    .ok()
-                    .and_then(|b| {
-                        crate::generation::parse_manifest(&String::from_utf8_lossy(&b)).build_id
-                    });
-                let g = Generation {
-                    id: id.clone(),
-                    build_id,
-                    bytes,
-                };
-                self.walked.insert(id.clone(), (g, share));
+            let Ok(walked) = tree_bytes(&dir, &mut self.left) else {
+                continue;
+            };
+            let build_id = fs::read(dir.join("steamapps/appmanifest_222860.acf"))
+                .ok()
+                .and_then(|b| {
+                    crate::generation::parse_manifest(&String::from_utf8_lossy(&b)).build_id
+                });
+            let mut g = Generation {
+                id: id.clone(),
+                build_id,
+                bytes: None,
+            };
+            match walked {
+                Some((bytes, share)) => {
+                    g.bytes = Some(bytes);
+                    total_bytes = total_bytes.map(|t| t + share);
+                    self.walked.insert(id.clone(), (g.clone(), share));
+                }
+                None => total_bytes = None,
             }
-        }
-        let mut total_bytes = 0;
-        let mut generations = Vec::new();
-        for id in &ids {
-            if let Some((g, share)) = self.walked.get(id) {
-                generations.push(g.clone());
-                total_bytes += share;
-            }
+            generations.push(g);
         }
         let p = systemd
             .show(
@@ -837,10 +863,10 @@ mod tests {
         let h = reader.read(&FakeSystemd::default());
         assert_eq!(h.current.as_deref(), Some(b));
         assert_eq!(h.generations.len(), 2);
-        assert!(h.generations.iter().all(|g| g.bytes >= 64 * 1024));
-        let sum: u64 = h.generations.iter().map(|g| g.bytes).sum();
+        assert!(h.generations.iter().all(|g| g.bytes >= Some(64 * 1024)));
+        let sum: u64 = h.generations.iter().filter_map(|g| g.bytes).sum();
         let big = fs::metadata(inst.join(a).join("big")).unwrap().blocks() * 512;
-        assert_eq!(h.total_bytes, sum - big, "{h:?}");
+        assert_eq!(h.total_bytes, Some(sum - big), "{h:?}");
         assert_eq!(h.update, None);
         let t = render_host(&h);
         assert!(
@@ -850,6 +876,43 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("left4me_generations 2\n"), "{t}");
+    }
+
+    /// A check walks at most [`HOST_WALK_ENTRIES`] in its life (thirtieth
+    /// review: 256 kept generations of 200,000 entries each took a check's
+    /// start minutes); past them a generation's bytes and the total are
+    /// left out, not guessed, and the walks done are kept.
+    #[test]
+    fn the_host_walk_stops_at_its_budget_and_says_nothing_it_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = dir.path().join("installations");
+        let (a, b) = ("20261130T030000Z", "20261201T000000Z");
+        for (g, files) in [(a, 3), (b, 5)] {
+            fs::create_dir_all(inst.join(g)).unwrap();
+            for i in 0..files {
+                fs::write(inst.join(g).join(i.to_string()), b"x").unwrap();
+            }
+        }
+        let mut reader = HostReader::new(inst.clone());
+        reader.left = 6;
+        let h = reader.read(&FakeSystemd::default());
+        let known: Vec<bool> = h.generations.iter().map(|g| g.bytes.is_some()).collect();
+        assert_eq!(known, [true, false], "{h:?}");
+        assert_eq!((h.total_bytes, reader.left), (None, 0));
+        let t = render_host(&h);
+        assert!(
+            t.contains(&format!("left4me_generation_bytes{{generation=\"{a}\"")),
+            "{t}"
+        );
+        assert!(
+            !t.contains(&format!("left4me_generation_bytes{{generation=\"{b}\"")),
+            "{t}"
+        );
+        assert!(!t.contains("left4me_generations_bytes"), "{t}");
+        assert!(t.contains("left4me_generations 2\n"), "{t}");
+        // The first stays known; the second is not walked again.
+        let again = reader.read(&FakeSystemd::default());
+        assert_eq!(again.generations, h.generations);
     }
 
     const UPDATE_FAILED: &[(&str, &str)] = &[

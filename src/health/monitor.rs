@@ -277,9 +277,12 @@ impl<S: Systemd> Monitor<S> {
         // host the game's start is what players wait for; node exporter
         // reads the file every 15-60 s anyway.
         let first_write = s.grace().min(FIRST_METRICS_DELAY);
+        let grace_ends = Instant::now() + s.grace();
         sleep(first_write);
+        // Its walk of the generations (at most HOST_WALK_ENTRIES) runs in
+        // the grace period, which it does not lengthen.
         metrics.write(&record);
-        sleep(s.grace() - first_write);
+        sleep(grace_ends.saturating_duration_since(Instant::now()));
         let mut next = Instant::now();
         let mut events_warned = false;
         let mut too_soon_logged = false;
