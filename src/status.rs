@@ -263,15 +263,6 @@ const MAX_ENTRIES: u64 = 100_000;
 /// each would take minutes (twenty-fifth review: 30 such names, 9 s).
 /// Past it a layer's size is shown as truncated.
 pub(crate) const LISTING_ENTRIES: u64 = 1_000_000;
-/// What reading a directory is charged, in entries: one per this many
-/// bytes of its size past its first 4 KiB (one block, read with its
-/// entry's statx). A directory keeps its size when its entries are removed
-/// (ext4), so a tree of emptied directories cost a walk that counted
-/// entries alone seconds of reads and nothing of its budget (twenty-eighth
-/// review: 372 MiB of them, 2.5 s cold). 256 bytes from a cold disk (about
-/// 150 MB/s) take about what one entry's statx does.
-const DIR_BYTES_PER_ENTRY: u64 = 256;
-const DIR_BYTES_FREE: u64 = 4096;
 
 /// The size of the tree at `dir`, counting at most [`MAX_ENTRIES`] entries
 /// and no more than are `left` of the listing's budget, which it takes
@@ -292,7 +283,7 @@ pub(crate) fn usage(dir: BorrowedFd<'_>, left: &mut u64) -> Usage {
 /// Takes a directory's read from `budget`; false (and the total marked
 /// truncated) when the budget cannot pay for it.
 fn charge_read(size: u64, budget: &mut u64, total: &mut Usage) -> bool {
-    let cost = size.saturating_sub(DIR_BYTES_FREE) / DIR_BYTES_PER_ENTRY;
+    let cost = fsx::dir_read_cost(size);
     if cost > *budget {
         total.truncated = true;
         return false;
@@ -381,7 +372,7 @@ mod tests {
             std::fs::remove_file(emptied.join(format!("{long}{i}"))).unwrap();
         }
         let size = rustix::fs::stat(&emptied).unwrap().st_size as u64;
-        let cost = size.saturating_sub(DIR_BYTES_FREE) / DIR_BYTES_PER_ENTRY;
+        let cost = fsx::dir_read_cost(size);
         let fd = rustix::fs::open(upper.path(), fsx::DIR_FLAGS, Mode::empty()).unwrap();
         let mut left = LISTING_ENTRIES;
         let counted = usage(fd.as_fd(), &mut left);

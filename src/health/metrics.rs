@@ -460,13 +460,25 @@ const HOST_WALK_ENTRIES: u64 = 2_000_000;
 /// name in full, and its share of the host-wide sum (a file of N names
 /// counts 1/N at each, so a file hard-linked into several generations
 /// counts once in all); none once `left` entries have been walked, taken
-/// from it. Depth first, one open directory per level, and no set of
+/// from it, a directory's size charged before it is read
+/// ([`crate::fsx::dir_read_cost`]). Depth first, one open directory per level, and no set of
 /// inodes: a check's memory must not grow with a tree's entries
 /// (twenty-ninth review: a set of 600,000 inodes made every check outgrow
 /// its 32 MiB cap; a list of the directories still to walk would grow the
 /// same way with directories).
 fn tree_bytes(root: &Path, left: &mut u64) -> io::Result<Option<(u64, u64)>> {
     let (mut bytes, mut share) = (0u64, 0u64);
+    let charge = |dir: &fs::Metadata, left: &mut u64| {
+        let cost = crate::fsx::dir_read_cost(dir.len());
+        let paid = cost <= *left;
+        if paid {
+            *left -= cost;
+        }
+        paid
+    };
+    if !charge(&fs::symlink_metadata(root)?, left) {
+        return Ok(None);
+    }
     let mut levels = vec![fs::read_dir(root)?];
     while let Some(level) = levels.last_mut() {
         let Some(entry) = level.next() else {
@@ -483,6 +495,9 @@ fn tree_bytes(root: &Path, left: &mut u64) -> io::Result<Option<(u64, u64)>> {
         bytes += allocated;
         if m.is_dir() {
             share += allocated;
+            if !charge(&m, left) {
+                return Ok(None);
+            }
             levels.push(fs::read_dir(&path)?);
         } else {
             share += allocated / m.nlink().max(1);
@@ -913,6 +928,31 @@ mod tests {
         // The first stays known; the second is not walked again.
         let again = reader.read(&FakeSystemd::default());
         assert_eq!(again.generations, h.generations);
+    }
+
+    /// An emptied directory keeps its size (ext4), and reading it is
+    /// charged before it is read: a generation of such directories cannot
+    /// cost a check more than its budget (thirty-first review).
+    #[test]
+    fn the_host_walk_charges_a_directory_its_size_before_reading_it() {
+        let root = tempfile::tempdir().unwrap();
+        let emptied = root.path().join("emptied");
+        fs::create_dir(&emptied).unwrap();
+        let long = "x".repeat(200);
+        for i in 0..2000 {
+            fs::write(emptied.join(format!("{long}{i}")), b"").unwrap();
+        }
+        for i in 0..2000 {
+            fs::remove_file(emptied.join(format!("{long}{i}"))).unwrap();
+        }
+        let cost = crate::fsx::dir_read_cost(fs::metadata(&emptied).unwrap().len());
+        let mut left = 1 + cost;
+        assert!(tree_bytes(root.path(), &mut left).unwrap().is_some());
+        assert_eq!(left, 0);
+        let mut left = cost;
+        assert_eq!(tree_bytes(root.path(), &mut left).unwrap(), None);
+        // ext4 kept about 500 KiB; tmpfs keeps nothing, and has nothing to read.
+        assert!(cost > 1000 || fs::metadata(&emptied).unwrap().len() == 0);
     }
 
     const UPDATE_FAILED: &[(&str, &str)] = &[
