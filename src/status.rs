@@ -385,8 +385,9 @@ mod tests {
         let mut left = cost;
         assert!(usage(fd.as_fd(), &mut left).truncated);
         // ext4 (a state dir's usual home) keeps an emptied directory's
-        // size: 2,000 names of 200 bytes took about 500 KiB. tmpfs keeps
-        // none, and has nothing to read.
-        assert!(cost > 1000 || size == 0, "size {size}");
+        // size: 2,000 names of 200 bytes took about 500 KiB. tmpfs (the
+        // package build's /tmp) shows 20 bytes an entry and keeps nothing
+        // of the removed ones: nothing past a first block to read.
+        assert!(cost > 1000 || size < 4096, "size {size}");
     }
 }

@@ -256,20 +256,19 @@ struct Cloner {
 
 impl Cloner {
     /// Writes `src`'s content into the new, empty `dst`: a reflink where the
-    /// filesystem can, else a copy for `owner` ([`copy_content`]). Returns
-    /// the bytes copied (none for a reflink).
+    /// filesystem can, else a copy. Returns the bytes copied (none for a
+    /// reflink).
     fn fill(
         &mut self,
         src: &OwnedFd,
         st: &Stat,
         dst: &OwnedFd,
-        owner: u32,
         shown: &Path,
     ) -> Result<Option<u64>> {
         if self.reflink(src, dst, shown)? {
             return Ok(None);
         }
-        copy_content(src, st, dst, owner, shown).map(Some)
+        copy_content(src, st, dst, shown).map(Some)
     }
 
     /// Reflinks `src` into `dst`; false where the filesystem cannot.
@@ -301,12 +300,10 @@ impl Cloner {
 /// Copies `src`'s content into `dst`, no more than the size `st` gave it
 /// (what the budget and the reserve were checked for: another account with
 /// a descriptor of the update user's file may grow it meanwhile, twenty-
-/// ninth review); returns the bytes written. A copy for `owner`, when that
-/// is not root, is written as [`WritingFor`] it: the filesystem itself then
-/// keeps it out of the blocks it reserves for root. The check before it
-/// only gives the clearer message: other accounts can fill the disk while
-/// the copy runs (thirty-first review: 145 MiB of the reserve in one copy).
-fn copy_content(src: &OwnedFd, st: &Stat, dst: &OwnedFd, owner: u32, shown: &Path) -> Result<u64> {
+/// ninth review); returns the bytes written. The check of the reserve
+/// before it gives the clearer message; what keeps a copy for the update
+/// user out of the reserve while others fill the disk is [`WritingFor`].
+fn copy_content(src: &OwnedFd, st: &Stat, dst: &OwnedFd, shown: &Path) -> Result<u64> {
     require_unreserved_space(dst, st.st_size as u64, shown)?;
     let dup = |fd: &OwnedFd| {
         fd.try_clone()
@@ -314,37 +311,31 @@ fn copy_content(src: &OwnedFd, st: &Stat, dst: &OwnedFd, owner: u32, shown: &Pat
     };
     let mut from = std::io::Read::take(std::fs::File::from(dup(src)?), st.st_size as u64);
     let mut to = std::fs::File::from(dup(dst)?);
-    let _for = (owner != 0)
-        .then(|| WritingFor::enter(owner, shown))
-        .transpose()?;
     std::io::copy(&mut from, &mut to).map_err(|e| Failure::os(shown, "copy", errno_of(&e)))
 }
 
-/// While alive, this thread allocates blocks as `uid` would: its filesystem
-/// uid is `uid` and `CAP_SYS_RESOURCE` is out of its effective set. ext4
-/// lets a writer use the blocks it reserves only with filesystem uid 0 (its
-/// default `resuid`) or that capability (`ext4_has_free_clusters`), checked
-/// at each allocation, where no check made before the write can race.
-/// Measured on an ext4 loop device with 20% reserved: such a writer got
-/// ENOSPC once the space others may use was spent. The write goes to a
-/// descriptor root opened, so the permissions `uid` lacks do not matter.
+/// While alive, this thread allocates blocks as `uid` would, everything it
+/// writes on the update user's behalf (prepare's copy for it, commit's
+/// take-over of its tree): file data, directories, their entries and
+/// symlinks. Its filesystem uid is `uid`, and its effective capabilities
+/// are what they were but `CAP_SYS_RESOURCE` (raised again after
+/// `setfsuid`, which drops the file capabilities: root still opens, links
+/// and chowns what it must). ext4 lets a writer use the blocks it reserves
+/// only with filesystem uid 0 (its default `resuid`) or that capability
+/// (`ext4_has_free_clusters`), at each allocation, where no check made
+/// before a write can race with other accounts filling the disk
+/// (thirty-first review: 145 MiB of the reserve in one copy; thirty-second:
+/// 157 MiB in symlinks). Measured on an ext4 loop device with 20% reserved:
+/// such a writer got ENOSPC once the space others may use was spent.
 struct WritingFor {
-    lowered: Option<rustix::thread::CapabilitySets>,
+    before: rustix::thread::CapabilitySets,
 }
 
 impl WritingFor {
     fn enter(uid: u32, shown: &Path) -> Result<WritingFor> {
         use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
-        let caps = capabilities(None).map_err(|e| Failure::os(shown, "capget", e))?;
-        let lowered = caps
-            .effective
-            .contains(CapabilitySet::SYS_RESOURCE)
-            .then_some(caps);
-        if let Some(mut without) = lowered {
-            without.effective.remove(CapabilitySet::SYS_RESOURCE);
-            set_capabilities(None, without).map_err(|e| Failure::os(shown, "capset", e))?;
-        }
-        let guard = WritingFor { lowered };
+        let before = capabilities(None).map_err(|e| Failure::os(shown, "capget", e))?;
+        let guard = WritingFor { before };
         nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
         // setfsuid says nothing of a failure; asked again, it tells.
         let now = nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
@@ -354,6 +345,9 @@ impl WritingFor {
                 format!("{}: cannot write as uid {uid} (setfsuid)", shown.display()),
             ));
         }
+        let mut without = before;
+        without.effective.remove(CapabilitySet::SYS_RESOURCE);
+        set_capabilities(None, without).map_err(|e| Failure::os(shown, "capset", e))?;
         Ok(guard)
     }
 }
@@ -363,10 +357,9 @@ impl Drop for WritingFor {
         nix::unistd::setfsuid(nix::unistd::Uid::from_raw(
             rustix::process::geteuid().as_raw(),
         ));
-        if let Some(caps) = self.lowered {
-            // Raising back what the permitted set holds cannot fail.
-            let _ = rustix::thread::set_capabilities(None, caps);
-        }
+        // Back to the sets read at the start: within the permitted set,
+        // which nothing here lowered, so it cannot fail.
+        let _ = rustix::thread::set_capabilities(None, self.before);
     }
 }
 
@@ -409,6 +402,10 @@ pub(crate) fn copy(
     fallback: Fallback,
     shown_dst: &Path,
 ) -> Result<CopyStats> {
+    // A copy for the update user (prepare's) allocates as that user would.
+    let _for = (owner.0 != 0)
+        .then(|| WritingFor::enter(owner.0, shown_dst))
+        .transpose()?;
     let mut stats = CopyStats::default();
     let mut cloner = Cloner::default();
     // The destination directory and fallback per level of the walk.
@@ -458,7 +455,7 @@ pub(crate) fn copy(
                     let from = rustix::fs::openat(v.dir, v.name, FILE_OPEN, Mode::empty())
                         .map_err(|e| Failure::os(v.shown, "open", e))?;
                     let new = create_in(to, v.name, v.shown)?;
-                    match cloner.fill(&from, v.st, &new, owner.0, v.shown)? {
+                    match cloner.fill(&from, v.st, &new, v.shown)? {
                         None => stats.reflinked += 1,
                         Some(_) if fallback == Fallback::HardLink && shareable => {
                             // The first file found that this filesystem cannot reflink.
@@ -877,6 +874,11 @@ pub(crate) fn take_over(
     staging: (BorrowedFd<'_>, &Path),
     shown_top: &Path,
 ) -> Result<TakeOverStats> {
+    // What root writes taking over the update user's tree, it writes as
+    // that user would allocate.
+    let _for = builder
+        .map(|uid| WritingFor::enter(uid, shown_top))
+        .transpose()?;
     // The visitor stages, the walk's leave renames: both change it.
     let renewer = RefCell::new(Renewer {
         cloner: Cloner::default(),
@@ -1031,8 +1033,7 @@ impl Renewer<'_> {
                 )
                 .hint("look at what wrote this tree; a game update is not larger than the game"));
             }
-            let owner = self.builder.unwrap_or(0);
-            self.stats.bytes_copied += copy_content(&old, v.st, &new, owner, v.shown)?;
+            self.stats.bytes_copied += copy_content(&old, v.st, &new, v.shown)?;
         }
         same_size(&old, &new, v.st, v.shown)?;
         // fchown of the new inode leaves no set-id bit or file capability behind.
@@ -1148,8 +1149,15 @@ mod tests {
     use super::*;
 
     const BUILDER: u32 = 500;
-    /// A uid every test run may write as: nobody's (the unprivileged run's own).
-    const NOBODY: u32 = 65534;
+    /// A uid that is not root's and that the test may write as: nobody's
+    /// when run as root, else its own (the unprivileged runs: nobody, or
+    /// the package build's user).
+    fn writer() -> u32 {
+        match rustix::process::geteuid().as_raw() {
+            0 => 65534,
+            own => own,
+        }
+    }
     const REG: u32 = libc_mode::S_IFREG;
     // The other file types (fsx::libc_mode names only the three a tree may hold).
     const FIFO: u32 = 0o010000;
@@ -1266,7 +1274,7 @@ mod tests {
             .unwrap();
         held.set_len(1 << 30).unwrap();
         let staging_fd = rustix::fs::open(staging.path(), fsx::DIR_FLAGS, Mode::empty()).unwrap();
-        let mut r = renewer(staging_fd.as_fd(), Some(NOBODY));
+        let mut r = renewer(staging_fd.as_fd(), Some(writer()));
         let shown = tree.path().join("f");
         let visit = Visit {
             dir: dir.as_fd(),
@@ -1310,7 +1318,7 @@ mod tests {
         let vfs = rustix::fs::fstatvfs(&dst).unwrap();
         let mut st = fsx::stat_fd(&src, dir.path()).unwrap();
         st.st_size = (vfs.f_bavail * vfs.f_frsize + 1) as _;
-        let f = copy_content(&src, &st, &dst, NOBODY, Path::new("x")).unwrap_err();
+        let f = copy_content(&src, &st, &dst, Path::new("x")).unwrap_err();
         assert!(
             f.message.contains("would use space reserved for root"),
             "{f:?}"
@@ -1318,15 +1326,12 @@ mod tests {
         assert_eq!(std::fs::metadata(dir.path().join("dst")).unwrap().len(), 0);
         // Within the space left: copied.
         let st = fsx::stat_fd(&src, dir.path()).unwrap();
-        assert_eq!(
-            copy_content(&src, &st, &dst, NOBODY, Path::new("x")).unwrap(),
-            4
-        );
+        assert_eq!(copy_content(&src, &st, &dst, Path::new("x")).unwrap(), 4);
     }
 
-    /// The thread's filesystem uid and whether CAP_SYS_RESOURCE is
-    /// effective, as the kernel shows them.
-    fn fsuid_and_sys_resource() -> (u32, bool) {
+    /// The thread's filesystem uid and effective capabilities, as the
+    /// kernel shows them.
+    fn fsuid_and_effective() -> (u32, u64) {
         let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
         let field = |key: &str| -> Vec<String> {
             status
@@ -1339,24 +1344,23 @@ mod tests {
         };
         let fsuid = field("Uid:")[3].parse().unwrap();
         let eff = u64::from_str_radix(&field("CapEff:")[0], 16).unwrap();
-        (
-            fsuid,
-            eff & rustix::thread::CapabilitySet::SYS_RESOURCE.bits() != 0,
-        )
+        (fsuid, eff)
     }
 
-    /// A copy for the update user allocates as it would: ext4 keeps its
-    /// reserved blocks from a writer whose filesystem uid is not root's and
-    /// who lacks CAP_SYS_RESOURCE, at each allocation (measured by hand on a
-    /// loop device, docs/unit.md). Here: the copy is made so, and the
-    /// thread's own identity is back afterwards.
+    /// What root writes for the update user allocates as it would: ext4
+    /// keeps its reserved blocks from a writer whose filesystem uid is not
+    /// root's and who lacks CAP_SYS_RESOURCE, at each allocation (measured
+    /// by hand on a loop device, docs/unit.md). Here: the thread writes so,
+    /// keeps every other capability it had (setfsuid drops the file ones),
+    /// and is itself again afterwards.
     #[test_log::test]
-    fn a_copy_for_the_update_user_is_written_with_its_filesystem_uid() {
-        let before = fsuid_and_sys_resource();
-        let guard = WritingFor::enter(NOBODY, Path::new("x")).unwrap();
-        assert_eq!(fsuid_and_sys_resource(), (NOBODY, false));
+    fn what_root_writes_for_the_update_user_is_written_with_its_filesystem_uid() {
+        let sys_resource = rustix::thread::CapabilitySet::SYS_RESOURCE.bits();
+        let before = fsuid_and_effective();
+        let guard = WritingFor::enter(writer(), Path::new("x")).unwrap();
+        assert_eq!(fsuid_and_effective(), (writer(), before.1 & !sys_resource));
         drop(guard);
-        assert_eq!(fsuid_and_sys_resource(), before);
+        assert_eq!(fsuid_and_effective(), before);
         assert_eq!(before.0, rustix::process::geteuid().as_raw());
     }
 

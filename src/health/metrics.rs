@@ -951,8 +951,9 @@ mod tests {
         assert_eq!(left, 0);
         let mut left = cost;
         assert_eq!(tree_bytes(root.path(), &mut left).unwrap(), None);
-        // ext4 kept about 500 KiB; tmpfs keeps nothing, and has nothing to read.
-        assert!(cost > 1000 || fs::metadata(&emptied).unwrap().len() == 0);
+        // ext4 kept about 500 KiB; tmpfs (the package build's /tmp) keeps
+        // nothing of the removed names, and has nothing past a block to read.
+        assert!(cost > 1000 || fs::metadata(&emptied).unwrap().len() < 4096);
     }
 
     const UPDATE_FAILED: &[(&str, &str)] = &[
