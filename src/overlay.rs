@@ -50,7 +50,15 @@ pub(crate) fn assemble(
             staging: staging.as_fd(),
             stage_shown,
         };
-        Ok((parts.build()?, stack))
+        // overlayfs writes through merged/ and copies up with its creator's
+        // credentials: made as the service user's, the game's writes stay
+        // out of the blocks the filesystem reserves for root.
+        let mounted = {
+            let _as =
+                fsx::WritingAs::enter((user.uid, user.gid), &state.shown(&paths.part(UPPER)))?;
+            parts.build()?
+        };
+        Ok((mounted, stack))
     })
 }
 

@@ -302,7 +302,7 @@ impl Cloner {
 /// a descriptor of the update user's file may grow it meanwhile, twenty-
 /// ninth review); returns the bytes written. The check of the reserve
 /// before it gives the clearer message; what keeps a copy for the update
-/// user out of the reserve while others fill the disk is [`WritingFor`].
+/// user out of the reserve while others fill the disk is [`fsx::WritingAs`].
 fn copy_content(src: &OwnedFd, st: &Stat, dst: &OwnedFd, shown: &Path) -> Result<u64> {
     require_unreserved_space(dst, st.st_size as u64, shown)?;
     let dup = |fd: &OwnedFd| {
@@ -312,55 +312,6 @@ fn copy_content(src: &OwnedFd, st: &Stat, dst: &OwnedFd, shown: &Path) -> Result
     let mut from = std::io::Read::take(std::fs::File::from(dup(src)?), st.st_size as u64);
     let mut to = std::fs::File::from(dup(dst)?);
     std::io::copy(&mut from, &mut to).map_err(|e| Failure::os(shown, "copy", errno_of(&e)))
-}
-
-/// While alive, this thread allocates blocks as `uid` would, everything it
-/// writes on the update user's behalf (prepare's copy for it, commit's
-/// take-over of its tree): file data, directories, their entries and
-/// symlinks. Its filesystem uid is `uid`, and its effective capabilities
-/// are what they were but `CAP_SYS_RESOURCE` (raised again after
-/// `setfsuid`, which drops the file capabilities: root still opens, links
-/// and chowns what it must). ext4 lets a writer use the blocks it reserves
-/// only with filesystem uid 0 (its default `resuid`) or that capability
-/// (`ext4_has_free_clusters`), at each allocation, where no check made
-/// before a write can race with other accounts filling the disk
-/// (thirty-first review: 145 MiB of the reserve in one copy; thirty-second:
-/// 157 MiB in symlinks). Measured on an ext4 loop device with 20% reserved:
-/// such a writer got ENOSPC once the space others may use was spent.
-struct WritingFor {
-    before: rustix::thread::CapabilitySets,
-}
-
-impl WritingFor {
-    fn enter(uid: u32, shown: &Path) -> Result<WritingFor> {
-        use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
-        let before = capabilities(None).map_err(|e| Failure::os(shown, "capget", e))?;
-        let guard = WritingFor { before };
-        nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
-        // setfsuid says nothing of a failure; asked again, it tells.
-        let now = nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
-        if now.as_raw() != uid {
-            return Err(Failure::new(
-                Kind::NotPermitted,
-                format!("{}: cannot write as uid {uid} (setfsuid)", shown.display()),
-            ));
-        }
-        let mut without = before;
-        without.effective.remove(CapabilitySet::SYS_RESOURCE);
-        set_capabilities(None, without).map_err(|e| Failure::os(shown, "capset", e))?;
-        Ok(guard)
-    }
-}
-
-impl Drop for WritingFor {
-    fn drop(&mut self) {
-        nix::unistd::setfsuid(nix::unistd::Uid::from_raw(
-            rustix::process::geteuid().as_raw(),
-        ));
-        // Back to the sets read at the start: within the permitted set,
-        // which nothing here lowered, so it cannot fail.
-        let _ = rustix::thread::set_capabilities(None, self.before);
-    }
 }
 
 fn create_in(dir: BorrowedFd<'_>, name: &CStr, shown: &Path) -> Result<OwnedFd> {
@@ -403,8 +354,8 @@ pub(crate) fn copy(
     shown_dst: &Path,
 ) -> Result<CopyStats> {
     // A copy for the update user (prepare's) allocates as that user would.
-    let _for = (owner.0 != 0)
-        .then(|| WritingFor::enter(owner.0, shown_dst))
+    let _as = (owner.0 != 0)
+        .then(|| fsx::WritingAs::enter(owner, shown_dst))
         .transpose()?;
     let mut stats = CopyStats::default();
     let mut cloner = Cloner::default();
@@ -841,7 +792,7 @@ fn refused(r: Refusal, e: &Entry, shown: &Path) -> Failure {
 }
 
 /// Makes the tree under `top` a generation. Every entry of `builder` (the
-/// update user; `None` when root built it) becomes root's, with set-id bits
+/// update user, with its group: `builder_ids`; `None` when root built it) becomes root's, with set-id bits
 /// and group/other write bits cleared, and each of its regular files gets a
 /// new root-owned inode (a reflink where the filesystem can, else a copy)
 /// renamed over it: a descriptor or mapping of the old inode, opened by
@@ -868,7 +819,7 @@ fn refused(r: Refusal, e: &Entry, shown: &Path) -> Failure {
 /// walked.
 pub(crate) fn take_over(
     top: BorrowedFd<'_>,
-    builder: Option<u32>,
+    builder_ids: Option<(u32, u32)>,
     previous: Option<&Previous>,
     budget: Option<u64>,
     staging: (BorrowedFd<'_>, &Path),
@@ -876,9 +827,10 @@ pub(crate) fn take_over(
 ) -> Result<TakeOverStats> {
     // What root writes taking over the update user's tree, it writes as
     // that user would allocate.
-    let _for = builder
-        .map(|uid| WritingFor::enter(uid, shown_top))
+    let _as = builder_ids
+        .map(|ids| fsx::WritingAs::enter(ids, shown_top))
         .transpose()?;
+    let builder = builder_ids.map(|(uid, _)| uid);
     // The visitor stages, the walk's leave renames: both change it.
     let renewer = RefCell::new(Renewer {
         cloner: Cloner::default(),
@@ -1149,13 +1101,13 @@ mod tests {
     use super::*;
 
     const BUILDER: u32 = 500;
-    /// A uid that is not root's and that the test may write as: nobody's
-    /// when run as root, else its own (the unprivileged runs: nobody, or
+    /// A uid and gid that are not root's and that the test may write as:
+    /// nobody's when run as root, else its own (the unprivileged runs: nobody, or
     /// the package build's user).
-    fn writer() -> u32 {
+    fn writer() -> (u32, u32) {
         match rustix::process::geteuid().as_raw() {
-            0 => 65534,
-            own => own,
+            0 => (65534, 65534),
+            own => (own, rustix::process::getegid().as_raw()),
         }
     }
     const REG: u32 = libc_mode::S_IFREG;
@@ -1274,7 +1226,7 @@ mod tests {
             .unwrap();
         held.set_len(1 << 30).unwrap();
         let staging_fd = rustix::fs::open(staging.path(), fsx::DIR_FLAGS, Mode::empty()).unwrap();
-        let mut r = renewer(staging_fd.as_fd(), Some(writer()));
+        let mut r = renewer(staging_fd.as_fd(), Some(writer().0));
         let shown = tree.path().join("f");
         let visit = Visit {
             dir: dir.as_fd(),
@@ -1357,8 +1309,11 @@ mod tests {
     fn what_root_writes_for_the_update_user_is_written_with_its_filesystem_uid() {
         let sys_resource = rustix::thread::CapabilitySet::SYS_RESOURCE.bits();
         let before = fsuid_and_effective();
-        let guard = WritingFor::enter(writer(), Path::new("x")).unwrap();
-        assert_eq!(fsuid_and_effective(), (writer(), before.1 & !sys_resource));
+        let guard = fsx::WritingAs::enter(writer(), Path::new("x")).unwrap();
+        assert_eq!(
+            fsuid_and_effective(),
+            (writer().0, before.1 & !sys_resource)
+        );
         drop(guard);
         assert_eq!(fsuid_and_effective(), before);
         assert_eq!(before.0, rustix::process::geteuid().as_raw());

@@ -486,7 +486,7 @@ fn take_next(
     let staging = held.open(RENEW)?;
     let taken_over = tree::take_over(
         next,
-        builder,
+        builder.map(|uid| (uid, top.st_gid)),
         previous.as_ref(),
         budget,
         (staging.as_fd(), &held.shown(RENEW)),
