@@ -53,13 +53,33 @@ pub(crate) fn assemble(
         // overlayfs writes through merged/ and copies up with its creator's
         // credentials: made as the service user's, the game's writes stay
         // out of the blocks the filesystem reserves for root.
+        let upper_shown = state.shown(&paths.part(UPPER));
         let mounted = {
-            let _as =
-                fsx::WritingAs::enter((user.uid, user.gid), &state.shown(&paths.part(UPPER)))?;
+            let _as = fsx::WritingAs::enter((user.uid, user.gid), &upper_shown)?;
             parts.build()?
         };
+        require_writable(&mounted, name, &upper_shown)?;
         Ok((mounted, stack))
     })
+}
+
+/// overlayfs mounts read-only, and says so only in the kernel log, when it
+/// cannot make its work directory: made as the service user, it gets no
+/// block of root's reserve on a full disk (thirty-fourth review), and a
+/// game on a read-only overlay would fail every write until the next mount.
+fn require_writable(mounted: &OwnedFd, name: &InstanceName, upper: &Path) -> Result<()> {
+    let vfs = rustix::fs::fstatvfs(mounted).map_err(|e| Failure::os(upper, "statvfs", e))?;
+    if vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Err(Failure::new(
+            Kind::Unexpected,
+            format!(
+                "instance {name}: overlayfs could only mount read-only: no space for its work directory beside {}",
+                upper.display()
+            ),
+        )
+        .hint("the filesystem is full for the service user; free space (a reset discards an instance's writes), then start it again"));
+    }
+    Ok(())
 }
 
 /// Where the mounts that only the private namespace needs are attached: a
