@@ -525,23 +525,26 @@ pub(crate) fn dir_read_cost(size: u64) -> u64 {
 }
 
 /// While alive, this thread allocates blocks as the user of `ids` (uid,
-/// gid) would, everything it writes on another account's behalf: prepare's
-/// copy for the update user and commit's take-over of its tree (file data,
-/// directories, their entries, symlinks), and the overlay of an instance,
-/// whose creator's credentials overlayfs keeps for every write through
-/// `merged/` and every copy-up. Its filesystem uid and gid are the user's,
-/// and its effective capabilities are what they were but
-/// `CAP_SYS_RESOURCE` (raised again after `setfsuid`, which drops the file
-/// capabilities: root still opens, links and chowns what it must;
-/// overlayfs drops that one capability from its creator's by itself). ext4 lets a writer use the blocks it reserves
-/// only with filesystem uid 0 (its default `resuid`) or that capability
-/// (`ext4_has_free_clusters`), at each allocation, where no check made
-/// before a write can race with other accounts filling the disk
-/// (thirty-first review: 145 MiB of the reserve in one copy; thirty-second:
-/// 157 MiB in symlinks; thirty-third: the game took all 120 MiB of a test
-/// reserve through `merged/` in 0.34 s). The gid too: ext4 also lets the
-/// members of a `resgid=` group use the reserve. Measured on an ext4 loop device with 20% reserved:
-/// such a writer got ENOSPC once the space others may use was spent.
+/// gid) would. It wraps what root writes on another account's behalf:
+/// prepare's copy for the update user and commit's take-over of its tree
+/// (file data, directories, their entries, symlinks), and the creation of
+/// an instance's overlay, whose creator's credentials overlayfs keeps for
+/// every write through `merged/` and every copy-up.
+///
+/// The thread's filesystem uid and gid become the user's, and its
+/// effective capabilities stay what they were but `CAP_SYS_RESOURCE`
+/// (raised again after `setfsuid`, which drops the file capabilities:
+/// root still opens, links and chowns what it must; overlayfs drops that
+/// one capability from its creator's by itself). ext4 lets a writer use
+/// the blocks it reserves only with filesystem uid 0 (its default
+/// `resuid`), a filesystem or supplementary gid equal to a non-root
+/// `resgid`, or that capability (`ext4_has_free_clusters`), and checks at
+/// each allocation, where no check made before a write can race with other
+/// accounts filling the disk (thirty-first review: 145 MiB of the reserve
+/// in one copy; thirty-second: 157 MiB in symlinks; thirty-third: the game
+/// took all 120 MiB of a test reserve through `merged/` in 0.34 s).
+/// Measured on ext4 loop devices: such a writer gets ENOSPC once the space
+/// others may use is spent (docs/unit.md).
 pub(crate) struct WritingAs {
     before: rustix::thread::CapabilitySets,
 }
@@ -584,6 +587,17 @@ impl Drop for WritingAs {
         // Back to the sets read at the start: within the permitted set,
         // which nothing here lowered, so it cannot fail.
         let _ = rustix::thread::set_capabilities(None, self.before);
+    }
+}
+
+/// A uid and gid that are not root's and that a test may write as:
+/// nobody's when run as root, else its own (the unprivileged runs: nobody,
+/// or the package build's user).
+#[cfg(test)]
+pub(crate) fn test_writer() -> (u32, u32) {
+    match rustix::process::geteuid().as_raw() {
+        0 => (65534, 65534),
+        own => (own, rustix::process::getegid().as_raw()),
     }
 }
 
@@ -710,5 +724,43 @@ mod tests {
         remove_file(fd.as_fd(), "f", Path::new("f")).unwrap();
         remove_file(fd.as_fd(), "f", Path::new("f")).unwrap();
         assert!(!dir.path().join("f").exists());
+    }
+
+    /// The thread's filesystem uid and effective capabilities, as the
+    /// kernel shows them.
+    fn fsuid_and_effective() -> (u32, u64) {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let field = |key: &str| -> Vec<String> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        let fsuid = field("Uid:")[3].parse().unwrap();
+        let eff = u64::from_str_radix(&field("CapEff:")[0], 16).unwrap();
+        (fsuid, eff)
+    }
+
+    /// What root writes for the update user allocates as it would: ext4
+    /// keeps its reserved blocks from a writer whose filesystem uid is not
+    /// root's and who lacks CAP_SYS_RESOURCE, at each allocation (measured
+    /// by hand on a loop device, docs/unit.md). Here: the thread writes so,
+    /// keeps every other capability it had (setfsuid drops the file ones),
+    /// and is itself again afterwards.
+    #[test_log::test]
+    fn what_root_writes_for_the_update_user_is_written_with_its_filesystem_uid() {
+        let sys_resource = rustix::thread::CapabilitySet::SYS_RESOURCE.bits();
+        let before = fsuid_and_effective();
+        let guard = WritingAs::enter(test_writer(), Path::new("x")).unwrap();
+        assert_eq!(
+            fsuid_and_effective(),
+            (test_writer().0, before.1 & !sys_resource)
+        );
+        drop(guard);
+        assert_eq!(fsuid_and_effective(), before);
+        assert_eq!(before.0, rustix::process::geteuid().as_raw());
     }
 }

@@ -1101,15 +1101,6 @@ mod tests {
     use super::*;
 
     const BUILDER: u32 = 500;
-    /// A uid and gid that are not root's and that the test may write as:
-    /// nobody's when run as root, else its own (the unprivileged runs: nobody, or
-    /// the package build's user).
-    fn writer() -> (u32, u32) {
-        match rustix::process::geteuid().as_raw() {
-            0 => (65534, 65534),
-            own => (own, rustix::process::getegid().as_raw()),
-        }
-    }
     const REG: u32 = libc_mode::S_IFREG;
     // The other file types (fsx::libc_mode names only the three a tree may hold).
     const FIFO: u32 = 0o010000;
@@ -1226,7 +1217,7 @@ mod tests {
             .unwrap();
         held.set_len(1 << 30).unwrap();
         let staging_fd = rustix::fs::open(staging.path(), fsx::DIR_FLAGS, Mode::empty()).unwrap();
-        let mut r = renewer(staging_fd.as_fd(), Some(writer().0));
+        let mut r = renewer(staging_fd.as_fd(), Some(fsx::test_writer().0));
         let shown = tree.path().join("f");
         let visit = Visit {
             dir: dir.as_fd(),
@@ -1279,44 +1270,6 @@ mod tests {
         // Within the space left: copied.
         let st = fsx::stat_fd(&src, dir.path()).unwrap();
         assert_eq!(copy_content(&src, &st, &dst, Path::new("x")).unwrap(), 4);
-    }
-
-    /// The thread's filesystem uid and effective capabilities, as the
-    /// kernel shows them.
-    fn fsuid_and_effective() -> (u32, u64) {
-        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-        let field = |key: &str| -> Vec<String> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap()
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect()
-        };
-        let fsuid = field("Uid:")[3].parse().unwrap();
-        let eff = u64::from_str_radix(&field("CapEff:")[0], 16).unwrap();
-        (fsuid, eff)
-    }
-
-    /// What root writes for the update user allocates as it would: ext4
-    /// keeps its reserved blocks from a writer whose filesystem uid is not
-    /// root's and who lacks CAP_SYS_RESOURCE, at each allocation (measured
-    /// by hand on a loop device, docs/unit.md). Here: the thread writes so,
-    /// keeps every other capability it had (setfsuid drops the file ones),
-    /// and is itself again afterwards.
-    #[test_log::test]
-    fn what_root_writes_for_the_update_user_is_written_with_its_filesystem_uid() {
-        let sys_resource = rustix::thread::CapabilitySet::SYS_RESOURCE.bits();
-        let before = fsuid_and_effective();
-        let guard = fsx::WritingAs::enter(writer(), Path::new("x")).unwrap();
-        assert_eq!(
-            fsuid_and_effective(),
-            (writer().0, before.1 & !sys_resource)
-        );
-        drop(guard);
-        assert_eq!(fsuid_and_effective(), before);
-        assert_eq!(before.0, rustix::process::geteuid().as_raw());
     }
 
     #[test_log::test]
