@@ -16,6 +16,9 @@ use crate::ports::{self, Ports};
 
 /// instance.env is a few lines; anything this large is not one.
 pub(crate) const MAX_BYTES: usize = 64 * 1024;
+/// What the game's copy adds to the values of instance.env: its header, the
+/// resolved ports and the generation, well under this.
+const RENDER_SLACK: usize = 1024;
 /// overlayfs stacks at most 500 lower layers; two are the installation and
 /// the per-instance layer.
 pub(crate) const MAX_OVERLAYS: usize = 498;
@@ -238,6 +241,21 @@ fn parse_value(raw: &str) -> Result<String, String> {
 impl InstanceConfig {
     pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<Self, Failure> {
         let vars = parse_assignments(bytes, origin)?;
+        // Root writes the game's copy of these values at each mount, where
+        // each of `" \ $ `` takes two bytes: a file of dollar signs made a
+        // 128 KiB copy, past what the other instances' port check reads
+        // and written as root (thirty-fifth review).
+        let rendered = render_assignments(&vars).len();
+        if rendered > MAX_BYTES - RENDER_SLACK {
+            return Err(Failure::new(
+                Kind::InvalidConfig,
+                format!(
+                    "{origin}: its values take {rendered} bytes once quoted for the game's environment, more than the {} they may (each \\, \", $ or ` takes two)",
+                    MAX_BYTES - RENDER_SLACK
+                ),
+            )
+            .hint("shorten the longest value (L4D2_ARGS, most likely)"));
+        }
         let get = |key: &str| vars.iter().find(|a| a.key == key);
         let port_of = |a: &Assignment| {
             a.value
@@ -567,6 +585,24 @@ mod tests {
             ["L4D2_ARGS=\"a\"", "L4D2_PORT=\"2\"", "L4D2_HEALTH_X=\"y\""]
         );
         assert_eq!(cfg.ports.game, 2);
+    }
+
+    /// 65,505 bytes of `$` in L4D2_ARGS made root's copy for the game
+    /// 131,138 bytes (thirty-fifth review); the file is refused instead,
+    /// and what fits keeps its copy within the 64 KiB its readers take.
+    #[test_log::test]
+    fn values_that_quote_past_the_copys_size_are_refused() {
+        let dollars = |n: usize| format!("L4D2_PORT=27015\nL4D2_ARGS='{}'\n", "$".repeat(n));
+        let err = InstanceConfig::parse(dollars(40_000).as_bytes(), "i.env").unwrap_err();
+        assert_eq!(err.kind, Kind::InvalidConfig);
+        assert!(
+            err.message
+                .starts_with("i.env: its values take 80031 bytes once quoted"),
+            "{}",
+            err.message
+        );
+        let fits = InstanceConfig::parse(dollars(30_000).as_bytes(), "i.env").unwrap();
+        assert!(render(&fits.vars).len() + RENDER_SLACK <= MAX_BYTES);
     }
 
     #[test_log::test]
