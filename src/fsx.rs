@@ -524,6 +524,18 @@ pub(crate) fn dir_read_cost(size: u64) -> u64 {
     size.saturating_sub(DIR_BYTES_FREE) / DIR_BYTES_PER_ENTRY
 }
 
+/// Takes the [`dir_read_cost`] of a directory of `size` bytes from `left`;
+/// false, taking nothing, when `left` cannot pay it: the directory is then
+/// not to be read.
+pub(crate) fn pay_dir_read(size: u64, left: &mut u64) -> bool {
+    let cost = dir_read_cost(size);
+    let paid = cost <= *left;
+    if paid {
+        *left -= cost;
+    }
+    paid
+}
+
 /// While alive, this thread allocates blocks as the user of `ids` (uid,
 /// gid) would. It wraps what root writes on another account's behalf:
 /// prepare's copy for the update user and commit's take-over of its tree

@@ -283,13 +283,9 @@ pub(crate) fn usage(dir: BorrowedFd<'_>, left: &mut u64) -> Usage {
 /// Takes a directory's read from `budget`; false (and the total marked
 /// truncated) when the budget cannot pay for it.
 fn charge_read(size: u64, budget: &mut u64, total: &mut Usage) -> bool {
-    let cost = fsx::dir_read_cost(size);
-    if cost > *budget {
-        total.truncated = true;
-        return false;
-    }
-    *budget -= cost;
-    true
+    let paid = fsx::pay_dir_read(size, budget);
+    total.truncated |= !paid;
+    paid
 }
 
 fn add_usage(dir: BorrowedFd<'_>, depth: usize, budget: &mut u64, total: &mut Usage) {
@@ -343,7 +339,7 @@ mod tests {
     use super::*;
 
     #[test_log::test]
-    fn a_directory_is_charged_for_its_blocks_past_the_first_before_it_is_read() {
+    fn a_directory_is_charged_for_its_size_past_the_first_block_before_it_is_read() {
         let mut total = Usage::default();
         let mut budget = 100;
         // One 4 KiB block: free.
@@ -360,7 +356,7 @@ mod tests {
     }
 
     #[test_log::test]
-    fn an_emptied_directory_costs_the_walk_its_blocks() {
+    fn an_emptied_directory_costs_the_walk_its_size() {
         let upper = tempfile::tempdir().unwrap();
         let emptied = upper.path().join("emptied");
         std::fs::create_dir(&emptied).unwrap();

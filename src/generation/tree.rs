@@ -10,10 +10,10 @@
 //! It reads each directory as a stream, never listing it into memory, and
 //! keeps one open directory per level: at most [`MAX_DEPTH`] levels,
 //! [`MAX_ENTRIES`] entries per directory and [`MAX_TREE_ENTRIES`] in all,
-//! far beyond a game tree (7 levels, a few thousand entries). What it holds is one getdents buffer
-//! (at most about 25 KiB) per level, so about 2 MiB at most, whatever the
-//! names: the update user chooses them, and root's commit must not pay
-//! for them in memory.
+//! far beyond a game tree (7 levels, a few thousand entries). What it
+//! holds is one getdents buffer (at most about 25 KiB) per level, so about
+//! 2 MiB at most, whatever the names: the update user chooses them, and
+//! root's commit must not pay for them in memory.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -791,21 +791,24 @@ fn refused(r: Refusal, e: &Entry, shown: &Path) -> Failure {
     Failure::new(Kind::UnsafePath, message).hint(hint)
 }
 
-/// Makes the tree under `top` a generation. Every entry of `builder` (the
-/// update user, with its group: `builder_ids`; `None` when root built it) becomes root's, with set-id bits
-/// and group/other write bits cleared, and each of its regular files gets a
-/// new root-owned inode (a reflink where the filesystem can, else a copy)
-/// renamed over it: a descriptor or mapping of the old inode, opened by
-/// anyone before the take-over, cannot write into the committed generation.
+/// Makes the tree under `top` a generation. Every entry of the builder (the
+/// update user, uid and gid in `builder_ids`; `None` when root built it)
+/// becomes root's, with set-id bits and group/other write bits cleared,
+/// and each of its regular files gets a new root-owned inode (a reflink
+/// where the filesystem can, else a copy) renamed over it: a descriptor or
+/// mapping of the old inode, opened by anyone before the take-over, cannot
+/// write into the committed generation.
 /// A root-owned file must be one of `previous`'s (hard-linked by prepare)
 /// and is never changed; `previous` is `None` when root built the tree
 /// (import), whose root files are its own copies. Anything that is not a
 /// directory, a regular file or a symlink, belongs to a third account, is
 /// sparse, or is a file of the builder with more than one name, is
 /// refused, and so is a tree whose copies would write more than `budget`,
-/// or, when `builder` built it, whose files are larger than
-/// [`MAX_TREE_BYTES`] together; a file whose size changes while it is
-/// renewed is refused too.
+/// or, when the update user built it, whose files are larger than
+/// [`MAX_TREE_BYTES`] or whose directories than [`MAX_TREE_DIR_BYTES`]
+/// together; a file whose size changes while it is renewed is refused too.
+/// What root writes for the update user here, it writes as
+/// [`fsx::WritingAs`] that user.
 ///
 /// The new inodes are made in `staging` (an empty root-only directory on
 /// the same filesystem), one subdirectory per depth, under the file's own
@@ -815,7 +818,7 @@ fn refused(r: Refusal, e: &Entry, shown: &Path) -> Failure {
 /// grows a prefix (a 255-byte name stays valid).
 ///
 /// The caller has made `top` root's and 0700 and checked that no process of
-/// `builder` is left, so nothing can reach the tree by path while it is
+/// the builder is left, so nothing can reach the tree by path while it is
 /// walked.
 pub(crate) fn take_over(
     top: BorrowedFd<'_>,

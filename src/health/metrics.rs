@@ -460,23 +460,15 @@ const HOST_WALK_ENTRIES: u64 = 2_000_000;
 /// name in full, and its share of the host-wide sum (a file of N names
 /// counts 1/N at each, so a file hard-linked into several generations
 /// counts once in all); none once `left` entries have been walked, taken
-/// from it, a directory's size charged before it is read
-/// ([`crate::fsx::dir_read_cost`]). Depth first, one open directory per level, and no set of
-/// inodes: a check's memory must not grow with a tree's entries
-/// (twenty-ninth review: a set of 600,000 inodes made every check outgrow
-/// its 32 MiB cap; a list of the directories still to walk would grow the
-/// same way with directories).
+/// from it, each directory's size paid for before it is read
+/// ([`crate::fsx::pay_dir_read`]). Depth first, one open directory per
+/// level, and no set of inodes: a check's memory must not grow with a
+/// tree's entries (twenty-ninth review: a set of 600,000 inodes made every
+/// check outgrow its 32 MiB cap; a list of the directories still to walk
+/// would grow the same way with directories).
 fn tree_bytes(root: &Path, left: &mut u64) -> io::Result<Option<(u64, u64)>> {
     let (mut bytes, mut share) = (0u64, 0u64);
-    let charge = |dir: &fs::Metadata, left: &mut u64| {
-        let cost = crate::fsx::dir_read_cost(dir.len());
-        let paid = cost <= *left;
-        if paid {
-            *left -= cost;
-        }
-        paid
-    };
-    if !charge(&fs::symlink_metadata(root)?, left) {
+    if !crate::fsx::pay_dir_read(fs::symlink_metadata(root)?.len(), left) {
         return Ok(None);
     }
     let mut levels = vec![fs::read_dir(root)?];
@@ -495,7 +487,7 @@ fn tree_bytes(root: &Path, left: &mut u64) -> io::Result<Option<(u64, u64)>> {
         bytes += allocated;
         if m.is_dir() {
             share += allocated;
-            if !charge(&m, left) {
+            if !crate::fsx::pay_dir_read(m.len(), left) {
                 return Ok(None);
             }
             levels.push(fs::read_dir(&path)?);
